@@ -1,0 +1,285 @@
+"""The survey instrument, as data: load and validate `surveys/<wave>/instrument.yaml`.
+
+An instrument lists the questions of one wave. Each question has a stable concept id (what links
+waves), a type, bilingual labels, choices with codes, a required flag, skip logic, a disclosure
+class, and aliases: the column names survey platforms use for it. Everything downstream (ingest,
+validation, de-identification, the warehouse, indicators) is driven by this file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONCEPT_ID = r"^[a-z][a-z0-9_]*$"
+
+
+class InstrumentError(ValueError):
+    """An instrument file that cannot be used; the message names the file and the field."""
+
+
+class QuestionType(str, Enum):
+    single = "single"  # one choice
+    multiple = "multiple"  # any number of choices
+    likert = "likert"  # one choice on an ordered scale
+    numeric = "numeric"
+    text = "text"  # open answer: scrubbed before storage
+    date = "date"
+
+
+class Disclosure(str, Enum):
+    direct = "direct"  # identifies a person by itself: never stored
+    quasi = "quasi"  # identifies in combination: generalised, k-anonymity
+    sensitive = "sensitive"  # harmful if linked to a person: l-diversity
+    none = "none"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Labels(Strict):
+    en: str
+    fr: str
+
+
+class Choice(Strict):
+    code: str
+    label: Labels
+    # Points this answer contributes to a scored scale (e.g. the Employment Precarity Index).
+    score: float | None = None
+    # Answers that mean "no answer given" (prefer not to say, don't know): never count as a yes or no.
+    missing: bool = False
+
+    @field_validator("code", mode="before")
+    @classmethod
+    def _code_as_text(cls, value: Any) -> str:
+        return str(value)
+
+
+class Range(Strict):
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Range":
+        if self.min > self.max:
+            raise ValueError(f"range min {self.min} is above max {self.max}")
+        return self
+
+
+class Condition(Strict):
+    """Skip logic: `question` answered with one of `in` (any selected, for multiple choice)."""
+
+    question: str
+    in_: list[str] = Field(alias="in")
+
+    @field_validator("in_", mode="before")
+    @classmethod
+    def _codes_as_text(cls, value: Any) -> list[str]:
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+class AllOf(Strict):
+    all: list["ShowIf"]
+
+
+class AnyOf(Strict):
+    any: list["ShowIf"]
+
+
+ShowIf = Annotated[Union[Condition, AllOf, AnyOf], Field(union_mode="left_to_right")]
+AllOf.model_rebuild()
+AnyOf.model_rebuild()
+
+
+class Question(Strict):
+    id: str = Field(pattern=CONCEPT_ID)
+    type: QuestionType
+    label: Labels
+    choices: list[Choice] | str | None = None  # a list, or the name of a shared choice set
+    required: bool = False
+    show_if: ShowIf | None = None
+    disclosure: Disclosure = Disclosure.none
+    range: Range | None = None
+    unit: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+
+    @field_validator("aliases", mode="before")
+    @classmethod
+    def _aliases_as_text(cls, value: Any) -> list[str]:
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _type_rules(self) -> "Question":
+        choice_types = {QuestionType.single, QuestionType.multiple, QuestionType.likert}
+        if self.type in choice_types and not self.choices:
+            raise ValueError(f"question {self.id!r} is {self.type.value} but has no choices")
+        if self.type not in choice_types and self.choices:
+            raise ValueError(f"question {self.id!r} is {self.type.value} and cannot have choices")
+        if self.range is not None and self.type is not QuestionType.numeric:
+            raise ValueError(f"question {self.id!r}: only numeric questions take a range")
+        return self
+
+
+class Section(Strict):
+    id: str = Field(pattern=CONCEPT_ID)
+    title: Labels
+    questions: list[Question]
+
+
+class CollectionWindow(Strict):
+    start: dt.date
+    end: dt.date
+
+
+class Instrument(Strict):
+    wave: int = Field(ge=2000, le=2100)
+    title: Labels
+    languages: list[Literal["en", "fr"]]
+    collection_window: CollectionWindow
+    # Who is in scope: each named condition must hold, or the response is excluded with that name
+    # as its reason (e.g. no_consent, ineligible). Checked in the order written.
+    inclusion: dict[str, Condition] = Field(default_factory=dict)
+    choice_sets: dict[str, list[Choice]] = Field(default_factory=dict)
+    sections: list[Section]
+    # Filled in by load_instrument: the file it came from and a hash of its bytes.
+    source: str = ""
+    sha256: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Instrument":
+        seen: set[str] = set()
+        aliases: dict[str, str] = {}
+        for question in self.questions:
+            if question.id in seen:
+                raise ValueError(f"concept id {question.id!r} is used twice")
+            seen.add(question.id)
+            if isinstance(question.choices, str) and question.choices not in self.choice_sets:
+                raise ValueError(
+                    f"question {question.id!r} uses choice set {question.choices!r}, "
+                    f"which is not under choice_sets (known: {', '.join(sorted(self.choice_sets))})"
+                )
+            for alias in [question.id, *question.aliases]:
+                other = aliases.setdefault(alias.lower(), question.id)
+                if other != question.id:
+                    raise ValueError(f"alias {alias!r} names both {other!r} and {question.id!r}")
+        rules = [(q.id, c) for q in self.questions for c in _conditions(q.show_if)]
+        rules += [(f"inclusion {name}", c) for name, c in self.inclusion.items()]
+        for owner, condition in rules:
+            if condition.question not in seen:
+                raise ValueError(
+                    f"{owner}: the condition refers to unknown question {condition.question!r}"
+                )
+            known = {c.code for c in self.choices_of(self.question(condition.question))}
+            unknown = [code for code in condition.in_ if known and code not in known]
+            if unknown:
+                raise ValueError(
+                    f"{owner}: the condition uses codes {unknown} that "
+                    f"{condition.question!r} does not have"
+                )
+        return self
+
+    @property
+    def questions(self) -> list[Question]:
+        return [q for section in self.sections for q in section.questions]
+
+    def question(self, concept_id: str) -> Question:
+        for question in self.questions:
+            if question.id == concept_id:
+                return question
+        raise KeyError(concept_id)
+
+    def choices_of(self, question: Question) -> list[Choice]:
+        if question.choices is None:
+            return []
+        if isinstance(question.choices, str):
+            return self.choice_sets[question.choices]
+        return question.choices
+
+    def by_disclosure(self, *classes: Disclosure) -> list[Question]:
+        return [q for q in self.questions if q.disclosure in classes]
+
+    def alias_map(self) -> dict[str, str]:
+        """Lower-cased platform column name (or concept id) -> concept id."""
+        mapping: dict[str, str] = {}
+        for question in self.questions:
+            for alias in [question.id, *question.aliases]:
+                mapping[alias.lower()] = question.id
+        return mapping
+
+
+def _conditions(show_if: ShowIf | None) -> list[Condition]:
+    if show_if is None:
+        return []
+    if isinstance(show_if, Condition):
+        return [show_if]
+    parts = show_if.all if isinstance(show_if, AllOf) else show_if.any
+    return [c for part in parts for c in _conditions(part)]
+
+
+def conditions_of(question: Question) -> list[Condition]:
+    """Every elementary condition in a question's skip logic."""
+    return _conditions(question.show_if)
+
+
+def load_instrument(path: str | Path) -> Instrument:
+    """Read and validate an instrument YAML file; errors name the file and the field."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InstrumentError(f"{path}: cannot read the instrument file ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise InstrumentError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InstrumentError(f"{path}: expected a mapping with wave, title, sections, ...")
+    try:
+        instrument = Instrument.model_validate(data)
+    except ValidationError as exc:
+        raise InstrumentError(f"{path}: invalid instrument\n{_explain(exc, data)}") from None
+    return instrument.model_copy(
+        update={"source": str(path), "sha256": hashlib.sha256(raw).hexdigest()}
+    )
+
+
+def _explain(exc: ValidationError, data: dict) -> str:
+    """Turn pydantic's error list into lines a person can act on: where, then what."""
+    lines = []
+    for error in exc.errors():
+        lines.append(f"  - at {_readable_location(error['loc'], data)}: {error['msg']}")
+    return "\n".join(dict.fromkeys(lines))  # union branches repeat the same place
+
+
+def _readable_location(loc: tuple, data: Any) -> str:
+    parts: list[str] = []
+    node = data
+    for key in loc:
+        if isinstance(key, int) and isinstance(node, list) and key < len(node):
+            node = node[key]
+            ident = node.get("id") if isinstance(node, dict) else None
+            parts.append(f"[{key}]" + (f" (id {ident})" if ident else ""))
+        elif isinstance(key, str) and isinstance(node, dict) and key in node:
+            node = node[key]
+            parts.append(f".{key}")
+        else:
+            parts.append(f".{key}")  # a union branch name or a missing key
+    return "".join(parts).lstrip(".") or "top level"
+
+
+def instrument_path(surveys_dir: Path, wave: int) -> Path:
+    return surveys_dir / str(wave) / "instrument.yaml"
+
+
+def available_waves(surveys_dir: Path) -> list[int]:
+    return sorted(
+        int(p.parent.name) for p in surveys_dir.glob("*/instrument.yaml") if p.parent.name.isdigit()
+    )

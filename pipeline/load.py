@@ -1,0 +1,174 @@
+"""Load: write de-identified responses and the ledger into the DuckDB warehouse, atomically.
+
+All files of one run are written in a single transaction: a failure or an interrupted process
+leaves the warehouse exactly as it was. A file already in the ledger (same content hash) is never
+loaded again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pandas as pd
+import yaml
+
+from pipeline.deidentify import Deidentified
+from pipeline.ingest import Export
+from pipeline.instrument import Disclosure, Instrument
+from pipeline.validate import Validation
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse cannot be opened or written; the message says what to do."""
+
+
+@dataclass
+class FileLoad:
+    """Everything one export file contributes to the warehouse."""
+
+    export: Export
+    instrument: Instrument
+    validation: Validation
+    data: Deidentified
+    synthetic: bool
+
+
+def schema_sql() -> str:
+    return resources.files("pipeline").joinpath("sql/schema.sql").read_text(encoding="utf-8")
+
+
+@contextmanager
+def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    if read_only and not path.exists():
+        raise WarehouseError(f"{path}: no warehouse yet; run `consult run` (or `make report`) first")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        message = str(exc).splitlines()[0]
+        hint = " Another `consult` run may be using it: wait for it to finish." if "lock" in message.lower() else ""
+        raise WarehouseError(f"{path}: cannot open the warehouse ({message}).{hint}") from None
+    except OSError as exc:
+        raise WarehouseError(f"{path}: cannot create the warehouse folder ({exc.strerror})") from None
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(schema_sql())
+
+
+def loaded_hashes(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {row[0] for row in con.execute("SELECT file_sha256 FROM load_ledger").fetchall()}
+
+
+def seen_response_keys(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {row[0] for row in con.execute("SELECT response_key FROM seen_responses").fetchall()}
+
+
+def holds_synthetic(con: duckdb.DuckDBPyConnection) -> bool | None:
+    """True/False when the warehouse holds synthetic/real data, None when it is empty."""
+    rows = con.execute("SELECT DISTINCT synthetic FROM load_ledger").fetchall()
+    return None if not rows else bool(rows[0][0])
+
+
+def write_run(con: duckdb.DuckDBPyConnection, loads: list[FileLoad], run_id: str, living_wage_file: Path) -> None:
+    """Write every file of a run; the caller wraps this in a transaction."""
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    for item in loads:
+        _write_catalogue(con, item.instrument)
+        _write_file(con, item, run_id, now)
+    _write_living_wage(con, living_wage_file, {item.instrument.wave for item in loads})
+
+
+def _append(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    if frame.empty:
+        return
+    con.register("incoming", frame)
+    columns = ", ".join(frame.columns)
+    con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM incoming")
+    con.unregister("incoming")
+
+
+def _write_file(con: duckdb.DuckDBPyConnection, item: FileLoad, run_id: str, now: dt.datetime) -> None:
+    export, validation, data = item.export, item.validation, item.data
+    sha = export.sha256
+    counts = {outcome: validation.count(outcome) for outcome in ("loaded", "quarantined", "excluded", "duplicate")}
+    con.execute(
+        "INSERT INTO load_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [sha, export.path.name, item.instrument.wave, export.platform, item.synthetic, item.instrument.sha256,
+         run_id, now, export.rows, counts["loaded"], counts["quarantined"], counts["excluded"], counts["duplicate"]],
+    )
+    outcomes = pd.DataFrame({
+        "file_sha256": sha,
+        "source_row": [export.source_row(i) for i in validation.outcome.index],
+        "outcome": validation.outcome.values,
+        "reason": validation.reason.values,
+    })
+    _append(con, "row_outcomes", outcomes)
+    issues = pd.DataFrame(
+        [(sha, i.source_row, i.rule, i.concept, i.value) for i in validation.issues],
+        columns=["file_sha256", "source_row", "rule", "concept", "value"],
+    )
+    _append(con, "quarantine_issues", issues)
+    if validation.response_keys is not None:
+        keys = validation.response_keys[validation.outcome == "loaded"].dropna()
+        _append(con, "seen_responses", pd.DataFrame({"response_key": keys.values, "file_sha256": sha}))
+    respondents = data.respondents.assign(file_sha256=sha)
+    _append(con, "respondents", respondents)
+    _append(con, "answers", data.answers)
+    _append(con, "open_text", data.open_text)
+
+
+def _write_catalogue(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> None:
+    wave = instrument.wave
+    con.execute("DELETE FROM concepts WHERE wave = ?", [wave])
+    con.execute("DELETE FROM choices WHERE wave = ?", [wave])
+    concept_rows, choice_rows = [], []
+    for section in instrument.sections:
+        for q in section.questions:
+            concept_rows.append((wave, q.id, section.id, q.type.value, q.disclosure.value,
+                                 q.disclosure is not Disclosure.direct, q.label.en, q.label.fr))
+            for c in instrument.choices_of(q):
+                choice_rows.append((wave, q.id, c.code, c.label.en, c.label.fr, c.score, c.missing))
+    _append(con, "concepts", pd.DataFrame(concept_rows, columns=[
+        "wave", "concept", "section", "type", "disclosure", "stored", "label_en", "label_fr"]))
+    _append(con, "choices", pd.DataFrame(choice_rows, columns=[
+        "wave", "concept", "code", "label_en", "label_fr", "score", "missing"]))
+
+
+def _write_living_wage(con: duckdb.DuckDBPyConnection, path: Path, waves: set[int]) -> None:
+    reference = yaml.safe_load(path.read_text(encoding="utf-8"))
+    rows = []
+    for wave in sorted(waves):
+        rule = reference["rate_year_for_wave"].get(wave)
+        if rule is None:
+            raise WarehouseError(f"{path}: no living-wage year is set for wave {wave} (rate_year_for_wave)")
+        for region, rate in reference["rates"][rule["year"]].items():
+            rows.append((wave, str(region), int(rule["year"]), float(rate)))
+        con.execute("DELETE FROM living_wage WHERE wave = ?", [wave])
+    _append(con, "living_wage", pd.DataFrame(rows, columns=["wave", "lw_region", "rate_year", "hourly"]))
+
+
+def ledger_identity_violations(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """Files whose ledger counts disagree with their row outcomes (should always be empty)."""
+    return con.execute(
+        """
+        SELECT l.file_name, l.rows_read, count(o.source_row)
+        FROM load_ledger l LEFT JOIN row_outcomes o USING (file_sha256)
+        GROUP BY ALL
+        HAVING l.rows_read <> count(o.source_row)
+            OR l.rows_loaded <> count(*) FILTER (WHERE o.outcome = 'loaded')
+            OR l.rows_quarantined <> count(*) FILTER (WHERE o.outcome = 'quarantined')
+            OR l.rows_excluded <> count(*) FILTER (WHERE o.outcome = 'excluded')
+            OR l.rows_duplicate <> count(*) FILTER (WHERE o.outcome = 'duplicate')
+        """
+    ).fetchall()

@@ -1,0 +1,428 @@
+"""The built-in synthetic consultation: seeded, deterministic survey-platform exports.
+
+`write_synthetic_consultation` invents respondents from `surveys/synthetic.yaml`, answers each
+wave's instrument for them and writes the exports a survey platform would (Qualtrics' 3-header-row
+CSV), identifiers and defects included. Same seed and definitions, same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import yaml
+from faker import Faker
+
+from pipeline.config import Paths
+from pipeline.instrument import (
+    AllOf,
+    AnyOf,
+    Condition,
+    Instrument,
+    Question,
+    QuestionType,
+    ShowIf,
+    instrument_path,
+    load_instrument,
+)
+
+Answers = dict[str, Any]  # concept id -> code (str), list of codes, number, text or None
+
+QUALTRICS_METADATA = [
+    ("StartDate", "Start Date", "startDate"),
+    ("EndDate", "End Date", "endDate"),
+    ("Status", "Response Type", "status"),
+    ("IPAddress", "IP Address", "ipAddress"),
+    ("Progress", "Progress", "progress"),
+    ("Duration (in seconds)", "Duration (in seconds)", "duration"),
+    ("Finished", "Finished", "finished"),
+    ("RecordedDate", "Recorded Date", "recordedDate"),
+    ("ResponseId", "Response ID", "_recordId"),
+    ("RecipientLastName", "Recipient Last Name", "recipientLastName"),
+    ("RecipientFirstName", "Recipient First Name", "recipientFirstName"),
+    ("RecipientEmail", "Recipient Email", "recipientEmail"),
+    ("ExternalReference", "External Data Reference", "externalDataReference"),
+    ("LocationLatitude", "Location Latitude", "locationLatitude"),
+    ("LocationLongitude", "Location Longitude", "locationLongitude"),
+    ("DistributionChannel", "Distribution Channel", "distributionChannel"),
+    ("UserLanguage", "User Language", "userLanguage"),
+]
+
+ORGANIZATIONS = [
+    "Lakeshore Community Mental Health",
+    "Northern Lights Peer Network",
+    "St. Brigid's Hospital",
+    "Riverside Harm Reduction Services",
+    "Trillium Housing Collective",
+    "Bayview Recovery Centre",
+]
+PLACES = ["Sudbury", "Kenora", "Peterborough", "Brampton", "Kingston", "Timmins", "Guelph"]
+COMMENT_STEMS = [
+    "More paid hours and a real contract instead of casual shifts.",
+    "Being treated as part of the team, not as the person who makes the coffee.",
+    "Peer supervision from someone who has lived experience.",
+    "Funding for training like the nurses and social workers get.",
+    "Stop asking us to chart in diagnostic language.",
+    "A living wage. I work two jobs to get by.",
+    "Time to meet other peer workers and debrief.",
+    "Managers who understand what peer support is for.",
+    "Benefits and paid sick days.",
+    "Not being asked to tell my story every time there is a funder visit.",
+]
+PII_TEMPLATES = [
+    "My manager {name} at {org} told me peers should not question the doctors.",
+    "Call me at {phone} if you want to hear more about {org}.",
+    "I am at {email}, happy to talk about what happened in {place}.",
+    "{name} from {org} in {place} keeps giving me reception shifts.",
+    "Write to {email} or {phone}. I live at {address}.",
+]
+
+
+@dataclass
+class Respondent:
+    answers: Answers
+    factors: dict[str, float]
+    identity: dict[str, str] = field(default_factory=dict)
+    finished: bool = True
+    progress: int = 100
+
+
+def write_synthetic_consultation(
+    paths: Paths,
+    out_dir: Path | None = None,
+    waves: list[int] | None = None,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> list[Path]:
+    """Write one Qualtrics export per wave under `out_dir/<wave>/`; return the files written."""
+    spec = yaml.safe_load(paths.synth_file.read_text(encoding="utf-8"))
+    living_wage = yaml.safe_load(paths.living_wage_file.read_text(encoding="utf-8"))
+    out_dir = out_dir or paths.synthetic
+    written = []
+    for wave, wave_spec in sorted(spec["waves"].items()):
+        if waves and int(wave) not in waves:
+            continue
+        instrument = load_instrument(instrument_path(paths.surveys, int(wave)))
+        progress(f"synthesising wave {wave}: {wave_spec['responses']} responses")
+        generator = WaveGenerator(instrument, spec, living_wage, seed=int(spec["seed"]) + int(wave))
+        rows = generator.export_rows(int(wave_spec["responses"]))
+        target = out_dir / str(wave) / f"qualtrics-{wave}.csv"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(qualtrics_csv(instrument, rows))
+        written.append(target)
+    return written
+
+
+class WaveGenerator:
+    def __init__(self, instrument: Instrument, spec: dict, living_wage: dict, seed: int):
+        self.instrument = instrument
+        self.spec = spec
+        self.rng = np.random.default_rng(seed)
+        self.fake = Faker("en_CA")
+        self.fake.seed_instance(seed)
+        self.living_wage = living_wage
+        year = living_wage["rate_year_for_wave"][instrument.wave]["year"]
+        self.rates = {str(k): float(v) for k, v in living_wage["rates"][year].items()}
+        self.window = instrument.collection_window
+
+    # --- respondents -------------------------------------------------------------------------
+
+    def respondent(self) -> Respondent:
+        answers: Answers = {}
+        self._demographics(answers)
+        factors = self._factors(answers)
+        respondent = Respondent(answers=answers, factors=factors)
+        demographic_ids = set(answers)
+        for question in self.instrument.questions:
+            if question.id in demographic_ids:
+                continue
+            answers[question.id] = None
+            if not self._shown(question.show_if, answers):
+                continue
+            answers[question.id] = self._answer(question, factors, answers)
+        for question in self.instrument.questions:  # demographics sit behind consent too
+            if question.id in demographic_ids and not self._shown(question.show_if, answers):
+                answers[question.id] = None
+        return respondent
+
+    def _demographics(self, answers: Answers) -> None:
+        weights = self.spec["demographics"]
+        for concept, concept_weights in weights.items():
+            if concept == "more_than_one_race" or not self._asks(concept):
+                continue
+            question = self.instrument.question(concept)
+            codes = [c.code for c in self.instrument.choices_of(question)]
+            probs = np.array([float(concept_weights.get(int(c), 1.0)) for c in codes])
+            probs /= probs.sum()
+            if question.type is QuestionType.multiple:
+                how_many = 2 if self.rng.random() < weights["more_than_one_race"] else 1
+                picked = self.rng.choice(codes, size=how_many, replace=False, p=probs)
+                answers[concept] = sorted({str(c) for c in picked}, key=int)
+            else:
+                answers[concept] = str(self.rng.choice(codes, p=probs))
+        if self._asks("lw_region") and answers.get("oh_region"):
+            options = self.spec["lw_region_by_oh_region"][int(answers["oh_region"])]
+            codes = [str(c) for c in options]
+            probs = np.array([float(w) for w in options.values()])
+            answers["lw_region"] = str(self.rng.choice(codes, p=probs / probs.sum()))
+
+    def _factors(self, answers: Answers) -> dict[str, float]:
+        effects = self.spec["effects"]
+        trend = float(effects.get("wave_trend_per_year", 0.0)) * (self.instrument.wave - 2023)
+        factors = {}
+        for name, by_concept in effects.items():
+            if not isinstance(by_concept, dict):
+                continue
+            shift = trend
+            for concept, shifts in by_concept.items():
+                given = answers.get(concept)
+                given = given if isinstance(given, list) else [given]
+                shift += max((float(shifts.get(int(g), 0.0)) for g in given if g), default=0.0)
+            factors[name] = shift + float(self.rng.normal(0, 0.6))
+        return factors
+
+    def _asks(self, concept: str) -> bool:
+        return any(q.id == concept for q in self.instrument.questions)
+
+    def _shown(self, show_if: ShowIf | None, answers: Answers) -> bool:
+        if show_if is None:
+            return True
+        if isinstance(show_if, Condition):
+            given = answers.get(show_if.question)
+            given = given if isinstance(given, list) else [given]
+            return any(g in show_if.in_ for g in given if g is not None)
+        if isinstance(show_if, AllOf):
+            return all(self._shown(part, answers) for part in show_if.all)
+        assert isinstance(show_if, AnyOf)
+        return any(self._shown(part, answers) for part in show_if.any)
+
+    def _tendency(self, question: Question, factors: dict[str, float]) -> float:
+        section = next(s.id for s in self.instrument.sections if question in s.questions)
+        names = self.spec["sections"].get(section, [])
+        names = names if isinstance(names, list) else [names]
+        return float(np.mean([factors[n] for n in names])) if names else 0.0
+
+    def _answer(self, question: Question, factors: dict[str, float], answers: Answers) -> Any:
+        if question.id == "consent":
+            return "1"
+        if question.id == "eligible_role":
+            return "1" if self.rng.random() < 0.88 else "2"
+        tendency = self._tendency(question, factors)
+        rule = self.spec["answers"].get(question.id, {})
+        kind = question.type
+        if kind is QuestionType.numeric:
+            return self._numeric(question, tendency, answers)
+        if kind is QuestionType.text:
+            return self._text(question)
+        if kind is QuestionType.date:
+            return str(self.window.start)
+        if kind is QuestionType.multiple:
+            return self._multiple(question, tendency, rule)
+        return self._ordered(question, tendency, rule)
+
+    def _ordered(self, question: Question, tendency: float, rule: dict) -> str | None:
+        choices = self.instrument.choices_of(question)
+        missing = [c for c in choices if c.missing]
+        real = [c for c in choices if not c.missing]
+        if missing and self.rng.random() < 0.03:
+            return missing[0].code
+        if "worse_codes" in rule:
+            worse = self.rng.random() < _phi(float(rule.get("base", 0.0)) + tendency)
+            pool = [c for c in real if (c.code in rule["worse_codes"]) == worse] or real
+            return pool[int(self.rng.integers(len(pool)))].code
+        if any(c.score is not None for c in real):
+            real = sorted(real, key=lambda c: (c.score or 0.0, int(c.code)))
+        elif rule.get("worse") == "low":
+            real = list(reversed(real))
+        elif rule.get("worse") != "high":
+            return real[int(self.rng.integers(len(real)))].code
+        # Ordered probit: a latent score cut into equal-probability bands when tendency is 0.
+        latent = float(rule.get("base", 0.0)) + tendency + float(self.rng.normal(0, 1))
+        cuts = [_phi_inverse((i + 1) / len(real)) for i in range(len(real) - 1)]
+        return real[sum(latent > cut for cut in cuts)].code
+
+    def _multiple(self, question: Question, tendency: float, rule: dict) -> list[str]:
+        choices = [c for c in self.instrument.choices_of(question) if not c.missing]
+        none_codes = [c.code for c in choices if c.label.en.lower().startswith("none")]
+        base = float(rule.get("options_base", -0.5))
+        slope = float(rule.get("factor_sign", 0.5))
+        picked = [
+            c.code
+            for c in choices
+            if c.code not in none_codes and self.rng.random() < _phi(base + slope * tendency)
+        ]
+        return picked or none_codes[:1]
+
+    def _numeric(self, question: Question, tendency: float, answers: Answers) -> float:
+        rule = self.spec["numeric"].get(question.id, {})
+        if "relative_to_living_wage" in rule:
+            rate = self.rates.get(str(answers.get("lw_region")), 21.0)
+            ratio = rule["relative_to_living_wage"] + rule["factor_slope"] * tendency
+            value = rate * (ratio + float(self.rng.normal(0, rule["sd"])))
+            value = max(value, 16.55)
+        else:
+            mean, sd = float(rule.get("mean", 10)), float(rule.get("sd", 3))
+            value = mean + float(rule.get("factor_slope", 0)) * tendency + self.rng.normal(0, sd)
+        if question.range:
+            value = min(max(value, question.range.min), question.range.max)
+        step = float(rule.get("round_to", 1))
+        return round(round(value / step) * step, 2)
+
+    def _text(self, question: Question) -> str | None:
+        defects = self.spec["defects"]
+        if question.id == "contact_email":
+            return self.fake.email() if self.rng.random() < defects["leaves_email"] else None
+        if question.id == "employer_name":
+            return str(self.rng.choice(ORGANIZATIONS)) if self.rng.random() < 0.5 else None
+        if self.rng.random() < 0.45:
+            return None
+        text = str(self.rng.choice(COMMENT_STEMS))
+        if self.rng.random() < defects["pii_in_comments"]:
+            text += " " + str(self.rng.choice(PII_TEMPLATES)).format(
+                name=self.fake.name(),
+                org=self.rng.choice(ORGANIZATIONS),
+                phone=self.fake.phone_number(),
+                email=self.fake.email(),
+                place=self.rng.choice(PLACES),
+                address=self.fake.street_address(),
+            )
+        return text
+
+    # --- the export ----------------------------------------------------------------------------
+
+    def export_rows(self, responses: int) -> list[dict[str, Any]]:
+        """Rows of a Qualtrics export: metadata plus answers, with the usual defects mixed in."""
+        defects = self.spec["defects"]
+        people = [self.respondent() for _ in range(responses)]
+        extra = lambda share: max(1, round(responses * share))  # noqa: E731
+        for _ in range(extra(defects["refused_consent"])):
+            people.append(self._refused())
+        for _ in range(extra(defects["ineligible"])):
+            people.append(self._ineligible())
+        for _ in range(extra(defects["partial"])):
+            people.append(self._partial())
+        for _ in range(extra(defects["impossible_value"])):
+            person = people[int(self.rng.integers(responses))]
+            if person.answers.get("hourly_wage") is not None:
+                person.answers["hourly_wage"] = round(person.answers["hourly_wage"] * 100)
+        rows = [self._metadata(p) for p in people]
+        for _ in range(extra(defects["resubmitted"])):  # same person, a few days later
+            original = int(self.rng.integers(responses))
+            again = self._metadata(people[original])
+            again["RecipientEmail"] = rows[original]["RecipientEmail"]
+            again["IPAddress"] = rows[original]["IPAddress"]
+            again["answers"] = dict(rows[original]["answers"])
+            again["answers"]["contact_email"] = rows[original]["answers"].get("contact_email")
+            rows.append(again)
+        for _ in range(extra(defects["repeated_row"])):  # the same response exported twice
+            rows.append(dict(rows[int(self.rng.integers(len(rows)))]))
+        order = self.rng.permutation(len(rows))
+        rows = [rows[i] for i in order]
+        rows.sort(key=lambda r: r["StartDate"])
+        return rows
+
+    def _refused(self) -> Respondent:
+        person = Respondent(answers={"consent": "2"}, factors={})
+        return person
+
+    def _ineligible(self) -> Respondent:
+        person = self.respondent()
+        answers = {q.id: None for q in self.instrument.questions}
+        answers.update(consent="1", eligible_role="3")
+        person.answers = answers
+        return person
+
+    def _partial(self) -> Respondent:
+        person = self.respondent()
+        questions = self.instrument.questions
+        stop = int(self.rng.integers(2, max(3, len(questions) // 2)))
+        for question in questions[stop:]:
+            person.answers[question.id] = None
+        person.finished = False
+        person.progress = int(100 * stop / len(questions))
+        return person
+
+    def _metadata(self, person: Respondent) -> dict[str, Any]:
+        days = (self.window.end - self.window.start).days
+        start = dt.datetime.combine(self.window.start, dt.time(8)) + dt.timedelta(
+            days=int(self.rng.integers(days + 1)), seconds=int(self.rng.integers(14 * 3600))
+        )
+        duration = int(self.rng.lognormal(math.log(900), 0.45))
+        if not person.finished:
+            duration = int(duration * person.progress / 100)
+        end = start + dt.timedelta(seconds=duration)
+        by_email = self.rng.random() < 0.3
+        return {
+            "StartDate": start.strftime("%Y-%m-%d %H:%M:%S"),
+            "EndDate": end.strftime("%Y-%m-%d %H:%M:%S"),
+            "Status": "0",
+            "IPAddress": self.fake.ipv4_public(),
+            "Progress": str(person.progress),
+            "Duration (in seconds)": str(duration),
+            "Finished": "1" if person.finished else "0",
+            "RecordedDate": end.strftime("%Y-%m-%d %H:%M:%S"),
+            "ResponseId": "R_" + "".join(self.rng.choice(list(_ALNUM), size=15)),
+            "RecipientLastName": self.fake.last_name() if by_email else "",
+            "RecipientFirstName": self.fake.first_name() if by_email else "",
+            "RecipientEmail": self.fake.email() if by_email else "",
+            "ExternalReference": "",
+            "LocationLatitude": f"{self.rng.uniform(42.0, 50.0):.4f}",
+            "LocationLongitude": f"{self.rng.uniform(-94.0, -75.0):.4f}",
+            "DistributionChannel": "email" if by_email else "anonymous",
+            "UserLanguage": "FR-CA" if person.answers.get("francophone") == "1" else "EN",
+            "answers": person.answers,
+        }
+
+
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def qualtrics_csv(instrument: Instrument, rows: list[dict[str, Any]]) -> bytes:
+    """Qualtrics' current CSV: ids, question texts, ImportId JSON, then one line per response."""
+    questions = instrument.questions
+    ids = [m[0] for m in QUALTRICS_METADATA] + [q.aliases[0] if q.aliases else q.id for q in questions]
+    texts = [m[1] for m in QUALTRICS_METADATA] + [q.label.en for q in questions]
+    imports = [json.dumps({"ImportId": m[2]}) for m in QUALTRICS_METADATA] + [
+        json.dumps({"ImportId": _import_id(i, q)}) for i, q in enumerate(questions, start=1)
+    ]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerows([ids, texts, imports])
+    for row in rows:
+        values = [row[m[0]] for m in QUALTRICS_METADATA]
+        values += [_cell(row["answers"].get(q.id)) for q in questions]
+        writer.writerow(values)
+    return "\ufeff".encode() + buffer.getvalue().encode("utf-8")  # Qualtrics writes a BOM
+
+
+def _import_id(number: int, question: Question) -> str:
+    return f"QID{number}_TEXT" if question.type is QuestionType.text else f"QID{number}"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, float):
+        return f"{value:g}" if value != int(value) else str(int(value))
+    return str(value)
+
+
+def _phi(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def _phi_inverse(p: float) -> float:
+    # Bisection is plenty for a handful of cut points per question.
+    low, high = -8.0, 8.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if _phi(mid) < p else (low, mid)
+    return (low + high) / 2
