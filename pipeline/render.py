@@ -16,6 +16,7 @@ environment variable CONSULT_RENDER_ENGINE tells the cells which engine rendered
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import glob
 import hashlib
 import html
@@ -130,7 +131,7 @@ def engine_description(engine: str) -> str:
             raise RenderError("the Quarto CLI is not installed")
         return f"Quarto {_command_version([quarto, '--version'])}"
     ipykernel = importlib.metadata.version("ipykernel")
-    pandoc = _command_version([_pandoc_path(), "--version"]).split()[-1]
+    pandoc = ".".join(map(str, _pandoc_version()))
     return f"offline: Jupyter kernel (ipykernel {ipykernel}) + pandoc {pandoc}"
 
 
@@ -143,10 +144,21 @@ def _command_version(cmd: list[str]) -> str:
     return out.strip().splitlines()[0].strip() if out.strip() else "unknown version"
 
 
+@functools.cache
 def _pandoc_path() -> str:
     import pypandoc  # imported late: only the offline engine needs it
 
     return pypandoc.get_pandoc_path()
+
+
+@functools.cache
+def _pandoc_version() -> tuple[int, ...]:
+    """(3, 9) for "pandoc 3.9"; pandoc 3 is required (fenced divs, --embed-resources)."""
+    text = _command_version([_pandoc_path(), "--version"])
+    version = tuple(int(n) for n in re.findall(r"\d+", text.split()[-1]))
+    if version < (3,):
+        raise RenderError(f"the offline engine needs pandoc 3 (pypandoc-binary), found {text}")
+    return version
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,7 +169,9 @@ def _pandoc_path() -> str:
 def _staging_dir(output_dir: Path) -> Path:
     """A fresh folder beside the output, so the final swap is a rename on one file system."""
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.rendering-", dir=output_dir.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.rendering-", dir=output_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a published site must stay readable
+    return staging
 
 
 def _swap_in(staging: Path, output_dir: Path) -> None:
@@ -546,15 +560,12 @@ def _require_python(lang: str, line: SrcLine, root: Path) -> None:
                           "engine (only ```{python})")
 
 
-def parse_page(source: Path, root: Path, output_dir_rel: Callable[[Path], PurePosixPath]) -> Page:
-    """Read one .qmd file: front matter, includes expanded, markdown and cells split."""
+def parse_page(source: Path, root: Path) -> Page:
+    """Read one .qmd file of the project at `root`: front matter, includes expanded, blocks split."""
     front, body = _split_front_matter(_read_lines(source), root)
     lines = _check_shortcodes(_expand_includes(body, root), root) if body else []
-    return Page(source, output_dir_rel(source), front, _parse_blocks(lines, root))
-
-
-def _out_rel(root: Path) -> Callable[[Path], PurePosixPath]:
-    return lambda source: PurePosixPath(source.resolve().relative_to(root).with_suffix(".html").as_posix())
+    out_rel = PurePosixPath(source.resolve().relative_to(root).with_suffix(".html").as_posix())
+    return Page(source, out_rel, front, _parse_blocks(lines, root))
 
 
 # --------------------------------------------------------------------------------------------
@@ -608,7 +619,9 @@ def execute_page(page: Page, cells: list[Cell], *, cwd: Path, env: dict[str, str
         if cell.options.get("error") is True:
             nb_cell.metadata["tags"] = ["raises-exception"]  # error: true shows the error instead
         nb.cells.append(nb_cell)
-    km = AsyncKernelManager(kernel_name=KERNEL_NAME,
+    # IPC (Unix sockets in our private work folder) rather than TCP: survey data never crosses
+    # a network port, and ipykernel has no unencrypted-TCP warning to print.
+    km = AsyncKernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=str(kernels / "ipc"),
                             kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
     client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, allow_errors=False,
                             coalesce_streams=True, record_timing=False,
@@ -998,8 +1011,9 @@ def _write_chrome(work: Path) -> Chrome:
 
 def page_options(project: Project, page: Page) -> dict[str, Any]:
     """Merged page options: project defaults, then the page's front matter (and its format.html)."""
-    merged = dict(project.defaults)
-    merged.update(_html_options(page.front, page.source.parent))
+    own = _html_options(page.front, page.source.parent)
+    merged = {**project.defaults, **own}
+    merged["css"] = list(dict.fromkeys(_as_list(project.defaults.get("css")) + _as_list(own.get("css"))))
     merged.setdefault("lang", "en")
     return merged
 
@@ -1020,6 +1034,8 @@ def pandoc_metadata(opts: dict[str, Any], page: Page, project: Project, ui: dict
     meta.setdefault("toc-title", ui["toc"])
     if "date" in meta:
         meta["date"] = _resolve_date(meta["date"])
+    if "author" in meta:
+        meta["author"] = [a.get("name", "") if isinstance(a, dict) else a for a in _as_list(meta["author"])]
     if not meta.get("title"):
         meta["pagetitle"] = page.source.stem
     if project.site_title and not meta.get("title-prefix") and meta.get("title") != project.site_title:
@@ -1035,7 +1051,7 @@ def pandoc_args(opts: dict[str, Any], chrome: Chrome, includes: dict[str, Path],
             "--css", str(chrome.css),
             "--include-in-header", str(includes["head"]), "--include-before-body", str(includes["nav"]),
             "--resource-path", os.pathsep.join([str(page.source.parent), str(project.root)]),
-            "--syntax-highlighting", str(opts.get("highlight-style") or "monochrome")]
+            *_highlight_args(str(opts.get("highlight-style", "")))]
     for css in _as_list(opts.get("css")):
         if not Path(css).is_file():
             raise RenderError(f"{_rel(page.source, project.root)}: css file {css} not found")
@@ -1045,6 +1061,16 @@ def pandoc_args(opts: dict[str, Any], chrome: Chrome, includes: dict[str, Path],
     if opts.get("number-sections"):
         args.append("--number-sections")
     return args
+
+
+PANDOC_STYLES = {"pygments", "tango", "espresso", "zenburn", "kate", "monochrome", "breezedark", "haddock"}
+
+
+def _highlight_args(style: str) -> list[str]:
+    # Quarto's own themes (a11y, github, ...) are unknown to pandoc: monochrome has the best contrast.
+    style = style if style in PANDOC_STYLES else "monochrome"
+    flag = "--syntax-highlighting" if _pandoc_version() >= (3, 8) else "--highlight-style"
+    return [f"{flag}={style}"]
 
 
 def run_pandoc(markdown: str, args: list[str], cwd: Path, where: str, say: Progress) -> str:
@@ -1077,6 +1103,21 @@ def check_self_contained(page_html: str, where: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SiteRun:
+    """What every page of one offline render shares."""
+
+    project: Project
+    env: dict[str, str]  # kernel environment
+    description: str  # engine description
+    titles: dict[str, str]  # page title by output path, for the navbar
+    chrome: Chrome
+    kernels: Path  # kernelspec folder
+    work: Path  # private scratch folder
+    staging: Path  # where pages are written before the swap
+    say: Progress
+
+
 def _render_offline(root: Path, extra: dict[str, str], say: Progress) -> RenderResult:
     project = load_project(root)
     if not project.inputs:
@@ -1085,17 +1126,17 @@ def _render_offline(root: Path, extra: dict[str, str], say: Progress) -> RenderR
     if project.ignored_options:
         say(f"offline engine ignores format.html options: {', '.join(project.ignored_options)}")
     # Parse every page before running anything: syntax errors surface in seconds.
-    pages = [parse_page(src, root, _out_rel(root)) for src in project.inputs]
+    pages = [parse_page(src, root) for src in project.inputs]
     titles = {str(p.out_rel): str(page_options(project, p).get("title") or p.source.stem) for p in pages}
     staging = _staging_dir(project.output_dir)
     try:
         with tempfile.TemporaryDirectory(prefix="consult-render-") as tmp:
             work = Path(tmp)
-            chrome, kernels = _write_chrome(work), _write_kernelspec(work)
-            env = _kernel_env(extra, description)
+            run = SiteRun(project, _kernel_env(extra, description), description, titles,
+                          _write_chrome(work), _write_kernelspec(work), work, staging, say)
             for n, page in enumerate(pages, start=1):
                 say(f"render {page.out_rel.with_suffix('.qmd')} ({n}/{len(pages)}) with {description}")
-                _render_page(page, project, env, titles, description, chrome, kernels, work, staging, say)
+                _render_page(page, run)
         _copy_resources(project, staging, say)
         _swap_in(staging, project.output_dir)
     finally:
@@ -1103,35 +1144,34 @@ def _render_offline(root: Path, extra: dict[str, str], say: Progress) -> RenderR
     return RenderResult(description, project.output_dir, [project.output_dir / p.out_rel for p in pages])
 
 
-def _render_page(page: Page, project: Project, env: dict[str, str], titles: dict[str, str],
-                 description: str, chrome: Chrome, kernels: Path, work: Path, staging: Path,
-                 say: Progress) -> None:
+def _render_page(page: Page, run: SiteRun) -> None:
     """Execute, convert and write one page into the staging folder."""
+    project = run.project
     where = _rel(page.source, project.root)
     opts = page_options(project, page)
     ui = _ui(str(opts["lang"]))
     runnable = [c for c in page.cells if _cell_exec_options(project, page, c).get("eval") is not False]
     cwd = project.execute_dir or page.source.parent
-    outputs = execute_page(page, runnable, cwd=cwd, env=env, kernels=kernels, root=project.root,
-                           say=say) if runnable else {}
+    outputs = execute_page(page, runnable, cwd=cwd, env=run.env, kernels=run.kernels, root=project.root,
+                           say=run.say) if runnable else {}
     raw = RawHtml()
     body = page_markdown(page, project, outputs, raw, ui)
     front = yaml.safe_dump(pandoc_metadata(opts, page, project, ui), sort_keys=True, allow_unicode=True)
-    includes = _write_includes(work, page, project, titles, description, ui)
-    args = pandoc_args(opts, chrome, includes, page, project)
-    page_html = raw.restore(run_pandoc(f"---\n{front}---\n\n{body}", args, page.source.parent, where, say), where)
+    args = pandoc_args(opts, run.chrome, _write_includes(page, run, ui), page, project)
+    converted = run_pandoc(f"---\n{front}---\n\n{body}", args, page.source.parent, where, run.say)
+    page_html = raw.restore(converted, where)
     check_self_contained(page_html, where)
-    target = staging / page.out_rel
+    target = run.staging / page.out_rel
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(page_html.encode("utf-8"))
 
 
-def _write_includes(work: Path, page: Page, project: Project, titles: dict[str, str],
-                    description: str, ui: dict[str, str]) -> dict[str, Path]:
-    head = work / "head.html"
-    head.write_text(f'<meta name="generator" content="{html.escape(description)}">\n', encoding="utf-8")
-    nav = work / "nav.html"
-    nav.write_text(navbar_html(page, project, titles, ui), encoding="utf-8")
+def _write_includes(page: Page, run: SiteRun, ui: dict[str, str]) -> dict[str, Path]:
+    """Per-page files pandoc inlines: the generator <meta> and the navbar."""
+    head = run.work / "head.html"
+    head.write_text(f'<meta name="generator" content="{html.escape(run.description)}">\n', encoding="utf-8")
+    nav = run.work / "nav.html"
+    nav.write_text(navbar_html(page, run.project, run.titles, ui), encoding="utf-8")
     return {"head": head, "nav": nav}
 
 
@@ -1139,7 +1179,7 @@ def _copy_resources(project: Project, staging: Path, say: Progress) -> None:
     """Copy `project.resources` (globs relative to the project) into the site."""
     for pattern in project.resources:
         matches = [p for p in sorted(project.root.glob(pattern))
-                   if not p.resolve().is_relative_to(project.output_dir) and not _skipped_staging(p)]
+                   if not p.resolve().is_relative_to(project.output_dir) and not _ours(p, project)]
         if not matches:
             say(f"resource pattern {pattern!r} matched no file")
         for src in matches:
@@ -1151,5 +1191,7 @@ def _copy_resources(project: Project, staging: Path, say: Progress) -> None:
                 shutil.copy2(src, dest)
 
 
-def _skipped_staging(path: Path) -> bool:
-    return any(part.startswith(".") and ".rendering-" in part for part in path.parts)
+def _ours(path: Path, project: Project) -> bool:
+    # Staging and backup folders of a render are never resources.
+    name = project.output_dir.name
+    return any(part.startswith((f".{name}.rendering-", f".{name}.old-")) for part in path.parts)

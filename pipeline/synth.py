@@ -208,6 +208,10 @@ class WaveGenerator:
         names = names if isinstance(names, list) else [names]
         return float(np.mean([factors[n] for n in names])) if names else 0.0
 
+    def _section_base(self, question: Question) -> float:
+        section = next(s.id for s in self.instrument.sections if question in s.questions)
+        return float(self.spec.get("section_bases", {}).get(section, 0.0))
+
     def _answer(self, question: Question, factors: dict[str, float], answers: Answers) -> Any:
         if question.id == "consent":
             return "1"
@@ -243,7 +247,7 @@ class WaveGenerator:
         elif rule.get("worse") != "high":
             return real[int(self.rng.integers(len(real)))].code
         # Ordered probit: a latent score cut into equal-probability bands when tendency is 0.
-        latent = float(rule.get("base", 0.0)) + tendency + float(self.rng.normal(0, 1))
+        latent = float(rule.get("base", self._section_base(question))) + tendency + float(self.rng.normal(0, 1))
         cuts = [_phi_inverse((i + 1) / len(real)) for i in range(len(real) - 1)]
         return real[sum(latent > cut for cut in cuts)].code
 

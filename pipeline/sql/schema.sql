@@ -120,6 +120,20 @@ CREATE TABLE IF NOT EXISTS indicator_estimates (
     PRIMARY KEY (indicator_id, wave, breakdown, group_code)
 );
 
+-- The indicator catalogue as loaded from surveys/indicators.yaml, for the report's methods page.
+CREATE TABLE IF NOT EXISTS indicator_catalogue (
+    indicator_id VARCHAR PRIMARY KEY,
+    title        VARCHAR NOT NULL,
+    domain       VARCHAR NOT NULL,
+    kind         VARCHAR NOT NULL,
+    unit         VARCHAR NOT NULL,
+    definition   VARCHAR NOT NULL,
+    population   VARCHAR NOT NULL,
+    questions    VARCHAR NOT NULL,
+    caveats      VARCHAR NOT NULL,
+    sort_order   INTEGER NOT NULL
+);
+
 -- Small key/value facts about the warehouse (e.g. the hash of the indicator definitions).
 CREATE TABLE IF NOT EXISTS warehouse_meta (
     key   VARCHAR PRIMARY KEY,

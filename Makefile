@@ -1,0 +1,50 @@
+# PeerWorks consultation pipeline. `make help` lists the targets.
+# Everything installs itself: a virtual environment from uv.lock, built on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+TOOLS  := .tools
+UV     := $(TOOLS)/bin/uv
+STAMP  := $(VENV)/.installed
+CONSULT := $(VENV)/bin/consult
+
+.DEFAULT_GOAL := report
+.PHONY: help report run test synth indicators clean clean-warehouse clean-all
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
+
+$(UV):
+	@echo "Installing uv (the package installer) into $(TOOLS)/ ..."
+	@$(PYTHON) -m venv $(TOOLS)
+	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+
+# uv.lock pins every package; --frozen installs exactly that, compiled for fast imports.
+$(STAMP): $(UV) pyproject.toml uv.lock
+	@echo "Setting up the Python environment in $(VENV)/ from uv.lock ..."
+	@UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --compile-bytecode --python $(PYTHON) --quiet
+	@touch $(STAMP)
+
+report: $(STAMP) ## Run the whole pipeline and render the report (synthetic data when data/raw/ is empty)
+	@$(CONSULT) run
+	@echo "Open reports/_site/index.html"
+
+run: report ## Same as `make report`
+
+synth: $(STAMP) ## Write the synthetic consultation exports to data/synthetic/
+	@$(CONSULT) synth
+
+indicators: $(STAMP) ## Print the indicator catalogue
+	@$(CONSULT) indicators --list
+
+test: $(STAMP) ## Run the test suite
+	@$(VENV)/bin/python -m pytest -q
+
+clean: ## Remove the rendered report and the synthetic exports (keeps the warehouse)
+	rm -rf reports/_site reports/.quarto data/synthetic .pytest_cache
+
+clean-warehouse: ## Remove the warehouse (the DuckDB database and run records)
+	rm -rf data/warehouse/consultation.duckdb data/warehouse/consultation.duckdb.wal data/warehouse/runs
+
+clean-all: clean clean-warehouse ## Remove every output and the environments
+	rm -rf $(VENV) $(TOOLS)

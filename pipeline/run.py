@@ -1,0 +1,193 @@
+"""The whole load, file by file, then one atomic write: ingest -> validate -> de-identify -> load
+-> indicators. Nothing reaches the warehouse unless every file of the run could be read."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from pipeline.config import Paths, export_files
+from pipeline.deidentify import deidentify, load_scrubber
+from pipeline.disclosure import load_rules
+from pipeline.indicators import compute, load_catalogue
+from pipeline.ingest import ExportError, file_sha256, read_export
+from pipeline.instrument import instrument_path, load_instrument
+from pipeline.load import (
+    FileLoad,
+    WarehouseError,
+    connect,
+    ensure_schema,
+    holds_synthetic,
+    loaded_hashes,
+    seen_response_keys,
+    write_run,
+)
+from pipeline.validate import secret_key, validate
+
+Progress = Callable[[str], None]
+
+
+class RunError(RuntimeError):
+    """A run that stopped before writing anything; the message says which file and why."""
+
+
+@dataclass
+class FileSummary:
+    file: str
+    wave: int
+    status: str  # loaded | already loaded
+    platform: str = ""
+    read: int = 0
+    loaded: int = 0
+    quarantined: int = 0
+    excluded: int = 0
+    duplicates: int = 0
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    source: str  # "data/raw" or "synthetic"
+    files: list[FileSummary] = field(default_factory=list)
+    indicators_rebuilt: bool = False
+
+    def totals(self) -> dict[str, int]:
+        keys = ("read", "loaded", "quarantined", "excluded", "duplicates")
+        return {k: sum(getattr(f, k) for f in self.files) for k in keys}
+
+
+def wave_of(path: Path, default: int | None = None) -> int:
+    """Exports live in a folder named after their wave: data/raw/2025/export.csv."""
+    for part in reversed(path.parent.parts):
+        if part.isdigit() and len(part) == 4:
+            return int(part)
+    if default is not None:
+        return default
+    raise RunError(f"{path}: cannot tell the wave; put the file in a folder named after it, e.g. data/raw/2025/")
+
+
+def choose_source(paths: Paths) -> tuple[list[Path], bool]:
+    """Real exports from data/raw when there are any; otherwise the synthetic consultation."""
+    real = export_files(paths.raw)
+    if real:
+        return real, False
+    return export_files(paths.synthetic), True
+
+
+def run_load(
+    paths: Paths,
+    files: list[Path] | None = None,
+    synthetic: bool | None = None,
+    progress: Progress = lambda _m: None,
+    wave: int | None = None,
+) -> RunSummary:
+    if files is None:
+        files, synthetic = choose_source(paths)
+        if synthetic and not files:
+            from pipeline.synth import write_synthetic_consultation
+
+            progress("no export in data/raw/: generating the built-in synthetic consultation")
+            write_synthetic_consultation(paths, progress=progress)
+            files = export_files(paths.synthetic)
+    synthetic = bool(synthetic)
+    run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    summary = RunSummary(run_id, "synthetic" if synthetic else "data/raw")
+    catalogue = load_catalogue(paths.indicators_file)
+    with connect(paths.warehouse) as con:
+        ensure_schema(con)
+        _refuse_mixing(con, synthetic, paths)
+        done = loaded_hashes(con)
+        seen = seen_response_keys(con)
+        stored_hash = con.execute("SELECT value FROM warehouse_meta WHERE key = 'indicators_sha256'").fetchall()
+        loads = []
+        for number, path in enumerate(files, start=1):
+            progress(f"[{number}/{len(files)}] {path.name}")
+            file_wave = wave_of(path, wave)
+            if file_sha256(path) in done:
+                summary.files.append(FileSummary(path.name, file_wave, "already loaded"))
+                continue
+            loads.append(_prepare(paths, path, file_wave, synthetic, seen, progress))
+            seen |= set(loads[-1].validation.response_keys.dropna()) if loads[-1].validation.response_keys is not None else set()
+            summary.files.append(_file_summary(loads[-1]))
+        definitions_changed = not stored_hash or stored_hash[0][0] != catalogue.sha256
+        if not loads and not definitions_changed:
+            progress("nothing new to load; indicators are up to date")
+            return summary
+        _write_atomically(con, paths, loads, run_id, catalogue, progress)
+        summary.indicators_rebuilt = True
+    _keep_run_record(paths, summary, loads)
+    return summary
+
+
+def _refuse_mixing(con, synthetic: bool, paths: Paths) -> None:
+    holds = holds_synthetic(con)
+    if holds is None or holds == synthetic:
+        return
+    what = "the synthetic consultation" if holds else "real exports"
+    raise RunError(
+        f"{paths.warehouse}: the warehouse already holds {what}; real and synthetic data are never "
+        "mixed. Remove the warehouse first (`make clean-warehouse`), then run again."
+    )
+
+
+def _prepare(paths: Paths, path: Path, wave: int, synthetic: bool, seen: set[str], progress: Progress) -> FileLoad:
+    instrument_file = instrument_path(paths.surveys, wave)
+    if not instrument_file.exists():
+        raise RunError(f"{path}: no instrument for wave {wave} ({instrument_file} is missing)")
+    instrument = load_instrument(instrument_file)
+    export = read_export(path, instrument)
+    progress(f"    read {export.rows} rows ({export.platform}); validating")
+    validation = validate(export, instrument, secret_key(), seen)
+    progress("    de-identifying")
+    data = deidentify(export, validation, instrument, load_scrubber(paths.deid_file))
+    return FileLoad(export, instrument, validation, data, synthetic)
+
+
+def _file_summary(item: FileLoad) -> FileSummary:
+    v = item.validation
+    return FileSummary(
+        item.export.path.name, item.instrument.wave, "loaded", item.export.platform, item.export.rows,
+        v.count("loaded"), v.count("quarantined"), v.count("excluded"), v.count("duplicate"),
+    )
+
+
+def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, catalogue, progress: Progress) -> None:
+    progress(f"writing {len(loads)} file(s) to the warehouse and computing indicators")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        write_run(con, loads, run_id, paths.living_wage_file)
+        compute(con, catalogue, load_rules(paths.disclosure_file))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _keep_run_record(paths: Paths, summary: RunSummary, loads: list[FileLoad]) -> None:
+    """Validation results (Great Expectations JSON) and the run summary, beside the warehouse."""
+    folder = paths.runs / summary.run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    for item in loads:
+        target = folder / f"validation-{item.export.sha256[:12]}.json"
+        target.write_text(json.dumps(item.validation.gx_result, indent=2, default=str), encoding="utf-8")
+    (folder / "summary.json").write_text(json.dumps(asdict(summary), indent=2), encoding="utf-8")
+
+
+def rebuild_indicators(paths: Paths) -> int:
+    catalogue = load_catalogue(paths.indicators_file)
+    with connect(paths.warehouse) as con:
+        ensure_schema(con)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            estimates = compute(con, catalogue, load_rules(paths.disclosure_file))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return len(estimates)
+
+
+__all__ = ["RunError", "RunSummary", "run_load", "rebuild_indicators", "ExportError", "WarehouseError"]

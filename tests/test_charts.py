@@ -1,0 +1,185 @@
+"""pipeline.charts against a small hand-made warehouse (no pipeline run needed)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+from plotly.offline import get_plotlyjs
+
+from pipeline import charts
+
+EVIL = "<script>alert(1)</script> West"
+
+CATALOGUE = [
+    # id, title, domain, kind, unit, definition, population, questions, caveats, sort_order
+    ("PREC-01", "Paid less than a living wage", "precarity", "proportion", "%",
+     "Hourly pay below the regional living wage.", "Respondents in a paid peer role", "pay_hourly,lw_region",
+     "Self-reported pay.", 1),
+    ("WELL-01", "Work-related burnout", "wellbeing", "mean", "score 0-100",
+     "Mean work-related burnout score.", "All eligible respondents", "cbi_1,cbi_2", "Short form.", 1),
+]
+
+# indicator, wave, breakdown, group_code, group_label, n, count, estimate, ci_low, ci_high, suppressed, reason
+ESTIMATES = [
+    ("PREC-01", 2024, "all", "all", "All respondents", 200, 76, 38.0, 31.6, 44.9, False, None),
+    ("PREC-01", 2025, "all", "all", "All respondents", 312, 132, 42.307, 36.94, 47.83, False, None),
+    ("PREC-01", 2025, "oh_region", "1", "North West", None, None, None, None, None, True, "Fewer than 11 respondents"),
+    ("PREC-01", 2025, "oh_region", "2", "North East", None, None, None, None, None, True, "Complementary suppression"),
+    ("PREC-01", 2025, "oh_region", "5", "Toronto", 150, 70, 46.667, 38.9, 54.6, False, None),
+    ("PREC-01", 2025, "oh_region", "6", EVIL, 140, 55, 39.286, 31.6, 47.5, False, None),
+    ("WELL-01", 2025, "all", "all", "All respondents", 300, None, 61.42, 58.2, 64.6, False, None),
+    ("WELL-01", 2025, "oh_region", "5", "Toronto", 150, None, 63.0, 59.0, 67.0, False, None),
+]
+
+
+def make_warehouse(path: Path, synthetic: bool) -> Path:
+    con = duckdb.connect(str(path))
+    con.execute(
+        """CREATE TABLE indicator_catalogue(indicator_id VARCHAR, title VARCHAR, domain VARCHAR, kind VARCHAR,
+           unit VARCHAR, definition VARCHAR, population VARCHAR, questions VARCHAR, caveats VARCHAR,
+           sort_order INTEGER)"""
+    )
+    con.executemany("INSERT INTO indicator_catalogue VALUES (?,?,?,?,?,?,?,?,?,?)", CATALOGUE)
+    con.execute(
+        """CREATE TABLE published_estimates(indicator_id VARCHAR, wave INTEGER, breakdown VARCHAR,
+           group_code VARCHAR, group_label VARCHAR, n INTEGER, count INTEGER, estimate DOUBLE, ci_low DOUBLE,
+           ci_high DOUBLE, suppressed BOOLEAN, suppression VARCHAR)"""
+    )
+    con.executemany("INSERT INTO published_estimates VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", ESTIMATES)
+    con.execute(
+        """CREATE TABLE load_ledger(file_name VARCHAR, wave INTEGER, platform VARCHAR, synthetic BOOLEAN,
+           rows_read INTEGER, rows_loaded INTEGER, rows_quarantined INTEGER, rows_excluded INTEGER,
+           rows_duplicate INTEGER)"""
+    )
+    con.executemany(
+        "INSERT INTO load_ledger VALUES (?,?,?,?,?,?,?,?,?)",
+        [("w2024.csv", 2024, "qualtrics", synthetic, 230, 200, 10, 15, 5),
+         ("w2025.csv", 2025, "qualtrics", synthetic, 350, 312, 8, 20, 10)],
+    )
+    con.close()
+    return path
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = make_warehouse(tmp_path / "consultation.duckdb", synthetic=True)
+    monkeypatch.setenv("CONSULT_WAREHOUSE", str(path))
+    return path
+
+
+def test_catalogue_order_and_domains(warehouse: Path) -> None:
+    assert list(charts.catalogue()["indicator_id"]) == ["PREC-01", "WELL-01"]
+    assert charts.indicators("precarity") == ["PREC-01"]
+    assert charts.indicators("drift") == []
+
+
+def test_headline_proportion_shows_value_n_interval(warehouse: Path) -> None:
+    text = charts.headline("PREC-01")
+    assert "In 2025" in text
+    assert "**42.3%**" in text
+    assert "312 respondents" in text
+    assert "132 people" in text
+    assert "95% interval 36.9% to 47.8%" in text
+    assert "In 2024 it was 38.0%" in text
+
+
+def test_headline_mean_and_missing(warehouse: Path) -> None:
+    text = charts.headline("WELL-01")
+    assert "**61.4** out of 100" in text and "300 respondents" in text and "58.2 to 64.6" in text
+
+
+def test_headline_suppressed(warehouse: Path, tmp_path: Path) -> None:
+    con = duckdb.connect(str(warehouse))
+    con.execute("UPDATE published_estimates SET suppressed = true, estimate = NULL, n = NULL, "
+                "suppression = 'Fewer than 11 respondents' WHERE indicator_id = 'WELL-01' AND breakdown = 'all'")
+    con.close()
+    text = charts.headline("WELL-01")
+    assert "suppressed" in text and "Fewer than 11" in text
+    assert "0.0" not in text
+
+
+def test_table_shows_suppressed_with_reasons(warehouse: Path) -> None:
+    table = charts.data_table("PREC-01")
+    north_west = re.search(r"<tr>.*?North West.*?</tr>", table).group(0)
+    assert "suppressed" in north_west
+    assert "0.0" not in north_west and ">0<" not in north_west
+    assert "Fewer than 11 respondents" in table and "Complementary suppression" in table
+    assert '<th scope="col">' in table and "<caption>" in table
+
+
+def test_suppressed_region_is_not_a_bar(warehouse: Path) -> None:
+    fig = charts.region_figure("PREC-01")
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert len(bars) == 1
+    assert "North West" not in bars[0].y and "North East" not in bars[0].y
+    assert 0 not in bars[0].x
+    marker = next(t for t in fig.data if t.name == "suppressed")
+    assert set(marker.y) == {"North West", "North East"}
+    assert all("suppressed" in t for t in marker.text)
+    html = charts.region_chart("PREC-01")
+    assert "North West: <span class=\"suppressed\">suppressed</span>" in html
+
+
+def test_chart_ids_are_deterministic(warehouse: Path) -> None:
+    first, second = charts.region_chart("PREC-01"), charts.region_chart("PREC-01")
+    assert first == second
+    assert 'id="chart-PREC-01-region"' in first
+    trend = charts.trend_chart("PREC-01")
+    assert trend == charts.trend_chart("PREC-01") and 'id="chart-PREC-01-trend"' in trend
+    assert '"displaylogo": false' in first and '"responsive": true' in first
+
+
+def test_trend_only_with_several_waves(warehouse: Path) -> None:
+    assert charts.has_trend("PREC-01") and not charts.has_trend("WELL-01")
+    assert charts.trend_chart("WELL-01") == ""
+
+
+def test_charts_do_not_carry_plotly_js(warehouse: Path) -> None:
+    assert "plotly.js v" not in charts.region_chart("PREC-01")
+
+
+def test_plotly_js_is_the_full_library_once() -> None:
+    script = charts.plotly_js()
+    library = get_plotlyjs()
+    assert script.count(library) == 1
+    assert len(script) > 3_000_000
+    assert script.count("plotly.js v") == 1
+
+
+def test_data_notice_follows_the_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSULT_WAREHOUSE", str(make_warehouse(tmp_path / "synth.duckdb", synthetic=True)))
+    notice = charts.data_notice()
+    assert "SYNTHETIC" in notice and ".synthetic-banner" in notice
+    monkeypatch.setenv("CONSULT_WAREHOUSE", str(make_warehouse(tmp_path / "real.duckdb", synthetic=False)))
+    assert "SYNTHETIC" not in charts.data_notice()
+
+
+def test_data_text_is_escaped(warehouse: Path) -> None:
+    for html in (charts.region_chart("PREC-01"), charts.data_table("PREC-01")):
+        assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; West" in charts.data_table("PREC-01")
+    # Inside the plotly JSON the label is HTML-escaped too (plotly.js renders labels as HTML).
+    fig = charts.region_figure("PREC-01")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; West" in json.dumps(fig.to_plotly_json()["data"])
+
+
+def test_read_only_and_render_engine(warehouse: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    con = duckdb.connect(str(warehouse), read_only=True)  # a second reader must not block us
+    try:
+        assert not charts.estimates("PREC-01").empty
+    finally:
+        con.close()
+    monkeypatch.delenv("CONSULT_RENDER_ENGINE", raising=False)
+    assert charts.render_engine() == "Quarto"
+    monkeypatch.setenv("CONSULT_RENDER_ENGINE", "offline renderer")
+    assert charts.render_engine() == "offline renderer"
+
+
+def test_load_table_counts(warehouse: Path) -> None:
+    table = charts.load_table()
+    assert "Synthetic" in table and ">350<" in table and ">312<" in table
+    assert "w2025.csv" not in table  # file names are not published
