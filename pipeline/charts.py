@@ -99,7 +99,8 @@ def estimates(indicator_id: str) -> pd.DataFrame:
         return est
     est["_b"] = est["breakdown"].map({b: i for i, b in enumerate(BREAKDOWNS)}).fillna(len(BREAKDOWNS))
     est["_g"] = est["group_code"].map(_group_rank)
-    est = est.sort_values(["wave", "_b", "breakdown", "_g", "group_label"], ascending=[False, True, True, True, True])
+    order = ["wave", "_b", "breakdown", "_g", "group_label"]
+    est = est.sort_values(order, ascending=[False, True, True, True, True])
     return est.drop(columns=["_b", "_g"]).reset_index(drop=True)
 
 
@@ -123,8 +124,24 @@ def question_labels() -> dict[str, str]:
     """Concept id -> question wording (latest wave), when the warehouse describes its instruments."""
     if not _has_table("concepts"):
         return {}
-    rows = _query("SELECT concept, label_en FROM concepts QUALIFY row_number() OVER (PARTITION BY concept ORDER BY wave DESC) = 1")
+    rows = _query(
+        "SELECT concept, label_en FROM concepts"
+        " QUALIFY row_number() OVER (PARTITION BY concept ORDER BY wave DESC) = 1"
+    )
     return dict(zip(rows["concept"].astype(str), rows["label_en"].astype(str)))
+
+
+def disclosure_rules() -> dict[str, Any]:
+    """surveys/disclosure.yaml (the suppression thresholds), or {} when it cannot be read."""
+    import yaml  # only the methods page needs it
+
+    from pipeline.config import project_paths
+
+    try:
+        rules = yaml.safe_load(project_paths().disclosure_file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return rules if isinstance(rules, dict) else {}
 
 
 def render_engine() -> str:
@@ -190,6 +207,12 @@ def _reason(row: pd.Series | dict) -> str:
     return DEFAULT_REASON if _missing(row.get("suppression")) else str(row["suppression"])
 
 
+def _sentence(text: str) -> str:
+    # Reasons are stored as phrases ("fewer than 10 respondents"); notes read as sentences.
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
+
+
 def _latest_wave(est: pd.DataFrame) -> int | None:
     return None if est.empty else int(est["wave"].max())
 
@@ -230,6 +253,14 @@ def indicator_heading(indicator_id: str, level: int = 3) -> str:
     )
 
 
+def caveat(indicator_id: str) -> str:
+    """The catalogue's caveat as a short "read with care" line, or nothing."""
+    text = indicator(_safe_id(indicator_id)).get("caveats")
+    if _missing(text) or not str(text).strip():
+        return ""
+    return f"\n*Read with care:* {md_text(str(text).strip())}\n"
+
+
 def headline(indicator_id: str) -> str:
     """One plain sentence: the latest wave's Ontario-wide value, its n and 95% interval."""
     info = indicator(_safe_id(indicator_id))
@@ -239,14 +270,16 @@ def headline(indicator_id: str) -> str:
     if row is None:
         return "\nNo figure is available for this indicator yet.\n"
     if _suppressed(row):
-        return f"\nIn {wave}, the Ontario-wide figure is **suppressed** to protect respondents ({md_text(_reason(row))}).\n"
+        reason = md_text(_reason(row))
+        return f"\nIn {wave}, the Ontario-wide figure is **suppressed** to protect respondents ({reason}).\n"
     value, n = fmt_value(row["estimate"], info), fmt_n(row["n"])
     interval = f"95% interval {fmt_interval(row, info)}"
     if _is_percent(info):
         people = "" if _missing(row["count"]) else f"{int(row['count']):,} people; "
         text = f"In {wave}, this applied to **{value}** of the {n} respondents who answered ({people}{interval})."
     else:
-        text = f"In {wave}, the average score was **{value}** out of 100 among the {n} respondents who answered ({interval})."
+        text = (f"In {wave}, the average score was **{value}** out of 100 among the {n} respondents who answered"
+                f" ({interval}).")
     return f"\n{text}{_previous(est, wave, info)}\n"
 
 
@@ -288,7 +321,7 @@ def _layout(height: int, **extra: Any) -> dict[str, Any]:
 
 
 def _axis_title(info: dict[str, Any]) -> str:
-    return "Percentage of respondents who answered" if _is_percent(info) else "Average score (0 to 100)"
+    return "Percentage of respondents" if _is_percent(info) else "Average score (0 to 100)"
 
 
 def _hover(row: pd.Series, info: dict[str, Any]) -> str:
@@ -304,12 +337,13 @@ def _figure_html(fig: go.Figure, div_id: str, label: str, caption: str) -> str:
         default_width="100%",
         default_height=f"{fig.layout.height}px",
     )
-    # role="img" + aria-label: screen readers get one description instead of SVG fragments;
-    # the caption (and the data table) carries every value in words.
+    # A labelled group, not role="img": plotly.js 4 draws its toolbar as real <button>s, which an
+    # img role would hide from keyboard and screen-reader users (axe: nested-interactive).
+    # The caption (and the data table) carries every value in words.
     return (
-        f'<figure class="chart" id="figure-{div_id}">\n'
-        f'<div class="chart-plot" role="img" aria-label="{esc(label)}">\n{plot}\n</div>\n'
-        f"<figcaption>{caption}</figcaption>\n</figure>"
+        f'<figure class="chart" id="figure-{div_id}" aria-labelledby="caption-{div_id}">\n'
+        f'<div class="chart-plot" role="group" aria-label="{esc(label)}">\n{plot}\n</div>\n'
+        f'<figcaption id="caption-{div_id}">{caption}</figcaption>\n</figure>'
     )
 
 
@@ -336,8 +370,8 @@ def region_figure(indicator_id: str) -> go.Figure | None:
         return None
     rows = rows.iloc[::-1]  # horizontal bars draw bottom-up: reverse to read top-down
     labels = [esc(label) for label in rows["group_label"]]  # plotly.js reads labels as HTML
-    shown = rows[[not _suppressed(r) for _, r in rows.iterrows()]]
-    hidden = rows[[_suppressed(r) for _, r in rows.iterrows()]]
+    hidden_mask = rows.apply(_suppressed, axis=1).astype(bool)
+    shown, hidden = rows[~hidden_mask], rows[hidden_mask]
     fig = go.Figure()
     fig.add_trace(
         go.Bar(
@@ -391,7 +425,8 @@ def region_figure(indicator_id: str) -> go.Figure | None:
         fig.add_vline(
             x=float(overall["estimate"]),
             line=dict(color=VERMILLION, width=2, dash="dash"),
-            annotation=dict(text=f"Ontario: {fmt_value(overall['estimate'], info)}", font=dict(color=INK, size=13)),
+            annotation=dict(text=f"Ontario: {fmt_value(overall['estimate'], info)}",
+                            font=dict(color=INK, size=13)),
             annotation_position="top",
         )
     fig.update_layout(
@@ -418,8 +453,8 @@ def region_chart(indicator_id: str) -> str:
     title = esc(info["title"])
     caption = (
         f"<strong>{title}, by Ontario Health region, {wave}.</strong> "
-        f"Bars show the {'percentage' if _is_percent(info) else 'average score'}; black lines show the 95% interval; "
-        f"the dashed line is Ontario as a whole. {_summary(rows, info, 'group_label')}"
+        f"Bars show the {'percentage' if _is_percent(info) else 'average score'}; black lines show the 95% "
+        f"interval; the dashed line is Ontario as a whole. {_summary(rows, info, 'group_label')}"
     )
     label = f"Bar chart: {info['title']}, by Ontario Health region, {wave}. The values are listed in the caption."
     return _figure_html(fig, f"chart-{ind}-region", label, caption)
@@ -441,31 +476,40 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
     series = _overall_series(estimates(indicator_id))
     if series["wave"].nunique() < 2:
         return None
-    shown = series[[not _suppressed(r) for _, r in series.iterrows()]]
-    hidden = series[[_suppressed(r) for _, r in series.iterrows()]]
+    hidden_mask = series.apply(_suppressed, axis=1).astype(bool)
+    shown, hidden = series[~hidden_mask], series[hidden_mask]
     waves = [int(w) for w in series["wave"]]
+    # One point per wave, None where suppressed: the line breaks there instead of bridging the gap.
+    mask = list(~hidden_mask)
+    y = [float(v) if ok else None for v, ok in zip(series["estimate"], mask)]
+    up = [float(h - v) if ok else None for h, v, ok in zip(series["ci_high"], series["estimate"], mask)]
+    down = [float(v - lo) if ok else None for lo, v, ok in zip(series["ci_low"], series["estimate"], mask)]
     fig = go.Figure(
         go.Scatter(
             name="Ontario",
-            mode="lines+markers+text",
-            x=[int(w) for w in shown["wave"]],
-            y=list(shown["estimate"]),
+            mode="lines+markers",
+            x=waves,
+            y=y,
+            connectgaps=False,
             line=dict(color=BLUE, width=3),
             marker=dict(color=BLUE, size=10),
-            error_y=dict(
-                type="data",
-                symmetric=False,
-                array=list(shown["ci_high"] - shown["estimate"]),
-                arrayminus=list(shown["estimate"] - shown["ci_low"]),
-                color=INK,
-                thickness=1.5,
-                width=8,
-            ),
-            text=[f"   {fmt_value(v, info)}" for v in shown["estimate"]],
-            textposition="middle right",
-            textfont=dict(size=14, color=INK),
-            hovertext=[_hover(r, info) for _, r in shown.iterrows()],
+            error_y=dict(type="data", symmetric=False, array=up, arrayminus=down,
+                         color=INK, thickness=1.5, width=8),
+            hovertext=[_hover(r, info) if ok else "suppressed" for (_, r), ok in zip(series.iterrows(), mask)],
             hoverinfo="x+text",
+        )
+    )
+    # Value labels above the interval's upper end, clear of both the line and the error bar.
+    fig.add_trace(
+        go.Scatter(
+            name="value labels",
+            mode="text",
+            x=[int(w) for w in shown["wave"]],
+            y=list(shown["ci_high"].fillna(shown["estimate"])),
+            text=[fmt_value(v, info) for v in shown["estimate"]],
+            textposition="top center",
+            textfont=dict(size=14, color=INK),
+            hoverinfo="skip",
         )
     )
     for _, row in hidden.iterrows():
@@ -477,8 +521,9 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
         _layout(
             height=340,
             xaxis=dict(title=dict(text="Consultation year"), tickvals=waves, ticktext=[str(w) for w in waves],
-                       range=[min(waves) - 0.5, max(waves) + 0.7], showgrid=False),
-            yaxis=dict(title=dict(text=_axis_title(info)), range=[0, 105], tickvals=[0, 20, 40, 60, 80, 100],
+                       range=[min(waves) - 0.5, max(waves) + 0.5], showgrid=False),
+            yaxis=dict(title=dict(text="Percentage" if _is_percent(info) else "Average score (0 to 100)"),
+                       range=[0, 110], tickvals=[0, 20, 40, 60, 80, 100], automargin=True,
                        showgrid=True, gridcolor=GRID, zeroline=True, zerolinecolor=MUTED),
         )
     )
@@ -498,7 +543,8 @@ def trend_chart(indicator_id: str) -> str:
         f"Points show the {'percentage' if _is_percent(info) else 'average score'}; "
         f"black lines show the 95% interval. {_summary(series, info, 'year')}"
     )
-    label = f"Line chart: {info['title']}, Ontario as a whole, by consultation year. The values are listed in the caption."
+    label = (f"Line chart: {info['title']}, Ontario as a whole, by consultation year. "
+             "The values are listed in the caption.")
     return _figure_html(fig, f"chart-{ind}-trend", label, caption)
 
 
@@ -512,9 +558,11 @@ def _table(caption: str, head: list[str], body: list[str], notes: list[str], tab
     foot = ""
     if notes:
         foot = '<ol class="table-notes">' + "".join(notes) + "</ol>"
+    # The scroll box is focusable and named so keyboard users can scroll a wide table on a phone.
     return (
-        f'<div class="table-scroll"><table class="data-table" id="{table_id}" data-quarto-disable-processing="true">'
-        f"<caption>{caption}</caption><thead><tr>{header}</tr></thead>"
+        f'<div class="table-scroll" role="region" tabindex="0" aria-labelledby="caption-{table_id}">'
+        f'<table class="data-table" id="{table_id}" data-quarto-disable-processing="true">'
+        f'<caption id="caption-{table_id}">{caption}</caption><thead><tr>{header}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>{foot}</div>"
     )
 
@@ -527,12 +575,14 @@ def data_table(indicator_id: str) -> str:
     if est.empty:
         return '<p class="no-chart">No published values for this indicator yet.</p>'
     percent = _is_percent(info)
-    head = ["Year", "Breakdown", "Group", "Percentage" if percent else "Average score (0 to 100)", "95% interval",
-            "Respondents (n)"] + (["People (count)"] if percent else [])
+    value_head = "Percentage" if percent else "Average score (0 to 100)"
+    head = ["Year", "Breakdown", "Group", value_head, "95% interval", "Respondents (n)"]
+    head += ["People (count)"] if percent else []
     reasons: list[str] = []  # footnotes in order of first use
     body = []
     for _, row in est.iterrows():
-        cells = [f"<td>{int(row['wave'])}</td>", f"<td>{esc(BREAKDOWNS.get(row['breakdown'], row['breakdown']))}</td>",
+        breakdown = BREAKDOWNS.get(row["breakdown"], row["breakdown"])
+        cells = [f"<td>{int(row['wave'])}</td>", f"<td>{esc(breakdown)}</td>",
                  f'<th scope="row">{esc(row["group_label"])}</th>']
         if _suppressed(row):
             reason = _reason(row)
@@ -549,7 +599,7 @@ def data_table(indicator_id: str) -> str:
             if percent:
                 cells.append(f'<td class="num">{esc(fmt_n(row["count"]))}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
-    notes = [f'<li id="note-{ind}-{k}">{esc(r)}</li>' for k, r in enumerate(reasons, start=1)]
+    notes = [f'<li id="note-{ind}-{k}">{esc(_sentence(r))}</li>' for k, r in enumerate(reasons, start=1)]
     caption = f"{esc(info['title'])} ({ind}): every published value, by year and group"
     table = _table(caption, head, body, notes, f"table-{ind}")
     return (
@@ -561,15 +611,15 @@ def data_table(indicator_id: str) -> str:
 def load_table() -> str:
     """Per-wave load accounting for the methods page (counts of responses only)."""
     summary = load_summary()
-    head = ["Year", "Data", "Responses read", "Loaded", "Excluded (out of scope)", "Duplicates",
-            "Set aside (failed checks)"]
+    head = ["Year", "Data", "Responses read", "Loaded", "Excluded", "Duplicates", "Set aside (failed checks)"]
     body = []
     for _, row in summary.iterrows():
         data = "Synthetic (invented, for testing)" if bool(row["synthetic"]) else "Real responses"
         counts = "".join(f'<td class="num">{esc(fmt_n(row[c]))}</td>'
                          for c in ["read", "loaded", "excluded", "duplicates", "quarantined"])
         body.append(f'<tr><th scope="row">{int(row["wave"])}</th><td>{data}</td>{counts}</tr>')
-    return _table("Responses received and what happened to them, by consultation year", head, body, [], "table-load")
+    caption = "Responses received and what happened to them, by consultation year"
+    return _table(caption, head, body, [], "table-load")
 
 
 def questions_md(indicator_id: str, labels: dict[str, str] | None = None) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -272,10 +273,15 @@ def _aggregate(
     answered = _answered(indicator.questions, kinds)
     where = f"{population} AND {answered} AND wave IN ({', '.join(str(w) for w in waves)})"
     if indicator.kind == "proportion":
-        measure = f"count(*) FILTER (WHERE {compile_rule(indicator.condition, kinds)}) AS count, NULL::DOUBLE AS mean, NULL::DOUBLE AS sd"
+        measure = (
+            f"count(*) FILTER (WHERE {compile_rule(indicator.condition, kinds)}) AS count, "
+            "NULL::DECIMAL(38, 6) AS total, NULL::DECIMAL(38, 12) AS total_sq"
+        )
     else:
-        value = _q(indicator.value)
-        measure = f"NULL::BIGINT AS count, avg({value}) AS mean, stddev_samp({value}) AS sd"
+        # Exact decimal sums, not DOUBLE aggregates: parallel floating-point sums vary in their
+        # last bits from run to run, and published figures must not.
+        value = f"CAST({_q(indicator.value)} AS DECIMAL(18, 6))"
+        measure = f"NULL::BIGINT AS count, sum({value}) AS total, sum({value} * {value}) AS total_sq"
     parts = [f"SELECT wave, 'all' AS breakdown, 'all' AS group_code, count(*) AS n, {measure} FROM respondent_wide WHERE {where} GROUP BY wave"]
     for breakdown in indicator.breakdowns or catalogue.default_breakdowns:
         if kinds.get(breakdown) not in ("single", "likert"):
@@ -316,6 +322,15 @@ def t_interval(mean: float, sd: float, n: int) -> tuple[float, float]:
     return (mean - half, mean + half)
 
 
+def mean_and_sd(total: Decimal, total_sq: Decimal, n: int) -> tuple[float, float]:
+    """Mean and sample standard deviation from exact sums (deterministic to the last bit)."""
+    mean = total / n
+    if n < 2:
+        return float(mean), math.nan
+    variance = (total_sq - total * total / n) / (n - 1)
+    return float(mean), math.sqrt(max(0.0, float(variance)))
+
+
 def add_intervals(cells: pd.DataFrame) -> pd.DataFrame:
     cells = cells.copy()
     estimate, low, high = [], [], []
@@ -326,8 +341,9 @@ def add_intervals(cells: pd.DataFrame) -> pd.DataFrame:
             low.append(100.0 * lo)
             high.append(100.0 * hi)
         else:
-            lo, hi = t_interval(float(row.mean), float(row.sd), int(row.n))
-            estimate.append(float(row.mean))
+            mean, sd = mean_and_sd(Decimal(row.total), Decimal(row.total_sq), int(row.n))
+            lo, hi = t_interval(mean, sd, int(row.n))
+            estimate.append(mean)
             low.append(lo)
             high.append(hi)
     cells["estimate"], cells["ci_low"], cells["ci_high"] = estimate, low, high

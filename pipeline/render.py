@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -208,8 +209,10 @@ def _render_with_quarto(root: Path, quarto: str, extra: dict[str, str], say: Pro
     staging = _staging_dir(output_dir)
     say(f"render {root.name} with {description}")
     cmd = [quarto, "render", str(root), "--output-dir", str(staging)]
+    # Quarto must run the cells with this interpreter, the one that has the pipeline's packages.
+    env = {"QUARTO_PYTHON": sys.executable, **_kernel_env(extra, description)}
     try:
-        _run_streaming(cmd, root, _kernel_env(extra, description), say)
+        _run_streaming(cmd, root, env, say)
         pages = sorted(p.relative_to(staging) for p in staging.rglob("*.html")
                        if "site_libs" not in p.parts)
         _swap_in(staging, output_dir)
@@ -220,13 +223,13 @@ def _render_with_quarto(root: Path, quarto: str, extra: dict[str, str], say: Pro
 
 def _run_streaming(cmd: list[str], cwd: Path, env: dict[str, str], say: Progress) -> None:
     """Run a command, passing its output lines to `say`; RenderError with the tail on failure."""
-    tail: list[str] = []
+    tail: deque[str] = deque(maxlen=40)
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             say(line.rstrip())
-            tail = (tail + [line.rstrip()])[-40:]
+            tail.append(line.rstrip())
     if proc.returncode != 0:
         raise RenderError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n" + "\n".join(tail))
 
@@ -600,8 +603,9 @@ def _cell_error(page: Page, cell: Cell, root: Path, outputs: list[dict[str, Any]
         detail = f"{err.get('ename', 'Error')}: {err.get('evalue', '')}\n{trace}".rstrip()
     first = next((ln for ln in cell.code.splitlines() if ln.strip()), "")
     name = f"cell {cell.index}" + (f" (label: {cell.label})" if cell.label else "")
-    return RenderError(f"{_rel(cell.file, root)}:{cell.lineno}: {name} of {_rel(page.source, root)} "
-                       f"failed; first line: {first!r}\n{detail}")
+    if cell.file.resolve() != page.source.resolve():  # the cell came from an included file
+        name += f" of {_rel(page.source, root)}"
+    return RenderError(f"{_rel(cell.file, root)}:{cell.lineno}: {name} failed; first line: {first!r}\n{detail}")
 
 
 def execute_page(page: Page, cells: list[Cell], *, cwd: Path, env: dict[str, str], kernels: Path,
@@ -626,13 +630,19 @@ def execute_page(page: Page, cells: list[Cell], *, cwd: Path, env: dict[str, str
     client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, allow_errors=False,
                             coalesce_streams=True, record_timing=False,
                             resources={"metadata": {"path": str(cwd)}})
-    with client.setup_kernel(env=env, cleanup_kc=True):
-        for pos, (cell, nb_cell) in enumerate(zip(cells, nb.cells)):
-            say(f"  cell {cell.index}" + (f" ({cell.label})" if cell.label else ""))
-            try:
-                client.execute_cell(nb_cell, pos)
-            except (CellControlSignal, DeadKernelError) as exc:
-                raise _cell_error(page, cell, root, nb_cell.outputs, str(exc) or type(exc).__name__) from None
+    try:
+        with client.setup_kernel(env=env, cleanup_kc=True):
+            for pos, (cell, nb_cell) in enumerate(zip(cells, nb.cells)):
+                say(f"  cell {cell.index}" + (f" ({cell.label})" if cell.label else ""))
+                try:
+                    client.execute_cell(nb_cell, pos)
+                except (CellControlSignal, DeadKernelError) as exc:
+                    fallback = str(exc) or type(exc).__name__
+                    raise _cell_error(page, cell, root, nb_cell.outputs, fallback) from None
+    except RenderError:
+        raise
+    except Exception as exc:  # kernel start-up or transport failures: say which page was running
+        raise RenderError(f"{_rel(page.source, root)}: Jupyter kernel failed: {exc}") from exc
     return {cell.index: list(nb_cell.outputs) for cell, nb_cell in zip(cells, nb.cells)}
 
 
@@ -697,8 +707,8 @@ def _display_markdown(data: dict[str, Any], asis: bool, alt: str, raw: RawHtml) 
     if mime in ("image/png", "image/jpeg"):
         payload = re.sub(r"\s+", "", value)
         return raw.block(f'<img src="data:{mime};base64,{payload}" alt="{html.escape(alt)}">'), True
-    if mime == "text/plain":
-        return (value, False) if asis else (_code_block(ANSI.sub("", value), ".cell-output .cell-output-display"), False)
+    if mime == "text/plain":  # already a code block, or raw markdown for output: asis
+        return (value if asis else _code_block(ANSI.sub("", value), ".cell-output .cell-output-display")), False
     return "", False  # only MIME types a static page cannot show (widgets, javascript)
 
 
@@ -819,10 +829,12 @@ $endif$
 </header>
 $endif$
 $if(toc)$
+$if(table-of-contents)$
 <nav id="TOC" role="doc-toc" aria-labelledby="toc-title">
 <h2 id="toc-title">$toc-title$</h2>
 $table-of-contents$
 </nav>
+$endif$
 $endif$
 $body$
 </main>
@@ -872,6 +884,7 @@ code { font-size: 0.92em; }
 pre { background: var(--code-bg); border: 1px solid var(--border); border-radius: 4px;
   padding: 0.75rem 1rem; overflow-x: auto; line-height: 1.45; }
 div.sourceCode { margin: 1rem 0; }
+pre.cell-output { background: var(--bg); border-left: 4px solid var(--border); }
 table { border-collapse: collapse; margin: 1rem 0; font-variant-numeric: tabular-nums; }
 th, td { border-bottom: 1px solid var(--border); padding: 0.35rem 0.75rem; text-align: left; vertical-align: top; }
 thead th { border-bottom: 2px solid var(--fg); }
@@ -962,7 +975,9 @@ def _nav_href(href: str, page: Page, project: Project) -> str:
 
 
 def navbar_html(page: Page, project: Project, titles: dict[str, str], ui: dict[str, str]) -> str:
-    """Skip link plus the site navbar (site title, left and right entries)."""
+    """Skip link plus the site navbar (site title, left and right entries); none for a bare project."""
+    if not project.site_title and not any(project.navbar.values()):
+        return ""
     lines = [f'<a class="skip-link" href="#content">{html.escape(ui["skip"])}</a>',
              '<header class="site-header">',
              f'<nav class="navbar" aria-label="{html.escape(ui["site"])}">']

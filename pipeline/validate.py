@@ -79,7 +79,7 @@ def validate(
     """Give every row of `export` its outcome. `already_seen`: response keys loaded before."""
     check_structure(export, instrument)
     outcome = pd.Series(LOADED, index=export.answers.index, dtype=object)
-    reason = pd.Series(None, index=export.answers.index, dtype=object)
+    reason = _nones(export.answers.index)
     _exclusions(export, instrument, outcome, reason)
     keys = _response_keys(export, secret)
     _duplicates(export, keys, already_seen, outcome, reason)
@@ -124,6 +124,11 @@ def _exclusions(export: Export, instrument: Instrument, outcome: pd.Series, reas
         reason[newly] = "incomplete"
 
 
+def _nones(index: pd.Index) -> pd.Series:
+    # pandas turns a scalar None into NaN; a list of None stays None.
+    return pd.Series([None] * len(index), index=index, dtype=object)
+
+
 def secret_key() -> bytes:
     """The key for keyed hashes of response ids: kept outside the repository and the warehouse.
 
@@ -147,8 +152,9 @@ def _keyed(secret: bytes, value: str) -> str:
 
 def _response_keys(export: Export, secret: bytes) -> pd.Series:
     if "response_id" not in export.identifiers:
-        return pd.Series(None, index=export.answers.index, dtype=object)
-    return export.identifiers["response_id"].map(lambda v: _keyed(secret, v) if v else None)
+        return _nones(export.answers.index)
+    keys = [_keyed(secret, v) if v else None for v in export.identifiers["response_id"].tolist()]
+    return pd.Series(keys, index=export.answers.index, dtype=object)
 
 
 def _duplicates(
@@ -179,11 +185,12 @@ def _duplicates(
 
 
 def _person_key(export: Export) -> pd.Series:
-    emails = pd.Series(None, index=export.answers.index, dtype=object)
+    emails = [None] * len(export.answers)
     for frame, column in [(export.identifiers, "email"), (export.answers, "contact_email")]:
         if column in frame:
-            emails = emails.fillna(frame[column].map(lambda v: v.strip().lower() if v else None))
-    return emails
+            found = [v.strip().lower() if isinstance(v, str) and v.strip() else None for v in frame[column].tolist()]
+            emails = [e if e is not None else f for e, f in zip(emails, found)]
+    return pd.Series(emails, index=export.answers.index, dtype=object)
 
 
 # --- rules generated from the instrument, run by Great Expectations ----------------------------
@@ -317,9 +324,8 @@ def _run_gx(frame: pd.DataFrame, specs: list[dict], name: str):
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     batch = context.data_sources.add_pandas("consult").add_dataframe_asset("export")
     definition = batch.add_batch_definition_whole_dataframe("all rows")
-    suite = context.suites.add(gx.ExpectationSuite(name=name))
-    for spec in specs:
-        suite.add_expectation(_expectation(gx, spec))
+    # Built whole, then added once: adding expectations one by one re-serialises the suite each time.
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=[_expectation(gx, s) for s in specs]))
     run = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=definition, suite=suite))
     return run.run(batch_parameters={"dataframe": frame}, result_format="COMPLETE")
 

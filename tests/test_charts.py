@@ -27,8 +27,10 @@ CATALOGUE = [
 ESTIMATES = [
     ("PREC-01", 2024, "all", "all", "All respondents", 200, 76, 38.0, 31.6, 44.9, False, None),
     ("PREC-01", 2025, "all", "all", "All respondents", 312, 132, 42.307, 36.94, 47.83, False, None),
-    ("PREC-01", 2025, "oh_region", "1", "North West", None, None, None, None, None, True, "Fewer than 11 respondents"),
-    ("PREC-01", 2025, "oh_region", "2", "North East", None, None, None, None, None, True, "Complementary suppression"),
+    ("PREC-01", 2025, "oh_region", "1", "North West", None, None, None, None, None, True,
+     "Fewer than 11 respondents"),
+    ("PREC-01", 2025, "oh_region", "2", "North East", None, None, None, None, None, True,
+     "Complementary suppression"),
     ("PREC-01", 2025, "oh_region", "5", "Toronto", 150, 70, 46.667, 38.9, 54.6, False, None),
     ("PREC-01", 2025, "oh_region", "6", EVIL, 140, 55, 39.286, 31.6, 47.5, False, None),
     ("WELL-01", 2025, "all", "all", "All respondents", 300, None, 61.42, 58.2, 64.6, False, None),
@@ -108,7 +110,7 @@ def test_table_shows_suppressed_with_reasons(warehouse: Path) -> None:
     assert "suppressed" in north_west
     assert "0.0" not in north_west and ">0<" not in north_west
     assert "Fewer than 11 respondents" in table and "Complementary suppression" in table
-    assert '<th scope="col">' in table and "<caption>" in table
+    assert '<th scope="col">' in table and "<caption" in table
 
 
 def test_suppressed_region_is_not_a_bar(warehouse: Path) -> None:
@@ -183,3 +185,34 @@ def test_load_table_counts(warehouse: Path) -> None:
     table = charts.load_table()
     assert "Synthetic" in table and ">350<" in table and ">312<" in table
     assert "w2025.csv" not in table  # file names are not published
+
+
+def test_suppressed_wave_breaks_the_trend(warehouse: Path) -> None:
+    con = duckdb.connect(str(warehouse))
+    con.execute("UPDATE published_estimates SET suppressed = true, estimate = NULL, n = NULL, count = NULL, "
+                "ci_low = NULL, ci_high = NULL, suppression = 'Complementary suppression' "
+                "WHERE indicator_id = 'PREC-01' AND wave = 2024 AND breakdown = 'all'")
+    con.close()
+    fig = charts.trend_figure("PREC-01")
+    line = fig.data[0]
+    assert list(line.x) == [2024, 2025] and line.y[0] is None and line.connectgaps is False
+    assert [a.text for a in fig.layout.annotations] == ["suppressed"]
+    assert "The 2024 figure is suppressed." in charts.headline("PREC-01")
+
+
+def test_methods_entry_escapes_markdown(warehouse: Path) -> None:
+    con = duckdb.connect(str(warehouse))
+    con.execute("UPDATE indicator_catalogue SET caveats = 'Costs $5 or $10; ask @someone; <b>bold</b>' "
+                "WHERE indicator_id = 'PREC-01'")
+    con.close()
+    entry = charts.definition_md("PREC-01", {"pay_hourly": "What is your hourly pay?"})
+    assert "{#PREC-01}" in entry and "<code>pay_hourly</code> (What is your hourly pay?)" in entry
+    assert r"\$5" in entry and r"\@someone" in entry and "&lt;b&gt;" in entry and "<b>" not in entry
+
+
+def test_caveat_line(warehouse: Path) -> None:
+    assert charts.caveat("PREC-01").strip() == "*Read with care:* Self-reported pay."
+    con = duckdb.connect(str(warehouse))
+    con.execute("UPDATE indicator_catalogue SET caveats = '' WHERE indicator_id = 'WELL-01'")
+    con.close()
+    assert charts.caveat("WELL-01") == ""

@@ -356,3 +356,20 @@ def test_parser_errors_name_file_and_line(tmp_path: Path, body: str, error: str)
     project = _project(tmp_path / "p", {"page.qmd": body})
     with pytest.raises(RenderError, match=error):
         parse_page(project / "page.qmd", project.resolve())
+
+
+def test_default_pages_skip_underscore_files_and_output_and_nav_links_are_relative(tmp_path: Path) -> None:
+    project = _project(tmp_path / "p", {"index.qmd": "# Home\n", "_draft.qmd": "x\n"}, quarto_yml=(
+        "project:\n  type: website\nwebsite:\n  title: Site & Co\n"
+        "  navbar:\n    left:\n      - index.qmd\n      - href: sub/page.qmd\n        text: Sub\n"))
+    for name in ("sub/page.qmd", "_site/old.qmd", "_partials/p.qmd"):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text("---\ntitle: Nested page\n---\n")
+    loaded = render.load_project(project.resolve())
+    assert [p.relative_to(loaded.root).as_posix() for p in loaded.inputs] == ["index.qmd", "sub/page.qmd"]
+    page = parse_page(loaded.inputs[1], loaded.root)
+    titles = {"index.html": "Home page", "sub/page.html": "Nested page"}
+    nav = render.navbar_html(page, loaded, titles, render.UI_TEXT["en"])
+    assert '<a class="site-title" href="../index.html">Site &amp; Co</a>' in nav
+    assert '<li><a href="../index.html">Home page</a></li>' in nav  # bare entry: the page's title
+    assert '<li><a href="page.html" aria-current="page">Sub</a></li>' in nav

@@ -1,0 +1,52 @@
+"""Hand-built survey exports for tests: each row says exactly what it contains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.instrument import Instrument
+from pipeline.synth import qualtrics_csv
+
+BASE_ANSWERS: dict[str, Any] = {
+    "consent": "1",
+    "eligible_role": "1",
+    "oh_region": "5",
+    "lw_region": "1",
+    "hourly_wage": 24.5,
+    "paid_sick_days": "1",
+    "discrimination_any": "2",
+    "tasks_clinical": ["6"],
+}
+
+
+def response(number: int, answers: dict[str, Any] | None = None, **metadata: str) -> dict[str, Any]:
+    """One Qualtrics response row: valid and complete unless `answers` or `metadata` say otherwise."""
+    row = {
+        "StartDate": f"2025-03-{10 + number % 15:02d} 10:00:00",
+        "EndDate": f"2025-03-{10 + number % 15:02d} 10:20:00",
+        "Status": "0",
+        "IPAddress": f"203.0.113.{number % 250}",
+        "Progress": "100",
+        "Duration (in seconds)": "1200",
+        "Finished": "1",
+        "RecordedDate": f"2025-03-{10 + number % 15:02d} 10:20:00",
+        "ResponseId": f"R_test{number:011d}",
+        "RecipientLastName": "",
+        "RecipientFirstName": "",
+        "RecipientEmail": "",
+        "ExternalReference": "",
+        "LocationLatitude": "43.6500",
+        "LocationLongitude": "-79.3800",
+        "DistributionChannel": "anonymous",
+        "UserLanguage": "EN",
+    }
+    row.update(metadata)
+    row["answers"] = {**BASE_ANSWERS, **(answers or {})}
+    return row
+
+
+def write_export(path: Path, instrument: Instrument, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(qualtrics_csv(instrument, rows))
+    return path

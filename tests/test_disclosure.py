@@ -1,0 +1,280 @@
+"""pipeline.disclosure.suppress and the published_estimates view, on hand-built cells.
+
+Every expected flag below follows from the rules in surveys/disclosure.yaml applied by hand to the
+numbers written in the test (min_group_n 10, min_cell 5, complementary suppression on).
+"""
+
+from __future__ import annotations
+
+
+import duckdb
+import pandas as pd
+import pytest
+
+from pipeline.disclosure import COMPLEMENTARY, SMALL_CELL, SMALL_GROUP, DisclosureRules, load_rules, suppress
+from pipeline.load import schema_sql
+
+RULES = DisclosureRules(min_group_n=10, min_cell=5, complementary=True)
+
+
+def table(rows, indicator_id="IND-01", wave=2025, breakdown="oh_region", kind="proportion", total=True):
+    """Cells of one table: rows are (group_code, n, count); the 'all' row is their sum."""
+    records = []
+    if total:
+        n_all = sum(n for _, n, _ in rows)
+        count_all = None if kind == "mean" else sum(c for _, _, c in rows)
+        records.append(dict(indicator_id=indicator_id, wave=wave, breakdown="all", group_code="all",
+                            kind=kind, n=n_all, count=count_all))
+    for code, n, count in rows:
+        records.append(dict(indicator_id=indicator_id, wave=wave, breakdown=breakdown, group_code=code,
+                            kind=kind, n=n, count=None if kind == "mean" else count))
+    return pd.DataFrame(records)
+
+
+def status(result: pd.DataFrame, breakdown="oh_region") -> dict[str, tuple[bool, str | None]]:
+    rows = result[result["breakdown"] == breakdown]
+    return {
+        r.group_code: (bool(r.suppressed), None if pd.isna(r.suppression) else r.suppression)
+        for r in rows.itertuples()
+    }
+
+
+def reason_allows(reason: str | None, n: int, c: int, rules: DisclosureRules) -> bool:
+    """What a reader learns about a hidden cell from the published reason."""
+    passes_primary = n >= rules.min_group_n and min(c, n - c) >= rules.min_cell
+    if reason == SMALL_GROUP.format(n=rules.min_group_n):
+        return n < rules.min_group_n
+    if reason == SMALL_CELL.format(n=rules.min_cell):
+        return n >= rules.min_group_n and min(c, n - c) < rules.min_cell
+    if reason == COMPLEMENTARY:
+        return passes_primary
+    return True
+
+
+def feasible_counts(published: list[dict], target: str, rules: DisclosureRules) -> set[int]:
+    """Every count of group `target` consistent with what is published for its table.
+
+    `published` holds the 'all' row and the group rows as a reader sees them: numbers of hidden
+    rows are None, the reason is shown. Hidden groups have n >= 1 and 0 <= count <= n; their n
+    and counts add up to the total minus the published groups.
+    """
+    total = next(r for r in published if r["group_code"] == "all")
+    groups = [r for r in published if r["group_code"] != "all"]
+    shown = [r for r in groups if not r["suppressed"]]
+    hidden = [r for r in groups if r["suppressed"]]
+    n_left = total["n"] - sum(r["n"] for r in shown)
+    c_left = total["count"] - sum(r["count"] for r in shown)
+    target_index = [r["group_code"] for r in hidden].index(target)
+    found: set[int] = set()
+
+    def assign(i: int, n_rest: int, c_rest: int, chosen: list[tuple[int, int]]) -> None:
+        if i == len(hidden) - 1:  # the last hidden group takes what is left
+            if n_rest >= 1 and 0 <= c_rest <= n_rest and reason_allows(hidden[i]["suppression"], n_rest, c_rest, rules):
+                found.add((chosen + [(n_rest, c_rest)])[target_index][1])
+            return
+        for n in range(1, n_rest):
+            for c in range(0, min(n, c_rest) + 1):
+                if reason_allows(hidden[i]["suppression"], n, c, rules):
+                    assign(i + 1, n_rest - n, c_rest - c, chosen + [(n, c)])
+
+    assign(0, n_left, c_left, [])
+    return found
+
+
+def as_published(result: pd.DataFrame, breakdown: str) -> list[dict]:
+    rows = result[result["breakdown"].isin(["all", breakdown])]
+    out = []
+    for r in rows.itertuples():
+        hide = bool(r.suppressed)
+        out.append(dict(group_code=r.group_code, suppressed=hide,
+                        suppression=None if pd.isna(r.suppression) else r.suppression,
+                        n=None if hide else int(r.n), count=None if hide else int(r.count)))
+    return out
+
+
+# --- primary suppression ---------------------------------------------------------------------
+
+
+def test_group_smaller_than_min_group_n_is_hidden_and_ten_is_shown():
+    # counts chosen so that min_cell never applies (count and complement >= 5)
+    cells = table([("1", 9, 5), ("2", 10, 5), ("3", 40, 20), ("4", 3, 1), ("5", 60, 30)])
+    result = suppress(cells, RULES)
+    got = status(result)
+    assert got["1"] == (True, "fewer than 10 respondents in the group")  # 9 < 10
+    assert got["4"][0] and got["4"][1] == SMALL_GROUP.format(n=10)  # 3 < 10 (and count 1)
+    assert got["2"] == (False, None)  # exactly 10 is reportable
+    assert got["3"] == (False, None)
+    assert got["5"] == (False, None)
+
+
+@pytest.mark.parametrize(
+    "n, count, hidden",
+    [
+        (20, 0, True),    # nobody: tells each member's answer
+        (20, 4, True),    # count 4 < 5
+        (20, 5, False),   # count 5 and complement 15: shown
+        (20, 15, False),  # complement 5: shown
+        (20, 16, True),   # complement 4 < 5
+        (20, 20, True),   # everybody
+        (10, 5, False),   # smallest reportable group, split 5/5
+    ],
+)
+def test_small_count_or_small_complement_hides_a_proportion(n, count, hidden):
+    cells = table([("1", n, count)], breakdown="all", total=False)
+    cells["breakdown"] = "all"
+    cells["group_code"] = "all"
+    result = suppress(cells, RULES)
+    assert bool(result["suppressed"].iloc[0]) is hidden
+    if hidden:
+        assert result["suppression"].iloc[0] == "fewer than 5 respondents answered one way"
+    else:
+        assert pd.isna(result["suppression"].iloc[0])
+
+
+def test_min_cell_does_not_apply_to_means():
+    # a mean has no count: only the group size matters
+    cells = table([("1", 12, None), ("2", 30, None), ("3", 9, None)], kind="mean")
+    got = status(suppress(cells, DisclosureRules(complementary=False)))
+    assert got["1"] == (False, None)
+    assert got["2"] == (False, None)
+    assert got["3"] == (True, SMALL_GROUP.format(n=10))
+
+
+def test_rules_come_from_the_yaml_file(tmp_path):
+    path = tmp_path / "disclosure.yaml"
+    path.write_text("min_group_n: 20\nmin_cell: 3\ncomplementary: false\n", encoding="utf-8")
+    assert load_rules(path) == DisclosureRules(min_group_n=20, min_cell=3, complementary=False)
+    cells = table([("1", 19, 9), ("2", 20, 3), ("3", 20, 2), ("4", 40, 20)])
+    got = status(suppress(cells, load_rules(path)))
+    assert got == {
+        "1": (True, "fewer than 20 respondents in the group"),
+        "2": (False, None),
+        "3": (True, "fewer than 3 respondents answered one way"),
+        "4": (False, None),  # no complementary suppression when it is switched off
+    }
+
+
+# --- complementary suppression ---------------------------------------------------------------
+
+
+def test_one_hidden_group_hides_the_smallest_other_group():
+    cells = table([("1", 6, 2), ("2", 30, 14), ("3", 12, 6), ("4", 20, 9)])
+    result = suppress(cells, RULES)
+    assert status(result) == {
+        "1": (True, SMALL_GROUP.format(n=10)),
+        "3": (True, COMPLEMENTARY),  # n=12, the smallest of 30, 12, 20
+        "2": (False, None),
+        "4": (False, None),
+    }
+    total = result[result["group_code"] == "all"].iloc[0]
+    assert not total["suppressed"]  # n=68, count 31
+
+
+def test_complementary_partner_of_a_small_cell_hide():
+    # group 2 hidden by min_cell (count 2); partner is the smallest shown group (n=15)
+    cells = table([("1", 40, 20), ("2", 25, 2), ("3", 15, 7), ("4", 18, 9)])
+    assert status(suppress(cells, RULES)) == {
+        "1": (False, None),
+        "2": (True, SMALL_CELL.format(n=5)),
+        "3": (True, COMPLEMENTARY),
+        "4": (False, None),
+    }
+
+
+def test_hidden_count_cannot_be_worked_out_from_the_total():
+    cells = table([("1", 6, 2), ("2", 30, 14), ("3", 12, 6), ("4", 20, 9)])
+    published = as_published(suppress(cells, RULES), "oh_region")
+    candidates = feasible_counts(published, "1", RULES)
+    assert 2 in candidates  # the true value is among them ...
+    assert len(candidates) > 1  # ... but not the only one
+
+
+def test_without_complementary_suppression_the_hidden_count_is_recoverable():
+    # the same table with complementary suppression off: the brute force pins the value down,
+    # which shows the check above can fail
+    cells = table([("1", 6, 2), ("2", 30, 14), ("3", 12, 6), ("4", 20, 9)])
+    rules = DisclosureRules(complementary=False)
+    published = as_published(suppress(cells, rules), "oh_region")
+    assert feasible_counts(published, "1", rules) == {2}  # 31 - 14 - 6 - 9
+
+
+def test_no_complementary_suppression_when_two_groups_are_already_hidden():
+    cells = table([("1", 6, 2), ("2", 30, 14), ("3", 12, 6), ("4", 8, 4)])
+    result = suppress(cells, RULES)
+    assert status(result) == {
+        "1": (True, SMALL_GROUP.format(n=10)),
+        "4": (True, SMALL_GROUP.format(n=10)),
+        "2": (False, None),
+        "3": (False, None),
+    }
+    published = as_published(result, "oh_region")
+    assert len(feasible_counts(published, "1", RULES)) > 1
+    assert len(feasible_counts(published, "4", RULES)) > 1
+
+
+def test_nothing_hidden_means_no_complementary_suppression():
+    cells = table([("1", 16, 8), ("2", 30, 14), ("3", 12, 6)])
+    assert not suppress(cells, RULES)["suppressed"].any()
+
+
+def test_complementary_suppression_stays_within_its_table():
+    # same groups in two indicators, two waves and two breakdowns: only IND-01 / 2025 / oh_region
+    # has a hidden cell, so only that table gets a partner hidden
+    parts = [
+        table([("1", 6, 2), ("2", 30, 14), ("3", 12, 6)]),
+        table([("1", 16, 8), ("2", 30, 14), ("3", 12, 6)], indicator_id="IND-02"),
+        table([("1", 16, 8), ("2", 30, 14), ("3", 12, 6)], wave=2024),
+        table([("1", 16, 8), ("2", 30, 14), ("3", 12, 6)], breakdown="work_setting").query("breakdown != 'all'"),
+    ]
+    result = suppress(pd.concat(parts, ignore_index=True), RULES)
+    hidden = result[result["suppressed"]]
+    assert sorted(zip(hidden["indicator_id"], hidden["wave"], hidden["breakdown"], hidden["group_code"])) == [
+        ("IND-01", 2025, "oh_region", "1"),
+        ("IND-01", 2025, "oh_region", "3"),
+    ]
+
+
+def test_complementary_suppression_applies_to_means_too():
+    # a hidden group mean follows from the total mean and the published n: it needs a partner too
+    cells = table([("1", 7, None), ("2", 30, None), ("3", 14, None), ("4", 22, None)], kind="mean")
+    assert status(suppress(cells, RULES)) == {
+        "1": (True, SMALL_GROUP.format(n=10)),
+        "3": (True, COMPLEMENTARY),
+        "2": (False, None),
+        "4": (False, None),
+    }
+
+
+def test_suppress_does_not_change_its_input_or_the_numbers():
+    cells = table([("1", 6, 2), ("2", 30, 14), ("3", 12, 6)])
+    before = cells.copy()
+    result = suppress(cells, RULES)
+    pd.testing.assert_frame_equal(cells, before)
+    assert list(result["n"]) == [48, 6, 30, 12]
+    assert list(result["count"]) == [22, 2, 14, 6]
+
+
+# --- the published view ----------------------------------------------------------------------
+
+
+def test_published_estimates_carry_no_numbers_for_suppressed_cells():
+    con = duckdb.connect(":memory:")
+    con.execute(schema_sql())
+    rows = [
+        ("IND-01", 2025, "all", "all", "All respondents", 48, 22, 45.8, 32.0, 60.0, False, None),
+        ("IND-01", 2025, "oh_region", "1", "North West", 6, 2, 33.3, 9.7, 70.0, True, SMALL_GROUP.format(n=10)),
+        ("IND-01", 2025, "oh_region", "3", "East", 12, 6, 50.0, 25.4, 74.6, True, COMPLEMENTARY),
+        ("IND-01", 2025, "oh_region", "5", "Toronto", 30, 14, 46.7, 30.2, 63.9, False, None),
+    ]
+    con.executemany("INSERT INTO indicator_estimates VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    published = {
+        r[0]: r[1:]
+        for r in con.execute(
+            "SELECT group_code, group_label, n, count, estimate, ci_low, ci_high, suppressed, suppression "
+            "FROM published_estimates"
+        ).fetchall()
+    }
+    assert published["1"] == ("North West", None, None, None, None, None, True, SMALL_GROUP.format(n=10))
+    assert published["3"] == ("East", None, None, None, None, None, True, COMPLEMENTARY)
+    assert published["5"] == ("Toronto", 30, 14, 46.7, 30.2, 63.9, False, None)
+    assert published["all"] == ("All respondents", 48, 22, 45.8, 32.0, 60.0, False, None)

@@ -1,0 +1,205 @@
+"""Loading the synthetic consultation: accounting, idempotence, atomicity, and the privacy boundary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from builders import response, write_export
+from conftest import make_project
+from pipeline import indicators as indicators_module
+from pipeline.config import Paths, export_files
+from pipeline.instrument import load_instrument
+from pipeline.load import ledger_identity_violations
+from pipeline.run import RunError, run_load
+from pipeline.validate import StructuralError
+
+
+def query(paths: Paths, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def snapshot(paths: Paths) -> dict[str, list[tuple]]:
+    """Every table's full contents, in a stable order."""
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        tables = [t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
+        return {t: sorted(con.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+    finally:
+        con.close()
+
+
+def records_in(path: Path, header_rows: int = 3) -> int:
+    """Responses in an export, counted independently of the pipeline: CSV records minus headers."""
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+    return len([r for r in rows[header_rows:] if any(r)])
+
+
+def test_ledger_accounts_for_every_row(loaded: Paths) -> None:
+    files = export_files(loaded.synthetic)
+    assert len(files) == 3
+    ledger = query(loaded, "SELECT file_name, rows_read, rows_loaded, rows_quarantined, rows_excluded, rows_duplicate FROM load_ledger ORDER BY file_name")
+    for (name, read, stored, quarantined, excluded, duplicate), path in zip(ledger, files):
+        assert name == path.name
+        assert read == records_in(path)
+        assert read == stored + quarantined + excluded + duplicate
+        assert quarantined > 0 and excluded > 0 and duplicate > 0  # the synthetic defects are caught
+    con = duckdb.connect(str(loaded.warehouse), read_only=True)
+    assert ledger_identity_violations(con) == []
+    con.close()
+    respondents = query(loaded, "SELECT count(*) FROM respondents")[0][0]
+    assert respondents == sum(row[2] for row in ledger)
+
+
+def test_second_run_loads_nothing_and_gives_the_same_figures(loaded: Paths) -> None:
+    before = snapshot(loaded)
+    again = run_load(loaded)
+    assert [f.status for f in again.files] == ["already loaded"] * 3
+    assert not again.indicators_rebuilt
+    assert snapshot(loaded) == before
+
+
+def test_a_file_is_loaded_once_even_under_another_name(loaded: Paths) -> None:
+    before = snapshot(loaded)
+    copy = loaded.synthetic / "2025" / "copy-of-export.csv"
+    copy.write_bytes((loaded.synthetic / "2025" / "qualtrics-2025.csv").read_bytes())
+    summary = run_load(loaded)
+    assert {f.status for f in summary.files} == {"already loaded"}
+    assert snapshot(loaded)["respondents"] == before["respondents"]
+
+
+def test_a_re_export_counts_earlier_responses_as_duplicates(empty_project: Paths) -> None:
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    first = write_export(empty_project.raw / "2025" / "week1.csv", instrument, [response(i) for i in range(12)])
+    run_load(empty_project)
+    write_export(empty_project.raw / "2025" / "week2.csv", instrument, [response(i) for i in range(15)])
+    run_load(empty_project)
+    ledger = dict(query(empty_project, "SELECT file_name, rows_duplicate FROM load_ledger"))
+    assert ledger == {"week1.csv": 0, "week2.csv": 12}
+    assert query(empty_project, "SELECT count(*) FROM respondents")[0][0] == 15
+    assert first.exists()  # raw exports are read, never moved or changed
+
+
+def test_a_bad_file_stops_the_run_and_changes_nothing(loaded: Paths) -> None:
+    before = snapshot(loaded)
+    instrument = load_instrument(loaded.surveys / "2025" / "instrument.yaml")
+    good = write_export(loaded.synthetic / "2025" / "late.csv", instrument, [response(1)])
+    bad = write_export(loaded.synthetic / "2025" / "zz-empty.csv", instrument, [])
+    with pytest.raises(StructuralError, match="zz-empty.csv"):
+        run_load(loaded)
+    assert snapshot(loaded) == before
+    bad.unlink()
+    summary = run_load(loaded)  # the next run completes and loads the good file once
+    assert [f.file for f in summary.files if f.status == "loaded"] == [good.name]
+
+
+def test_a_failure_while_writing_rolls_everything_back(loaded: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = snapshot(loaded)
+    instrument = load_instrument(loaded.surveys / "2025" / "instrument.yaml")
+    write_export(loaded.synthetic / "2025" / "late.csv", instrument, [response(1), response(2)])
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("disk full while computing indicators")
+
+    monkeypatch.setattr("pipeline.run.compute", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_load(loaded)
+    assert snapshot(loaded) == before
+
+
+def test_real_and_synthetic_data_never_share_a_warehouse(loaded: Paths) -> None:
+    instrument = load_instrument(loaded.surveys / "2025" / "instrument.yaml")
+    write_export(loaded.raw / "2025" / "real.csv", instrument, [response(1)])
+    with pytest.raises(RunError, match="never mixed"):
+        run_load(loaded)
+
+
+def test_wave_comes_from_the_folder_name(empty_project: Paths) -> None:
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    write_export(empty_project.raw / "export.csv", instrument, [response(1)])
+    with pytest.raises(RunError, match="data/raw/2025"):
+        run_load(empty_project)
+
+
+# --- the privacy boundary ---------------------------------------------------------------------
+
+IDENTIFIER_COLUMNS = ["IPAddress", "ResponseId", "RecipientLastName", "RecipientFirstName", "RecipientEmail",
+                      "LocationLatitude", "LocationLongitude", "StartDate", "EndDate", "RecordedDate"]
+
+
+def raw_identifier_values(files: list[Path], instrument_dir: Path) -> set[str]:
+    """Identifier values as they stand in the raw exports: platform columns and `direct` questions."""
+    values: set[str] = set()
+    for path in files:
+        instrument = load_instrument(instrument_dir / path.parent.name / "instrument.yaml")
+        direct = {q.aliases[0] for q in instrument.questions if q.disclosure.value == "direct"}
+        rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))[2:]
+        for row in rows:
+            for column in IDENTIFIER_COLUMNS + sorted(direct):
+                if row.get(column) and len(row[column]) >= 4:
+                    values.add(row[column])
+    return values
+
+
+def test_no_identifier_value_reaches_the_warehouse(loaded: Paths) -> None:
+    identifiers = raw_identifier_values(export_files(loaded.synthetic), loaded.surveys)
+    assert len(identifiers) > 1000
+    contents = snapshot(loaded)
+    stored = {str(v) for rows in contents.values() for row in rows for v in row if v is not None}
+    text = "\n".join(stored)
+    leaked = sorted(v for v in identifiers if v in stored or (("@" in v or len(v) > 8) and v in text))
+    assert leaked == []
+    # Free text kept its meaning, with the findings replaced by typed placeholders.
+    scrubbed = query(loaded, "SELECT text FROM open_text WHERE placeholders > 0")
+    assert scrubbed and all(re.search(r"\[(NAME|EMAIL|PHONE|ORGANIZATION|PLACE|ADDRESS)\]", t) for (t,) in scrubbed)
+
+
+def test_direct_questions_are_described_but_not_stored(loaded: Paths) -> None:
+    direct = query(loaded, "SELECT DISTINCT concept FROM concepts WHERE disclosure = 'direct' AND NOT stored")
+    assert {"contact_email", "employer_name"} <= {c for (c,) in direct}
+    stored = query(loaded, "SELECT count(*) FROM answers WHERE concept IN ('contact_email', 'employer_name')")
+    texts = query(loaded, "SELECT count(*) FROM open_text WHERE concept IN ('contact_email', 'employer_name')")
+    assert stored[0][0] == 0 and texts[0][0] == 0
+
+
+def test_respondent_keys_are_random_for_every_load(tmp_path: Path, synthetic_exports: Path) -> None:
+    one = make_project(tmp_path / "one", synthetic_exports)
+    two = make_project(tmp_path / "two", synthetic_exports)
+    run_load(one)
+    run_load(two)
+    keys_one = {k for (k,) in query(one, "SELECT respondent_key FROM respondents")}
+    keys_two = {k for (k,) in query(two, "SELECT respondent_key FROM respondents")}
+    assert len(keys_one) == len(keys_two) > 0
+    assert keys_one.isdisjoint(keys_two)
+    # ...while the figures are the same.
+    figures = "SELECT indicator_id, wave, breakdown, group_code, n, count, estimate FROM indicator_estimates ORDER BY ALL"
+    assert query(one, figures) == query(two, figures)
+
+
+def test_every_domain_has_an_indicator_by_wave_and_region(loaded: Paths) -> None:
+    rows = query(loaded, """
+        SELECT c.domain, count(DISTINCT e.wave), count(*) FILTER (WHERE e.breakdown = 'oh_region')
+        FROM indicator_estimates e JOIN indicator_catalogue c USING (indicator_id)
+        GROUP BY c.domain ORDER BY 1""")
+    domains = {d: (waves, regions) for d, waves, regions in rows}
+    assert set(domains) == {"precarity", "disrespect", "resources", "drift", "wellbeing"}
+    assert all(waves >= 2 and regions >= 6 for waves, regions in domains.values())
+
+
+def test_indicator_definitions_changing_recomputes_without_reloading(loaded: Paths) -> None:
+    text = loaded.indicators_file.read_text(encoding="utf-8")
+    loaded.indicators_file.write_text(text.replace("default_min_n: 10", "default_min_n: 400"), encoding="utf-8")
+    summary = run_load(loaded)
+    assert summary.indicators_rebuilt and {f.status for f in summary.files} == {"already loaded"}
+    small = query(loaded, "SELECT count(*) FROM indicator_estimates WHERE n < 400 AND NOT suppressed")
+    assert small[0][0] == 0
+    assert indicators_module  # the module the run uses is the one under test
