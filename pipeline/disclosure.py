@@ -15,6 +15,7 @@ import yaml
 
 SMALL_GROUP = "fewer than {n} respondents in the group"
 SMALL_CELL = "fewer than {n} respondents answered one way"
+BELOW_MIN_N = "fewer than {n} respondents, the indicator's minimum reportable n"
 COMPLEMENTARY = "hidden so that another hidden value cannot be worked out from the total"
 
 
@@ -38,7 +39,8 @@ def suppress(cells: pd.DataFrame, rules: DisclosureRules) -> pd.DataFrame:
     """Add `suppressed` and `suppression` to cells (columns n, count, kind, and a table key).
 
     Cells of one table share indicator_id, wave and breakdown; the row with group_code 'all' is
-    the table's total.
+    the table's total. An optional `min_n` column holds an indicator's own minimum reportable n,
+    applied with the primary rules so that complementary suppression sees it.
     """
     cells = cells.copy()
     reasons = pd.Series([_primary(row, rules) for row in cells.itertuples()], index=cells.index, dtype=object)
@@ -53,6 +55,9 @@ def suppress(cells: pd.DataFrame, rules: DisclosureRules) -> pd.DataFrame:
 def _primary(row, rules: DisclosureRules) -> str | None:
     if row.n < rules.min_group_n:
         return SMALL_GROUP.format(n=rules.min_group_n)
+    own_min = getattr(row, "min_n", None)
+    if own_min is not None and own_min == own_min and row.n < own_min:
+        return BELOW_MIN_N.format(n=int(own_min))
     if row.kind == "proportion" and min(row.count, row.n - row.count) < rules.min_cell:
         return SMALL_CELL.format(n=rules.min_cell)
     return None

@@ -248,6 +248,7 @@ def compute(
 ) -> pd.DataFrame:
     """Rebuild respondent_wide, indicator_estimates and indicator_catalogue; return the estimates."""
     kinds = build_wide(con, catalogue)
+    check_definitions(catalogue, kinds)
     waves = {
         wave: {c for (c,) in con.execute("SELECT concept FROM concepts WHERE wave = ?", [wave]).fetchall()}
         for (wave,) in con.execute("SELECT DISTINCT wave FROM respondents ORDER BY wave").fetchall()
@@ -260,10 +261,30 @@ def compute(
     cells = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     estimates = add_intervals(cells) if not cells.empty else cells
     if not estimates.empty:
+        min_n = {i.id: i.min_n or catalogue.default_min_n for i in catalogue.indicators}
+        estimates["min_n"] = estimates["indicator_id"].map(min_n)
         estimates = suppress(estimates, rules)
-        estimates = _apply_min_n(estimates, catalogue)
     _store(con, estimates, catalogue)
     return estimates
+
+
+def check_definitions(catalogue: Catalogue, kinds: dict[str, str]) -> None:
+    """Every concept an indicator names must exist, whether or not a loaded wave can use it yet:
+    a misspelt id is an error, not an indicator that silently disappears from the report."""
+    for indicator in catalogue.indicators:
+        named = indicator.questions + ([indicator.value] if indicator.value else [])
+        for concept in named:
+            if concept not in kinds and concept not in catalogue.scores:
+                raise IndicatorError(f"{indicator.id}: no such concept {concept!r} in any loaded wave")
+        for breakdown in indicator.breakdowns or catalogue.default_breakdowns:
+            if breakdown not in kinds:
+                raise IndicatorError(f"{indicator.id}: breakdown {breakdown!r} is no concept of any loaded wave")
+        try:
+            compile_rule(indicator.population, kinds)
+            if indicator.condition is not None:
+                compile_rule(indicator.condition, kinds)
+        except IndicatorError as exc:
+            raise IndicatorError(f"{indicator.id}: {exc}") from None
 
 
 def _aggregate(
@@ -307,6 +328,9 @@ def wilson_interval(count: int, n: int, z: float = Z_95) -> tuple[float, float]:
     if n == 0:
         return (math.nan, math.nan)
     p = count / n
+    if count in (0, n):  # the closed form, without rounding error at the ends
+        bound = n / (n + z * z)
+        return (0.0, 1.0 - bound) if count == 0 else (bound, 1.0)
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
@@ -348,15 +372,6 @@ def add_intervals(cells: pd.DataFrame) -> pd.DataFrame:
             high.append(hi)
     cells["estimate"], cells["ci_low"], cells["ci_high"] = estimate, low, high
     return cells
-
-
-def _apply_min_n(estimates: pd.DataFrame, catalogue: Catalogue) -> pd.DataFrame:
-    """An indicator's own minimum n, when stricter than the disclosure rule."""
-    min_n = {i.id: i.min_n or catalogue.default_min_n for i in catalogue.indicators}
-    below = (estimates["n"] < estimates["indicator_id"].map(min_n)) & ~estimates["suppressed"]
-    estimates.loc[below, "suppressed"] = True
-    estimates.loc[below, "suppression"] = "below the indicator's minimum reportable n"
-    return estimates
 
 
 def _store(con: duckdb.DuckDBPyConnection, estimates: pd.DataFrame, catalogue: Catalogue) -> None:

@@ -30,7 +30,7 @@ LIVING_WAGE = ROOT / "surveys" / "reference" / "living_wage.yaml"
 INDICATORS = ROOT / "surveys" / "indicators.yaml"
 WAVE = 2025
 RULES = DisclosureRules(min_group_n=10, min_cell=5, complementary=True)
-MIN_N_REASON = "below the indicator's minimum reportable n"
+MIN_N_REASON = "fewer than 15 respondents, the indicator's minimum reportable n"
 
 
 # --- building a warehouse by hand ------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""The `consult` command as a person uses it: help for every stage, plain errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from builders import response, write_export
+from conftest import REPO
+from pipeline.config import Paths
+from pipeline.instrument import load_instrument
+
+STAGES = ["synth", "ingest", "validate", "deidentify", "load", "indicators", "report", "run"]
+
+
+def consult(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "pipeline.cli"] + (["--root", str(root)] if root else []) + list(args)
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+def test_help_lists_every_stage() -> None:
+    result = consult("--help")
+    assert result.returncode == 0
+    for stage in STAGES:
+        assert stage in result.stdout
+    for stage in STAGES:
+        assert consult(stage, "--help").returncode == 0
+
+
+def test_ingest_describes_columns_as_json(synthetic_exports: Path) -> None:
+    result = consult("ingest", str(synthetic_exports / "2024" / "qualtrics-2024.csv"), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["platform"] == "qualtrics" and info["wave"] == 2024
+    classes = {c["column"]: c["class"] for c in info["columns"]}
+    assert classes["IPAddress"] == "identifier" and classes["Finished"] == "metadata"
+    assert classes["Q1"] == "question"
+
+
+def test_validate_reports_row_column_and_reason(tmp_path: Path) -> None:
+    instrument = load_instrument(REPO / "surveys" / "2025" / "instrument.yaml")
+    path = write_export(tmp_path / "2025" / "export.csv", instrument, [response(1), response(2, {"hourly_wage": 940})])
+    result = consult("validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "row 5, question hourly_wage: out_of_range (value '940')" in result.stdout
+
+
+def test_bad_input_is_one_clear_message_and_a_non_zero_exit(tmp_path: Path) -> None:
+    path = tmp_path / "2025" / "empty.csv"
+    path.parent.mkdir()
+    path.write_text("", encoding="utf-8")
+    result = consult("validate", str(path))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and str(path) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_load_summary_balances(tmp_path: Path, synthetic_exports: Path) -> None:
+    from conftest import make_project
+
+    paths: Paths = make_project(tmp_path / "project")
+    export = synthetic_exports / "2023" / "qualtrics-2023.csv"
+    target = paths.raw / "2023" / export.name
+    target.parent.mkdir(parents=True)
+    target.write_bytes(export.read_bytes())
+    result = consult("load", root=paths.root)
+    assert result.returncode == 0, result.stderr
+    total = next(line for line in result.stdout.splitlines() if line.strip().startswith("total")).split()[1:]
+    read, loaded, quarantined, excluded, duplicates = map(int, total)
+    assert read == loaded + quarantined + excluded + duplicates > 0
+    again = consult("load", root=paths.root)
+    assert "already loaded" in again.stdout
