@@ -221,11 +221,11 @@ def cmd_load(args, paths: Paths) -> int:
 
 
 def cmd_indicators(args, paths: Paths) -> int:
-    from pipeline.indicators import load_catalogue
+    from pipeline.indicators import load_checked_catalogue
     from pipeline.run import rebuild_indicators
 
     if args.list:
-        catalogue = load_catalogue(paths.indicators_file)
+        catalogue = load_checked_catalogue(paths.indicators_file, paths.surveys)
         for i in catalogue.indicators:
             print(f"{i.id:<9} {i.domain:<11} {i.title}\n          {i.definition.strip()}")
         return 0

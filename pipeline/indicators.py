@@ -94,6 +94,16 @@ class Catalogue(Strict):
     sha256: str = ""
 
 
+def load_checked_catalogue(path: Path, surveys_dir: Path) -> Catalogue:
+    """The catalogue, with every concept it names checked against the instruments."""
+    catalogue = load_catalogue(path)
+    try:
+        check_definitions(catalogue, instrument_kinds(surveys_dir))
+    except IndicatorError as exc:
+        raise IndicatorError(f"{path}: {exc}") from None
+    return catalogue
+
+
 def load_catalogue(path: Path) -> Catalogue:
     raw = Path(path).read_bytes()
     try:
@@ -248,7 +258,6 @@ def compute(
 ) -> pd.DataFrame:
     """Rebuild respondent_wide, indicator_estimates and indicator_catalogue; return the estimates."""
     kinds = build_wide(con, catalogue)
-    check_definitions(catalogue, kinds)
     waves = {
         wave: {c for (c,) in con.execute("SELECT concept FROM concepts WHERE wave = ?", [wave]).fetchall()}
         for (wave,) in con.execute("SELECT DISTINCT wave FROM respondents ORDER BY wave").fetchall()
@@ -268,17 +277,31 @@ def compute(
     return estimates
 
 
+def instrument_kinds(surveys_dir: Path) -> dict[str, str]:
+    """The type of every concept of every wave's instrument, plus derived values."""
+    from pipeline.instrument import available_waves, instrument_path, load_instrument
+
+    kinds = {"living_wage": "numeric"}
+    for wave in available_waves(surveys_dir):
+        for question in load_instrument(instrument_path(surveys_dir, wave)).questions:
+            kinds.setdefault(question.id, question.type.value)
+    return kinds
+
+
 def check_definitions(catalogue: Catalogue, kinds: dict[str, str]) -> None:
-    """Every concept an indicator names must exist, whether or not a loaded wave can use it yet:
-    a misspelt id is an error, not an indicator that silently disappears from the report."""
+    """Every concept an indicator names must exist in some wave's instrument, loaded or not: a
+    misspelt id is an error, not an indicator that silently disappears from the report."""
+    kinds = {**kinds, **{name: "numeric" for name in catalogue.scores}}
     for indicator in catalogue.indicators:
         named = indicator.questions + ([indicator.value] if indicator.value else [])
         for concept in named:
-            if concept not in kinds and concept not in catalogue.scores:
-                raise IndicatorError(f"{indicator.id}: no such concept {concept!r} in any loaded wave")
+            if concept not in kinds:
+                raise IndicatorError(f"{indicator.id}: no such concept {concept!r} in any wave's instrument")
         for breakdown in indicator.breakdowns or catalogue.default_breakdowns:
-            if breakdown not in kinds:
-                raise IndicatorError(f"{indicator.id}: breakdown {breakdown!r} is no concept of any loaded wave")
+            if kinds.get(breakdown) not in ("single", "likert"):
+                raise IndicatorError(
+                    f"{indicator.id}: breakdown {breakdown!r} is not a single-choice question of any wave"
+                )
         try:
             compile_rule(indicator.population, kinds)
             if indicator.condition is not None:

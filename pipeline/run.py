@@ -12,7 +12,7 @@ from typing import Callable
 from pipeline.config import Paths, export_files
 from pipeline.deidentify import deidentify, load_scrubber
 from pipeline.disclosure import load_rules
-from pipeline.indicators import compute, load_catalogue
+from pipeline.indicators import compute, load_checked_catalogue
 from pipeline.ingest import ExportError, file_sha256, read_export
 from pipeline.instrument import instrument_path, load_instrument
 from pipeline.load import (
@@ -95,7 +95,7 @@ def run_load(
     synthetic = bool(synthetic)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     summary = RunSummary(run_id, "synthetic" if synthetic else "data/raw")
-    catalogue = load_catalogue(paths.indicators_file)
+    catalogue = load_checked_catalogue(paths.indicators_file, paths.surveys)
     with connect(paths.warehouse) as con:
         ensure_schema(con)
         _refuse_mixing(con, synthetic, paths)
@@ -177,7 +177,7 @@ def _keep_run_record(paths: Paths, summary: RunSummary, loads: list[FileLoad]) -
 
 
 def rebuild_indicators(paths: Paths) -> int:
-    catalogue = load_catalogue(paths.indicators_file)
+    catalogue = load_checked_catalogue(paths.indicators_file, paths.surveys)
     with connect(paths.warehouse) as con:
         ensure_schema(con)
         con.execute("BEGIN TRANSACTION")

@@ -20,7 +20,14 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from pipeline.disclosure import COMPLEMENTARY, SMALL_CELL, SMALL_GROUP, DisclosureRules
-from pipeline.indicators import IndicatorError, compute, load_catalogue, t_interval, wilson_interval
+from pipeline.indicators import (
+    IndicatorError,
+    compute,
+    load_catalogue,
+    load_checked_catalogue,
+    t_interval,
+    wilson_interval,
+)
 from pipeline.instrument import load_instrument
 from pipeline.load import _write_catalogue, _write_living_wage, schema_sql
 
@@ -28,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 INSTRUMENT = ROOT / "surveys" / "2025" / "instrument.yaml"
 LIVING_WAGE = ROOT / "surveys" / "reference" / "living_wage.yaml"
 INDICATORS = ROOT / "surveys" / "indicators.yaml"
+REPO_SURVEYS = ROOT / "surveys"
 WAVE = 2025
 RULES = DisclosureRules(min_group_n=10, min_cell=5, complementary=True)
 MIN_N_REASON = "fewer than 15 respondents, the indicator's minimum reportable n"
@@ -560,6 +568,19 @@ def test_rule_naming_an_unknown_concept_is_an_error(tmp_path, population, questi
     path = tmp_path / "indicators.yaml"
     path.write_text(ONE_INDICATOR.format(population=population, questions=questions, condition=condition),
                     encoding="utf-8")
-    con = make_warehouse(tmp_path, times(12, paid(paid_sick_days=2, hourly_wage="20", lw_region=1)))
-    with pytest.raises(IndicatorError, match=unknown):
-        compute(con, load_catalogue(path), RULES)
+    # Checked against the instruments before anything is computed...
+    with pytest.raises(IndicatorError, match=unknown) as error:
+        load_checked_catalogue(path, REPO_SURVEYS)
+    assert str(path) in str(error.value) and "PREC-04" in str(error.value)
+    # ...and, for rules, again when compiled against the loaded warehouse.
+    if questions != unknown:
+        con = make_warehouse(tmp_path, times(12, paid(paid_sick_days=2, hourly_wage="20", lw_region=1)))
+        with pytest.raises(IndicatorError, match=unknown):
+            compute(con, load_catalogue(path), RULES)
+
+
+def test_a_concept_asked_only_in_a_wave_not_yet_loaded_is_not_an_error(tmp_path):
+    # DISR-04 uses micro_lived_experience, asked only from 2025: a 2023-only warehouse computes
+    # the rest and leaves DISR-04 out, rather than failing.
+    catalogue = load_checked_catalogue(INDICATORS, REPO_SURVEYS)
+    assert any(i.id == "DISR-04" for i in catalogue.indicators)

@@ -1,0 +1,90 @@
+"""The public report, rendered from a loaded warehouse by the offline engine (Quarto is absent here)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+from plotly.offline import get_plotlyjs
+
+from pipeline.config import Paths
+from pipeline.report import build_report
+
+DOMAINS = ["precarity", "disrespect", "resources", "drift", "wellbeing"]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) -> Paths:
+    import shutil
+
+    root = tmp_path_factory.mktemp("report") / "project"
+    shutil.copytree(loaded_template, root, symlinks=True)
+    paths = Paths(root)
+    build_report(paths, engine="offline")
+    return paths
+
+
+def pages(paths: Paths) -> dict[str, str]:
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(paths.site.glob("*.html"))}
+
+
+def test_the_report_lands_at_the_documented_place(rendered: Paths) -> None:
+    assert (rendered.site / "index.html").is_file()
+    assert set(pages(rendered)) == {"index.html", "methods.html"}
+
+
+def test_every_page_says_the_data_are_synthetic(rendered: Paths) -> None:
+    for name, page in pages(rendered).items():
+        assert "SYNTHETIC" in page, name
+
+
+def test_at_least_one_chart_per_domain(rendered: Paths) -> None:
+    con = duckdb.connect(str(rendered.warehouse), read_only=True)
+    by_domain = dict(con.execute("SELECT domain, list(indicator_id) FROM indicator_catalogue GROUP BY domain").fetchall())
+    con.close()
+    index = pages(rendered)["index.html"]
+    charts = set(re.findall(r'id="chart-([A-Z]+-\d+)-region"', index))
+    for domain in DOMAINS:
+        assert charts & set(by_domain[domain]), domain
+    for indicator in charts:
+        assert f'id="{indicator}"' in index  # the stable anchor of each figure
+
+
+def test_plotly_js_is_included_once_per_page_and_nothing_is_fetched(rendered: Paths) -> None:
+    bundle_start = get_plotlyjs()[:300]
+    for name, page in pages(rendered).items():
+        assert page.count(bundle_start) == (1 if name == "index.html" else 0), name
+        assert not re.search(r'<(script|link|img|iframe)[^>]+(src|href)="(https?:)?//', page), name
+
+
+def test_the_engine_is_recorded_in_the_report_and_the_manifest(rendered: Paths) -> None:
+    manifest = json.loads((rendered.site / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["engine"].startswith("offline: Jupyter kernel")
+    assert manifest["engine"] in pages(rendered)["index.html"]
+    assert manifest["synthetic"] is True
+    con = duckdb.connect(str(rendered.warehouse), read_only=True)
+    hashes = {h for (h,) in con.execute("SELECT file_sha256 FROM load_ledger").fetchall()}
+    con.close()
+    assert {i["sha256"] for i in manifest["inputs"]} == hashes
+
+
+def test_figures_in_the_report_are_the_warehouse_figures(rendered: Paths) -> None:
+    con = duckdb.connect(str(rendered.warehouse), read_only=True)
+    row = con.execute(
+        "SELECT estimate, n FROM published_estimates WHERE indicator_id = 'PREC-04' AND breakdown = 'all' "
+        "ORDER BY wave DESC LIMIT 1"
+    ).fetchall()[0]
+    con.close()
+    index = pages(rendered)["index.html"]
+    assert f"{row[0]:.1f}%" in index and f"{row[1]:,}" in index
+
+
+def test_rendering_again_gives_the_same_bytes(rendered: Paths) -> None:
+    before = {name: page for name, page in pages(rendered).items()}
+    manifest = (rendered.site / "manifest.json").read_bytes()
+    build_report(rendered, engine="offline")
+    assert pages(rendered) == before
+    assert (rendered.site / "manifest.json").read_bytes() == manifest
