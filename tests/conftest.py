@@ -11,7 +11,8 @@ import pytest
 from pipeline.config import Paths
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_FIXTURES = REPO.parent / "shared" / "fixtures" / "exports"
+# Real platform exports written by others: `shared/` sits beside the checkout (as in CI).
+SHARED_FIXTURES = Path(os.environ.get("CONSULT_SHARED", REPO.parent / "shared")) / "fixtures" / "exports"
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
