@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("report", cmd_report, "Render the public report (reports/_site/index.html) from the warehouse, "
                 "with Quarto when installed, otherwise with the offline engine.")
     p.add_argument("--engine", choices=["auto", "quarto", "offline"], default="auto")
+    p.add_argument("--force", action="store_true", help="render even when nothing changed since the last time")
 
     p = command("run", cmd_run, "The whole pipeline: load new exports (or the synthetic consultation), "
                 "recompute indicators, render the report, and print a summary.")
@@ -237,7 +238,7 @@ def cmd_indicators(args, paths: Paths) -> int:
 def cmd_report(args, paths: Paths) -> int:
     from pipeline.report import build_report
 
-    result = build_report(paths, engine=args.engine, progress=say)
+    result = build_report(paths, engine=args.engine, progress=say, force=args.force)
     say(f"report rendered by {result.engine}: {result.output_dir / 'index.html'}")
     return 0
 

@@ -85,6 +85,20 @@ def test_figures_in_the_report_are_the_warehouse_figures(rendered: Paths) -> Non
 def test_rendering_again_gives_the_same_bytes(rendered: Paths) -> None:
     before = {name: page for name, page in pages(rendered).items()}
     manifest = (rendered.site / "manifest.json").read_bytes()
-    build_report(rendered, engine="offline")
+    build_report(rendered, engine="offline", force=True)
     assert pages(rendered) == before
     assert (rendered.site / "manifest.json").read_bytes() == manifest
+
+
+def test_nothing_changed_means_nothing_rendered(rendered: Paths) -> None:
+    index = rendered.site / "index.html"
+    stamp = index.stat().st_mtime_ns
+    messages: list[str] = []
+    build_report(rendered, engine="offline", progress=messages.append)
+    assert index.stat().st_mtime_ns == stamp
+    assert any("up to date" in m for m in messages)
+    # A change to the report's sources renders again.
+    methods = rendered.reports / "methods.qmd"
+    methods.write_text(methods.read_text(encoding="utf-8") + "\nOne more sentence for the test.\n", encoding="utf-8")
+    build_report(rendered, engine="offline")
+    assert "One more sentence for the test." in (rendered.site / "methods.html").read_text(encoding="utf-8")
