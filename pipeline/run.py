@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import duckdb
+
 from pipeline.config import Paths, export_files
 from pipeline.deidentify import deidentify, load_scrubber
 from pipeline.disclosure import load_rules
@@ -96,30 +98,52 @@ def run_load(
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     summary = RunSummary(run_id, "synthetic" if synthetic else "data/raw")
     catalogue = load_checked_catalogue(paths.indicators_file, paths.surveys)
-    with connect(paths.warehouse) as con:
-        ensure_schema(con)
-        _refuse_mixing(con, synthetic, paths)
-        done = loaded_hashes(con)
-        seen = seen_response_keys(con)
-        stored_hash = con.execute("SELECT value FROM warehouse_meta WHERE key = 'indicators_sha256'").fetchall()
-        loads = []
-        for number, path in enumerate(files, start=1):
-            progress(f"[{number}/{len(files)}] {path.name}")
-            file_wave = wave_of(path, wave)
-            if file_sha256(path) in done:
-                summary.files.append(FileSummary(path.name, file_wave, "already loaded"))
-                continue
-            loads.append(_prepare(paths, path, file_wave, synthetic, seen, progress))
-            seen |= set(loads[-1].validation.response_keys.dropna()) if loads[-1].validation.response_keys is not None else set()
-            summary.files.append(_file_summary(loads[-1]))
-        definitions_changed = not stored_hash or stored_hash[0][0] != catalogue.sha256
-        if not loads and not definitions_changed:
-            progress("nothing new to load; indicators are up to date")
-            return summary
-        _write_atomically(con, paths, loads, run_id, catalogue, progress)
-        summary.indicators_rebuilt = True
+    created = not paths.warehouse.exists()
+    try:
+        with connect(paths.warehouse) as con:
+            ensure_schema(con)
+            _refuse_mixing(con, synthetic, paths)
+            loads = _prepare_new_files(con, paths, files, synthetic, summary, progress, wave)
+            stored = con.execute("SELECT value FROM warehouse_meta WHERE key = 'indicators_sha256'").fetchall()
+            if not loads and stored and stored[0][0] == catalogue.sha256:
+                progress("nothing new to load; indicators are up to date")
+                return summary
+            _write_atomically(con, paths, loads, run_id, catalogue, progress)
+            summary.indicators_rebuilt = True
+    except BaseException as exc:
+        if created:  # a first run that failed leaves no empty warehouse behind
+            for leftover in (paths.warehouse, paths.warehouse.with_name(paths.warehouse.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+        if isinstance(exc, (duckdb.IOException, duckdb.TransactionException)):  # full disk, read-only
+            raise WarehouseError(
+                f"{paths.warehouse}: could not write the warehouse ({str(exc).splitlines()[0]}). "
+                "Nothing was loaded; free some disk space or fix the folder's permissions, then run again."
+            ) from None
+        raise
     _keep_run_record(paths, summary, loads)
     return summary
+
+
+def _prepare_new_files(con, paths: Paths, files: list[Path], synthetic: bool, summary: RunSummary,
+                       progress: Progress, wave: int | None) -> list[FileLoad]:
+    """Read, validate and de-identify every file not loaded before; nothing is written yet."""
+    done = loaded_hashes(con)
+    seen = seen_response_keys(con)
+    loads: list[FileLoad] = []
+    for number, path in enumerate(files, start=1):
+        progress(f"[{number}/{len(files)}] {path.name}")
+        file_wave = wave_of(path, wave)
+        sha = file_sha256(path)
+        if sha in done:  # loaded before, or the same content under another name in this run
+            summary.files.append(FileSummary(path.name, file_wave, "already loaded"))
+            continue
+        done.add(sha)
+        item = _prepare(paths, path, file_wave, synthetic, seen, progress)
+        if item.validation.response_keys is not None:  # later files see this file's responses
+            seen |= set(item.validation.response_keys.dropna())
+        loads.append(item)
+        summary.files.append(_file_summary(item))
+    return loads
 
 
 def _refuse_mixing(con, synthetic: bool, paths: Paths) -> None:
@@ -162,8 +186,15 @@ def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, cat
         compute(con, catalogue, load_rules(paths.disclosure_file))
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        _rollback(con)
         raise
+
+
+def _rollback(con) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # a transaction the database already aborted has nothing left to roll back
 
 
 def _keep_run_record(paths: Paths, summary: RunSummary, loads: list[FileLoad]) -> None:

@@ -203,3 +203,20 @@ def test_indicator_definitions_changing_recomputes_without_reloading(loaded: Pat
     small = query(loaded, "SELECT count(*) FROM indicator_estimates WHERE n < 400 AND NOT suppressed")
     assert small[0][0] == 0
     assert indicators_module  # the module the run uses is the one under test
+
+
+def test_the_same_content_twice_in_one_run_is_loaded_once(empty_project: Paths) -> None:
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    first = write_export(empty_project.raw / "2025" / "a.csv", instrument, [response(i) for i in range(11)])
+    (empty_project.raw / "2025" / "b.csv").write_bytes(first.read_bytes())
+    summary = run_load(empty_project)
+    assert [f.status for f in summary.files] == ["loaded", "already loaded"]
+    assert query(empty_project, "SELECT count(*) FROM respondents")[0][0] == 11
+
+
+def test_a_failed_first_run_leaves_no_warehouse(empty_project: Paths) -> None:
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    write_export(empty_project.raw / "2025" / "empty.csv", instrument, [])
+    with pytest.raises(StructuralError):
+        run_load(empty_project)
+    assert not empty_project.warehouse.exists()
