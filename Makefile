@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 CONSULT := $(VENV)/bin/consult
 
 .DEFAULT_GOAL := report
-.PHONY: help report run test synth indicators clean clean-warehouse clean-all
+.PHONY: help report run test synth indicators bench clean clean-warehouse clean-all
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -40,8 +40,11 @@ indicators: $(STAMP) ## Print the indicator catalogue
 test: $(STAMP) ## Run the test suite
 	@$(VENV)/bin/python -m pytest -q
 
+bench: $(STAMP) ## Benchmark: validate 1,000,000 synthetic responses vs DuckDB read_csv (bench/results/)
+	@$(VENV)/bin/python bench/run.py
+
 clean: ## Remove the rendered report and the synthetic exports (keeps the warehouse)
-	rm -rf reports/_site reports/.quarto data/synthetic .pytest_cache
+	rm -rf reports/_site reports/.quarto data/synthetic data/synthetic-platforms .pytest_cache
 
 clean-warehouse: ## Remove the warehouse (the DuckDB database and run records)
 	rm -rf data/warehouse/consultation.duckdb data/warehouse/consultation.duckdb.wal data/warehouse/runs

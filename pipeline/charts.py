@@ -172,8 +172,10 @@ def esc(text: Any) -> str:
 
 
 def md_text(text: Any) -> str:
-    """Escape data text for markdown: HTML first, then markdown/pandoc punctuation ($ is math, @ a citation)."""
-    return _MD_SPECIAL.sub(r"\\\1", esc(text))
+    """Escape data text for markdown: HTML first, then markdown/pandoc punctuation ($ is math, @ a citation).
+
+    Quotes stay as they are: markdown text needs no &#x27;, and escaping its '#' would print the entity."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape("" if _missing(text) else str(text), quote=False))
 
 
 def _missing(value: Any) -> bool:
@@ -580,8 +582,9 @@ def data_table(indicator_id: str) -> str:
     head += ["People (count)"] if percent else []
     reasons: list[str] = []  # footnotes in order of first use
     body = []
+    titles = {**BREAKDOWNS, **breakdown_titles()}
     for _, row in est.iterrows():
-        breakdown = BREAKDOWNS.get(row["breakdown"], row["breakdown"])
+        breakdown = titles.get(row["breakdown"], row["breakdown"])
         cells = [f"<td>{int(row['wave'])}</td>", f"<td>{esc(breakdown)}</td>",
                  f'<th scope="row">{esc(row["group_label"])}</th>']
         if _suppressed(row):
@@ -635,17 +638,79 @@ def questions_md(indicator_id: str, labels: dict[str, str] | None = None) -> str
     )
 
 
-def definition_md(indicator_id: str, labels: dict[str, str] | None = None) -> str:
-    """The methods-page entry of one indicator, straight from the catalogue (same anchor as the report)."""
+def definition_md(indicator_id: str, labels: dict[str, str] | None = None,
+                  breakdowns: dict[str, str] | None = None) -> str:
+    """The methods-page entry of one indicator, straight from the catalogue (same anchor as the report).
+
+    The rules, breakdowns, minimum n and comparability lines appear when the catalogue has them;
+    `breakdowns` maps breakdown ids to their titles (from breakdown_titles())."""
     ind = _safe_id(indicator_id)
     info = indicator(ind)
     measure = "a percentage of respondents" if _is_percent(info) else "an average score from 0 to 100"
-    return (
-        f"\n### {md_text(info['title'])} {{#{ind}}}\n\n"
-        f"- **Indicator id:** {ind} ({esc(DOMAINS.get(info['domain'], info['domain']))}; reported as {measure})\n"
-        f"- **Definition:** {md_text(info['definition'])}\n"
-        f"- **Who is counted:** {md_text(info['population'])}\n"
-        f"- **Questions used:** {questions_md(ind, labels)}\n"
-        f"- **Read with care:** {md_text(info['caveats']) or 'no particular caveat recorded.'}\n"
-        f"- [See the figures](index.html#{ind})\n"
-    )
+    lines = [
+        f"- **Indicator id:** {ind} ({esc(DOMAINS.get(info['domain'], info['domain']))}; reported as {measure})",
+        f"- **Definition:** {md_text(info['definition'])}",
+        f"- **Who is counted:** {md_text(info['population'])}",
+        *_rule_lines(info),
+        f"- **Questions used:** {questions_md(ind, labels)}",
+        *_coverage_lines(info, breakdowns or {}),
+        f"- **Read with care:** {md_text(info['caveats']) or 'no particular caveat recorded.'}",
+        f"- [See the figures](index.html#{ind})",
+    ]
+    return f"\n### {md_text(info['title'])} {{#{ind}}}\n\n" + "\n".join(lines) + "\n"
+
+
+def _present(info: dict[str, Any], key: str) -> bool:
+    return key in info and not _missing(info[key]) and str(info[key]).strip() != ""
+
+
+def _rule_lines(info: dict[str, Any]) -> list[str]:
+    # The rules as compiled, with question ids and answer codes: what a reader can check the figure against.
+    lines = []
+    if _present(info, "population_rule"):
+        lines.append(f"- **Denominator (n):** {md_text(info['population_rule'])}")
+    if _present(info, "condition_rule"):
+        lines.append(f"- **Counted (numerator):** {md_text(info['condition_rule'])}")
+    if _present(info, "value"):
+        lines.append(f"- **Score averaged:** <code>{esc(info['value'])}</code>")
+    return lines
+
+
+def _coverage_lines(info: dict[str, Any], titles: dict[str, str]) -> list[str]:
+    lines = []
+    if _present(info, "breakdowns"):
+        ids = [b.strip() for b in str(info["breakdowns"]).split(",") if b.strip()]
+        lines.append("- **Shown by:** " + ", ".join(md_text(titles.get(b, b)) for b in ids)
+                     + " (each group also compared with everyone else)")
+    if _present(info, "min_n"):
+        lines.append(f"- **Smallest group reported:** {int(info['min_n'])} respondents (the suppression rules apply on top)")
+    if _present(info, "waves"):
+        lines.append(f"- **Years with figures:** {md_text(info['waves'])}")
+    if "comparability" in info:
+        if _present(info, "comparability"):
+            across = md_text(info["comparability"])
+        elif _present(info, "waves") and "," not in str(info["waves"]):
+            across = "one year so far, nothing to compare with yet."
+        else:
+            across = "asked the same way in every year with figures, so the years compare directly."
+        lines.append(f"- **Across years:** {across}")
+    return lines
+
+
+def breakdown_titles() -> dict[str, str]:
+    """Breakdown id -> title, when the warehouse describes its breakdowns."""
+    if not _has_table("indicator_breakdowns"):
+        return {}
+    rows = _query("SELECT breakdown, title FROM indicator_breakdowns")
+    return dict(zip(rows["breakdown"].astype(str), rows["title"].astype(str)))
+
+
+def breakdowns_md() -> str:
+    """How respondents are grouped, one entry per breakdown, straight from the definitions."""
+    if not _has_table("indicator_breakdowns"):
+        return ""
+    rows = _query("SELECT * FROM indicator_breakdowns ORDER BY sort_order, breakdown")
+    return "\n".join(
+        f"- **{md_text(r['title'])}.** {md_text(r['definition'])} *Groups:* {md_text(r['groups'])}"
+        for _, r in rows.iterrows()
+    ) + "\n"

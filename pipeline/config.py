@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WAREHOUSE_FILE = "consultation.duckdb"
-EXPORT_SUFFIXES = (".csv", ".tsv", ".txt")
+EXPORT_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx")
 
 
 @dataclass(frozen=True)

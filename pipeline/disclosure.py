@@ -2,13 +2,16 @@
 
 Primary suppression hides cells of small groups (and proportions where almost all or almost none
 answered yes); complementary suppression then hides a second cell wherever a single hidden cell
-could be recovered from its breakdown's total. Rules live in surveys/disclosure.yaml.
+could be recovered from its breakdown's total. Comparisons built from published cells (a group
+against everyone else, a wave against the previous one) are hidden with the cells they use.
+Rules live in surveys/disclosure.yaml.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import yaml
@@ -17,6 +20,9 @@ SMALL_GROUP = "fewer than {n} respondents in the group"
 SMALL_CELL = "fewer than {n} respondents answered one way"
 BELOW_MIN_N = "fewer than {n} respondents, the indicator's minimum reportable n"
 COMPLEMENTARY = "hidden so that another hidden value cannot be worked out from the total"
+HIDDEN_GROUP = "the group's own figure is suppressed"
+HIDDEN_REST = "the figure for everyone else is too small to publish: {reason}"
+HIDDEN_WAVE = "the {wave} figure is suppressed"
 
 
 @dataclass(frozen=True)
@@ -40,16 +46,59 @@ def suppress(cells: pd.DataFrame, rules: DisclosureRules) -> pd.DataFrame:
 
     Cells of one table share indicator_id, wave and breakdown; the row with group_code 'all' is
     the table's total. An optional `min_n` column holds an indicator's own minimum reportable n,
-    applied with the primary rules so that complementary suppression sees it.
+    applied with the primary rules so that complementary suppression sees it. An optional
+    `partition` column names indicators that split one population (their counts add up to the
+    group's n): the cells of one group across such indicators form a table of their own, so a
+    single hidden band cannot be worked out from the others either.
     """
     cells = cells.copy()
-    reasons = pd.Series([_primary(row, rules) for row in cells.itertuples()], index=cells.index, dtype=object)
+    used = cells[[c for c in ("n", "count", "kind", "min_n") if c in cells.columns]]
+    reasons = pd.Series([_primary(row, rules) for row in used.itertuples()], index=cells.index, dtype=object)
     cells["suppression"] = reasons
     cells["suppressed"] = reasons.notna()
     if rules.complementary:
-        for _, table in cells.groupby(["indicator_id", "wave", "breakdown"], sort=False):
-            _complement(cells, table)
+        tables = [(t[t["group_code"] != "all"].index, ["n", "group_code"], True)
+                  for _, t in cells.groupby(["indicator_id", "wave", "breakdown"], sort=False)]
+        if "partition" in cells.columns:
+            linked = cells[cells["partition"].notna()]
+            tables += [(t.index, ["count", "indicator_id"], False)
+                       for _, t in linked.groupby(["partition", "wave", "breakdown", "group_code"], sort=False)]
+        _complement_all(cells, tables, rules)
     return cells
+
+
+def suppress_gaps(gaps: pd.DataFrame, rules: DisclosureRules) -> pd.DataFrame:
+    """Add `suppressed` and `suppression` to gaps between a group and everyone else.
+
+    Columns used: group_suppressed (the group's cell is hidden in its published table), and the
+    figure for everyone else, published with the gap: rest_n, rest_count, kind, min_n. A gap is
+    hidden when its group is (with everyone else's figure the gap would give the group's back), or
+    when everyone else's figure would fail the primary rules itself.
+    """
+    gaps = gaps.copy()
+    reasons = []
+    for row in gaps.itertuples():
+        rest = SimpleNamespace(n=row.rest_n, count=row.rest_count, kind=row.kind, min_n=row.min_n)
+        rest_reason = None if row.group_suppressed else _primary(rest, rules)
+        reasons.append(HIDDEN_GROUP if row.group_suppressed
+                       else None if rest_reason is None else HIDDEN_REST.format(reason=rest_reason))
+    gaps["suppression"] = pd.Series(reasons, index=gaps.index, dtype=object)
+    gaps["suppressed"] = gaps["suppression"].notna()
+    return gaps
+
+
+def suppress_changes(changes: pd.DataFrame) -> pd.DataFrame:
+    """Add `suppressed` and `suppression` to changes between waves: a change is hidden when either
+    wave's figure is (columns suppressed_now, suppressed_before, wave, previous_wave)."""
+    changes = changes.copy()
+    reasons = [
+        HIDDEN_WAVE.format(wave=row.wave) if row.suppressed_now
+        else HIDDEN_WAVE.format(wave=row.previous_wave) if row.suppressed_before else None
+        for row in changes.itertuples()
+    ]
+    changes["suppression"] = pd.Series(reasons, index=changes.index, dtype=object)
+    changes["suppressed"] = changes["suppression"].notna()
+    return changes
 
 
 def _primary(row, rules: DisclosureRules) -> str | None:
@@ -63,16 +112,50 @@ def _primary(row, rules: DisclosureRules) -> str | None:
     return None
 
 
-def _complement(cells: pd.DataFrame, table: pd.DataFrame) -> None:
-    groups = table[table["group_code"] != "all"]
-    if groups.empty:
-        return
-    hidden = groups[cells.loc[groups.index, "suppressed"]]
-    if len(hidden) != 1:
-        return  # none hidden, or already two or more: no single value follows from the total
-    shown = groups[~cells.loc[groups.index, "suppressed"]]
-    if shown.empty:
-        return
-    partner = shown.sort_values(["n", "group_code"]).index[0]
-    cells.loc[partner, "suppressed"] = True
-    cells.loc[partner, "suppression"] = COMPLEMENTARY
+def _complement_all(cells: pd.DataFrame, tables: list[tuple[pd.Index, list[str], bool]], rules: DisclosureRules) -> None:
+    """Complementary suppression over tables whose members add up to a published total: wherever
+    the hidden members could be worked out from the total, hide a partner (the first shown member
+    in the table's partner order). That is when exactly one member is hidden, or, for the groups of
+    a breakdown, when the hidden groups taken together would fail the small-cell rule (their
+    combined count follows from the total: "all of them" or "none of them" must not). Hiding a
+    partner can expose another table the partner belongs to, so repeat until nothing changes."""
+    hidden = cells["suppressed"].to_numpy(dtype=bool, copy=True)
+    columns = {c: cells[c].to_numpy() for _, order, _ in tables for c in order}
+    counts = cells["count"].to_numpy() if "count" in cells.columns else None
+    sizes = cells["n"].to_numpy()
+    kinds = cells["kind"].to_numpy() if "kind" in cells.columns else None
+    positions = [
+        sorted(cells.index.get_indexer(members), key=lambda p, order=order: tuple(columns[c][p] for c in order))
+        for members, order, _ in tables
+    ]
+    breakdown = [flag for _, _, flag in tables]
+    membership: dict[int, list[int]] = {}
+    for number, members in enumerate(positions):
+        for p in members:
+            membership.setdefault(p, []).append(number)
+
+    def exposed(number: int) -> bool:
+        members = [p for p in positions[number] if hidden[p]]
+        if len(members) == 1:
+            return True
+        if not members or not breakdown[number] or counts is None or kinds is None:
+            return False
+        if any(kinds[p] != "proportion" for p in members):
+            return False
+        together_n = sum(int(sizes[p]) for p in members)
+        together_count = sum(int(counts[p]) for p in members)
+        return min(together_count, together_n - together_count) < rules.min_cell
+
+    changed = True
+    while changed:
+        changed = False
+        for number, members in enumerate(positions):
+            shown = [p for p in members if not hidden[p]]
+            if not shown or not exposed(number):
+                continue  # nothing hidden that follows from the total, or nothing left to hide with it
+            # Prefer a partner that is also the missing second cell of another table.
+            partner = next((p for p in shown if any(exposed(o) for o in membership[p] if o != number)), shown[0])
+            hidden[partner] = True
+            cells.iloc[partner, cells.columns.get_loc("suppressed")] = True
+            cells.iloc[partner, cells.columns.get_loc("suppression")] = COMPLEMENTARY
+            changed = True

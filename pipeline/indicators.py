@@ -3,10 +3,15 @@
 1. `respondent_wide`: one row per respondent, one column per concept (codes as text, numbers as
    DOUBLE, multiple choice as a list), answers that mean "no answer" set to NULL, plus each
    scored item's points, the living wage of the respondent's region, and the scores.
-2. Each indicator becomes one aggregate query per breakdown: n (the population who answered),
-   count (who meet the condition) or mean and standard deviation of the value.
-3. Intervals (Wilson for proportions, t for means) and disclosure control are added, and the
-   result replaces `indicator_estimates`.
+2. `respondent_groups`: one row per respondent and group of each breakdown, compiled from the
+   catalogue's `breakdowns` (one group per answer, or groups defined by rules).
+3. Each indicator becomes one aggregate query: for every wave, overall and for every group, n (the
+   population who answered) and the count who meet the condition, or exact sums of the value for a
+   mean; and per breakdown the same over everyone in one of its groups (for the gaps).
+4. In Python: Wilson / t intervals and disclosure control (`indicator_estimates`); each group
+   against everyone else in its breakdown (`indicator_gaps`); each wave against the previous one,
+   as far as the questions compare (`indicator_changes`); and the catalogue itself
+   (`indicator_catalogue`, `indicator_breakdowns`) for the methods page.
 """
 
 from __future__ import annotations
@@ -20,11 +25,17 @@ from typing import Any, Literal, Union
 import duckdb
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.disclosure import DisclosureRules, suppress
+from pipeline.disclosure import DisclosureRules, suppress, suppress_changes, suppress_gaps
 
 Z_95 = 1.959963984540054
+NOISE = "not distinguishable from noise"
+NOT_COMPARABLE = "not comparable"
+GAP_UP = "higher than everyone else by more than chance variation would explain"
+GAP_DOWN = "lower than everyone else by more than chance variation would explain"
+CHANGE_UP = "an increase that is larger than chance variation would explain"
+CHANGE_DOWN = "a decrease that is larger than chance variation would explain"
 
 
 class IndicatorError(ValueError):
@@ -39,10 +50,11 @@ class Rule(Strict):
     question: str
     in_: list[str] | None = Field(default=None, alias="in")
     not_in: list[str] | None = None
+    only: list[str] | None = None
     below: float | str | None = None
     at_least: float | str | None = None
 
-    @field_validator("in_", "not_in", mode="before")
+    @field_validator("in_", "not_in", "only", mode="before")
     @classmethod
     def _codes(cls, value: Any) -> Any:
         return [str(v) for v in value] if isinstance(value, list) else value
@@ -67,6 +79,73 @@ class Score(Strict):
     items: list[str]
     item_max: float
     min_items: int
+    # Points by answer code, for items whose answers carry no points in the questionnaire.
+    points: dict[str, float] | None = None
+
+    @field_validator("points", mode="before")
+    @classmethod
+    def _codes(cls, value: Any) -> Any:
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+
+class Group(Strict):
+    code: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    label: str
+    rule: Expr
+
+    @field_validator("code", mode="before")
+    @classmethod
+    def _code_as_text(cls, value: Any) -> str:
+        return str(value)
+
+
+class Combined(Strict):
+    code: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    label: str
+
+
+class Breakdown(Strict):
+    title: str
+    definition: str
+    question: str | None = None  # one group per (stored) answer to this question ...
+    labels: dict[str, str] | None = None  # ... labelled from the questionnaire unless given here
+    # ... for a multiple-choice question: one group per answer for those who gave one answer, and
+    # this group for those who gave two or more (or whose answers were stored combined as this code)
+    more_than_one: Combined | None = None
+    groups: list[Group] | None = None  # ... or groups defined by rules
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _codes(cls, value: Any) -> Any:
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _one_way_of_grouping(self) -> "Breakdown":
+        if (self.question is None) == (self.groups is None):
+            raise ValueError("give either `question` (one group per answer) or `groups`, not both")
+        if (self.labels is not None or self.more_than_one is not None) and self.question is None:
+            raise ValueError("`labels` and `more_than_one` go with `question`; rule groups carry their own labels")
+        codes = [g.code for g in self.groups or []]
+        if len(codes) != len(set(codes)) or "all" in codes:
+            raise ValueError("group codes must be distinct and not 'all'")
+        return self
+
+
+Comparable = Literal["comparable", "comparable_with_caveat", "not_comparable"]
+
+
+class Comparability(Strict):
+    waves: tuple[int, int]
+    status: Comparable
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _explained(self) -> "Comparability":
+        if self.waves[0] >= self.waves[1]:
+            raise ValueError("waves: give the earlier wave first")
+        if self.status != "comparable" and not self.note.strip():
+            raise ValueError(f"a {self.status} statement needs a note saying why")
+        return self
 
 
 class Indicator(Strict):
@@ -84,14 +163,24 @@ class Indicator(Strict):
     breakdowns: list[str] | None = None
     min_n: int | None = None
     caveats: str = ""
+    comparability: list[Comparability] = []
+    partition: str | None = None
 
 
 class Catalogue(Strict):
     default_breakdowns: list[str]
     default_min_n: int
+    breakdowns: dict[str, Breakdown]
     scores: dict[str, Score]
     indicators: list[Indicator]
     sha256: str = ""
+    path: str = ""
+
+    def breakdowns_of(self, indicator: Indicator) -> list[str]:
+        return indicator.breakdowns if indicator.breakdowns is not None else self.default_breakdowns
+
+    def min_n_of(self, indicator: Indicator) -> int:
+        return indicator.min_n or self.default_min_n
 
 
 def load_checked_catalogue(path: Path, surveys_dir: Path) -> Catalogue:
@@ -110,18 +199,49 @@ def load_catalogue(path: Path) -> Catalogue:
         catalogue = Catalogue.model_validate(yaml.safe_load(raw))
     except ValidationError as exc:
         raise IndicatorError(f"{path}: invalid indicator definitions\n{exc}") from None
+    try:
+        _check_structure(catalogue)
+    except IndicatorError as exc:
+        raise IndicatorError(f"{path}: {exc}") from None
+    return catalogue.model_copy(update={"sha256": hashlib.sha256(raw).hexdigest(), "path": str(path)})
+
+
+def _check_structure(catalogue: Catalogue) -> None:
+    """What the schema cannot say: references between definitions."""
     ids = [i.id for i in catalogue.indicators]
     if len(ids) != len(set(ids)):
-        raise IndicatorError(f"{path}: an indicator id is used twice")
+        raise IndicatorError("an indicator id is used twice")
+    if unknown := [b for b in catalogue.default_breakdowns if b not in catalogue.breakdowns]:
+        raise IndicatorError(f"default_breakdowns: {unknown[0]!r} is not defined under breakdowns")
     for indicator in catalogue.indicators:
         if indicator.kind == "proportion" and indicator.condition is None:
-            raise IndicatorError(f"{path}: {indicator.id} is a proportion but has no condition")
+            raise IndicatorError(f"{indicator.id} is a proportion but has no condition")
         if indicator.kind == "mean" and indicator.value is None:
-            raise IndicatorError(f"{path}: {indicator.id} is a mean but names no value")
-    return catalogue.model_copy(update={"sha256": hashlib.sha256(raw).hexdigest()})
+            raise IndicatorError(f"{indicator.id} is a mean but names no value")
+        if unknown := [b for b in catalogue.breakdowns_of(indicator) if b not in catalogue.breakdowns]:
+            raise IndicatorError(f"{indicator.id}: breakdown {unknown[0]!r} is not defined under breakdowns")
+        pairs = [c.waves for c in indicator.comparability]
+        if len(pairs) != len(set(pairs)):
+            raise IndicatorError(f"{indicator.id}: comparability states a pair of waves twice")
+    partitions: dict[str, list[Indicator]] = {}
+    for indicator in catalogue.indicators:
+        if indicator.partition:
+            partitions.setdefault(indicator.partition, []).append(indicator)
+    for name, members in partitions.items():
+        first = members[0]
+        same = all(
+            (m.kind, m.population, m.questions, catalogue.breakdowns_of(m)) ==
+            (first.kind, first.population, first.questions, catalogue.breakdowns_of(first))
+            for m in members
+        )
+        if len(members) < 2 or first.kind != "proportion" or not same:
+            raise IndicatorError(
+                f"partition {name!r}: its indicators ({', '.join(m.id for m in members)}) must be two or more "
+                "proportions with the same population, questions and breakdowns"
+            )
 
 
-# --- the wide respondent table ---------------------------------------------------------------
+# --- the wide respondent table and the groups ------------------------------------------------
 
 
 def concept_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -157,7 +277,7 @@ def build_wide(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> dict[str
         if concept in scored:
             columns.append(f"max(ch.score) FILTER (WHERE {match}) AS {_q(concept + '__score')}")
     living_wage = "lw.hourly" if "lw_region" in types else "NULL::DOUBLE"
-    score_columns = [_score_sql(name, score, scored) for name, score in catalogue.scores.items()]
+    score_columns = [_score_sql(name, score, types, scored) for name, score in catalogue.scores.items()]
     sql = f"""
         CREATE OR REPLACE TABLE respondent_wide AS
         WITH base AS (
@@ -178,14 +298,71 @@ def build_wide(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> dict[str
     return kinds
 
 
-def _score_sql(name: str, score: Score, scored: set[str]) -> str:
-    items = [_q(item + "__score") for item in score.items if item in scored]
+def _score_sql(name: str, score: Score, types: dict[str, str], scored: set[str]) -> str:
+    items = [points for item in score.items if (points := _item_points(item, score, types, scored))]
     if not items:
         return f"NULL::DOUBLE AS {_q(name)}"
     answered = f"list_filter([{', '.join(items)}], lambda x: x IS NOT NULL)"
     return (
         f"CASE WHEN len({answered}) >= {score.min_items} "
         f"THEN 100.0 * list_avg({answered}) / {score.item_max} END AS {_q(name)}"
+    )
+
+
+def _item_points(item: str, score: Score, types: dict[str, str], scored: set[str]) -> str | None:
+    """SQL for one item's points: the questionnaire's, or the score's own `points` by code."""
+    if score.points is None:
+        return _q(item + "__score") if item in scored else None
+    if item not in types:
+        return None
+    cases = " ".join(f"WHEN {_lit(code)} THEN {float(p)!r}" for code, p in score.points.items())
+    return f"(CASE {_q(item)} {cases} END)::DOUBLE"
+
+
+def build_groups(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, kinds: dict[str, str]) -> None:
+    """(Re)build respondent_groups: who is in which group of each breakdown. A breakdown whose
+    question no loaded wave asked has no groups (the instruments were checked before the run)."""
+    parts = []
+    for name, breakdown in catalogue.breakdowns.items():
+        if breakdown.question is not None:
+            if kinds.get(breakdown.question) in _question_kinds(breakdown):
+                parts.append(_answer_groups_sql(name, breakdown))
+        elif all(c in kinds for g in breakdown.groups for c in _rule_concepts(g.rule)):
+            parts += [
+                f"SELECT respondent_key, {_lit(name)}, {_lit(g.code)}, {_lit(g.label)} FROM respondent_wide "
+                f"WHERE {compile_rule(g.rule, kinds)}"
+                for g in breakdown.groups
+            ]
+    parts.append("SELECT NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR WHERE false")
+    con.execute(
+        "CREATE OR REPLACE TABLE respondent_groups AS "
+        "SELECT * FROM (" + " UNION ALL ".join(parts) + ") AS g(respondent_key, breakdown, group_code, group_label) "
+        "ORDER BY breakdown, group_code, respondent_key"
+    )
+
+
+def _question_kinds(breakdown: Breakdown) -> tuple[str, ...]:
+    return ("multiple",) if breakdown.more_than_one is not None else ("single", "likert")
+
+
+def _answer_groups_sql(name: str, breakdown: Breakdown) -> str:
+    column = f"w.{_q(breakdown.question)}"
+    code = column
+    where = f"{column} IS NOT NULL"
+    labels = dict(breakdown.labels or {})
+    if breakdown.more_than_one is not None:  # a list of the answers given (no-answer codes left out)
+        combined = breakdown.more_than_one
+        code = f"CASE WHEN len({column}) > 1 THEN {_lit(combined.code)} ELSE {column}[1] END"
+        where = f"len({column}) > 0"
+        labels[combined.code] = combined.label
+    label = "coalesce(ch.label_en, g.code)"
+    if labels:
+        cases = " ".join(f"WHEN {_lit(c)} THEN {_lit(text)}" for c, text in labels.items())
+        label = f"CASE g.code {cases} ELSE {label} END"
+    return (
+        f"SELECT g.respondent_key, {_lit(name)}, g.code, {label} "
+        f"FROM (SELECT w.respondent_key, w.wave, {code} AS code FROM respondent_wide w WHERE {where}) g "
+        f"LEFT JOIN choices ch ON ch.wave = g.wave AND ch.concept = {_lit(breakdown.question)} AND ch.code = g.code"
     )
 
 
@@ -206,12 +383,18 @@ def compile_rule(expr: Expr, kinds: dict[str, str]) -> str:
         parts.append(_membership(column, kind, expr.in_))
     if expr.not_in is not None:
         parts.append(f"NOT {_membership(column, kind, expr.not_in)}")
+    if expr.only is not None:
+        listed = ", ".join(_lit(c) for c in expr.only)
+        parts.append(f"(len({column}) > 0 AND list_has_all([{listed}], {column}))" if kind == "multiple"
+                     else f"{column} IN ({listed})")
     if expr.below is not None:
         parts.append(f"{column} < {_operand(expr.below, kinds)}")
     if expr.at_least is not None:
         parts.append(f"{column} >= {_operand(expr.at_least, kinds)}")
     if not parts:
-        raise IndicatorError(f"rule on {expr.question!r} says nothing (use in, not_in, below or at_least)")
+        raise IndicatorError(
+            f"rule on {expr.question!r} says nothing (use in, not_in, only, below or at_least)"
+        )
     # NULL (not answered) never satisfies a rule.
     return "coalesce(" + " AND ".join(parts) + ", false)"
 
@@ -231,7 +414,15 @@ def _operand(value: float | str, kinds: dict[str, str]) -> str:
     return repr(float(value))
 
 
-def _answered(questions: list[str], kinds: dict[str, str]) -> str:
+def _rule_concepts(expr: Expr) -> list[str]:
+    if isinstance(expr, AnyRule):
+        return [c for e in expr.any for c in _rule_concepts(e)]
+    if isinstance(expr, AllRule):
+        return [c for e in expr.all for c in _rule_concepts(e)]
+    return [expr.question] + [v for v in (expr.below, expr.at_least) if isinstance(v, str)]
+
+
+def _answered(questions: list[str]) -> str:
     return " AND ".join(f"{_q(q)} IS NOT NULL" for q in questions)
 
 
@@ -250,14 +441,173 @@ def _available(indicator: Indicator, wave_concepts: set[str], catalogue: Catalog
     return True
 
 
+def concepts_used(indicator: Indicator, catalogue: Catalogue) -> list[str]:
+    """Every questionnaire concept an indicator depends on: scores become their items."""
+    named = _rule_concepts(indicator.population) + indicator.questions + [indicator.value or ""]
+    if indicator.condition is not None:
+        named += _rule_concepts(indicator.condition)
+    used: list[str] = []
+    for concept in filter(None, named):
+        if concept in catalogue.scores:
+            used += catalogue.scores[concept].items
+        else:
+            used.append("lw_region" if concept == "living_wage" else concept)
+    return list(dict.fromkeys(used))
+
+
+# --- describing rules in words (the methods page and `consult indicators --list`) -------------
+
+
+def describe_rule(expr: Expr, kinds: dict[str, str], labels: dict[tuple[str, str], str]) -> str:
+    """A rule in words, with concept ids and answer codes (and the answers' wording when known)."""
+    if isinstance(expr, (AnyRule, AllRule)):
+        inner = expr.any if isinstance(expr, AnyRule) else expr.all
+        head = "at least one of" if isinstance(expr, AnyRule) else "all of"
+        return f"{head}: " + "; ".join(f"({describe_rule(e, kinds, labels)})" for e in inner)
+    q = expr.question
+    multiple = kinds.get(q) == "multiple"
+
+    def codes(listed: list[str], one: str, several: str) -> str:
+        named = [f"{c} ({labels[(q, c)]})" if (q, c) in labels else c for c in listed]
+        return f"{q} {one if len(named) == 1 else several} {', '.join(named)}"
+
+    parts = []
+    if expr.in_ is not None:
+        parts.append(codes(expr.in_, "includes" if multiple else "is", "includes any of" if multiple else "is one of"))
+    if expr.not_in is not None:
+        parts.append(codes(expr.not_in, "does not include" if multiple else "is not",
+                           "includes none of" if multiple else "is none of"))
+    if expr.only is not None:
+        parts.append(codes(expr.only, "is only" if multiple else "is", "is only among" if multiple else "is one of"))
+    if expr.at_least is not None:
+        parts.append(f"{q} is at least {_number(expr.at_least)}")
+    if expr.below is not None:
+        parts.append(f"{q} is below {_number(expr.below)}")
+    return " and ".join(parts)
+
+
+def _number(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:g}"
+
+
+def population_rule_text(indicator: Indicator, kinds: dict[str, str], labels: dict[tuple[str, str], str]) -> str:
+    return f"{describe_rule(indicator.population, kinds, labels)}; with an answer for {', '.join(indicator.questions)}"
+
+
+def comparability_text(indicator: Indicator) -> str:
+    return " ".join(
+        f"{c.waves[0]} to {c.waves[1]}: {c.status.replace('_', ' ')}." + (f" {c.note.strip()}" if c.note.strip() else "")
+        for c in indicator.comparability
+    )
+
+
+def groups_text(breakdown: Breakdown, kinds: dict[str, str], labels: dict[tuple[str, str], str]) -> str:
+    if breakdown.question is not None:
+        combined = breakdown.more_than_one
+        renamed = "" if not breakdown.labels else " (" + "; ".join(f"{c}: {t}" for c, t in breakdown.labels.items()) + ")"
+        return (f"One group per answer to {breakdown.question}" + (" for people who gave one answer" if combined else "")
+                + renamed + (f"; people who gave two or more form one group: {combined.label}" if combined else "") + ".")
+    return " ".join(f"{g.label}: {describe_rule(g.rule, kinds, labels)}." for g in breakdown.groups)
+
+
+def catalogue_listing(catalogue: Catalogue, surveys_dir: Path) -> str:
+    """The whole catalogue as plain text, for `consult indicators --list`."""
+    kinds, labels = instrument_kinds(surveys_dir), instrument_labels(surveys_dir)
+    kinds.update({name: "numeric" for name in catalogue.scores})
+    lines = [f"Indicators ({len(catalogue.indicators)}, defined in {catalogue.path})"]
+    for i in catalogue.indicators:
+        unit = "%" if i.kind == "proportion" else i.unit
+        lines += [
+            "",
+            f"{i.id}  {i.title}",
+            f"    domain: {i.domain}; {i.kind} ({unit}); minimum n {catalogue.min_n_of(i)}",
+            f"    definition: {i.definition.strip()}",
+            f"    population: {i.population_text} ({population_rule_text(i, kinds, labels)})",
+        ]
+        if i.condition is not None:
+            lines.append(f"    counted when: {describe_rule(i.condition, kinds, labels)}")
+        if i.value is not None:
+            lines.append(f"    value: {i.value} ({catalogue.scores[i.value].title})" if i.value in catalogue.scores
+                         else f"    value: {i.value}")
+        lines.append(f"    breakdowns: {', '.join(catalogue.breakdowns_of(i)) or 'none'}")
+        if i.comparability:
+            lines.append(f"    across waves: {comparability_text(i)}")
+        if i.caveats.strip():
+            lines.append(f"    caveats: {i.caveats.strip()}")
+    lines.append("\nBreakdowns (groups each indicator is also shown by)")
+    for name, breakdown in catalogue.breakdowns.items():
+        lines += ["", f"{name}  {breakdown.title}", f"    {breakdown.definition.strip()}",
+                  f"    groups: {groups_text(breakdown, kinds, labels)}"]
+    return "\n".join(lines)
+
+
+# --- checks against the instruments ----------------------------------------------------------
+
+
+def _instruments(surveys_dir: Path) -> list:
+    from pipeline.instrument import available_waves, instrument_path, load_instrument
+
+    # newest wave first: its wording is the one shown
+    return [load_instrument(instrument_path(surveys_dir, w)) for w in sorted(available_waves(surveys_dir), reverse=True)]
+
+
+def instrument_kinds(surveys_dir: Path) -> dict[str, str]:
+    """The type of every concept of every wave's instrument, plus derived values."""
+    kinds = {"living_wage": "numeric"}
+    for instrument in _instruments(surveys_dir):
+        for question in instrument.questions:
+            kinds.setdefault(question.id, question.type.value)
+    return kinds
+
+
+def instrument_labels(surveys_dir: Path) -> dict[tuple[str, str], str]:
+    """(concept, code) -> the answer's English wording, newest wave first."""
+    labels: dict[tuple[str, str], str] = {}
+    for instrument in _instruments(surveys_dir):
+        for question in instrument.questions:
+            for choice in instrument.choices_of(question):
+                labels.setdefault((question.id, choice.code), choice.label.en)
+    return labels
+
+
+def check_definitions(catalogue: Catalogue, kinds: dict[str, str]) -> None:
+    """Every concept an indicator, score or breakdown names must exist in some wave's instrument,
+    loaded or not: a misspelt id is an error, not a figure that silently disappears."""
+    for name, score in catalogue.scores.items():
+        if unknown := [item for item in score.items if item not in kinds]:
+            raise IndicatorError(f"score {name}: no such concept {unknown[0]!r} in any wave's instrument")
+    kinds = {**kinds, **{name: "numeric" for name in catalogue.scores}}
+    for name, breakdown in catalogue.breakdowns.items():
+        try:
+            if breakdown.question is not None and kinds.get(breakdown.question) not in _question_kinds(breakdown):
+                wanted = "multiple-choice" if breakdown.more_than_one is not None else "single-choice"
+                raise IndicatorError(f"{breakdown.question!r} is not a {wanted} question of any wave")
+            for group in breakdown.groups or []:
+                compile_rule(group.rule, kinds)
+        except IndicatorError as exc:
+            raise IndicatorError(f"breakdown {name}: {exc}") from None
+    for indicator in catalogue.indicators:
+        named = indicator.questions + ([indicator.value] if indicator.value else [])
+        for concept in named:
+            if concept not in kinds:
+                raise IndicatorError(f"{indicator.id}: no such concept {concept!r} in any wave's instrument")
+        try:
+            compile_rule(indicator.population, kinds)
+            if indicator.condition is not None:
+                compile_rule(indicator.condition, kinds)
+        except IndicatorError as exc:
+            raise IndicatorError(f"{indicator.id}: {exc}") from None
+
+
 # --- estimates -------------------------------------------------------------------------------
 
 
 def compute(
     con: duckdb.DuckDBPyConnection, catalogue: Catalogue, rules: DisclosureRules
 ) -> pd.DataFrame:
-    """Rebuild respondent_wide, indicator_estimates and indicator_catalogue; return the estimates."""
+    """Rebuild respondent_wide, respondent_groups and every indicator table; return the estimates."""
     kinds = build_wide(con, catalogue)
+    build_groups(con, catalogue, kinds)
     waves = {
         wave: {c for (c,) in con.execute("SELECT concept FROM concepts WHERE wave = ?", [wave]).fetchall()}
         for (wave,) in con.execute("SELECT DISTINCT wave FROM respondents ORDER BY wave").fetchall()
@@ -267,83 +617,84 @@ def compute(
         usable = [w for w, concepts in waves.items() if _available(indicator, concepts, catalogue)]
         if usable:
             frames.append(_aggregate(con, indicator, catalogue, kinds, usable))
-    cells = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    estimates = add_intervals(cells) if not cells.empty else cells
+    estimates = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    gaps = changes = pd.DataFrame()
     if not estimates.empty:
-        min_n = {i.id: i.min_n or catalogue.default_min_n for i in catalogue.indicators}
-        estimates["min_n"] = estimates["indicator_id"].map(min_n)
-        estimates = suppress(estimates, rules)
-    _store(con, estimates, catalogue)
+        check_partitions(estimates, catalogue)
+        estimates = suppress(add_intervals(estimates), rules)
+        gaps = suppress_gaps(gap_rows(estimates), rules)
+        changes = suppress_changes(change_rows(estimates, catalogue, question_signatures(con)))
+    _store(con, catalogue, kinds, estimates, gaps, changes)
     return estimates
-
-
-def instrument_kinds(surveys_dir: Path) -> dict[str, str]:
-    """The type of every concept of every wave's instrument, plus derived values."""
-    from pipeline.instrument import available_waves, instrument_path, load_instrument
-
-    kinds = {"living_wage": "numeric"}
-    for wave in available_waves(surveys_dir):
-        for question in load_instrument(instrument_path(surveys_dir, wave)).questions:
-            kinds.setdefault(question.id, question.type.value)
-    return kinds
-
-
-def check_definitions(catalogue: Catalogue, kinds: dict[str, str]) -> None:
-    """Every concept an indicator names must exist in some wave's instrument, loaded or not: a
-    misspelt id is an error, not an indicator that silently disappears from the report."""
-    kinds = {**kinds, **{name: "numeric" for name in catalogue.scores}}
-    for indicator in catalogue.indicators:
-        named = indicator.questions + ([indicator.value] if indicator.value else [])
-        for concept in named:
-            if concept not in kinds:
-                raise IndicatorError(f"{indicator.id}: no such concept {concept!r} in any wave's instrument")
-        for breakdown in indicator.breakdowns or catalogue.default_breakdowns:
-            if kinds.get(breakdown) not in ("single", "likert"):
-                raise IndicatorError(
-                    f"{indicator.id}: breakdown {breakdown!r} is not a single-choice question of any wave"
-                )
-        try:
-            compile_rule(indicator.population, kinds)
-            if indicator.condition is not None:
-                compile_rule(indicator.condition, kinds)
-        except IndicatorError as exc:
-            raise IndicatorError(f"{indicator.id}: {exc}") from None
 
 
 def _aggregate(
     con: duckdb.DuckDBPyConnection, indicator: Indicator, catalogue: Catalogue, kinds: dict[str, str], waves: list[int]
 ) -> pd.DataFrame:
     population = compile_rule(indicator.population, kinds)
-    answered = _answered(indicator.questions, kinds)
-    where = f"{population} AND {answered} AND wave IN ({', '.join(str(w) for w in waves)})"
+    where = f"{population} AND {_answered(indicator.questions)} AND wave IN ({', '.join(str(w) for w in waves)})"
     if indicator.kind == "proportion":
-        measure = (
-            f"count(*) FILTER (WHERE {compile_rule(indicator.condition, kinds)}) AS count, "
-            "NULL::DECIMAL(38, 6) AS total, NULL::DECIMAL(38, 12) AS total_sq"
-        )
+        columns = f"{compile_rule(indicator.condition, kinds)} AS hit, NULL::DECIMAL(18, 6) AS value"
     else:
         # Exact decimal sums, not DOUBLE aggregates: parallel floating-point sums vary in their
         # last bits from run to run, and published figures must not.
-        value = f"CAST({_q(indicator.value)} AS DECIMAL(18, 6))"
-        measure = f"NULL::BIGINT AS count, sum({value}) AS total, sum({value} * {value}) AS total_sq"
-    parts = [f"SELECT wave, 'all' AS breakdown, 'all' AS group_code, count(*) AS n, {measure} FROM respondent_wide WHERE {where} GROUP BY wave"]
-    for breakdown in indicator.breakdowns or catalogue.default_breakdowns:
-        if kinds.get(breakdown) not in ("single", "likert"):
-            continue
-        column = _q(breakdown)
-        parts.append(
-            f"SELECT wave, {_lit(breakdown)}, {column}, count(*), {measure} FROM respondent_wide "
-            f"WHERE {where} AND {column} IS NOT NULL GROUP BY wave, {column}"
-        )
+        columns = f"false AS hit, CAST({_q(indicator.value)} AS DECIMAL(18, 6)) AS value"
+    breakdowns = ", ".join(_lit(b) for b in catalogue.breakdowns_of(indicator)) or "NULL"
     sql = f"""
-        WITH cells AS ({' UNION ALL '.join(parts)})
+        WITH pop AS (SELECT respondent_key, wave, {columns} FROM respondent_wide WHERE {where}),
+        grouped AS (SELECT * FROM respondent_groups WHERE breakdown IN ({breakdowns})),
+        cells AS (
+            SELECT wave, 'all' AS breakdown, 'all' AS group_code, 'All respondents' AS group_label,
+                   count(*) AS n, {_measure(indicator.kind)}
+            FROM pop GROUP BY wave
+            UNION ALL
+            SELECT p.wave, g.breakdown, g.group_code, min(g.group_label), count(*), {_measure(indicator.kind)}
+            FROM pop p JOIN grouped g USING (respondent_key) GROUP BY p.wave, g.breakdown, g.group_code
+        ),
+        answered AS (  -- everyone in some group of the breakdown: the group plus everyone else
+            SELECT p.wave, g.breakdown, count(*) AS answered_n, {_measure(indicator.kind, 'answered_')}
+            FROM pop p JOIN (SELECT DISTINCT respondent_key, breakdown FROM grouped) g USING (respondent_key)
+            GROUP BY p.wave, g.breakdown
+        )
         SELECT {_lit(indicator.id)} AS indicator_id, {_lit(indicator.kind)} AS kind, cells.*,
-               coalesce(ch.label_en, 'All respondents') AS group_label
-        FROM cells LEFT JOIN choices ch
-          ON ch.wave = cells.wave AND ch.concept = cells.breakdown AND ch.code = cells.group_code
+               answered_n, answered_count, answered_total, answered_total_sq,
+               {catalogue.min_n_of(indicator)} AS min_n, {_lit(indicator.partition) if indicator.partition else 'NULL'} AS partition
+        FROM cells LEFT JOIN answered USING (wave, breakdown)
         ORDER BY wave, breakdown, group_code
     """
-    return con.execute(sql).df()
+    return _frame(con.execute(sql))
+
+
+def _measure(kind: str, prefix: str = "") -> str:
+    if kind == "proportion":
+        return (f"count(*) FILTER (WHERE hit) AS {prefix}count, NULL::DECIMAL(38, 6) AS {prefix}total, "
+                f"NULL::DECIMAL(38, 12) AS {prefix}total_sq")
+    return f"NULL::BIGINT AS {prefix}count, sum(value) AS {prefix}total, sum(value * value) AS {prefix}total_sq"
+
+
+def _frame(result: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """A query result as a DataFrame that keeps DECIMAL sums exact (as Decimal objects)."""
+    names = [d[0] for d in result.description]
+    rows = result.fetchall()
+    frame = pd.DataFrame({name: pd.Series([r[i] for r in rows], dtype=object) for i, name in enumerate(names)})
+    for column in ("wave", "n", "min_n"):
+        frame[column] = frame[column].astype("int64")
+    for column in ("count", "answered_n", "answered_count"):
+        frame[column] = pd.array(list(frame[column]), dtype="Int64")
+    return frame
+
+
+def check_partitions(cells: pd.DataFrame, catalogue: Catalogue) -> None:
+    """Indicators declared to split one population must add up to it, in every cell."""
+    linked = cells[cells["partition"].notna()]
+    for (name, wave, breakdown, code), table in linked.groupby(["partition", "wave", "breakdown", "group_code"]):
+        members = sum(1 for i in catalogue.indicators if i.partition == name)
+        if len(table) != members or table["n"].nunique() != 1 or int(table["count"].sum()) != int(table["n"].iloc[0]):
+            raise IndicatorError(
+                f"{catalogue.path}: partition {name!r} ({', '.join(sorted(table['indicator_id']))}) does not split "
+                f"its population in wave {wave}, {breakdown} {code}: counts {list(table['count'])} for n "
+                f"{list(table['n'])}; check that the conditions neither overlap nor leave a gap"
+            )
 
 
 def wilson_interval(count: int, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -360,6 +711,17 @@ def wilson_interval(count: int, n: int, z: float = Z_95) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def newcombe_interval(count1: int, n1: int, count2: int, n2: int) -> tuple[float, float]:
+    """Newcombe's hybrid score interval for p1 - p2 (independent groups), as fractions: each
+    side's Wilson interval, combined (Newcombe 1998, method 10)."""
+    if n1 == 0 or n2 == 0:
+        return (math.nan, math.nan)
+    p1, p2 = count1 / n1, count2 / n2
+    (low1, high1), (low2, high2) = wilson_interval(count1, n1), wilson_interval(count2, n2)
+    difference = p1 - p2
+    return (difference - math.hypot(p1 - low1, high2 - p2), difference + math.hypot(high1 - p1, p2 - low2))
+
+
 def t_interval(mean: float, sd: float, n: int) -> tuple[float, float]:
     from scipy.stats import t  # a dependency of statsmodels and of our t quantiles
 
@@ -367,6 +729,21 @@ def t_interval(mean: float, sd: float, n: int) -> tuple[float, float]:
         return (math.nan, math.nan)
     half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
     return (mean - half, mean + half)
+
+
+def welch_interval(mean1: float, sd1: float, n1: int, mean2: float, sd2: float, n2: int) -> tuple[float, float]:
+    """95% interval for mean1 - mean2 without assuming equal variances (Welch-Satterthwaite)."""
+    from scipy.stats import t
+
+    if n1 < 2 or n2 < 2 or sd1 != sd1 or sd2 != sd2:
+        return (math.nan, math.nan)
+    difference = mean1 - mean2
+    v1, v2 = sd1 * sd1 / n1, sd2 * sd2 / n2
+    if v1 + v2 == 0:  # no spread on either side: the difference is exact
+        return (difference, difference)
+    df = (v1 + v2) ** 2 / (v1 * v1 / (n1 - 1) + v2 * v2 / (n2 - 1))
+    half = float(t.ppf(0.975, df)) * math.sqrt(v1 + v2)
+    return (difference - half, difference + half)
 
 
 def mean_and_sd(total: Decimal, total_sq: Decimal, n: int) -> tuple[float, float]:
@@ -380,40 +757,200 @@ def mean_and_sd(total: Decimal, total_sq: Decimal, n: int) -> tuple[float, float
 
 def add_intervals(cells: pd.DataFrame) -> pd.DataFrame:
     cells = cells.copy()
-    estimate, low, high = [], [], []
+    estimate, sd, low, high = [], [], [], []
     for row in cells.itertuples():
         if row.kind == "proportion":
             lo, hi = wilson_interval(int(row.count), int(row.n))
             estimate.append(100.0 * row.count / row.n)
+            sd.append(math.nan)
             low.append(100.0 * lo)
             high.append(100.0 * hi)
         else:
-            mean, sd = mean_and_sd(Decimal(row.total), Decimal(row.total_sq), int(row.n))
-            lo, hi = t_interval(mean, sd, int(row.n))
+            mean, spread = mean_and_sd(Decimal(row.total), Decimal(row.total_sq), int(row.n))
+            lo, hi = t_interval(mean, spread, int(row.n))
             estimate.append(mean)
+            sd.append(spread)
             low.append(lo)
             high.append(hi)
-    cells["estimate"], cells["ci_low"], cells["ci_high"] = estimate, low, high
+    cells["estimate"], cells["sd"], cells["ci_low"], cells["ci_high"] = estimate, sd, low, high
     return cells
 
 
-def _store(con: duckdb.DuckDBPyConnection, estimates: pd.DataFrame, catalogue: Catalogue) -> None:
-    con.execute("DELETE FROM indicator_estimates")
-    if not estimates.empty:
-        table = estimates[[
-            "indicator_id", "wave", "breakdown", "group_code", "group_label", "n", "count",
-            "estimate", "ci_low", "ci_high", "suppressed", "suppression",
-        ]]
-        con.register("incoming", table)
-        con.execute("INSERT INTO indicator_estimates SELECT * FROM incoming")
-        con.unregister("incoming")
+def _verdict(low: float, high: float, up: str, down: str) -> str | None:
+    """Whether an interval for a difference leaves out zero, in words."""
+    if math.isnan(low) or math.isnan(high):
+        return None
+    return up if low > 0 else down if high < 0 else NOISE
+
+
+# --- each group against everyone else ----------------------------------------------------------
+
+
+def gap_rows(estimates: pd.DataFrame) -> pd.DataFrame:
+    """Each group against everyone else in its breakdown (who answered it), same indicator and wave:
+    the difference in percentage points (Newcombe interval) or in score points (Welch interval)."""
+    rows = []
+    for r in estimates[estimates["answered_n"].notna()].itertuples():
+        rest_n = int(r.answered_n) - int(r.n)
+        if rest_n == 0:
+            continue  # nobody else answered: nothing to compare with
+        if r.kind == "proportion":
+            rest_count = int(r.answered_count) - int(r.count)
+            rest_estimate = 100.0 * rest_count / rest_n
+            low, high = (100.0 * x for x in newcombe_interval(int(r.count), int(r.n), rest_count, rest_n))
+            gap = 100.0 * (int(r.count) / int(r.n) - rest_count / rest_n)
+        else:
+            rest_count = None
+            rest_estimate, rest_sd = mean_and_sd(
+                Decimal(r.answered_total) - Decimal(r.total), Decimal(r.answered_total_sq) - Decimal(r.total_sq), rest_n
+            )
+            low, high = welch_interval(r.estimate, r.sd, int(r.n), rest_estimate, rest_sd, rest_n)
+            gap = r.estimate - rest_estimate
+        rows.append(dict(
+            indicator_id=r.indicator_id, wave=r.wave, breakdown=r.breakdown, group_code=r.group_code,
+            group_label=r.group_label, kind=r.kind, min_n=r.min_n, n=int(r.n), count=r.count, estimate=r.estimate,
+            rest_n=rest_n, rest_count=rest_count, rest_estimate=rest_estimate, gap=gap, gap_low=low, gap_high=high,
+            statement=_verdict(low, high, GAP_UP, GAP_DOWN), group_suppressed=bool(r.suppressed),
+        ))
+    return pd.DataFrame(rows, columns=GAP_COLUMNS + ["kind", "min_n", "group_suppressed"])
+
+
+GAP_COLUMNS = ["indicator_id", "wave", "breakdown", "group_code", "group_label", "n", "count", "estimate", "rest_n",
+               "rest_count", "rest_estimate", "gap", "gap_low", "gap_high", "statement"]
+
+
+# --- across waves ------------------------------------------------------------------------------
+
+
+def question_signatures(con: duckdb.DuckDBPyConnection) -> dict[int, dict[str, str]]:
+    """What each loaded wave asked, per concept: type, wording and answers (codes, wording, points)."""
+    rows = con.execute(
+        """
+        SELECT c.wave, c.concept, c.type, c.label_en,
+               list(struct_pack(code := ch.code, label := ch.label_en, score := ch.score, missing := ch.missing)
+                    ORDER BY ch.code) FILTER (WHERE ch.code IS NOT NULL)
+        FROM concepts c LEFT JOIN choices ch ON ch.wave = c.wave AND ch.concept = c.concept
+        GROUP BY c.wave, c.concept, c.type, c.label_en
+        ORDER BY c.wave, c.concept
+        """
+    ).fetchall()
+    signatures: dict[int, dict[str, str]] = {}
+    for wave, concept, kind, label, answers in rows:
+        signatures.setdefault(wave, {})[concept] = repr((kind, label, answers))
+    return signatures
+
+
+def comparability_of(
+    indicator: Indicator, catalogue: Catalogue, before: int, after: int, signatures: dict[int, dict[str, str]]
+) -> Comparability:
+    """The stated comparability of two waves; unstated means comparable, which is only allowed when
+    every question the indicator uses was asked the same way in both."""
+    for stated in indicator.comparability:
+        if stated.waves == (before, after):
+            return stated
+    changed = [
+        c for c in concepts_used(indicator, catalogue)
+        if signatures.get(before, {}).get(c) != signatures.get(after, {}).get(c)
+    ]
+    if changed:
+        raise IndicatorError(
+            f"{catalogue.path}: {indicator.id}: {', '.join(changed)} asked differently in {before} and {after} "
+            "(wording, answers or items differ); say whether the figures still compare by adding to the "
+            f"indicator: comparability: [{{waves: [{before}, {after}], status: comparable, "
+            "comparable_with_caveat or not_comparable, note: why}]"
+        )
+    return Comparability(waves=(before, after), status="comparable")
+
+
+def change_rows(estimates: pd.DataFrame, catalogue: Catalogue, signatures: dict[int, dict[str, str]]) -> pd.DataFrame:
+    """Each wave against the previous wave that has the indicator, overall and for every group in
+    both: the change in percentage points (Newcombe) or score points (Welch), as far as they compare."""
+    rows = []
+    for indicator in catalogue.indicators:
+        cells = estimates[estimates["indicator_id"] == indicator.id]
+        waves = sorted(int(w) for w in cells["wave"].unique())
+        for before, after in zip(waves, waves[1:]):
+            verdict = comparability_of(indicator, catalogue, before, after, signatures)
+            pairs = cells[cells["wave"] == after].merge(
+                cells[cells["wave"] == before], on=["breakdown", "group_code"], suffixes=("", "_before")
+            )
+            rows += [_change(p, verdict) for p in pairs.itertuples()]
+    return pd.DataFrame(rows, columns=CHANGE_COLUMNS + ["suppressed_now", "suppressed_before"])
+
+
+def _change(p: Any, verdict: Comparability) -> dict[str, Any]:
+    change = low = high = math.nan
+    if verdict.status != "not_comparable":
+        if p.kind == "proportion":
+            low, high = (100.0 * x for x in newcombe_interval(int(p.count), int(p.n), int(p.count_before), int(p.n_before)))
+            change = 100.0 * (int(p.count) / int(p.n) - int(p.count_before) / int(p.n_before))
+        else:
+            low, high = welch_interval(p.estimate, p.sd, int(p.n), p.estimate_before, p.sd_before, int(p.n_before))
+            change = p.estimate - p.estimate_before
+    statement = NOT_COMPARABLE if verdict.status == "not_comparable" else _verdict(low, high, CHANGE_UP, CHANGE_DOWN)
+    return dict(
+        indicator_id=p.indicator_id, wave=p.wave, previous_wave=p.wave_before, breakdown=p.breakdown,
+        group_code=p.group_code, group_label=p.group_label, comparability=verdict.status,
+        comparability_note=verdict.note.strip(), n=int(p.n), estimate=p.estimate, previous_n=int(p.n_before),
+        previous_estimate=p.estimate_before, change=change, change_low=low, change_high=high, statement=statement,
+        suppressed_now=bool(p.suppressed), suppressed_before=bool(p.suppressed_before),
+    )
+
+
+CHANGE_COLUMNS = ["indicator_id", "wave", "previous_wave", "breakdown", "group_code", "group_label", "comparability",
+                  "comparability_note", "n", "estimate", "previous_n", "previous_estimate", "change", "change_low",
+                  "change_high", "statement"]
+
+
+# --- storing -------------------------------------------------------------------------------------
+
+ESTIMATE_COLUMNS = ["indicator_id", "wave", "breakdown", "group_code", "group_label", "n", "count", "estimate",
+                    "ci_low", "ci_high", "suppressed", "suppression"]
+
+
+def _store(
+    con: duckdb.DuckDBPyConnection, catalogue: Catalogue, kinds: dict[str, str],
+    estimates: pd.DataFrame, gaps: pd.DataFrame, changes: pd.DataFrame,
+) -> None:
+    for table, frame, columns in (
+        ("indicator_estimates", estimates, ESTIMATE_COLUMNS),
+        ("indicator_gaps", gaps, GAP_COLUMNS + ["suppressed", "suppression"]),
+        ("indicator_changes", changes, CHANGE_COLUMNS + ["suppressed", "suppression"]),
+    ):
+        con.execute(f"DELETE FROM {table}")
+        if not frame.empty:
+            con.register("incoming", frame[columns])
+            con.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM incoming")
+            con.unregister("incoming")
+    labels = {
+        (concept, code): label
+        for concept, code, label in con.execute(
+            "SELECT concept, code, label_en FROM choices "
+            "QUALIFY row_number() OVER (PARTITION BY concept, code ORDER BY wave DESC) = 1"
+        ).fetchall()
+    }
+    waves = estimates.groupby("indicator_id")["wave"].unique().to_dict() if not estimates.empty else {}
     rows = [
-        (i.id, i.title, i.domain, i.kind, i.unit, i.definition.strip(), i.population_text,
-         ", ".join(i.questions), i.caveats.strip(), order)
+        (i.id, i.title, i.domain, i.kind, i.unit, i.definition.strip(), i.population_text, ", ".join(i.questions),
+         i.caveats.strip(), order, population_rule_text(i, kinds, labels),
+         describe_rule(i.condition, kinds, labels) if i.condition is not None else "",
+         i.value or "", ", ".join(catalogue.breakdowns_of(i)), catalogue.min_n_of(i), comparability_text(i),
+         ", ".join(str(w) for w in sorted(waves.get(i.id, []))))
         for order, i in enumerate(catalogue.indicators)
     ]
+    breakdowns = [(name, b.title, b.definition.strip(), groups_text(b, kinds, labels), order)
+                  for order, (name, b) in enumerate(catalogue.breakdowns.items())]
     con.execute("DELETE FROM indicator_catalogue")
-    con.executemany("INSERT INTO indicator_catalogue VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    con.execute("DELETE FROM indicator_breakdowns")
+    if rows:
+        con.executemany(
+            "INSERT INTO indicator_catalogue (indicator_id, title, domain, kind, unit, definition, population, "
+            "questions, caveats, sort_order, population_rule, condition_rule, value, breakdowns, min_n, "
+            "comparability, waves) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    if breakdowns:
+        con.executemany("INSERT INTO indicator_breakdowns VALUES (?, ?, ?, ?, ?)", breakdowns)
     con.execute(
         "INSERT OR REPLACE INTO warehouse_meta VALUES ('indicators_sha256', ?)", [catalogue.sha256]
     )

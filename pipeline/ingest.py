@@ -1,58 +1,44 @@
 """Ingest: read a survey-platform export into the canonical response frame.
 
-The canonical frame has one row per data record of the file and one column per concept id of the
-instrument. Platform metadata (completion, duration) and identifier columns (names, emails, IPs,
-response ids, exact timestamps, coordinates) are kept apart: identifiers are used in memory for
-duplicate detection and free-text scrubbing, and never go past the de-identification stage.
+The canonical frame has one row per response in the file and one column per concept id of the
+instrument. Platform metadata (completion as `finished` "1"/"0", progress, duration, language)
+and identifier columns (names, emails, IPs, response ids, exact timestamps, coordinates) are kept
+apart: identifiers are used in memory for duplicate detection and free-text scrubbing, and never
+go past the de-identification stage.
+
+Each platform's own formats are read by its adapter in `pipeline.platforms` (Qualtrics,
+SurveyMonkey, LimeSurvey, Google Forms, KoboToolbox / ODK, REDCap, or any CSV / .xlsx table);
+the platform is detected from the file unless named.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline.instrument import Instrument, QuestionType
+from pipeline.instrument import Instrument
+from pipeline.platforms import ADAPTERS
+from pipeline.platforms.answers import (
+    Column,
+    answers_frame,
+    classify,
+    direct_question_identifiers,
+    map_columns,
+    named_frame,
+)
+from pipeline.platforms.common import IDENTIFIER, METADATA, QUESTION, UNKNOWN, Layout, identifier_role
+from pipeline.platforms.detect import DEFINITIONS, definition_kind, read_layout
+from pipeline.platforms.reading import RawFile, ReadError, read_raw
 
-# Qualtrics' own columns, lower-cased: what each one is.
-QUALTRICS_IDENTIFIERS = {
-    "ipaddress": "ip_address",
-    "recipientlastname": "last_name",
-    "recipientfirstname": "first_name",
-    "recipientemail": "email",
-    "externalreference": "external_reference",
-    "externaldatareference": "external_reference",
-    "locationlatitude": "latitude",
-    "locationlongitude": "longitude",
-    "responseid": "response_id",
-    "startdate": "started_at",
-    "enddate": "ended_at",
-    "recordeddate": "recorded_at",
-}
-QUALTRICS_METADATA = {
-    "status": "status",
-    "progress": "progress",
-    "duration (in seconds)": "duration_s",
-    "finished": "finished",
-    "distributionchannel": "distribution_channel",
-    "userlanguage": "language",
-}
-SEEN_BUT_UNANSWERED = "-99"  # Qualtrics' code for a question shown and skipped
+__all__ = ["Column", "Export", "ExportError", "Inspection", "describe_columns", "file_sha256", "inspect_file",
+           "read_export"]
 
 
 class ExportError(ValueError):
     """A file that cannot be read as an export; the message names the file and what is wrong."""
-
-
-@dataclass
-class Column:
-    name: str  # as written in the file
-    kind: str  # question | identifier | metadata | unknown
-    maps_to: str | None = None  # concept id, identifier or metadata name
 
 
 @dataclass
@@ -62,9 +48,12 @@ class Export:
     platform: str
     header_rows: int
     answers: pd.DataFrame  # concept id columns; missing answers are None
-    metadata: pd.DataFrame  # finished, progress, duration_s, ...
+    metadata: pd.DataFrame  # finished ("1"/"0"), progress, duration_s, language, ...
     identifiers: pd.DataFrame  # never stored: used for duplicates and scrubbing only
     columns: list[Column] = field(default_factory=list)
+    variant: str = ""
+    source_rows: list[int] | None = None  # each response's row number in the file
+    notes: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -72,6 +61,8 @@ class Export:
 
     def source_row(self, index: int) -> int:
         """Row number as a spreadsheet shows it (header rows count, the first is row 1)."""
+        if self.source_rows is not None:
+            return self.source_rows[index]
         return index + self.header_rows + 1
 
 
@@ -83,150 +74,101 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_export(path: Path, instrument: Instrument) -> Export:
+def read_export(path: Path, instrument: Instrument, platform: str | None = None) -> Export:
     """Read one export file; raise ExportError naming the file when it cannot be used."""
     path = Path(path)
-    text = _decode(path)
-    records = _parse_csv(path, text)
-    if not records:
-        raise ExportError(f"{path}: the file is empty (no header row, no responses)")
-    platform, header_rows = _detect(records)
-    header = records[0]
-    body = [r for r in records[header_rows:] if any(cell.strip() for cell in r)]
-    width = len(header)
-    for number, record in enumerate(body, start=header_rows + 1):
-        if len(record) > width and any(cell.strip() for cell in record[width:]):
-            raise ExportError(
-                f"{path}: row {number} has {len(record)} fields but the header has {width}; "
-                "the file may be truncated or have an unquoted delimiter"
-            )
-    body = [(r + [""] * width)[:width] for r in body]
-    raw = pd.DataFrame(body, columns=_unique(header), dtype=object)
-    columns = _classify(header, instrument, platform)
-    answers = _answers(raw, columns, instrument)
-    metadata = _named(raw, columns, "metadata")
-    identifiers = _named(raw, columns, "identifier")
+    raw = _raw(path)
+    layout = _layout(path, raw, platform)
+    index = pd.RangeIndex(len(layout.rows))
+    mapping = map_columns(layout, instrument)
+    columns = classify(layout, mapping)
+    identifiers = {**direct_question_identifiers(layout, instrument, mapping), **layout.derived_identifiers}
     return Export(
         path=path,
         sha256=file_sha256(path),
-        platform=platform,
-        header_rows=header_rows,
-        answers=answers,
-        metadata=metadata,
-        identifiers=identifiers,
+        platform=layout.platform,
+        header_rows=layout.header_rows,
+        answers=answers_frame(layout, instrument, mapping, index),
+        metadata=named_frame(layout, columns, METADATA, index, layout.derived),
+        identifiers=named_frame(layout, columns, IDENTIFIER, index, identifiers),
         columns=columns,
+        variant=layout.variant,
+        source_rows=layout.source_rows,
+        notes=layout.notes,
     )
 
 
-def _decode(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ExportError(f"{path}: cannot read the file ({exc.strerror})") from exc
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Excel on Windows saves CSV as cp1252; it decodes any byte except five unused ones.
-        try:
-            return data.decode("cp1252")
-        except UnicodeDecodeError as exc:
-            raise ExportError(
-                f"{path}: the text encoding is neither UTF-8 nor Windows-1252 "
-                f"(byte {exc.start}); save the export as UTF-8 CSV and try again"
-            ) from None
+@dataclass
+class Inspection:
+    """What `consult inspect` says about a file, without an instrument."""
+
+    path: Path
+    platform: str
+    title: str
+    variant: str
+    file_format: str
+    encoding: str | None
+    delimiter: str | None
+    line_ends: str | None
+    header_rows: int
+    rows: int
+    columns: list[Column]
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "file": str(self.path), "platform": self.platform, "platform_name": self.title,
+            "variant": self.variant, "format": self.file_format, "encoding": self.encoding,
+            "delimiter": self.delimiter, "line_ends": self.line_ends, "header_rows": self.header_rows,
+            "rows": self.rows, "columns": [{"column": c.name, "class": c.kind, "role": c.maps_to} for c in self.columns],
+            "notes": self.notes,
+        }
 
 
-def _parse_csv(path: Path, text: str) -> list[list[str]]:
-    try:
-        dialect = csv.Sniffer().sniff(text[:20000], delimiters=",;\t")
-        delimiter = dialect.delimiter
-    except csv.Error:
-        delimiter = ","
-    try:
-        return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
-    except csv.Error as exc:
-        raise ExportError(f"{path}: not a readable CSV file ({exc})") from None
+def inspect_file(path: Path, platform: str | None = None) -> Inspection:
+    """Name the platform and variant of a file and classify every column; changes nothing."""
+    path = Path(path)
+    raw = _raw(path)
+    kind = definition_kind(raw) if platform is None else None
+    if kind is not None:
+        return Inspection(path, kind.replace(" ", "_"), DEFINITIONS[kind], "questionnaire definition",
+                          raw.file_format, raw.encoding, raw.delimiter, raw.line_ends, 1,
+                          max(0, len(raw.main.records) - 1), [],
+                          ["not survey responses: start an instrument from it with `consult instrument draft`"])
+    layout = _layout(path, raw, platform)
+    return Inspection(path, layout.platform, ADAPTERS[layout.platform].title, layout.variant, raw.file_format,
+                      raw.encoding, raw.delimiter, raw.line_ends, layout.header_rows, len(layout.rows),
+                      _classes(layout), layout.notes)
 
 
-def _detect(records: list[list[str]]) -> tuple[str, int]:
-    """Name the platform and how many header rows precede the responses."""
-    header = [h.strip().lower() for h in records[0]]
-    third = records[2] if len(records) > 2 else []
-    if any(cell.startswith('{"ImportId"') for cell in third):
-        return "qualtrics", 3
-    if "responseid" in header and "startdate" in header:
-        # A Qualtrics export whose ImportId row was removed still has the question-text row.
-        return "qualtrics", 2 if len(records) > 1 and records[1][:1] == ["Start Date"] else 1
-    return "csv", 1
-
-
-def _unique(header: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    names = []
-    for name in header:
-        count = seen.get(name, 0)
-        seen[name] = count + 1
-        names.append(name if count == 0 else f"{name}.{count}")
-    return names
-
-
-def _classify(header: list[str], instrument: Instrument, platform: str) -> list[Column]:
-    aliases = instrument.alias_map()
+def _classes(layout: Layout) -> list[Column]:
+    """Column classes without an instrument: platform columns as the platform defines them; any
+    other column is a question, or a direct identifier when its name or wording asks for one."""
     columns = []
-    for name in _unique(header):
-        key = name.strip().lower()
-        if key in aliases:
-            columns.append(Column(name, "question", aliases[key]))
-        elif key in QUALTRICS_IDENTIFIERS:
-            columns.append(Column(name, "identifier", QUALTRICS_IDENTIFIERS[key]))
-        elif key in QUALTRICS_METADATA:
-            columns.append(Column(name, "metadata", QUALTRICS_METADATA[key]))
+    for column in layout.columns:
+        if column.kind != QUESTION:
+            columns.append(Column(column.name, column.kind, column.role))
+        elif not column.name.strip():
+            columns.append(Column(column.name, UNKNOWN))
+        elif role := identifier_role(column.text or column.name):
+            columns.append(Column(column.name, IDENTIFIER, role))
         else:
-            columns.append(Column(name, "unknown"))
+            columns.append(Column(column.name, QUESTION))
     return columns
 
 
-def _answers(raw: pd.DataFrame, columns: list[Column], instrument: Instrument) -> pd.DataFrame:
-    mapped = {c.maps_to: c.name for c in columns if c.kind == "question"}
-    frame = {}
-    for question in instrument.questions:
-        if question.id not in mapped:
-            continue  # structural checks in validation decide whether that is allowed
-        cells = raw[mapped[question.id]].tolist()
-        if question.type is QuestionType.multiple:
-            values = [_split_codes(v) for v in cells]
-        elif question.type is QuestionType.text:
-            values = [_blank_to_none(v) for v in cells]
-        else:
-            values = [_code(v) for v in cells]
-        frame[question.id] = pd.Series(values, index=raw.index, dtype=object)
-    return pd.DataFrame(frame, index=raw.index)
+def _raw(path: Path) -> RawFile:
+    try:
+        return read_raw(path)
+    except ReadError as exc:
+        raise ExportError(f"{path}: {exc}") from None
 
 
-def _named(raw: pd.DataFrame, columns: list[Column], kind: str) -> pd.DataFrame:
-    picked = {
-        c.maps_to: pd.Series([_blank_to_none(v) for v in raw[c.name].tolist()], index=raw.index, dtype=object)
-        for c in columns
-        if c.kind == kind
-    }
-    return pd.DataFrame(picked, index=raw.index)
-
-
-# Pandas would turn None into NaN in inferred columns: cells are cleaned as plain Python values.
-def _blank_to_none(value: str | None) -> str | None:
-    return value if isinstance(value, str) and value.strip() != "" else None
-
-
-def _code(value: str | None) -> str | None:
-    value = _blank_to_none(value)
-    return None if value is None or value.strip() == SEEN_BUT_UNANSWERED else value.strip()
-
-
-def _split_codes(value: str | None) -> list[str] | None:
-    value = _code(value)
-    if value is None:
-        return None
-    return [code.strip() for code in value.split(",") if code.strip()]
+def _layout(path: Path, raw: RawFile, platform: str | None) -> Layout:
+    try:
+        return read_layout(raw, platform)
+    except ReadError as exc:
+        raise ExportError(f"{path}: {exc}") from None
 
 
 def describe_columns(export: Export) -> list[dict]:

@@ -110,11 +110,25 @@ class Question(Strict):
     range: Range | None = None
     unit: str | None = None
     aliases: list[str] = Field(default_factory=list)
+    # Column names that only one platform uses, by platform (limesurvey, surveymonkey, kobo, ...):
+    # e.g. `{limesurvey: ["Q21[SQ001]"]}` when that export names the column differently.
+    platform_aliases: dict[str, list[str]] = Field(default_factory=dict)
 
     @field_validator("aliases", mode="before")
     @classmethod
     def _aliases_as_text(cls, value: Any) -> list[str]:
         return [str(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("platform_aliases", mode="before")
+    @classmethod
+    def _platform_aliases_as_text(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {str(k): [str(v) for v in vs] if isinstance(vs, list) else [str(vs)] for k, vs in value.items()}
+
+    def aliases_for(self, platform: str) -> list[str]:
+        """Every name this question's column may have in an export of `platform`."""
+        return [self.id, *self.aliases, *self.platform_aliases.get(platform, [])]
 
     @model_validator(mode="after")
     def _type_rules(self) -> "Question":
@@ -170,6 +184,15 @@ class Instrument(Strict):
                 other = aliases.setdefault(alias.lower(), question.id)
                 if other != question.id:
                     raise ValueError(f"alias {alias!r} names both {other!r} and {question.id!r}")
+        for platform in {p for q in self.questions for p in q.platform_aliases}:
+            named: dict[str, str] = {}
+            for question in self.questions:
+                for alias in question.aliases_for(platform):
+                    other = named.setdefault(alias.lower(), question.id)
+                    if other != question.id:
+                        raise ValueError(
+                            f"{platform} alias {alias!r} names both {other!r} and {question.id!r}"
+                        )
         rules = [(q.id, c) for q in self.questions for c in _conditions(q.show_if)]
         rules += [(f"inclusion {name}", c) for name, c in self.inclusion.items()]
         for owner, condition in rules:

@@ -122,6 +122,16 @@ def _write_file(con: duckdb.DuckDBPyConnection, item: FileLoad, run_id: str, now
     if validation.response_keys is not None:
         keys = validation.response_keys[validation.outcome == "loaded"].dropna()
         _append(con, "seen_responses", pd.DataFrame({"response_key": keys.values, "file_sha256": sha}))
+        held = validation.response_keys[validation.outcome == "quarantined"].dropna()
+        _append(con, "quarantine_keys", pd.DataFrame({
+            "file_sha256": sha, "source_row": [export.source_row(i) for i in held.index], "response_key": held.values,
+        }))
+    rules = pd.DataFrame(
+        [(sha, r.rule, r.concept, r.column, r.expectation, r.checked_rows, r.failed_rows) for r in validation.rules],
+        columns=["file_sha256", "rule", "concept", "column_name", "expectation", "rows_checked", "rows_failed"],
+    )
+    _append(con, "validation_rules", rules)
+    _append(con, "quality_flags", data.quality_flags)
     respondents = data.respondents.assign(file_sha256=sha)
     _append(con, "respondents", respondents)
     _append(con, "answers", data.answers)

@@ -11,12 +11,13 @@ from typing import Callable
 
 import duckdb
 
+from pipeline.anonymity import load_checked_privacy_rules, load_privacy_rules, privacy_path, protect_microdata
 from pipeline.config import Paths, export_files
 from pipeline.deidentify import deidentify, load_scrubber
 from pipeline.disclosure import load_rules
 from pipeline.indicators import compute, load_checked_catalogue
 from pipeline.ingest import ExportError, file_sha256, read_export
-from pipeline.instrument import instrument_path, load_instrument
+from pipeline.instrument import Instrument, available_waves, instrument_path, load_instrument
 from pipeline.load import (
     FileLoad,
     WarehouseError,
@@ -47,6 +48,7 @@ class FileSummary:
     quarantined: int = 0
     excluded: int = 0
     duplicates: int = 0
+    flags: dict[str, int] = field(default_factory=dict)  # loaded respondents with each data-quality flag
 
 
 @dataclass
@@ -98,23 +100,25 @@ def run_load(
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     summary = RunSummary(run_id, "synthetic" if synthetic else "data/raw")
     catalogue = load_checked_catalogue(paths.indicators_file, paths.surveys)
+    privacy = load_checked_privacy_rules(privacy_path(paths), paths.surveys)
     created = not paths.warehouse.exists()
     try:
         with connect(paths.warehouse) as con:
             ensure_schema(con)
             _refuse_mixing(con, synthetic, paths)
             loads = _prepare_new_files(con, paths, files, synthetic, summary, progress, wave)
-            stored = con.execute("SELECT value FROM warehouse_meta WHERE key = 'indicators_sha256'").fetchall()
-            if not loads and stored and stored[0][0] == catalogue.sha256:
+            stored = dict(con.execute(
+                "SELECT key, value FROM warehouse_meta WHERE key IN ('indicators_sha256', 'privacy_sha256')").fetchall())
+            if not loads and stored == {"indicators_sha256": catalogue.sha256, "privacy_sha256": privacy.sha256}:
                 progress("nothing new to load; indicators are up to date")
                 return summary
-            _write_atomically(con, paths, loads, run_id, catalogue, progress)
+            _write_atomically(con, paths, loads, run_id, catalogue, privacy, progress)
             summary.indicators_rebuilt = True
     except BaseException as exc:
         if created:  # a first run that failed leaves no empty warehouse behind
             for leftover in (paths.warehouse, paths.warehouse.with_name(paths.warehouse.name + ".wal")):
                 leftover.unlink(missing_ok=True)
-        if isinstance(exc, (duckdb.IOException, duckdb.TransactionException)):  # full disk, read-only
+        if isinstance(exc, (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException)):  # full disk, read-only
             raise WarehouseError(
                 f"{paths.warehouse}: could not write the warehouse ({str(exc).splitlines()[0]}). "
                 "Nothing was loaded; free some disk space or fix the folder's permissions, then run again."
@@ -139,8 +143,9 @@ def _prepare_new_files(con, paths: Paths, files: list[Path], synthetic: bool, su
             continue
         done.add(sha)
         item = _prepare(paths, path, file_wave, synthetic, seen, progress)
-        if item.validation.response_keys is not None:  # later files see this file's responses
-            seen |= set(item.validation.response_keys.dropna())
+        # Later files see the responses this file loads (not the ones it set aside or excluded:
+        # those load when a corrected export brings them again).
+        seen |= set(item.validation.keys_of("loaded"))
         loads.append(item)
         summary.files.append(_file_summary(item))
     return loads
@@ -157,16 +162,24 @@ def _refuse_mixing(con, synthetic: bool, paths: Paths) -> None:
     )
 
 
-def _prepare(paths: Paths, path: Path, wave: int, synthetic: bool, seen: set[str], progress: Progress) -> FileLoad:
+def instrument_for(paths: Paths, path: Path, wave: int) -> Instrument:
+    """The instrument of the wave an export belongs to; a clear error when there is none."""
     instrument_file = instrument_path(paths.surveys, wave)
     if not instrument_file.exists():
-        raise RunError(f"{path}: no instrument for wave {wave} ({instrument_file} is missing)")
-    instrument = load_instrument(instrument_file)
+        known = ", ".join(str(w) for w in available_waves(paths.surveys)) or "none"
+        raise RunError(f"{path}: no instrument for wave {wave} ({instrument_file} is missing; "
+                       f"waves with an instrument: {known}). Is the file in the right folder?")
+    return load_instrument(instrument_file)
+
+
+def _prepare(paths: Paths, path: Path, wave: int, synthetic: bool, seen: set[str], progress: Progress) -> FileLoad:
+    instrument = instrument_for(paths, path, wave)
     export = read_export(path, instrument)
     progress(f"    read {export.rows} rows ({export.platform}); validating")
     validation = validate(export, instrument, secret_key(), seen)
     progress("    de-identifying")
-    data = deidentify(export, validation, instrument, load_scrubber(paths.deid_file))
+    coarsening = load_privacy_rules(privacy_path(paths)).microdata.numeric_quasi_identifiers
+    data = deidentify(export, validation, instrument, load_scrubber(paths.deid_file), coarsening)
     return FileLoad(export, instrument, validation, data, synthetic)
 
 
@@ -174,15 +187,17 @@ def _file_summary(item: FileLoad) -> FileSummary:
     v = item.validation
     return FileSummary(
         item.export.path.name, item.instrument.wave, "loaded", item.export.platform, item.export.rows,
-        v.count("loaded"), v.count("quarantined"), v.count("excluded"), v.count("duplicate"),
+        v.count("loaded"), v.count("quarantined"), v.count("excluded"), v.count("duplicate"), v.flag_counts(),
     )
 
 
-def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, catalogue, progress: Progress) -> None:
+def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, catalogue, privacy, progress: Progress) -> None:
     progress(f"writing {len(loads)} file(s) to the warehouse and computing indicators")
     con.execute("BEGIN TRANSACTION")
     try:
         write_run(con, loads, run_id, paths.living_wage_file)
+        # k-anonymity over every wave's stored respondents, old and new, before anything is computed
+        protect_microdata(con, privacy)
         compute(con, catalogue, load_rules(paths.disclosure_file))
         con.execute("COMMIT")
     except BaseException:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import json
 import math
+import re
+import uuid as uuid_module
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -99,11 +103,24 @@ def write_synthetic_consultation(
     out_dir: Path | None = None,
     waves: list[int] | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
+    platform: str = "qualtrics",
 ) -> list[Path]:
-    """Write one Qualtrics export per wave under `out_dir/<wave>/`; return the files written."""
+    """Write one export per wave under `out_dir/<wave>/`; return the files written.
+
+    `platform` names the export format (see WRITERS), or `all`: every format, each in its own
+    folder `out_dir/<platform>/<wave>/`, so that each can be loaded as its own consultation. Only
+    the Qualtrics export goes to data/synthetic/ by default (what `consult run` falls back to);
+    the others go to data/synthetic-platforms/.
+    """
+    if platform != "all" and platform not in WRITERS:
+        raise ValueError(f"unknown synthetic export format {platform!r}; known: {', '.join(WRITERS)}, all")
     spec = yaml.safe_load(paths.synth_file.read_text(encoding="utf-8"))
     living_wage = yaml.safe_load(paths.living_wage_file.read_text(encoding="utf-8"))
-    out_dir = out_dir or paths.synthetic
+    platforms = list(WRITERS) if platform == "all" else [platform]
+    default_dir = paths.synthetic if platform == "qualtrics" else paths.root / "data" / "synthetic-platforms"
+    out_dir = out_dir or default_dir
+    if platform not in ("qualtrics", "all") and out_dir == default_dir:
+        out_dir = out_dir / platform
     written = []
     for wave, wave_spec in sorted(spec["waves"].items()):
         if waves and int(wave) not in waves:
@@ -112,10 +129,13 @@ def write_synthetic_consultation(
         progress(f"synthesising wave {wave}: {wave_spec['responses']} responses")
         generator = WaveGenerator(instrument, spec, living_wage, seed=int(spec["seed"]) + int(wave))
         rows = generator.export_rows(int(wave_spec["responses"]))
-        target = out_dir / str(wave) / f"qualtrics-{wave}.csv"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(qualtrics_csv(instrument, rows))
-        written.append(target)
+        for name in platforms:
+            write, suffix = WRITERS[name]
+            folder = out_dir / name if platform == "all" else out_dir
+            target = folder / str(wave) / f"{name}-{wave}{suffix}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(write(instrument, rows))
+            written.append(target)
     return written
 
 
@@ -430,3 +450,295 @@ def _phi_inverse(p: float) -> float:
         mid = (low + high) / 2
         low, high = (mid, high) if _phi(mid) < p else (low, mid)
     return (low + high) / 2
+
+
+# --- the same responses as other platforms export them -----------------------------------------
+#
+# Every writer gets the same rows and keeps what its platform can say: a platform that exports
+# only completed responses (SurveyMonkey's "completed" filter, Google Forms, KoboToolbox) leaves
+# out the partial ones; one without response ids (Google Forms) cannot export a response twice.
+# A platform without IP addresses collects an email from everyone (Google Forms' "collect email
+# addresses", an ODK `email` field, a REDCap contact field), so the same person answering twice
+# stays recognisable. Loaded, every format gives the same warehouse.
+
+
+def _completed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["Finished"] == "1"]
+
+
+def _first_exports(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    kept = []
+    for row in rows:
+        if row["ResponseId"] not in seen:
+            seen.add(row["ResponseId"])
+            kept.append(row)
+    return kept
+
+
+def _numbering(rows: list[dict[str, Any]], start: int = 1) -> dict[str, int]:
+    """A platform's sequential response numbers; a response exported twice keeps its number."""
+    numbers: dict[str, int] = {}
+    for row in rows:
+        numbers.setdefault(row["ResponseId"], start + len(numbers))
+    return numbers
+
+
+def _email_of(row: dict[str, Any]) -> str:
+    """The respondent's email: the recipient's, or one the form collected (the same person, on
+    the same connection, gives the same one)."""
+    if row["RecipientEmail"]:
+        return row["RecipientEmail"]
+    digest = hashlib.sha256(row["IPAddress"].encode()).hexdigest()[:10]
+    return f"respondent.{digest}@example.org"
+
+
+def _time(row: dict[str, Any], column: str) -> dt.datetime:
+    return dt.datetime.strptime(row[column], "%Y-%m-%d %H:%M:%S")
+
+
+def _label(instrument: Instrument, question: Question, code: str) -> str:
+    return next(c.label.en for c in instrument.choices_of(question) if c.code == code)
+
+
+def _labelled(instrument: Instrument, question: Question, value: Any, joiner: str) -> str:
+    """An answer as choice text, the way label-exporting platforms write it."""
+    if value is None or question.type not in (QuestionType.single, QuestionType.likert, QuestionType.multiple):
+        return _cell(value)
+    if isinstance(value, list):
+        return joiner.join(_label(instrument, question, c) for c in value)
+    return _label(instrument, question, value)
+
+
+def _csv_bytes(records: list[list[str]], encoding: str = "utf-8", delimiter: str = ",",
+               line_end: str = "\r\n", quote_all: bool = False, bom: bool = False) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator=line_end,
+                        quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL)
+    writer.writerows(records)
+    return ("\ufeff" if bom else "").encode(encoding) + buffer.getvalue().encode(encoding)
+
+
+def surveymonkey_records(instrument: Instrument, rows: list[dict[str, Any]]) -> list[list[str]]:
+    """SurveyMonkey's two header rows, one column per option of a multiple-choice question."""
+    meta = ["Respondent ID", "Collector ID", "Start Date", "End Date", "IP Address", "Email Address",
+            "First Name", "Last Name", "Custom Data 1"]
+    top, sub = list(meta), [""] * len(meta)
+    for question in instrument.questions:
+        if question.type is QuestionType.multiple:
+            for index, choice in enumerate(instrument.choices_of(question)):
+                top.append(question.label.en if index == 0 else "")
+                sub.append(choice.label.en)
+        else:
+            top.append(question.label.en)
+            sub.append("Open-Ended Response" if question.type in (QuestionType.text, QuestionType.numeric) else "Response")
+    records = [top, sub]
+    numbers = _numbering(rows, start=114_000_000_001)
+    for row in _completed(rows):
+        record = [str(numbers[row["ResponseId"]]), "431234567",
+                  _time(row, "StartDate").strftime("%m/%d/%Y %I:%M:%S %p"),
+                  _time(row, "EndDate").strftime("%m/%d/%Y %I:%M:%S %p"), row["IPAddress"], row["RecipientEmail"],
+                  row["RecipientFirstName"], row["RecipientLastName"], ""]
+        for question in instrument.questions:
+            value = row["answers"].get(question.id)
+            if question.type is QuestionType.multiple:
+                chosen = set(value or [])
+                record += [c.label.en if c.code in chosen else "" for c in instrument.choices_of(question)]
+            else:
+                record.append(_labelled(instrument, question, value, ""))
+        records.append(record)
+    return records
+
+
+def surveymonkey_csv(instrument: Instrument, rows: list[dict[str, Any]]) -> bytes:
+    return _csv_bytes(surveymonkey_records(instrument, rows))
+
+
+def googleforms_csv(instrument: Instrument, rows: list[dict[str, Any]]) -> bytes:
+    """Google Forms: Timestamp (M/D/YYYY H:MM:SS), Email Address, question texts, labels; checkbox
+    labels joined by ", "."""
+    header = ["Timestamp", "Email Address"] + [q.label.en for q in instrument.questions]
+    records = [header]
+    for row in _first_exports(_completed(rows)):
+        stamp = _time(row, "EndDate")
+        record = [f"{stamp.month}/{stamp.day}/{stamp.year} {stamp.hour}:{stamp:%M:%S}", _email_of(row)]
+        record += [_labelled(instrument, q, row["answers"].get(q.id), ", ") for q in instrument.questions]
+        records.append(record)
+    data = _csv_bytes(records)
+    return data[:-2]  # Google's download has no final line end
+
+
+def limesurvey_csv(instrument: Instrument, rows: list[dict[str, Any]]) -> bytes:
+    """LimeSurvey, "question code & question text" headings, answer codes, ';'-separated; partial
+    responses have no submit date; token attributes name the participant."""
+    meta = ["Response ID", "Date submitted", "Last page", "Start language", "Seed", "Date started",
+            "Date last action", "IP address", "Referrer URL", "First name", "Last name", "Email address"]
+    header = list(meta)
+    for question in instrument.questions:
+        code = re.sub(r"[^A-Za-z0-9]", "", question.aliases[0] if question.aliases else question.id)
+        if question.type is QuestionType.multiple:
+            header += [f"{code}[SQ{int(c.code):03d}]. {question.label.en} [{c.label.en}]"
+                       for c in instrument.choices_of(question)]
+        else:
+            header.append(f"{code}. {question.label.en}")
+    records = [header]
+    numbers = _numbering(rows)
+    for row in rows:
+        finished = row["Finished"] == "1"
+        language = "fr" if row["UserLanguage"].startswith("FR") else "en"
+        record = [str(numbers[row["ResponseId"]]), row["EndDate"] if finished else "", "7" if finished else "3",
+                  language, str(numbers[row["ResponseId"]] * 7919 % 100000), row["StartDate"], row["RecordedDate"],
+                  row["IPAddress"], "", row["RecipientFirstName"], row["RecipientLastName"], row["RecipientEmail"]]
+        for question in instrument.questions:
+            value = row["answers"].get(question.id)
+            if question.type is QuestionType.multiple:
+                chosen = set(value or [])
+                record += ["Y" if c.code in chosen else "" for c in instrument.choices_of(question)]
+            elif question.type is QuestionType.numeric and value is not None:
+                record.append(f"{value:.10f}")  # LimeSurvey's fixed decimals
+            else:
+                record.append(_cell(value))
+        records.append(record)
+    return _csv_bytes(records, delimiter=";", line_end="\n")
+
+
+def kobo_csv(instrument: Instrument, rows: list[dict[str, Any]]) -> bytes:
+    """KoboToolbox: XML names with group paths, ';'-separated, every value quoted; select-multiple
+    as space-separated codes and one column per option."""
+    header = ["start", "end", "email"]
+    for section in instrument.sections:
+        for question in section.questions:
+            path = f"{section.id}/{question.id}"
+            header.append(path)
+            if question.type is QuestionType.multiple:
+                header += [f"{path}/{c.code}" for c in instrument.choices_of(question)]
+    header += ["meta/instanceID", "_id", "_uuid", "_submission_time", "_validation_status", "_notes", "_status",
+               "_submitted_by", "__version__", "_tags", "_index"]
+    records = [header]
+    numbers = _numbering(rows)
+    for index, row in enumerate(_completed(rows), start=1):
+        number = numbers[row["ResponseId"]]
+        uuid = str(uuid_module.uuid5(uuid_module.NAMESPACE_URL, row["ResponseId"]))
+        record = [_time(row, "StartDate").isoformat() + ".000-05:00", _time(row, "EndDate").isoformat() + ".000-05:00",
+                  _email_of(row)]
+        for question in instrument.questions:
+            value = row["answers"].get(question.id)
+            if question.type is QuestionType.multiple:
+                chosen = set(value or [])
+                record.append(" ".join(value or []))
+                record += [("1" if c.code in chosen else "0") if value else "" for c in instrument.choices_of(question)]
+            else:
+                record.append(_cell(value))
+        record += [f"uuid:{uuid}", str(300000 + number), uuid, _time(row, "RecordedDate").isoformat(), "", "",
+                   "submitted_via_web", "", "vGx7pPZ2sYkhG8uMH9Fy5T", "", str(index)]
+        records.append(record)
+    return _csv_bytes(records, delimiter=";", quote_all=True)
+
+
+def redcap_csv(instrument: Instrument, rows: list[dict[str, Any]]) -> bytes:
+    """REDCap records export (raw data): record_id, a contact form, one form per section with
+    `<form>_complete`, checkbox fields as `field___code`."""
+    header = ["record_id", "redcap_survey_identifier", "contact_timestamp", "first_name", "last_name", "email",
+              "contact_complete"]
+    for section in instrument.sections:
+        for question in section.questions:
+            if question.type is QuestionType.multiple:
+                header += [f"{question.id}___{c.code}" for c in instrument.choices_of(question)]
+            else:
+                header.append(question.id)
+        header.append(f"{section.id}_complete")
+    records = [header]
+    numbers = _numbering(rows)
+    for row in rows:
+        finished = row["Finished"] == "1"
+        record = [str(numbers[row["ResponseId"]]), "", row["RecordedDate"], row["RecipientFirstName"],
+                  row["RecipientLastName"], _email_of(row), "2"]
+        for position, section in enumerate(instrument.sections):
+            for question in section.questions:
+                value = row["answers"].get(question.id)
+                if question.type is QuestionType.multiple:
+                    chosen = set(value or [])
+                    record += ["1" if c.code in chosen else "0" for c in instrument.choices_of(question)]
+                else:
+                    record.append(_cell(value))
+            record.append("2" if finished or position == 0 else "0")
+        records.append(record)
+    return _csv_bytes(records, line_end="\n")
+
+
+def generic_csv(instrument: Instrument, rows: list[dict[str, Any]]) -> bytes:
+    """A table someone assembled in French-Canadian Excel: ';'-separated, Windows-1252, decimal
+    commas, concept ids as headers, several codes in one cell joined by commas."""
+    header = ["response_id", "started_at", "ended_at", "completed", "email", "ip_address"] + [q.id for q in instrument.questions]
+    records = [header]
+    for row in rows:
+        record = [row["ResponseId"], row["StartDate"], row["EndDate"], "oui" if row["Finished"] == "1" else "non",
+                  row["RecipientEmail"], row["IPAddress"]]
+        for question in instrument.questions:
+            value = row["answers"].get(question.id)
+            cell = _cell(value)
+            record.append(cell.replace(".", ",") if question.type is QuestionType.numeric else cell)
+        records.append(record)
+    return _csv_bytes(records, encoding="cp1252", delimiter=";")
+
+
+def qualtrics_xlsx(instrument: Instrument, rows: list[dict[str, Any]]) -> bytes:
+    """Qualtrics' Excel export: the three header rows of the CSV, numbers as numbers."""
+    text = qualtrics_csv(instrument, rows).decode("utf-8-sig")
+    return xlsx_bytes(list(csv.reader(io.StringIO(text, newline=""))), "Sheet0", header_rows=3)
+
+
+def surveymonkey_xlsx(instrument: Instrument, rows: list[dict[str, Any]]) -> bytes:
+    return xlsx_bytes(surveymonkey_records(instrument, rows), "Sheet", header_rows=2)
+
+
+def xlsx_bytes(records: list[list[str]], sheet: str, header_rows: int) -> bytes:
+    """A workbook with one sheet, the same bytes every time (fixed dates inside the zip too)."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.properties.created = book.properties.modified = dt.datetime(2025, 1, 1)
+    table = book.active
+    table.title = sheet
+    for number, record in enumerate(records):
+        table.append([_typed(v) if number >= header_rows else v for v in record])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return _fixed_zip(buffer.getvalue())
+
+
+def _typed(value: str) -> Any:
+    if re.fullmatch(r"-?[1-9]\d{0,14}|0", value):
+        return int(value)
+    if re.fullmatch(r"-?\d+\.\d+", value):
+        return float(value)
+    return value
+
+
+def _fixed_zip(data: bytes) -> bytes:
+    """openpyxl stamps the save time into the zip entries and docProps/core.xml: both are fixed."""
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            content = source.read(item.filename)
+            if item.filename == "docProps/core.xml":
+                content = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>2025-01-01T00:00:00Z", content)
+            info = zipfile.ZipInfo(item.filename, date_time=(2025, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            target.writestr(info, content)
+    return out.getvalue()
+
+
+# Export format name -> (writer, file suffix).
+WRITERS: dict[str, tuple[Callable[[Instrument, list[dict[str, Any]]], bytes], str]] = {
+    "qualtrics": (qualtrics_csv, ".csv"),
+    "qualtrics-xlsx": (qualtrics_xlsx, ".xlsx"),
+    "surveymonkey": (surveymonkey_csv, ".csv"),
+    "surveymonkey-xlsx": (surveymonkey_xlsx, ".xlsx"),
+    "limesurvey": (limesurvey_csv, ".csv"),
+    "googleforms": (googleforms_csv, ".csv"),
+    "kobo": (kobo_csv, ".csv"),
+    "redcap": (redcap_csv, ".csv"),
+    "csv": (generic_csv, ".csv"),
+}

@@ -2,23 +2,33 @@
 
 Each row read gets exactly one outcome:
 - excluded: out of scope by the instrument's inclusion rules (no consent, ineligible) or incomplete;
-- duplicate: a repeated submission (same platform response id, in this file or an earlier load,
-  or the same person answering twice with the same answers);
-- quarantined: fails one or more rules generated from the instrument (Great Expectations);
+- duplicate: a repeated submission: the same platform response id (in this file: `same_response_id`,
+  or loaded before: `loaded_before`), or the same person answering twice (`resubmitted`, judged on
+  answers and timing with the thresholds of the wave's rules.yaml);
+- quarantined: fails one or more rules run by Great Expectations: rules generated from the
+  instrument (codes, numbers, ranges, dates, required answers, skip logic, collection window) and
+  the cross-question rules of rules.yaml. Each failed rule is one Issue (reason code, question,
+  column, and the value unless it could identify someone);
 - loaded: everything else.
-So read = loaded + quarantined + excluded + duplicates, by construction.
+So read = loaded + quarantined + excluded + duplicates, by construction. Data-quality flags
+(speeders, straight-lining, mostly empty, `severity: flag` rules) are raised beside the outcome and
+never change it.
 
-Structural problems (a question column missing, no rows) raise StructuralError and stop the load.
+Structural problems (no rows, an export of another wave or survey, question columns missing) raise
+StructuralError and stop the load.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline.ingest import Export
@@ -27,13 +37,42 @@ from pipeline.instrument import (
     Condition,
     Disclosure,
     Instrument,
+    InstrumentError,
     Question,
     QuestionType,
     ShowIf,
+    available_waves,
+    instrument_path,
+    load_instrument,
 )
+from pipeline.quality import MOSTLY_EMPTY, SPEEDER, STRAIGHTLINING, quality_flags, rule_flags
+from pipeline.wave_rules import CrossRule, Duplicates, Requirement, WaveRules, load_wave_rules
 
 LOADED, QUARANTINED, EXCLUDED, DUPLICATE = "loaded", "quarantined", "excluded", "duplicate"
 OUTCOMES = (LOADED, QUARANTINED, EXCLUDED, DUPLICATE)
+LOADED_BEFORE, SAME_RESPONSE_ID, RESUBMITTED = "loaded_before", "same_response_id", "resubmitted"
+OUTSIDE_WINDOW = "outside_collection_window"
+# Rules whose failing value says nothing more than the rule itself (or is an exact timestamp).
+NO_VALUE_RULES = {"required_missing", OUTSIDE_WINDOW}
+TIMESTAMPS = ("started_at", "ended_at")  # identifier columns: checked, never shown
+# What each reason code means, for staff (the QA report, `consult quarantine`). Inclusion rules are
+# named in the instrument; rules.yaml rules carry their own message.
+RULE_HELP = {
+    "invalid_code": "an answer code the question does not have",
+    "not_a_number": "a numeric answer that is not a number",
+    "out_of_range": "a number outside the question's range",
+    "not_a_date": "a date, or the response's start or end time, that cannot be read",
+    "required_missing": "a required question was shown but not answered",
+    "skip_logic": "an answer to a question the skip logic hid",
+    OUTSIDE_WINDOW: "started before the collection window opened or ended after it closed",
+    "incomplete": "the respondent did not finish the questionnaire",
+    LOADED_BEFORE: "the same response (platform response id) was loaded from an earlier export",
+    SAME_RESPONSE_ID: "the same response (platform response id) appears twice in the file",
+    RESUBMITTED: "the same person answered twice (judged on email or IP address, answers and timing)",
+    SPEEDER: "finished implausibly fast for the questionnaire",
+    STRAIGHTLINING: "the same answer to every item of a Likert grid",
+    MOSTLY_EMPTY: "most questions shown were left unanswered",
+}
 
 
 class StructuralError(ValueError):
@@ -45,15 +84,18 @@ class Issue:
     row: int  # index in the export's frame
     source_row: int  # row number as a spreadsheet shows it
     rule: str  # reason code, e.g. invalid_code
-    concept: str
+    concept: str  # the question (or identifier, for dates) the rule is about
     value: str | None  # None where the value could identify someone
+    column: str = ""  # the column as named in the export
 
 
 @dataclass
 class RuleResult:
     rule: str
     concept: str
+    column: str
     expectation: str
+    checked_rows: int
     failed_rows: int
 
 
@@ -65,9 +107,31 @@ class Validation:
     rules: list[RuleResult] = field(default_factory=list)
     response_keys: pd.Series | None = None  # keyed hashes of platform response ids
     gx_result: dict[str, Any] = field(default_factory=dict)
+    flags: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "flag", "detail"]))
 
     def count(self, outcome: str) -> int:
         return int((self.outcome == outcome).sum())
+
+    def keys_of(self, outcome: str) -> list[str]:
+        """Response keys of the rows with this outcome (rows without a response id have none)."""
+        if self.response_keys is None:
+            return []
+        return self.response_keys[self.outcome == outcome].dropna().tolist()
+
+    def loaded_flags(self, keys: pd.Series) -> pd.DataFrame:
+        """Flags of the loaded rows under their respondent keys (`keys`: row -> key): no identifier."""
+        flagged = self.flags[self.flags["row"].isin(keys.index)]
+        return pd.DataFrame({
+            "respondent_key": keys.loc[flagged["row"].tolist()].tolist(),
+            "flag": flagged["flag"].tolist(),
+            "detail": flagged["detail"].tolist(),
+        }, dtype=object)
+
+    def flag_counts(self, outcome: str = LOADED) -> dict[str, int]:
+        """Respondents with each data-quality flag, among the rows with this outcome."""
+        rows = set(self.outcome[self.outcome == outcome].index)
+        flagged = self.flags[self.flags["row"].isin(rows)]
+        return {str(k): int(v) for k, v in flagged["flag"].value_counts().sort_index().items()}
 
 
 def validate(
@@ -75,51 +139,123 @@ def validate(
     instrument: Instrument,
     secret: bytes,
     already_seen: set[str] | frozenset[str] = frozenset(),
+    rules: WaveRules | None = None,
 ) -> Validation:
-    """Give every row of `export` its outcome. `already_seen`: response keys loaded before."""
+    """Give every row of `export` its outcome. `already_seen`: response keys loaded before;
+    `rules`: the wave's rules.yaml (default: the file beside the instrument, if any)."""
+    rules = rules if rules is not None else load_wave_rules(instrument)
     check_structure(export, instrument)
     outcome = pd.Series(LOADED, index=export.answers.index, dtype=object)
     reason = _nones(export.answers.index)
-    _exclusions(export, instrument, outcome, reason)
+    view = AnswerView(export.answers, instrument)
+    _exclusions(export, instrument, view, outcome, reason)
     keys = _response_keys(export, secret)
-    _duplicates(export, keys, already_seen, outcome, reason)
+    _repeated_ids(keys, already_seen, outcome, reason)
     in_scope = outcome == LOADED
-    issues, rules, gx_result = _expectations(export, instrument, in_scope)
+    times = _timestamps(export)
+    issues, results, gx_result = _expectations(export, instrument, rules, view, times, in_scope)
     for issue in issues:
         if outcome.at[issue.row] == LOADED:
             outcome.at[issue.row] = QUARANTINED
             reason.at[issue.row] = issue.rule
-    return Validation(outcome, reason, issues, rules, keys, gx_result)
+    _resubmissions(export, instrument, rules.duplicates, times, outcome, reason)
+    flags = pd.concat([
+        quality_flags(export.answers, _durations(export), *view.shown_and_answered(), in_scope, rules.quality,
+                      instrument),
+        rule_flags({r.id: _rule_fails(view, r) & in_scope for r in rules.by_severity("flag")}),
+    ], ignore_index=True)
+    return Validation(outcome, reason, issues, results, keys, gx_result, flags)
+
+
+# --- structure: problems that stop the whole file ---------------------------------------------
 
 
 def check_structure(export: Export, instrument: Instrument) -> None:
     if export.rows == 0:
         raise StructuralError(f"{export.path}: the export has a header but no responses")
+    _check_wave(export, instrument)
     present = set(export.answers.columns)
-    needed = [q for q in instrument.questions if q.required and q.id not in present]
-    if needed:
-        names = ", ".join(f"{q.id} (column {q.aliases[0] if q.aliases else q.id})" for q in needed)
+    questions = instrument.questions
+    if len(present) / max(1, len(questions)) < 0.5:
         raise StructuralError(
-            f"{export.path}: required question columns are missing: {names}. "
-            f"Is this an export of the {instrument.wave} questionnaire?"
-        )
-    matched = len(present) / max(1, len(instrument.questions))
-    if matched < 0.5:
-        raise StructuralError(
-            f"{export.path}: only {len(present)} of {len(instrument.questions)} questions of the "
+            f"{export.path}: only {len(present)} of {len(questions)} questions of the "
             f"{instrument.wave} instrument were found; this looks like a different survey"
         )
+    missing = [q for q in questions if q.id not in present]
+    if missing:
+        names = ", ".join(f"{q.id} (column {q.aliases[0] if q.aliases else q.id})" for q in missing)
+        unknown = _unknown_columns(export)
+        hint = (f" The file has columns the instrument does not know: {', '.join(unknown[:10])}. If the "
+                "platform renamed a question, add the new column name to its aliases in "
+                f"{instrument.source or 'the instrument'}." if unknown else
+                " Export every question of the survey (no column filter).")
+        raise StructuralError(
+            f"{export.path}: question columns of the {instrument.wave} instrument are missing: {names}.{hint}"
+        )
 
 
-def _exclusions(export: Export, instrument: Instrument, outcome: pd.Series, reason: pd.Series) -> None:
+def _unknown_columns(export: Export) -> list[str]:
+    return [c.name for c in getattr(export, "columns", []) if c.kind == "unknown" and c.name.strip()]
+
+
+def _question_like_columns(export: Export) -> list[str]:
+    return [c.name for c in getattr(export, "columns", []) if c.kind in ("question", "unknown") and c.name.strip()]
+
+
+def _fit(columns: list[str], instrument: Instrument, platform: str) -> tuple[float, int]:
+    """How well an export's question columns fit an instrument: (score 0-1, questions matched), by
+    column names. Questions of the instrument absent from the file and columns it does not know
+    both count against."""
+    aliases = {a.strip().lower(): q.id for q in instrument.questions for a in q.aliases_for(platform)}
+    names = {c.strip().lower() for c in columns}
+    matched = {aliases[n] for n in names if n in aliases}
+    strangers = [n for n in names if n not in aliases]
+    return len(matched) / max(1, len(instrument.questions) + len(strangers)), len(matched)
+
+
+def _check_wave(export: Export, instrument: Instrument) -> None:
+    """An export of another wave (in the wrong folder) fits that wave's instrument better."""
+    columns = _question_like_columns(export)
+    own, own_matched = _fit(columns, instrument, export.platform)
+    if not columns or own == 1.0:
+        return
+    for other in _other_waves(instrument):
+        score, matched = _fit(columns, other, export.platform)
+        if score > max(own, 0.5):  # a file that fits no wave well is a different survey (below)
+            raise StructuralError(
+                f"{export.path}: this looks like an export of the {other.wave} questionnaire, not "
+                f"{instrument.wave}: {matched} of its {len(columns)} question columns are questions of the "
+                f"{other.wave} instrument, against {own_matched} of the {instrument.wave} one. Put it in a "
+                f"folder named {other.wave} (e.g. data/raw/{other.wave}/)."
+            )
+
+
+def _other_waves(instrument: Instrument) -> list[Instrument]:
+    if not instrument.source:
+        return []
+    surveys = Path(instrument.source).parent.parent
+    others = []
+    for wave in available_waves(surveys):
+        if wave != instrument.wave:
+            try:
+                others.append(load_instrument(instrument_path(surveys, wave)))
+            except InstrumentError:
+                continue  # a broken sibling is reported when its own exports are loaded
+    return others
+
+
+# --- exclusions and repeated response ids -----------------------------------------------------
+
+
+def _exclusions(export: Export, instrument: Instrument, view: "AnswerView", outcome: pd.Series,
+                reason: pd.Series) -> None:
     for name, condition in instrument.inclusion.items():
-        holds = shown_mask(export.answers, condition)
-        newly = (~holds) & (outcome == LOADED)
+        newly = ~view.holds(condition) & (outcome == LOADED)
         outcome[newly] = EXCLUDED
         reason[newly] = name
     if "finished" in export.metadata:
-        finished = export.metadata["finished"].map(lambda v: str(v).strip().lower() in {"1", "true"})
-        newly = (~finished) & (outcome == LOADED)
+        flag = export.metadata["finished"].astype("string").str.strip().str.lower()
+        newly = ~flag.isin(["1", "true"]).fillna(False).astype(bool) & (outcome == LOADED)
         outcome[newly] = EXCLUDED
         reason[newly] = "incomplete"
 
@@ -146,171 +282,407 @@ def secret_key() -> bytes:
         return handle.read().strip()
 
 
-def _keyed(secret: bytes, value: str) -> str:
-    return hmac.new(secret, value.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
 def _response_keys(export: Export, secret: bytes) -> pd.Series:
     if "response_id" not in export.identifiers:
         return _nones(export.answers.index)
-    keys = [_keyed(secret, v) if v else None for v in export.identifiers["response_id"].tolist()]
+    keyed = hmac.new(secret, digestmod=hashlib.sha256)  # copied per value: the key is prepared once
+
+    def key(value: str) -> str:
+        digest = keyed.copy()
+        digest.update(value.encode("utf-8"))
+        return digest.hexdigest()
+
+    keys = [key(v) if isinstance(v, str) and v else None for v in export.identifiers["response_id"].tolist()]
     return pd.Series(keys, index=export.answers.index, dtype=object)
 
 
-def _duplicates(
-    export: Export,
-    keys: pd.Series,
-    already_seen: set[str] | frozenset[str],
-    outcome: pd.Series,
-    reason: pd.Series,
-) -> None:
-    candidates = outcome == LOADED
-    earlier = keys.isin(already_seen) & keys.notna() & candidates
+def _repeated_ids(keys: pd.Series, already_seen: set[str] | frozenset[str], outcome: pd.Series,
+                  reason: pd.Series) -> None:
+    earlier = keys.isin(already_seen) & keys.notna() & (outcome == LOADED)
     outcome[earlier] = DUPLICATE
-    reason[earlier] = "loaded_before"
-    candidates = outcome == LOADED
-    repeated = keys.duplicated(keep="first") & keys.notna() & candidates
+    reason[earlier] = LOADED_BEFORE
+    repeated = keys.duplicated(keep="first") & keys.notna() & (outcome == LOADED)
     outcome[repeated] = DUPLICATE
-    reason[repeated] = "same_response_id"
-    # The same person twice: same email (platform or survey field) and the same answers.
-    person = _person_key(export)
-    answers = export.answers.drop(
-        columns=[c for c in export.answers.columns if c.startswith("contact_")], errors="ignore"
-    ).map(lambda v: ",".join(v) if isinstance(v, list) else v)
-    fingerprint = person + "|" + pd.util.hash_pandas_object(answers, index=False).astype(str)
-    candidates = (outcome == LOADED) & person.notna()
-    resubmitted = fingerprint.where(candidates).duplicated(keep="first") & candidates
-    outcome[resubmitted] = DUPLICATE
-    reason[resubmitted] = "resubmitted"
+    reason[repeated] = SAME_RESPONSE_ID
 
 
-def _person_key(export: Export) -> pd.Series:
-    emails = [None] * len(export.answers)
-    for frame, column in [(export.identifiers, "email"), (export.answers, "contact_email")]:
-        if column in frame:
-            found = [v.strip().lower() if isinstance(v, str) and v.strip() else None for v in frame[column].tolist()]
-            emails = [e if e is not None else f for e, f in zip(emails, found)]
-    return pd.Series(emails, index=export.answers.index, dtype=object)
+# --- the same person answering twice ------------------------------------------------------------
+#
+# A resubmission has a new response id, so it is recognised by who sent it and what it says.
+# Conservative on purpose: merging two different people loses a respondent, so
+# - by email (platform recipient email, else the contact question): the two responses agree on at
+#   least `same_email.min_agreement` of the coded questions either answered;
+# - by IP address: every coded answer identical, at least `same_ip.min_answers` of them, and the
+#   two sessions one after the other (not overlapping; within `same_ip.max_days_apart` days if set).
+#   Two people behind one address (an agency network) answering every question alike is unlikely
+#   enough with that many answers; two sessions at the same time are two people.
+# Only rows that would be loaded, and responses loaded before (`loaded_before`: the respondent is
+# already in the warehouse), are compared; quarantined rows are never the one kept. Responses loaded
+# before come first, then the rest by start time: the earliest is kept, later ones are duplicates.
+# Emails and addresses are compared in memory only and never stored.
 
 
-# --- rules generated from the instrument, run by Great Expectations ----------------------------
+def _resubmissions(export: Export, instrument: Instrument, settings: Duplicates, times: pd.DataFrame,
+                   outcome: pd.Series, reason: pd.Series) -> None:
+    pool = (outcome == LOADED) | (reason == LOADED_BEFORE)
+    emails = _normalised(_person_email(export)).where(pool)
+    ips = _normalised(export.identifiers["ip_address"]).where(pool) if "ip_address" in export.identifiers \
+        else _nones(export.answers.index)
+    shared = (emails.notna() & emails.duplicated(keep=False)) | (ips.notna() & ips.duplicated(keep=False))
+    if not shared.any():
+        return
+    sessions = _sessions(times, shared[shared].index)
+    rows = sorted(sessions, key=lambda r: (reason.at[r] != LOADED_BEFORE, sessions[r][0] or dt.datetime.max, r))
+    answers = _comparable(export.answers.loc[rows], instrument)
+    kept_by_email: dict[str, list[int]] = {}
+    kept_by_ip: dict[tuple, list[int]] = {}
+    for row in rows:
+        email, ip = emails.at[row], ips.at[row]
+        fingerprint = (ip, answers[row]) if isinstance(ip, str) else None
+        same_person = (
+            isinstance(email, str)
+            and any(_agreement(answers[row], answers[k]) >= settings.same_email.min_agreement
+                    for k in kept_by_email.get(email, []))
+        ) or (
+            fingerprint is not None
+            and _answered_count(answers[row]) >= settings.same_ip.min_answers
+            and any(_one_after_the_other(sessions[row], sessions[k], settings.same_ip.max_days_apart)
+                    for k in kept_by_ip.get(fingerprint, []))
+        )
+        if same_person and reason.at[row] != LOADED_BEFORE:
+            outcome.at[row] = DUPLICATE
+            reason.at[row] = RESUBMITTED
+            continue
+        if isinstance(email, str):
+            kept_by_email.setdefault(email, []).append(row)
+        if fingerprint is not None:
+            kept_by_ip.setdefault(fingerprint, []).append(row)
 
 
-def shown_mask(answers: pd.DataFrame, show_if: ShowIf | None) -> pd.Series:
-    """Rows for which a question is shown (its skip logic holds)."""
-    if show_if is None:
-        return pd.Series(True, index=answers.index)
-    if isinstance(show_if, Condition):
-        if show_if.question not in answers:
-            return pd.Series(False, index=answers.index)
-        allowed = set(show_if.in_)
-        return answers[show_if.question].map(
-            lambda v: bool(set(v) & allowed) if isinstance(v, list) else v in allowed
-        ).astype(bool)
-    masks = [shown_mask(answers, part) for part in (show_if.all if isinstance(show_if, AllOf) else show_if.any)]
-    combined = masks[0]
-    for mask in masks[1:]:
-        combined = (combined & mask) if isinstance(show_if, AllOf) else (combined | mask)
-    return combined
+def _person_email(export: Export) -> pd.Series:
+    """The platform's recipient email, else the email left in the contact question."""
+    email = export.identifiers["email"] if "email" in export.identifiers else _nones(export.answers.index)
+    if "contact_email" in export.answers:
+        email = email.where(email.notna(), export.answers["contact_email"])
+    return email
 
 
-def _rule_columns(export: Export, instrument: Instrument, rows: pd.Index) -> tuple[pd.DataFrame, list[dict]]:
-    """Derived columns that make each instrument rule a plain column expectation."""
-    answers = export.answers.loc[rows]
-    columns: dict[str, pd.Series] = {}
-    specs: list[dict] = []
+def _normalised(values: pd.Series) -> pd.Series:
+    text = values.astype("string").str.strip().str.lower()
+    return pd.Series([v if isinstance(v, str) and v else None for v in text.tolist()], index=values.index, dtype=object)
+
+
+def _comparable(answers: pd.DataFrame, instrument: Instrument) -> dict[int, tuple]:
+    """Each row's coded answers as a tuple (free text and direct identifiers left out)."""
+    columns = []
     for question in instrument.questions:
-        if question.id not in answers:
+        if question.id not in answers or question.type is QuestionType.text or question.disclosure is Disclosure.direct:
             continue
         values = answers[question.id]
-        shown = shown_mask(answers, question.show_if)
-        answered = values.map(_answered)
-        specs += _question_rules(question, instrument, values, columns)
+        if question.type is QuestionType.multiple:
+            columns.append([tuple(sorted(set(v))) or None if isinstance(v, list) else None for v in values.tolist()])
+        elif question.type is QuestionType.numeric:
+            columns.append([None if pd.isna(v) else float(v) for v in numbers(values).tolist()])
+        else:
+            columns.append([v if isinstance(v, str) else None for v in values.tolist()])
+    return {row: tuple(column[i] for column in columns) for i, row in enumerate(answers.index)}
+
+
+def _agreement(a: tuple, b: tuple) -> float:
+    either = [(x, y) for x, y in zip(a, b) if x is not None or y is not None]
+    return sum(x == y for x, y in either) / len(either) if either else 0.0
+
+
+def _answered_count(answers: tuple) -> int:
+    return sum(v is not None for v in answers)
+
+
+def _sessions(times: pd.DataFrame, rows: pd.Index) -> dict[int, tuple[dt.datetime | None, dt.datetime | None]]:
+    """(start, end) of each row's session; None where unknown."""
+    def column(name: str) -> list:
+        if name not in times:
+            return [None] * len(rows)
+        return [None if pd.isna(t) else t.to_pydatetime() for t in times.loc[rows, name].tolist()]
+
+    return dict(zip(rows, zip(column("started_at"), column("ended_at"))))
+
+
+def _one_after_the_other(a: tuple, b: tuple, max_days: float | None) -> bool:
+    """The two sessions do not overlap and the later starts within `max_days` (None: any time) of
+    the earlier's end. Unknown timing: not the same person."""
+    if None in a or None in b:
+        return False
+    (first_end, second_start) = (a[1], b[0]) if a[0] <= b[0] else (b[1], a[0])
+    gap = second_start - first_end
+    return gap >= dt.timedelta(0) and (max_days is None or gap <= dt.timedelta(days=max_days))
+
+
+# --- answers, shown and answered, computed once per question ------------------------------------
+
+
+class AnswerView:
+    """The export's answers with the masks the rules need, vectorised and computed once."""
+
+    def __init__(self, answers: pd.DataFrame, instrument: Instrument):
+        self.answers = answers
+        self.instrument = instrument
+        self.multiple = {q.id for q in instrument.questions if q.type is QuestionType.multiple}
+        self.coded = {q.id for q in instrument.questions if q.type in (QuestionType.single, QuestionType.likert)}
+        self._holds: dict[str, pd.Series] = {}
+        self._categories: dict[str, pd.Series] = {}
+        self._answered: dict[str, pd.Series] = {}
+        self._numbers: dict[str, pd.Series] = {}
+
+    def holds(self, show_if: ShowIf | None) -> pd.Series:
+        """Rows for which a condition (skip logic, inclusion rule) holds."""
+        if show_if is None:
+            return pd.Series(True, index=self.answers.index)
+        key = show_if.model_dump_json()
+        if key not in self._holds:
+            self._holds[key] = self._evaluate(show_if)
+        return self._holds[key]
+
+    def _evaluate(self, show_if: ShowIf) -> pd.Series:
+        if isinstance(show_if, Condition):
+            if show_if.question not in self.answers:
+                return pd.Series(False, index=self.answers.index)
+            return self._any_code_in(show_if.question, show_if.in_)
+        parts = [self.holds(part) for part in (show_if.all if isinstance(show_if, AllOf) else show_if.any)]
+        combined = parts[0]
+        for part in parts[1:]:
+            combined = (combined & part) if isinstance(show_if, AllOf) else (combined | part)
+        return combined
+
+    def _any_code_in(self, concept: str, codes: list[str]) -> pd.Series:
+        if concept in self.multiple:
+            values = self.answers[concept]
+            return _any_per_row(values.explode().isin(codes), values.index)
+        values = self.categorical(concept) if concept in self.coded else self.answers[concept]
+        return values.isin(codes).astype(bool)
+
+    def categorical(self, concept: str) -> pd.Series:
+        """A single-choice column as a categorical: its few codes hashed once, then every check
+        (answered, skip logic, allowed codes) works on small integers."""
+        if concept not in self._categories:
+            self._categories[concept] = self.answers[concept].astype("category")
+        return self._categories[concept]
+
+    def answered(self, concept: str) -> pd.Series:
+        if concept not in self._answered:
+            values = self.categorical(concept) if concept in self.coded else self.answers[concept]
+            self._answered[concept] = _any_per_row(values.explode().notna(), values.index) if concept in self.multiple \
+                else values.notna().astype(bool)
+        return self._answered[concept]
+
+    def numbers(self, concept: str) -> pd.Series:
+        if concept not in self._numbers:
+            self._numbers[concept] = numbers(self.answers[concept])
+        return self._numbers[concept]
+
+    def shown_and_answered(self) -> tuple[pd.Series, pd.Series]:
+        """Per response: how many questions it was shown, and how many of those it answered."""
+        shown_count = np.zeros(len(self.answers), dtype=np.int64)
+        answered_count = np.zeros(len(self.answers), dtype=np.int64)
+        for question in self.instrument.questions:
+            if question.id in self.answers:
+                shown = self.holds(question.show_if).to_numpy()
+                shown_count += shown
+                answered_count += shown & self.answered(question.id).to_numpy()
+        index = self.answers.index
+        return pd.Series(shown_count, index=index), pd.Series(answered_count, index=index)
+
+
+def _any_per_row(exploded: pd.Series, index: pd.Index) -> pd.Series:
+    """Back from one row per selected code (Series.explode) to one row per response: any true.
+    explode keeps a row for every response (NaN for none selected), in order."""
+    return pd.Series(exploded.groupby(level=0, sort=False).any().to_numpy(dtype=bool), index=index)
+
+
+def numbers(values: pd.Series) -> pd.Series:
+    """Answers to numeric questions as floats (NaN where empty or not a number). A currency sign and
+    spaces are ignored; a single comma without a point is a decimal comma, as French exports write."""
+    parsed = pd.to_numeric(values, errors="coerce").astype(float)  # plain numbers: most answers, fast
+    retry = parsed.isna() & values.notna()
+    if retry.any():
+        text = pd.Series(values[retry], dtype="string").str.strip()
+        text = text.str.replace("$", "", regex=False).str.replace(" ", "", regex=False)
+        decimal_comma = ((text.str.count(",") == 1) & ~text.str.contains(".", regex=False)).fillna(False).astype(bool)
+        text = text.where(~decimal_comma, text.str.replace(",", ".", regex=False))
+        parsed[retry] = pd.to_numeric(text, errors="coerce").astype(float)
+    return parsed
+
+
+def _durations(export: Export) -> pd.Series:
+    if "duration_s" not in export.metadata:
+        return pd.Series(float("nan"), index=export.answers.index)
+    return numbers(export.metadata["duration_s"])
+
+
+def _timestamps(export: Export) -> pd.DataFrame:
+    """Start and end of each response as datetimes (NaT when missing or unreadable). In memory only."""
+    parsed = {}
+    for name in TIMESTAMPS:
+        if name in export.identifiers:
+            parsed[name] = _parse_datetimes(export.identifiers[name])
+    return pd.DataFrame(parsed, index=export.answers.index)
+
+
+def _parse_datetimes(values: pd.Series) -> pd.Series:
+    parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
+    retry = parsed.isna() & values.notna()
+    if retry.any():  # other layouts (e.g. 3/10/2025 10:00) are rare: parsed one by one
+        parsed[retry] = pd.to_datetime(values[retry], errors="coerce", format="mixed")
+    return parsed
+
+
+# --- rules generated from the instrument and rules.yaml, run by Great Expectations --------------
+
+
+def _rule_columns(export: Export, instrument: Instrument, rules: WaveRules, view: AnswerView,
+                  times: pd.DataFrame, in_scope: pd.Series) -> tuple[pd.DataFrame, list[dict]]:
+    """Derived columns that make each rule a plain column expectation, and the rule specs."""
+    columns: dict[str, pd.Series] = {}
+    specs: list[dict] = []
+    source = _source_columns(export)
+    for question in instrument.questions:
+        if question.id not in view.answers:
+            continue
+        column = source.get(question.id, question.id)
+        specs += _question_rules(question, instrument, view, columns, column)
+        shown, answered = view.holds(question.show_if), view.answered(question.id)
         if question.required:
             columns[f"{question.id}__required_missing"] = shown & ~answered
-            specs.append(_spec("required_missing", question, f"{question.id}__required_missing", "false"))
+            specs.append(_spec("required_missing", question, f"{question.id}__required_missing", "false", column))
         if question.show_if is not None:
             columns[f"{question.id}__answered_when_hidden"] = ~shown & answered
-            specs.append(_spec("skip_logic", question, f"{question.id}__answered_when_hidden", "false"))
-    return pd.DataFrame(columns, index=rows), specs
+            specs.append(_spec("skip_logic", question, f"{question.id}__answered_when_hidden", "false", column,
+                               value_from="answer"))
+    specs += _window_rules(export, instrument, times, columns, source)
+    for rule in rules.by_severity("quarantine"):
+        columns[f"rule__{rule.id}"] = _rule_fails(view, rule)
+        target = instrument.question(rule.require.question)
+        specs.append(_spec(rule.id, target, f"rule__{rule.id}", "false", source.get(target.id, target.id),
+                           value_from="answer"))
+    return pd.DataFrame(columns)[in_scope.to_numpy()], specs
 
 
-def _question_rules(
-    question: Question, instrument: Instrument, values: pd.Series, columns: dict[str, pd.Series]
-) -> list[dict]:
+def _source_columns(export: Export) -> dict[str, str]:
+    """Concept id or identifier name -> the column name in the file."""
+    return {c.maps_to: c.name for c in getattr(export, "columns", []) if c.maps_to}
+
+
+def _question_rules(question: Question, instrument: Instrument, view: AnswerView,
+                    columns: dict[str, pd.Series], column: str) -> list[dict]:
+    values = view.answers[question.id]
     codes = [c.code for c in instrument.choices_of(question)]
     if question.type in (QuestionType.single, QuestionType.likert):
-        columns[question.id] = values
-        return [_spec("invalid_code", question, question.id, "in_set", value_set=codes)]
+        columns[question.id] = view.categorical(question.id)
+        return [_spec("invalid_code", question, question.id, "in_set", column, value_set=codes)]
     if question.type is QuestionType.multiple:
-        columns[f"{question.id}__unknown_codes"] = values.map(
-            lambda v: ",".join(c for c in v if c not in codes) or None if isinstance(v, list) else None
-        )
-        return [_spec("invalid_code", question, f"{question.id}__unknown_codes", "null")]
+        exploded = values.explode()
+        unknown = exploded[exploded.notna() & ~exploded.isin(codes)]
+        joined = unknown.groupby(level=0).agg(",".join) if len(unknown) else pd.Series(dtype=object)
+        columns[f"{question.id}__unknown_codes"] = joined.reindex(values.index).astype(object)
+        return [_spec("invalid_code", question, f"{question.id}__unknown_codes", "null", column)]
     if question.type is QuestionType.numeric:
-        numbers = values.map(_number)
-        columns[f"{question.id}__not_a_number"] = values.where(values.notna() & numbers.isna())
-        specs = [_spec("not_a_number", question, f"{question.id}__not_a_number", "null")]
+        number = view.numbers(question.id)
+        columns[f"{question.id}__not_a_number"] = values.where(values.notna() & number.isna())
+        specs = [_spec("not_a_number", question, f"{question.id}__not_a_number", "null", column)]
         if question.range is not None:
-            columns[f"{question.id}__number"] = numbers.astype(float)
-            specs.append(
-                _spec("out_of_range", question, f"{question.id}__number", "between",
-                      min_value=question.range.min, max_value=question.range.max)
-            )
+            columns[f"{question.id}__number"] = number
+            specs.append(_spec("out_of_range", question, f"{question.id}__number", "between", column,
+                               value_from="answer", min_value=question.range.min, max_value=question.range.max))
         return specs
     if question.type is QuestionType.date:
-        dates = pd.to_datetime(values, errors="coerce", format="mixed")
+        dates = _parse_datetimes(values)
         columns[f"{question.id}__not_a_date"] = values.where(values.notna() & dates.isna())
-        return [_spec("not_a_date", question, f"{question.id}__not_a_date", "null")]
+        return [_spec("not_a_date", question, f"{question.id}__not_a_date", "null", column)]
     return []
 
 
-def _spec(rule: str, question: Question, column: str, kind: str, **kwargs: Any) -> dict:
-    return {"rule": rule, "concept": question.id, "column": column, "kind": kind,
-            "identifying": question.disclosure is Disclosure.direct or question.type is QuestionType.text,
-            **kwargs}
+def _window_rules(export: Export, instrument: Instrument, times: pd.DataFrame,
+                  columns: dict[str, pd.Series], source: dict[str, str]) -> list[dict]:
+    """Responses started before the collection window opened or ended after it closed. The
+    timestamps are identifiers: only the derived true/false columns reach Great Expectations."""
+    window = instrument.collection_window
+    specs = []
+    for name in times.columns:
+        stamps, raw = times[name], export.identifiers[name]
+        day = stamps.dt.date
+        outside = (day < window.start) if name == "started_at" else (day > window.end)
+        columns[f"{name}__unreadable"] = raw.notna() & stamps.isna()
+        columns[f"{name}__outside_window"] = outside.fillna(False).astype(bool)
+        specs.append(_identifier_spec("not_a_date", name, f"{name}__unreadable", source.get(name, name)))
+        specs.append(_identifier_spec(OUTSIDE_WINDOW, name, f"{name}__outside_window", source.get(name, name)))
+    return specs
 
 
-def _answered(value: Any) -> bool:
-    if isinstance(value, list):
-        return len(value) > 0
-    return value is not None
+def _rule_fails(view: AnswerView, rule: CrossRule) -> pd.Series:
+    """Rows where a rules.yaml rule applies (`when`) and its requirement does not hold."""
+    return view.holds(rule.when) & ~_requirement_holds(view, rule.require)
 
 
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    text = str(value).strip().replace("$", "").replace(" ", "")
-    if text.count(",") == 1 and "." not in text:
-        text = text.replace(",", ".")  # a decimal comma, as French-language exports write
-    try:
-        return float(text)
-    except ValueError:
-        return None
+def _requirement_holds(view: AnswerView, need: Requirement) -> pd.Series:
+    concept = need.question
+    if concept not in view.answers:
+        return pd.Series(True, index=view.answers.index)
+    answered = view.answered(concept)
+    if need.answered is not None:
+        return answered if need.answered else ~answered
+    if need.codes:
+        selected = view.holds(Condition.model_validate({"question": concept, "in": need.codes}))
+        return ~answered | (selected if need.in_ is not None else ~selected)
+    number = view.numbers(concept)
+    within = pd.Series(True, index=number.index)
+    if need.at_least is not None:
+        within &= number >= need.at_least
+    if need.at_most is not None:
+        within &= number <= need.at_most
+    return number.isna() | within
 
 
-def _expectations(
-    export: Export, instrument: Instrument, in_scope: pd.Series
-) -> tuple[list[Issue], list[RuleResult], dict]:
+def _spec(rule: str, question: Question, column: str, kind: str, source_column: str,
+          value_from: str = "unexpected", **kwargs: Any) -> dict:
+    identifying = question.disclosure is Disclosure.direct or question.type is QuestionType.text
+    return {"rule": rule, "concept": question.id, "column": column, "kind": kind, "source_column": source_column,
+            "value_from": None if identifying or rule in NO_VALUE_RULES else value_from, **kwargs}
+
+
+def _identifier_spec(rule: str, name: str, column: str, source_column: str) -> dict:
+    return {"rule": rule, "concept": name, "column": column, "kind": "false", "source_column": source_column,
+            "value_from": None}
+
+
+def _expectations(export: Export, instrument: Instrument, rules: WaveRules, view: AnswerView,
+                  times: pd.DataFrame, in_scope: pd.Series) -> tuple[list[Issue], list[RuleResult], dict]:
     rows = in_scope[in_scope].index
-    frame, specs = _rule_columns(export, instrument, rows)
+    frame, specs = _rule_columns(export, instrument, rules, view, times, in_scope)
     if frame.empty or not specs:
         return [], [], {}
     result = _run_gx(frame, specs, name=f"wave-{instrument.wave}")
     issues: list[Issue] = []
-    rules: list[RuleResult] = []
-    for spec, outcome in zip(specs, result.results):
+    results: list[RuleResult] = []
+    for outcome in result.results:
+        spec = specs[int(outcome.expectation_config.meta["spec"])]
         failed = outcome.result.get("unexpected_index_list") or []
         unexpected = outcome.result.get("unexpected_list") or []
-        rules.append(RuleResult(spec["rule"], spec["concept"], outcome.expectation_config.type, len(failed)))
+        results.append(RuleResult(spec["rule"], spec["concept"], spec["source_column"],
+                                  outcome.expectation_config.type, len(rows), len(failed)))
         for row, value in zip(failed, unexpected):
-            shown = None if spec["identifying"] or spec["rule"] in ("required_missing", "skip_logic") else value
-            issues.append(Issue(int(row), export.source_row(int(row)), spec["rule"], spec["concept"],
-                                None if shown is None else _printable(shown)))
-    return issues, rules, result.describe_dict() if hasattr(result, "describe_dict") else result.to_json_dict()
+            row = int(row)
+            shown = {"unexpected": value, "answer": view.answers.at[row, spec["concept"]]
+                     if spec["concept"] in view.answers else None, None: None}[spec["value_from"]]
+            issues.append(Issue(row, export.source_row(row), spec["rule"], spec["concept"],
+                                _printable(shown), spec["source_column"]))
+    issues.sort(key=lambda i: (i.row, i.rule, i.concept))
+    return issues, results, result.describe_dict()
 
 
-def _printable(value: Any) -> str:
+def _printable(value: Any) -> str | None:
+    if value is None or (not isinstance(value, list) and pd.isna(value)):
+        return None
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
     if isinstance(value, float) and value == int(value):
         return str(int(value))
     return str(value)
@@ -325,13 +697,14 @@ def _run_gx(frame: pd.DataFrame, specs: list[dict], name: str):
     batch = context.data_sources.add_pandas("consult").add_dataframe_asset("export")
     definition = batch.add_batch_definition_whole_dataframe("all rows")
     # Built whole, then added once: adding expectations one by one re-serialises the suite each time.
-    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=[_expectation(gx, s) for s in specs]))
+    expectations = [_expectation(gx, spec, number) for number, spec in enumerate(specs)]
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
     run = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=definition, suite=suite))
     return run.run(batch_parameters={"dataframe": frame}, result_format="COMPLETE")
 
 
-def _expectation(gx: Any, spec: dict):
-    meta = {"rule": spec["rule"], "concept": spec["concept"]}
+def _expectation(gx: Any, spec: dict, number: int):
+    meta = {"rule": spec["rule"], "concept": spec["concept"], "spec": number}
     column = spec["column"]
     if spec["kind"] == "in_set":
         return gx.expectations.ExpectColumnValuesToBeInSet(column=column, value_set=spec["value_set"], meta=meta)

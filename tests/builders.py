@@ -50,3 +50,26 @@ def write_export(path: Path, instrument: Instrument, rows: list[dict[str, Any]])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(qualtrics_csv(instrument, rows))
     return path
+
+
+def complete_answers(instrument: Instrument, **overrides: Any) -> dict[str, Any]:
+    """BASE_ANSWERS plus an answer to every other question a paid peer supporter is shown (no free
+    text), each grid item's code different from the previous item's, so no grid is straight-lined."""
+    import pandas as pd
+
+    from pipeline.instrument import QuestionType
+    from pipeline.validate import AnswerView
+
+    answers: dict[str, Any] = {**BASE_ANSWERS, "contract_type": "1", "hours_per_week": 30}
+    for position, question in enumerate(instrument.questions):
+        if question.id in answers or question.type is QuestionType.text:
+            continue
+        if not AnswerView(pd.DataFrame([answers]), instrument).holds(question.show_if).iloc[0]:
+            continue  # skip logic hides it
+        codes = [c.code for c in instrument.choices_of(question) if not c.missing]
+        if question.type is QuestionType.numeric:
+            answers[question.id] = question.range.min + 1 if question.range else 1
+        else:
+            code = codes[position % len(codes)]
+            answers[question.id] = [code] if question.type is QuestionType.multiple else code
+    return {**answers, **overrides}

@@ -12,7 +12,8 @@ from conftest import REPO
 from pipeline.config import Paths
 from pipeline.instrument import load_instrument
 
-STAGES = ["synth", "ingest", "validate", "deidentify", "load", "indicators", "report", "run"]
+STAGES = ["synth", "ingest", "inspect", "instrument", "validate", "deidentify", "load", "indicators", "report",
+          "qa", "quarantine", "audit", "quotes", "run"]
 
 
 def consult(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:

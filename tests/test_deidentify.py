@@ -38,10 +38,90 @@ def test_ordinary_text_is_left_alone() -> None:
 def test_the_rows_own_identifiers_are_removed_even_when_no_pattern_knows_them() -> None:
     scrubber = Scrubber([], [], [])
     clean, found = scrubber.scrub("Ask Xyzzy Quux, or write xq@mail.test", extra=["Xyzzy", "Quux", "xq@mail.test"])
-    assert clean == "Ask [NAME] [NAME], or write [EMAIL]"
+    assert clean == "Ask [NAME], or write [EMAIL]"  # first and last name side by side: one [NAME]
     assert found == 3
 
 
 def test_lists_are_configurable() -> None:
     scrubber = Scrubber(["Maple Leaf Peer Centre"], ["Moosonee"], [])
     assert scrubber.scrub("At maple leaf peer centre in Moosonee")[0] == "At [ORGANIZATION] in [PLACE]"
+
+
+# Canadian phone numbers as people write them: found by libphonenumber (region CA) or, when it
+# does not accept them, by the lenient pattern. Every one is a [PHONE], and nothing else changes.
+@pytest.mark.parametrize(
+    "number",
+    [
+        "416-555-0199", "(416) 555-0199", "416.555.0199", "416 555 0199", "4165550199", "+1 416 555 0199",
+        "+1-613-555-0143", "1-800-555-0199", "1 (705) 555-0123", "(416) 555-0199 ext. 22", "416-555-0199 x 305",
+        "613-555-0143 poste 12", "555-0199", "+44 20 7946 0958",
+    ],
+)
+def test_canadian_phone_formats_become_phone(number: str) -> None:
+    assert SCRUBBER.scrub(f"Reach me at {number} any evening.") == ("Reach me at [PHONE] any evening.", 1)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I earned $24.50 an hour in 2019-2023 and worked 37.5 hours.",
+        "We serve 1200 people across 14 sites, 3 days a week.",
+        "Since 2015 I have had 2 jobs and 1 contract.",
+    ],
+)
+def test_ordinary_numbers_are_not_phone_numbers(text: str) -> None:
+    assert SCRUBBER.scrub(text) == (text, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my supervisor Kwame said no", "my supervisor [NAME] said no"),  # a role, then a name no list needs
+        ("Dr. Okonkwo signed it", "Dr. [NAME] signed it"),  # a title, then any capitalised word
+        ("I told Sarah about it", "I told [NAME] about it"),  # a known given name mid-sentence
+        ("Sarah's team is kind", "[NAME]'s team is kind"),
+        ("J'ai parlé à Marie-Ève Gagnon hier.", "J'ai parlé à [NAME] hier."),
+        ("Ma gestionnaire Sophie refuse.", "Ma gestionnaire [NAME] refuse."),
+        ("As a Black peer worker I face racism.", "As a Black peer worker I face racism."),
+        ("Peer support is about hope, trust and shared power.", "Peer support is about hope, trust and shared power."),
+    ],
+)
+def test_peoples_names(text: str, expected: str) -> None:
+    assert SCRUBBER.scrub(text)[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Health Sciences North cut our hours", "[ORGANIZATION] cut our hours"),  # the hospitals list
+        ("I started at Maple Grove Hospital last year", "I started at [ORGANIZATION] last year"),  # no list needed
+        ("Our pay is better at the Northside Peer Collective", "Our pay is better at the [ORGANIZATION]"),
+        ("I moved to the Town of Cobalt", "I moved to the [PLACE]"),
+        ("I work in Attawapiskat First Nation", "I work in [PLACE]"),
+        ("I commute from Moose Factory", "I commute from [PLACE]"),  # the towns list
+    ],
+)
+def test_organizations_and_places_beyond_the_lists(text: str, expected: str) -> None:
+    assert SCRUBBER.scrub(text)[0] == expected
+
+
+def test_exact_pay_and_hours_never_reach_the_warehouse(tmp_path) -> None:
+    from builders import response, write_export
+    from pipeline.anonymity import load_privacy_rules
+    from pipeline.deidentify import deidentify
+    from pipeline.ingest import read_export
+    from pipeline.instrument import load_instrument
+    from pipeline.validate import secret_key, validate
+
+    instrument = load_instrument(REPO / "surveys" / "2025" / "instrument.yaml")
+    rows = [response(1, {"hourly_wage": 23.74, "hours_per_week": 37.5}),
+            response(2, {"hourly_wage": 61.20, "hours_per_week": 72}),
+            response(3, {"hourly_wage": 19.25, "hours_per_week": 20.4})]
+    export = read_export(write_export(tmp_path / "2025" / "export.csv", instrument, rows), instrument)
+    rules = load_privacy_rules(REPO / "surveys" / "privacy.yaml").microdata.numeric_quasi_identifiers
+    data = deidentify(export, validate(export, instrument, secret_key()), instrument, SCRUBBER, rules)
+    stored = data.answers[data.answers["concept"].isin(["hourly_wage", "hours_per_week"])]
+    by_concept = stored.groupby("concept")["value"].apply(sorted).to_dict()
+    # by hand: wages to the nearest 50 cents, top-coded at 45; hours to the nearest hour, top-coded at 60
+    # (19.25 is halfway: rounding to even gives 19.0)
+    assert by_concept == {"hourly_wage": ["19", "23.5", "45"], "hours_per_week": ["20", "38", "60"]}

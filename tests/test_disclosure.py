@@ -278,3 +278,26 @@ def test_published_estimates_carry_no_numbers_for_suppressed_cells():
     assert published["3"] == ("East", None, None, None, None, None, True, COMPLEMENTARY)
     assert published["5"] == ("Toronto", 30, 14, 46.7, 30.2, 63.9, False, None)
     assert published["all"] == ("All respondents", 48, 22, 45.8, 32.0, 60.0, False, None)
+
+
+def test_hidden_groups_that_all_said_yes_together_get_a_partner() -> None:
+    # Two small groups, everyone in both answered yes. With the total published, their combined
+    # count is total - shown = their combined n: "all of them" would follow. A third group is
+    # hidden so that the hidden groups together hold both answers at least min_cell times.
+    rows = [
+        ("all", 80, 62),
+        ("1", 4, 4),
+        ("2", 6, 6),
+        ("3", 30, 20),
+        ("4", 40, 32),
+    ]
+    cells = pd.DataFrame(
+        [{"indicator_id": "X-01", "wave": 2025, "breakdown": "oh_region", "group_code": g, "n": n,
+          "count": c, "kind": "proportion"} for g, n, c in rows]
+    )
+    out = suppress(cells, DisclosureRules(min_group_n=10, min_cell=5, complementary=True)).set_index("group_code")
+    hidden = set(out.index[out["suppressed"]]) - {"all"}
+    assert {"1", "2"} <= hidden and len(hidden) == 3
+    together_n = sum(n for g, n, _ in rows if g in hidden)
+    together_count = sum(c for g, _, c in rows if g in hidden)
+    assert min(together_count, together_n - together_count) >= 5

@@ -1,7 +1,8 @@
 """pipeline.indicators on a hand-built warehouse.
 
-Each test writes the real 2025 catalogue (concepts, choices, living wages) into a fresh DuckDB,
-inserts respondents and answers designed by hand, runs `compute` with the real
+Each test writes the real questionnaires (concepts, choices, living wages; 2025 unless a person
+carries an earlier `wave`) into a fresh DuckDB, inserts respondents and answers designed by hand,
+runs `compute` with the real
 surveys/indicators.yaml and compares `indicator_estimates` with numbers worked out in the test:
 counts by hand, scores from the choice points of surveys/2025/instrument.yaml, intervals with
 statsmodels / scipy.
@@ -57,17 +58,23 @@ def times(k: int, person: dict) -> list[dict]:
 
 
 def make_warehouse(tmp_path: Path, people: list[dict]) -> duckdb.DuckDBPyConnection:
+    """People answer the 2025 questionnaire unless they carry a `wave` (2023 or 2024)."""
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
     con.execute(schema_sql())
-    _write_catalogue(con, load_instrument(INSTRUMENT))
-    _write_living_wage(con, LIVING_WAGE, {WAVE})
+    waves = {person.get("wave", WAVE) for person in people} | {WAVE}
+    for wave in sorted(waves):
+        _write_catalogue(con, load_instrument(REPO_SURVEYS / str(wave) / "instrument.yaml"))
+    _write_living_wage(con, LIVING_WAGE, waves)
     respondents, answers = [], []
     for i, person in enumerate(people):
         key = f"r{i:04d}"
-        respondents.append((key, WAVE, "hand-built"))
+        wave = person.get("wave", WAVE)
+        respondents.append((key, wave, "hand-built"))
         for concept, value in person.items():
+            if concept == "wave":
+                continue
             for v in value if isinstance(value, list) else [value]:
-                answers.append((key, WAVE, concept, str(v)))
+                answers.append((key, wave, concept, str(v)))
     con.executemany("INSERT INTO respondents VALUES (?, ?, ?)", respondents)
     if answers:
         con.executemany("INSERT INTO answers VALUES (?, ?, ?, ?)", answers)
@@ -84,9 +91,9 @@ COLUMNS = ["breakdown", "group_code", "group_label", "n", "count", "estimate", "
            "suppressed", "suppression"]
 
 
-def cells(con, indicator_id: str, view: str = "indicator_estimates") -> dict[tuple[str, str], dict]:
+def cells(con, indicator_id: str, view: str = "indicator_estimates", wave: int = WAVE) -> dict[tuple[str, str], dict]:
     rows = con.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM {view} WHERE indicator_id = ? AND wave = ?", [indicator_id, WAVE]
+        f"SELECT {', '.join(COLUMNS)} FROM {view} WHERE indicator_id = ? AND wave = ?", [indicator_id, wave]
     ).fetchall()
     return {(r[0], r[1]): dict(zip(COLUMNS, r)) for r in rows}
 
@@ -202,11 +209,12 @@ def test_prec03_breakdown_by_oh_region(tmp_path):
     assert groups(table, "work_setting") == {}  # nobody answered it
     assert_proportion(table[("oh_region", "5")], n=12, count=6)
     assert_proportion(table[("oh_region", "3")], n=6, count=4)
-    # East (6) and West (3) are small groups; two hidden cells need no complementary suppression,
-    # so Toronto (12, 6 below, 6 not) and the total (21, 13 / 8) are published.
+    # East (6) and West (3) are small groups. Together they hold 9 people, 7 below and 2 not: with
+    # the total (21, 13 / 8) published, that would show fewer than 5 answering one way among them,
+    # so Toronto (12, 6 / 6) is hidden as their complement. The total stays published.
     assert table[("oh_region", "3")]["suppression"] == SMALL_GROUP.format(n=10)
     assert table[("oh_region", "6")]["suppression"] == SMALL_GROUP.format(n=10)
-    assert not table[("oh_region", "5")]["suppressed"]
+    assert table[("oh_region", "5")]["suppression"] == COMPLEMENTARY
     assert not table[("all", "all")]["suppressed"]
 
 
@@ -500,6 +508,8 @@ def test_indicator_min_n_hides_a_group_and_its_partner(tmp_path):
         """
 default_breakdowns: [oh_region]
 default_min_n: 10
+breakdowns:
+  oh_region: {title: Ontario Health region, definition: Where people work., question: oh_region}
 scores: {}
 indicators:
   - id: RES-02
@@ -536,6 +546,8 @@ indicators:
 ONE_INDICATOR = """
 default_breakdowns: [oh_region]
 default_min_n: 10
+breakdowns:
+  oh_region: {{title: Ontario Health region, definition: Where people work., question: oh_region}}
 scores: {{}}
 indicators:
   - id: PREC-04

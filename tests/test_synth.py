@@ -37,3 +37,16 @@ def test_exports_look_like_qualtrics_with_identifiers_and_defects(synthetic_expo
 
 def test_every_wave_has_an_export(synthetic_exports: Path) -> None:
     assert sorted(p.parent.name for p in synthetic_exports.glob("*/*.csv")) == ["2023", "2024", "2025"]
+
+
+def test_every_platform_format_is_deterministic(tmp_path: Path) -> None:
+    from pipeline.synth import WRITERS
+
+    first = write_synthetic_consultation(Paths(REPO), out_dir=tmp_path / "a", waves=[2023], platform="all")
+    again = write_synthetic_consultation(Paths(REPO), out_dir=tmp_path / "b", waves=[2023], platform="all")
+    assert [p.relative_to(tmp_path / "a") for p in first] == [p.relative_to(tmp_path / "b") for p in again]
+    assert len(first) == len(WRITERS)
+    for one, two in zip(first, again):
+        assert one.read_bytes() == two.read_bytes(), one.name
+    qualtrics = next(p for p in first if p.name == "qualtrics-2023.csv")
+    assert qualtrics.parent.parent.name == "qualtrics"  # each format in its own tree, loadable alone

@@ -46,11 +46,43 @@ CREATE TABLE IF NOT EXISTS seen_responses (
     file_sha256  VARCHAR NOT NULL
 );
 
+-- Every rule each file was validated with (generated from the instrument or declared in the wave's
+-- rules.yaml), with the column it read and how many of the rows checked failed it.
+CREATE TABLE IF NOT EXISTS validation_rules (
+    file_sha256   VARCHAR NOT NULL,
+    rule          VARCHAR NOT NULL,
+    concept       VARCHAR NOT NULL,
+    column_name   VARCHAR NOT NULL,
+    expectation   VARCHAR NOT NULL,   -- the Great Expectations expectation that ran it
+    rows_checked  INTEGER NOT NULL,
+    rows_failed   INTEGER NOT NULL,
+    PRIMARY KEY (file_sha256, rule, concept)
+);
+
+-- Keyed hashes of the response ids of quarantined rows: a quarantined response whose key later
+-- appears in seen_responses was fixed at the source, exported again and loaded (released).
+CREATE TABLE IF NOT EXISTS quarantine_keys (
+    file_sha256  VARCHAR NOT NULL,
+    source_row   INTEGER NOT NULL,
+    response_key VARCHAR NOT NULL,
+    PRIMARY KEY (file_sha256, source_row)
+);
+
 -- De-identified respondents: a random key, new for every load, derived from nothing.
 CREATE TABLE IF NOT EXISTS respondents (
     respondent_key VARCHAR PRIMARY KEY,
     wave           INTEGER NOT NULL,
     file_sha256    VARCHAR NOT NULL
+);
+
+-- Data-quality flags of loaded respondents (speeder, straightlining, mostly_empty, or a rules.yaml
+-- rule with severity flag). They never set a response aside; `detail` names the grids concerned.
+CREATE TABLE IF NOT EXISTS quality_flags (
+    respondent_key VARCHAR NOT NULL,
+    wave           INTEGER NOT NULL,
+    flag           VARCHAR NOT NULL,
+    detail         VARCHAR,
+    PRIMARY KEY (respondent_key, flag)
 );
 
 -- Coded answers, long: one row per answer (one per selected option for multiple choice).
@@ -94,6 +126,41 @@ CREATE TABLE IF NOT EXISTS choices (
     PRIMARY KEY (wave, concept, code)
 );
 
+-- How every column of the respondent data is protected, per wave (written by the de-identification
+-- stage from surveys/privacy.yaml): k_anonymity_key marks the key quasi-identifiers, `treatment`
+-- says what was done, and the counts say how much information that cost.
+CREATE TABLE IF NOT EXISTS column_protection (
+    wave               INTEGER NOT NULL,
+    concept            VARCHAR NOT NULL,
+    k_anonymity_key    BOOLEAN NOT NULL,
+    treatment          VARCHAR NOT NULL,
+    level              INTEGER,            -- generalisation level (0 = as asked), key quasi-identifiers only
+    level_name         VARCHAR,
+    cells_generalised  INTEGER NOT NULL,   -- stored values merged into a broader group
+    cells_suppressed   INTEGER NOT NULL,   -- values removed so that no group is under k
+    information_loss   DOUBLE NOT NULL,    -- loss metric, 0 (as asked) to 1 (all removed)
+    PRIMARY KEY (wave, concept)
+);
+
+-- k-anonymity of each wave's stored microdata after the last run.
+CREATE TABLE IF NOT EXISTS anonymity_summary (
+    wave                          INTEGER PRIMARY KEY,
+    k                             INTEGER NOT NULL,
+    respondents                   INTEGER NOT NULL,
+    smallest_class                INTEGER NOT NULL,   -- respondents sharing the rarest combination
+    at_risk_before_suppression    INTEGER NOT NULL,   -- after generalisation, in groups under k
+    respondents_with_suppression  INTEGER NOT NULL,
+    information_loss              DOUBLE NOT NULL,    -- weighted loss metric over the key
+    key_quasi_identifiers         VARCHAR NOT NULL
+);
+
+-- For auditors: every column of the respondent data with its disclosure class and protection.
+CREATE OR REPLACE VIEW respondent_columns AS
+SELECT c.wave, c.concept, c.section, c.type, c.disclosure, c.stored,
+       coalesce(p.k_anonymity_key, false) AS k_anonymity_key, p.treatment, p.level_name AS generalised_to,
+       p.cells_generalised, p.cells_suppressed, p.information_loss, c.label_en
+FROM concepts c LEFT JOIN column_protection p USING (wave, concept);
+
 -- Reference data: living wage by wave and living-wage region (from surveys/reference/).
 CREATE TABLE IF NOT EXISTS living_wage (
     wave       INTEGER NOT NULL,
@@ -133,6 +200,69 @@ CREATE TABLE IF NOT EXISTS indicator_catalogue (
     caveats      VARCHAR NOT NULL,
     sort_order   INTEGER NOT NULL
 );
+-- Added with the equity breakdowns and comparisons across waves (ADD COLUMN so that warehouses
+-- made before keep working): each indicator's rules in words, with concept ids and answer codes.
+ALTER TABLE indicator_catalogue ADD COLUMN IF NOT EXISTS population_rule VARCHAR;  -- the denominator
+ALTER TABLE indicator_catalogue ADD COLUMN IF NOT EXISTS condition_rule VARCHAR;   -- the numerator ('' for a mean)
+ALTER TABLE indicator_catalogue ADD COLUMN IF NOT EXISTS value VARCHAR;            -- the score a mean averages
+ALTER TABLE indicator_catalogue ADD COLUMN IF NOT EXISTS breakdowns VARCHAR;       -- breakdown ids, comma-separated
+ALTER TABLE indicator_catalogue ADD COLUMN IF NOT EXISTS min_n INTEGER;            -- minimum reportable n
+ALTER TABLE indicator_catalogue ADD COLUMN IF NOT EXISTS comparability VARCHAR;    -- stated wave pairs, in words
+ALTER TABLE indicator_catalogue ADD COLUMN IF NOT EXISTS waves VARCHAR;            -- waves with figures
+
+-- How respondents are grouped (the `breakdowns` of surveys/indicators.yaml), for the methods page.
+CREATE TABLE IF NOT EXISTS indicator_breakdowns (
+    breakdown   VARCHAR PRIMARY KEY,
+    title       VARCHAR NOT NULL,
+    definition  VARCHAR NOT NULL,
+    groups      VARCHAR NOT NULL,   -- how each group is formed, in words
+    sort_order  INTEGER NOT NULL
+);
+
+-- Each group against everyone else in its breakdown (who answered it), same indicator and wave.
+CREATE TABLE IF NOT EXISTS indicator_gaps (
+    indicator_id   VARCHAR NOT NULL,
+    wave           INTEGER NOT NULL,
+    breakdown      VARCHAR NOT NULL,
+    group_code     VARCHAR NOT NULL,
+    group_label    VARCHAR NOT NULL,
+    n              INTEGER NOT NULL,   -- the group (as in indicator_estimates)
+    count          INTEGER,
+    estimate       DOUBLE,
+    rest_n         INTEGER NOT NULL,   -- everyone else in the breakdown
+    rest_count     INTEGER,
+    rest_estimate  DOUBLE,
+    gap            DOUBLE,             -- group minus everyone else: percentage points, or score points
+    gap_low        DOUBLE,             -- 95% interval: Newcombe (proportions), Welch (means)
+    gap_high       DOUBLE,
+    statement      VARCHAR,            -- whether the interval leaves out zero, in words
+    suppressed     BOOLEAN NOT NULL,
+    suppression    VARCHAR,
+    PRIMARY KEY (indicator_id, wave, breakdown, group_code)
+);
+
+-- Each wave against the previous wave with the indicator, overall and for every group in both.
+CREATE TABLE IF NOT EXISTS indicator_changes (
+    indicator_id        VARCHAR NOT NULL,
+    wave                INTEGER NOT NULL,
+    previous_wave       INTEGER NOT NULL,
+    breakdown           VARCHAR NOT NULL,
+    group_code          VARCHAR NOT NULL,
+    group_label         VARCHAR NOT NULL,
+    comparability       VARCHAR NOT NULL CHECK (comparability IN ('comparable', 'comparable_with_caveat', 'not_comparable')),
+    comparability_note  VARCHAR NOT NULL,
+    n                   INTEGER NOT NULL,
+    estimate            DOUBLE,
+    previous_n          INTEGER NOT NULL,
+    previous_estimate   DOUBLE,
+    change              DOUBLE,        -- NULL when not comparable
+    change_low          DOUBLE,        -- 95% interval: Newcombe (proportions), Welch (means)
+    change_high         DOUBLE,
+    statement           VARCHAR,       -- increase / decrease beyond chance variation, noise, or not comparable
+    suppressed          BOOLEAN NOT NULL,
+    suppression         VARCHAR,
+    PRIMARY KEY (indicator_id, breakdown, group_code, wave)
+);
 
 -- Small key/value facts about the warehouse (e.g. the hash of the indicator definitions).
 CREATE TABLE IF NOT EXISTS warehouse_meta (
@@ -151,3 +281,34 @@ SELECT
     CASE WHEN suppressed THEN NULL ELSE ci_high END  AS ci_high,
     suppressed, suppression
 FROM indicator_estimates;
+
+-- Gaps and changes that may leave the warehouse: hidden ones carry no number and no statement.
+CREATE OR REPLACE VIEW published_gaps AS
+SELECT
+    indicator_id, wave, breakdown, group_code, group_label,
+    CASE WHEN suppressed THEN NULL ELSE n END             AS n,
+    CASE WHEN suppressed THEN NULL ELSE count END         AS count,
+    CASE WHEN suppressed THEN NULL ELSE estimate END      AS estimate,
+    CASE WHEN suppressed THEN NULL ELSE rest_n END        AS rest_n,
+    CASE WHEN suppressed THEN NULL ELSE rest_count END    AS rest_count,
+    CASE WHEN suppressed THEN NULL ELSE rest_estimate END AS rest_estimate,
+    CASE WHEN suppressed THEN NULL ELSE gap END           AS gap,
+    CASE WHEN suppressed THEN NULL ELSE gap_low END       AS gap_low,
+    CASE WHEN suppressed THEN NULL ELSE gap_high END      AS gap_high,
+    CASE WHEN suppressed THEN NULL ELSE statement END     AS statement,
+    suppressed, suppression
+FROM indicator_gaps;
+
+CREATE OR REPLACE VIEW published_changes AS
+SELECT
+    indicator_id, wave, previous_wave, breakdown, group_code, group_label, comparability, comparability_note,
+    CASE WHEN suppressed THEN NULL ELSE n END                 AS n,
+    CASE WHEN suppressed THEN NULL ELSE estimate END          AS estimate,
+    CASE WHEN suppressed THEN NULL ELSE previous_n END        AS previous_n,
+    CASE WHEN suppressed THEN NULL ELSE previous_estimate END AS previous_estimate,
+    CASE WHEN suppressed THEN NULL ELSE change END            AS change,
+    CASE WHEN suppressed THEN NULL ELSE change_low END        AS change_low,
+    CASE WHEN suppressed THEN NULL ELSE change_high END       AS change_high,
+    CASE WHEN suppressed THEN NULL ELSE statement END         AS statement,
+    suppressed, suppression
+FROM indicator_changes;

@@ -1,0 +1,303 @@
+"""From a platform's layout to the canonical frames, driven by the instrument.
+
+Columns are matched to concepts by the instrument's aliases (shared and per platform) or concept
+ids, then by question wording (platforms that use the question text as the header), then as one
+option of a multiple-choice question (Qualtrics `Q5_1`, LimeSurvey `Q5[SQ001]`, REDCap
+`q5___1`, KoboToolbox `group/q5/a`, SurveyMonkey's option row). Cells become answer codes through
+the codes, then the labels (English or French) of the question's choices.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+
+import pandas as pd
+
+from pipeline.instrument import Choice, Disclosure, Instrument, Question, QuestionType
+from pipeline.platforms.common import IDENTIFIER, QUESTION, UNKNOWN, Layout, SourceColumn, identifier_role, normalised
+
+# Cells of a one-column-per-option layout that mean "not selected".
+NOT_SELECTED = {"", "0", "n", "no", "false", "non", "nein", "not selected", "unchecked", "n/a"}
+# Ways a multiple-choice option column is named after its question: Qualtrics Q5_1, LimeSurvey and
+# Google Forms "Q5 [option]", REDCap q5___1, KoboToolbox group/q5/option.
+OPTION_PATTERNS = [
+    re.compile(r"^(?P<base>.+?)___(?P<option>[A-Za-z0-9_]+)$"),
+    re.compile(r"^(?P<base>.+?)\s*\[(?P<option>[^\[\]]+)\]$"),
+    re.compile(r"^(?P<base>.+)/(?P<option>[^/]+)$"),
+    re.compile(r"^(?P<base>.+)_(?P<option>[A-Za-z0-9]+)$"),
+]
+
+
+@dataclass
+class Column:
+    """How one column of the file is used: what `consult ingest` and `consult inspect` report."""
+
+    name: str  # as written in the file
+    kind: str  # question | identifier | metadata | unknown
+    maps_to: str | None = None  # concept id, identifier or metadata name
+
+
+@dataclass
+class Mapping:
+    direct: dict[str, int] = field(default_factory=dict)  # concept -> column index
+    options: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # concept -> (column, option)
+    concept_of: dict[int, str] = field(default_factory=dict)  # column index -> concept
+
+
+def concept_index(instrument: Instrument, platform: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Names (aliases and ids) and wordings (en and fr labels), normalised, -> concept id."""
+    names: dict[str, str] = {}
+    wordings: dict[str, str | None] = {}
+    for question in instrument.questions:
+        for alias in question.aliases_for(platform):
+            names.setdefault(normalised(alias), question.id)
+        for label in (question.label.en, question.label.fr):
+            key = normalised(label)
+            wordings[key] = question.id if wordings.get(key, question.id) == question.id else None
+    return names, {k: v for k, v in wordings.items() if v is not None}
+
+
+def map_columns(layout: Layout, instrument: Instrument) -> Mapping:
+    names, wordings = concept_index(instrument, layout.platform)
+    questions = {q.id: q for q in instrument.questions}
+    mapping = Mapping()
+    candidates = [c for c in layout.columns if c.kind == QUESTION]
+
+    def take(column: SourceColumn, concept: str | None) -> bool:
+        if concept is None or concept in mapping.direct or concept in mapping.options:
+            return False
+        mapping.direct[concept] = column.index
+        mapping.concept_of[column.index] = concept
+        return True
+
+    # 1. The column's own name; 2. its other names and its question text.
+    for column in candidates:
+        take(column, names.get(normalised(_keys(column)[0])))
+    for column in candidates:
+        if column.index in mapping.concept_of:
+            continue
+        for key in _keys(column)[1:]:
+            if take(column, names.get(normalised(key))):
+                break
+        else:
+            if column.text:
+                take(column, wordings.get(normalised(column.text)))
+    # 3. One option of a multiple-choice question.
+    for column in candidates:
+        if column.index in mapping.concept_of:
+            continue
+        for base, option in _option_readings(column):
+            concept = names.get(normalised(base)) or wordings.get(normalised(base))
+            if concept and questions[concept].type is QuestionType.multiple and concept not in mapping.direct:
+                mapping.options.setdefault(concept, []).append((column.index, option))
+                mapping.concept_of[column.index] = concept
+                break
+            if concept and concept in mapping.direct:  # Kobo writes both forms: the joined column wins
+                mapping.concept_of[column.index] = concept
+                break
+    return mapping
+
+
+def _keys(column: SourceColumn) -> list[str]:
+    return list(column.keys) or [column.name]
+
+
+def _option_readings(column: SourceColumn) -> list[tuple[str, str]]:
+    if column.option is not None:
+        return [(base, column.option) for base in column.option_of]
+    readings = []
+    for text in [*_keys(column), *([column.text] if column.text else [])]:
+        for pattern in OPTION_PATTERNS:
+            match = pattern.match(text.strip())
+            if match:
+                readings.append((match["base"], match["option"].strip()))
+    return readings
+
+
+def classify(layout: Layout, mapping: Mapping) -> list[Column]:
+    columns = []
+    for column in layout.columns:
+        if column.kind == QUESTION:
+            concept = mapping.concept_of.get(column.index)
+            if concept is not None:
+                columns.append(Column(column.name, QUESTION, concept))
+            elif role := identifier_role(column.text or column.name):
+                columns.append(Column(column.name, IDENTIFIER, role))
+            else:
+                columns.append(Column(column.name, UNKNOWN))
+        else:
+            columns.append(Column(column.name, column.kind, column.role))
+    return columns
+
+
+# --- frames ----------------------------------------------------------------------------------
+
+
+def answers_frame(layout: Layout, instrument: Instrument, mapping: Mapping, index: pd.Index) -> pd.DataFrame:
+    frame = {}
+    for question in instrument.questions:
+        choices = ChoiceIndex(instrument.choices_of(question), layout.values == "labels")
+        if question.id in mapping.direct:
+            cells = [r[mapping.direct[question.id]] for r in layout.rows]
+            values = [cell_value(c, question, choices, layout) for c in cells]
+        elif question.id in mapping.options:
+            values = [_selected(r, mapping.options[question.id], choices, layout) for r in layout.rows]
+        else:
+            continue  # structural checks in validation decide whether that is allowed
+        frame[question.id] = pd.Series(values, index=index, dtype=object)
+    return pd.DataFrame(frame, index=index)
+
+
+def named_frame(layout: Layout, columns: list[Column], kind: str, index: pd.Index,
+                extra: dict[str, list[str | None]] | None = None) -> pd.DataFrame:
+    """Metadata or identifiers by name; the first column of a name wins, `extra` overrides."""
+    picked: dict[str, pd.Series] = {}
+    for position, column in enumerate(columns):
+        if column.kind == kind and column.maps_to and column.maps_to not in picked:
+            cells = [_blank_to_none(r[position]) for r in layout.rows]
+            picked[column.maps_to] = pd.Series(cells, index=index, dtype=object)
+    for name, values in (extra or {}).items():
+        picked[name] = pd.Series(list(values), index=index, dtype=object)
+    return pd.DataFrame(picked, index=index)
+
+
+def direct_question_identifiers(layout: Layout, instrument: Instrument, mapping: Mapping) -> dict[str, list[str | None]]:
+    """Answers to `direct` questions that name, email or locate the respondent (a REDCap `email`
+    field): kept with the identifiers too, so duplicates and scrubbing can use them."""
+    found: dict[str, list[str | None]] = {}
+    for concept, position in mapping.direct.items():
+        question = instrument.question(concept)
+        column = layout.columns[position]
+        role = identifier_role(column.text or column.name) or identifier_role(concept)
+        if question.disclosure is Disclosure.direct and role and role not in found:
+            found[role] = [_blank_to_none(r[position]) for r in layout.rows]
+    return found
+
+
+# --- cells -----------------------------------------------------------------------------------
+
+
+def cell_value(cell: str, question: Question, choices: "ChoiceIndex", layout: Layout) -> str | list[str] | None:
+    if _blank_to_none(cell) is None or cell.strip() in layout.missing:
+        return None
+    if question.type is QuestionType.text:
+        return cell
+    if question.type is QuestionType.numeric:
+        return number_text(cell)
+    if question.type is QuestionType.date:
+        return cell.strip()
+    if question.type is QuestionType.multiple:
+        return choices.split(cell.strip(), layout.multi_separator) or None
+    return choices.code(cell.strip())
+
+
+def _selected(record: list[str], options: list[tuple[int, str]], choices: "ChoiceIndex", layout: Layout) -> list[str] | None:
+    picked = []
+    for position, option in options:
+        cell = record[position].strip()
+        if cell.casefold() in NOT_SELECTED or cell in layout.missing:
+            continue
+        picked.append(choices.code(option))
+    return picked or None  # nothing selected is no answer (REDCap writes 0 for every unticked box)
+
+
+def number_text(cell: str) -> str:
+    """A number as plain text, whatever the platform wrote: `24,50` and `24.5` are both `24.5`."""
+    text = cell.strip().replace("\u00a0", "").replace(" ", "")
+    if re.fullmatch(r"-?\d+,\d+", text):
+        text = text.replace(",", ".")  # a decimal comma
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return cell.strip()
+    if not number.is_finite():
+        return cell.strip()
+    plain = format(number.normalize(), "f")
+    return plain if plain != "-0" else "0"
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    return value if isinstance(value, str) and value.strip() != "" else None
+
+
+class ChoiceIndex:
+    """A question's choices, found by code or by label (English or French)."""
+
+    def __init__(self, choices: list[Choice], labels_first: bool):
+        self.codes = {c.code: c.code for c in choices}
+        self.folded_codes = {c.code.casefold(): c.code for c in choices}
+        self.labels: dict[str, str] = {}
+        for choice in choices:
+            for label in (choice.label.en, choice.label.fr):
+                self.labels.setdefault(normalised(label), choice.code)
+        self.labels_first = labels_first
+
+    def code(self, value: str) -> str:
+        """The code a cell or option name stands for; the value itself when nothing matches."""
+        value = value.strip()
+        by_code = self.codes.get(value) or self.folded_codes.get(value.casefold()) or self._numeric(value)
+        by_label = self.labels.get(normalised(value))
+        found = (by_label or by_code) if self.labels_first else (by_code or by_label)
+        return found or value
+
+    def _numeric(self, value: str) -> str | None:
+        """`1.0` for code 1 (a spreadsheet's number), `SQ001` for code 1 (LimeSurvey's default)."""
+        match = re.fullmatch(r"(?:[A-Za-z]{1,3})?0*(\d+)(?:\.0+)?", value)
+        if match:
+            return self.codes.get(match.group(1))
+        return None
+
+    def split(self, cell: str, separator: str | None) -> list[str]:
+        """Several choices in one cell. Codes split on the separator; labels are found whole,
+        because a label may itself contain the separator (Google Forms joins labels with ", ")."""
+        spaced = separator == " "
+        pieces = cell.split() if spaced else [p.strip() for p in re.split(r"[,;]", cell) if p.strip()]
+        if all(p in self.codes or self._numeric(p) for p in pieces) and not self.labels_first:
+            return [self.code(p) for p in pieces]
+        labels = tuple(sorted(self.labels.items(), key=lambda kv: -len(kv[0])))
+        found = _split_labels(cell, labels, SPACED if spaced else COMMAS)
+        if found is not None:
+            return list(found)
+        return [self.code(p) for p in pieces]
+
+
+COMMAS = re.compile(r"\s*[,;]\s*")
+SPACED = re.compile(r"\s*[,;]\s*|\s+")
+
+
+def _split_labels(cell: str, labels: tuple[tuple[str, str], ...], separator: re.Pattern) -> tuple[str, ...] | None:
+    """Read a cell as labels joined by commas, longest labels first; a piece that is no label
+    (Google Forms' "Other" answer) is kept as typed, up to the next comma."""
+    text = " ".join(cell.split())
+    folded = text.casefold()
+    if len(folded) != len(text):
+        return None
+
+    @lru_cache(maxsize=None)
+    def read_from(start: int) -> tuple[str, ...] | None:
+        if start == len(folded):
+            return ()
+        for label, code in labels:
+            if label and folded.startswith(label, start):
+                rest = _after_separator(folded, start + len(label), separator)
+                if rest is not None and (tail := read_from(rest)) is not None:
+                    return (code, *tail)
+        next_separator = separator.search(folded, start + 1)
+        end = len(folded) if next_separator is None else next_separator.start()
+        piece = text[start:end].strip()
+        rest = _after_separator(folded, end, separator)
+        if piece and rest is not None and (tail := read_from(rest)) is not None:
+            return (piece, *tail)
+        return None
+
+    return read_from(0)
+
+
+def _after_separator(text: str, position: int, separator: re.Pattern) -> int | None:
+    if position == len(text):
+        return position
+    match = separator.match(text, position)
+    return match.end() if match and match.end() > position else None

@@ -1,0 +1,279 @@
+"""The internal QA report (reports/qa/, never published) and `consult quarantine`.
+
+Everything here reads the warehouse READ-ONLY. The warehouse holds no identifier, so neither can
+anything built from it: rows are named by their row number in the export, values that could
+identify someone were never stored (`quarantine_issues.value` is NULL for them) and show as
+"(not shown)". Functions return markdown, printed from `#| output: asis` cells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from pipeline.charts import md_text, warehouse_path
+from pipeline.config import project_paths
+from pipeline.instrument import InstrumentError, instrument_path, load_instrument
+from pipeline.validate import NO_VALUE_RULES, RULE_HELP
+from pipeline.wave_rules import WaveRules, load_wave_rules
+
+EXAMPLES_PER_FILE = 20
+HIDDEN = "(not shown)"
+
+
+def _query(sql: str, params: list[Any] | None = None, warehouse: Path | None = None) -> pd.DataFrame:
+    path = warehouse or warehouse_path()
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no warehouse yet; run the pipeline first")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql, params or []).df()
+    finally:
+        con.close()
+
+
+def _table(frame: pd.DataFrame, numeric: set[str] = frozenset()) -> str:
+    """A pipe table; every cell escaped (file names and values come from the data)."""
+    if frame.empty:
+        return "\n*None.*\n"
+    head = "| " + " | ".join(md_text(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---:" if c in numeric else ":---" for c in frame.columns) + "|"
+    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n" + "\n".join([head, rule, *body]) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not pd.isna(value):
+        return f"{int(value):,}" if float(value) == int(value) else f"{value:,.2f}"
+    return md_text(value)
+
+
+# --- the load ledger ----------------------------------------------------------------------------
+
+
+def ledger_md() -> str:
+    """Every file loaded: what happened to its rows, and whether the accounting identity holds."""
+    led = _query("""
+        SELECT l.wave, l.file_name, l.platform, l.run_id, l.rows_read, l.rows_loaded, l.rows_quarantined,
+               l.rows_excluded, l.rows_duplicate, count(o.source_row) AS outcomes
+        FROM load_ledger l LEFT JOIN row_outcomes o USING (file_sha256)
+        GROUP BY ALL ORDER BY l.wave, l.run_id, l.file_name""")
+    if led.empty:
+        return "\nNo export has been loaded yet.\n"
+    parts = led[["rows_loaded", "rows_quarantined", "rows_excluded", "rows_duplicate"]].sum(axis=1)
+    holds = (led["rows_read"] == parts) & (led["rows_read"] == led["outcomes"])
+    table = pd.DataFrame({
+        "Wave": led["wave"].astype(str), "File": led["file_name"], "Platform": led["platform"], "Run": led["run_id"],
+        "Read": led["rows_read"], "Loaded": led["rows_loaded"], "Quarantined": led["rows_quarantined"],
+        "Excluded": led["rows_excluded"], "Duplicates": led["rows_duplicate"],
+        "read = loaded + quarantined + excluded + duplicates": holds.map({True: "holds", False: "DOES NOT HOLD"}),
+    })
+    verdict = ("The identity holds for every file." if holds.all() else
+               "**The identity does not hold for some files: the warehouse is inconsistent; do not publish.**")
+    return _table(table, {"Read", "Loaded", "Quarantined", "Excluded", "Duplicates"}) + f"\n{verdict}\n"
+
+
+# --- validation rules ----------------------------------------------------------------------------
+
+
+def rules_md() -> str:
+    """Which rules ran (per reason code), how many checks and failing rows; then the failing checks."""
+    rules = _query("""
+        SELECT l.wave, l.file_name, r.rule, r.concept, r.column_name, r.expectation, r.rows_checked, r.rows_failed
+        FROM validation_rules r JOIN load_ledger l USING (file_sha256)
+        ORDER BY l.wave, l.file_name, r.rule, r.concept""")
+    if rules.empty:
+        return "\nNo validation results are stored yet.\n"
+    by_code = rules.groupby(["wave", "file_name", "rule"], as_index=False).agg(
+        checks=("concept", "size"), rows_checked=("rows_checked", "max"), failures=("rows_failed", "sum"))
+    summary = pd.DataFrame({
+        "Wave": by_code["wave"].astype(str), "File": by_code["file_name"], "Rule": by_code["rule"],
+        "What it checks": by_code["rule"].map(_rule_help), "Checks run": by_code["checks"],
+        "Rows checked": by_code["rows_checked"], "Failures": by_code["failures"],
+    })
+    failing = rules[rules["rows_failed"] > 0]
+    detail = pd.DataFrame({
+        "Wave": failing["wave"].astype(str), "File": failing["file_name"], "Rule": failing["rule"],
+        "Question": failing["concept"], "Column": failing["column_name"], "Rows failing": failing["rows_failed"],
+    })
+    return (
+        "\n### Rules that ran\n\nEach rule runs once per question (or identifier) it applies to; "
+        "*Failures* counts failed checks (a row failing two rules counts twice).\n"
+        + _table(summary, {"Checks run", "Rows checked", "Failures"})
+        + "\n### Checks that failed\n" + _table(detail, {"Rows failing"})
+    )
+
+
+def _rule_help(rule: str) -> str:
+    if rule in RULE_HELP:
+        return RULE_HELP[rule]
+    return declared_rule_messages().get(rule, "a rule declared in the wave's rules.yaml")
+
+
+def declared_rule_messages() -> dict[str, str]:
+    """Rule id -> message, from the rules.yaml of every wave that has an instrument."""
+    messages: dict[str, str] = {}
+    for rules in wave_rules().values():
+        messages.update({r.id: r.message for r in rules.rules})
+    return messages
+
+
+def wave_rules() -> dict[int, WaveRules]:
+    paths = project_paths()
+    found: dict[int, WaveRules] = {}
+    for folder in sorted(paths.surveys.glob("[0-9][0-9][0-9][0-9]")):
+        try:
+            found[int(folder.name)] = load_wave_rules(load_instrument(instrument_path(paths.surveys, int(folder.name))))
+        except (InstrumentError, OSError):
+            continue  # the QA report describes what is loaded; a broken file is reported by the load
+    return found
+
+
+# --- quarantine ------------------------------------------------------------------------------------
+
+
+@dataclass
+class QuarantinedRow:
+    file: str
+    wave: int
+    row: int
+    status: str  # waiting | released | quarantined again
+    problems: list[dict] = field(default_factory=list)  # rule, concept, column, value
+    note: str = ""  # where it was released or quarantined again
+
+
+def quarantined_rows(warehouse: Path | None = None, file: str | None = None) -> list[QuarantinedRow]:
+    """Every quarantined row with its problems and status. A row is `released` when its response
+    (same keyed response id) was loaded later from a corrected export, `quarantined again` when a
+    later export set it aside again (see that file), and `waiting` otherwise."""
+    issues = _query("""
+        SELECT l.file_name, l.wave, l.loaded_at, o.source_row, i.rule, i.concept, r.column_name, i.value,
+               k.response_key, s.file_sha256 AS released_in
+        FROM row_outcomes o JOIN load_ledger l USING (file_sha256)
+        LEFT JOIN quarantine_issues i USING (file_sha256, source_row)
+        LEFT JOIN validation_rules r ON r.file_sha256 = i.file_sha256 AND r.rule = i.rule AND r.concept = i.concept
+        LEFT JOIN quarantine_keys k USING (file_sha256, source_row)
+        LEFT JOIN seen_responses s ON s.response_key = k.response_key
+        WHERE o.outcome = 'quarantined' AND (? IS NULL OR l.file_name = ?)
+        ORDER BY l.wave, l.loaded_at, l.file_name, o.source_row, i.rule, i.concept""",
+        [file, file], warehouse)
+    names = dict(_query("SELECT file_sha256, file_name FROM load_ledger", [], warehouse).itertuples(index=False))
+    later = _quarantined_again(warehouse)
+    rows: dict[tuple[str, int], QuarantinedRow] = {}
+    for item in issues.itertuples(index=False):
+        entry = rows.get((item.file_name, int(item.source_row)))
+        if entry is None:
+            status, note = "waiting", ""
+            if isinstance(item.released_in, str):
+                status, note = "released", f"loaded from {names.get(item.released_in, 'a later export')}"
+            elif isinstance(item.response_key, str) and (item.file_name, item.response_key) in later:
+                status, note = "quarantined again", f"see {later[(item.file_name, item.response_key)]}"
+            entry = QuarantinedRow(item.file_name, int(item.wave), int(item.source_row), status, note=note)
+            rows[(item.file_name, int(item.source_row))] = entry
+        if isinstance(item.rule, str):
+            entry.problems.append({"rule": item.rule, "concept": item.concept, "column": item.column_name or item.concept,
+                                   "value": item.value if isinstance(item.value, str) else None})
+    return list(rows.values())
+
+
+def _quarantined_again(warehouse: Path | None) -> dict[tuple[str, str], str]:
+    """(file, response key) -> the later file that quarantined the same response again."""
+    keys = _query("""
+        SELECT l.file_name, l.loaded_at, k.response_key FROM quarantine_keys k JOIN load_ledger l USING (file_sha256)
+        ORDER BY l.loaded_at, l.file_name""", [], warehouse)
+    latest: dict[str, str] = {}
+    for item in keys.itertuples(index=False):
+        latest[item.response_key] = item.file_name  # ordered: the last one wins
+    return {(item.file_name, item.response_key): latest[item.response_key]
+            for item in keys.itertuples(index=False) if latest[item.response_key] != item.file_name}
+
+
+def problem_text(problem: dict) -> str:
+    """`rule on question (column C, value V)`; the value only where it was stored and means something."""
+    where = f"column {problem['column']}"
+    if problem["value"] is not None:
+        where += f", value {problem['value']!r}"
+    elif problem["rule"] not in NO_VALUE_RULES:
+        where += f", value {HIDDEN}"
+    return f"{problem['rule']} on {problem['concept']} ({where})"
+
+
+def quarantine_md(limit: int = EXAMPLES_PER_FILE) -> str:
+    rows = quarantined_rows()
+    if not rows:
+        return "\nNo row is in quarantine.\n"
+    reasons = pd.DataFrame([(r.wave, r.file, p["rule"], p["concept"]) for r in rows for p in r.problems],
+                           columns=["Wave", "File", "Rule", "Question"])
+    counts = reasons.value_counts().rename("Rows").reset_index().sort_values(["Wave", "File", "Rule", "Question"])
+    counts["Wave"] = counts["Wave"].astype(str)
+    status = pd.DataFrame([(str(r.wave), r.file, r.status) for r in rows], columns=["Wave", "File", "Status"])
+    status = status.value_counts().rename("Rows").reset_index().sort_values(["Wave", "File", "Status"])
+    examples = []
+    for name in dict.fromkeys(r.file for r in rows):
+        examples += [r for r in rows if r.file == name][:limit]
+    table = pd.DataFrame([(str(r.wave), r.file, r.row, r.status, "; ".join(problem_text(p) for p in r.problems))
+                          for r in examples], columns=["Wave", "File", "Row", "Status", "Problems"])
+    return (
+        "\n### Reasons\n" + _table(counts, {"Rows"})
+        + "\n### Status\n\n*waiting*: still to be fixed at the source; *released*: loaded later from a "
+          "corrected export; *quarantined again*: a later export set it aside again.\n" + _table(status, {"Rows"})
+        + f"\n### Examples (first {limit} rows of each file)\n\nRow numbers count the header rows, as a "
+          f"spreadsheet does. {HIDDEN} marks a value that could identify someone: it was never stored.\n"
+        + _table(table, {"Row"})
+    )
+
+
+# --- exclusions, duplicates and data-quality flags --------------------------------------------------
+
+
+def outcomes_md(outcome: str) -> str:
+    """Rows with this outcome (excluded or duplicate), by file and reason."""
+    found = _query("""
+        SELECT l.wave, l.file_name, coalesce(o.reason, '(none)') AS reason, count(*) AS n
+        FROM row_outcomes o JOIN load_ledger l USING (file_sha256)
+        WHERE o.outcome = ? GROUP BY ALL ORDER BY l.wave, l.file_name, reason""", [outcome])
+    table = pd.DataFrame({"Wave": found["wave"].astype(str), "File": found["file_name"], "Reason": found["reason"],
+                          "What it means": found["reason"].map(_reason_help), "Rows": found["n"]})
+    return _table(table, {"Rows"})
+
+
+def _reason_help(reason: str) -> str:
+    return RULE_HELP.get(reason) or f"does not meet the instrument's inclusion rule {reason}"
+
+
+def duplicate_rules_md() -> str:
+    """How each wave judges a resubmission (from its rules.yaml), in plain words."""
+    lines = []
+    for wave, rules in wave_rules().items():
+        email, ip = rules.duplicates.same_email, rules.duplicates.same_ip
+        gap = "any time in the wave" if ip.max_days_apart is None else f"at most {ip.max_days_apart:g} days later"
+        lines.append(
+            f"- **{wave}**: same email and the same answer to at least {email.min_agreement:.0%} of the coded "
+            f"questions either response answered; or same IP address, every coded answer identical (at least "
+            f"{ip.min_answers} of them), the second started after the first ended, {gap}."
+        )
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def flags_md() -> str:
+    """Loaded respondents with each data-quality flag, by wave (counts only)."""
+    found = _query("""
+        SELECT f.wave, f.flag, count(*) AS n, (SELECT count(*) FROM respondents r WHERE r.wave = f.wave) AS loaded
+        FROM quality_flags f GROUP BY ALL ORDER BY f.wave, f.flag""")
+    table = pd.DataFrame({
+        "Wave": found["wave"].astype(str), "Flag": found["flag"],
+        "What it means": found["flag"].map(lambda f: RULE_HELP.get(f) or declared_rule_messages().get(f, "")),
+        "Respondents": found["n"], "Share of loaded": (100 * found["n"] / found["loaded"]).map(lambda v: f"{v:.1f}%"),
+    })
+    grids = _query("""
+        SELECT wave, trim(grid) AS grid, count(*) AS n
+        FROM (SELECT wave, unnest(string_split(detail, ',')) AS grid FROM quality_flags WHERE flag = 'straightlining')
+        GROUP BY ALL ORDER BY wave, grid""")
+    grid_table = pd.DataFrame({"Wave": grids["wave"].astype(str), "Grid": grids["grid"], "Respondents": grids["n"]})
+    return (_table(table, {"Respondents"}) + "\n**Straight-lining by grid.** The same answer to every item can be "
+            "genuine (for example *never* to every incivility item): the flag asks for a look, it is not a verdict.\n"
+            + _table(grid_table, {"Respondents"}))

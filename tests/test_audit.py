@@ -1,0 +1,131 @@
+"""`consult audit`: hidden cells that published totals give away, planted failures, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from builders import response, write_export
+from conftest import REPO, make_project
+from pipeline.audit import check_derivability, run_audit
+from pipeline.config import Paths
+from pipeline.instrument import load_instrument
+from pipeline.run import run_load
+
+INSTRUMENT = load_instrument(REPO / "surveys" / "2025" / "instrument.yaml")
+SMALL = "fewer than 10 respondents in the group"
+ONE_WAY = "fewer than 5 respondents answered one way"
+COMPLEMENT = "hidden so that another hidden value cannot be worked out from the total"
+
+
+def estimates(cells: list[tuple]) -> duckdb.DuckDBPyConnection:
+    """An in-memory warehouse holding one proportion table of wave 2025 (1000 respondents)."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE indicator_catalogue (indicator_id VARCHAR, kind VARCHAR)")
+    con.execute("INSERT INTO indicator_catalogue VALUES ('T-01', 'proportion')")
+    con.execute("CREATE TABLE respondents AS SELECT 2025 AS wave FROM range(1000)")
+    con.execute("CREATE TABLE indicator_estimates (indicator_id VARCHAR, wave INTEGER, breakdown VARCHAR, "
+                "group_code VARCHAR, n INTEGER, count INTEGER, estimate DOUBLE, suppressed BOOLEAN, suppression VARCHAR)")
+    for breakdown, group, n, count, reason in cells:
+        con.execute("INSERT INTO indicator_estimates VALUES ('T-01', 2025, ?, ?, ?, ?, ?, ?, ?)",
+                    [breakdown, group, n, count, 100.0 * count / n, reason is not None, reason])
+    return con
+
+
+def disclosed(cells: list[tuple]) -> dict[str, str]:
+    result = check_derivability(estimates(cells))
+    return {d["group_code"]: d["disclosed"] for d in result.details}
+
+
+def test_one_hidden_cell_is_worked_out_from_the_total() -> None:
+    # 50 = 30 + 12 + n_C and 25 = 15 + 6 + c_C: the hidden cell is 8 people, 4 of them yes.
+    found = disclosed([("all", "all", 50, 25, None), ("region", "A", 30, 15, None),
+                       ("region", "B", 12, 6, None), ("region", "C", 8, 4, SMALL)])
+    assert found == {"C": "n = 8 and count = 4"}
+
+
+def test_two_hidden_cells_keep_each_other_safe() -> None:
+    # n_B + n_C = 10 with each between 1 and 9, c_B + c_C = 5: neither is known.
+    assert disclosed([("all", "all", 40, 20, None), ("region", "A", 30, 15, None),
+                      ("region", "B", 6, 3, SMALL), ("region", "C", 4, 2, SMALL)]) == {}
+
+
+def test_all_or_none_in_the_hidden_cells_is_a_disclosure() -> None:
+    # Everyone who said yes is in group A (20 of 20): nobody in B or C said yes, whatever their sizes.
+    found = disclosed([("all", "all", 40, 20, None), ("region", "A", 30, 20, None),
+                       ("region", "B", 6, 0, SMALL), ("region", "C", 4, 0, SMALL)])
+    assert found == {"B": "nobody in the group answered yes", "C": "nobody in the group answered yes"}
+
+
+def test_a_small_cell_reason_limits_the_split() -> None:
+    # C is hidden because fewer than 5 answered one way; with n_C = 12 pinned and c_C in
+    # [0, 4] or [8, 12], and the total pinning c_C exactly, it is disclosed.
+    found = disclosed([("all", "all", 52, 26, None), ("region", "A", 40, 23, None),
+                       ("region", "C", 12, 3, ONE_WAY)])
+    assert found == {"C": "n = 12 and count = 3"}
+
+
+# --- a small real run: passes, then fails on what is planted -----------------------------------
+
+
+@pytest.fixture
+def clean(tmp_path: Path) -> Paths:
+    """30 respondents alike in everything but a few answers: every check passes."""
+    paths = make_project(tmp_path / "project")
+    rows = [response(i, {"paid_sick_days": "1" if i <= 15 else "2", "discrimination_any": "1" if i <= 12 else "2",
+                         "health_benefits": "1" if i % 2 else "2"}) for i in range(1, 31)]
+    write_export(paths.raw / "2025" / "export.csv", INSTRUMENT, rows)
+    run_load(paths)
+    return paths
+
+
+def consult(paths: Paths, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", "--root", str(paths.root), "audit", *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+def test_audit_passes_a_clean_run_and_fails_on_a_planted_identifier(clean: Paths) -> None:
+    passed = consult(clean)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert json.loads((clean.warehouse_dir / "audit.json").read_text())["passed"] is True
+    page = clean.site / "index.html"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text("<p>Figures for the respondent at 203.0.113.7</p>", encoding="utf-8")  # row 7's IP
+    failed = consult(clean)
+    assert failed.returncode == 1
+    report = json.loads((clean.warehouse_dir / "audit.json").read_text())
+    found = [c for c in report["checks"] if c["name"] == "no identifier in any output"][0]
+    assert found["passed"] is False
+    assert found["details"] == [{"where": "reports/_site/index.html", "identifier": "ip_address", "occurrences": 1}]
+    # the report says where and what kind, never the value
+    assert "203.0.113.7" not in failed.stdout + failed.stderr + (clean.warehouse_dir / "audit.json").read_text()
+
+
+def test_audit_fails_on_a_published_cell_under_the_threshold(clean: Paths) -> None:
+    con = duckdb.connect(str(clean.warehouse))
+    target = con.execute("SELECT indicator_id, wave, breakdown, group_code FROM indicator_estimates "
+                         "WHERE NOT suppressed ORDER BY ALL LIMIT 1").fetchall()[0]
+    con.execute("UPDATE indicator_estimates SET n = 4 WHERE indicator_id = ? AND wave = ? AND breakdown = ? "
+                "AND group_code = ?", list(target))
+    con.close()
+    result = consult(clean, "--json")
+    assert result.returncode == 1
+    cells = [c for c in json.loads(result.stdout)["checks"] if c["name"] == "published cells"][0]
+    assert not cells["passed"]
+    assert [(d["indicator_id"], d["group_code"], d["n"]) for d in cells["details"]] == [(target[0], target[3], 4)]
+
+
+def test_audit_fails_when_the_stored_microdata_is_not_k_anonymous(clean: Paths) -> None:
+    con = duckdb.connect(str(clean.warehouse))
+    key = con.execute("SELECT respondent_key FROM respondents ORDER BY respondent_key LIMIT 1").fetchall()[0][0]
+    con.execute("UPDATE answers SET value = '1' WHERE respondent_key = ? AND concept = 'oh_region'", [key])
+    con.close()
+    report = run_audit(clean)
+    check = [c for c in report.checks if c.name == "k-anonymity"][0]
+    assert not report.passed and not check.passed
+    assert check.details[0]["smallest_group"] == 1 and check.details[0]["respondents_at_risk"] == 1

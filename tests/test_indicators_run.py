@@ -1,0 +1,180 @@
+"""The indicators of the synthetic consultation as `consult run` leaves them, the catalogue as
+`consult indicators --list` prints it, and the methods page's entries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import duckdb
+import pytest
+import yaml
+
+from conftest import REPO
+from pipeline import charts
+from pipeline.config import Paths
+from pipeline.indicators import IndicatorError
+from pipeline.run import rebuild_indicators
+
+EQUITY = ["race", "indigenous", "gender", "disability", "lgbtq", "francophone", "newcomer"]
+# Per the instruments' headers: 2023 asked no precarity index, microaggression, tokenism, moral
+# distress, values or comparison-with-other-disciplines questions, nor about feeling valued by the
+# people served or by peers; 2024 asked no microaggression questions.
+FROM_2024 = {"PREC-01", "PREC-02", "PREC-07", "PREC-08", "PREC-09", "DISR-07", "DISR-08", "DISR-10", "RES-03",
+             "RES-04", "RES-05", "DRIFT-03", "DRIFT-05", "WELL-03", "WELL-04"}
+ONLY_2025 = {"DISR-04", "DISR-09"}
+
+
+def query(paths: Paths, sql: str, params: list | None = None) -> list[tuple]:
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def catalogue_ids() -> list[str]:
+    return [i["id"] for i in yaml.safe_load((REPO / "surveys" / "indicators.yaml").read_text(encoding="utf-8"))["indicators"]]
+
+
+def expected_waves(paths: Paths) -> dict[str, set[int]]:
+    expected = {i: {2025} if i in ONLY_2025 else {2024, 2025} if i in FROM_2024 else {2023, 2024, 2025}
+                for i in catalogue_ids()}
+    # PREC-03 needs the living-wage region, a quasi-identifier that de-identification may remove
+    # to keep groups k-anonymous: its waves are those where some paid respondent kept wage and region.
+    expected["PREC-03"] = {wave for (wave,) in query(paths, """
+        SELECT DISTINCT wave FROM respondent_wide
+        WHERE eligible_role = '1' AND hourly_wage IS NOT NULL AND living_wage IS NOT NULL""")}
+    return expected
+
+
+def test_every_indicator_is_computed_for_every_wave_that_asked_its_questions(loaded: Paths) -> None:
+    got = {i: set() for i in catalogue_ids()}
+    for indicator_id, wave in query(loaded, "SELECT indicator_id, wave FROM indicator_estimates WHERE breakdown = 'all'"):
+        got[indicator_id].add(wave)
+    expected = expected_waves(loaded)
+    assert expected["PREC-03"]  # some wave has it
+    assert got == expected
+    listed = dict(query(loaded, "SELECT indicator_id, waves FROM indicator_catalogue"))
+    assert listed == {i: ", ".join(str(w) for w in sorted(waves)) for i, waves in expected.items()}
+
+
+def test_equity_breakdowns_follow_what_each_wave_asked(loaded: Paths) -> None:
+    rows = query(loaded, "SELECT wave, list(DISTINCT breakdown) FROM indicator_estimates WHERE indicator_id = 'DISR-05' GROUP BY wave")
+    by_wave = {wave: set(breakdowns) for wave, breakdowns in rows}
+    assert by_wave[2025] == {"all", "oh_region", "work_setting", *EQUITY}
+    # disability, 2SLGBTQIA+, francophone and newcomer status were first asked in 2024
+    assert by_wave[2023] == {"all", "oh_region", "work_setting", "race", "indigenous", "gender"}
+
+
+def test_changes_follow_the_stated_comparability(loaded: Paths) -> None:
+    rows = {(i, w): (prev, status, statement) for i, w, prev, status, statement in query(loaded, """
+        SELECT indicator_id, wave, previous_wave, comparability, statement FROM indicator_changes
+        WHERE breakdown = 'all'""")}
+    assert rows[("DISR-03", 2025)][:2] == (2024, "not_comparable") and rows[("DISR-03", 2025)][2] == "not comparable"
+    assert rows[("DISR-03", 2024)][:2] == (2023, "comparable")
+    assert rows[("PREC-01", 2025)][:2] == (2024, "comparable_with_caveat")
+    assert ("PREC-01", 2024) not in rows  # the index was not asked in 2023
+    assert rows[("PREC-04", 2025)][:2] == (2024, "comparable")
+    # every indicator has a change for each of its waves after its first
+    assert set(rows) == {(i, w) for i, waves in expected_waves(loaded).items() for w in sorted(waves)[1:]}
+
+
+def test_published_views_carry_no_number_for_a_hidden_figure(loaded: Paths) -> None:
+    checks = {
+        "published_estimates": ["n", "count", "estimate", "ci_low", "ci_high"],
+        "published_gaps": ["n", "count", "estimate", "rest_n", "rest_count", "rest_estimate", "gap", "gap_low",
+                           "gap_high", "statement"],
+        "published_changes": ["n", "estimate", "previous_n", "previous_estimate", "change", "change_low",
+                              "change_high", "statement"],
+    }
+    for view, columns in checks.items():
+        hidden, leaking = query(loaded, f"""
+            SELECT count(*) FILTER (WHERE suppressed),
+                   count(*) FILTER (WHERE suppressed AND NOT ({' AND '.join(f'{c} IS NULL' for c in columns)}))
+            FROM {view}""")[0]
+        assert hidden > 0 and leaking == 0, view
+
+
+def test_no_published_gap_or_change_rests_on_a_hidden_figure(loaded: Paths) -> None:
+    gaps_on_hidden = query(loaded, """
+        SELECT count(*) FROM published_gaps g JOIN published_estimates e USING (indicator_id, wave, breakdown, group_code)
+        WHERE NOT g.suppressed AND (e.suppressed OR g.n <> e.n OR g.estimate <> e.estimate)""")[0][0]
+    changes_on_hidden = query(loaded, """
+        SELECT count(*) FROM published_changes c
+        JOIN published_estimates now USING (indicator_id, wave, breakdown, group_code)
+        JOIN published_estimates before ON before.indicator_id = c.indicator_id AND before.wave = c.previous_wave
+             AND before.breakdown = c.breakdown AND before.group_code = c.group_code
+        WHERE NOT c.suppressed AND (now.suppressed OR before.suppressed OR c.previous_n <> before.n)""")[0][0]
+    assert gaps_on_hidden == 0 and changes_on_hidden == 0
+    # and the hidden ones exist, so the check above is not empty
+    assert query(loaded, "SELECT count(*) FROM indicator_gaps WHERE suppressed")[0][0] > 0
+
+
+MARTS = ["indicator_estimates", "indicator_gaps", "indicator_changes", "indicator_catalogue", "indicator_breakdowns"]
+
+
+def marts(paths: Paths) -> dict[str, list[tuple]]:
+    return {table: query(paths, f"SELECT * FROM {table} ORDER BY ALL") for table in MARTS}
+
+
+def test_recomputing_gives_the_same_figures_to_the_last_bit(loaded: Paths) -> None:
+    before = marts(loaded)
+    rebuild_indicators(loaded)
+    after = marts(loaded)
+    assert repr(after) == repr(before)
+
+
+def test_a_failing_definition_leaves_the_warehouse_as_it_was(loaded: Paths) -> None:
+    before = marts(loaded)
+    text = loaded.indicators_file.read_text(encoding="utf-8")
+    head, tail = text.split("  - id: DISR-07", 1)
+    # DISR-07's question was reworded between 2024 and 2025: without its statement the run stops
+    broken = head + "  - id: DISR-07" + tail.replace("    comparability: *valued_2024_2025\n", "", 1)
+    loaded.indicators_file.write_text(broken, encoding="utf-8")
+    with pytest.raises(IndicatorError, match="DISR-07: valued_people_served asked differently in 2024 and 2025"):
+        rebuild_indicators(loaded)
+    assert marts(loaded) == before
+
+
+def consult(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+
+
+def test_indicators_list_prints_the_whole_catalogue() -> None:
+    result = consult("indicators", "--list")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    definitions = yaml.safe_load((REPO / "surveys" / "indicators.yaml").read_text(encoding="utf-8"))
+    for i in definitions["indicators"]:
+        entry = out.split(f"\n{i['id']}  ", 1)[1].split("\n\n", 1)[0]
+        assert entry.startswith(i["title"])
+        assert f"domain: {i['domain']}; {i['kind']}" in entry
+        assert f"minimum n {i.get('min_n', definitions['default_min_n'])}" in entry
+        assert f"population: {i['population_text']}" in entry
+        assert "breakdowns: oh_region, work_setting, race, indigenous, gender" in entry
+    disr03 = out.split("\nDISR-03  ", 1)[1].split("\n\n", 1)[0]
+    assert "counted when: valued_administrators is one of 1 (Strongly disagree), 2 (Disagree)" in disr03
+    assert "2024 to 2025: not comparable." in disr03
+    for breakdown in definitions["breakdowns"].values():
+        assert breakdown["title"] in out
+    assert "people who gave two or more form one group: More than one race category" in out
+
+
+def test_methods_entries_come_straight_from_the_definitions(loaded: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSULT_WAREHOUSE", str(loaded.warehouse))
+    entry = charts.definition_md("DISR-03", charts.question_labels(), charts.breakdown_titles())
+    assert "{#DISR-03}" in entry
+    assert "**Denominator (n):** eligible\\_role is one of 1 (Yes, in a paid role), 2 (Yes, as a volunteer" in entry
+    assert "**Counted (numerator):** valued\\_administrators is one of 1 (Strongly disagree), 2 (Disagree)" in entry
+    assert "**Shown by:** Ontario Health region, Work setting, Race, Indigenous identity" in entry
+    assert "**Smallest group reported:** 10 respondents" in entry
+    assert "**Years with figures:** 2023, 2024, 2025" in entry
+    assert "**Across years:** 2024 to 2025: not comparable. 2023 and 2024 asked whether people feel" in entry
+    assert "&#x27;" not in charts.definition_md("PREC-02")  # "PeerWorks' choice" reads as written
+    same = charts.definition_md("PREC-04", charts.question_labels(), charts.breakdown_titles())
+    assert "**Across years:** asked the same way in every year with figures" in same
+    groups = charts.breakdowns_md()
+    assert "**Race.** Race categories of the Ontario Anti-Racism Data Standards" in groups
+    assert "people who gave two or more form one group: More than one race category" in groups

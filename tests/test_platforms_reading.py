@@ -1,0 +1,120 @@
+"""Reading exports as people receive them: any common encoding, line end, delimiter and quoting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.ingest import ExportError, inspect_file, read_export
+from pipeline.instrument import Instrument
+
+INSTRUMENT = Instrument.model_validate({
+    "wave": 2025,
+    "title": {"en": "Test", "fr": "Test"},
+    "languages": ["en", "fr"],
+    "collection_window": {"start": "2025-01-01", "end": "2025-12-31"},
+    "sections": [{"id": "main", "title": {"en": "Main", "fr": "Principal"}, "questions": [
+        {"id": "region", "type": "single", "label": {"en": "Where do you work?", "fr": "Où travaillez-vous?"},
+         "choices": [{"code": 1, "label": {"en": "Montréal area", "fr": "Région de Montréal"}},
+                     {"code": 2, "label": {"en": "Elsewhere", "fr": "Ailleurs"}}]},
+        {"id": "wage", "type": "numeric", "label": {"en": "Hourly wage", "fr": "Salaire horaire"}},
+        {"id": "comment", "type": "text", "label": {"en": "Comment", "fr": "Commentaire"}},
+    ]}],
+})
+ROWS = [["R1", "1", "24.5", "Café, déjà vu — “ok”"], ["R2", "2", "19", "Straße"]]
+
+
+def table(rows: list[list[str]], delimiter: str = ",", line_end: str = "\n") -> str:
+    def cell(value: str) -> str:
+        needs = any(c in value for c in (delimiter, '"', "\n", "\r"))
+        return '"' + value.replace('"', '""') + '"' if needs else value
+    lines = [delimiter.join(cell(v) for v in row) for row in [["response_id", "region", "wage", "comment"], *rows]]
+    return line_end.join(lines) + line_end
+
+
+def read(tmp_path: Path, data: bytes, name: str = "export.csv"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return read_export(path, INSTRUMENT), inspect_file(path)
+
+
+@pytest.mark.parametrize("encoding, bom", [
+    ("utf-8", b""), ("utf-8", b"\xef\xbb\xbf"), ("cp1252", b""), ("utf-16-le", b"\xff\xfe"),
+])
+def test_encodings_are_detected(tmp_path: Path, encoding: str, bom: bytes) -> None:
+    text = table(ROWS)
+    export, info = read(tmp_path, bom + text.encode(encoding))
+    assert export.answers["comment"].tolist() == ["Café, déjà vu — “ok”", "Straße"]
+    assert info.encoding.replace("_", "-").startswith(encoding.split("-le")[0][:5])
+
+
+def test_a_legacy_encoding_is_detected_not_assumed(tmp_path: Path) -> None:
+    # Mac Roman writes é as 0x8E, which Windows-1252 would read as Ž.
+    rows = [["R1", "1", "20", "Un été à Montréal, très réussi"], ["R2", "2", "21", "Ça dépend des équipes"]]
+    export, info = read(tmp_path, table(rows).encode("mac_roman"))
+    assert info.encoding == "mac_roman"
+    assert export.answers["comment"].tolist()[0] == "Un été à Montréal, très réussi"
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n", "\r"])
+def test_line_ends_and_quoted_newlines(tmp_path: Path, line_end: str) -> None:
+    rows = [["R1", "1", "24.5", 'She said "no"\nthen left'], ["R2", "2", "19", ""]]
+    export, info = read(tmp_path, table(rows, line_end=line_end).encode())
+    assert export.answers["comment"].tolist() == ['She said "no"\nthen left', None]
+    assert export.rows == 2 and export.source_row(1) == 3
+    assert info.line_ends == {"\n": "LF", "\r\n": "CRLF", "\r": "CR"}[line_end]
+
+
+def test_missing_final_newline_and_trailing_empty_columns(tmp_path: Path) -> None:
+    text = "response_id,region,wage,comment,,\nR1,1,24.5,fine,,\nR2,2,19,ok,,"
+    export, info = read(tmp_path, text.encode())
+    assert export.rows == 2 and [c.name for c in info.columns] == ["response_id", "region", "wage", "comment"]
+    assert export.answers["comment"].tolist() == ["fine", "ok"]
+
+
+def test_semicolons_and_decimal_commas(tmp_path: Path) -> None:
+    rows = [["R1", "1", "24,50", "a; b"], ["R2", "2", "19", "c"]]
+    export, info = read(tmp_path, table(rows, delimiter=";").encode("cp1252"))
+    assert info.delimiter == ";"
+    assert export.answers["wage"].tolist() == ["24.5", "19"]
+    assert export.answers["comment"].tolist() == ["a; b", "c"]
+
+
+def test_excel_workbook(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.append(["response_id", "region", "wage", "comment"])
+    book.active.append(["R1", 1, 24.5, "Montréal"])
+    book.active.append(["R2", 2.0, 19, None])
+    path = tmp_path / "export.xlsx"
+    book.save(path)
+    export = read_export(path, INSTRUMENT)
+    assert export.answers["region"].tolist() == ["1", "2"]
+    assert export.answers["wage"].tolist() == ["24.5", "19"]
+    assert export.answers["comment"].tolist() == ["Montréal", None]
+    assert inspect_file(path).file_format == "xlsx"
+
+
+def test_labels_in_either_language_become_codes(tmp_path: Path) -> None:
+    rows = [["R1", "Région de Montréal", "20", ""], ["R2", "elsewhere", "20", ""], ["R3", "Mars", "20", ""]]
+    export, _ = read(tmp_path, table(rows).encode())
+    assert export.answers["region"].tolist() == ["1", "2", "Mars"]  # an unknown answer is kept for validation
+
+
+def test_a_row_wider_than_the_header_is_refused_with_its_row_number(tmp_path: Path) -> None:
+    text = "response_id,region,wage,comment\nR1,1,24.5,fine\nR2,2,19,a,b,c\n"
+    path = tmp_path / "export.csv"
+    path.write_text(text)
+    with pytest.raises(ExportError, match=r"export.csv: row 3 has 6 fields but the header has 4"):
+        read_export(path, INSTRUMENT)
+
+
+def test_identifier_columns_are_recognised_by_name(tmp_path: Path) -> None:
+    text = "Email,Phone number,IP Address,Latitude,region\na@b.ca,555-0100,10.0.0.1,45.5,1\n"
+    path = tmp_path / "export.csv"
+    path.write_text(text)
+    export = read_export(path, INSTRUMENT)
+    assert list(export.identifiers.columns) == ["email", "phone", "ip_address", "latitude"]
+    assert {c.name: c.kind for c in export.columns}["region"] == "question"

@@ -1,0 +1,148 @@
+"""The internal QA report and the quarantine workflow: staff see what was wrong, where, and what
+the pipeline did about it, without a single identifier; a fixed row is released by re-exporting."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from builders import response, write_export
+from conftest import REPO
+from pipeline.config import Paths, export_files
+from pipeline.qa import quarantined_rows
+from pipeline.report import build_qa_report
+from pipeline.run import run_load
+from test_load import query, raw_identifier_values
+
+
+@pytest.fixture(scope="module")
+def qa_rendered(tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) -> Paths:
+    root = tmp_path_factory.mktemp("qa") / "project"
+    shutil.copytree(loaded_template, root, symlinks=True)
+    paths = Paths(root)
+    build_qa_report(paths, engine="offline")
+    return paths
+
+
+def page_text(paths: Paths) -> str:
+    return (paths.warehouse_dir / "qa" / "index.html").read_text(encoding="utf-8")
+
+
+def cells(page: str) -> list[str]:
+    return [html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", page, re.S)]
+
+
+def test_the_qa_report_renders_beside_the_warehouse_not_in_the_public_site(qa_rendered: Paths) -> None:
+    assert (qa_rendered.warehouse_dir / "qa" / "index.html").is_file()
+    assert not list(qa_rendered.reports.rglob("index.html"))  # nothing rendered into reports/ (the public site)
+    assert "Internal: do not publish" in page_text(qa_rendered)
+
+
+def test_the_qa_report_shows_the_ledger_of_every_file(qa_rendered: Paths) -> None:
+    table = cells(page_text(qa_rendered))
+    ledger = query(qa_rendered, "SELECT file_name, rows_read, rows_loaded, rows_quarantined, rows_excluded, "
+                                "rows_duplicate FROM load_ledger ORDER BY file_name")
+    assert len(ledger) == 3
+    for name, *counts in ledger:
+        start = table.index(name)
+        # Wave, file, platform, run, then the five counts and the identity check.
+        row = table[start: start + 9]
+        assert [int(v.replace(",", "")) for v in row[3:8]] == counts
+        assert row[8] == "holds"
+
+
+def test_the_qa_report_lists_rules_failures_and_flags_from_the_warehouse(qa_rendered: Paths) -> None:
+    page = page_text(qa_rendered)
+    failing = query(qa_rendered, "SELECT DISTINCT rule FROM validation_rules WHERE rows_failed > 0")
+    assert failing and all(rule in page for (rule,) in failing)
+    ran = query(qa_rendered, "SELECT count(DISTINCT rule) FROM validation_rules")[0][0]
+    assert ran >= 8  # codes, numbers, ranges, dates, required, skip logic, window, rules.yaml
+    for (flag,) in query(qa_rendered, "SELECT DISTINCT flag FROM quality_flags"):
+        assert flag in page
+    for (reason,) in query(qa_rendered, "SELECT DISTINCT reason FROM row_outcomes WHERE outcome IN ('excluded', 'duplicate')"):
+        assert reason in page
+
+
+def test_the_qa_report_contains_no_identifier(qa_rendered: Paths) -> None:
+    identifiers = raw_identifier_values(export_files(qa_rendered.synthetic), qa_rendered.surveys)
+    assert len(identifiers) > 1000
+    page = page_text(qa_rendered)
+    leaked = sorted(v for v in identifiers if ("@" in v or len(v) > 8) and v in page)
+    assert leaked == []
+    assert not set(cells(page)) & identifiers  # not even a short one (a last name) as a table cell
+
+
+def test_the_qa_report_is_not_rendered_again_when_nothing_changed(qa_rendered: Paths) -> None:
+    messages: list[str] = []
+    build_qa_report(qa_rendered, engine="offline", progress=messages.append)
+    assert any("up to date" in m for m in messages)
+
+
+# --- releasing a quarantined row ------------------------------------------------------------------
+
+
+def consult(paths: Paths, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "pipeline.cli", "--root", str(paths.root), *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+def test_a_quarantined_row_is_released_by_fixing_it_at_the_source_and_exporting_again(empty_project: Paths) -> None:
+    from pipeline.instrument import load_instrument
+
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    good = [response(i) for i in range(5)]
+    week1 = good + [response(5, {"hourly_wage": 2450}), response(6, {"paid_sick_days": "8"})]
+    write_export(empty_project.raw / "2025" / "week1.csv", instrument, week1)
+    run_load(empty_project)
+
+    # Staff see what to fix: file, row (header lines count: data starts at line 4), rule, column, value.
+    waiting = quarantined_rows(empty_project.warehouse)
+    assert [(r.file, r.row, r.status) for r in waiting] == [("week1.csv", 9, "waiting"), ("week1.csv", 10, "waiting")]
+    listed = consult(empty_project, "quarantine")
+    assert listed.returncode == 0, listed.stderr
+    assert "row 9: out_of_range on hourly_wage (column Q13, value '2450')" in listed.stdout
+    assert "row 10: invalid_code on paid_sick_days (column Q15, value '8')" in listed.stdout
+
+    # The wage is corrected on the platform; the other row is not yet. The platform exports everything again.
+    week2 = good + [response(5), response(6, {"paid_sick_days": "8"}), response(7)]
+    write_export(empty_project.raw / "2025" / "week2.csv", instrument, week2)
+    summary = run_load(empty_project)
+    second = next(f for f in summary.files if f.file == "week2.csv")
+    assert (second.read, second.loaded, second.quarantined, second.duplicates) == (8, 2, 1, 5)
+    assert query(empty_project, "SELECT count(*) FROM respondents")[0][0] == 7
+
+    rows = {(r.file, r.row): (r.status, r.note) for r in quarantined_rows(empty_project.warehouse)}
+    assert rows == {
+        ("week1.csv", 9): ("released", "loaded from week2.csv"),
+        ("week1.csv", 10): ("quarantined again", "see week2.csv"),
+        ("week2.csv", 10): ("waiting", ""),
+    }
+    listed = consult(empty_project, "quarantine", "--json")
+    assert [(r["file"], r["row"]) for r in json.loads(listed.stdout)] == [("week2.csv", 10)]
+    only = consult(empty_project, "quarantine", "--file", "week1.csv")
+    assert "No quarantined row in week1.csv is waiting" in only.stdout
+
+
+def test_the_run_summary_shows_the_identity_and_the_flags(tmp_path: Path, synthetic_exports: Path) -> None:
+    from conftest import make_project
+
+    paths = make_project(tmp_path / "project")
+    target = paths.raw / "2023" / "qualtrics-2023.csv"
+    target.parent.mkdir(parents=True)
+    target.write_bytes((synthetic_exports / "2023" / "qualtrics-2023.csv").read_bytes())
+    result = consult(paths, "load")
+    assert result.returncode == 0, result.stderr
+    assert "read = loaded + quarantined + excluded + duplicates: holds for every file" in result.stdout
+    flags = dict(query(paths, "SELECT flag, count(*) FROM quality_flags GROUP BY flag"))
+    assert flags  # the synthetic consultation has speeders and straight-lined grids
+    line = next(line for line in result.stdout.splitlines() if line.strip().startswith("qualtrics-2023.csv:"))
+    for flag, count in flags.items():
+        assert f"{flag} {count}" in line
+    assert "`consult quarantine` lists them" in result.stdout
