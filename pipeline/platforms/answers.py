@@ -142,7 +142,9 @@ def answers_frame(layout: Layout, instrument: Instrument, mapping: Mapping, inde
         choices = ChoiceIndex(instrument.choices_of(question), layout.values == "labels")
         if question.id in mapping.direct:
             cells = [r[mapping.direct[question.id]] for r in layout.rows]
-            values = [cell_value(c, question, choices, layout) for c in cells]
+            # A column holds few distinct answers: convert each once, not once per row.
+            converted = {cell: cell_value(cell, question, choices, layout) for cell in set(cells)}
+            values = [_own_copy(converted[c]) for c in cells]
         elif question.id in mapping.options:
             values = [_selected(r, mapping.options[question.id], choices, layout) for r in layout.rows]
         else:
@@ -192,6 +194,11 @@ def cell_value(cell: str, question: Question, choices: "ChoiceIndex", layout: La
     if question.type is QuestionType.multiple:
         return choices.split(cell.strip(), layout.multi_separator) or None
     return choices.code(cell.strip())
+
+
+def _own_copy(value: str | list[str] | None) -> str | list[str] | None:
+    """Rows never share one list object: a change to one row's choices must not touch another's."""
+    return list(value) if isinstance(value, list) else value
 
 
 def _selected(record: list[str], options: list[tuple[int, str]], choices: "ChoiceIndex", layout: Layout) -> list[str] | None:
