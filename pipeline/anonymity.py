@@ -27,11 +27,10 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.config import Paths
-from pipeline.instrument import Disclosure, Instrument, Labels, QuestionType, _explain
+from pipeline.instrument import Disclosure, Instrument, Labels, QuestionType, read_yaml_model
 
 PRIVACY_FILE = "privacy.yaml"
 NOT_ANSWERED = "*"  # a value removed by suppression is stored as no answer: both read as "*"
@@ -211,19 +210,7 @@ class PrivacyRules(Strict):
 
 def load_privacy_rules(path: Path) -> PrivacyRules:
     """surveys/privacy.yaml, validated; errors name the file and the field."""
-    try:
-        raw = Path(path).read_bytes()
-        data = yaml.safe_load(raw)
-    except OSError as exc:
-        raise PrivacyError(f"{path}: cannot read the privacy rules ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise PrivacyError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise PrivacyError(f"{path}: expected a mapping with microdata, quotes and audit")
-    try:
-        rules = PrivacyRules.model_validate(data)
-    except ValidationError as exc:
-        raise PrivacyError(f"{path}: invalid privacy rules\n{_explain(exc, data)}") from None
+    rules, raw = read_yaml_model(path, PrivacyRules, PrivacyError, "privacy rules", "microdata, quotes and audit")
     return rules.model_copy(update={"source": str(path), "sha256": hashlib.sha256(raw).hexdigest()})
 
 

@@ -55,8 +55,9 @@ def warehouse_path() -> Path:
     return Path(os.environ.get("CONSULT_WAREHOUSE", str(default)))
 
 
-def _query(sql: str, params: list[Any] | None = None) -> pd.DataFrame:
-    path = warehouse_path()
+def query(sql: str, params: list[Any] | None = None, warehouse: Path | None = None) -> pd.DataFrame:
+    """A read-only query of the warehouse (the one named by CONSULT_WAREHOUSE unless given)."""
+    path = warehouse or warehouse_path()
     if not path.exists():
         raise FileNotFoundError(f"{path}: no warehouse yet; run the pipeline before rendering the report")
     con = duckdb.connect(str(path), read_only=True)
@@ -67,13 +68,13 @@ def _query(sql: str, params: list[Any] | None = None) -> pd.DataFrame:
 
 
 def _has_table(name: str) -> bool:
-    found = _query("SELECT count(*) AS n FROM information_schema.tables WHERE table_name = ?", [name])
+    found = query("SELECT count(*) AS n FROM information_schema.tables WHERE table_name = ?", [name])
     return int(found["n"].iloc[0]) > 0
 
 
 def catalogue() -> pd.DataFrame:
     """All indicators, in report order (domain order, then the catalogue's sort order)."""
-    cat = _query("SELECT * FROM indicator_catalogue")
+    cat = query("SELECT * FROM indicator_catalogue")
     domain_rank = {d: i for i, d in enumerate(DOMAINS)}
     cat["_rank"] = cat["domain"].map(domain_rank).fillna(len(DOMAINS))
     return cat.sort_values(["_rank", "sort_order", "indicator_id"]).drop(columns="_rank").reset_index(drop=True)
@@ -86,7 +87,7 @@ def indicators(domain: str) -> list[str]:
 
 def indicator(indicator_id: str) -> dict[str, Any]:
     """One catalogue row as a dict; raises a clear error for an unknown id."""
-    cat = _query("SELECT * FROM indicator_catalogue WHERE indicator_id = ?", [indicator_id])
+    cat = query("SELECT * FROM indicator_catalogue WHERE indicator_id = ?", [indicator_id])
     if cat.empty:
         raise KeyError(f"{indicator_id}: not in indicator_catalogue")
     return cat.iloc[0].to_dict()
@@ -94,7 +95,7 @@ def indicator(indicator_id: str) -> dict[str, Any]:
 
 def estimates(indicator_id: str) -> pd.DataFrame:
     """Published rows of one indicator, newest wave first, groups in questionnaire order."""
-    est = _query("SELECT * FROM published_estimates WHERE indicator_id = ?", [indicator_id])
+    est = query("SELECT * FROM published_estimates WHERE indicator_id = ?", [indicator_id])
     if est.empty:
         return est
     est["_b"] = est["breakdown"].map({b: i for i, b in enumerate(BREAKDOWNS)}).fillna(len(BREAKDOWNS))
@@ -105,12 +106,12 @@ def estimates(indicator_id: str) -> pd.DataFrame:
 
 
 def ledger() -> pd.DataFrame:
-    return _query("SELECT * FROM load_ledger ORDER BY wave, file_name")
+    return query("SELECT * FROM load_ledger ORDER BY wave, file_name")
 
 
 def load_summary() -> pd.DataFrame:
     """Ledger totals per wave: counts of responses only, nothing about anyone."""
-    return _query(
+    return query(
         """
         SELECT wave, bool_or(synthetic) AS synthetic, count(*) AS files,
                sum(rows_read) AS read, sum(rows_loaded) AS loaded, sum(rows_excluded) AS excluded,
@@ -124,7 +125,7 @@ def question_labels() -> dict[str, str]:
     """Concept id -> question wording (latest wave), when the warehouse describes its instruments."""
     if not _has_table("concepts"):
         return {}
-    rows = _query(
+    rows = query(
         "SELECT concept, label_en FROM concepts"
         " QUALIFY row_number() OVER (PARTITION BY concept ORDER BY wave DESC) = 1"
     )
@@ -701,7 +702,7 @@ def breakdown_titles() -> dict[str, str]:
     """Breakdown id -> title, when the warehouse describes its breakdowns."""
     if not _has_table("indicator_breakdowns"):
         return {}
-    rows = _query("SELECT breakdown, title FROM indicator_breakdowns")
+    rows = query("SELECT breakdown, title FROM indicator_breakdowns")
     return dict(zip(rows["breakdown"].astype(str), rows["title"].astype(str)))
 
 
@@ -709,7 +710,7 @@ def breakdowns_md() -> str:
     """How respondents are grouped, one entry per breakdown, straight from the definitions."""
     if not _has_table("indicator_breakdowns"):
         return ""
-    rows = _query("SELECT * FROM indicator_breakdowns ORDER BY sort_order, breakdown")
+    rows = query("SELECT * FROM indicator_breakdowns ORDER BY sort_order, breakdown")
     return "\n".join(
         f"- **{md_text(r['title'])}.** {md_text(r['definition'])} *Groups:* {md_text(r['groups'])}"
         for _, r in rows.iterrows()

@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -252,26 +252,37 @@ def conditions_of(question: Question) -> list[Condition]:
     return _conditions(question.show_if)
 
 
-def load_instrument(path: str | Path) -> Instrument:
-    """Read and validate an instrument YAML file; errors name the file and the field."""
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def read_yaml_model(path: str | Path, model: type[Model], error: type[Exception], what: str,
+                    expected: str) -> tuple[Model, bytes]:
+    """Read a YAML definition file into a pydantic model, with the raw bytes (for hashing).
+
+    Every failure is `error` with one message that names the file and, for content errors, the
+    place in it: "cannot read", "not valid YAML", "expected a mapping with ...", "invalid <what>".
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise InstrumentError(f"{path}: cannot read the instrument file ({exc.strerror})") from exc
+        raise error(f"{path}: cannot read the {what} file ({exc.strerror})") from None
     try:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise InstrumentError(f"{path}: not valid YAML: {exc}") from exc
+        raise error(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise InstrumentError(f"{path}: expected a mapping with wave, title, sections, ...")
+        raise error(f"{path}: expected a mapping with {expected}")
     try:
-        instrument = Instrument.model_validate(data)
+        return model.model_validate(data), raw
     except ValidationError as exc:
-        raise InstrumentError(f"{path}: invalid instrument\n{_explain(exc, data)}") from None
-    return instrument.model_copy(
-        update={"source": str(path), "sha256": hashlib.sha256(raw).hexdigest()}
-    )
+        raise error(f"{path}: invalid {what}\n{_explain(exc, data)}") from None
+
+
+def load_instrument(path: str | Path) -> Instrument:
+    """Read and validate an instrument YAML file; errors name the file and the field."""
+    instrument, raw = read_yaml_model(path, Instrument, InstrumentError, "instrument", "wave, title, sections, ...")
+    return instrument.model_copy(update={"source": str(path), "sha256": hashlib.sha256(raw).hexdigest()})
 
 
 def _explain(exc: ValidationError, data: dict) -> str:

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
 
-from pipeline.charts import md_text, warehouse_path
+from pipeline.charts import md_text, query
 from pipeline.config import project_paths
 from pipeline.instrument import InstrumentError, instrument_path, load_instrument
 from pipeline.validate import NO_VALUE_RULES, RULE_HELP
@@ -23,17 +22,6 @@ from pipeline.wave_rules import WaveRules, load_wave_rules
 
 EXAMPLES_PER_FILE = 20
 HIDDEN = "(not shown)"
-
-
-def _query(sql: str, params: list[Any] | None = None, warehouse: Path | None = None) -> pd.DataFrame:
-    path = warehouse or warehouse_path()
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no warehouse yet; run the pipeline first")
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return con.execute(sql, params or []).df()
-    finally:
-        con.close()
 
 
 def _table(frame: pd.DataFrame, numeric: set[str] = frozenset()) -> str:
@@ -57,7 +45,7 @@ def _cell(value: Any) -> str:
 
 def ledger_md() -> str:
     """Every file loaded: what happened to its rows, and whether the accounting identity holds."""
-    led = _query("""
+    led = query("""
         SELECT l.wave, l.file_name, l.platform, l.run_id, l.rows_read, l.rows_loaded, l.rows_quarantined,
                l.rows_excluded, l.rows_duplicate, count(o.source_row) AS outcomes
         FROM load_ledger l LEFT JOIN row_outcomes o USING (file_sha256)
@@ -82,7 +70,7 @@ def ledger_md() -> str:
 
 def rules_md() -> str:
     """Which rules ran (per reason code), how many checks and failing rows; then the failing checks."""
-    rules = _query("""
+    rules = query("""
         SELECT l.wave, l.file_name, r.rule, r.concept, r.column_name, r.expectation, r.rows_checked, r.rows_failed
         FROM validation_rules r JOIN load_ledger l USING (file_sha256)
         ORDER BY l.wave, l.file_name, r.rule, r.concept""")
@@ -150,7 +138,7 @@ def quarantined_rows(warehouse: Path | None = None, file: str | None = None) -> 
     """Every quarantined row with its problems and status. A row is `released` when its response
     (same keyed response id) was loaded later from a corrected export, `quarantined again` when a
     later export set it aside again (see that file), and `waiting` otherwise."""
-    issues = _query("""
+    issues = query("""
         SELECT l.file_name, l.wave, l.loaded_at, o.source_row, i.rule, i.concept, r.column_name, i.value,
                k.response_key, s.file_sha256 AS released_in
         FROM row_outcomes o JOIN load_ledger l USING (file_sha256)
@@ -161,7 +149,7 @@ def quarantined_rows(warehouse: Path | None = None, file: str | None = None) -> 
         WHERE o.outcome = 'quarantined' AND (? IS NULL OR l.file_name = ?)
         ORDER BY l.wave, l.loaded_at, l.file_name, o.source_row, i.rule, i.concept""",
         [file, file], warehouse)
-    names = dict(_query("SELECT file_sha256, file_name FROM load_ledger", [], warehouse).itertuples(index=False))
+    names = dict(query("SELECT file_sha256, file_name FROM load_ledger", [], warehouse).itertuples(index=False))
     later = _quarantined_again(warehouse)
     rows: dict[tuple[str, int], QuarantinedRow] = {}
     for item in issues.itertuples(index=False):
@@ -182,7 +170,7 @@ def quarantined_rows(warehouse: Path | None = None, file: str | None = None) -> 
 
 def _quarantined_again(warehouse: Path | None) -> dict[tuple[str, str], str]:
     """(file, response key) -> the later file that quarantined the same response again."""
-    keys = _query("""
+    keys = query("""
         SELECT l.file_name, l.loaded_at, k.response_key FROM quarantine_keys k JOIN load_ledger l USING (file_sha256)
         ORDER BY l.loaded_at, l.file_name""", [], warehouse)
     latest: dict[str, str] = {}
@@ -232,7 +220,7 @@ def quarantine_md(limit: int = EXAMPLES_PER_FILE) -> str:
 
 def outcomes_md(outcome: str) -> str:
     """Rows with this outcome (excluded or duplicate), by file and reason."""
-    found = _query("""
+    found = query("""
         SELECT l.wave, l.file_name, coalesce(o.reason, '(none)') AS reason, count(*) AS n
         FROM row_outcomes o JOIN load_ledger l USING (file_sha256)
         WHERE o.outcome = ? GROUP BY ALL ORDER BY l.wave, l.file_name, reason""", [outcome])
@@ -261,7 +249,7 @@ def duplicate_rules_md() -> str:
 
 def flags_md() -> str:
     """Loaded respondents with each data-quality flag, by wave (counts only)."""
-    found = _query("""
+    found = query("""
         SELECT f.wave, f.flag, count(*) AS n, (SELECT count(*) FROM respondents r WHERE r.wave = f.wave) AS loaded
         FROM quality_flags f GROUP BY ALL ORDER BY f.wave, f.flag""")
     table = pd.DataFrame({
@@ -269,7 +257,7 @@ def flags_md() -> str:
         "What it means": found["flag"].map(lambda f: RULE_HELP.get(f) or declared_rule_messages().get(f, "")),
         "Respondents": found["n"], "Share of loaded": (100 * found["n"] / found["loaded"]).map(lambda v: f"{v:.1f}%"),
     })
-    grids = _query("""
+    grids = query("""
         SELECT wave, trim(grid) AS grid, count(*) AS n
         FROM (SELECT wave, unnest(string_split(detail, ',')) AS grid FROM quality_flags WHERE flag = 'straightlining')
         GROUP BY ALL ORDER BY wave, grid""")

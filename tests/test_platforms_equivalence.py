@@ -6,7 +6,6 @@ import os
 from collections import Counter
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
 
@@ -14,6 +13,7 @@ from conftest import make_project
 from pipeline.config import Paths
 from pipeline.run import run_load
 from pipeline.synth import WRITERS, write_synthetic_consultation
+from test_load import query
 
 WAVE = 2025
 RESPONSES = 70
@@ -55,14 +55,6 @@ def warehouses(platform_exports: tuple[Path, Path], tmp_path_factory: pytest.Tem
         else:
             os.environ["CONSULT_SECRET_FILE"] = previous
     return loaded
-
-
-def query(paths: Paths, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(paths.warehouse), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_every_format_is_written_and_detected(platform_exports: tuple[Path, Path]) -> None:
