@@ -37,10 +37,17 @@ synth: $(STAMP) ## Write the synthetic consultation exports to data/synthetic/
 indicators: $(STAMP) ## Print the indicator catalogue
 	@$(CONSULT) indicators --list
 
-test: $(STAMP) ## Run the test suite
+# axe-core for the browser tests, exactly as locked; they also need /usr/bin/chromium (see .ci/run).
+BROWSER_DEPS := tests/browser/node_modules/.package-lock.json
+$(BROWSER_DEPS): tests/browser/package.json tests/browser/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the browser tests (apt-get install npm)"; exit 1; }
+	@echo "Installing axe-core for the browser tests into tests/browser/node_modules/ ..."
+	@npm ci --prefix tests/browser --no-audit --no-fund --silent
+
+test: $(STAMP) $(BROWSER_DEPS) ## Run the test suite (the browser tests need Debian's chromium)
 	@$(VENV)/bin/python -m pytest -q
 
-bench: $(STAMP) ## Benchmark: validate 1,000,000 synthetic responses vs DuckDB read_csv (bench/results/)
+bench: $(STAMP) ## Benchmark every stage at 10k/100k/1M responses vs DuckDB read_csv (docs/benchmarks.md; < 20 min)
 	@$(VENV)/bin/python bench/run.py
 
 clean: ## Remove the rendered report and the synthetic exports (keeps the warehouse)

@@ -204,6 +204,8 @@ class PrivacyRules(Strict):
     microdata: MicrodataRules
     quotes: QuoteRules = QuoteRules()
     audit: AuditRules = AuditRules()
+    # Days a wave's raw exports may stay in data/raw/ after loading (`consult status` warns after).
+    raw_retention_days: int = Field(default=365, ge=1)
     source: str = ""
     sha256: str = ""
 

@@ -8,7 +8,9 @@ Checks, each passing or failing on its own:
 - published cells: no figure that leaves the warehouse is under the small-cell thresholds
   (surveys/disclosure.yaml).
 - derivability: for every hidden cell, the range of values it can take given everything published
-  in its table, solved exactly (integer programming); a range of width zero means it is disclosed.
+  in its wave (every table and breakdown, overall figures, gaps and changes, and the links between
+  indicators whose definitions share questions: pipeline/derivation.py), solved exactly (integer
+  programming); a range of width zero means it is disclosed.
 - identifier scan: no identifier value of the raw exports (names, emails, IPs, coordinates, response
   ids, exact timestamps, direct-identifier answers) appears in any output: warehouse tables, the
   report, run records, QA output, quote review files.
@@ -18,6 +20,7 @@ The report names where something was found and what kind of identifier it is, ne
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -25,7 +28,6 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import duckdb
-import numpy as np
 
 from pipeline.anonymity import (
     AuditRules,
@@ -35,7 +37,9 @@ from pipeline.anonymity import (
     privacy_path,
 )
 from pipeline.config import Paths, export_files
+from pipeline.derivation import CHANGE, GAP, Contradiction, disclosures, linked_families, wave_systems
 from pipeline.disclosure import DisclosureRules, load_rules
+from pipeline.indicators import load_catalogue
 from pipeline.load import connect
 
 AUDIT_FILE = "audit.json"
@@ -43,6 +47,7 @@ AUDIT_FILE = "audit.json"
 # alone they match ordinary words (White, Hope) in any report.
 NAME_PARTS = ("first_name", "last_name")
 TOKEN = re.compile(r"\w+")
+IDENTIFIER_CHECK = "no identifier in any output"
 
 
 @dataclass
@@ -51,18 +56,26 @@ class Check:
     passed: bool
     summary: str
     details: list[dict] = field(default_factory=list)
+    equations: list[dict] = field(default_factory=list)  # what a derivability check solved, per wave
 
 
 @dataclass
 class AuditReport:
     checks: list[Check]
+    key: str = ""  # hash of everything the audit read (audit_key): same key, same answers
 
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.checks)
 
     def to_json(self) -> str:
-        return json.dumps({"passed": self.passed, "checks": [asdict(c) for c in self.checks]}, indent=2) + "\n"
+        return json.dumps({"passed": self.passed, "key": self.key, "checks": [asdict(c) for c in self.checks]},
+                          indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> AuditReport:
+        data = json.loads(text)
+        return cls([Check(**c) for c in data["checks"]], data.get("key", ""))
 
     def lines(self) -> Iterator[str]:
         yield f"Disclosure audit: {'PASSED' if self.passed else 'FAILED'}"
@@ -79,20 +92,56 @@ def audit_file(paths: Paths) -> Path:
     return paths.warehouse_dir / AUDIT_FILE
 
 
-def run_audit(paths: Paths, write: bool = True) -> AuditReport:
-    """Every check on the warehouse and the outputs; writes data/warehouse/audit.json."""
+def _previous_audit(paths: Paths) -> AuditReport | None:
+    try:
+        return AuditReport.from_json(audit_file(paths).read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def audit_key(paths: Paths) -> str:
+    """A hash of everything the audit reads: every warehouse table's content, the raw and synthetic
+    exports (where the identifiers come from), every output file, the definitions and the code.
+    A re-run with nothing new has the same key and need not repeat the checks."""
+    digest = hashlib.sha256()
+    with connect(paths.warehouse, read_only=True) as con:
+        tables = [t for (t,) in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
+        for table in tables:  # order-independent content signature: row count and sum of row hashes
+            digest.update(repr((table, con.execute(f'SELECT count(*), sum(hash("{table}")) FROM "{table}"').fetchall()))
+                          .encode())
+    package = Path(__file__).parent
+    code = [(p.relative_to(package.parent), p) for p in sorted([*package.rglob("*.py"), *package.rglob("*.sql")])]
+    files = [(p.relative_to(paths.root), p) for p in [*export_files(paths.raw), *export_files(paths.synthetic),
+                                                      *output_files(paths), *sorted(paths.surveys.rglob("*.yaml"))]]
+    for name, path in [*files, *code]:  # names relative to the project: the same key in any folder
+        digest.update(str(name).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def run_audit(paths: Paths, write: bool = True, reuse: AuditReport | None = None) -> AuditReport:
+    """Every check on the warehouse and the outputs; writes data/warehouse/audit.json.
+
+    `reuse`: an audit made earlier in the same command, on the same warehouse (e.g. before the
+    report was rendered): its warehouse checks still hold, so only the identifier scan, which also
+    covers the files written since, is done again."""
+    key = audit_key(paths)
+    previous = _previous_audit(paths)
+    if previous is not None and previous.key == key and previous.passed:
+        return previous  # nothing it reads has changed since it passed: same checks, same answers
     privacy = load_privacy_rules(privacy_path(paths))
     tables = load_rules(paths.disclosure_file)
     needles, unreadable = identifier_values(paths, privacy.audit)
     with connect(paths.warehouse, read_only=True) as con:
-        checks = [
+        checks = [c for c in reuse.checks if c.name != IDENTIFIER_CHECK] if reuse else [
             check_k_anonymity(con, privacy.microdata),
             check_l_diversity(con, privacy.microdata),
             check_published_cells(con, tables),
-            check_derivability(con),
-            check_identifiers(paths, con, needles, unreadable),
+            check_derivability(con, load_catalogue(paths.indicators_file)),
         ]
-    report = AuditReport(checks)
+        checks = [*checks, check_identifiers(paths, con, needles, unreadable)]
+    report = AuditReport(checks, key)
     if write:
         audit_file(paths).write_text(report.to_json(), encoding="utf-8")
     return report
@@ -194,166 +243,87 @@ def check_published_cells(con: duckdb.DuckDBPyConnection, rules: DisclosureRules
                  f"or fewer than {rules.min_cell} answering one way)", details)
 
 
-@dataclass
-class System:
-    """Linear equations over the hidden values of a release, with the bounds an attacker knows.
-
-    Solved as a mixed-integer programme (HiGHS, through scipy): the range a hidden value can take
-    is its minimum and maximum over every solution that agrees with what is published."""
-
-    names: list[str] = field(default_factory=list)
-    integer: list[bool] = field(default_factory=list)
-    lower: list[float] = field(default_factory=list)
-    upper: list[float] = field(default_factory=list)
-    equations: list[tuple[dict[int, float], float]] = field(default_factory=list)  # sum = value
-    inequalities: list[tuple[dict[int, float], float]] = field(default_factory=list)  # sum <= value
-
-    def variable(self, name: str, integer: bool, lower: float, upper: float) -> int:
-        self.names.append(name)
-        self.integer.append(integer)
-        self.lower.append(lower)
-        self.upper.append(upper)
-        return len(self.names) - 1
-
-    def either(self, first: tuple[dict[int, float], float], second: tuple[dict[int, float], float], big: float) -> None:
-        """At least one of two inequalities holds (a binary switch between them, big-M)."""
-        switch = self.variable("either", True, 0, 1)
-        self.inequalities.append(({**first[0], switch: -big}, first[1]))
-        self.inequalities.append(({**second[0], switch: big}, second[1] + big))
-
-    def value_range(self, terms: dict[int, float], sides: tuple[int, ...] = (1, -1)) -> tuple[float, float]:
-        """The smallest and largest value of a linear expression over every feasible solution."""
-        from scipy.optimize import Bounds, LinearConstraint, milp
-
-        width = len(self.names)
-        rows = [(t, v, v) for t, v in self.equations] + [(t, -np.inf, v) for t, v in self.inequalities]
-        matrix = np.zeros((len(rows), width))
-        for r, (t, _, _) in enumerate(rows):
-            for i, coef in t.items():
-                matrix[r, i] = coef
-        constraints = [LinearConstraint(matrix, [r[1] for r in rows], [r[2] for r in rows])] if rows else []
-        objective = np.zeros(width)
-        for i, coef in terms.items():
-            objective[i] = coef
-        found = {1: -np.inf, -1: np.inf}  # what is not asked for stays open
-        # Sums of cells with bounds and count <= n form a totally unimodular system: its linear
-        # programme has whole-number optima, so integrality is only needed for the either-or switches.
-        integrality = np.array(self.integer, dtype=int) if "either" in self.names else np.zeros(width, dtype=int)
-        for sign in sides:
-            result = milp(sign * objective, integrality=integrality,
-                          bounds=Bounds(self.lower, self.upper), constraints=constraints)
-            found[sign] = float(objective @ result.x) if result.status == 0 else sign * -np.inf
-        return found[1], found[-1]
-
-
-def table_systems(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[tuple, System, list[dict]]]:
-    """One system per published table (indicator, wave, breakdown) that hides something.
-
-    The attacker knows every published figure, the rules and the reasons given, how many people
-    each wave has (the report says so), and, to be safe, how many people in the table are in no
-    group of it (`rest_n` of the published gaps, or other tables, can tell it). More equations
-    (other breakdowns, other indicators about the same people) can be added to the same system."""
-    kinds = dict(con.execute("SELECT indicator_id, kind FROM indicator_catalogue").fetchall())
-    sizes = dict(con.execute("SELECT wave, count(*) FROM respondents GROUP BY wave").fetchall())
-    cells = con.execute(
-        "SELECT indicator_id, wave, breakdown, group_code, n, count, estimate, suppressed, suppression "
-        "FROM indicator_estimates ORDER BY indicator_id, wave, breakdown, group_code"
-    ).df()
-    overall = cells[cells["breakdown"] == "all"].set_index(["indicator_id", "wave"])
-    for key, table in cells[cells["breakdown"] != "all"].groupby(["indicator_id", "wave", "breakdown"], sort=True):
-        total = overall.loc[[key[:2]]].reset_index() if key[:2] in overall.index else table.iloc[0:0]
-        if not (table["suppressed"].any() or total["suppressed"].any()):
+def check_derivability(con: duckdb.DuckDBPyConnection, catalogue=None) -> Check:
+    """Whether any hidden cell can be worked out from everything published in its wave: every table,
+    its overall figure and margins, the gaps' figures for everyone else, the changes, and (given the
+    indicator catalogue) the links between indicators whose definitions share questions."""
+    cells = _estimate_cells(con)
+    families = _families(con, catalogue, cells) if catalogue is not None else None
+    details, hidden, systems, used = [], 0, 0, {}
+    for family, system, targets, equations in wave_systems(cells, families, published_figures(con)):
+        systems += 1
+        hidden += len(targets)
+        wave = int(targets[0].key[1]) if targets else 0
+        summary = used.setdefault(wave, {"wave": wave, "linked_indicators": [], "equations": {}})
+        if len(family.indicators) > 1:
+            summary["linked_indicators"].append(", ".join(family.indicators))
+        for kind, count in equations.items():
+            summary["equations"][kind] = summary["equations"].get(kind, 0) + count
+        try:
+            found = disclosures(system, targets)
+        except Contradiction:
+            details.append({"indicators": ", ".join(family.indicators), "wave": wave,
+                            "disclosed": "the published figures contradict the equations linking them"})
             continue
-        yield key, *_table_system(total, table, kinds.get(key[0], "proportion"), sizes.get(key[1], 0))
-
-
-def _table_system(total, groups, kind: str, population: int) -> tuple[System, list[dict]]:
-    measures = ["n", "count" if kind == "proportion" else "sum"]
-    second = measures[1]
-    system, targets = System(), []
-    terms: dict[str, dict[int, float]] = {m: {} for m in measures}
-    constant = {m: 0.0 for m in measures}  # published side of: sum of groups - total = -(in no group)
-    for sign, rows in ((1.0, groups), (-1.0, total)):
-        for position, row in enumerate(rows.itertuples()):
-            values = {m: _true_values(rows, m)[position] for m in measures}
-            if not row.suppressed:
-                for m in measures:
-                    constant[m] += sign * values[m]
-                continue
-            upper = _stated_maximum(row.suppression, r"in the group|minimum reportable")
-            n = system.variable(f"n:{row.group_code}", True, 1, population if upper is None else upper)
-            x = system.variable(f"{second}:{row.group_code}", second == "count",
-                                0 if second == "count" else -np.inf, np.inf)
-            terms["n"][n] = sign
-            terms[second][x] = sign
-            if second == "count":
-                system.inequalities.append(({x: 1.0, n: -1.0}, 0.0))  # count <= n
-                small = _stated_maximum(row.suppression, r"answered one way")
-                if small is not None:  # few said yes, or few said no
-                    system.either(({x: 1.0}, small), ({n: 1.0, x: -1.0}, small), population)
-            targets.append({"group_code": row.group_code, "n": n, second: x, "true": values})
-    for m in measures:
-        if terms[m]:
-            outside = _true_values(total, m)[0] - sum(_true_values(groups, m)) if len(total) else 0.0
-            system.equations.append((terms[m], -outside - constant[m]))
-    return system, targets
-
-
-def _true_values(rows, measure: str) -> list[float]:
-    if measure == "n":
-        return [float(v) for v in rows["n"]]
-    if measure == "count":
-        return [float(v) for v in rows["count"].fillna(0)]
-    return [float(e) * float(n) for e, n in zip(rows["estimate"].fillna(0), rows["n"])]
-
-
-def _stated_maximum(reason: str | None, context: str) -> float | None:
-    """A suppression reason tells the attacker a bound: 'fewer than 10 respondents in the group'."""
-    found = re.search(r"fewer than (\d+) respondents", reason or "")
-    if found and re.search(context, reason or ""):
-        return float(int(found.group(1)) - 1)
-    return None
-
-
-def check_derivability(con: duckdb.DuckDBPyConnection) -> Check:
-    details, tables, cells = [], 0, 0
-    for (indicator, wave, breakdown), system, targets in table_systems(con):
-        tables += 1
-        for target in targets:
-            cells += 1
-            found = _disclosure(system, target)
-            if found:
-                details.append({"indicator_id": indicator, "wave": int(wave), "breakdown": breakdown,
-                                "group_code": target["group_code"], "disclosed": found})
+        details += [{"indicator_id": t.key[0], "wave": int(t.key[1]), "breakdown": t.key[2], "group_code": t.key[3],
+                     "disclosed": what} for t, what in found]
+    linked = "across linked indicators, " if catalogue is not None else ""
     return Check("suppressed cells cannot be worked out", not details,
-                 f"{cells} hidden cells in {tables} tables checked against their published totals; "
-                 f"{len(details)} can be worked out exactly", details)
+                 f"{hidden} hidden cells in {systems} systems of equations (one per wave and family of linked "
+                 f"indicators: every breakdown, {linked}overall figures, gaps and changes); "
+                 f"{len(details)} can be worked out exactly", details,
+                 equations=[used[w] for w in sorted(used)])
 
 
-def _disclosure(system: System, target: dict) -> str | None:
-    """What an attacker learns exactly about one hidden cell, if anything.
-
-    The true values are one solution, so a bound the truth already passes needs no solving: "nobody
-    answered yes" can only be learnt when nobody did, and a count is only pinned if it cannot move."""
-    n, true = target["n"], target["true"]
-    if "count" in target:
-        c = target["count"]
-        if true["count"] == 0 and system.value_range({c: 1.0}, sides=(-1,))[1] < 1:
-            return "nobody in the group answered yes"
-        if true["count"] == true["n"] and system.value_range({n: 1.0, c: -1.0}, sides=(-1,))[1] < 1:
-            return "everybody in the group answered yes"
-    if not _pinned(system, n, true["n"]):
-        return None
-    if "count" in target:
-        return f"n = {int(true['n'])} and count = {int(true['count'])}" if _pinned(system, target["count"], true["count"]) else None
-    return f"n = {int(true['n'])} and its mean" if _pinned(system, target["sum"], true["sum"], tolerance=1e-6) else None
+def _estimate_cells(con: duckdb.DuckDBPyConnection):
+    """Every cell with its true values, as the derivation needs them (a mean's sum = mean x n)."""
+    cells = con.execute(
+        "SELECT e.indicator_id, e.wave, e.breakdown, e.group_code, coalesce(c.kind, 'proportion') AS kind, e.n, "
+        "e.count, CASE WHEN c.kind = 'mean' THEN e.estimate * e.n END AS sum, e.suppressed, e.suppression "
+        "FROM indicator_estimates e LEFT JOIN indicator_catalogue c USING (indicator_id) "
+        "ORDER BY e.indicator_id, e.wave, e.breakdown, e.group_code"
+    ).df()
+    cells["count"] = cells["count"].astype("float64")
+    return cells
 
 
-def _pinned(system: System, variable: int, truth: float, tolerance: float = 0.5) -> bool:
-    """Whether every solution gives the variable its true value (whole numbers: within 0.5)."""
-    if system.value_range({variable: 1.0}, sides=(-1,))[1] > truth + tolerance:
-        return False
-    return system.value_range({variable: 1.0}, sides=(1,))[0] >= truth - tolerance
+def _families(con: duckdb.DuckDBPyConnection, catalogue, cells) -> dict:
+    from pipeline.indicators import concept_types
+
+    kinds = {**concept_types(con), "living_wage": "numeric", **{name: "numeric" for name in catalogue.scores}}
+    return linked_families(con, catalogue, kinds, cells)
+
+
+def published_figures(con: duckdb.DuckDBPyConnection):
+    """Figures of cells published beside the tables: each shown gap's group and everyone else, each
+    shown change's two waves. As (indicator_id, wave, breakdown, group_code, measure, value, source)."""
+    import pandas as pd
+
+    views = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    parts = []
+    if "published_gaps" in views:
+        parts.append(
+            "SELECT g.indicator_id, g.wave, g.breakdown, g.group_code, m.measure, m.value, 'gap' AS source "
+            "FROM published_gaps g JOIN indicator_catalogue c USING (indicator_id), LATERAL (VALUES "
+            "('n', g.n::DOUBLE), ('rest_n', g.rest_n::DOUBLE), "
+            "(CASE WHEN c.kind = 'mean' THEN 'sum' ELSE 'count' END, "
+            " CASE WHEN c.kind = 'mean' THEN g.estimate * g.n ELSE g.count END), "
+            "('rest_count', g.rest_count::DOUBLE)) AS m(measure, value) "
+            "WHERE NOT g.suppressed AND m.value IS NOT NULL")
+    if "published_changes" in views:
+        for wave, n, estimate in (("wave", "n", "estimate"), ("previous_wave", "previous_n", "previous_estimate")):
+            parts.append(
+                f"SELECT h.indicator_id, h.{wave}, h.breakdown, h.group_code, m.measure, m.value, 'change' "
+                f"FROM published_changes h JOIN indicator_catalogue c USING (indicator_id), LATERAL (VALUES "
+                f"('n', h.{n}::DOUBLE), (CASE WHEN c.kind = 'mean' THEN 'sum' ELSE 'count' END, "
+                f" CASE WHEN c.kind = 'mean' THEN h.{estimate} * h.{n} ELSE round(h.{estimate} * h.{n} / 100) END)) "
+                f"AS m(measure, value) WHERE NOT h.suppressed AND m.value IS NOT NULL")
+    if not parts:
+        return pd.DataFrame(columns=["indicator_id", "wave", "breakdown", "group_code", "measure", "value", "source"])
+    figures = con.execute(" UNION ALL ".join(parts) + " ORDER BY ALL").df()
+    figures.columns = ["indicator_id", "wave", "breakdown", "group_code", "measure", "value", "source"]
+    figures["source"] = figures["source"].map({"gap": GAP, "change": CHANGE})
+    return figures
 
 
 # --- identifiers ------------------------------------------------------------------------------
@@ -413,25 +383,32 @@ def output_files(paths: Paths) -> list[Path]:
 
 def check_identifiers(paths: Paths, con: duckdb.DuckDBPyConnection, needles: list[Needle],
                       unreadable: list[dict]) -> Check:
-    index: dict[str, list[Needle]] = {}
-    for needle in needles:
-        index.setdefault(needle.tokens[0], []).append(needle)
+    index = NeedleIndex(needles)
     found: dict[tuple[str, str], int] = {}
     for where, text in _warehouse_texts(con):
         for kind in _matches(text, index):
             found[(where, kind)] = found.get((where, kind), 0) + 1
     files = output_files(paths)
     for path in files:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = _output_text(path)
         for kind in _matches(text, index):
             where = str(path.relative_to(paths.root))
             found[(where, kind)] = found.get((where, kind), 0) + 1
     details = [{"where": where, "identifier": kind, "occurrences": n} for (where, kind), n in sorted(found.items())]
     details += [{"where": u["file"], "identifier": "the export could not be read to collect its identifiers",
                  "occurrences": 0, "problem": u["problem"]} for u in unreadable]
-    return Check("no identifier in any output", not details,
+    return Check(IDENTIFIER_CHECK, not details,
                  f"{len(needles)} identifier values searched for in every warehouse table and {len(files)} output "
                  f"files; {len(found)} places hold one", details)
+
+
+def _output_text(path: Path) -> str:
+    """What a reader of the file sees: a PDF's text is compressed, so it is extracted page by page."""
+    if path.suffix.lower() == ".pdf":
+        from pypdf import PdfReader
+
+        return "\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
+    return path.read_text(encoding="utf-8", errors="replace")
 
 
 def _warehouse_texts(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, str]]:
@@ -445,9 +422,22 @@ def _warehouse_texts(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, str]
                 yield f"warehouse {table}.{column}", value
 
 
-def _matches(text: str, index: dict[str, list[Needle]]) -> Iterator[str]:
+class NeedleIndex:
+    """The needles by their exact token sequence, and the sequence lengths that start with each
+    token: a text position is looked up once per length, not once per needle sharing its first
+    token (thousands of coordinates start with "43")."""
+
+    def __init__(self, needles: list[Needle]):
+        self.kinds: dict[tuple[str, ...], list[str]] = {}
+        self.lengths: dict[str, set[int]] = {}
+        for needle in needles:
+            self.kinds.setdefault(needle.tokens, []).append(needle.kind)
+            self.lengths.setdefault(needle.tokens[0], set()).add(len(needle.tokens))
+
+
+def _matches(text: str, index: NeedleIndex) -> Iterator[str]:
+    """The kind of every needle occurrence in the text, one per occurrence."""
     tokens = TOKEN.findall(text.lower())
     for i, token in enumerate(tokens):
-        for needle in index.get(token, ()):
-            if tuple(tokens[i:i + len(needle.tokens)]) == needle.tokens:
-                yield needle.kind
+        for length in index.lengths.get(token, ()):
+            yield from index.kinds.get(tuple(tokens[i:i + length]), ())

@@ -8,6 +8,7 @@ Quarto CLI and under the offline renderer. Text that comes from the data is alwa
 
 from __future__ import annotations
 
+import functools
 import html
 import os
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
@@ -26,24 +28,48 @@ INK = "#1a1a1a"
 MUTED = "#4d4d4d"
 GRID = "#d9d9d9"
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif"
-PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+# One toolbar button (save as PNG): every button is a tab stop, and zoom or pan tools add nothing to
+# charts whose values are labelled and listed in tables.
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtons": [["toImage"]]}
 
-DOMAINS = {
-    "precarity": "Precarity",
-    "disrespect": "Disrespect and exploitation",
-    "resources": "Resource gaps",
-    "drift": "Drift",
-    "wellbeing": "Wellbeing",
-}
 BREAKDOWNS = {"all": "All respondents", "oh_region": "Ontario Health region", "work_setting": "Work setting"}
-DEFAULT_REASON = "Hidden to protect respondents: too few answers in this group."
-SYNTHETIC_NOTICE = (
-    "These figures come from the built-in SYNTHETIC consultation: invented respondents, for testing. "
-    "They say nothing about real peer supporters."
-)
 # Indicator ids become HTML ids, anchors and file-safe chart ids: keep them plain.
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}#|~^$@])")
+# The report's own words in English and French: the French report is the same calls with CONSULT_LANG=fr.
+STRINGS_FILE = Path(__file__).resolve().parent.parent / "surveys" / "report_strings.yaml"
+NBSP = "\u00a0"  # French numbers: 1 234 and 12,3 % never break across lines
+
+
+@functools.cache
+def _report_strings() -> dict[str, Any]:
+    from pipeline.translations import report_strings
+
+    return report_strings(STRINGS_FILE)
+
+
+def report_lang() -> str:
+    """"fr" when the engine renders the French report (CONSULT_LANG=fr), else "en"."""
+    return "fr" if os.environ.get("CONSULT_LANG", "en").strip().lower().startswith("fr") else "en"
+
+
+def ui(key: str, **values: Any) -> str:
+    """One of the report's own words or sentences (surveys/report_strings.yaml), in the report's language."""
+    return _report_strings()["strings"][key][report_lang()].format(**values)
+
+
+def _word(section: str, key: str) -> str:
+    entry = _report_strings()[section].get(key)
+    return entry[report_lang()] if entry else key
+
+
+def site_root() -> str:
+    """The site's top folder seen from a page: the French pages sit in fr/."""
+    return "../" if report_lang() == "fr" else ""
+
+
+DOMAINS = {domain: names["en"] for domain, names in _report_strings()["domains"].items()}  # in report order
+SYNTHETIC_NOTICE = _report_strings()["strings"]["synthetic_notice"]["en"]  # the open data release quotes it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -60,9 +86,17 @@ def query(sql: str, params: list[Any] | None = None, warehouse: Path | None = No
     path = warehouse or warehouse_path()
     if not path.exists():
         raise FileNotFoundError(f"{path}: no warehouse yet; run the pipeline before rendering the report")
-    con = duckdb.connect(str(path), read_only=True)
+    stat = path.stat()
+    return _cached_query(sql, tuple(params or ()), str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns).copy()
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_query(sql: str, params: tuple, path: str, *file_identity: int) -> pd.DataFrame:
+    """A page asks the same questions many times; the file's identity keys the cache, so a
+    rewritten warehouse is read afresh. No connection stays open (a writer may come next)."""
+    con = duckdb.connect(path, read_only=True)
     try:
-        return con.execute(sql, params or []).df()
+        return con.execute(sql, list(params)).df()
     finally:
         con.close()
 
@@ -90,7 +124,51 @@ def indicator(indicator_id: str) -> dict[str, Any]:
     cat = query("SELECT * FROM indicator_catalogue WHERE indicator_id = ?", [indicator_id])
     if cat.empty:
         raise KeyError(f"{indicator_id}: not in indicator_catalogue")
-    return cat.iloc[0].to_dict()
+    info = cat.iloc[0].to_dict()
+    return _french_text().indicator(info, _comparability_pair) if report_lang() == "fr" else info
+
+
+def _comparability_pair(before: int, after: int, status: str) -> str:
+    return ui("comparability_pair", before=before, after=after, status=_word("comparability", status))
+
+
+def _french_text():
+    return _french_text_of(str(warehouse_path()))
+
+
+@functools.cache
+def _french_text_of(warehouse: str):
+    """The French of the warehouse's English texts (one warehouse per render: cached)."""
+    from pipeline.config import project_paths
+    from pipeline.translations import FrenchText
+
+    choices = {}
+    if _has_table("choices"):  # answer labels, merged groups included; the latest wave's wins
+        rows = query("SELECT concept, code, label_fr FROM choices WHERE label_fr IS NOT NULL ORDER BY wave")
+        choices = {(str(c), str(k)): str(t) for c, k, t in zip(rows["concept"], rows["code"], rows["label_fr"])}
+    paths = project_paths()
+    return FrenchText(paths.indicators_file, paths.surveys, choices)
+
+
+def _in_language(rows: pd.DataFrame) -> pd.DataFrame:
+    """Published rows with their group labels and stored phrases (reasons, statements, notes) in the
+    report's language. Columns are rebuilt from Python lists (pandas 3 keeps None as None)."""
+    if report_lang() != "fr" or rows.empty:
+        return rows
+    from pipeline.translations import french_phrase
+
+    french, phrases = _french_text(), _report_strings()["phrases"]
+    rows = rows.copy()
+    everyone = _report_strings()["all_respondents"]["fr"]
+    rows["group_label"] = [french.labels.get((str(b), str(c)), everyone if b == "all" else label)
+                           for b, c, label in zip(rows["breakdown"], rows["group_code"], rows["group_label"])]
+    for column in ("suppression", "statement"):
+        if column in rows:
+            rows[column] = [None if _missing(v) else french_phrase(str(v), phrases) for v in rows[column]]
+    if "comparability_note" in rows:
+        rows["comparability_note"] = [None if _missing(v) else french.comparability_note(str(i), str(v))
+                                      for i, v in zip(rows["indicator_id"], rows["comparability_note"])]
+    return rows
 
 
 def estimates(indicator_id: str) -> pd.DataFrame:
@@ -98,11 +176,20 @@ def estimates(indicator_id: str) -> pd.DataFrame:
     est = query("SELECT * FROM published_estimates WHERE indicator_id = ?", [indicator_id])
     if est.empty:
         return est
-    est["_b"] = est["breakdown"].map({b: i for i, b in enumerate(BREAKDOWNS)}).fillna(len(BREAKDOWNS))
+    est["_b"] = est["breakdown"].map(_breakdown_rank()).fillna(1e9)
     est["_g"] = est["group_code"].map(_group_rank)
     order = ["wave", "_b", "breakdown", "_g", "group_label"]
     est = est.sort_values(order, ascending=[False, True, True, True, True])
-    return est.drop(columns=["_b", "_g"]).reset_index(drop=True)
+    return _in_language(est.drop(columns=["_b", "_g"]).reset_index(drop=True))
+
+
+def _breakdown_rank() -> dict[str, float]:
+    # 'all' first, then the order of surveys/indicators.yaml's breakdowns when the warehouse has them.
+    rank = {b: float(i) for i, b in enumerate(BREAKDOWNS)}
+    if _has_table("indicator_breakdowns"):
+        rows = query("SELECT breakdown, sort_order FROM indicator_breakdowns")
+        rank.update({str(b): 1.0 + float(o) for b, o in zip(rows["breakdown"], rows["sort_order"])})
+    return rank
 
 
 def ledger() -> pd.DataFrame:
@@ -125,11 +212,12 @@ def question_labels() -> dict[str, str]:
     """Concept id -> question wording (latest wave), when the warehouse describes its instruments."""
     if not _has_table("concepts"):
         return {}
+    label = "coalesce(label_fr, label_en)" if report_lang() == "fr" else "label_en"
     rows = query(
-        "SELECT concept, label_en FROM concepts"
+        f"SELECT concept, {label} AS label FROM concepts"
         " QUALIFY row_number() OVER (PARTITION BY concept ORDER BY wave DESC) = 1"
     )
-    return dict(zip(rows["concept"].astype(str), rows["label_en"].astype(str)))
+    return dict(zip(rows["concept"].astype(str), rows["label"].astype(str)))
 
 
 def disclosure_rules() -> dict[str, Any]:
@@ -192,22 +280,28 @@ def _is_percent(info: dict[str, Any]) -> bool:
     return str(info.get("unit", "")).strip() == "%" or info.get("kind") == "proportion"
 
 
+def fmt_number(value: float, decimals: int = 1) -> str:
+    """1,234.5 in English, 1 234,5 in French (no-break space)."""
+    text = f"{value:,.{decimals}f}"
+    return text.replace(",", NBSP).replace(".", ",") if report_lang() == "fr" else text
+
+
 def fmt_value(value: float, info: dict[str, Any]) -> str:
-    return f"{value:.1f}%" if _is_percent(info) else f"{value:.1f}"
+    return ui("percent", value=fmt_number(value)).replace(" ", NBSP) if _is_percent(info) else fmt_number(value)
 
 
 def fmt_interval(row: pd.Series | dict, info: dict[str, Any]) -> str:
     if _missing(row["ci_low"]) or _missing(row["ci_high"]):
-        return "not available"
-    return f"{fmt_value(row['ci_low'], info)} to {fmt_value(row['ci_high'], info)}"
+        return ui("not_available")
+    return ui("interval", low=fmt_value(row["ci_low"], info), high=fmt_value(row["ci_high"], info))
 
 
 def fmt_n(n: Any) -> str:
-    return "not shown" if _missing(n) else f"{int(n):,}"
+    return ui("not_shown") if _missing(n) else fmt_number(int(n), 0)
 
 
 def _reason(row: pd.Series | dict) -> str:
-    return DEFAULT_REASON if _missing(row.get("suppression")) else str(row["suppression"])
+    return ui("default_reason") if _missing(row.get("suppression")) else str(row["suppression"])
 
 
 def _sentence(text: str) -> str:
@@ -234,13 +328,13 @@ def data_notice() -> str:
     led = ledger()
     if led.empty:
         return (
-            '\n::: {.callout-warning .synthetic-banner title="No data loaded"}\n'
-            "No survey responses have been loaded yet, so this report has no figures.\n:::\n"
+            f'\n::: {{.callout-warning .synthetic-banner title="{ui("no_data_title")}"}}\n'
+            f"{ui('no_data_text')}\n:::\n"
         )
     if led["synthetic"].fillna(False).astype(bool).any():
         return (
-            '\n::: {.callout-warning .synthetic-banner title="Synthetic data: not real results"}\n'
-            f"**{SYNTHETIC_NOTICE}**\n:::\n"
+            f'\n::: {{.callout-warning .synthetic-banner title="{ui("synthetic_title")}"}}\n'
+            f"**{ui('synthetic_notice')}**\n:::\n"
         )
     return ""
 
@@ -251,8 +345,7 @@ def indicator_heading(indicator_id: str, level: int = 3) -> str:
     info = indicator(ind)
     return (
         f"\n{'#' * level} {md_text(info['title'])} {{#{ind}}}\n\n"
-        f"Indicator {ind} · Who is counted: {md_text(info['population'])} · "
-        f"[How it is measured](methods.html#{ind})\n"
+        + ui("indicator_line", id=ind, population=md_text(info["population"]), methods="methods.html") + "\n"
     )
 
 
@@ -261,7 +354,7 @@ def caveat(indicator_id: str) -> str:
     text = indicator(_safe_id(indicator_id)).get("caveats")
     if _missing(text) or not str(text).strip():
         return ""
-    return f"\n*Read with care:* {md_text(str(text).strip())}\n"
+    return f"\n*{ui('read_with_care')}* {md_text(str(text).strip())}\n"
 
 
 def headline(indicator_id: str) -> str:
@@ -271,18 +364,16 @@ def headline(indicator_id: str) -> str:
     wave = _latest_wave(est)
     row = None if wave is None else _overall(est, wave)
     if row is None:
-        return "\nNo figure is available for this indicator yet.\n"
+        return f"\n{ui('no_figure_yet')}\n"
     if _suppressed(row):
-        reason = md_text(_reason(row))
-        return f"\nIn {wave}, the Ontario-wide figure is **suppressed** to protect respondents ({reason}).\n"
+        return f"\n{ui('headline_suppressed', wave=wave, reason=md_text(_reason(row)))}\n"
     value, n = fmt_value(row["estimate"], info), fmt_n(row["n"])
-    interval = f"95% interval {fmt_interval(row, info)}"
+    interval = ui("interval_95", interval=fmt_interval(row, info))
     if _is_percent(info):
-        people = "" if _missing(row["count"]) else f"{int(row['count']):,} people; "
-        text = f"In {wave}, this applied to **{value}** of the {n} respondents who answered ({people}{interval})."
+        people = "" if _missing(row["count"]) else ui("headline_people", count=fmt_n(row["count"]))
+        text = ui("headline_percent", wave=wave, value=value, n=n, people=people, interval=interval)
     else:
-        text = (f"In {wave}, the average score was **{value}** out of 100 among the {n} respondents who answered"
-                f" ({interval}).")
+        text = ui("headline_score", wave=wave, value=value, n=n, interval=interval)
     return f"\n{text}{_previous(est, wave, info)}\n"
 
 
@@ -293,8 +384,77 @@ def _previous(est: pd.DataFrame, wave: int, info: dict[str, Any]) -> str:
         return ""
     row = earlier.iloc[0]  # estimates() sorts newest first
     if _suppressed(row):
-        return f" The {int(row['wave'])} figure is suppressed."
-    return f" In {int(row['wave'])} it was {fmt_value(row['estimate'], info)} ({fmt_n(row['n'])} respondents)."
+        return ui("previous_suppressed", wave=int(row["wave"]))
+    return ui("previous_value", wave=int(row["wave"]), value=fmt_value(row["estimate"], info), n=fmt_n(row["n"]))
+
+
+def key_figures() -> str:
+    """The report's opening list: one sentence per domain (its first indicator), linked to its section."""
+    cat = catalogue()
+    items = []
+    for domain in DOMAINS:
+        ids = list(cat.loc[cat["domain"] == domain, "indicator_id"])
+        if ids:
+            info = indicator(ids[0])
+            name = ui("key_figure", domain=md_text(_word("domains", domain)), title=md_text(info["title"]))
+            items.append(f"- **{name}** {headline(ids[0]).strip()}"
+                         f" [{ui('more_about')}](#{_safe_id(ids[0])})")
+    return "\n" + "\n".join(items) + "\n" if items else f"\n{ui('no_figure')}\n"
+
+
+def figure_footer(indicator_id: str, settings: Any) -> str:
+    """What makes a figure citable: its suppression note, the CSV behind it (data/<ID>.csv in the open
+    data release) and a "cite this figure" text. `settings` is pipeline.release.release_settings()."""
+    ind = _safe_id(indicator_id)
+    info = indicator(ind)
+    est = estimates(ind)
+    wave = _latest_wave(est)
+    if wave is None:
+        return ""
+    latest = est[est["wave"] == wave]
+    hidden = int(latest.apply(_suppressed, axis=1).sum())
+    if hidden:
+        note = ui("footer_hidden", hidden=hidden, total=len(latest), wave=wave)
+    else:
+        note = ui("footer_none", wave=wave)
+    return (
+        f'<div class="figure-footer">\n<p class="suppression-note">{esc(note)}</p>\n'
+        f'<p class="figure-links"><a href="{site_root()}data/{ind}.csv" download>{ui("download_csv")}</a>'
+        f' · <a href="#{ind}">{ui("link_to_figure")}</a></p>\n'
+        f'<p class="cite"><strong>{ui("cite_figure")}</strong> {esc(cite_text(ind, info["title"], wave, settings))}</p>\n'
+        "</div>"
+    )
+
+
+def cite_text(indicator_id: str, title: Any, wave: int, settings: Any) -> str:
+    """Plain-text citation: publisher, report title, wave, release version and date, figure id, URL#id."""
+    return ui("cite_text", publisher=settings.publisher, year=settings.date.year, title=settings.title, wave=wave,
+              version=settings.version, date=settings.date.isoformat(), id=indicator_id, figure=title,
+              url=settings.url)
+
+
+def report_citation(settings: Any) -> str:
+    """How to cite the whole report (markdown)."""
+    return "\n> " + ui("report_citation", publisher=md_text(settings.publisher), year=settings.date.year,
+                       title=md_text(settings.title), version=md_text(settings.version),
+                       date=settings.date.isoformat(), url=settings.url) + "\n"
+
+
+def report_footer() -> str:
+    """The page footer (markdown): the engine that rendered the report, and a link to the printable PDF
+    when the report builder made one (it names it in CONSULT_PDF; the PDF itself does not link to it)."""
+    pdf = os.environ.get("CONSULT_PDF", "").strip()
+    link = "" if not pdf or for_print() else f' [{ui("pdf_link")}]({site_root()}{pdf}){{hreflang="en"}}'
+    return f"\n::: {{.report-footer}}\n{ui('rendered_by', engine=md_text(render_engine()))}{link}\n:::\n"
+
+
+def language_switch(page: str) -> str:
+    """A link to the same page in the other language (HTML with lang and hreflang), none on paper."""
+    if for_print():
+        return ""
+    if report_lang() == "fr":
+        return f'<p class="language-switch"><a href="../{page}" lang="en" hreflang="en">English</a></p>'
+    return f'<p class="language-switch"><a href="fr/{page}" lang="fr" hreflang="fr">Français</a></p>'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,7 +462,11 @@ def _previous(est: pd.DataFrame, wave: int, info: dict[str, Any]) -> str:
 
 
 def plotly_js() -> str:
-    """The whole plotly.js library inline, once per page, so pages work offline and self-contained."""
+    """The whole plotly.js library inline, once per page, so pages work offline and self-contained.
+
+    Nothing for the printable PDF, whose charts are static images."""
+    if for_print():
+        return ""
     return (
         '<script type="text/javascript">window.PlotlyConfig = {MathJaxConfig: "local"};</script>\n'
         f'<script type="text/javascript" charset="utf-8">{get_plotlyjs()}</script>'
@@ -324,15 +488,37 @@ def _layout(height: int, **extra: Any) -> dict[str, Any]:
 
 
 def _axis_title(info: dict[str, Any]) -> str:
-    return "Percentage of respondents" if _is_percent(info) else "Average score (0 to 100)"
+    return ui("axis_percent") if _is_percent(info) else ui("axis_score")
 
 
 def _hover(row: pd.Series, info: dict[str, Any]) -> str:
-    return f"{fmt_value(row['estimate'], info)} (95% interval {fmt_interval(row, info)}; n = {fmt_n(row['n'])})"
+    return ui("hover", value=fmt_value(row["estimate"], info), interval=fmt_interval(row, info), n=fmt_n(row["n"]))
+
+
+def for_print() -> bool:
+    """True when the engine renders the printable PDF (it sets CONSULT_OUTPUT=pdf)."""
+    return os.environ.get("CONSULT_OUTPUT", "html").strip().lower() == "pdf"
+
+
+def chart_image(fig: go.Figure, div_id: str, label: str) -> str:
+    """The chart as a static SVG (kaleido) in CONSULT_PDF_MEDIA, for print: an <img> with its text alternative."""
+    import warnings
+
+    import kaleido  # only the PDF needs a browser
+
+    media = Path(os.environ.get("CONSULT_PDF_MEDIA", "pdf-figures")).resolve()
+    media.mkdir(parents=True, exist_ok=True)
+    kaleido.start_sync_server(headless=True, silence_warnings=True)  # once per kernel: ~0.2 s a chart after
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "kopts ignored when using a server": expected
+        svg = fig.to_image(format="svg", width=900, height=int(fig.layout.height))
+    target = media / f"{div_id}.svg"
+    target.write_bytes(svg)
+    return f'<img src="{esc(target)}" alt="{esc(label)}">'
 
 
 def _figure_html(fig: go.Figure, div_id: str, label: str, caption: str) -> str:
-    plot = fig.to_html(
+    plot = chart_image(fig, div_id, label) if for_print() else fig.to_html(
         full_html=False,
         include_plotlyjs=False,
         div_id=div_id,
@@ -355,9 +541,10 @@ def _summary(rows: pd.DataFrame, info: dict[str, Any], name_col: str) -> str:
     for _, row in rows.iterrows():
         name = esc(row[name_col])
         if _suppressed(row):
-            parts.append(f'{name}: <span class="suppressed">suppressed</span>')
+            parts.append(ui("summary_hidden", name=name, mark=f'<span class="suppressed">{ui("suppressed")}</span>'))
         else:
-            parts.append(f"{name}: {esc(fmt_value(row['estimate'], info))} ({esc(fmt_n(row['n']))} respondents)")
+            parts.append(ui("summary_value", name=name, value=esc(fmt_value(row["estimate"], info)),
+                            n=esc(fmt_n(row["n"]))))
     return "; ".join(parts) + "."
 
 
@@ -416,7 +603,7 @@ def region_figure(indicator_id: str) -> go.Figure | None:
                 mode="text",
                 y=[esc(v) for v in hidden["group_label"]],
                 x=[0.0] * len(hidden),
-                text=["  suppressed"] * len(hidden),
+                text=[f"  {ui('suppressed')}"] * len(hidden),
                 textposition="middle right",
                 textfont=dict(size=14, color=MUTED, style="italic"),
                 hovertext=[esc(_reason(r)) for _, r in hidden.iterrows()],
@@ -428,7 +615,7 @@ def region_figure(indicator_id: str) -> go.Figure | None:
         fig.add_vline(
             x=float(overall["estimate"]),
             line=dict(color=VERMILLION, width=2, dash="dash"),
-            annotation=dict(text=f"Ontario: {fmt_value(overall['estimate'], info)}",
+            annotation=dict(text=ui("ontario_line", value=fmt_value(overall["estimate"], info)),
                             font=dict(color=INK, size=13)),
             annotation_position="top",
         )
@@ -448,18 +635,15 @@ def region_chart(indicator_id: str) -> str:
     ind = _safe_id(indicator_id)
     fig = region_figure(ind)
     if fig is None:
-        return '<p class="no-chart">No figures by Ontario Health region are available for this indicator.</p>'
+        return f'<p class="no-chart">{ui("no_region_chart")}</p>'
     info = indicator(ind)
     est = estimates(ind)
     wave = _latest_wave(est)
     rows = est[(est["wave"] == wave) & (est["breakdown"] == "oh_region")]
-    title = esc(info["title"])
-    caption = (
-        f"<strong>{title}, by Ontario Health region, {wave}.</strong> "
-        f"Bars show the {'percentage' if _is_percent(info) else 'average score'}; black lines show the 95% "
-        f"interval; the dashed line is Ontario as a whole. {_summary(rows, info, 'group_label')}"
-    )
-    label = f"Bar chart: {info['title']}, by Ontario Health region, {wave}. The values are listed in the caption."
+    what = ui("what_percent") if _is_percent(info) else ui("what_score")
+    caption = ui("region_caption", title=esc(info["title"]), wave=wave, what=what, id=ind,
+                 summary=_summary(rows, info, "group_label"))
+    label = ui("region_label", title=info["title"], wave=wave)
     return _figure_html(fig, f"chart-{ind}-region", label, caption)
 
 
@@ -498,7 +682,7 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
             marker=dict(color=BLUE, size=10),
             error_y=dict(type="data", symmetric=False, array=up, arrayminus=down,
                          color=INK, thickness=1.5, width=8),
-            hovertext=[_hover(r, info) if ok else "suppressed" for (_, r), ok in zip(series.iterrows(), mask)],
+            hovertext=[_hover(r, info) if ok else ui("suppressed") for (_, r), ok in zip(series.iterrows(), mask)],
             hoverinfo="x+text",
         )
     )
@@ -517,15 +701,15 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
     )
     for _, row in hidden.iterrows():
         fig.add_annotation(
-            x=int(row["wave"]), y=0.1, yref="paper", text="suppressed", showarrow=False,
+            x=int(row["wave"]), y=0.1, yref="paper", text=ui("suppressed"), showarrow=False,
             font=dict(color=MUTED, size=14, style="italic"), hovertext=esc(_reason(row)),
         )
     fig.update_layout(
         _layout(
             height=340,
-            xaxis=dict(title=dict(text="Consultation year"), tickvals=waves, ticktext=[str(w) for w in waves],
+            xaxis=dict(title=dict(text=ui("axis_year")), tickvals=waves, ticktext=[str(w) for w in waves],
                        range=[min(waves) - 0.5, max(waves) + 0.5], showgrid=False),
-            yaxis=dict(title=dict(text="Percentage" if _is_percent(info) else "Average score (0 to 100)"),
+            yaxis=dict(title=dict(text=ui("axis_percentage") if _is_percent(info) else ui("axis_score")),
                        range=[0, 110], tickvals=[0, 20, 40, 60, 80, 100], automargin=True,
                        showgrid=True, gridcolor=GRID, zeroline=True, zerolinecolor=MUTED),
         )
@@ -541,13 +725,9 @@ def trend_chart(indicator_id: str) -> str:
         return ""
     info = indicator(ind)
     series = _overall_series(estimates(ind)).assign(year=lambda d: d["wave"].astype(str))
-    caption = (
-        f"<strong>{esc(info['title'])}, Ontario as a whole, by consultation year.</strong> "
-        f"Points show the {'percentage' if _is_percent(info) else 'average score'}; "
-        f"black lines show the 95% interval. {_summary(series, info, 'year')}"
-    )
-    label = (f"Line chart: {info['title']}, Ontario as a whole, by consultation year. "
-             "The values are listed in the caption.")
+    what = ui("what_percent") if _is_percent(info) else ui("what_score")
+    caption = ui("trend_caption", title=esc(info["title"]), what=what, id=ind, summary=_summary(series, info, "year"))
+    label = ui("trend_label", title=info["title"])
     return _figure_html(fig, f"chart-{ind}-trend", label, caption)
 
 
@@ -570,59 +750,170 @@ def _table(caption: str, head: list[str], body: list[str], notes: list[str], tab
     )
 
 
+class _Notes:
+    """Footnotes of one table, numbered in order of first use (a repeated reason reuses its number)."""
+
+    def __init__(self, table_id: str) -> None:
+        self.table_id, self.reasons = table_id, []
+
+    def ref(self, reason: str) -> str:
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+        k = self.reasons.index(reason) + 1
+        return f'<a class="note-ref" href="#note-{self.table_id}-{k}" aria-label="{ui("note", k=k)}"><sup>{k}</sup></a>'
+
+    def items(self) -> list[str]:
+        return [f'<li id="note-{self.table_id}-{k}">{esc(_sentence(r))}</li>'
+                for k, r in enumerate(self.reasons, start=1)]
+
+
+def _hidden_cell(row: pd.Series | dict, notes: _Notes) -> str:
+    return f'<td class="suppressed">{ui("suppressed")}{notes.ref(_reason(row))}</td>'
+
+
+def _points(value: float, info: dict[str, Any]) -> str:
+    # Gaps and changes: signed, in percentage points or score points; U+2212 reads as "minus".
+    sign = "+" if value > 0 else ("\u2212" if value < 0 else "")
+    return f"{sign}{fmt_number(abs(value))}" + (ui("points") if _is_percent(info) else "")
+
+
+def _signed_interval(low: Any, high: Any) -> str:
+    if _missing(low) or _missing(high):
+        return ui("interval_not_available")
+    return ui("interval", low=fmt_number(low), high=fmt_number(high)).replace("-", "\u2212")
+
+
+def _gap_cell(gap: pd.Series | None, info: dict[str, Any], notes: _Notes) -> str:
+    if gap is None:
+        return f'<td class="na">{ui("not_calculated")}</td>'
+    if bool(gap["suppressed"]) or _missing(gap["gap"]):
+        return _hidden_cell(gap, notes)
+    return (f'<td class="num">{esc(_points(gap["gap"], info))} ({esc(_signed_interval(gap["gap_low"], gap["gap_high"]))})'
+            f'<span class="statement">{esc(gap["statement"])}</span></td>')
+
+
+def _change_cell(change: pd.Series | None, info: dict[str, Any], notes: _Notes) -> str:
+    if change is None:
+        return f'<td class="na">{ui("no_earlier_year")}</td>'
+    if change["comparability"] == "not_comparable":
+        note = str(change["comparability_note"]).strip() or ui("question_changed")
+        return f'<td class="na">{ui("not_comparable")}{notes.ref(note)}</td>'
+    if bool(change["suppressed"]) or _missing(change["change"]):
+        return _hidden_cell(change, notes)
+    caveat = ""
+    if change["comparability"] == "comparable_with_caveat" and str(change["comparability_note"]).strip():
+        caveat = notes.ref(str(change["comparability_note"]))
+    since = ui("change_from", value=fmt_value(change["previous_estimate"], info), wave=int(change["previous_wave"]))
+    return (f'<td class="num">{esc(_points(change["change"], info))} '
+            f'({esc(_signed_interval(change["change_low"], change["change_high"]))}){caveat}'
+            f'<span class="statement">{esc(since)}; {esc(change["statement"])}</span></td>')
+
+
+def _value_cells(row: pd.Series, info: dict[str, Any], notes: _Notes, percent: bool) -> list[str]:
+    if _suppressed(row):
+        return [_hidden_cell(row, notes)] + [f'<td class="suppressed">{ui("not_shown")}</td>'] * (3 if percent else 2)
+    cells = [f'<td class="num">{esc(fmt_value(row["estimate"], info))}</td>',
+             f'<td class="num">{esc(fmt_interval(row, info))}</td>',
+             f'<td class="num">{esc(fmt_n(row["n"]))}</td>']
+    return cells + ([f'<td class="num">{esc(fmt_n(row["count"]))}</td>'] if percent else [])
+
+
+def _value_heads(info: dict[str, Any]) -> list[str]:
+    percent = _is_percent(info)
+    head = [ui("head_percent") if percent else ui("head_score"), ui("head_interval"), ui("head_n")]
+    return head + ([ui("head_count")] if percent else [])
+
+
+def _comparisons(view: str, indicator_id: str) -> pd.DataFrame:
+    # Gaps and changes come with the equity breakdowns; an older warehouse may not have them.
+    if not _has_table(view):
+        return pd.DataFrame()
+    return _in_language(query(f"SELECT * FROM {view} WHERE indicator_id = ?", [indicator_id]))
+
+
+def _lookup(frame: pd.DataFrame, **match: Any) -> pd.Series | None:
+    if frame.empty:
+        return None
+    mask = np.ones(len(frame), dtype=bool)
+    for column, value in match.items():
+        mask &= frame[column].astype(str).to_numpy() == str(value)
+    hits = np.flatnonzero(mask)
+    return frame.iloc[hits[0]] if len(hits) else None
+
+
+def _overall_table(ind: str, info: dict[str, Any], est: pd.DataFrame, changes: pd.DataFrame) -> str:
+    table_id = f"table-{ind}-all"
+    notes = _Notes(table_id)
+    body = []
+    for _, row in est[est["breakdown"] == "all"].iterrows():
+        change = _lookup(changes, wave=int(row["wave"]), breakdown="all")
+        cells = [f'<th scope="row">{int(row["wave"])}</th>', *_value_cells(row, info, notes, _is_percent(info)),
+                 _change_cell(change, info, notes)]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    caption = ui("overall_caption", title=esc(info["title"]), id=ind)
+    head = [ui("head_year"), *_value_heads(info), ui("head_change")]
+    return _table(caption, head, body, notes.items(), table_id)
+
+
+def _breakdown_table(ind: str, info: dict[str, Any], rows: pd.DataFrame, title: str, wave: int,
+                     gaps: pd.DataFrame, changes: pd.DataFrame) -> str:
+    breakdown = str(rows["breakdown"].iloc[0])
+    table_id = f"table-{ind}-{breakdown}"
+    notes = _Notes(table_id)
+    body = []
+    for _, row in rows.iterrows():
+        key = dict(wave=wave, breakdown=breakdown, group_code=row["group_code"])
+        cells = [f'<th scope="row">{esc(row["group_label"])}</th>',
+                 *_value_cells(row, info, notes, _is_percent(info)),
+                 _gap_cell(_lookup(gaps, **key), info, notes), _change_cell(_lookup(changes, **key), info, notes)]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    caption = ui("breakdown_caption", title=esc(info["title"]), id=ind, wave=wave, breakdown=esc(title))
+    head = [ui("head_group"), *_value_heads(info), ui("head_gap"), ui("head_change")]
+    return _table(caption, head, body, notes.items(), table_id)
+
+
 def data_table(indicator_id: str) -> str:
-    """Every published value of one indicator; suppressed cells say so, with the reason as a note."""
+    """The figures behind one indicator's charts, one table per breakdown (each in its own disclosure
+    element, so a long equity breakdown never buries the page): Ontario as a whole by year, then each
+    group of the latest year with its gap with everyone else and its change since the year before.
+    Suppressed cells say so, with the reason as a numbered note; earlier years' groups are in the CSV."""
     ind = _safe_id(indicator_id)
     info = indicator(ind)
     est = estimates(ind)
     if est.empty:
-        return '<p class="no-chart">No published values for this indicator yet.</p>'
-    percent = _is_percent(info)
-    value_head = "Percentage" if percent else "Average score (0 to 100)"
-    head = ["Year", "Breakdown", "Group", value_head, "95% interval", "Respondents (n)"]
-    head += ["People (count)"] if percent else []
-    reasons: list[str] = []  # footnotes in order of first use
-    body = []
+        return f'<p class="no-chart">{ui("no_published_values")}</p>'
+    wave = _latest_wave(est)
+    gaps, changes = _comparisons("published_gaps", ind), _comparisons("published_changes", ind)
     titles = {**BREAKDOWNS, **breakdown_titles()}
-    for _, row in est.iterrows():
-        breakdown = titles.get(row["breakdown"], row["breakdown"])
-        cells = [f"<td>{int(row['wave'])}</td>", f"<td>{esc(breakdown)}</td>",
-                 f'<th scope="row">{esc(row["group_label"])}</th>']
-        if _suppressed(row):
-            reason = _reason(row)
-            if reason not in reasons:
-                reasons.append(reason)
-            k = reasons.index(reason) + 1
-            mark = f'<a class="note-ref" href="#note-{ind}-{k}" aria-label="note {k}"><sup>{k}</sup></a>'
-            cells.append(f'<td class="suppressed">suppressed{mark}</td>')
-            cells += ['<td class="suppressed">not shown</td>'] * (len(head) - 4)
-        else:
-            cells += [f'<td class="num">{esc(fmt_value(row["estimate"], info))}</td>',
-                      f'<td class="num">{esc(fmt_interval(row, info))}</td>',
-                      f'<td class="num">{esc(fmt_n(row["n"]))}</td>']
-            if percent:
-                cells.append(f'<td class="num">{esc(fmt_n(row["count"]))}</td>')
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    notes = [f'<li id="note-{ind}-{k}">{esc(_sentence(r))}</li>' for k, r in enumerate(reasons, start=1)]
-    caption = f"{esc(info['title'])} ({ind}): every published value, by year and group"
-    table = _table(caption, head, body, notes, f"table-{ind}")
-    return (
-        f'<details class="data-details"><summary>Show the figures as a table: {esc(info["title"])}</summary>\n'
-        f"{table}\n</details>"
-    )
+    years = est.loc[est["breakdown"] == "all", "wave"].nunique()
+    parts = [_details(ui("every_year", years=ui("year_count" if years == 1 else "years_count", n=years)),
+                      _overall_table(ind, info, est, changes))]
+    latest = est[(est["wave"] == wave) & (est["breakdown"] != "all")]
+    for breakdown, rows in latest.groupby("breakdown", sort=False):
+        title = titles.get(str(breakdown), str(breakdown))
+        hidden = int(rows.apply(_suppressed, axis=1).sum())
+        count = ui("groups_count", n=len(rows)) + (ui("groups_hidden", n=hidden) if hidden else "")
+        parts.append(_details(f"{esc(title)}, {wave} ({count})",
+                              _breakdown_table(ind, info, rows, title, wave, gaps, changes)))
+    return (f'<div class="figure-tables" id="tables-{ind}">\n<p class="tables-intro">'
+            f"{ui('tables_intro', title=esc(info['title']))}</p>\n" + "\n".join(parts) + "\n</div>")
+
+
+def _details(summary: str, content: str) -> str:
+    return f'<details class="data-details"><summary>{summary}</summary>\n{content}\n</details>'
 
 
 def load_table() -> str:
     """Per-wave load accounting for the methods page (counts of responses only)."""
     summary = load_summary()
-    head = ["Year", "Data", "Responses read", "Loaded", "Excluded", "Duplicates", "Set aside (failed checks)"]
+    head = ui("load_head").split("|")
     body = []
     for _, row in summary.iterrows():
-        data = "Synthetic (invented, for testing)" if bool(row["synthetic"]) else "Real responses"
+        data = ui("data_synthetic") if bool(row["synthetic"]) else ui("data_real")
         counts = "".join(f'<td class="num">{esc(fmt_n(row[c]))}</td>'
                          for c in ["read", "loaded", "excluded", "duplicates", "quarantined"])
         body.append(f'<tr><th scope="row">{int(row["wave"])}</th><td>{data}</td>{counts}</tr>')
-    caption = "Responses received and what happened to them, by consultation year"
+    caption = ui("load_caption")
     return _table(caption, head, body, [], "table-load")
 
 
@@ -632,7 +923,7 @@ def questions_md(indicator_id: str, labels: dict[str, str] | None = None) -> str
     labels = question_labels() if labels is None else labels
     ids = [q.strip() for q in str(info.get("questions") or "").split(",") if q.strip()]
     if not ids:
-        return "not recorded"
+        return ui("not_recorded")
     # Inline <code> rather than backticks: backticks would show escaped entities literally.
     return ", ".join(
         f"<code>{esc(q)}</code>" + (f" ({md_text(labels[q])})" if q in labels else "") for q in ids
@@ -647,16 +938,16 @@ def definition_md(indicator_id: str, labels: dict[str, str] | None = None,
     `breakdowns` maps breakdown ids to their titles (from breakdown_titles())."""
     ind = _safe_id(indicator_id)
     info = indicator(ind)
-    measure = "a percentage of respondents" if _is_percent(info) else "an average score from 0 to 100"
+    measure = ui("measure_percent") if _is_percent(info) else ui("measure_score")
     lines = [
-        f"- **Indicator id:** {ind} ({esc(DOMAINS.get(info['domain'], info['domain']))}; reported as {measure})",
-        f"- **Definition:** {md_text(info['definition'])}",
-        f"- **Who is counted:** {md_text(info['population'])}",
+        f"- **{ui('def_id')}** {ind} ({esc(_word('domains', info['domain']))}; {ui('reported_as', measure=measure)})",
+        f"- **{ui('def_definition')}** {md_text(info['definition'])}",
+        f"- **{ui('def_population')}** {md_text(info['population'])}",
         *_rule_lines(info),
-        f"- **Questions used:** {questions_md(ind, labels)}",
+        f"- **{ui('def_questions')}** {questions_md(ind, labels)}",
         *_coverage_lines(info, breakdowns or {}),
-        f"- **Read with care:** {md_text(info['caveats']) or 'no particular caveat recorded.'}",
-        f"- [See the figures](index.html#{ind})",
+        f"- **{ui('def_care')}** {md_text(info['caveats']) or ui('no_caveat')}",
+        f"- [{ui('see_figures')}](index.html#{ind})",
     ]
     return f"\n### {md_text(info['title'])} {{#{ind}}}\n\n" + "\n".join(lines) + "\n"
 
@@ -669,11 +960,11 @@ def _rule_lines(info: dict[str, Any]) -> list[str]:
     # The rules as compiled, with question ids and answer codes: what a reader can check the figure against.
     lines = []
     if _present(info, "population_rule"):
-        lines.append(f"- **Denominator (n):** {md_text(info['population_rule'])}")
+        lines.append(f"- **{ui('def_denominator')}** {md_text(info['population_rule'])}")
     if _present(info, "condition_rule"):
-        lines.append(f"- **Counted (numerator):** {md_text(info['condition_rule'])}")
+        lines.append(f"- **{ui('def_numerator')}** {md_text(info['condition_rule'])}")
     if _present(info, "value"):
-        lines.append(f"- **Score averaged:** <code>{esc(info['value'])}</code>")
+        lines.append(f"- **{ui('def_score')}** <code>{esc(info['value'])}</code>")
     return lines
 
 
@@ -681,20 +972,20 @@ def _coverage_lines(info: dict[str, Any], titles: dict[str, str]) -> list[str]:
     lines = []
     if _present(info, "breakdowns"):
         ids = [b.strip() for b in str(info["breakdowns"]).split(",") if b.strip()]
-        lines.append("- **Shown by:** " + ", ".join(md_text(titles.get(b, b)) for b in ids)
-                     + " (each group also compared with everyone else)")
+        lines.append(f"- **{ui('shown_by')}** " + ", ".join(md_text(titles.get(b, b)) for b in ids)
+                     + ui("shown_by_note"))
     if _present(info, "min_n"):
-        lines.append(f"- **Smallest group reported:** {int(info['min_n'])} respondents (the suppression rules apply on top)")
+        lines.append(f"- **{ui('def_smallest')}** {ui('smallest_group', n=int(info['min_n']))}")
     if _present(info, "waves"):
-        lines.append(f"- **Years with figures:** {md_text(info['waves'])}")
+        lines.append(f"- **{ui('def_years')}** {md_text(info['waves'])}")
     if "comparability" in info:
         if _present(info, "comparability"):
             across = md_text(info["comparability"])
         elif _present(info, "waves") and "," not in str(info["waves"]):
-            across = "one year so far, nothing to compare with yet."
+            across = ui("one_year")
         else:
-            across = "asked the same way in every year with figures, so the years compare directly."
-        lines.append(f"- **Across years:** {across}")
+            across = ui("same_way")
+        lines.append(f"- **{ui('def_across')}** {across}")
     return lines
 
 
@@ -703,7 +994,10 @@ def breakdown_titles() -> dict[str, str]:
     if not _has_table("indicator_breakdowns"):
         return {}
     rows = query("SELECT breakdown, title FROM indicator_breakdowns")
-    return dict(zip(rows["breakdown"].astype(str), rows["title"].astype(str)))
+    titles = dict(zip(rows["breakdown"].astype(str), rows["title"].astype(str)))
+    if report_lang() == "fr":
+        titles = {b: _french_text().breakdown(b).get("title", t) for b, t in titles.items()}
+    return titles
 
 
 def breakdowns_md() -> str:
@@ -711,7 +1005,23 @@ def breakdowns_md() -> str:
     if not _has_table("indicator_breakdowns"):
         return ""
     rows = query("SELECT * FROM indicator_breakdowns ORDER BY sort_order, breakdown")
+    if report_lang() == "fr":
+        return _french_breakdowns_md(rows)
     return "\n".join(
         f"- **{md_text(r['title'])}.** {md_text(r['definition'])} *Groups:* {md_text(r['groups'])}"
         for _, r in rows.iterrows()
     ) + "\n"
+
+
+def _french_breakdowns_md(rows: pd.DataFrame) -> str:
+    """breakdowns_md() in French: the groups are the French labels of the groups published."""
+    french = _french_text()
+    lines = []
+    for _, r in rows.iterrows():
+        text = french.breakdown(str(r["breakdown"]))
+        codes = query("SELECT DISTINCT group_code FROM published_estimates WHERE breakdown = ?", [r["breakdown"]])
+        groups = [french.labels.get((str(r["breakdown"]), str(c)), str(c))
+                  for c in sorted(codes["group_code"], key=lambda c: (_group_rank(c), str(c)))]
+        lines.append(f"- **{md_text(text.get('title', r['title']))}.** {md_text(text.get('definition', r['definition']))}"
+                     f" *{ui('groups')}* {md_text('; '.join(groups))}")
+    return "\n".join(lines) + "\n"

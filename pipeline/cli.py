@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    from pipeline.deidentify import DerivationError
     from pipeline.indicators import IndicatorError
     from pipeline.ingest import ExportError
     from pipeline.instrument import InstrumentError
@@ -56,9 +57,12 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from pipeline.validate import StructuralError
     from pipeline.anonymity import PrivacyError
     from pipeline.quotes import QuoteReviewError
+    from pipeline.retention import RetentionError
+    from pipeline.wave import WaveError
+    from pipeline.release import ReleaseError
 
     return (ExportError, InstrumentError, StructuralError, WarehouseError, RunError, IndicatorError, RenderError,
-            PrivacyError, QuoteReviewError, OSError)
+            PrivacyError, QuoteReviewError, RetentionError, WaveError, ReleaseError, DerivationError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "with Quarto when installed, otherwise with the offline engine.")
     p.add_argument("--engine", choices=["auto", "quarto", "offline"], default="auto")
     p.add_argument("--force", action="store_true", help="render even when nothing changed since the last time")
+    p.add_argument("--pdf", action="store_true", help="also the printable PDF, reports/_site/peer-support-"
+                   "consultation.pdf (static charts; it runs every page again, so it takes about as long as the site)")
+    p.add_argument("--lang", choices=["en", "fr"], default="en", help="fr: also the French report, "
+                   "reports/_site/fr/index.html (same figure ids; French text from surveys/indicators.fr.yaml)")
 
     p = command("qa", cmd_qa, "Render the internal QA report (data/warehouse/qa/index.html, never published): "
                 "the load ledger, validation rules and failures, quarantine, exclusions, duplicates, data-quality flags.")
@@ -152,13 +160,61 @@ def build_parser() -> argparse.ArgumentParser:
                 "data/warehouse/audit.json; exits non-zero when a check fails.")
     p.add_argument("--json", action="store_true", help="print the JSON report")
 
-    p = command("quotes", cmd_quotes, "Write the quote review files (data/review/<wave>/quotes.yaml): every "
+    p = command("quotes", _quotes_next, "Write the quote review files (data/review/<wave>/quotes.yaml): every "
                 "candidate quote, scrubbed, with its status. Set a quote's status to approved to publish it.")
+    reviewing = p.add_subparsers(title="quote review commands", metavar="ACTION")
+    p = reviewing.add_parser("review", help="Approve or reject the quotes waiting for review, one at a time",
+                             description="Show each quote waiting for review (already scrubbed) with its id, and ask: "
+                             "approve, reject, skip or stop. Each decision is saved at once, with the date.")
+    p.set_defaults(handler=cmd_quotes_review)
+    p.add_argument("--wave", type=int, help="only this wave (default: every wave)")
+    p.add_argument("--reviewer", default="", help="your name, recorded with each decision")
+    p = reviewing.add_parser("export", help="Write one wave's quotes to a CSV file for a spreadsheet",
+                             description="Write one wave's quotes to a CSV file (columns id, wave, question, text, "
+                             "decision, note). Fill in `decision` (approve or reject; blank = not decided) and "
+                             "`note`, save as CSV UTF-8, then `consult quotes import FILE.csv`.")
+    p.set_defaults(handler=cmd_quotes_export)
+    p.add_argument("--wave", type=int, required=True, help="the wave")
+    p.add_argument("file", help="the CSV file to write (never replaces an existing file)")
+    p = reviewing.add_parser("import", help="Record the decisions of a reviewed quotes CSV",
+                             description="Record the decisions of a CSV written by `consult quotes export`. Every "
+                             "row is checked first: if one row is wrong (unknown id, wave or decision), the error "
+                             "names it and nothing changes.")
+    p.set_defaults(handler=cmd_quotes_import)
+    p.add_argument("file", help="the reviewed CSV file")
+    p.add_argument("--reviewer", default="", help="your name, recorded with each decision")
+
+    p = command("release", cmd_release, "Write the open data release (reports/_site/data/): one CSV per indicator, "
+                "gaps and changes tables, datapackage.json, CITATION.cff, README.md, SHA256SUMS and release.json, "
+                "from the published (disclosure-controlled) figures only, with the settings of surveys/release.yaml. "
+                "Refuses, changing nothing, when the disclosure audit fails.")
 
     p = command("run", cmd_run, "The whole pipeline: load new exports (or the synthetic consultation), "
-                "recompute indicators, render the report and the internal QA report, and print a summary.")
+                "recompute indicators, render the report, the open data release and the internal QA report, and "
+                "print a summary.")
     p.add_argument("--engine", choices=["auto", "quarto", "offline"], default="auto")
     p.add_argument("--no-report", action="store_true", help="stop after the indicators (no report, no QA report)")
+
+    p = command("status", cmd_status, "Where each wave stands: exports found and loaded, rows quarantined and why, "
+                "quotes waiting for review, disclosure audit, report and release built or out of date, raw exports "
+                "kept or purged, and the next command to run. Changes nothing.")
+    p.add_argument("wave", nargs="?", type=int, help="only this wave")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    p = command("wave", None, "Start and manage survey waves (surveys/<wave>/).")
+    waves = p.add_subparsers(title="wave commands", metavar="ACTION")
+    p = waves.add_parser("new", help="Start a new wave from a previous wave's questionnaire",
+                         description="Copy surveys/<from>/ to surveys/<wave>/ with the wave number, title year and "
+                         "collection window moved to the new year (question ids kept, so indicators stay "
+                         "comparable), check that it loads, and list what to review.")
+    p.set_defaults(handler=cmd_wave_new)
+    p.add_argument("wave", type=int, help="the new wave, e.g. 2026")
+    p.add_argument("--from", dest="source", type=int, required=True, help="the wave to start from, e.g. 2025")
+
+    p = command("purge-raw", cmd_purge_raw, "Delete a wave's raw exports (they hold identifiers) once its release "
+                "is published, recording each file's name, hash and size in the warehouse. Refuses before.")
+    p.add_argument("wave", type=int, help="the wave whose exports to delete")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
     return parser
 
 
@@ -354,31 +410,85 @@ def cmd_indicators(args, paths: Paths) -> int:
 def cmd_report(args, paths: Paths) -> int:
     from pipeline.report import build_report
 
-    if not _audit_passes(paths):
+    before = _audit_passes(paths)
+    if before is None:
         return EXIT_FAILED
-    result = build_report(paths, engine=args.engine, progress=say, force=args.force)
+    result = build_report(paths, engine=args.engine, progress=say, force=args.force, french=args.lang == "fr",
+                          pdf=args.pdf)
     say(f"report rendered by {result.engine}: {result.output_dir / 'index.html'}")
-    return 0 if _audit_passes(paths, rendered=True) else EXIT_FAILED
+    if args.pdf:
+        from pipeline.report import build_pdf_report
+
+        pdf = build_pdf_report(paths, engine=args.engine, progress=say, force=args.force)
+        say(f"PDF rendered by {pdf.engine}: {pdf.path}")
+    audit = _audit_passes(paths, rendered=True, earlier=before)
+    if audit is None or not _report_labelled(paths):
+        return EXIT_FAILED
+    _release(paths, audit)  # rendering replaces the whole site, release included
+    say("Next: open reports/_site/index.html and check it; publish the reports/_site/ folder (docs/runbook.md); "
+        "`consult status` says what is left.")
+    return 0
 
 
-def _audit_passes(paths: Paths, rendered: bool = False) -> bool:
+def _audit_passes(paths: Paths, rendered: bool = False, earlier=None):
     """The disclosure audit gate: no public report from a run that fails it. After rendering, the
-    pages are checked too, and removed if they hold anything they must not."""
+    pages are checked too, and removed if they hold anything they must not (`earlier`: the audit
+    before rendering, whose warehouse checks are reused). Returns the audit report when it
+    passes, None when it fails."""
     import shutil
 
     from pipeline.audit import audit_file, run_audit
 
-    report = run_audit(paths)
+    report = run_audit(paths, reuse=earlier)
     for line in report.lines():
         say(line)
     if report.passed:
-        return True
+        return report
     if rendered:
         shutil.rmtree(paths.site, ignore_errors=True)
         say(f"the rendered report failed the disclosure audit and was removed ({audit_file(paths)})")
     else:
         say(f"the disclosure audit failed: the public report is not rendered ({audit_file(paths)})")
+    return None
+
+
+def _report_labelled(paths: Paths) -> bool:
+    """The synthetic-data gate: a report of the synthetic consultation says so on every page, or it
+    is removed (never published as if it were real results)."""
+    import shutil
+
+    from pipeline.load import connect, holds_synthetic
+    from pipeline.release import SYNTHETIC_MARK
+
+    with connect(paths.warehouse, read_only=True) as con:
+        synthetic = holds_synthetic(con)
+    pages = sorted(paths.site.rglob("*.html")) if synthetic else []  # French pages (fr/) too
+    marks = (SYNTHETIC_MARK, "SYNTHÉTIQUE")
+    unlabelled = [str(p.relative_to(paths.site)) for p in pages
+                  if not any(mark in p.read_text(encoding="utf-8") for mark in marks)]
+    if not unlabelled:
+        return True
+    shutil.rmtree(paths.site, ignore_errors=True)
+    say(f"the data are synthetic but {', '.join(unlabelled)} do not say {SYNTHETIC_MARK}: the report was removed "
+        "and nothing is published. Check that every page of reports/ starts with the banner (reports/_banner.qmd), "
+        "then run `consult report` again.")
     return False
+
+
+def _release(paths: Paths, audit=None) -> None:
+    from pipeline.release import NothingToRelease, build_release
+
+    try:
+        build_release(paths, audit=audit, progress=say)
+    except NothingToRelease as exc:
+        if audit is None:  # `consult release` itself: say so and fail
+            raise
+        say(f"no open data release: {exc}")
+
+
+def cmd_release(args, paths: Paths) -> int:
+    _release(paths)
+    return 0
 
 
 def cmd_audit(args, paths: Paths) -> int:
@@ -389,6 +499,9 @@ def cmd_audit(args, paths: Paths) -> int:
         print(report.to_json(), end="")
     else:
         print("\n".join(report.lines()))
+    say("Next: `consult report` (it renders the report and the release)." if report.passed else
+        "Nothing may be published until the audit passes. Next: fix what failed (docs/runbook.md, \"When something "
+        "goes wrong\"), then `consult audit` again.")
     return 0 if report.passed else EXIT_FAILED
 
 
@@ -402,24 +515,34 @@ def cmd_quotes(args, paths: Paths) -> int:
     return 0
 
 
+def _quotes_next(args, paths: Paths) -> int:
+    """`consult quotes` on its own: write the review files, then say what to do with them."""
+    cmd_quotes(args, paths)
+    say("Next: `consult quotes review` (one quote at a time), or `consult quotes export --wave WAVE FILE.csv` to "
+        "review them in a spreadsheet.")
+    return 0
+
+
 def cmd_run(args, paths: Paths) -> int:
-    from pipeline.report import build_qa_report, build_report
+    from pipeline.report import build_reports
     from pipeline.run import run_load
 
     started = time.monotonic()
     summary = run_load(paths, progress=say)
     cmd_quotes(args, paths)
-    if not _audit_passes(paths):
+    before = _audit_passes(paths)
+    if before is None:
         print_summary(summary)
         return EXIT_FAILED
     if not args.no_report:
-        result = build_report(paths, engine=args.engine, progress=say)
+        result, qa = build_reports(paths, engine=args.engine, progress=say)
         say(f"report rendered by {result.engine}: {result.output_dir / 'index.html'}")
-        qa = build_qa_report(paths, engine=args.engine, progress=say)
         say(f"internal QA report (never publish it): {qa.output_dir / 'index.html'}")
-        if not _audit_passes(paths, rendered=True):
+        audit = _audit_passes(paths, rendered=True, earlier=before)
+        if audit is None or not _report_labelled(paths):
             print_summary(summary)
             return EXIT_FAILED
+        _release(paths, audit)
     print_summary(summary)
     say(f"done in {time.monotonic() - started:.1f} s")
     return 0
@@ -459,6 +582,94 @@ def cmd_quarantine(args, paths: Paths) -> int:
     return 0
 
 
+def cmd_status(args, paths: Paths) -> int:
+    from pipeline.status import project_status, status_lines
+
+    status = project_status(paths)
+    if args.wave is not None and args.wave not in [s["wave"] for s in status["waves"]]:
+        say(f"error: wave {args.wave} is unknown here (no instrument, export or load); waves: "
+            + (", ".join(str(s["wave"]) for s in status["waves"]) or "none"))
+        return EXIT_BAD_INPUT
+    if args.json:
+        shown = [s for s in status["waves"] if args.wave is None or s["wave"] == args.wave]
+        nxt = shown[0]["next"] if args.wave is not None else status["next"]
+        print(json.dumps({**status, "waves": shown, "next": nxt}, indent=2, default=str))
+        return 0
+    print("\n".join(status_lines(status, args.wave)))
+    return 0
+
+
+def cmd_wave_new(args, paths: Paths) -> int:
+    from pipeline.wave import new_wave
+
+    created = new_wave(paths, args.wave, args.source)
+    print(f"Started wave {created.wave} from wave {created.source}: "
+          + ", ".join(str(f.relative_to(paths.root)) for f in created.files)
+          + " (question ids kept; the instrument loads and every definition accepts it).")
+    print("Before the survey opens, check:")
+    print("\n".join(f"  {n}. {item}" for n, item in enumerate(created.checklist, start=1)))
+    print(f"Next: make these changes, then run `consult status {created.wave}`.")
+    return 0
+
+
+def cmd_quotes_review(args, paths: Paths) -> int:
+    from pipeline.quotes import review_interactively, review_waves, wave_review
+
+    cmd_quotes(args, paths)  # candidates from the latest load first
+    waves = [args.wave] if args.wave else review_waves(paths)
+    waiting = [q for wave in waves for q in wave_review(paths, wave) if q.status == "pending"]
+    if not waiting:
+        print("No quote is waiting for review. Next: `consult audit`.")
+        return 0
+    print(f"{len(waiting)} quote(s) wait for review. Before approving, ask: could someone who knows this person, "
+          "or their workplace, recognise them from these words? If so, reject it.")
+    tally = review_interactively(paths, waiting, reviewer=args.reviewer)
+    print(f"\nRecorded: {tally['approved']} approved, {tally['rejected']} rejected; {tally['skip']} skipped"
+          + (f", {tally['not reached']} not reached" if tally["not reached"] else "") + ".")
+    left = tally["skip"] + tally["not reached"]
+    print("Next: " + ("`consult quotes review` again for the ones left, then `consult audit`." if left
+                      else "`consult audit`, then `consult report`."))
+    return 0
+
+
+def cmd_quotes_export(args, paths: Paths) -> int:
+    from pipeline.quotes import export_csv
+
+    rows = export_csv(paths, args.wave, Path(args.file))
+    print(f"Wrote {rows} quote(s) of wave {args.wave} to {args.file}. Next: open it in a spreadsheet, write approve "
+          "or reject in the `decision` column (blank = not decided yet), save as CSV UTF-8, then "
+          f"`consult quotes import {args.file}`.")
+    return 0
+
+
+def cmd_quotes_import(args, paths: Paths) -> int:
+    from pipeline.quotes import import_csv
+
+    applied = import_csv(paths, Path(args.file), reviewer=args.reviewer)
+    for wave, tally in sorted(applied.items()):
+        print(f"Wave {wave}: {tally['approved']} approved, {tally['rejected']} rejected, "
+              f"{tally['pending']} put back to pending (rows with an unchanged decision keep their date).")
+    print("Next: `consult status` to see what is still waiting, then `consult audit`.")
+    return 0
+
+
+def cmd_purge_raw(args, paths: Paths) -> int:
+    from pipeline.retention import purge_raw
+
+    purge = purge_raw(paths, args.wave, dry_run=args.dry_run)
+    listed = "\n".join(f"  {f.path.relative_to(paths.root)} ({f.bytes} bytes, sha256 {f.sha256[:12]}...)"
+                        for f in purge.files)
+    if not purge.files:
+        print(f"No raw export of wave {args.wave} is left to delete. Next: `consult status`.")
+    elif args.dry_run:
+        print(f"Would delete {len(purge.files)} raw export(s) of wave {args.wave} (release {purge.release_version} "
+              f"holds them):\n{listed}\nNothing was deleted. Next: `consult purge-raw {args.wave}`.")
+    else:
+        print(f"Deleted {len(purge.files)} raw export(s) of wave {args.wave}, recorded in the warehouse (name, hash, "
+              f"size, date; release {purge.release_version}):\n{listed}\nNext: `consult status`.")
+    return 0
+
+
 def print_summary(summary) -> None:
     print(f"\nRun {summary.run_id} ({summary.source})")
     print(f"  {'file':<28} {'wave':>4} {'read':>7} {'loaded':>7} {'quarant.':>8} {'excluded':>8} {'dupl.':>6}")
@@ -484,6 +695,7 @@ def print_summary(summary) -> None:
             print(f"    {f.file}: " + ", ".join(f"{name} {n}" for name, n in f.flags.items()))
     if any(f.quarantined for f in read):
         print("  quarantined rows: `consult quarantine` lists them with what to fix; details in the QA report")
+    print("Next: `consult status` says what is left for each wave (quotes to review, audit, report, release).")
 
 
 if __name__ == "__main__":

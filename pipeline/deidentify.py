@@ -4,6 +4,10 @@ What crosses it: a random respondent key (new for every load, not derived from a
 coded answers to questions whose disclosure class is not `direct`, and open answers after scrubbing.
 What never crosses it: platform identifier columns (names, emails, IPs, coordinates, response ids,
 exact timestamps), `direct` questions (e.g. a contact email), unknown columns.
+
+Derived answers (surveys/derived.yaml, e.g. whether the hourly wage is below the living wage of the
+respondent's area) are worked out here, from the answers as given, before numbers are rounded and
+before k-anonymity generalises anything; only their result is stored.
 """
 
 from __future__ import annotations
@@ -13,14 +17,15 @@ import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 
 import pandas as pd
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.ingest import Export
-from pipeline.instrument import Disclosure, Instrument, QuestionType
-from pipeline.validate import LOADED, Validation
+from pipeline.instrument import CONCEPT_ID, Choice, Disclosure, Instrument, Labels, Question, QuestionType, read_yaml_model
+from pipeline.validate import LOADED, Validation, numbers
 
 if TYPE_CHECKING:
     from pipeline.anonymity import NumericCoarsening
@@ -33,11 +38,15 @@ class Deidentified:
     open_text: pd.DataFrame  # respondent_key, wave, concept, text, placeholders
     # respondent_key, wave, flag, detail: data-quality flags of the loaded rows (no identifier)
     quality_flags: pd.DataFrame = field(default_factory=lambda: _empty("wave", "flag", "detail"))
+    # the derived answers among `answers`: how the warehouse describes them (surveys/derived.yaml)
+    derived: list["DerivedConcept"] = field(default_factory=list)
 
 
 def deidentify(export: Export, validation: Validation, instrument: Instrument, scrubber: "Scrubber",
-               coarsening: Mapping[str, "NumericCoarsening"] | None = None) -> Deidentified:
-    """`coarsening`: numeric quasi-identifiers rounded and top-coded before storage (surveys/privacy.yaml)."""
+               coarsening: Mapping[str, "NumericCoarsening"] | None = None,
+               derivations: "Derivations | None" = None) -> Deidentified:
+    """`coarsening`: numeric quasi-identifiers rounded and top-coded before storage (surveys/privacy.yaml);
+    `derivations`: answers worked out from the raw answers before that (surveys/derived.yaml)."""
     kept = validation.outcome[validation.outcome == LOADED].index
     keys = pd.Series([_new_key() for _ in kept], index=kept, dtype=object)
     respondents = pd.DataFrame({"respondent_key": keys.values, "wave": instrument.wave})
@@ -51,13 +60,15 @@ def deidentify(export: Export, validation: Validation, instrument: Instrument, s
         else:
             rule = (coarsening or {}).get(question.id)
             coded.append(_long(values.map(rule.apply, na_action="ignore") if rule else values, keys, question.id))
+    derived = derive(export.answers.loc[kept], instrument, derivations) if derivations else []
+    coded += [_long(values, keys, concept.question.id) for concept, values in derived]
     answers = pd.concat(coded, ignore_index=True) if coded else _empty("concept", "value")
     answers.insert(1, "wave", instrument.wave)
     open_text = pd.concat(texts, ignore_index=True) if texts else _empty("concept", "text", "placeholders")
     open_text.insert(1, "wave", instrument.wave)
     flags = validation.loaded_flags(keys)
     flags.insert(1, "wave", instrument.wave)
-    return Deidentified(respondents, answers, open_text, flags)
+    return Deidentified(respondents, answers, open_text, flags, [concept for concept, _ in derived])
 
 
 def _new_key() -> str:
@@ -95,6 +106,218 @@ def _own_identifiers(export: Export, index: int) -> list[str]:
     if "contact_email" in export.answers and export.answers.at[index, "contact_email"]:
         values.append(str(export.answers.at[index, "contact_email"]))
     return values
+
+
+# --- derived answers (surveys/derived.yaml) ----------------------------------------------------
+
+DERIVED_FILE = "derived.yaml"
+NO_ANSWER = "no_answer"
+
+
+class DerivationError(ValueError):
+    """Derived-answer definitions or their reference data that cannot be used; names the file and field."""
+
+
+def derived_path(surveys_dir: Path) -> Path:
+    return Path(surveys_dir) / DERIVED_FILE
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RateYear(_Strict):
+    year: int
+    caveat: str = ""
+
+
+class ReferenceTable(_Strict):
+    """Rates by year and by answer code (e.g. living wages by living-wage area), with their source."""
+
+    source: str
+    source_url: str = ""
+    regions: dict[str, str] = Field(default_factory=dict)  # what each code stands for
+    rates: dict[int, dict[str, float]]
+    rate_year_for_wave: dict[int, RateYear] = Field(default_factory=dict)
+    path: str = ""
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _codes_as_text(cls, value: Any) -> Any:
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("rates", mode="before")
+    @classmethod
+    def _rate_codes_as_text(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {year: cls._codes_as_text(rates) for year, rates in value.items()}
+
+    @model_validator(mode="after")
+    def _years_exist(self) -> "ReferenceTable":
+        for wave, chosen in self.rate_year_for_wave.items():
+            if chosen.year not in self.rates:
+                raise ValueError(f"rate_year_for_wave {wave} names year {chosen.year}, which has no rates")
+        return self
+
+    def year_for(self, wave: int) -> RateYear:
+        """The rates a wave is compared with: the year the table names for it, else the latest
+        year not after the wave."""
+        if wave in self.rate_year_for_wave:
+            return self.rate_year_for_wave[wave]
+        earlier = [year for year in self.rates if year <= wave]
+        if not earlier:
+            raise DerivationError(f"{self.path}: no rates for {wave} or an earlier year "
+                                  f"(rates: {', '.join(str(y) for y in sorted(self.rates))})")
+        return RateYear(year=max(earlier))
+
+    def cited(self) -> str:
+        return self.source + (f" ({self.source_url})" if self.source_url else "")
+
+
+class Comparison(_Strict):
+    value: str = Field(pattern=CONCEPT_ID)  # a numeric question, as answered
+    key: str = Field(pattern=CONCEPT_ID)  # a choice question: its code picks the rate
+    reference: str  # the reference table, relative to surveys/
+
+
+class Derivation(_Strict):
+    id: str = Field(pattern=CONCEPT_ID)
+    label: Labels
+    disclosure: Literal["sensitive", "none"]  # never direct or quasi: not a key for k-anonymity
+    compare: Comparison
+    below: Choice
+    at_least: Choice
+    unknown: Literal["no_answer"] | Choice
+
+    @model_validator(mode="after")
+    def _distinct_answers(self) -> "Derivation":
+        codes = [c.code for c in self.choices]
+        if len(codes) != len(set(codes)):
+            raise ValueError("below, at_least and unknown need different codes")
+        if isinstance(self.unknown, Choice) and not self.unknown.missing:
+            raise ValueError("an `unknown` answer means no answer: give it `missing: true`")
+        if self.below.missing or self.at_least.missing:
+            raise ValueError("below and at_least are answers: they cannot be `missing`")
+        return self
+
+    @property
+    def choices(self) -> list[Choice]:
+        return [self.below, self.at_least] + ([self.unknown] if isinstance(self.unknown, Choice) else [])
+
+    def as_question(self) -> Question:
+        """The derived answer as the warehouse describes it: a single-choice concept."""
+        return Question(id=self.id, type=QuestionType.single, label=self.label, choices=self.choices,
+                        disclosure=Disclosure(self.disclosure))
+
+
+class DerivedDefinitions(_Strict):
+    derived: list[Derivation]
+
+
+@dataclass(frozen=True)
+class DerivedConcept:
+    """One derived answer of one wave: its description, what it reads, and the reference used."""
+
+    question: Question
+    reads: tuple[str, ...]
+    reference: str  # the source, cited
+    reference_year: int  # the year of rates used for this wave
+    note: str = ""  # why that year, when the reference table says
+
+
+@dataclass(frozen=True)
+class Derivations:
+    definitions: list[Derivation]
+    references: dict[str, ReferenceTable]  # by the `reference` path as written
+    source: str = ""
+
+
+def load_derivations(path: Path) -> Derivations:
+    """surveys/derived.yaml and the reference tables it names; errors name the file and the field."""
+    path = Path(path)
+    model, _ = read_yaml_model(path, DerivedDefinitions, DerivationError, "derived answers", "derived: [...]")
+    ids = [d.id for d in model.derived]
+    if len(ids) != len(set(ids)):
+        raise DerivationError(f"{path}: a derived answer id is used twice")
+    names = dict.fromkeys(d.compare.reference for d in model.derived)
+    references = {name: load_reference_table(path.parent / name) for name in names}
+    return Derivations(model.derived, references, str(path))
+
+
+def load_reference_table(path: Path) -> ReferenceTable:
+    table, _ = read_yaml_model(path, ReferenceTable, DerivationError, "reference table", "source and rates")
+    return table.model_copy(update={"path": str(path)})
+
+
+@dataclass(frozen=True)
+class Applicable:
+    """A derivation a wave's questionnaire allows, with the rate of each answer of its key question."""
+
+    definition: Derivation
+    concept: DerivedConcept
+    rates: dict[str, float]
+
+
+def derived_concepts(instrument: Instrument, derivations: Derivations) -> list[Applicable]:
+    """The derived answers a wave's questionnaire allows (it asks what they read), checked against it."""
+    asked = {q.id for q in instrument.questions}
+    found = []
+    for definition in derivations.definitions:
+        comparison = definition.compare
+        if definition.id in asked:
+            raise DerivationError(f"{derivations.source}: derived answer {definition.id!r} is also a question of "
+                                  f"{instrument.source}; choose another id")
+        if {comparison.value, comparison.key} <= asked:
+            table = derivations.references[comparison.reference]
+            chosen = table.year_for(instrument.wave)
+            rates = _rates_for(definition, instrument, table, chosen.year, derivations.source)
+            concept = DerivedConcept(definition.as_question(), (comparison.value, comparison.key), table.cited(),
+                                     chosen.year, chosen.caveat.strip())
+            found.append(Applicable(definition, concept, rates))
+    return found
+
+
+def derive(answers: pd.DataFrame, instrument: Instrument, derivations: Derivations) -> list[tuple[DerivedConcept, pd.Series]]:
+    """Each derived answer of the wave, one code (or None) per row of `answers`, worked out from the
+    answers as given (before rounding and generalisation)."""
+    results = []
+    for applicable in derived_concepts(instrument, derivations):
+        definition, concept = applicable.definition, applicable.concept
+        value = numbers(_column(answers, definition.compare.value))
+        key = _column(answers, definition.compare.key)
+        rate = pd.Series([applicable.rates.get(code) if isinstance(code, str) else None for code in key],
+                         index=answers.index, dtype=float)
+        unknown = None if definition.unknown == NO_ANSWER else definition.unknown.code
+        codes = [(definition.below.code if v < r else definition.at_least.code) if known else unknown
+                 for v, r, known in zip(value, rate, value.notna() & rate.notna())]
+        results.append((concept, pd.Series(codes, index=answers.index, dtype=object)))
+    return results
+
+
+def _column(answers: pd.DataFrame, concept: str) -> pd.Series:
+    """An export's answers to a question, or no answers when the export has no column for it."""
+    if concept in answers:
+        return answers[concept]
+    return pd.Series([None] * len(answers), index=answers.index, dtype=object)
+
+
+def _rates_for(definition: Derivation, instrument: Instrument, table: ReferenceTable, year: int,
+               source: str) -> dict[str, float]:
+    """The rate of every answer of the key question ("no answer" codes have none)."""
+    comparison = definition.compare
+    where = f"{source}: derived answer {definition.id}"
+    value, key = instrument.question(comparison.value), instrument.question(comparison.key)
+    if value.type is not QuestionType.numeric:
+        raise DerivationError(f"{where}: compare.value {comparison.value!r} is not a numeric question in {instrument.source}")
+    if key.type not in (QuestionType.single, QuestionType.likert):
+        raise DerivationError(f"{where}: compare.key {comparison.key!r} is not a single-choice question in {instrument.source}")
+    answerable = [c.code for c in instrument.choices_of(key) if not c.missing]
+    if gaps := [code for code in answerable if code not in table.rates[year]]:
+        raise DerivationError(f"{table.path}: the {year} rates (used for wave {instrument.wave}) have no rate for "
+                              f"{comparison.key} answer(s) {', '.join(gaps)}; add them, or {definition.id} would "
+                              "leave those respondents out")
+    return {code: table.rates[year][code] for code in answerable}
 
 
 # --- free-text scrubbing ----------------------------------------------------------------------

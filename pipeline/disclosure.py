@@ -2,8 +2,11 @@
 
 Primary suppression hides cells of small groups (and proportions where almost all or almost none
 answered yes); complementary suppression then hides a second cell wherever a single hidden cell
-could be recovered from its breakdown's total. Comparisons built from published cells (a group
-against everyone else, a wave against the previous one) are hidden with the cells they use.
+could be recovered from its breakdown's total; then every hidden cell is checked against all the
+published figures of its wave taken together, across tables and linked indicators
+(pipeline/derivation.py), and more cells are hidden until none can be worked out. Comparisons built
+from published cells (a group against everyone else, a wave against the previous one) are hidden
+with the cells they use.
 Rules live in surveys/disclosure.yaml.
 """
 
@@ -15,6 +18,8 @@ from types import SimpleNamespace
 
 import pandas as pd
 import yaml
+
+from pipeline.derivation import Family, disclosures, family_cells, family_system
 
 SMALL_GROUP = "fewer than {n} respondents in the group"
 SMALL_CELL = "fewer than {n} respondents answered one way"
@@ -41,7 +46,7 @@ def load_rules(path: Path) -> DisclosureRules:
     )
 
 
-def suppress(cells: pd.DataFrame, rules: DisclosureRules) -> pd.DataFrame:
+def suppress(cells: pd.DataFrame, rules: DisclosureRules, families: dict[int, list[Family]] | None = None) -> pd.DataFrame:
     """Add `suppressed` and `suppression` to cells (columns n, count, kind, and a table key).
 
     Cells of one table share indicator_id, wave and breakdown; the row with group_code 'all' is
@@ -50,6 +55,12 @@ def suppress(cells: pd.DataFrame, rules: DisclosureRules) -> pd.DataFrame:
     `partition` column names indicators that split one population (their counts add up to the
     group's n): the cells of one group across such indicators form a table of their own, so a
     single hidden band cannot be worked out from the others either.
+
+    Then, wave by wave, every hidden cell is checked against all the published figures of the wave
+    taken together (pipeline/derivation.py): every breakdown and overall figure, and the indicators
+    linked to it by their definitions (`families`, from derivation.linked_families; None links no
+    indicators). Where one could still be worked out, a further cell is hidden until none can.
+    A mean's exact sum may be given in a `total` column.
     """
     cells = cells.copy()
     used = cells[[c for c in ("n", "count", "kind", "min_n") if c in cells.columns]]
@@ -64,6 +75,7 @@ def suppress(cells: pd.DataFrame, rules: DisclosureRules) -> pd.DataFrame:
             tables += [(t.index, ["count", "indicator_id"], False)
                        for _, t in linked.groupby(["partition", "wave", "breakdown", "group_code"], sort=False)]
         _complement_all(cells, tables, rules)
+        _complement_linked(cells, families)
     return cells
 
 
@@ -159,3 +171,39 @@ def _complement_all(cells: pd.DataFrame, tables: list[tuple[pd.Index, list[str],
             cells.iloc[partner, cells.columns.get_loc("suppressed")] = True
             cells.iloc[partner, cells.columns.get_loc("suppression")] = COMPLEMENTARY
             changed = True
+
+
+def _complement_linked(cells: pd.DataFrame, families: dict[int, list[Family]] | None) -> None:
+    """Hide further cells until no hidden cell of a wave follows from the wave's published figures.
+
+    For the first cell that can be worked out, the partner hidden is, among the published cells that
+    share an equation with it (another group of its table, or the same group in a linked indicator),
+    the one with the fewest respondents (then the smallest count) that protects it on its own (else
+    the first of them): the least information lost. Deterministic: cells are taken in order."""
+    frame = cells.assign(sum=[float(t) if t is not None and t == t else 0.0 for t in cells["total"]]
+                         if "total" in cells.columns else 0.0)
+    for family, members in list(family_cells(frame, families)):
+        while members["suppressed"].any():
+            found = disclosures(*family_system(family, members)[:2])
+            if not found:
+                break
+            indicator, _, breakdown, group = found[0][0].key
+            shown = members[~members["suppressed"] & (members["breakdown"] == breakdown) & (
+                ((members["indicator_id"] == indicator) & (members["group_code"] != "all"))
+                | (members["group_code"] == group))]
+            if shown.empty:
+                raise ValueError(f"{indicator} {breakdown} {group}: no published cell left to hide with it")
+            order = {i: k for k, i in enumerate(family.indicators)}
+            candidates = [r.Index for r in sorted(shown.itertuples(), key=lambda r: (
+                r.n, r.count if r.kind == "proportion" else float("inf"), order[r.indicator_id], r.group_code))]
+            partner = next((p for p in candidates if _protects(family, members, p, found[0][0].key)), candidates[0])
+            for frame_ in (cells, members):
+                frame_.loc[partner, ["suppressed", "suppression"]] = [True, COMPLEMENTARY]
+
+
+def _protects(family: Family, members: pd.DataFrame, partner, key: tuple) -> bool:
+    """Whether hiding `partner` alone leaves the hidden cell `key` impossible to work out."""
+    trial = members.copy()
+    trial.loc[partner, "suppressed"] = True
+    system, targets, _ = family_system(family, trial)
+    return not disclosures(system, [t for t in targets if t.key == key])

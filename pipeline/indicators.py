@@ -2,7 +2,8 @@
 
 1. `respondent_wide`: one row per respondent, one column per concept (codes as text, numbers as
    DOUBLE, multiple choice as a list), answers that mean "no answer" set to NULL, plus each
-   scored item's points, the living wage of the respondent's region, and the scores.
+   scored item's points and the scores. Derived answers (surveys/derived.yaml, e.g. below the
+   living wage) were worked out at de-identification and are concepts like any question.
 2. `respondent_groups`: one row per respondent and group of each breakdown, compiled from the
    catalogue's `breakdowns` (one group per answer, or groups defined by rules).
 3. Each indicator becomes one aggregate query: for every wave, overall and for every group, n (the
@@ -24,10 +25,12 @@ from typing import Any, Literal, Union
 
 import duckdb
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipeline.deidentify import DerivedConcept, derived_concepts, derived_path, load_derivations
+from pipeline.derivation import linked_families
 from pipeline.disclosure import DisclosureRules, suppress, suppress_changes, suppress_gaps
+from pipeline.instrument import Instrument, read_yaml_model
 
 Z_95 = 1.959963984540054
 NOISE = "not distinguishable from noise"
@@ -194,11 +197,9 @@ def load_checked_catalogue(path: Path, surveys_dir: Path) -> Catalogue:
 
 
 def load_catalogue(path: Path) -> Catalogue:
-    raw = Path(path).read_bytes()
-    try:
-        catalogue = Catalogue.model_validate(yaml.safe_load(raw))
-    except ValidationError as exc:
-        raise IndicatorError(f"{path}: invalid indicator definitions\n{exc}") from None
+    """surveys/indicators.yaml, validated; errors name the file and the field (as for the instruments)."""
+    catalogue, raw = read_yaml_model(path, Catalogue, IndicatorError, "indicator definitions",
+                                     "default_breakdowns, default_min_n, breakdowns, scores and indicators")
     try:
         _check_structure(catalogue)
     except IndicatorError as exc:
@@ -276,7 +277,6 @@ def build_wide(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> dict[str
             columns.append(f"max(a.value) FILTER (WHERE {match} AND NOT ch.missing) AS {_q(concept)}")
         if concept in scored:
             columns.append(f"max(ch.score) FILTER (WHERE {match}) AS {_q(concept + '__score')}")
-    living_wage = "lw.hourly" if "lw_region" in types else "NULL::DOUBLE"
     score_columns = [_score_sql(name, score, types, scored) for name, score in catalogue.scores.items()]
     sql = f"""
         CREATE OR REPLACE TABLE respondent_wide AS
@@ -287,13 +287,12 @@ def build_wide(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> dict[str
             LEFT JOIN choices ch ON ch.wave = a.wave AND ch.concept = a.concept AND ch.code = a.value
             GROUP BY r.respondent_key, r.wave
         )
-        SELECT base.*, {living_wage} AS living_wage{''.join(', ' + s for s in score_columns)}
+        SELECT base.*{''.join(', ' + s for s in score_columns)}
         FROM base
-        {"LEFT JOIN living_wage lw ON lw.wave = base.wave AND lw.lw_region = base.lw_region" if "lw_region" in types else ""}
         ORDER BY base.wave, base.respondent_key
     """
     con.execute(sql)
-    kinds = {**types, "living_wage": "numeric"}
+    kinds = dict(types)
     kinds.update({name: "numeric" for name in catalogue.scores})
     return kinds
 
@@ -433,9 +432,6 @@ def _available(indicator: Indicator, wave_concepts: set[str], catalogue: Catalog
             score = catalogue.scores[concept]
             if sum(item in wave_concepts for item in score.items) < score.min_items:
                 return False
-        elif concept == "living_wage":
-            if "lw_region" not in wave_concepts:
-                return False
         elif concept not in wave_concepts:
             return False
     return True
@@ -451,7 +447,7 @@ def concepts_used(indicator: Indicator, catalogue: Catalogue) -> list[str]:
         if concept in catalogue.scores:
             used += catalogue.scores[concept].items
         else:
-            used.append("lw_region" if concept == "living_wage" else concept)
+            used.append(concept)
     return list(dict.fromkeys(used))
 
 
@@ -490,8 +486,11 @@ def _number(value: float | str) -> str:
     return value if isinstance(value, str) else f"{value:g}"
 
 
-def population_rule_text(indicator: Indicator, kinds: dict[str, str], labels: dict[tuple[str, str], str]) -> str:
-    return f"{describe_rule(indicator.population, kinds, labels)}; with an answer for {', '.join(indicator.questions)}"
+def population_rule_text(indicator: Indicator, kinds: dict[str, str], labels: dict[tuple[str, str], str],
+                         derived_notes: list[str] = ()) -> str:
+    """The denominator in words; `derived_notes` say how the derived answers it uses were worked out."""
+    text = f"{describe_rule(indicator.population, kinds, labels)}; with an answer for {', '.join(indicator.questions)}"
+    return " ".join([text + ".", *derived_notes]) if derived_notes else text
 
 
 def comparability_text(indicator: Indicator) -> str:
@@ -514,6 +513,8 @@ def catalogue_listing(catalogue: Catalogue, surveys_dir: Path) -> str:
     """The whole catalogue as plain text, for `consult indicators --list`."""
     kinds, labels = instrument_kinds(surveys_dir), instrument_labels(surveys_dir)
     kinds.update({name: "numeric" for name in catalogue.scores})
+    derived = derivation_texts([(d.question.id, instrument.wave, ", ".join(d.reads), d.reference, d.reference_year, d.note)
+                                for instrument, concepts in _questionnaires(surveys_dir) for d in concepts])
     lines = [f"Indicators ({len(catalogue.indicators)}, defined in {catalogue.path})"]
     for i in catalogue.indicators:
         unit = "%" if i.kind == "proportion" else i.unit
@@ -523,6 +524,7 @@ def catalogue_listing(catalogue: Catalogue, surveys_dir: Path) -> str:
             f"    domain: {i.domain}; {i.kind} ({unit}); minimum n {catalogue.min_n_of(i)}",
             f"    definition: {i.definition.strip()}",
             f"    population: {i.population_text} ({population_rule_text(i, kinds, labels)})",
+            *(f"    derived: {text}" for text in _derived_notes(i, catalogue, derived)),
         ]
         if i.condition is not None:
             lines.append(f"    counted when: {describe_rule(i.condition, kinds, labels)}")
@@ -544,18 +546,21 @@ def catalogue_listing(catalogue: Catalogue, surveys_dir: Path) -> str:
 # --- checks against the instruments ----------------------------------------------------------
 
 
-def _instruments(surveys_dir: Path) -> list:
+def _questionnaires(surveys_dir: Path) -> list[tuple[Instrument, list[DerivedConcept]]]:
+    """Every wave's instrument with the derived answers it allows (surveys/derived.yaml), newest
+    wave first: its wording is the one shown."""
     from pipeline.instrument import available_waves, instrument_path, load_instrument
 
-    # newest wave first: its wording is the one shown
-    return [load_instrument(instrument_path(surveys_dir, w)) for w in sorted(available_waves(surveys_dir), reverse=True)]
+    derivations = load_derivations(derived_path(surveys_dir))
+    instruments = [load_instrument(instrument_path(surveys_dir, w)) for w in sorted(available_waves(surveys_dir), reverse=True)]
+    return [(i, [found.concept for found in derived_concepts(i, derivations)]) for i in instruments]
 
 
 def instrument_kinds(surveys_dir: Path) -> dict[str, str]:
-    """The type of every concept of every wave's instrument, plus derived values."""
-    kinds = {"living_wage": "numeric"}
-    for instrument in _instruments(surveys_dir):
-        for question in instrument.questions:
+    """The type of every concept of every wave's instrument, derived answers included."""
+    kinds: dict[str, str] = {}
+    for instrument, derived in _questionnaires(surveys_dir):
+        for question in instrument.questions + [d.question for d in derived]:
             kinds.setdefault(question.id, question.type.value)
     return kinds
 
@@ -563,11 +568,32 @@ def instrument_kinds(surveys_dir: Path) -> dict[str, str]:
 def instrument_labels(surveys_dir: Path) -> dict[tuple[str, str], str]:
     """(concept, code) -> the answer's English wording, newest wave first."""
     labels: dict[tuple[str, str], str] = {}
-    for instrument in _instruments(surveys_dir):
-        for question in instrument.questions:
+    for instrument, derived in _questionnaires(surveys_dir):
+        for question in instrument.questions + [d.question for d in derived]:
             for choice in instrument.choices_of(question):
                 labels.setdefault((question.id, choice.code), choice.label.en)
     return labels
+
+
+DerivationRow = tuple[str, int, str, str, int, str]  # concept, wave, reads, reference, reference_year, note
+
+
+def derivation_texts(rows: list[DerivationRow]) -> dict[str, str]:
+    """Each derived answer in words: what it is worked out from and which year of its reference
+    each wave is compared with (the methods page and `consult indicators --list`)."""
+    described: dict[str, tuple[str, str, list[str]]] = {}
+    for concept, wave, reads, reference, year, note in sorted(rows, key=lambda r: (r[0], r[1])):
+        years = described.setdefault(concept, (reads, reference, []))[2]
+        years.append(f"{year} rates for the {wave} wave" + (f" ({note.rstrip('.')})" if note else ""))
+    return {
+        concept: f"{concept} is worked out before storage from {' and '.join(reads.split(', '))} as answered (before any rounding or "
+                 f"merging for privacy), compared with {reference}: {'; '.join(years)}."
+        for concept, (reads, reference, years) in described.items()
+    }
+
+
+def _derived_notes(indicator: Indicator, catalogue: Catalogue, texts: dict[str, str]) -> list[str]:
+    return [texts[c] for c in concepts_used(indicator, catalogue) if c in texts]
 
 
 def check_definitions(catalogue: Catalogue, kinds: dict[str, str]) -> None:
@@ -621,7 +647,9 @@ def compute(
     gaps = changes = pd.DataFrame()
     if not estimates.empty:
         check_partitions(estimates, catalogue)
-        estimates = suppress(add_intervals(estimates), rules)
+        # figures linked across tables by their definitions are protected together (derivation.py)
+        families = linked_families(con, catalogue, kinds, estimates)
+        estimates = suppress(add_intervals(estimates), rules, families)
         gaps = suppress_gaps(gap_rows(estimates), rules)
         changes = suppress_changes(change_rows(estimates, catalogue, question_signatures(con)))
     _store(con, catalogue, kinds, estimates, gaps, changes)
@@ -837,6 +865,11 @@ def question_signatures(con: duckdb.DuckDBPyConnection) -> dict[int, dict[str, s
     signatures: dict[int, dict[str, str]] = {}
     for wave, concept, kind, label, answers in rows:
         signatures.setdefault(wave, {})[concept] = repr((kind, label, answers))
+    # a derived answer changes with any question it is worked out from
+    for wave, concept, reads in con.execute("SELECT wave, concept, reads FROM derived_concepts ORDER BY ALL").fetchall():
+        asked = signatures.get(wave, {})
+        if concept in asked:
+            asked[concept] = repr((asked[concept], [asked.get(r) for r in reads.split(", ")]))
     return signatures
 
 
@@ -930,9 +963,11 @@ def _store(
         ).fetchall()
     }
     waves = estimates.groupby("indicator_id")["wave"].unique().to_dict() if not estimates.empty else {}
+    derived = derivation_texts(con.execute(
+        "SELECT concept, wave, reads, reference, reference_year, note FROM derived_concepts").fetchall())
     rows = [
         (i.id, i.title, i.domain, i.kind, i.unit, i.definition.strip(), i.population_text, ", ".join(i.questions),
-         i.caveats.strip(), order, population_rule_text(i, kinds, labels),
+         i.caveats.strip(), order, population_rule_text(i, kinds, labels, _derived_notes(i, catalogue, derived)),
          describe_rule(i.condition, kinds, labels) if i.condition is not None else "",
          i.value or "", ", ".join(catalogue.breakdowns_of(i)), catalogue.min_n_of(i), comparability_text(i),
          ", ".join(str(w) for w in sorted(waves.get(i.id, []))))

@@ -12,13 +12,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import duckdb
 import pandas as pd
-import yaml
 
-from pipeline.deidentify import Deidentified
+from pipeline.deidentify import Deidentified, DerivedConcept, load_reference_table
 from pipeline.ingest import Export
 from pipeline.instrument import Disclosure, Instrument
 from pipeline.validate import Validation
@@ -84,7 +83,7 @@ def write_run(con: duckdb.DuckDBPyConnection, loads: list[FileLoad], run_id: str
     """Write every file of a run; the caller wraps this in a transaction."""
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     for item in loads:
-        _write_catalogue(con, item.instrument)
+        _write_catalogue(con, item.instrument, item.data.derived)
         _write_file(con, item, run_id, now)
     _write_living_wage(con, living_wage_file, {item.instrument.wave for item in loads})
 
@@ -138,14 +137,16 @@ def _write_file(con: duckdb.DuckDBPyConnection, item: FileLoad, run_id: str, now
     _append(con, "open_text", data.open_text)
 
 
-def _write_catalogue(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> None:
+def _write_catalogue(con: duckdb.DuckDBPyConnection, instrument: Instrument, derived: Sequence[DerivedConcept] = ()) -> None:
+    """The wave's questions, and its derived answers (section `derived`) with what they were worked out from."""
     wave = instrument.wave
-    con.execute("DELETE FROM concepts WHERE wave = ?", [wave])
-    con.execute("DELETE FROM choices WHERE wave = ?", [wave])
+    for table in ("concepts", "choices", "derived_concepts"):
+        con.execute(f"DELETE FROM {table} WHERE wave = ?", [wave])
     concept_rows, choice_rows = [], []
-    for section in instrument.sections:
-        for q in section.questions:
-            concept_rows.append((wave, q.id, section.id, q.type.value, q.disclosure.value,
+    sections = [(s.id, s.questions) for s in instrument.sections] + [("derived", [d.question for d in derived])]
+    for section, questions in sections:
+        for q in questions:
+            concept_rows.append((wave, q.id, section, q.type.value, q.disclosure.value,
                                  q.disclosure is not Disclosure.direct, q.label.en, q.label.fr))
             for c in instrument.choices_of(q):
                 choice_rows.append((wave, q.id, c.code, c.label.en, c.label.fr, c.score, c.missing))
@@ -153,17 +154,18 @@ def _write_catalogue(con: duckdb.DuckDBPyConnection, instrument: Instrument) -> 
         "wave", "concept", "section", "type", "disclosure", "stored", "label_en", "label_fr"]))
     _append(con, "choices", pd.DataFrame(choice_rows, columns=[
         "wave", "concept", "code", "label_en", "label_fr", "score", "missing"]))
+    _append(con, "derived_concepts", pd.DataFrame(
+        [(wave, d.question.id, ", ".join(d.reads), d.reference, d.reference_year, d.note) for d in derived],
+        columns=["wave", "concept", "reads", "reference", "reference_year", "note"]))
 
 
 def _write_living_wage(con: duckdb.DuckDBPyConnection, path: Path, waves: set[int]) -> None:
-    reference = yaml.safe_load(path.read_text(encoding="utf-8"))
+    """The rates each wave is compared with (the same year as the derived answers use), for reference."""
+    reference = load_reference_table(path)
     rows = []
     for wave in sorted(waves):
-        rule = reference["rate_year_for_wave"].get(wave)
-        if rule is None:
-            raise WarehouseError(f"{path}: no living-wage year is set for wave {wave} (rate_year_for_wave)")
-        for region, rate in reference["rates"][rule["year"]].items():
-            rows.append((wave, str(region), int(rule["year"]), float(rate)))
+        year = reference.year_for(wave).year
+        rows += [(wave, region, year, rate) for region, rate in reference.rates[year].items()]
         con.execute("DELETE FROM living_wage WHERE wave = ?", [wave])
     _append(con, "living_wage", pd.DataFrame(rows, columns=["wave", "lw_region", "rate_year", "hourly"]))
 

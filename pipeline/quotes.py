@@ -4,18 +4,24 @@ Every scrubbed open answer of a suitable length is a candidate quote. Each has a
 of its wave, question and scrubbed text: respondent keys are random and change with every load,
 but the id of the same words stays the same across re-runs and warehouse rebuilds.
 
-Reviewers decide in `data/review/<wave>/quotes.yaml` (status: pending, approved or rejected). The
-file holds scrubbed text only, but it comes from real answers, so it lives under data/ and is never
-committed. `consult run` (or `consult quotes`) adds new candidates and keeps every decision. The
-report publishes exactly the approved ids, with the text as stored in the warehouse.
+Reviewers decide in `data/review/<wave>/quotes.yaml` (status: pending, approved or rejected), by
+hand, one quote at a time with `consult quotes review`, or in a spreadsheet with `consult quotes
+export` / `consult quotes import`; the commands record the date (and the reviewer's name when
+given) of each decision. The file holds scrubbed text only, but it comes from real answers, so it
+lives under data/ and is never committed. `consult run` (or `consult quotes`) adds new candidates
+and keeps every decision. The report publishes exactly the approved ids, with the text as stored in
+the warehouse.
 """
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import hashlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -24,6 +30,10 @@ from pipeline.config import Paths
 from pipeline.load import connect
 
 STATUSES = ("pending", "approved", "rejected")
+CSV_COLUMNS = ("id", "wave", "question", "text", "decision", "note")
+# What a reviewer may type in the CSV's `decision` column (blank: not decided yet).
+DECISION_WORDS = {"approve": "approved", "approved": "approved", "reject": "rejected", "rejected": "rejected",
+                  "pending": "pending", "": "pending"}
 HEADER = """\
 # Candidate quotes for the public report, wave {wave}: open answers after scrubbing.
 #
@@ -48,6 +58,9 @@ class Quote:
     question: str
     text: str
     status: str = "pending"
+    decided: str = ""  # ISO date of the decision, when a command recorded it
+    reviewer: str = ""
+    note: str = ""
 
 
 def quote_id(wave: int, question: str, text: str) -> str:
@@ -93,7 +106,9 @@ def read_review(path: Path) -> dict[str, Quote]:
                 f"expected one of {', '.join(STATUSES)}"
             )
         decided[str(entry["id"])] = Quote(str(entry["id"]), int(entry.get("wave", 0) or 0),
-                                          str(entry.get("question", "")), str(entry.get("text", "")), entry["status"])
+                                          str(entry.get("question", "")), str(entry.get("text", "")), entry["status"],
+                                          str(entry.get("decided", "") or ""), str(entry.get("reviewer", "") or ""),
+                                          str(entry.get("note", "") or ""))
     return decided
 
 
@@ -105,17 +120,30 @@ def refresh_review_files(paths: Paths, rules: QuoteRules) -> dict[int, Counter]:
         path = review_file(paths, wave)
         decided = read_review(path)
         current = {q.id for q in found}
-        entries = [Quote(q.id, q.wave, q.question, q.text, decided[q.id].status if q.id in decided else "pending")
-                   for q in found]
+        entries = [_with_decision(q, decided.get(q.id)) for q in found]
         entries += [q for q in decided.values() if q.id not in current and q.status != "pending"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        body = yaml.safe_dump(
-            {"quotes": [{"id": q.id, "question": q.question, "status": q.status, "text": q.text} for q in entries]},
-            sort_keys=False, allow_unicode=True, width=100,
-        )
-        path.write_text(HEADER.format(wave=wave) + body, encoding="utf-8")
+        write_review(path, wave, entries)
         tallies[wave] = Counter(q.status for q in entries)
     return tallies
+
+
+def _with_decision(candidate: Quote, decision: Quote | None) -> Quote:
+    if decision is None:
+        return candidate
+    return replace(candidate, status=decision.status, decided=decision.decided, reviewer=decision.reviewer,
+                   note=decision.note)
+
+
+def write_review(path: Path, wave: int, entries: list[Quote]) -> None:
+    """One wave's review file, in the order given; decision details only where recorded."""
+    rows = []
+    for q in entries:
+        row = {"id": q.id, "question": q.question, "status": q.status, "text": q.text}
+        row.update({k: v for k, v in (("decided", q.decided), ("reviewer", q.reviewer), ("note", q.note)) if v})
+        rows.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = yaml.safe_dump({"quotes": rows}, sort_keys=False, allow_unicode=True, width=100)
+    path.write_text(HEADER.format(wave=wave) + body, encoding="utf-8")
 
 
 def published_quotes(paths: Paths, rules: QuoteRules | None = None) -> list[Quote]:
@@ -126,3 +154,165 @@ def published_quotes(paths: Paths, rules: QuoteRules | None = None) -> list[Quot
         decided = read_review(review_file(paths, wave))
         published += [q for q in found if q.id in decided and decided[q.id].status == "approved"]
     return published
+
+
+# --- review by command: one quote at a time, or a spreadsheet round-trip -------------------------
+
+
+def review_waves(paths: Paths) -> list[int]:
+    """Waves that have a review file."""
+    folder = paths.root / "data" / "review"
+    return sorted(int(p.parent.name) for p in folder.glob("*/quotes.yaml") if p.parent.name.isdigit())
+
+
+def wave_review(paths: Paths, wave: int) -> list[Quote]:
+    """One wave's review file in its order, each quote carrying its wave; a clear error when the
+    file was never written."""
+    path = review_file(paths, wave)
+    if not path.exists():
+        raise QuoteReviewError(f"{path}: no quote review file for wave {wave} yet; run `consult run` (or "
+                               "`consult quotes`) after loading the wave")
+    return [replace(q, wave=wave) for q in read_review(path).values()]
+
+
+def decide(paths: Paths, wave: int, decisions: dict[str, tuple[str, str]], reviewer: str = "",
+           today: dt.date | None = None) -> None:
+    """Record decisions (quote id -> (status, note)) in the wave's review file, dated today. A
+    quote put back to pending loses its date and reviewer."""
+    entries = wave_review(paths, wave)
+    known = {q.id for q in entries}
+    unknown = sorted(set(decisions) - known)
+    if unknown:
+        raise QuoteReviewError(f"{review_file(paths, wave)}: no quote {', '.join(unknown)} in wave {wave}")
+    day = (today or dt.date.today()).isoformat()
+    updated = []
+    for q in entries:
+        if q.id in decisions:
+            status, note = decisions[q.id]
+            dated = status != "pending"
+            q = replace(q, status=status, decided=day if dated else "", reviewer=reviewer if dated else "", note=note)
+        updated.append(q)
+    write_review(review_file(paths, wave), wave, updated)
+
+
+ANSWERS = {"a": "approved", "approve": "approved", "r": "rejected", "reject": "rejected", "s": "skip",
+           "skip": "skip", "q": "quit", "quit": "quit"}
+QUESTION = "Approve (a), reject (r), skip (s) or stop here (q)? "
+
+
+def review_interactively(paths: Paths, quotes: list[Quote], ask: Callable[[str], str] = input,
+                         show: Callable[[str], None] = print, reviewer: str = "",
+                         today: dt.date | None = None) -> Counter:
+    """Ask a person about each quote; each decision is saved as soon as it is made, so stopping
+    (q, Ctrl-D or Ctrl-C) keeps the ones made before. Returns how many were approved, rejected,
+    skipped, and how many were not reached."""
+    tally: Counter = Counter()
+    for number, quote in enumerate(quotes, start=1):
+        show(f"\n[{number}/{len(quotes)}] {quote.id} · wave {quote.wave} · question {quote.question}\n"
+             f"    \u201c{quote.text}\u201d")
+        answer = _ask_until_valid(ask, show)
+        if answer == "quit":
+            tally["not reached"] += len(quotes) - number + 1
+            break
+        tally[answer] += 1
+        if answer != "skip":
+            decide(paths, quote.wave, {quote.id: (answer, quote.note)}, reviewer, today)
+    return tally
+
+
+def _ask_until_valid(ask: Callable[[str], str], show: Callable[[str], None]) -> str:
+    while True:
+        try:
+            typed = ask(QUESTION).strip().lower()
+        except EOFError:  # the end of piped input, or Ctrl-D: stop here
+            return "quit"
+        if typed in ANSWERS:
+            return ANSWERS[typed]
+        show(f"    {typed!r} is not one of the answers: type a, r, s or q")
+
+
+def export_csv(paths: Paths, wave: int, target: Path) -> int:
+    """Write one wave's quotes to a CSV for a spreadsheet (decision: approved, rejected or blank).
+    Refuses to replace a file, so a half-reviewed sheet is never overwritten. Returns the rows."""
+    if target.exists():
+        raise QuoteReviewError(f"{target}: already exists; choose another file name (or delete it first)")
+    entries = wave_review(paths, wave)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", encoding="utf-8-sig", newline="") as out:  # the BOM makes Excel read UTF-8
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for q in entries:
+            decision = "" if q.status == "pending" else q.status
+            writer.writerow([q.id, wave, q.question, _inert(q.text), decision, _inert(q.note)])
+    return len(entries)
+
+
+def _inert(text: str) -> str:
+    """A cell a spreadsheet shows as text, never runs as a formula (answers may start with = or -)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def import_csv(paths: Paths, source: Path, reviewer: str = "", today: dt.date | None = None) -> dict[int, Counter]:
+    """Apply the decisions of a CSV written by `export_csv` (after editing the `decision` and
+    `note` columns). Every row is checked first: one bad row and nothing changes. Returns, per
+    wave, how many quotes were approved, rejected or put back to pending by this import (rows
+    whose decision and note did not change are not counted and keep their date)."""
+    rows = _read_csv(source)
+    missing = [c for c in ("id", "wave", "decision") if rows and c not in rows[0][1]]
+    if not rows or missing:
+        raise QuoteReviewError(f"{source}: expected a header row with the columns {', '.join(CSV_COLUMNS)}"
+                               + (f" (missing: {', '.join(missing)})" if missing else " and one row per quote"))
+    reviews: dict[int, dict[str, Quote]] = {}
+    changes: dict[int, dict[str, tuple[str, str]]] = {}
+    errors: list[str] = []
+    for number, row in rows:
+        problem, wave, quote_id, change = _check_row(paths, row, reviews)
+        if problem:
+            errors.append(f"  row {number}, {problem}")
+        elif quote_id in changes.get(wave, {}):
+            errors.append(f"  row {number}, column id: quote {quote_id} is in the file twice")
+        else:
+            changes.setdefault(wave, {})[quote_id] = change
+    if errors:
+        raise QuoteReviewError(f"{source}: nothing was changed; fix these rows and import again:\n"
+                               + "\n".join(errors[:30]) + (f"\n  ... and {len(errors) - 30} more" if len(errors) > 30 else ""))
+    applied: dict[int, Counter] = {}
+    for wave, decisions in changes.items():
+        changed = {i: d for i, d in decisions.items() if d != (reviews[wave][i].status, reviews[wave][i].note)}
+        if changed:
+            decide(paths, wave, changed, reviewer, today)
+        applied[wave] = Counter(status for status, _note in changed.values())
+    return applied
+
+
+def _read_csv(source: Path) -> list[tuple[int, dict[str, str]]]:
+    """(spreadsheet row number, cells) for every data row; the header is row 1."""
+    try:
+        with source.open(encoding="utf-8-sig", newline="") as f:
+            return [(number, {k.strip().lower(): (v or "") for k, v in row.items() if k})
+                    for number, row in enumerate(csv.DictReader(f), start=2)]
+    except UnicodeDecodeError:
+        raise QuoteReviewError(f"{source}: not a UTF-8 CSV; save it from the spreadsheet as \"CSV UTF-8\"") from None
+    except OSError as exc:
+        raise QuoteReviewError(f"{source}: cannot read the file ({exc.strerror})") from None
+
+
+def _check_row(paths: Paths, row: dict[str, str], reviews: dict[int, dict[str, Quote]]
+               ) -> tuple[str, int, str, tuple[str, str] | None]:
+    """(problem, wave, quote id, (status, note)) for one CSV row; problem is '' when it is fine."""
+    wave_text, quote_id = row.get("wave", "").strip(), row.get("id", "").strip()
+    if not (wave_text.isdigit() and len(wave_text) == 4):
+        return f"column wave: expected a wave year such as 2025, found {wave_text!r}", 0, quote_id, None
+    wave = int(wave_text)
+    if wave not in reviews:
+        if not review_file(paths, wave).exists():
+            return f"column wave: wave {wave} has no quote review file ({review_file(paths, wave)})", wave, quote_id, None
+        reviews[wave] = {q.id: q for q in wave_review(paths, wave)}
+    if quote_id not in reviews[wave]:
+        return (f"column id: no quote {quote_id!r} in wave {wave}'s review file ({review_file(paths, wave)})",
+                wave, quote_id, None)
+    word = row.get("decision", "").strip().lower()
+    if word not in DECISION_WORDS:
+        return (f"column decision: expected approve, reject or blank (not decided yet), found {word!r}",
+                wave, quote_id, None)
+    return "", wave, quote_id, (DECISION_WORDS[word], row.get("note", "").strip())

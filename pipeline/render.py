@@ -21,6 +21,7 @@ import glob
 import hashlib
 import html
 import importlib.metadata
+import itertools
 import json
 import os
 import posixpath
@@ -31,6 +32,7 @@ import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -208,7 +210,8 @@ def _render_with_quarto(root: Path, quarto: str, extra: dict[str, str], say: Pro
     output_dir = _project_output_dir(root, _read_quarto_yml(root))
     staging = _staging_dir(output_dir)
     say(f"render {root.name} with {description}")
-    cmd = [quarto, "render", str(root), "--output-dir", str(staging)]
+    # --to html: the typst format of _quarto.yml is the PDF, rendered on request (pipeline/pdf.py).
+    cmd = [quarto, "render", str(root), "--to", "html", "--output-dir", str(staging)]
     # Quarto must run the cells with this interpreter, the one that has the pipeline's packages.
     env = {"QUARTO_PYTHON": sys.executable, **_kernel_env(extra, description)}
     try:
@@ -608,6 +611,9 @@ def _cell_error(page: Page, cell: Cell, root: Path, outputs: list[dict[str, Any]
     return RenderError(f"{_rel(cell.file, root)}:{cell.lineno}: {name} failed; first line: {first!r}\n{detail}")
 
 
+_KERNEL_IDS = itertools.count(1)
+
+
 def execute_page(page: Page, cells: list[Cell], *, cwd: Path, env: dict[str, str], kernels: Path,
                  root: Path, say: Progress) -> dict[int, list[dict[str, Any]]]:
     """Run `cells` in order in one fresh kernel; outputs by cell index. RenderError on failure."""
@@ -624,8 +630,11 @@ def execute_page(page: Page, cells: list[Cell], *, cwd: Path, env: dict[str, str
             nb_cell.metadata["tags"] = ["raises-exception"]  # error: true shows the error instead
         nb.cells.append(nb_cell)
     # IPC (Unix sockets in our private work folder) rather than TCP: survey data never crosses
-    # a network port, and ipykernel has no unencrypted-TCP warning to print.
-    km = AsyncKernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=str(kernels / "ipc"),
+    # a network port, and ipykernel has no unencrypted-TCP warning to print. Each kernel gets its
+    # own socket prefix: pages run side by side, and jupyter_client numbers sockets by looking for
+    # names not taken yet, which two kernels starting at once would both pick.
+    km = AsyncKernelManager(kernel_name=KERNEL_NAME, transport="ipc",
+                            ip=str(kernels / f"ipc{next(_KERNEL_IDS)}"),
                             kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
     client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, allow_errors=False,
                             coalesce_streams=True, record_timing=False,
@@ -633,7 +642,8 @@ def execute_page(page: Page, cells: list[Cell], *, cwd: Path, env: dict[str, str
     try:
         with client.setup_kernel(env=env, cleanup_kc=True):
             for pos, (cell, nb_cell) in enumerate(zip(cells, nb.cells)):
-                say(f"  cell {cell.index}" + (f" ({cell.label})" if cell.label else ""))
+                label = f" ({cell.label})" if cell.label else ""
+                say(f"  {page.out_rel.with_suffix('.qmd')}: cell {cell.index}{label}")
                 try:
                     client.execute_cell(nb_cell, pos)
                 except (CellControlSignal, DeadKernelError) as exc:
@@ -1149,9 +1159,8 @@ def _render_offline(root: Path, extra: dict[str, str], say: Progress) -> RenderR
             work = Path(tmp)
             run = SiteRun(project, _kernel_env(extra, description), description, titles,
                           _write_chrome(work), _write_kernelspec(work), work, staging, say)
-            for n, page in enumerate(pages, start=1):
-                say(f"render {page.out_rel.with_suffix('.qmd')} ({n}/{len(pages)}) with {description}")
-                _render_page(page, run)
+            for page, (body, raw) in zip(pages, _execute_pages(pages, run)):
+                _render_page(page, run, body, raw)
         _copy_resources(project, staging, say)
         _swap_in(staging, project.output_dir)
     finally:
@@ -1159,18 +1168,35 @@ def _render_offline(root: Path, extra: dict[str, str], say: Progress) -> RenderR
     return RenderResult(description, project.output_dir, [project.output_dir / p.out_rel for p in pages])
 
 
-def _render_page(page: Page, run: SiteRun) -> None:
-    """Execute, convert and write one page into the staging folder."""
+def _execute_pages(pages: list[Page], run: SiteRun) -> list[tuple[str, RawHtml]]:
+    """Each page's cells in its own kernel, as pandoc markdown and its raw HTML, in page order.
+
+    Pages run side by side, one per core: each kernel is its own process, so a site renders in
+    the time of its slowest page rather than the sum of all. The first failing page (in page
+    order) raises; pages not started yet are not run."""
+
+    def execute(n: int, page: Page) -> tuple[str, RawHtml]:
+        run.say(f"render {page.out_rel.with_suffix('.qmd')} ({n}/{len(pages)}) with {run.description}")
+        raw = RawHtml()
+        ui = _ui(str(page_options(run.project, page)["lang"]))
+        return executed_markdown(page, run.project, run.env, run.kernels, raw, ui, run.say), raw
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(pages), os.cpu_count() or 1))) as pool:
+        futures = [pool.submit(execute, n, page) for n, page in enumerate(pages, start=1)]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _render_page(page: Page, run: SiteRun, body: str, raw: RawHtml) -> None:
+    """Convert one executed page (its markdown and raw HTML) and write it into the staging folder."""
     project = run.project
     where = _rel(page.source, project.root)
     opts = page_options(project, page)
     ui = _ui(str(opts["lang"]))
-    runnable = [c for c in page.cells if _cell_exec_options(project, page, c).get("eval") is not False]
-    cwd = project.execute_dir or page.source.parent
-    outputs = execute_page(page, runnable, cwd=cwd, env=run.env, kernels=run.kernels, root=project.root,
-                           say=run.say) if runnable else {}
-    raw = RawHtml()
-    body = page_markdown(page, project, outputs, raw, ui)
     front = yaml.safe_dump(pandoc_metadata(opts, page, project, ui), sort_keys=True, allow_unicode=True)
     args = pandoc_args(opts, run.chrome, _write_includes(page, run, ui), page, project)
     converted = run_pandoc(f"---\n{front}---\n\n{body}", args, page.source.parent, where, run.say)
@@ -1179,6 +1205,16 @@ def _render_page(page: Page, run: SiteRun) -> None:
     target = run.staging / page.out_rel
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(page_html.encode("utf-8"))
+
+
+def executed_markdown(page: Page, project: Project, env: dict[str, str], kernels: Path, raw: RawHtml,
+                      ui: dict[str, str], say: Progress) -> str:
+    """Run a page's cells in a fresh kernel; the page as pandoc markdown (the HTML and the PDF share it)."""
+    runnable = [c for c in page.cells if _cell_exec_options(project, page, c).get("eval") is not False]
+    cwd = project.execute_dir or page.source.parent
+    outputs = execute_page(page, runnable, cwd=cwd, env=env, kernels=kernels, root=project.root,
+                           say=say) if runnable else {}
+    return page_markdown(page, project, outputs, raw, ui)
 
 
 def _write_includes(page: Page, run: SiteRun, ui: dict[str, str]) -> dict[str, Path]:

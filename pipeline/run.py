@@ -13,7 +13,7 @@ import duckdb
 
 from pipeline.anonymity import load_checked_privacy_rules, load_privacy_rules, privacy_path, protect_microdata
 from pipeline.config import Paths, export_files
-from pipeline.deidentify import deidentify, load_scrubber
+from pipeline.deidentify import deidentify, derived_path, load_derivations, load_scrubber
 from pipeline.disclosure import load_rules
 from pipeline.indicators import compute, load_checked_catalogue
 from pipeline.ingest import ExportError, file_sha256, read_export
@@ -74,11 +74,23 @@ def wave_of(path: Path, default: int | None = None) -> int:
 
 
 def choose_source(paths: Paths) -> tuple[list[Path], bool]:
-    """Real exports from data/raw when there are any; otherwise the synthetic consultation."""
+    """Real exports from data/raw when there are any, or when the warehouse holds real data (whose
+    exports may have been purged: never fall back to the synthetic consultation then); otherwise
+    the synthetic consultation."""
     real = export_files(paths.raw)
-    if real:
+    if real or _holds_real_data(paths):
         return real, False
     return export_files(paths.synthetic), True
+
+
+def _holds_real_data(paths: Paths) -> bool:
+    if not paths.warehouse.exists():
+        return False
+    with connect(paths.warehouse, read_only=True) as con:
+        try:
+            return holds_synthetic(con) is False
+        except duckdb.CatalogException:  # a warehouse file without the schema holds no data
+            return False
 
 
 def run_load(
@@ -179,7 +191,8 @@ def _prepare(paths: Paths, path: Path, wave: int, synthetic: bool, seen: set[str
     validation = validate(export, instrument, secret_key(), seen)
     progress("    de-identifying")
     coarsening = load_privacy_rules(privacy_path(paths)).microdata.numeric_quasi_identifiers
-    data = deidentify(export, validation, instrument, load_scrubber(paths.deid_file), coarsening)
+    derivations = load_derivations(derived_path(paths.surveys))
+    data = deidentify(export, validation, instrument, load_scrubber(paths.deid_file), coarsening, derivations)
     return FileLoad(export, instrument, validation, data, synthetic)
 
 

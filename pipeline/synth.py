@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
@@ -150,6 +151,8 @@ class WaveGenerator:
         year = living_wage["rate_year_for_wave"][instrument.wave]["year"]
         self.rates = {str(k): float(v) for k, v in living_wage["rates"][year].items()}
         self.window = instrument.collection_window
+        self.section_of = {q.id: s.id for s in instrument.sections for q in s.questions}
+        self.demographic_draws = self._demographic_draws()
 
     # --- respondents -------------------------------------------------------------------------
 
@@ -158,6 +161,7 @@ class WaveGenerator:
         self._demographics(answers)
         factors = self._factors(answers)
         respondent = Respondent(answers=answers, factors=factors)
+        tendencies = self._tendencies(factors)
         demographic_ids = set(answers)
         for question in self.instrument.questions:
             if question.id in demographic_ids:
@@ -165,22 +169,29 @@ class WaveGenerator:
             answers[question.id] = None
             if not self._shown(question.show_if, answers):
                 continue
-            answers[question.id] = self._answer(question, factors, answers)
+            answers[question.id] = self._answer(question, tendencies[self.section_of[question.id]], answers)
         for question in self.instrument.questions:  # demographics sit behind consent too
             if question.id in demographic_ids and not self._shown(question.show_if, answers):
                 answers[question.id] = None
         return respondent
 
-    def _demographics(self, answers: Answers) -> None:
-        weights = self.spec["demographics"]
-        for concept, concept_weights in weights.items():
+    def _demographic_draws(self) -> list[tuple[str, list[str], np.ndarray, bool]]:
+        """Per demographic question asked: its codes, their probabilities, whether several apply."""
+        draws = []
+        for concept, concept_weights in self.spec["demographics"].items():
             if concept == "more_than_one_race" or not self._asks(concept):
                 continue
             question = self.instrument.question(concept)
             codes = [c.code for c in self.instrument.choices_of(question)]
             probs = np.array([float(concept_weights.get(int(c), 1.0)) for c in codes])
             probs /= probs.sum()
-            if question.type is QuestionType.multiple:
+            draws.append((concept, codes, probs, question.type is QuestionType.multiple))
+        return draws
+
+    def _demographics(self, answers: Answers) -> None:
+        weights = self.spec["demographics"]
+        for concept, codes, probs, multiple in self.demographic_draws:
+            if multiple:
                 how_many = 2 if self.rng.random() < weights["more_than_one_race"] else 1
                 picked = self.rng.choice(codes, size=how_many, replace=False, p=probs)
                 answers[concept] = sorted({str(c) for c in picked}, key=int)
@@ -222,22 +233,23 @@ class WaveGenerator:
         assert isinstance(show_if, AnyOf)
         return any(self._shown(part, answers) for part in show_if.any)
 
-    def _tendency(self, question: Question, factors: dict[str, float]) -> float:
-        section = next(s.id for s in self.instrument.sections if question in s.questions)
-        names = self.spec["sections"].get(section, [])
-        names = names if isinstance(names, list) else [names]
-        return float(np.mean([factors[n] for n in names])) if names else 0.0
+    def _tendencies(self, factors: dict[str, float]) -> dict[str, float]:
+        """Section id -> the mean of the tendencies its answers follow (0 when none)."""
+        tendencies = {}
+        for section in self.instrument.sections:
+            names = self.spec["sections"].get(section.id, [])
+            names = names if isinstance(names, list) else [names]
+            tendencies[section.id] = float(np.mean([factors[n] for n in names])) if names else 0.0
+        return tendencies
 
     def _section_base(self, question: Question) -> float:
-        section = next(s.id for s in self.instrument.sections if question in s.questions)
-        return float(self.spec.get("section_bases", {}).get(section, 0.0))
+        return float(self.spec.get("section_bases", {}).get(self.section_of[question.id], 0.0))
 
-    def _answer(self, question: Question, factors: dict[str, float], answers: Answers) -> Any:
+    def _answer(self, question: Question, tendency: float, answers: Answers) -> Any:
         if question.id == "consent":
             return "1"
         if question.id == "eligible_role":
             return "1" if self.rng.random() < 0.88 else "2"
-        tendency = self._tendency(question, factors)
         rule = self.spec["answers"].get(question.id, {})
         kind = question.type
         if kind is QuestionType.numeric:
@@ -268,8 +280,7 @@ class WaveGenerator:
             return real[int(self.rng.integers(len(real)))].code
         # Ordered probit: a latent score cut into equal-probability bands when tendency is 0.
         latent = float(rule.get("base", self._section_base(question))) + tendency + float(self.rng.normal(0, 1))
-        cuts = [_phi_inverse((i + 1) / len(real)) for i in range(len(real) - 1)]
-        return real[sum(latent > cut for cut in cuts)].code
+        return real[sum(latent > cut for cut in _band_cuts(len(real)))].code
 
     def _multiple(self, question: Question, tendency: float, rule: dict) -> list[str]:
         choices = [c for c in self.instrument.choices_of(question) if not c.missing]
@@ -443,8 +454,14 @@ def _phi(x: float) -> float:
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
+@functools.cache
+def _band_cuts(bands: int) -> tuple[float, ...]:
+    """The latent scores cutting a standard normal into `bands` equally likely bands."""
+    return tuple(_phi_inverse((i + 1) / bands) for i in range(bands - 1))
+
+
 def _phi_inverse(p: float) -> float:
-    # Bisection is plenty for a handful of cut points per question.
+    # Bisection is plenty for the few distinct cut points (cached by _band_cuts).
     low, high = -8.0, 8.0
     for _ in range(60):
         mid = (low + high) / 2

@@ -216,3 +216,107 @@ def test_caveat_line(warehouse: Path) -> None:
     con.execute("UPDATE indicator_catalogue SET caveats = '' WHERE indicator_id = 'WELL-01'")
     con.close()
     assert charts.caveat("WELL-01") == ""
+
+
+# --- tables by breakdown, gaps and changes, citable figures -------------------------------------
+
+# indicator, wave, breakdown, group_code, group_label, gap, gap_low, gap_high, statement, suppressed, reason
+GAPS = [
+    ("PREC-01", 2025, "oh_region", "5", "Toronto", 8.2, 1.04, 15.37, "higher than everyone else by more than "
+     "chance variation would explain", False, None),
+    ("PREC-01", 2025, "oh_region", "6", EVIL, -4.06, -11.9, 3.8, "not distinguishable from noise", False, None),
+    ("PREC-01", 2025, "oh_region", "1", "North West", None, None, None, None, True, "the group's own figure is suppressed"),
+]
+# indicator, wave, previous, breakdown, group_code, label, comparability, note, prev_estimate, change, low, high,
+# statement, suppressed, reason
+CHANGES = [
+    ("PREC-01", 2025, 2024, "all", "all", "All respondents", "comparable", "", 38.0, 4.307, -2.01, 10.55,
+     "not distinguishable from noise", False, None),
+    ("PREC-01", 2025, 2024, "oh_region", "5", "Toronto", "not_comparable", "The question changed in 2025.",
+     None, None, None, None, None, False, None),
+]
+
+
+@pytest.fixture
+def compared(warehouse: Path) -> Path:
+    con = duckdb.connect(str(warehouse))
+    con.execute("""CREATE TABLE published_gaps(indicator_id VARCHAR, wave INTEGER, breakdown VARCHAR,
+                   group_code VARCHAR, group_label VARCHAR, gap DOUBLE, gap_low DOUBLE, gap_high DOUBLE,
+                   statement VARCHAR, suppressed BOOLEAN, suppression VARCHAR)""")
+    con.executemany("INSERT INTO published_gaps VALUES (?,?,?,?,?,?,?,?,?,?,?)", GAPS)
+    con.execute("""CREATE TABLE published_changes(indicator_id VARCHAR, wave INTEGER, previous_wave INTEGER,
+                   breakdown VARCHAR, group_code VARCHAR, group_label VARCHAR, comparability VARCHAR,
+                   comparability_note VARCHAR, previous_estimate DOUBLE, change DOUBLE, change_low DOUBLE,
+                   change_high DOUBLE, statement VARCHAR, suppressed BOOLEAN, suppression VARCHAR)""")
+    con.executemany("INSERT INTO published_changes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", CHANGES)
+    con.close()
+    return warehouse
+
+
+def _row(table: str, head: str) -> str:
+    return re.search(rf'<tr><th scope="row">{re.escape(head)}</th>.*?</tr>', table).group(0)
+
+
+def test_tables_are_split_by_breakdown_each_in_its_own_disclosure(compared: Path) -> None:
+    tables = charts.data_table("PREC-01")
+    assert re.findall(r'<table class="data-table" id="([^"]+)"', tables) == ["table-PREC-01-all", "table-PREC-01-oh_region"]
+    assert tables.count("<details") == 2 and tables.count("<caption") == 2
+    overall = tables.split('id="table-PREC-01-oh_region"')[0]
+    assert re.findall(r'<th scope="row">(\d+)</th>', overall) == ["2025", "2024"]  # every year, newest first
+    assert "North West" not in overall
+    assert "Ontario Health region, 2025 (4 groups, 2 suppressed)" in tables
+
+
+def test_breakdown_table_shows_gap_and_change_with_intervals(compared: Path) -> None:
+    tables = charts.data_table("PREC-01")
+    toronto = _row(tables, "Toronto")
+    assert ">46.7%<" in toronto and "38.9% to 54.6%" in toronto and ">150<" in toronto and ">70<" in toronto
+    assert "+8.2 points (1.0 to 15.4)" in toronto and "higher than everyone else" in toronto
+    assert "not comparable" in toronto and "The question changed in 2025." in tables
+    evil = _row(tables, "&lt;script&gt;alert(1)&lt;/script&gt; West")
+    assert "\u22124.1 points (\u221211.9 to 3.8)" in evil
+    assert "not distinguishable from noise" in evil
+    assert "no earlier year" in evil  # no change row for it
+    north_west = _row(tables, "North West")
+    assert north_west.count(">suppressed<") == 2 and "0.0" not in north_west
+    assert "The group&#x27;s own figure is suppressed." in tables
+    overall_2025 = _row(tables, "2025")
+    assert "+4.3 points (\u22122.0 to 10.6)" in overall_2025 and "from 38.0% in 2024" in overall_2025
+
+
+def test_tables_without_comparison_views_still_render(warehouse: Path) -> None:
+    tables = charts.data_table("PREC-01")
+    assert "not calculated" in _row(tables, "Toronto") and "no earlier year" in _row(tables, "2024")
+
+
+def _settings():
+    import datetime as dt
+
+    from pipeline.release import ReleaseSettings
+
+    return ReleaseSettings(title="Peer support in Ontario", publisher="PeerWorks", version="2025.1",
+                           date=dt.date(2025, 6, 30), url="https://example.org/report",
+                           licence={"name": "CC-BY-4.0", "title": "CC BY 4.0", "url": "https://example.org/l"},
+                           contact={"name": "Research team"})
+
+
+def test_figure_footer_links_the_csv_and_cites_the_figure(warehouse: Path) -> None:
+    footer = charts.figure_footer("PREC-01", _settings())
+    assert '<a href="data/PREC-01.csv" download>Download the data (CSV)</a>' in footer
+    assert '<a href="#PREC-01">Link to this figure</a>' in footer
+    assert "2 of the 5 figures for 2025 are suppressed" in footer
+    assert ("PeerWorks (2025). Peer support in Ontario. 2025 consultation, release 2025.1 (2025-06-30). "
+            "Figure PREC-01: Paid less than a living wage. https://example.org/report#PREC-01") in footer
+    assert "No figure for 2025 is suppressed." in charts.figure_footer("WELL-01", _settings())
+
+
+def test_key_figures_one_per_domain_linked_to_the_figure(warehouse: Path) -> None:
+    text = charts.key_figures()
+    assert text.count("\n- ") == 2  # precarity and wellbeing have indicators here, the others not
+    assert "**Precarity: Paid less than a living wage.** In 2025" in text and "(#PREC-01)" in text
+    assert "**Wellbeing: Work-related burnout.**" in text and "(#WELL-01)" in text
+
+
+def test_charts_offer_one_toolbar_button(warehouse: Path) -> None:
+    # Each toolbar button is a tab stop: only "download as PNG" is kept.
+    assert '"modeBarButtons": [["toImage"]]' in charts.region_chart("PREC-01")

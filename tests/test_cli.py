@@ -13,7 +13,7 @@ from pipeline.config import Paths
 from pipeline.instrument import load_instrument
 
 STAGES = ["synth", "ingest", "inspect", "instrument", "validate", "deidentify", "load", "indicators", "report",
-          "qa", "quarantine", "audit", "quotes", "run"]
+          "qa", "quarantine", "audit", "quotes", "release", "run"]
 
 
 def consult(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:

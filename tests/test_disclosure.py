@@ -6,12 +6,17 @@ numbers written in the test (min_group_n 10, min_cell 5, complementary suppressi
 
 from __future__ import annotations
 
+import itertools
 
 import duckdb
 import pandas as pd
 import pytest
 
+from conftest import REPO
+from pipeline.audit import check_derivability
+from pipeline.derivation import Family, linked_families
 from pipeline.disclosure import COMPLEMENTARY, SMALL_CELL, SMALL_GROUP, DisclosureRules, load_rules, suppress
+from pipeline.indicators import load_catalogue
 from pipeline.load import schema_sql
 
 RULES = DisclosureRules(min_group_n=10, min_cell=5, complementary=True)
@@ -219,12 +224,13 @@ def test_nothing_hidden_means_no_complementary_suppression():
 
 def test_complementary_suppression_stays_within_its_table():
     # same groups in two indicators, two waves and two breakdowns: only IND-01 / 2025 / oh_region
-    # has a hidden cell, so only that table gets a partner hidden
+    # has a hidden cell, so only that table gets a partner hidden (the work_setting groups of
+    # IND-01 / 2025 add up to the same total, 48 respondents of whom 22 said yes)
     parts = [
         table([("1", 6, 2), ("2", 30, 14), ("3", 12, 6)]),
         table([("1", 16, 8), ("2", 30, 14), ("3", 12, 6)], indicator_id="IND-02"),
         table([("1", 16, 8), ("2", 30, 14), ("3", 12, 6)], wave=2024),
-        table([("1", 16, 8), ("2", 30, 14), ("3", 12, 6)], breakdown="work_setting").query("breakdown != 'all'"),
+        table([("1", 16, 7), ("2", 20, 9), ("3", 12, 6)], breakdown="work_setting").query("breakdown != 'all'"),
     ]
     result = suppress(pd.concat(parts, ignore_index=True), RULES)
     hidden = result[result["suppressed"]]
@@ -301,3 +307,183 @@ def test_hidden_groups_that_all_said_yes_together_get_a_partner() -> None:
     together_n = sum(n for g, n, _ in rows if g in hidden)
     together_count = sum(c for g, _, c in rows if g in hidden)
     assert min(together_count, together_n - together_count) >= 5
+
+
+# --- across the tables of one wave -----------------------------------------------------------
+#
+# Two indicators about the same people: ANY-01 "any incivility" (answers 2-5) and FREQ-01 "frequent
+# incivility" (answers 4-5), so frequent implies any. Each group's people are of three kinds (atoms,
+# worked out by hand): neither (u), any but not frequent (v), both (w); n = u + v + w, the ANY-01
+# count is v + w and the FREQ-01 count is w.
+
+LINKED_DEFINITIONS = """
+default_breakdowns: [oh_region]
+default_min_n: 10
+breakdowns:
+  oh_region: {title: Region, definition: Region., question: oh_region}
+scores: {}
+indicators:
+  - {id: ANY-01, title: Any incivility, domain: disrespect, kind: proportion, definition: Any.,
+     population: {question: eligible_role, in: [1, 2]}, population_text: All, questions: [incivility_ignored],
+     condition: {question: incivility_ignored, in: [2, 3, 4, 5]}}
+  - {id: FREQ-01, title: Frequent incivility, domain: disrespect, kind: proportion, definition: Frequent.,
+     population: {question: eligible_role, in: [1, 2]}, population_text: All, questions: [incivility_ignored],
+     condition: {question: incivility_ignored, in: [4, 5]}}
+"""
+# group: (u, v, w). By hand, with the rules applied table by table:
+#   ANY-01 counts A 20/40, B 2/20, C 6/12, D 10/15: B is hidden (2 < 5), partner C (smallest n, 12).
+#   FREQ-01 counts A 10/40, B 2/20, C 6/12, D 4/15: B and D are hidden (2 and 4 < 5); together 6 of
+#   35 answered yes and 29 no, so no partner is needed within the table.
+# Across the two tables: n_D = 15 is shown in ANY-01, so FREQ-01 gives n_B = 87 - 40 - 12 - 15 = 20;
+# FREQ-01 counts c_B + c_D = 22 - 10 - 6 = 6 with c_D <= 4 (c_D >= 15 - 4 is impossible), so c_B >= 2;
+# ANY-01 counts c_B + c_C = 38 - 20 - 10 = 8 with c_C >= 6 (FREQ-01 shows 6 of C, and frequent
+# implies any), so ANY-01's c_B <= 2, and FREQ-01's c_B <= ANY-01's. B is 2 of 20 in both tables.
+LINKED_GROUPS = {"A": (20, 10, 10), "B": (18, 0, 2), "C": (6, 0, 6), "D": (5, 6, 4)}
+LINKED_FAMILY = {2025: [Family(("ANY-01", "FREQ-01"), ("proportion", "proportion"), ((1, 1), (2, 1), (2, 2)))]}
+
+
+def linked_cells() -> pd.DataFrame:
+    groups = {"all": tuple(sum(g[k] for g in LINKED_GROUPS.values()) for k in range(3)), **LINKED_GROUPS}
+    rows = []
+    for indicator, counted in (("ANY-01", lambda u, v, w: v + w), ("FREQ-01", lambda u, v, w: w)):
+        for code, (u, v, w) in groups.items():
+            rows.append(dict(indicator_id=indicator, wave=2025, breakdown="all" if code == "all" else "oh_region",
+                             group_code=code, kind="proportion", n=u + v + w, count=counted(u, v, w)))
+    return pd.DataFrame(rows)
+
+
+def hidden_cells(result: pd.DataFrame) -> set[tuple[str, str]]:
+    return {(r.indicator_id, r.group_code) for r in result.itertuples() if r.suppressed}
+
+
+def test_table_by_table_suppression_leaves_a_cell_that_two_tables_give_away():
+    # the worked example above, with no link between the indicators: what each table hides
+    result = suppress(linked_cells(), RULES)
+    assert hidden_cells(result) == {("ANY-01", "B"), ("ANY-01", "C"), ("FREQ-01", "B"), ("FREQ-01", "D")}
+
+
+def test_linked_indicators_are_protected_together():
+    result = suppress(linked_cells(), RULES, LINKED_FAMILY)
+    hidden = hidden_cells(result)
+    assert {("ANY-01", "B"), ("ANY-01", "C"), ("FREQ-01", "B"), ("FREQ-01", "D")} < hidden
+    # one more cell is enough here; a partner of B is the least lost: the same group's other table,
+    # or another group of a table (n of C 12 and D 15 are the smallest shown)
+    extra = hidden - {("ANY-01", "B"), ("ANY-01", "C"), ("FREQ-01", "B"), ("FREQ-01", "D")}
+    assert len(extra) == 1 and extra <= {("ANY-01", "D"), ("FREQ-01", "C")}
+    assert set(result.loc[result["suppressed"], "suppression"]) <= {
+        SMALL_CELL.format(n=5), COMPLEMENTARY}
+    # brute force over every split of the 87 people into the three kinds per group that agrees with
+    # what is published: B's (n, count) in FREQ-01 is no longer unique
+    assert len(linked_solutions(result, "B")) > 1
+
+
+def linked_solutions(result: pd.DataFrame, target: str) -> set[tuple[int, int, int]]:
+    """Every (n, ANY-01 count, FREQ-01 count) of group `target` consistent with the published cells
+    and reasons of both tables (groups' atoms u, v, w >= 0 adding up to the published total)."""
+    shown = {(r.indicator_id, r.group_code): (int(r.n), int(r.count)) for r in result.itertuples() if not r.suppressed}
+    reasons = {(r.indicator_id, r.group_code): r.suppression for r in result.itertuples() if r.suppressed}
+    total = shown[("ANY-01", "all")][0], shown[("ANY-01", "all")][1], shown[("FREQ-01", "all")][1]
+    codes = sorted(LINKED_GROUPS)
+
+    def fits(code, u, v, w) -> bool:
+        n = u + v + w
+        for indicator, count in (("ANY-01", v + w), ("FREQ-01", w)):
+            if (indicator, code) in shown and shown[indicator, code] != (n, count):
+                return False
+            reason = reasons.get((indicator, code))
+            if reason is not None and not reason_allows(reason, n, count, RULES):
+                return False
+        return n >= 1
+
+    options = {code: [(u, v, w) for u in range(41) for v in range(41) for w in range(41) if fits(code, u, v, w)]
+               for code in codes}
+    last = max(codes, key=lambda c: len(options[c]))  # takes what the others leave of the total
+    others = [c for c in codes if c != last]
+    found = set()
+    for combo in itertools.product(*(options[c] for c in others)):
+        n, any_count, frequent = (total[0] - sum(sum(x) for x in combo), total[1] - sum(x[1] + x[2] for x in combo),
+                                  total[2] - sum(x[2] for x in combo))
+        rest = (n - any_count, any_count - frequent, frequent)
+        if min(rest) >= 0 and fits(last, *rest):
+            u, v, w = dict(zip(others + [last], [*combo, rest]))[target]
+            found.add((u + v + w, v + w, w))
+    return found
+
+
+def test_the_brute_force_recovers_the_cell_from_table_by_table_suppression():
+    # the check above can fail: on the table-by-table result only one split is possible
+    assert linked_solutions(suppress(linked_cells(), RULES), "B") == {(20, 2, 2)}
+
+
+def linked_warehouse(result: pd.DataFrame) -> duckdb.DuckDBPyConnection:
+    """An in-memory warehouse holding the two tables as published, and the questions they use."""
+    con = duckdb.connect(":memory:")
+    con.execute(schema_sql())
+    for concept, kind, codes in (("eligible_role", "single", ["1", "2", "3"]),
+                                 ("incivility_ignored", "likert", ["1", "2", "3", "4", "5"])):
+        con.execute("INSERT INTO concepts VALUES (2025, ?, 'work', ?, 'none', true, ?, ?)", [concept, kind, concept, concept])
+        con.executemany("INSERT INTO choices VALUES (2025, ?, ?, ?, ?, NULL, false)",
+                        [[concept, c, c, c] for c in codes])
+    con.executemany(
+        "INSERT INTO indicator_catalogue (indicator_id, title, domain, kind, unit, definition, population, questions, "
+        "caveats, sort_order) VALUES (?, ?, 'disrespect', 'proportion', '%', '', '', '', '', ?)",
+        [["ANY-01", "Any", 0], ["FREQ-01", "Frequent", 1]])
+    for r in result.itertuples():
+        con.execute("INSERT INTO indicator_estimates VALUES (?, 2025, ?, ?, ?, ?, ?, ?, 0, 100, ?, ?)",
+                    [r.indicator_id, r.breakdown, r.group_code, r.group_code, int(r.n), int(r.count),
+                     100.0 * r.count / r.n, bool(r.suppressed), None if pd.isna(r.suppression) else r.suppression])
+    return con
+
+
+def test_the_audit_catches_a_cell_given_away_across_two_tables(tmp_path):
+    definitions = tmp_path / "indicators.yaml"
+    definitions.write_text(LINKED_DEFINITIONS, encoding="utf-8")
+    catalogue = load_catalogue(definitions)
+    bypassed = check_derivability(linked_warehouse(suppress(linked_cells(), RULES)), catalogue)
+    assert not bypassed.passed
+    # B as worked out above, and with it each partner: ANY-01's C is 8 - 2 = 6 of 12 and FREQ-01's D
+    # is 6 - 2 = 4 of 15
+    assert {(d["indicator_id"], d["group_code"], d["disclosed"]) for d in bypassed.details} == {
+        ("ANY-01", "B", "n = 20 and count = 2"), ("FREQ-01", "B", "n = 20 and count = 2"),
+        ("ANY-01", "C", "n = 12 and count = 6"), ("FREQ-01", "D", "n = 15 and count = 4")}
+    # table by table (no definitions given), the audit sees nothing wrong: the link is what matters
+    assert check_derivability(linked_warehouse(suppress(linked_cells(), RULES))).passed
+    protected = check_derivability(linked_warehouse(suppress(linked_cells(), RULES, LINKED_FAMILY)), catalogue)
+    assert protected.passed, protected.details
+    used = protected.equations[0]
+    assert used["wave"] == 2025 and used["linked_indicators"] == ["ANY-01, FREQ-01"]
+
+
+def test_links_between_indicators_come_from_their_definitions(tmp_path):
+    definitions = tmp_path / "indicators.yaml"
+    definitions.write_text(LINKED_DEFINITIONS, encoding="utf-8")
+    con = linked_warehouse(linked_cells().assign(suppressed=False, suppression=None))
+    kinds = {"eligible_role": "single", "incivility_ignored": "likert"}
+    assert linked_families(con, load_catalogue(definitions), kinds, linked_cells()) == LINKED_FAMILY
+
+
+def test_the_real_catalogue_links_what_its_definitions_share(tmp_path):
+    # by hand from surveys/indicators.yaml: the four precarity bands cut one score and PREC-01
+    # averages it (same people: one atom per band); no sick days / no benefits / neither use two
+    # questions (atoms: every pattern of answering them); frequent incivility implies any.
+    from pipeline.indicators import load_checked_catalogue, instrument_kinds
+
+    catalogue = load_checked_catalogue(REPO / "surveys" / "indicators.yaml", REPO / "surveys")
+    kinds = {**instrument_kinds(REPO / "surveys"), **{s: "numeric" for s in catalogue.scores}}
+    con = duckdb.connect(":memory:")
+    con.execute(schema_sql())
+    for concept, codes in (("eligible_role", ["1", "2", "3"]), ("paid_sick_days", ["1", "2"]),
+                           ("health_benefits", ["1", "2"])):
+        con.executemany("INSERT INTO choices VALUES (2025, ?, ?, ?, ?, NULL, false)", [[concept, c, c, c] for c in codes])
+    ids = ["PREC-01", "PREC-07", "PREC-08", "PREC-09", "PREC-02", "PREC-04", "PREC-10", "PREC-11", "DISR-01", "DISR-02",
+           "DISR-03"]
+    cells = pd.DataFrame({"indicator_id": ids, "wave": 2025})
+    families = {f.indicators: f.atoms for f in linked_families(con, catalogue, kinds, cells)[2025]}
+    assert set(families[("PREC-01", "PREC-07", "PREC-08", "PREC-09", "PREC-02")]) == {
+        (1, 2, 1, 1, 1), (1, 1, 2, 1, 1), (1, 1, 1, 2, 1), (1, 1, 1, 1, 2)}
+    # (PREC-04, PREC-10, PREC-11): sick days answered yes (1) or no (2), benefits the same, or unanswered
+    assert set(families[("PREC-04", "PREC-10", "PREC-11")]) == {
+        (1, 0, 0), (2, 0, 0), (0, 1, 0), (0, 2, 0),  # one question answered
+        (1, 1, 1), (1, 2, 1), (2, 1, 1), (2, 2, 2)}  # both: counted in PREC-11 only when both say no
+    assert set(families[("DISR-01", "DISR-02")]) == {(1, 1), (2, 1), (2, 2)}
+    assert families[("DISR-03",)] == ((1,), (2,))

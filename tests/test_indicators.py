@@ -1,8 +1,9 @@
 """pipeline.indicators on a hand-built warehouse.
 
 Each test writes the real questionnaires (concepts, choices, living wages; 2025 unless a person
-carries an earlier `wave`) into a fresh DuckDB, inserts respondents and answers designed by hand,
-runs `compute` with the real
+carries an earlier `wave`) into a fresh DuckDB, inserts respondents and answers designed by hand
+(with the derived answers of surveys/derived.yaml worked out from them, as de-identification
+does), runs `compute` with the real
 surveys/indicators.yaml and compares `indicator_estimates` with numbers worked out in the test:
 counts by hand, scores from the choice points of surveys/2025/instrument.yaml, intervals with
 statsmodels / scipy.
@@ -16,10 +17,13 @@ from collections import Counter
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
+import yaml
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
+from pipeline.deidentify import derive, derived_path, load_derivations
 from pipeline.disclosure import COMPLEMENTARY, SMALL_CELL, SMALL_GROUP, DisclosureRules
 from pipeline.indicators import (
     IndicatorError,
@@ -62,8 +66,18 @@ def make_warehouse(tmp_path: Path, people: list[dict]) -> duckdb.DuckDBPyConnect
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
     con.execute(schema_sql())
     waves = {person.get("wave", WAVE) for person in people} | {WAVE}
+    derivations = load_derivations(derived_path(REPO_SURVEYS))
+    people = [dict(person) for person in people]
     for wave in sorted(waves):
-        _write_catalogue(con, load_instrument(REPO_SURVEYS / str(wave) / "instrument.yaml"))
+        instrument = load_instrument(REPO_SURVEYS / str(wave) / "instrument.yaml")
+        raw = [p for p in people if p.get("wave", WAVE) == wave]
+        frame = pd.DataFrame([{c: v if isinstance(v, list) else str(v) for c, v in p.items()} for p in raw])
+        derived = derive(frame, instrument, derivations) if raw else []
+        for concept, values in derived:
+            for person, value in zip(raw, values):
+                if value is not None:
+                    person[concept.question.id] = value
+        _write_catalogue(con, instrument, [concept for concept, _ in derived])
     _write_living_wage(con, LIVING_WAGE, waves)
     respondents, answers = [], []
     for i, person in enumerate(people):
@@ -195,6 +209,21 @@ def test_prec03_below_living_wage_uses_the_regions_2024_rate_and_equal_is_not_be
     # below: (4 + 2) + (2 + 2) + 3 = 13
     assert_proportion(table[("all", "all")], n=21, count=13)
     assert table[("all", "all")]["group_label"] == "All respondents"
+
+
+def test_prec03_compares_each_wave_with_the_rates_its_reference_names(tmp_path):
+    # GTA (area 1): the 2023 wave and the 2024 wave use the 2023 rate 25.05; the 2025 wave the 2024 rate 26.00.
+    people = (
+        times(3, paid(wave=2023, lw_region=1, hourly_wage="25.05"))  # equal: not below
+        + times(2, paid(wave=2023, lw_region=1, hourly_wage="25.04"))  # below
+        + times(4, paid(wave=2024, lw_region=1, hourly_wage="25.50"))  # above 25.05: not below
+        + times(1, paid(wave=2024, lw_region=1, hourly_wage="25.00"))  # below
+        + times(5, paid(wave=2025, lw_region=1, hourly_wage="25.50"))  # below 26.00
+        + times(2, paid(wave=2025, lw_region=1, hourly_wage="26"))  # equal: not below
+    )
+    con = run(tmp_path, people)
+    overall = {wave: cells(con, "PREC-03", wave=wave)[("all", "all")] for wave in (2023, 2024, 2025)}
+    assert {wave: (cell["n"], cell["count"]) for wave, cell in overall.items()} == {2023: (5, 2), 2024: (5, 1), 2025: (7, 5)}
 
 
 def test_prec03_breakdown_by_oh_region(tmp_path):
@@ -589,6 +618,49 @@ def test_rule_naming_an_unknown_concept_is_an_error(tmp_path, population, questi
         con = make_warehouse(tmp_path, times(12, paid(paid_sick_days=2, hourly_wage="20", lw_region=1)))
         with pytest.raises(IndicatorError, match=unknown):
             compute(con, load_catalogue(path), RULES)
+
+
+def broken_copy(tmp_path: Path, old: str, new: str) -> Path:
+    """surveys/indicators.yaml with one analyst's mistake in it."""
+    text = INDICATORS.read_text(encoding="utf-8")
+    assert text.count(old) >= 1
+    path = tmp_path / "indicators.yaml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def position_of(indicator_id: str) -> int:
+    return [i["id"] for i in yaml.safe_load(INDICATORS.read_text(encoding="utf-8"))["indicators"]].index(indicator_id)
+
+
+@pytest.mark.parametrize("old, new, where, what", [
+    # a misspelt field name
+    ("    condition: {question: paid_sick_days, in: [2]}", "    conditon: {question: paid_sick_days, in: [2]}",
+     "indicators[{PREC-04}] (id PREC-04).conditon", "Extra inputs are not permitted"),
+    # a value the schema does not allow
+    ("    title: No paid sick days\n    domain: precarity\n    kind: proportion",
+     "    title: No paid sick days\n    domain: precarity\n    kind: proportions",
+     "indicators[{PREC-04}] (id PREC-04).kind", "Input should be 'proportion' or 'mean'"),
+    # a number written as words
+    ("default_min_n: 10", "default_min_n: ten", "at default_min_n", "valid integer"),
+])
+def test_a_mistake_in_the_catalogue_names_the_file_and_the_field(tmp_path, old, new, where, what):
+    path = broken_copy(tmp_path, old, new)
+    with pytest.raises(IndicatorError) as error:
+        load_catalogue(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: invalid indicator definitions")
+    assert where.replace("{PREC-04}", str(position_of("PREC-04"))) in message and what in message
+    assert "pydantic" not in message  # the analyst sees the place and the problem, not a library's help links
+
+
+def test_a_catalogue_that_is_not_yaml_names_the_file(tmp_path):
+    path = broken_copy(tmp_path, "default_min_n: 10", "default_min_n: [10")
+    with pytest.raises(IndicatorError, match="not valid YAML") as error:
+        load_catalogue(path)
+    assert str(error.value).startswith(f"{path}: ")
+    with pytest.raises(IndicatorError, match=r"cannot read the indicator definitions file"):
+        load_catalogue(tmp_path / "missing.yaml")
 
 
 def test_a_concept_asked_only_in_a_wave_not_yet_loaded_is_not_an_error(tmp_path):

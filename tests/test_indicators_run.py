@@ -38,14 +38,8 @@ def catalogue_ids() -> list[str]:
 
 
 def expected_waves(paths: Paths) -> dict[str, set[int]]:
-    expected = {i: {2025} if i in ONLY_2025 else {2024, 2025} if i in FROM_2024 else {2023, 2024, 2025}
-                for i in catalogue_ids()}
-    # PREC-03 needs the living-wage region, a quasi-identifier that de-identification may remove
-    # to keep groups k-anonymous: its waves are those where some paid respondent kept wage and region.
-    expected["PREC-03"] = {wave for (wave,) in query(paths, """
-        SELECT DISTINCT wave FROM respondent_wide
-        WHERE eligible_role = '1' AND hourly_wage IS NOT NULL AND living_wage IS NOT NULL""")}
-    return expected
+    return {i: {2025} if i in ONLY_2025 else {2024, 2025} if i in FROM_2024 else {2023, 2024, 2025}
+            for i in catalogue_ids()}
 
 
 def test_every_indicator_is_computed_for_every_wave_that_asked_its_questions(loaded: Paths) -> None:
@@ -53,10 +47,76 @@ def test_every_indicator_is_computed_for_every_wave_that_asked_its_questions(loa
     for indicator_id, wave in query(loaded, "SELECT indicator_id, wave FROM indicator_estimates WHERE breakdown = 'all'"):
         got[indicator_id].add(wave)
     expected = expected_waves(loaded)
-    assert expected["PREC-03"]  # some wave has it
     assert got == expected
     listed = dict(query(loaded, "SELECT indicator_id, waves FROM indicator_catalogue"))
     assert listed == {i: ", ".join(str(w) for w in sorted(waves)) for i, waves in expected.items()}
+
+
+def carried(concept: str, asked: set[str], scores: dict, derived: dict) -> bool:
+    """Whether a wave's questionnaire carries a concept: a question it asks, a score with enough of
+    its items, or a derived answer whose questions it asks (read from the YAML, not the code)."""
+    if concept in scores:
+        return sum(item in asked for item in scores[concept]["items"]) >= scores[concept]["min_items"]
+    if concept in derived:
+        return {derived[concept]["compare"]["value"], derived[concept]["compare"]["key"]} <= asked
+    return concept in asked
+
+
+def rule_concepts(rule: dict) -> list[str]:
+    if "any" in rule or "all" in rule:
+        return [c for part in rule.get("any", rule.get("all")) for c in rule_concepts(part)]
+    return [rule["question"]] + [v for k, v in rule.items() if k in ("below", "at_least") and isinstance(v, str)]
+
+
+def test_every_indicator_has_an_overall_figure_for_every_wave_whose_questionnaire_carries_it(loaded: Paths) -> None:
+    """`consult run` computes all indicators for all waves: a published or suppressed (with its
+    reason) overall figure with n > 0 wherever the questionnaire asked what the indicator needs."""
+    surveys = loaded.surveys
+    definitions = yaml.safe_load((surveys / "indicators.yaml").read_text(encoding="utf-8"))
+    derived = {d["id"]: d for d in yaml.safe_load((surveys / "derived.yaml").read_text(encoding="utf-8"))["derived"]}
+    asked = {}
+    for wave in (2023, 2024, 2025):
+        instrument = yaml.safe_load((surveys / str(wave) / "instrument.yaml").read_text(encoding="utf-8"))
+        asked[wave] = {q["id"] for section in instrument["sections"] for q in section["questions"]}
+    expected = set()
+    for i in definitions["indicators"]:
+        needs = rule_concepts(i["population"]) + i["questions"] + rule_concepts(i.get("condition") or {"question": i["value"]})
+        expected |= {(i["id"], wave) for wave in asked
+                     if all(carried(c, asked[wave], definitions["scores"], derived) for c in needs)}
+    assert {("PREC-03", 2023), ("PREC-03", 2024), ("PREC-03", 2025)} <= expected
+    figures = {(i, w): (n, estimate, suppressed, reason) for i, w, n, estimate, suppressed, reason in query(loaded, """
+        SELECT indicator_id, wave, n, estimate, suppressed, suppression FROM indicator_estimates WHERE breakdown = 'all'""")}
+    missing = sorted(expected - set(figures))
+    assert not missing, f"no overall figure for {missing}"
+    for key in sorted(expected):
+        n, estimate, suppressed, reason = figures[key]
+        assert n > 0, key
+        assert (not suppressed and estimate is not None) or (suppressed and reason), key
+
+
+def test_prec03_matches_the_raw_exports_wage_and_area(loaded: Paths) -> None:
+    """Below the living wage, worked out here from each loaded response's wage and area as exported
+    (rates by hand from surveys/reference/living_wage.yaml), equals the run's PREC-03 in every wave."""
+    from pipeline.ingest import file_sha256, read_export
+    from pipeline.instrument import instrument_path, load_instrument
+
+    reference = yaml.safe_load((loaded.surveys / "reference" / "living_wage.yaml").read_text(encoding="utf-8"))
+    got = {w: (n, count) for w, n, count in query(loaded, """
+        SELECT wave, n, count FROM indicator_estimates WHERE indicator_id = 'PREC-03' AND breakdown = 'all'""")}
+    for path in sorted(loaded.synthetic.rglob("*.csv")):
+        wave = int(path.parent.name)
+        export = read_export(path, load_instrument(instrument_path(loaded.surveys, wave)))
+        loaded_rows = {row for (row,) in query(loaded, f"""
+            SELECT source_row FROM row_outcomes WHERE file_sha256 = '{file_sha256(path)}' AND outcome = 'loaded'""")}
+        rates = reference["rates"][reference["rate_year_for_wave"][wave]["year"]]
+        n = below = 0
+        for index, row in export.answers.iterrows():
+            if export.source_row(index) not in loaded_rows or row["eligible_role"] != "1":
+                continue
+            if isinstance(row["hourly_wage"], str) and isinstance(row["lw_region"], str):
+                n += 1
+                below += float(row["hourly_wage"]) < rates[int(row["lw_region"])]
+        assert got[wave] == (n, below), wave
 
 
 def test_equity_breakdowns_follow_what_each_wave_asked(loaded: Paths) -> None:

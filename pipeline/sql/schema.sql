@@ -170,6 +170,18 @@ CREATE TABLE IF NOT EXISTS living_wage (
     PRIMARY KEY (wave, lw_region)
 );
 
+-- Answers derived at de-identification from the answers as given, before rounding and k-anonymity
+-- (surveys/derived.yaml). Each is also in `concepts` (section 'derived', with its disclosure class).
+CREATE TABLE IF NOT EXISTS derived_concepts (
+    wave            INTEGER NOT NULL,
+    concept         VARCHAR NOT NULL,
+    reads           VARCHAR NOT NULL,   -- the questions it is worked out from, comma-separated
+    reference       VARCHAR NOT NULL,   -- the reference data compared with, cited
+    reference_year  INTEGER NOT NULL,   -- the year of that data used for the wave
+    note            VARCHAR NOT NULL,   -- why that year, when the reference data says
+    PRIMARY KEY (wave, concept)
+);
+
 -- Marts: indicator estimates by wave and breakdown, with disclosure control applied.
 CREATE TABLE IF NOT EXISTS indicator_estimates (
     indicator_id    VARCHAR NOT NULL,
@@ -262,6 +274,19 @@ CREATE TABLE IF NOT EXISTS indicator_changes (
     suppressed          BOOLEAN NOT NULL,
     suppression         VARCHAR,
     PRIMARY KEY (indicator_id, breakdown, group_code, wave)
+);
+
+-- Raw exports deleted by `consult purge-raw` once their wave's release was published: the ledger
+-- keeps what each file brought, this table says the file itself is gone on purpose (not missing),
+-- with its hash so the recorded state stays traceable. CREATE IF NOT EXISTS: older warehouses get
+-- it the next time the schema is applied (every load, every purge).
+CREATE TABLE IF NOT EXISTS purges (
+    file_sha256      VARCHAR PRIMARY KEY,
+    file_name        VARCHAR NOT NULL,
+    wave             INTEGER NOT NULL,
+    bytes            BIGINT NOT NULL,
+    purged_on        DATE NOT NULL,       -- when: the date is the point of the record
+    release_version  VARCHAR NOT NULL     -- the published release that holds the wave
 );
 
 -- Small key/value facts about the warehouse (e.g. the hash of the indicator definitions).

@@ -1,0 +1,490 @@
+"""What a reader can work out from all the published figures of one wave taken together.
+
+Published figures are linked by exact equations: in every table, the groups of a breakdown and the
+people in none of its groups add up to the overall figure; and indicators whose definitions share
+questions count overlapping sets of people. Two such indicators of the same group are linked
+through the group's *atoms*: the kinds of respondent their definitions can tell apart. For
+"any incivility" and "frequent incivility" the atoms are: in the population but neither, any but not
+frequent, and both (frequent without any is impossible); every published n and count is a sum of
+atoms. The atoms come from the definitions (surveys/indicators.yaml) and the questionnaire's
+answers, never from a list written here: every answer a respondent could give to the questions an
+indicator family uses is tried, and each distinct pattern of (outside the population, in it,
+counted) across the family is an atom. Band partitions, nested and complementary conditions and
+shared denominators all follow from that.
+
+The attacker is assumed to know every published figure, the rules and the reasons given, and, to be
+safe, how many people (and how many counted) are in no group of each breakdown (the gaps' "everyone
+else" figures give it away). A hidden value is disclosed when every solution of the equations (in
+whole numbers, with the bounds the reasons state) gives it its true value: its feasible range has
+width zero. Ranges are solved with HiGHS (scipy), one system per family of linked indicators and
+wave, with sparse matrices.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+# Kinds of equation, as the audit reports them.
+CELL = "published figures of a cell (n, count or sum)"
+MARGIN = "a breakdown's groups and the people in none of them add up to the overall figure"
+OUTSIDE = "people in no group of a breakdown (known from the gaps' everyone-else figures)"
+GAP = "gap figures: the group's own, and everyone else's (rest = everyone who answered - group)"
+CHANGE = "change figures: a cell's n and estimate shown beside the previous wave's"
+MAX_PROFILES = 200_000  # answer combinations tried per family of linked indicators
+
+
+@dataclass(frozen=True)
+class Family:
+    """Indicators of one wave linked by their definitions, and the atoms that link them.
+
+    An atom gives, for each indicator in order: 0 outside its population, 1 in its population (n)
+    but not counted, 2 counted. A mean's value is in n only (0 or 1)."""
+
+    indicators: tuple[str, ...]
+    kinds: tuple[str, ...]
+    atoms: tuple[tuple[int, ...], ...]
+
+
+def alone(indicator: str, kind: str) -> Family:
+    """An indicator linked to no other: its atoms are 'not counted' and 'counted'."""
+    return Family((indicator,), (kind,), ((1,), (2,)) if kind == "proportion" else ((1,),))
+
+
+# --- families of linked indicators, from the definitions -------------------------------------
+
+
+def linked_families(con: duckdb.DuckDBPyConnection, catalogue, kinds: dict[str, str],
+                    cells: pd.DataFrame) -> dict[int, list[Family]]:
+    """For each wave of `cells`, the indicators it has grouped into families that share a question,
+    with their atoms; `kinds` is each concept's type (as indicators.build_wide returns it)."""
+    by_id = {i.id: i for i in catalogue.indicators}
+    families: dict[int, list[Family]] = {}
+    for wave, in_wave in cells.groupby("wave", sort=True):
+        ids = [i.id for i in catalogue.indicators if i.id in set(in_wave["indicator_id"])]
+        codes = _answer_codes(con, int(wave))
+        families[int(wave)] = [_family([by_id[i] for i in group], kinds, codes) for group in _linked(ids, by_id)]
+    return families
+
+
+def _linked(ids: list[str], by_id: dict) -> list[list[str]]:
+    """Indicators that share a question, a condition concept or a value, transitively; the
+    population rule alone (everyone in a paid role) does not link two indicators."""
+    parent = {i: i for i in ids}
+
+    def root(i: str) -> str:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    owner: dict[str, str] = {}
+    for i in ids:
+        indicator = by_id[i]
+        used = set(indicator.questions) | ({indicator.value} if indicator.value else set())
+        if indicator.condition is not None:
+            used |= set(_concepts(indicator.condition))
+        for concept in sorted(used):
+            if concept in owner:
+                parent[root(i)] = root(owner[concept])
+            else:
+                owner[concept] = i
+    groups: dict[str, list[str]] = {}
+    for i in ids:
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
+def _concepts(expr) -> list[str]:
+    from pipeline.indicators import _rule_concepts
+
+    return _rule_concepts(expr)
+
+
+def _answer_codes(con: duckdb.DuckDBPyConnection, wave: int) -> dict[str, list[str]]:
+    rows = con.execute("SELECT concept, list(code ORDER BY code) FROM choices WHERE wave = ? AND NOT missing "
+                       "GROUP BY concept", [wave]).fetchall()
+    return dict(rows)
+
+
+def _family(indicators: list, kinds: dict[str, str], codes: dict[str, list[str]]) -> Family:
+    ids = tuple(i.id for i in indicators)
+    ikinds = tuple(i.kind for i in indicators)
+    if len(indicators) == 1:
+        return alone(ids[0], ikinds[0])
+    from pipeline.indicators import _answered, _q, compile_rule
+
+    rules = [r for i in indicators for r in _leaves(i.population) + (_leaves(i.condition) if i.condition else [])]
+    concepts = sorted({c for i in indicators for c in
+                       _concepts(i.population) + i.questions + ([i.value] if i.value else [])
+                       + (_concepts(i.condition) if i.condition else [])})
+    values = {c: _representatives(c, kinds.get(c), rules, codes.get(c, [])) for c in concepts}
+    if int(np.prod([len(v) for v in values.values()])) > MAX_PROFILES:
+        raise ValueError(f"indicators {', '.join(ids)} share too many questions to work out how their figures "
+                         f"are linked ({' x '.join(str(len(v)) for v in values.values())} answer combinations)")
+    literals = {c: _literal(v, kinds.get(c)) for c, v in values.items()}
+    signature = ", ".join(
+        f"CASE WHEN {compile_rule(i.population, kinds)} AND {_answered(i.questions)} THEN "
+        + (f"CASE WHEN {compile_rule(i.condition, kinds)} THEN 2 ELSE 1 END" if i.kind == "proportion" else "1")
+        + " ELSE 0 END" for i in indicators)
+    sources = " CROSS JOIN ".join(f"(SELECT unnest({literal}) AS {_q(c)})" for c, literal in literals.items())
+    with duckdb.connect() as scratch:
+        found = scratch.execute(f"SELECT DISTINCT [{signature}] AS atom FROM {sources} ORDER BY atom").fetchall()
+    atoms = tuple(tuple(a) for (a,) in found if any(a))
+    return Family(ids, ikinds, atoms)
+
+
+def _leaves(expr) -> list:
+    inner = getattr(expr, "any", None) or getattr(expr, "all", None)
+    return [leaf for e in inner for leaf in _leaves(e)] if inner is not None else [expr]
+
+
+def _representatives(concept: str, kind: str | None, rules: list, codes: list[str]) -> list:
+    """One answer of each kind the rules tell apart, and no answer (None)."""
+    on = [r for r in rules if r.question == concept]
+    if kind in ("numeric", "date", None):
+        cuts = {float(v) for r in on for v in (r.below, r.at_least) if isinstance(v, (int, float))}
+        # compared with another concept (a wage below the living wage): values on both sides
+        compared = any(isinstance(v, str) for r in on for v in (r.below, r.at_least)) or any(
+            concept in (r.below, r.at_least) for r in rules)
+        return [None, *sorted({0.0, *cuts, *(c - 0.5 for c in cuts), *((1.0, 2.0, 3.0) if compared else ())})]
+    lists = [set(c) for r in on for c in (r.in_, r.not_in, r.only) if c is not None]
+    every = list(dict.fromkeys([*codes, *(c for listed in lists for c in sorted(listed)), "~another answer~"]))
+    classes: dict[tuple[bool, ...], str] = {}
+    for code in every:
+        classes.setdefault(tuple(code in listed for listed in lists), code)
+    picks = list(classes.values())
+    if kind == "multiple":
+        return [None, *(list(s) for k in range(1, len(picks) + 1) for s in itertools.combinations(picks, k))]
+    return [None, *picks]
+
+
+def _literal(values: list, kind: str | None) -> str:
+    """Answers as a DuckDB list literal of the column's type in respondent_wide."""
+    def one(value) -> str:
+        if value is None:
+            return "NULL"
+        if isinstance(value, list):
+            return "[" + ", ".join(one(v) for v in value) + "]"
+        return repr(float(value)) if isinstance(value, float) else "'" + value.replace("'", "''") + "'"
+
+    kind_sql = "VARCHAR[]" if kind == "multiple" else "DOUBLE" if kind in ("numeric", "date", None) else "VARCHAR"
+    return "[" + ", ".join(one(v) for v in values) + f"]::{kind_sql}[]"
+
+
+# --- the system of equations ----------------------------------------------------------------
+
+
+@dataclass
+class System:
+    """Linear equations over what a release hides, with the bounds an attacker knows.
+
+    Solved as a mixed-integer programme (HiGHS, through scipy, sparse): the range a hidden value can
+    take is its minimum and maximum over every solution that agrees with what is published."""
+
+    names: list[str] = field(default_factory=list)
+    integer: list[bool] = field(default_factory=list)
+    lower: list[float] = field(default_factory=list)
+    upper: list[float] = field(default_factory=list)
+    equations: list[tuple[dict[int, float], float]] = field(default_factory=list)  # sum = value
+    inequalities: list[tuple[dict[int, float], float]] = field(default_factory=list)  # sum <= value
+    _compiled: tuple | None = None
+
+    def variable(self, name: str, integer: bool, lower: float, upper: float) -> int:
+        self.names.append(name)
+        self.integer.append(integer)
+        self.lower.append(lower)
+        self.upper.append(upper)
+        self._compiled = None
+        return len(self.names) - 1
+
+    def either(self, first: tuple[dict[int, float], float], second: tuple[dict[int, float], float], big: float) -> None:
+        """At least one of two inequalities holds (a binary switch between them, big-M)."""
+        switch = self.variable("either", True, 0, 1)
+        self.inequalities.append(({**first[0], switch: -big}, first[1]))
+        self.inequalities.append(({**second[0], switch: big}, second[1] + big))
+
+    def _compile(self) -> tuple:
+        from scipy.optimize import Bounds, LinearConstraint
+        from scipy.sparse import csr_array
+
+        if self._compiled is None:
+            rows = [(t, v, v) for t, v in self.equations] + [(t, -np.inf, v) for t, v in self.inequalities]
+            entries = [(r, i, c) for r, (t, _, _) in enumerate(rows) for i, c in t.items()]
+            matrix = csr_array(([e[2] for e in entries], ([e[0] for e in entries], [e[1] for e in entries])),
+                               shape=(len(rows), len(self.names)))
+            constraints = [LinearConstraint(matrix, [r[1] for r in rows], [r[2] for r in rows])] if rows else []
+            self._compiled = (constraints, Bounds(self.lower, self.upper), np.array(self.integer, dtype=int))
+        return self._compiled
+
+    def solve(self, terms: dict[int, float], sign: int) -> tuple[str, np.ndarray | None]:
+        """Maximise (sign 1) or minimise (sign -1) a linear expression: ('optimal', a solution),
+        ('unbounded', None), or ('infeasible', None) when the published figures contradict the model."""
+        from scipy.optimize import milp
+
+        constraints, bounds, integrality = self._compile()
+        objective = np.zeros(len(self.names))
+        for i, coef in terms.items():
+            objective[i] = -sign * coef
+        result = milp(objective, integrality=integrality, bounds=bounds, constraints=constraints)
+        if result.status == 0:
+            return "optimal", result.x
+        return ("infeasible", None) if result.status == 2 else ("unbounded", None)
+
+    def value_range(self, terms: dict[int, float], sides: tuple[int, ...] = (1, -1)) -> tuple[float, float]:
+        """The smallest and largest value of a linear expression over every feasible solution
+        (an infeasible system gives an empty range: min inf, max -inf)."""
+        found = {1: -np.inf, -1: np.inf}  # what is not asked for stays open
+        for sign in sides:
+            status, x = self.solve(terms, sign)
+            found[sign] = (_value(terms, x) if status == "optimal" else sign * np.inf if status == "unbounded"
+                           else sign * -np.inf)
+        return found[1], found[-1]
+
+
+def _value(terms: dict[int, float], x: np.ndarray) -> float:
+    return float(sum(c * x[i] for i, c in terms.items()))
+
+
+class Contradiction(ValueError):
+    """The published figures have no solution under the equations: the model of them is wrong."""
+
+
+@dataclass
+class Target:
+    """A hidden cell: the expressions of its n and of its count (or sum, for a mean), and their
+    true values."""
+
+    key: tuple  # indicator_id, wave, breakdown, group_code
+    kind: str
+    n: dict[int, float]
+    measure: dict[int, float]
+    true_n: float
+    true_measure: float
+
+
+def wave_systems(cells: pd.DataFrame, families: dict[int, list[Family]] | None = None,
+                 extra: pd.DataFrame | None = None) -> Iterator[tuple[Family, System, list[Target], dict[str, int]]]:
+    """One system per wave and family of linked indicators that hides something.
+
+    `cells`: indicator_id, wave, breakdown, group_code, kind, n, count, sum (a mean's n x mean),
+    suppressed, suppression, with true values (the 'all' breakdown holds the overall figure).
+    `families`: linked_families(); None treats every indicator as linked to no other.
+    `extra`: further published figures of cells (gaps, changes): indicator_id, wave, breakdown,
+    group_code, measure (n, count, sum, rest_n or rest_count), value, source (GAP or CHANGE)."""
+    for family, members in family_cells(cells, families):
+        if members["suppressed"].any():
+            figures = extra[extra["wave"] == members["wave"].iloc[0]] if extra is not None and not extra.empty else None
+            yield family, *family_system(family, members, figures)
+
+
+def family_cells(cells: pd.DataFrame, families: dict[int, list[Family]] | None) -> Iterator[tuple[Family, pd.DataFrame]]:
+    """The cells of each wave and family of linked indicators."""
+    for wave, in_wave in cells.groupby("wave", sort=True):
+        known = list(families.get(int(wave), [])) if families is not None else []
+        linked = {i for family in known for i in family.indicators}
+        kinds = in_wave.drop_duplicates("indicator_id").set_index("indicator_id")["kind"]
+        known += [alone(i, k) for i, k in kinds.items() if i not in linked]  # e.g. no catalogue given
+        for family in known:
+            members = in_wave[in_wave["indicator_id"].isin(family.indicators)]
+            if not members.empty:
+                yield family, members
+
+
+def family_system(family: Family, cells: pd.DataFrame, figures: pd.DataFrame | None = None
+                  ) -> tuple[System, list[Target], dict[str, int]]:
+    system, targets, used = System(), [], {}
+    table = {(r.indicator_id, r.breakdown, r.group_code): r for r in cells.itertuples()}
+    present = {i for i, _, _ in table}
+    position = {i: k for k, i in enumerate(family.indicators) if i in present}
+    keys = sorted({(r.breakdown, r.group_code) for r in cells.itertuples()})
+    everyone = float(cells["n"].sum())  # more than any count of the family can be
+    atoms = {(key, s): system.variable(f"atom:{key}:{s}", True, 0, everyone) for key in keys for s in family.atoms}
+
+    def equation(kind: str, terms: dict[int, float], value: float) -> None:
+        system.equations.append((terms, value))
+        used[kind] = used.get(kind, 0) + 1
+
+    def in_n(k: int, key) -> dict[int, float]:
+        return {atoms[key, s]: 1.0 for s in family.atoms if s[k] >= 1}
+
+    def counted(k: int, key) -> dict[int, float]:
+        return {atoms[key, s]: 1.0 for s in family.atoms if s[k] == 2}
+
+    sums: dict[tuple, dict[int, float] | float] = {}  # a mean's sum: a variable if hidden, else its value
+    for indicator, k in position.items():
+        proportion = family.kinds[k] == "proportion"
+        for key in keys:
+            row = table.get((indicator, *key))
+            if row is None:  # no such cell: nobody of the group is in the population
+                equation(CELL, in_n(k, key), 0.0)
+                continue
+            true = (float(row.count) if proportion else float(row.sum))
+            if not proportion:
+                sums[indicator, key] = true if not row.suppressed else {
+                    system.variable(f"sum:{indicator}:{key}", False, -np.inf, np.inf): 1.0}
+            if not row.suppressed:
+                equation(CELL, in_n(k, key), float(row.n))
+                if proportion:
+                    equation(CELL, counted(k, key), true)
+                continue
+            measure = counted(k, key) if proportion else sums[indicator, key]
+            targets.append(Target((indicator, row.wave, *key), family.kinds[k], in_n(k, key), measure,
+                                  float(row.n), true))
+            _stated_bounds(system, in_n(k, key), counted(k, key) if proportion else None, row.suppression, everyone)
+    total = next((key for key in keys if key[1] == "all"), None)  # the overall figure
+    breakdowns = sorted({b for b, g in keys if g != "all"}) if total is not None else []
+    outside = {(b, s): system.variable(f"outside:{b}:{s}", True, 0, everyone) for b in breakdowns for s in family.atoms}
+    for b in breakdowns:
+        groups = [key for key in keys if key[0] == b and key[1] != "all"]
+        for s in family.atoms:
+            terms = {atoms[key, s]: 1.0 for key in groups}
+            equation(MARGIN, {**terms, outside[b, s]: 1.0, atoms[total, s]: -1.0}, 0.0)
+        for indicator, k in position.items():
+            rows = [table.get((indicator, *key)) for key in [total, *groups]]
+            if rows[0] is None:
+                continue
+            rest = [r for r in rows[1:] if r is not None]
+            equation(OUTSIDE, {outside[b, s]: 1.0 for s in family.atoms if s[k] >= 1},
+                     float(rows[0].n) - sum(float(r.n) for r in rest))
+            if family.kinds[k] == "proportion":
+                equation(OUTSIDE, {outside[b, s]: 1.0 for s in family.atoms if s[k] == 2},
+                         float(rows[0].count) - sum(float(r.count) for r in rest))
+            else:
+                _mean_margin(system, equation, [sums[indicator, total]] + [sums[indicator, key] for key in groups
+                             if (indicator, key) in sums], float(rows[0].sum) - sum(float(r.sum) for r in rest))
+    for r in (figures[figures["indicator_id"].isin(family.indicators)].itertuples() if figures is not None else ()):
+        key = (r.breakdown, r.group_code)
+        if (r.indicator_id, *key) not in table or (r.measure.startswith("rest_") and r.breakdown not in breakdowns):
+            continue
+        k = position[r.indicator_id]
+        measure = r.measure.removeprefix("rest_")
+        terms = (in_n(k, key) if measure == "n" else counted(k, key) if measure == "count"
+                 else sums[r.indicator_id, key])
+        if r.measure.startswith("rest_") and measure != "sum":  # rest = overall - in no group - group
+            whole = in_n(k, total) if measure == "n" else counted(k, total)
+            out = {outside[r.breakdown, s]: -1.0 for s in family.atoms if (s[k] >= 1 if measure == "n" else s[k] == 2)}
+            terms = _combine(whole, out, {i: -c for i, c in terms.items()})
+        if isinstance(terms, dict):
+            equation(r.source, terms, float(r.value))
+    return system, targets, used
+
+
+def _combine(*parts: dict[int, float]) -> dict[int, float]:
+    total: dict[int, float] = {}
+    for part in parts:
+        for i, c in part.items():
+            total[i] = total.get(i, 0.0) + c
+    return {i: c for i, c in total.items() if c}
+
+
+def _mean_margin(system: System, equation, parts: list, outside: float) -> None:
+    """Sum of the groups' sums + those in no group = the overall sum (only worth an equation when
+    something in it is hidden)."""
+    terms, constant = {}, 0.0
+    for sign, part in zip([-1.0] + [1.0] * (len(parts) - 1), parts):
+        if isinstance(part, dict):
+            terms.update({i: sign * c for i, c in part.items()})
+        else:
+            constant += sign * part
+    if terms:
+        equation(MARGIN, terms, -outside - constant)
+
+
+def stated_maximum(reason: str | None, context: str) -> float | None:
+    """A suppression reason tells the attacker a bound: 'fewer than 10 respondents in the group'."""
+    found = re.search(r"fewer than (\d+) respondents", reason or "")
+    if found and re.search(context, reason or ""):
+        return float(int(found.group(1)) - 1)
+    return None
+
+
+def _stated_bounds(system: System, n: dict[int, float], count: dict[int, float] | None, reason: str | None,
+                   everyone: float) -> None:
+    system.inequalities.append(({i: -c for i, c in n.items()}, -1.0))  # a published group has somebody in it
+    upper = stated_maximum(reason, r"in the group|minimum reportable")
+    if upper is not None:
+        system.inequalities.append((n, upper))
+    small = stated_maximum(reason, r"answered one way") if count is not None else None
+    if small is not None:  # few said yes, or few said no
+        said_no = {i: n.get(i, 0.0) - count.get(i, 0.0) for i in {*n, *count}}
+        system.either((count, small), (said_no, small), everyone)
+
+
+# --- which hidden cells follow ----------------------------------------------------------------
+
+
+def disclosures(system: System, targets: list[Target]) -> list[tuple[Target, str]]:
+    """Each hidden cell an attacker can work out exactly, and what they learn.
+
+    The true values are one solution, so a value is pinned when no solution moves it. Solving for
+    every target at once (the sum of all, up then down) moves most of them in two solves; those left
+    are solved one by one."""
+    checks = []  # (target, role, terms, truth, tolerance)
+    for t in targets:
+        if t.kind == "proportion":
+            said_no = {i: t.n.get(i, 0.0) - t.measure.get(i, 0.0) for i in {*t.n, *t.measure}}
+            checks += [(t, "yes", t.measure, t.true_measure, 0.5), (t, "no", said_no, t.true_n - t.true_measure, 0.5)]
+        else:
+            checks += [(t, "n", t.n, t.true_n, 0.5), (t, "sum", t.measure, t.true_measure, 1e-6)]
+    moved = [False] * len(checks)
+    _move_together(system, checks, moved)
+    pinned = {}
+
+    def is_pinned(k: int) -> bool:
+        if k not in pinned:
+            pinned[k] = not moved[k] and not _moves(system, checks[k][2], checks[k][3], checks[k][4])
+        return pinned[k]
+
+    found = []
+    for k in range(0, len(checks), 2):
+        t = checks[k][0]
+        if t.kind == "proportion":
+            if t.true_measure == 0 and is_pinned(k):
+                found.append((t, "nobody in the group answered yes"))
+            elif t.true_n == t.true_measure and is_pinned(k + 1):
+                found.append((t, "everybody in the group answered yes"))
+            elif is_pinned(k) and is_pinned(k + 1):
+                found.append((t, f"n = {int(t.true_n)} and count = {int(t.true_measure)}"))
+        elif is_pinned(k) and is_pinned(k + 1):
+            found.append((t, f"n = {int(t.true_n)} and its mean"))
+    return found
+
+
+def _move_together(system: System, checks: list, moved: list[bool]) -> None:
+    whole = [k for k, c in enumerate(checks) if c[4] >= 0.5]  # sums of means are solved one by one
+    progress = True
+    while progress:
+        progress = False
+        for sign in (1, -1):
+            open_ = [k for k in whole if not moved[k]]
+            if not open_:
+                return
+            terms: dict[int, float] = {}
+            for k in open_:
+                for i, c in checks[k][2].items():
+                    terms[i] = terms.get(i, 0.0) + c
+            status, x = system.solve(terms, sign)
+            if status == "infeasible":
+                raise Contradiction("the published figures have no solution")
+            if status != "optimal":
+                continue
+            for k in open_:
+                if abs(_value(checks[k][2], x) - checks[k][3]) > checks[k][4]:
+                    moved[k] = progress = True
+
+
+def _moves(system: System, terms: dict[int, float], truth: float, tolerance: float) -> bool:
+    """Whether some solution gives the expression another value than its true one."""
+    for sign in (1, -1):
+        status, x = system.solve(terms, sign)
+        if status == "infeasible":
+            raise Contradiction("the published figures have no solution")
+        if status == "unbounded" or abs(_value(terms, x) - truth) > tolerance:
+            return True
+    return False

@@ -1,0 +1,316 @@
+"""`consult status`: where each wave stands in the yearly cycle, and the next command to run.
+
+The cycle, in order: an instrument for the wave, its exports loaded, quotes reviewed, the
+disclosure audit passed, the report and the release built from the current data, the raw exports
+purged. Each wave's status names the first step not done, with the command that does it; the
+project's next step is the earliest unfinished step over all waves (older waves first).
+Nothing here writes anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+
+from pipeline.config import Paths
+from pipeline.instrument import available_waves, instrument_path
+from pipeline.load import connect
+from pipeline.retention import RawFile, purged_files, raw_exports
+
+ROW_KEYS = ("read", "loaded", "quarantined", "excluded", "duplicates")
+
+
+def project_status(paths: Paths, today: dt.date | None = None) -> dict:
+    """Every wave's status and the project's next step, as plain data (what `--json` prints)."""
+    from pipeline.anonymity import load_privacy_rules, privacy_path
+
+    today = today or dt.date.today()
+    exports, synthetic = raw_exports(paths)
+    facts = _warehouse_facts(paths)
+    outputs = {"audit": audit_state(paths, facts), "report": report_state(paths, facts),
+               "release": release_state(paths, facts)}
+    retention = load_privacy_rules(privacy_path(paths)).raw_retention_days
+    waves = sorted(set(available_waves(paths.surveys)) | {f["wave"] for f in facts["ledger"]}
+                   | {f.wave for f in exports if f.wave is not None})
+    statuses = [_wave_status(paths, wave, exports, synthetic, facts, outputs, retention, today) for wave in waves]
+    conflict = _mixing_conflict(facts, synthetic, exports)
+    unplaced = [str(f.path.relative_to(paths.root)) for f in exports if f.wave is None]
+    ranked = sorted(statuses, key=lambda s: (s["next"]["stage"], s["wave"]))
+    overall = conflict or (ranked[0]["next"] if ranked else _first_wave_step(paths))
+    return {
+        "source": "synthetic" if synthetic else "data/raw",
+        "warehouse": {"exists": facts["exists"], "holds": facts["holds"]},
+        "retention_days": retention,
+        "exports_without_wave": unplaced,
+        **outputs,
+        "waves": statuses,
+        "next": overall,
+    }
+
+
+def _first_wave_step(paths: Paths) -> dict:
+    year = dt.date.today().year
+    return _step(1, None, f"No wave has an instrument yet: save one as surveys/{year}/instrument.yaml "
+                 "(`consult instrument draft` writes a starting one from an export).")
+
+
+def _step(stage: int, command: str | None, why: str) -> dict:
+    return {"stage": stage, "command": command, "why": why}
+
+
+# --- facts ------------------------------------------------------------------------------------
+
+
+def _warehouse_facts(paths: Paths) -> dict:
+    facts: dict = {"exists": paths.warehouse.exists(), "holds": None, "ledger": [], "purged": {},
+                   "quarantine": {}, "waiting": Counter(), "excluded": {}, "changed_at": None}
+    if not facts["exists"]:
+        return facts
+    from pipeline.load import holds_synthetic
+    from pipeline.qa import quarantined_rows
+
+    with connect(paths.warehouse, read_only=True) as con:
+        holds = holds_synthetic(con)
+        facts["holds"] = None if holds is None else ("synthetic" if holds else "real")
+        columns = ["sha256", "file", "wave", "loaded_at", *ROW_KEYS]
+        facts["ledger"] = [dict(zip(columns, row)) for row in con.execute(
+            "SELECT file_sha256, file_name, wave, loaded_at, rows_read, rows_loaded, rows_quarantined, rows_excluded, "
+            "rows_duplicate FROM load_ledger ORDER BY wave, loaded_at, file_name").fetchall()]
+        facts["purged"] = purged_files(con)
+        facts["quarantine"] = _reasons(con, "SELECT l.wave, i.rule, count(DISTINCT (i.file_sha256, i.source_row)) "
+                                            "FROM quarantine_issues i JOIN load_ledger l USING (file_sha256) "
+                                            "GROUP BY ALL ORDER BY 1, 3 DESC, 2")
+        facts["excluded"] = _reasons(con, "SELECT l.wave, o.reason, count(*) FROM row_outcomes o JOIN load_ledger l "
+                                          "USING (file_sha256) WHERE o.outcome = 'excluded' GROUP BY ALL ORDER BY 1, 3 DESC, 2")
+    facts["waiting"] = Counter(r.wave for r in quarantined_rows(paths.warehouse) if r.status == "waiting")
+    stamps = [f["loaded_at"] for f in facts["ledger"]]
+    facts["changed_at"] = max(stamps).replace(tzinfo=dt.timezone.utc).timestamp() if stamps else None
+    return facts
+
+
+def _reasons(con, sql: str) -> dict[int, dict[str, int]]:
+    found: dict[int, dict[str, int]] = {}
+    for wave, reason, count in con.execute(sql).fetchall():
+        found.setdefault(wave, {})[reason or "unspecified"] = int(count)
+    return found
+
+
+def audit_state(paths: Paths, facts: dict) -> dict:
+    """The last `consult audit` (data/warehouse/audit.json): passed, failed, out of date (data,
+    definitions or quote decisions changed since), or not run."""
+    from pipeline.audit import audit_file
+
+    path = audit_file(paths)
+    shown = str(path.relative_to(paths.root))
+    if not path.exists() or not facts["exists"]:
+        return {"state": "not run", "file": shown}
+    try:
+        passed = bool(json.loads(path.read_text(encoding="utf-8"))["passed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"state": "not run", "file": shown}
+    inputs = [*paths.surveys.rglob("*.yaml"), *(paths.root / "data" / "review").rglob("*.yaml")]
+    changed = max([p.stat().st_mtime for p in inputs] + [facts["changed_at"] or 0])
+    if path.stat().st_mtime < changed:
+        return {"state": "out of date", "file": shown, "passed": passed}
+    return {"state": "passed" if passed else "failed", "file": shown}
+
+
+def report_state(paths: Paths, facts: dict) -> dict:
+    """The public report: built from the current inputs, out of date, or not built."""
+    from pipeline.report import MANIFEST
+
+    shown = str((paths.site / "index.html").relative_to(paths.root))
+    try:
+        manifest = json.loads((paths.site / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"state": "not built", "file": shown}
+    if not facts["exists"] or not (paths.site / "index.html").exists():
+        return {"state": "not built", "file": shown}
+    from pipeline.report import inputs_key
+
+    engine = "quarto" if str(manifest.get("engine", "")).lower().startswith("quarto") else "offline"
+    current = manifest.get("inputs_key") == inputs_key(paths, engine)
+    return {"state": "built" if current else "out of date", "file": shown,
+            "waves": sorted({int(i["wave"]) for i in manifest.get("inputs", [])})}
+
+
+def release_state(paths: Paths, facts: dict) -> dict:
+    """The open data release: built from what is loaded now, out of date, or not built."""
+    from pipeline.release import read_release, release_key
+
+    release = read_release(paths)
+    if release is None or not facts["exists"]:
+        return {"state": "not built"}
+    released = {(i["sha256"], int(i["wave"])) for i in release.get("inputs", [])}
+    loaded = {(f["sha256"], f["wave"]) for f in facts["ledger"]}
+    current = released == loaded and release.get("inputs_key") == release_key(paths)
+    return {"state": "built" if current else "out of date", "version": str(release.get("version", "")),
+            "date": str(release.get("date", "")), "waves": sorted(int(w) for w in release.get("waves", []))}
+
+
+def _mixing_conflict(facts: dict, synthetic: bool, exports: list[RawFile]) -> dict | None:
+    if facts["holds"] == "synthetic" and not synthetic and exports:
+        return _step(0, "make clean-warehouse", "data/raw/ now holds real exports but the warehouse holds the "
+                     "synthetic consultation (never mixed): remove the synthetic warehouse, then run `consult run`.")
+    return None
+
+
+# --- one wave ---------------------------------------------------------------------------------
+
+
+def _wave_status(paths: Paths, wave: int, exports: list[RawFile], synthetic: bool, facts: dict, outputs: dict,
+                 retention: int, today: dt.date) -> dict:
+    from pipeline.quotes import read_review, review_file
+
+    ledger = [f for f in facts["ledger"] if f["wave"] == wave]
+    loaded_shas = {f["sha256"] for f in ledger}
+    mine = [f for f in exports if f.wave == wave]
+    present = {f.sha256 for f in mine}
+    purged = [{"sha256": sha, **p} for sha, p in facts["purged"].items() if p["wave"] == wave and sha not in present]
+    gone = loaded_shas - present - {p["sha256"] for p in purged}
+    review = review_file(paths, wave)
+    quotes = Counter(q.status for q in read_review(review).values()) if review.exists() else None
+    kept = [f["loaded_at"].date() for f in ledger if f["sha256"] in present]
+    days = (today - min(kept)).days if kept else None
+    status = {
+        "wave": wave,
+        "instrument": str(instrument_path(paths.surveys, wave).relative_to(paths.root))
+        if instrument_path(paths.surveys, wave).exists() else None,
+        "exports": [{"file": str(f.path.relative_to(paths.root)), "sha256": f.sha256, "bytes": f.bytes,
+                     "loaded": f.sha256 in loaded_shas} for f in mine],
+        "files_loaded": len(ledger),
+        "rows": {k: sum(f[k] for f in ledger) for k in ROW_KEYS},
+        "quarantine_reasons": facts["quarantine"].get(wave, {}),
+        "quarantine_waiting": facts["waiting"].get(wave, 0),
+        "exclusion_reasons": facts["excluded"].get(wave, {}),
+        "quotes": None if quotes is None else {s: quotes.get(s, 0) for s in ("pending", "approved", "rejected")},
+        "raw_exports": {"state": "kept" if mine else ("purged" if purged else "none"), "purged": purged,
+                        "missing": sorted(f["file"] for f in ledger if f["sha256"] in gone),
+                        "days_since_loaded": days, "past_retention": days is not None and days > retention},
+        "data": ("synthetic" if synthetic else "real") if mine else (facts["holds"] if ledger else None),
+    }
+    status["warnings"] = _warnings(status, retention)
+    status["next"] = _next_step(paths, status, outputs)
+    return status
+
+
+def _warnings(status: dict, retention: int) -> list[str]:
+    wave, raw = status["wave"], status["raw_exports"]
+    notes = []
+    if raw["past_retention"]:
+        notes.append(f"The raw exports of wave {wave} were loaded {raw['days_since_loaded']} days ago, longer than "
+                     f"the retention period ({retention} days, surveys/privacy.yaml raw_retention_days): publish "
+                     f"the release and run `consult purge-raw {wave}`.")
+    if raw["missing"]:
+        notes.append(f"Loaded but no longer in the exports folder, and not purged with `consult purge-raw`: "
+                     f"{', '.join(raw['missing'])}. The warehouse keeps what they brought; nothing to do unless "
+                     "they were removed by mistake.")
+    if status["quarantine_waiting"]:
+        notes.append(f"{status['quarantine_waiting']} quarantined row(s) still wait for a fix at the source: "
+                     "`consult quarantine` lists them.")
+    return notes
+
+
+def _next_step(paths: Paths, status: dict, outputs: dict) -> dict:
+    """The first step of the cycle this wave has not done."""
+    wave = status["wave"]
+    waiting = [e for e in status["exports"] if not e["loaded"]]
+    quotes = status["quotes"]
+    audit, report, release = outputs["audit"], outputs["report"], outputs["release"]
+    if status["instrument"] is None:
+        source = max((w for w in available_waves(paths.surveys) if w < wave), default=None)
+        return _step(1, f"consult wave new {wave} --from {source}" if source else None,
+                     f"Wave {wave} has no instrument (surveys/{wave}/instrument.yaml): start it from the previous "
+                     "wave's, then check it.")
+    if waiting:
+        return _step(2, "consult run", f"{len(waiting)} export(s) of wave {wave} not loaded yet: "
+                     + ", ".join(e["file"] for e in waiting))
+    if not status["files_loaded"]:
+        return _step(8, None, f"Wave {wave} has no export yet. When the survey closes, export the responses "
+                     f"(docs/runbook.md explains the settings for each platform) into data/raw/{wave}/, then run "
+                     "`consult run`.")
+    if quotes is None:
+        return _step(3, "consult quotes", f"Wave {wave}'s quotes have no review file yet: write it.")
+    if quotes["pending"]:
+        return _step(3, f"consult quotes review --wave {wave}", f"{quotes['pending']} quote(s) of wave {wave} wait "
+                     "for a decision (or use `consult quotes export` to review them in a spreadsheet).")
+    if audit["state"] != "passed":
+        why = {"failed": "The last disclosure audit FAILED: fix what it names (see " + audit["file"] + "), then "
+                         "run it again.",
+               "out of date": "Data, definitions or quote decisions changed since the last disclosure audit.",
+               "not run": "The disclosure audit has not been run on these data."}[audit["state"]]
+        return _step(4, "consult audit", why)
+    if report["state"] != "built" or wave not in report.get("waves", []):
+        return _step(5, "consult report", f"The public report is {report['state']}"
+                     + ("" if report["state"] != "built" else f" but does not include wave {wave}") + ".")
+    if release["state"] != "built" or wave not in release["waves"]:
+        return _step(6, "consult release", f"The open data release is {release['state']}"
+                     + ("" if release["state"] != "built" else f" but does not include wave {wave}") + ".")
+    if status["exports"]:
+        return _step(7, f"consult purge-raw {wave}", f"Release {release['version']} includes wave {wave}. Once "
+                     "reports/_site/ is published, delete the raw exports (they hold identifiers).")
+    later = any(w > wave for w in available_waves(paths.surveys))
+    return _step(9, None if later else f"consult wave new {wave + 1} --from {wave}",
+                 f"Wave {wave} is done: published" + (" and its raw exports purged." if status["raw_exports"]["purged"]
+                                                      else ".")
+                 + ("" if later else " Next year, start the new wave from this one."))
+
+
+# --- text -------------------------------------------------------------------------------------
+
+
+def status_lines(status: dict, wave: int | None = None) -> list[str]:
+    """One screen per wave (or the one asked for), then the next command."""
+    shown = [s for s in status["waves"] if wave is None or s["wave"] == wave]
+    lines: list[str] = []
+    for s in shown:
+        lines += _wave_lines(s, status)
+        lines.append("")
+    if status["exports_without_wave"]:
+        lines.append("Exports not in a folder named after their wave (move them, e.g. to data/raw/2025/): "
+                     + ", ".join(status["exports_without_wave"]))
+    step = shown[0]["next"] if wave is not None and shown else status["next"]
+    lines.append("Next: " + (f"`{step['command']}`" if step["command"] else "(no command)"))
+    lines.append("      " + step["why"])
+    return lines
+
+
+def _wave_lines(s: dict, status: dict) -> list[str]:
+    rows, raw = s["rows"], s["raw_exports"]
+    source = {"synthetic": "synthetic consultation", "real": "real exports", None: "no data yet"}[s["data"]]
+    lines = [f"Wave {s['wave']} ({source})",
+             f"  Instrument:   {s['instrument'] or 'missing'}"]
+    loaded = sum(e["loaded"] for e in s["exports"])
+    if s["exports"]:
+        lines.append(f"  Exports:      {len(s['exports'])} found, {loaded} loaded: "
+                     + ", ".join(e["file"] + ("" if e["loaded"] else " (NOT LOADED)") for e in s["exports"]))
+    elif raw["state"] == "purged":
+        lines.append(f"  Exports:      purged on {raw['purged'][-1]['purged_on']} ({len(raw['purged'])} file(s), "
+                     f"hashes kept in the warehouse); {s['files_loaded']} file(s) loaded")
+    else:
+        lines.append(f"  Exports:      none found; {s['files_loaded']} file(s) loaded")
+    if s["files_loaded"]:
+        lines.append(f"  Rows:         read {rows['read']} = loaded {rows['loaded']} + quarantined {rows['quarantined']}"
+                     f" + excluded {rows['excluded']} + duplicates {rows['duplicates']}")
+    if s["quarantine_reasons"]:
+        lines.append(f"  Quarantine:   {s['quarantine_waiting']} row(s) waiting for a fix; reasons (rows): "
+                     + ", ".join(f"{k} {v}" for k, v in s["quarantine_reasons"].items()))
+    if s["exclusion_reasons"]:
+        lines.append("  Excluded:     " + ", ".join(f"{k} {v}" for k, v in s["exclusion_reasons"].items()))
+    if s["quotes"] is not None:
+        q = s["quotes"]
+        lines.append(f"  Quotes:       {q['pending']} waiting for review, {q['approved']} approved, {q['rejected']} rejected")
+    if s["files_loaded"]:
+        audit, report, release = status["audit"], status["report"], status["release"]
+        lines.append(f"  Audit:        {audit['state']} ({audit['file']})")
+        lines.append(f"  Report:       {report['state']} ({report['file']})")
+        lines.append(f"  Release:      {release['state']}" + (f", version {release['version']} ({release['date']}), "
+                                                              f"waves {', '.join(map(str, release['waves']))}"
+                                                              if release["state"] != "not built" else ""))
+    if raw["days_since_loaded"] is not None:
+        lines.append(f"  Raw exports:  kept {raw['days_since_loaded']} day(s) since loaded (retention "
+                     f"{status['retention_days']} days)")
+    lines += [f"  ! {w}" for w in s["warnings"]]
+    lines.append("  Next:         " + (f"`{s['next']['command']}`: " if s["next"]["command"] else "") + s["next"]["why"])
+    return lines

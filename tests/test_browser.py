@@ -1,0 +1,366 @@
+"""The public report in a real browser: Debian's Chromium driven by Playwright, audited with axe-core.
+
+One report per module: the synthetic consultation, rendered by the offline engine with its open data
+release, after two hostile texts were planted in the warehouse (an approved quote and a group name
+holding a <script> and an <img onerror>). Needs /usr/bin/chromium (`apt-get install chromium`) and
+axe-core (`npm ci --prefix tests/browser`); `.ci/run` and `make test` install them. Without them
+these tests fail with that message: a skipped accessibility check must never pass as a passed one.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from pipeline.config import Paths
+from pipeline.quotes import quote_id, review_file
+
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = Path(__file__).resolve().parent / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+PAGES = ("index.html", "methods.html")
+
+XSS = "<script>window.__xss=1</script><img src=x onerror=\"window.__xss=2\">"
+QUOTE = f"My manager said peer work is not real work {XSS} and I still think about it every day."
+XSS_GROUP = ("PREC-04", "oh_region", "5")  # indicator, breakdown, group code whose name is replaced
+XSS_LABEL = f"Toronto {XSS}"
+CSV_TOLERANCE = 1e-6  # the release prints 6 decimals
+
+# Everything a keyboard user can reach, among what is rendered (not inside a closed <details>).
+CONTROLS_JS = """() => {
+  const sel = 'a[href], button, summary, input, select, textarea, [tabindex]:not([tabindex="-1"])';
+  const shown = e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden'
+                     && !e.closest('details:not([open]) > :not(summary)') && !e.disabled;
+  const els = [...document.querySelectorAll(sel)].filter(shown);
+  els.forEach((e, i) => e.dataset.kb = String(i));
+  return els.map(e => e.outerHTML.slice(0, 120));
+}"""
+
+
+# --- the report, once per module --------------------------------------------------------------
+
+
+def _plant_hostile_text(paths: Paths) -> None:
+    """An approved quote and a group name carrying script: both must show as text and never run."""
+    con = duckdb.connect(str(paths.warehouse))
+    try:
+        wave, key = con.execute("SELECT wave, respondent_key FROM respondents ORDER BY wave DESC, 2 LIMIT 1").fetchall()[0]
+        con.execute("INSERT INTO open_text VALUES (?, ?, 'comments_changes', ?, 0)", [key, wave, QUOTE])
+        ind, breakdown, code = XSS_GROUP
+        con.execute("UPDATE indicator_estimates SET group_label = ? WHERE indicator_id = ? AND breakdown = ? "
+                    "AND group_code = ?", [XSS_LABEL, ind, breakdown, code])
+    finally:
+        con.close()
+    path = review_file(paths, wave)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"id": quote_id(wave, "comments_changes", QUOTE), "question": "comments_changes",
+             "status": "approved", "text": QUOTE}
+    path.write_text(yaml.safe_dump({"quotes": [entry]}, allow_unicode=True), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) -> Paths:
+    from pipeline.release import build_release
+    from pipeline.report import build_report
+
+    root = tmp_path_factory.mktemp("browser") / "project"
+    shutil.copytree(loaded_template, root, symlinks=True)
+    paths = Paths(root)
+    _plant_hostile_text(paths)
+    build_report(paths, engine="offline")
+    build_release(paths)  # after the report: rendering replaces the whole site
+    return paths
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's Chromium "
+                    "(`apt-get install -y chromium`; `bash .ci/run` installs it)", pytrace=False)
+    if not AXE.is_file():
+        pytest.fail(f"{AXE} is missing: run `npm ci --prefix tests/browser` (`make test` does)", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class Opened:
+    """A page opened from disk, with every console error and every request that tried to leave."""
+
+    def __init__(self, browser, path: Path) -> None:
+        self.errors: list[str] = []
+        self.outside: list[str] = []
+        self.context = browser.new_context()
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        self.page.goto(path.as_uri(), wait_until="load")
+
+    def _route(self, route) -> None:
+        url = route.request.url
+        if url.startswith(("file:", "data:", "blob:", "about:")):
+            route.continue_()
+        else:
+            self.outside.append(url)
+            route.abort()
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture(scope="module")
+def opened(browser, site: Paths) -> Iterator[dict[str, Opened]]:
+    """Both pages, loaded once and only read by the tests that use them (no clicking, no tabbing)."""
+    pages = {name: Opened(browser, site.site / name) for name in PAGES}
+    yield pages
+    for page in pages.values():
+        page.close()
+
+
+@pytest.fixture
+def fresh(browser, site: Paths) -> Iterator:
+    """A page of one's own, for tests that open, click or tab."""
+    pages: list[Opened] = []
+
+    def open_page(name: str) -> Opened:
+        pages.append(Opened(browser, site.site / name))
+        return pages[-1]
+
+    yield open_page
+    for page in pages:
+        page.close()
+
+
+def _rows(paths: Paths, sql: str, params: list | None = None) -> list[tuple]:
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _plot_data(page, div_id: str) -> list[dict]:
+    return page.evaluate("(id) => document.getElementById(id).data.map(t => ({name: t.name, type: t.type, "
+                         "x: Array.from(t.x || []), y: Array.from(t.y || []), "
+                         "err: t.error_x ? Array.from(t.error_x.array) : (t.error_y ? Array.from(t.error_y.array) : [])}))",
+                         div_id)
+
+
+# --- charts -----------------------------------------------------------------------------------
+
+
+def test_every_chart_is_present_and_drawn(opened: dict[str, Opened], site: Paths) -> None:
+    page = opened["index.html"].page
+    latest = {ind: wave for ind, wave in _rows(site, "SELECT indicator_id, max(wave) FROM indicator_estimates GROUP BY 1")}
+    expected = {f"chart-{ind}-region" for (ind,) in _rows(
+        site, "SELECT DISTINCT e.indicator_id FROM indicator_estimates e JOIN (SELECT indicator_id, max(wave) AS w "
+        "FROM indicator_estimates GROUP BY 1) m ON e.indicator_id = m.indicator_id AND e.wave = m.w "
+        "WHERE e.breakdown = 'oh_region'")}
+    expected |= {f"chart-{ind}-trend" for (ind,) in _rows(
+        site, "SELECT indicator_id FROM indicator_estimates WHERE breakdown = 'all' GROUP BY 1 HAVING count(*) > 1")}
+    assert len(expected) > 40 and len(latest) == 37
+    drawn = page.evaluate("""() => [...document.querySelectorAll('div.plotly-graph-div')].map(d => ({
+        id: d.id,
+        svg: d.querySelectorAll('svg.main-svg').length,
+        traces: d.querySelectorAll('g.trace').length,
+        marks: d.querySelectorAll('g.trace.bars path, g.trace.scatter path.point').length,
+        width: d.getBoundingClientRect().width}))""")
+    assert {d["id"] for d in drawn} == expected
+    for chart in drawn:
+        assert chart["svg"] >= 1 and chart["traces"] >= 1 and chart["marks"] >= 1 and chart["width"] > 200, chart
+
+
+def test_suppressed_groups_are_labelled_never_drawn_as_bars(opened: dict[str, Opened], site: Paths) -> None:
+    page = opened["index.html"].page
+    hidden = _rows(site, "SELECT e.indicator_id, e.group_label FROM indicator_estimates e JOIN (SELECT indicator_id, "
+                   "max(wave) AS w FROM indicator_estimates GROUP BY 1) m ON e.indicator_id = m.indicator_id "
+                   "AND e.wave = m.w WHERE e.breakdown = 'oh_region' AND e.suppressed")
+    assert hidden, "the synthetic consultation should have at least one suppressed region"
+    for ind, label in hidden:
+        traces = {t["name"]: t for t in _plot_data(page, f"chart-{ind}-region")}
+        assert html.escape(label) not in traces["estimate"]["y"]
+        assert html.escape(label) in traces["suppressed"]["y"]
+    texts = page.evaluate("(id) => [...document.querySelectorAll(`#${id} g.trace text`)].map(t => t.textContent.trim())",
+                          f"chart-{hidden[0][0]}-region")
+    assert "suppressed" in texts
+
+
+def test_every_chart_has_a_text_summary_and_a_data_table(opened: dict[str, Opened]) -> None:
+    page = opened["index.html"].page
+    figures = page.evaluate("""() => [...document.querySelectorAll('figure.chart')].map(f => {
+        const caption = document.getElementById(f.getAttribute('aria-labelledby'));
+        const link = caption && caption.querySelector('a[href^="#table-"]');
+        const table = link && document.getElementById(link.getAttribute('href').slice(1));
+        return {id: f.id, caption: caption ? caption.textContent : '',
+                plot: f.querySelector('[role="group"]')?.getAttribute('aria-label') || '',
+                table: table ? table.tagName : null,
+                tableCaption: table?.querySelector('caption')?.textContent || '',
+                colHeads: table ? table.querySelectorAll('thead th[scope="col"]').length : 0,
+                rowHeads: table ? [...table.querySelectorAll('tbody th[scope="row"]')].map(t => t.textContent) : []};
+    })""")
+    assert len(figures) > 40
+    for fig in figures:
+        assert fig["plot"] and fig["table"] == "TABLE" and fig["tableCaption"], fig["id"]
+        assert fig["colHeads"] >= 4 and fig["rowHeads"], fig["id"]
+        for group in fig["rowHeads"]:  # the text summary names every group (or year) the table has
+            assert f"{group}:" in fig["caption"], (fig["id"], group)
+
+
+def test_every_csv_link_resolves_to_the_numbers_the_chart_draws(opened: dict[str, Opened], site: Paths) -> None:
+    page = opened["index.html"].page
+    links = page.evaluate("() => [...document.querySelectorAll('a')].filter(a => a.textContent.trim() === "
+                          "'Download the data (CSV)').map(a => [a.getAttribute('href'), a.href])")
+    catalogue = [ind for (ind,) in _rows(site, "SELECT indicator_id FROM indicator_catalogue ORDER BY 1")]
+    assert sorted(href for href, _ in links) == sorted(f"data/{ind}.csv" for ind in catalogue)
+    checked = 0
+    for href, url in links:
+        path = Path(url.removeprefix("file://"))
+        assert path.is_file(), href
+        ind = path.stem
+        rows = _read_csv(path)
+        wave = max(int(r["wave"]) for r in rows)
+        for chart, breakdown, name_of in ((f"chart-{ind}-region", "oh_region", lambda r: r["group_label"]),
+                                          (f"chart-{ind}-trend", "all", lambda r: r["wave"])):
+            if not page.evaluate("(id) => !!document.getElementById(id)", chart):
+                continue
+            wanted = [r for r in rows if r["breakdown"] == breakdown and (breakdown == "all" or int(r["wave"]) == wave)]
+            line = {t["name"]: t for t in _plot_data(page, chart)}["estimate" if breakdown != "all" else "Ontario"]
+            drawn = {html.unescape(str(name)): (x, err) for name, x, err in zip(
+                line["y"] if breakdown != "all" else line["x"], line["x"] if breakdown != "all" else line["y"],
+                line["err"])}
+            for row in wanted:
+                name = name_of(row)
+                if row["status"] == "suppressed":
+                    assert row["value"] == "" and (name not in drawn or drawn[name][0] is None), (chart, name)
+                    continue
+                value, err = drawn[name]
+                assert abs(value - float(row["value"])) <= CSV_TOLERANCE, (chart, name)
+                assert abs(err - (float(row["ci_high"]) - float(row["value"]))) <= 2 * CSV_TOLERANCE, (chart, name)
+                checked += 1
+    assert checked > 200
+
+
+# --- anchors, headings, keyboard ----------------------------------------------------------------
+
+
+def test_every_figure_id_and_every_link_in_the_report_resolves(opened: dict[str, Opened], site: Paths) -> None:
+    ids = yaml.safe_load(site.indicators_file.read_text(encoding="utf-8"))["indicators"]
+    ids = [str(i["id"]) for i in ids]
+    assert "PREC-01" in ids
+    present = {name: set(o.page.evaluate("() => [...document.querySelectorAll('[id]')].map(e => e.id)"))
+               for name, o in opened.items()}
+    for name in PAGES:
+        assert set(ids) <= present[name], (name, sorted(set(ids) - present[name]))
+        links = opened[name].page.evaluate("() => [...document.querySelectorAll('a[href*=\"#\"]')].map(a => a.getAttribute('href'))")
+        for href in links:
+            target, _, fragment = href.partition("#")
+            if target.startswith(("http:", "https:")):
+                continue
+            assert fragment in present[target or name], (name, href)
+    cites = opened["index.html"].page.evaluate("() => [...document.querySelectorAll('.figure-footer .cite')]"
+                                               ".map(c => c.textContent)")
+    assert len(cites) == len(ids)
+    cite = next(c for c in cites if "Figure PREC-01:" in c)
+    release = yaml.safe_load((site.surveys / "release.yaml").read_text(encoding="utf-8"))
+    for part in (release["title"], release["publisher"], release["version"], str(release["date"]), "PREC-01",
+                 f"{release['url']}#PREC-01"):
+        assert part in cite
+
+
+def test_headings_are_in_order(opened: dict[str, Opened]) -> None:
+    for name, o in opened.items():
+        levels = o.page.evaluate("() => [...document.querySelectorAll('h1,h2,h3,h4,h5,h6')].map(h => +h.tagName[1])")
+        assert levels[0] == 1 and levels.count(1) == 1, name
+        skips = [(i, a, b) for i, (a, b) in enumerate(zip(levels, levels[1:])) if b > a + 1]
+        assert not skips, (name, skips)
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_control_is_reachable_with_the_keyboard_in_order(fresh, name: str) -> None:
+    page = fresh(name).page
+    controls = page.evaluate(CONTROLS_JS)
+    assert len(controls) > (300 if name == "index.html" else 20)
+    order: list[str] = []
+    for _ in range(len(controls) + 5):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("() => document.activeElement.dataset.kb ?? document.activeElement.tagName"))
+        if order[-1] == "BODY" or order.count(order[-1]) > 1:
+            break
+    reached = [int(k) for k in order if k.isdigit()]
+    missed = [controls[i] for i in range(len(controls)) if i not in set(reached)]
+    assert not missed, missed[:5]
+    assert reached == sorted(reached)  # focus follows the reading order
+
+
+# --- accessibility, console, network ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_axe_finds_no_serious_or_critical_violation(fresh, name: str) -> None:
+    page = fresh(name).page
+    page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")  # audit the tables too
+    page.add_script_tag(path=str(AXE))
+    violations = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+                               ".map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length, "
+                               "first: v.nodes[0].target.join(' ')}))")
+    serious = [v for v in violations if v["impact"] in ("serious", "critical")]
+    assert not serious, json.dumps(serious, indent=1)
+
+
+def test_no_console_error_and_no_request_leaves_the_machine(opened: dict[str, Opened], fresh) -> None:
+    for name, o in opened.items():
+        assert o.errors == [], name
+        assert o.outside == [], name
+    # Hovering and opening everything must not fetch anything either.
+    o = fresh("index.html")
+    o.page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
+    o.page.hover("#chart-PREC-01-region")
+    o.page.wait_for_timeout(300)
+    assert o.errors == [] and o.outside == []
+
+
+def test_routing_catches_a_request_that_leaves(fresh) -> None:
+    # The check above can fail: a page asking for a remote resource is caught and blocked.
+    o = fresh("methods.html")
+    o.page.evaluate("() => { const i = new Image(); i.src = 'https://cdn.example.org/x.png'; document.body.append(i); }")
+    o.page.wait_for_timeout(300)
+    assert o.outside == ["https://cdn.example.org/x.png"]
+
+
+# --- hostile text ---------------------------------------------------------------------------------
+
+
+def test_script_in_a_quote_or_a_group_name_shows_as_text_and_never_runs(opened: dict[str, Opened]) -> None:
+    page = opened["index.html"].page
+    assert page.evaluate("() => window.__xss") is None
+    quote = page.locator("blockquote.quote", has_text="peer work is not real work")
+    assert quote.count() == 1 and quote.is_visible()
+    assert XSS in quote.inner_text()
+    ind, breakdown, _ = XSS_GROUP
+    row_head = page.evaluate("(id) => [...document.querySelectorAll(`#${id} tbody th`)].map(t => t.textContent)",
+                             f"table-{ind}-{breakdown}")
+    assert XSS_LABEL in row_head
+    ticks = page.evaluate("(id) => [...document.querySelectorAll(`#${id} .ytick text`)].map(t => t.textContent)",
+                          f"chart-{ind}-region")
+    assert any(XSS.split("<img")[0] in t for t in ticks), ticks
+    assert page.evaluate("() => [...document.querySelectorAll('img')].filter(i => i.getAttribute('src') === 'x').length") == 0

@@ -1,0 +1,224 @@
+"""French text for the French report: every indicator and every breakdown group has it, and a new
+indicator (or group) without French is named in a clear error."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.translations import TranslationError, french_catalogue, missing_french
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def surveys(tmp_path: Path) -> Path:
+    copy = tmp_path / "surveys"
+    shutil.copytree(REPO / "surveys", copy)
+    return copy
+
+
+def edit_yaml(path: Path, change) -> None:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def test_every_indicator_and_breakdown_group_has_french() -> None:
+    assert missing_french(REPO / "surveys" / "indicators.yaml", REPO / "surveys") == []
+
+
+def test_the_french_catalogue_covers_the_english_one_id_for_id() -> None:
+    english = yaml.safe_load((REPO / "surveys" / "indicators.yaml").read_text(encoding="utf-8"))
+    french = french_catalogue(REPO / "surveys" / "indicators.yaml", REPO / "surveys")
+    assert set(french["indicators"]) >= {ind["id"] for ind in english["indicators"]}
+    assert set(french["breakdowns"]) >= set(english["breakdowns"])
+    # Translated, not copied: no French title is the English one (a few words are the same in both).
+    same = [i["id"] for i in english["indicators"] if french["indicators"][i["id"]]["title"] == i["title"]]
+    assert same == []
+
+
+def test_a_new_indicator_without_french_is_named(surveys: Path) -> None:
+    def add(data: dict) -> None:
+        new = dict(data["indicators"][0], id="PREC-99", title="A new measure")
+        new.pop("comparability", None)
+        data["indicators"].append(new)
+
+    edit_yaml(surveys / "indicators.yaml", add)
+    problems = missing_french(surveys / "indicators.yaml", surveys)
+    assert "indicators.fr.yaml: indicator PREC-99 has no French title" in problems
+    assert "indicators.fr.yaml: indicator PREC-99 has no French definition" in problems
+    with pytest.raises(TranslationError, match="PREC-99 has no French title"):
+        french_catalogue(surveys / "indicators.yaml", surveys)
+
+
+def test_a_group_label_without_french_is_named(surveys: Path) -> None:
+    edit_yaml(surveys / "indicators.fr.yaml", lambda d: d["breakdowns"]["disability"]["labels"].pop(2))
+    problems = missing_french(surveys / "indicators.yaml", surveys)
+    assert problems == ["indicators.fr.yaml: breakdown disability has no French label for group 2"]
+
+
+def test_a_missing_caveat_translation_is_named(surveys: Path) -> None:
+    edit_yaml(surveys / "indicators.fr.yaml", lambda d: d["indicators"]["WELL-03"].pop("caveats"))
+    assert missing_french(surveys / "indicators.yaml", surveys) == [
+        "indicators.fr.yaml: indicator WELL-03 has no French caveats"]
+
+
+# --- the French site (`consult report --lang fr`), rendered once by the offline engine -------------
+
+import json  # noqa: E402
+import re  # noqa: E402
+from html.parser import HTMLParser  # noqa: E402
+
+import duckdb  # noqa: E402
+
+from pipeline.config import Paths  # noqa: E402
+from pipeline.report import build_report  # noqa: E402
+
+NBSP = "\u00a0"
+
+
+class _Page(HTMLParser):
+    """Every id, the <html lang>, headings' text, figure captions' text and links of one page."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.lang = ""
+        self.headings: dict[str, str] = {}
+        self.captions: list[str] = []
+        self.links: list[dict[str, str]] = []
+        self._open: tuple[str, str] | None = None  # (tag, id) being read
+        self._text: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "html":
+            self.lang = a.get("lang", "")
+        if tag == "a":
+            self.links.append(a)
+        if tag in ("h2", "h3", "figcaption") and self._open is None:
+            self._open, self._text = (tag, a.get("id", "")), []
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._open and tag == self._open[0]:
+            text = " ".join("".join(self._text).split())
+            if tag == "figcaption":
+                self.captions.append(text)
+            else:
+                self.headings[self._open[1]] = text
+            self._open = None
+
+    def handle_data(self, data: str) -> None:
+        if self._open:
+            self._text.append(data)
+
+
+def figure_ids(page: _Page) -> set[str]:
+    # Indicator anchors (PREC-01), charts, their figures and captions, and the data tables.
+    return {i for i in page.ids if re.match(r"^([A-Z]+-\d+$|(figure-|caption-)?chart-|table-|tables-)", i)}
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) -> tuple[Paths, list[str]]:
+    root = tmp_path_factory.mktemp("french") / "project"
+    shutil.copytree(loaded_template, root, symlinks=True)
+    paths = Paths(root)
+    build_report(paths, engine="offline", french=True)
+    said: list[str] = []
+    build_report(paths, engine="offline", french=True, progress=said.append)  # nothing changed
+    return paths, said
+
+
+def page(paths: Paths, name: str) -> _Page:
+    return _Page((paths.site / name).read_text(encoding="utf-8"))
+
+
+def published(paths: Paths, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_the_french_pages_have_the_same_figure_ids_as_the_english(sites) -> None:
+    paths, _ = sites
+    for name in ("index.html", "methods.html"):
+        english, french = page(paths, name), page(paths, f"fr/{name}")
+        assert figure_ids(english) == figure_ids(french)
+        assert english.headings.keys() == french.headings.keys()  # every section anchor, same ids
+    # 37 indicators, each with its anchor on both pages.
+    indicators = yaml.safe_load((REPO / "surveys" / "indicators.yaml").read_text(encoding="utf-8"))["indicators"]
+    assert {i["id"] for i in indicators} <= figure_ids(page(paths, "fr/index.html"))
+
+
+def test_the_french_page_says_it_is_french_and_its_headings_are_french(sites) -> None:
+    paths, _ = sites
+    french = page(paths, "fr/index.html")
+    assert french.lang == "fr"
+    assert page(paths, "index.html").lang == "en"
+    assert french.headings["precarity"] == "Précarité"
+    assert french.headings["key-figures"] == "Chiffres clés"
+    titles = yaml.safe_load((REPO / "surveys" / "indicators.fr.yaml").read_text(encoding="utf-8"))["indicators"]
+    assert french.headings["PREC-03"] == "Payé sous le salaire de subsistance" == titles["PREC-03"]["title"]
+    assert page(paths, "fr/methods.html").headings["privacy"] == "Protéger les répondants"
+
+
+def test_a_suppressed_cell_says_masque_with_its_reason_in_french(sites) -> None:
+    paths, _ = sites
+    text = (paths.site / "fr" / "index.html").read_text(encoding="utf-8")
+    assert published(paths, "SELECT count(*) FROM published_estimates WHERE suppressed")[0][0] > 0
+    assert '<td class="suppressed">masqué<a class="note-ref"' in text
+    assert '<td class="suppressed">suppressed' not in text
+    assert "Moins de 10 répondants dans le groupe." in text  # the reason, as a table note
+    assert "fewer than 10 respondents" not in text
+
+
+def test_french_numbers_use_a_decimal_comma_and_a_space_before_percent(sites) -> None:
+    paths, _ = sites
+    text = (paths.site / "fr" / "index.html").read_text(encoding="utf-8")
+    [(estimate, n)] = published(paths, "SELECT estimate, n FROM published_estimates WHERE indicator_id = 'PREC-03' "
+                                       "AND breakdown = 'all' AND wave = 2025")
+    whole, decimal = f"{estimate:.1f}".split(".")
+    assert f"<strong>{whole},{decimal}{NBSP}%</strong>" in text  # e.g. 46,1 %
+    [(big,)] = published(paths, "SELECT max(n) FROM published_estimates WHERE n >= 1000")
+    assert f"{big // 1000}{NBSP}{big % 1000:03d}" in text  # e.g. 1 311
+    assert f"{big // 1000},{big % 1000:03d}" not in text
+
+
+def test_no_english_words_leak_into_the_french_chart_captions(sites) -> None:
+    paths, _ = sites
+    captions = page(paths, "fr/index.html").captions
+    assert len(captions) >= 37
+    for english in ("by Ontario Health region", "Bars show", "The same figures as a table", "respondents",
+                    "suppressed", "Ontario as a whole", "95% interval"):
+        assert not [c for c in captions if english in c], english
+    assert all("par région de Santé Ontario" in c or "par année de consultation" in c for c in captions)
+
+
+def test_each_page_links_to_its_translation(sites) -> None:
+    paths, _ = sites
+    for name in ("index.html", "methods.html"):
+        to_french = [a for a in page(paths, name).links if a.get("hreflang") == "fr"]
+        to_english = [a for a in page(paths, f"fr/{name}").links if a.get("hreflang") == "en"]
+        assert [(a["href"], a["lang"]) for a in to_french] == [(f"fr/{name}", "fr")]
+        assert [(a["href"], a["lang"]) for a in to_english] == [(f"../{name}", "en")]
+
+
+def test_the_french_site_is_recorded_and_not_rendered_again_when_nothing_changed(sites) -> None:
+    paths, said = sites
+    manifest = json.loads((paths.site / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["fr"]["pages"] == ["fr/index.html", "fr/methods.html"]
+    assert manifest["fr"]["inputs_key"] == manifest["inputs_key"]
+    assert "the French report is up to date: not rendered again" in said
+    assert not [m for m in said if m.startswith("render")]
+    # No PDF was asked for: no page links to one.
+    for name in ("index.html", "fr/index.html"):
+        assert not [a for a in page(paths, name).links if a["href"].endswith(".pdf")]

@@ -1,0 +1,153 @@
+"""Quote review without editing YAML: one quote at a time, or a CSV round-trip; decisions dated."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.anonymity import QuoteRules
+from pipeline.config import Paths
+from pipeline.quotes import (
+    Quote,
+    QuoteReviewError,
+    export_csv,
+    import_csv,
+    refresh_review_files,
+    review_file,
+    review_interactively,
+    wave_review,
+    write_review,
+)
+
+DAY = dt.date(2026, 5, 4)
+TEXTS = ["My manager asks me to chart in medical language every single day now.",
+         "=HYPERLINK(\"http://example.org\") is what someone typed as an answer here, oddly.",
+         "We are never paid for the training we are told to attend after our shifts.",
+         "I drive clients to appointments and make the coffee more than I do peer work."]
+
+
+@pytest.fixture
+def reviewed(empty_project: Paths) -> Paths:
+    """A wave 2025 review file with four pending quotes, as `consult run` writes it."""
+    write_review(review_file(empty_project, 2025), 2025,
+                 [Quote(f"Q-000000000{n}", 2025, "open_drift", text) for n, text in enumerate(TEXTS)])
+    return empty_project
+
+
+def entries(paths: Paths, wave: int = 2025) -> dict[str, dict]:
+    return {e["id"]: e for e in yaml.safe_load(review_file(paths, wave).read_text(encoding="utf-8"))["quotes"]}
+
+
+def answers(*typed: str):
+    """input() fed from a list; the end of the list is the end of input (Ctrl-D)."""
+    queue = list(typed)
+
+    def ask(_prompt: str) -> str:
+        if not queue:
+            raise EOFError
+        return queue.pop(0)
+    return ask
+
+
+def test_each_answer_is_recorded_with_date_and_reviewer_and_skips_stay_pending(reviewed: Paths) -> None:
+    shown: list[str] = []
+    quotes = wave_review(reviewed, 2025)
+    tally = review_interactively(reviewed, quotes, ask=answers("a", "maybe", "R", "s"), show=shown.append,
+                                 reviewer="Sam", today=DAY)
+    saved = entries(reviewed)
+    assert saved["Q-0000000000"] == {"id": "Q-0000000000", "question": "open_drift", "status": "approved",
+                                         "text": TEXTS[0], "decided": "2026-05-04", "reviewer": "Sam"}
+    assert saved["Q-0000000001"]["status"] == "rejected" and saved["Q-0000000001"]["decided"] == "2026-05-04"
+    assert saved["Q-0000000002"]["status"] == "pending" and "decided" not in saved["Q-0000000002"]
+    assert saved["Q-0000000003"]["status"] == "pending"  # input ended before it
+    assert (tally["approved"], tally["rejected"], tally["skip"], tally["not reached"]) == (1, 1, 1, 1)
+    assert any("'maybe' is not one of the answers" in s for s in shown)
+    assert any(TEXTS[0] in s and "Q-0000000000" in s for s in shown)  # the reviewer sees id and words
+
+
+def test_stopping_keeps_the_decisions_made_before(reviewed: Paths) -> None:
+    review_interactively(reviewed, wave_review(reviewed, 2025), ask=answers("r", "q", "a"), show=lambda _s: None,
+                         today=DAY)
+    assert [e["status"] for e in entries(reviewed).values()] == ["rejected", "pending", "pending", "pending"]
+
+
+def test_the_csv_round_trip_records_only_changed_decisions(reviewed: Paths, tmp_path: Path) -> None:
+    sheet = tmp_path / "quotes-2025.csv"
+    assert export_csv(reviewed, 2025, sheet) == 4
+    raw = sheet.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # Excel opens it as UTF-8
+    with sheet.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["id", "wave", "question", "text", "decision", "note"]
+    assert rows[1]["text"] == "'" + TEXTS[1]  # a spreadsheet shows it, never runs it
+    assert [r["decision"] for r in rows] == ["", "", "", ""]
+    rows[0]["decision"], rows[2]["decision"], rows[2]["note"] = "approve", "Reject", "names the employer's town"
+    with sheet.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert import_csv(reviewed, sheet, reviewer="Ana", today=DAY) == {2025: {"approved": 1, "rejected": 1}}
+    saved = entries(reviewed)
+    assert (saved["Q-0000000000"]["status"], saved["Q-0000000000"]["reviewer"]) == ("approved", "Ana")
+    assert saved["Q-0000000002"] == {"id": "Q-0000000002", "question": "open_drift", "status": "rejected",
+                                         "text": TEXTS[2], "decided": "2026-05-04", "reviewer": "Ana",
+                                         "note": "names the employer's town"}
+    assert saved["Q-0000000001"]["text"] == TEXTS[1]  # the published words are never taken from the sheet
+    # exported again and imported unchanged a day later: nothing is re-dated
+    again = tmp_path / "again.csv"
+    export_csv(reviewed, 2025, again)
+    assert import_csv(reviewed, again, reviewer="Bo", today=DAY + dt.timedelta(days=1)) == {2025: {}}
+    assert entries(reviewed)["Q-0000000000"]["decided"] == "2026-05-04"
+    assert entries(reviewed)["Q-0000000000"]["reviewer"] == "Ana"
+
+
+def test_export_never_replaces_a_file(reviewed: Paths, tmp_path: Path) -> None:
+    sheet = tmp_path / "quotes.csv"
+    sheet.write_text("half-reviewed work", encoding="utf-8")
+    with pytest.raises(QuoteReviewError, match="already exists"):
+        export_csv(reviewed, 2025, sheet)
+    assert sheet.read_text(encoding="utf-8") == "half-reviewed work"
+
+
+def test_a_bad_row_names_the_row_and_column_and_nothing_changes(reviewed: Paths, tmp_path: Path) -> None:
+    before = review_file(reviewed, 2025).read_bytes()
+    sheet = tmp_path / "bad.csv"
+    sheet.write_text("id,wave,question,text,decision,note\n"
+                     "Q-0000000000,2025,open_drift,x,approve,\n"       # row 2: fine
+                     "Q-0000000001,2025,open_drift,x,aprove,\n"        # row 3: misspelt decision
+                     "Q-9999999999,2025,open_drift,x,reject,\n"        # row 4: unknown id
+                     "Q-0000000002,25,open_drift,x,reject,\n"          # row 5: not a wave
+                     "Q-0000000003,2024,open_drift,x,reject,\n"        # row 6: a wave with no review file
+                     "Q-0000000000,2025,open_drift,x,reject,\n",       # row 7: the same quote twice
+                     encoding="utf-8")
+    with pytest.raises(QuoteReviewError) as error:
+        import_csv(reviewed, sheet, today=DAY)
+    message = str(error.value)
+    assert "nothing was changed" in message and str(sheet) in message
+    assert "row 3, column decision" in message and "'aprove'" in message
+    assert "row 4, column id" in message and "Q-9999999999" in message
+    assert "row 5, column wave" in message and "row 6, column wave" in message
+    assert "row 7, column id" in message and "twice" in message
+    assert "row 2" not in message
+    assert review_file(reviewed, 2025).read_bytes() == before
+
+
+def test_a_csv_without_the_columns_is_refused(reviewed: Paths, tmp_path: Path) -> None:
+    sheet = tmp_path / "other.csv"
+    sheet.write_text("name,comment\nx,y\n", encoding="utf-8")
+    with pytest.raises(QuoteReviewError, match="missing: id, wave, decision"):
+        import_csv(reviewed, sheet)
+
+
+def test_a_rebuild_keeps_the_date_reviewer_and_note_of_each_decision(loaded: Paths) -> None:
+    rules = QuoteRules(min_words=8, max_words=80)
+    refresh_review_files(loaded, rules)
+    first = wave_review(loaded, 2024)[0]
+    review_interactively(loaded, [first], ask=answers("a"), show=lambda _s: None, reviewer="Sam", today=DAY)
+    refresh_review_files(loaded, rules)
+    kept = entries(loaded, 2024)[first.id]
+    assert (kept["status"], kept["decided"], kept["reviewer"]) == ("approved", "2026-05-04", "Sam")

@@ -1,0 +1,96 @@
+"""`consult status`: where a wave stands, from the warehouse and the files, and the next command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import duckdb
+
+from pipeline.cli import main
+from pipeline.config import Paths
+from pipeline.status import project_status
+
+
+def status_json(paths: Paths, capsys, *wave: str) -> dict:
+    assert main(["--root", str(paths.root), "status", *wave, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_rows_and_quarantine_reasons_are_the_warehouse_counts(loaded: Paths, capsys) -> None:
+    con = duckdb.connect(str(loaded.warehouse), read_only=True)
+    read, kept, held, out, dup = con.execute(
+        "SELECT sum(rows_read), sum(rows_loaded), sum(rows_quarantined), sum(rows_excluded), sum(rows_duplicate) "
+        "FROM load_ledger WHERE wave = 2024").fetchall()[0]
+    outcomes = dict(con.execute("SELECT outcome, count(*) FROM row_outcomes o JOIN load_ledger l USING (file_sha256) "
+                                "WHERE l.wave = 2024 GROUP BY ALL").fetchall())
+    reasons = dict(con.execute(
+        "SELECT rule, count(DISTINCT source_row) FROM quarantine_issues JOIN load_ledger USING (file_sha256) "
+        "WHERE wave = 2024 GROUP BY ALL").fetchall())
+    con.close()
+    status = status_json(loaded, capsys, "2024")
+    wave = status["waves"][0]
+    assert [s["wave"] for s in status["waves"]] == [2024]
+    assert wave["rows"] == {"read": read, "loaded": kept, "quarantined": held, "excluded": out, "duplicates": dup}
+    assert (outcomes["loaded"], outcomes["quarantined"], outcomes["excluded"]) == (kept, held, out)
+    assert wave["quarantine_reasons"] == reasons and reasons
+    assert wave["exports"] == [{"file": "data/synthetic/2024/qualtrics-2024.csv", "loaded": True,
+                                "sha256": wave["exports"][0]["sha256"],
+                                "bytes": (loaded.synthetic / "2024" / "qualtrics-2024.csv").stat().st_size}]
+    assert status["source"] == "synthetic" and wave["data"] == "synthetic"
+    # nothing reviewed yet: the quote review files come first
+    assert status["next"]["command"] == "consult quotes"
+
+
+def test_the_next_command_follows_the_cycle(loaded: Paths, capsys) -> None:
+    root = ["--root", str(loaded.root)]
+    main([*root, "quotes"])
+    capsys.readouterr()
+    assert status_json(loaded, capsys)["next"]["command"] == "consult quotes review --wave 2023"
+    for wave in (2023, 2024, 2025):  # every quote decided by hand in the YAML, as the header allows
+        path = loaded.root / "data" / "review" / str(wave) / "quotes.yaml"
+        path.write_text(path.read_text(encoding="utf-8").replace("status: pending", "status: rejected"),
+                        encoding="utf-8")
+    capsys.readouterr()
+    assert status_json(loaded, capsys)["next"]["command"] == "consult audit"
+    audit = loaded.warehouse_dir / "audit.json"
+    audit.write_text('{"passed": false, "checks": []}', encoding="utf-8")
+    step = status_json(loaded, capsys)["next"]
+    assert step["command"] == "consult audit" and "FAILED" in step["why"]
+    audit.write_text('{"passed": true, "checks": []}', encoding="utf-8")
+    status = status_json(loaded, capsys)
+    assert status["audit"]["state"] == "passed" and status["next"]["command"] == "consult report"
+    # a quote decision after the audit makes it out of date
+    review = loaded.root / "data" / "review" / "2025" / "quotes.yaml"
+    later = os.stat(audit).st_mtime + 5
+    os.utime(review, (later, later))
+    status = status_json(loaded, capsys)
+    assert status["audit"]["state"] == "out of date" and status["next"]["command"] == "consult audit"
+
+
+def test_an_export_not_loaded_comes_first_and_is_named(loaded: Paths, capsys) -> None:
+    extra = loaded.synthetic / "2025" / "qualtrics-2025-late.csv"
+    shutil.copyfile(loaded.synthetic / "2024" / "qualtrics-2024.csv", extra)
+    assert main(["--root", str(loaded.root), "status", "2025"]) == 0
+    out = capsys.readouterr().out
+    assert "data/synthetic/2025/qualtrics-2025-late.csv (NOT LOADED)" in out
+    assert out.rstrip().splitlines()[-2] == "Next: `consult run`"
+
+
+def test_a_new_wave_waits_for_its_export_and_an_unknown_wave_is_an_error(loaded: Paths, capsys) -> None:
+    root = ["--root", str(loaded.root)]
+    assert main([*root, "wave", "new", "2026", "--from", "2025"]) == 0
+    capsys.readouterr()
+    wave = status_json(loaded, capsys, "2026")["waves"][0]
+    assert wave["data"] is None and wave["files_loaded"] == 0
+    assert wave["next"]["command"] is None and "data/raw/2026/" in wave["next"]["why"]
+    assert main([*root, "status", "2031"]) == 2
+    assert "wave 2031 is unknown" in capsys.readouterr().err
+
+
+def test_real_exports_beside_a_synthetic_warehouse_say_to_clean_it_first(loaded: Paths) -> None:
+    (loaded.raw / "2025").mkdir(parents=True)
+    shutil.copyfile(loaded.synthetic / "2025" / "qualtrics-2025.csv", loaded.raw / "2025" / "export.csv")
+    status = project_status(loaded)
+    assert status["source"] == "data/raw" and status["next"]["command"] == "make clean-warehouse"

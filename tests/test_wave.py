@@ -1,0 +1,75 @@
+"""`consult wave new`: next year's wave from the previous questionnaire, with only the year moved."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import yaml
+
+from pipeline.cli import main
+from pipeline.config import Paths
+from pipeline.instrument import load_instrument
+from pipeline.wave import updated_text
+
+
+def test_a_new_wave_keeps_every_question_and_moves_only_the_year(empty_project: Paths, capsys) -> None:
+    source_folder = empty_project.surveys / "2025"
+    assert main(["--root", str(empty_project.root), "wave", "new", "2026", "--from", "2025"]) == 0
+    out = capsys.readouterr().out
+    old = yaml.safe_load((source_folder / "instrument.yaml").read_text(encoding="utf-8"))
+    new = yaml.safe_load((empty_project.surveys / "2026" / "instrument.yaml").read_text(encoding="utf-8"))
+    start, end = old["collection_window"]["start"], old["collection_window"]["end"]
+    expected = {**old, "wave": 2026,
+                "title": {k: v.replace("2025", "2026") for k, v in old["title"].items()},
+                "collection_window": {"start": dt.date(2026, start.month, start.day),
+                                      "end": dt.date(2026, end.month, end.day)}}
+    assert new == expected and "2026" in new["title"]["en"]
+    assert load_instrument(empty_project.surveys / "2026" / "instrument.yaml").wave == 2026
+    # comments are kept: the new file has as many lines, and the same comment lines bar the year
+    old_lines = (source_folder / "instrument.yaml").read_text(encoding="utf-8").splitlines()
+    new_lines = (empty_project.surveys / "2026" / "instrument.yaml").read_text(encoding="utf-8").splitlines()
+    assert len(old_lines) == len(new_lines)
+    changed = [(a, b) for a, b in zip(old_lines, new_lines) if a != b]
+    assert all(b == a.replace("2025", "2026") for a, b in changed) and 4 <= len(changed) <= 6
+    assert yaml.safe_load((empty_project.surveys / "2026" / "rules.yaml").read_text(encoding="utf-8")) == \
+        yaml.safe_load((source_folder / "rules.yaml").read_text(encoding="utf-8"))
+    # the checklist names what a person must review, and what to do next
+    assert "living_wage.yaml" in out and "rate_year_for_wave" in out and "REQUIRED" in out
+    assert "comparability" in out and "indicators.yaml" in out and "Collection window" in out
+    assert "anonymize" in out.lower() and "Next:" in out
+
+
+def test_an_existing_wave_or_a_missing_source_is_refused_and_nothing_changes(empty_project: Paths, capsys) -> None:
+    before = (empty_project.surveys / "2025" / "instrument.yaml").read_bytes()
+    assert main(["--root", str(empty_project.root), "wave", "new", "2025", "--from", "2024"]) == 2
+    assert "wave 2025 already exists" in capsys.readouterr().err
+    assert (empty_project.surveys / "2025" / "instrument.yaml").read_bytes() == before
+    assert main(["--root", str(empty_project.root), "wave", "new", "2027", "--from", "2019"]) == 2
+    err = capsys.readouterr().err
+    assert "wave 2019 has no instrument" in err and "2023, 2024, 2025" in err
+    assert not (empty_project.surveys / "2027").exists()
+
+
+def test_a_copy_the_definitions_refuse_leaves_no_half_made_wave(empty_project: Paths, capsys) -> None:
+    privacy = empty_project.surveys / "privacy.yaml"
+    privacy.write_text(privacy.read_text(encoding="utf-8").replace("  k: 5", "  k: five"), encoding="utf-8")
+    assert main(["--root", str(empty_project.root), "wave", "new", "2026", "--from", "2025"]) == 2
+    assert "privacy.yaml" in capsys.readouterr().err
+    assert not (empty_project.surveys / "2026").exists()
+
+
+def test_the_window_moves_by_whole_years_and_29_february_becomes_28() -> None:
+    text = ("# Wave 2024 questionnaire\nwave: 2024\ntitle:\n  en: Consultation 2024\n"
+            "collection_window:\n  start: 2024-02-29\n  end: 2024-05-30\n"
+            "note: asked since 2024\n")
+    assert updated_text(text, 2024, 2026) == (
+        "# Wave 2026 questionnaire\nwave: 2026\ntitle:\n  en: Consultation 2026\n"
+        "collection_window:\n  start: 2026-02-28\n  end: 2026-05-30\n"
+        "note: asked since 2024\n")
+
+
+@pytest.mark.parametrize("argv", [["wave", "new", "2026"], ["wave", "new", "--from", "2025"]])
+def test_both_waves_are_required(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(argv)
