@@ -454,6 +454,8 @@ def language_switch(page: str) -> str:
         return ""
     if report_lang() == "fr":
         return f'<p class="language-switch"><a href="../{page}" lang="en" hreflang="en">English</a></p>'
+    if not os.environ.get("CONSULT_FRENCH"):  # no French pages rendered: no link to nowhere
+        return ""
     return f'<p class="language-switch"><a href="fr/{page}" lang="fr" hreflang="fr">Français</a></p>'
 
 

@@ -38,31 +38,38 @@ def build_report(paths: Paths, engine: str = "auto", progress=lambda _m: None, f
     from pipeline.pdf import PDF_NAME
 
     base = inputs_key(paths, choose_engine(engine, shutil.which("quarto")))
-    # A PDF already in the site stays (and stays linked) only while the site is not rendered again.
-    key = _site_key(base, pdf or (paths.site / PDF_NAME).is_file())
+    # A PDF or French pages already in the site stay (and stay linked) only while the site is not
+    # rendered again.
+    key = _site_key(base, pdf or (paths.site / PDF_NAME).is_file(),
+                    french or (paths.site / FRENCH_PROJECT / "index.html").is_file())
     previous = _previous_manifest(paths.site)
     if not force and previous.get("inputs_key") == key and all((paths.site / p).is_file() for p in previous["pages"]):
         progress("the report is up to date (same data, definitions and report sources): not rendered again")
         result = RenderResult(previous["engine"], paths.site, [paths.site / p for p in previous["pages"]])
     else:
-        key = _site_key(base, pdf)  # rendering replaces the whole folder, an earlier PDF with it
+        key = _site_key(base, pdf, french)  # rendering replaces the whole folder, earlier PDF and French with it
         progress("rendering the report")
-        result = render_project(paths.reports, engine=engine, env=_page_env(paths, pdf), progress=progress)
+        result = render_project(paths.reports, engine=engine, env=_page_env(paths, pdf, french_link=french),
+                                progress=progress)
         write_manifest(paths, result, key)
     if french:
         build_french_report(paths, engine, progress, force, key, pdf)
     return result
 
 
-def _site_key(base: str, pdf_link: bool) -> str:
-    return hashlib.sha256(f"{base}\0pdf-link".encode()).hexdigest() if pdf_link else base
+def _site_key(base: str, pdf_link: bool, french_link: bool = False) -> str:
+    links = ("\0pdf-link" if pdf_link else "") + ("\0french-link" if french_link else "")
+    return hashlib.sha256(f"{base}{links}".encode()).hexdigest() if links else base
 
 
-def _page_env(paths: Paths, pdf: bool, lang: str = "en") -> dict[str, str]:
-    """What the cells read: the warehouse, the project, the report's language, the PDF to link to."""
+def _page_env(paths: Paths, pdf: bool, lang: str = "en", french_link: bool = False) -> dict[str, str]:
+    """What the cells read: the warehouse, the project, the report's language, the PDF to link to,
+    whether the English pages link to French ones (only when those are rendered too)."""
     from pipeline.pdf import PDF_NAME
 
     env = {"CONSULT_WAREHOUSE": str(paths.warehouse), "CONSULT_HOME": str(paths.root), "CONSULT_LANG": lang}
+    if french_link:
+        env["CONSULT_FRENCH"] = "1"
     return {**env, "CONSULT_PDF": PDF_NAME} if pdf else env
 
 

@@ -11,6 +11,7 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from pipeline.config import Paths
+from pipeline.release import build_release
 from pipeline.report import build_report
 
 DOMAINS = ["precarity", "disrespect", "resources", "drift", "wellbeing"]
@@ -24,6 +25,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) ->
     shutil.copytree(loaded_template, root, symlinks=True)
     paths = Paths(root)
     build_report(paths, engine="offline")
+    build_release(paths)  # as `consult report` does: the figures' CSV links lead into the release
     return paths
 
 
@@ -34,6 +36,13 @@ def pages(paths: Paths) -> dict[str, str]:
 def test_the_report_lands_at_the_documented_place(rendered: Paths) -> None:
     assert (rendered.site / "index.html").is_file()
     assert set(pages(rendered)) == {"index.html", "methods.html"}
+
+
+def test_every_local_link_leads_to_a_file_of_the_site(rendered: Paths) -> None:
+    # e.g. no "Français" link when the French pages were not rendered, no PDF link without a PDF
+    for name, page in pages(rendered).items():
+        for target in re.findall(r'<a [^>]*href="([^"#:]+)(?:#[^"]*)?"', page):
+            assert (rendered.site / target).is_file(), (name, target)
 
 
 def test_every_page_says_the_data_are_synthetic(rendered: Paths) -> None:
