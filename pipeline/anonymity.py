@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -234,13 +234,19 @@ class Column:
     costs: dict[int, np.ndarray] = field(default_factory=dict)  # level -> loss per respondent (0-1)
 
     def prepare(self) -> None:
-        self.floor = max((self.rule.level_of(code) for value in self.stored for code in value), default=0)
+        # Work on each distinct stored value once, then spread the result over the respondents
+        # (values are numbered in order of first appearance, so codes are those a per-respondent pass gives).
+        distinct: dict[frozenset[str], int] = {}
+        index = np.array([distinct.setdefault(v, len(distinct)) for v in self.stored], dtype=np.int64)
+        self.floor = max((self.rule.level_of(code) for value in distinct for code in value), default=0)
         for level in range(self.floor, len(self.rule.levels)):
-            generalised = [self.rule.generalise(v, level, self.missing) for v in self.stored]
-            self.values[level] = [",".join(sorted(v)) or NOT_ANSWERED for v in generalised]
+            generalised = [self.rule.generalise(v, level, self.missing) for v in distinct]
+            names = [",".join(sorted(v)) or NOT_ANSWERED for v in generalised]
             labels = {NOT_ANSWERED: 0}
-            self.codes[level] = np.array([labels.setdefault(v, len(labels)) for v in self.values[level]], dtype=np.int64)
-            self.costs[level] = np.array([self._loss(v) for v in generalised], dtype=float)
+            codes = np.array([labels.setdefault(v, len(labels)) for v in names], dtype=np.int64)
+            self.values[level] = np.array(names, dtype=object)[index].tolist()
+            self.codes[level] = codes[index]
+            self.costs[level] = np.array([self._loss(v) for v in generalised], dtype=float)[index]
 
     def _loss(self, value: frozenset[str]) -> float:
         answered = [code for code in value if code not in self.missing]
@@ -254,10 +260,20 @@ class Column:
 @dataclass
 class Outcome:
     levels: tuple[int, ...]
-    rows: list[tuple[str, ...]]  # the stored combination of every respondent ("*" = no value)
+    final: np.ndarray  # the stored combination of every respondent, as codes (0 = no value)
+    names: list[np.ndarray]  # per column: code -> stored value ("*" = no value)
     suppressed: list[np.ndarray]  # per column: respondents whose value was removed (boolean)
     loss: float  # weighted loss metric, 0-1
     at_risk_before: int  # respondents in groups under k after generalisation, before suppression
+
+    def column(self, j: int) -> list[str]:
+        """The stored value of column j for every respondent ("*" = no value)."""
+        return self.names[j][self.final[:, j]].tolist()
+
+    @cached_property
+    def rows(self) -> list[tuple[str, ...]]:
+        """The stored combination of every respondent ("*" = no value)."""
+        return list(zip(*(self.column(j) for j in range(self.final.shape[1]))))
 
 
 @dataclass
@@ -270,9 +286,9 @@ class WaveProtection:
 
     @property
     def smallest_class(self) -> int:
-        if not self.outcome or not self.outcome.rows:
+        if not self.outcome or not len(self.outcome.final):
             return self.respondents
-        return min(Counter(self.outcome.rows).values())
+        return int(_class_sizes(_keys(self.outcome.final)).min())
 
 
 def protect_wave(columns: list[Column], k: int, candidates: int, order: np.ndarray) -> Outcome | None:
@@ -330,27 +346,31 @@ def _candidate_levels(columns: list[Column], k: int, weights: np.ndarray, candid
 def _evaluate(columns: list[Column], levels: tuple[int, ...], k: int, weights: np.ndarray, order: np.ndarray) -> Outcome:
     original = np.stack([c.codes[level] for c, level in zip(columns, levels)], axis=1)
     costs = np.stack([c.costs[level] for c, level in zip(columns, levels)], axis=1)
-    at_risk = int((_class_sizes(_keys(original)) < k).sum())
-    final = _suppress_locally(original, k, weights, order)
+    sizes = _class_sizes(_keys(original))
+    at_risk = int((sizes < k).sum())
+    final = _suppress_locally(original, k, weights, order, sizes)
     _fill_blank_class(final, original, k, weights, costs, order)
     suppressed = [(original[:, j] != 0) & (final[:, j] == 0) for j in range(len(columns))]
     kept_cost = np.where(final != 0, costs, 0.0)
     loss = float((weights * (np.stack(suppressed, axis=1) + kept_cost)).sum() / (weights.sum() * max(len(final), 1)))
     names = [_code_names(c, level) for c, level in zip(columns, levels)]
-    rows = [tuple(names[j][code] for j, code in enumerate(row)) for row in final.tolist()]
-    return Outcome(levels, rows, suppressed, loss, at_risk)
+    return Outcome(levels, final, names, suppressed, loss, at_risk)
 
 
-def _code_names(column: Column, level: int) -> dict[int, str]:
-    return {int(code): value for code, value in zip(column.codes[level], column.values[level])} | {0: NOT_ANSWERED}
+def _code_names(column: Column, level: int) -> np.ndarray:
+    """Code -> stored value ('*' for 0), as an array indexed by code."""
+    names = np.empty(int(column.codes[level].max(initial=0)) + 1, dtype=object)
+    names[column.codes[level]] = column.values[level]
+    names[0] = NOT_ANSWERED
+    return names
 
 
-def _suppress_locally(original: np.ndarray, k: int, weights: np.ndarray, order: np.ndarray) -> np.ndarray:
+def _suppress_locally(original: np.ndarray, k: int, weights: np.ndarray, order: np.ndarray,
+                      sizes: np.ndarray) -> np.ndarray:
     """Respondents in groups under k keep only some of their values: for each set of values to keep,
     from the most to the least informative (by weight), respondents at risk who agree on it form a
     group with '*' elsewhere, once that group (with anyone already stored that way) reaches k."""
     final = original.copy()
-    sizes = _class_sizes(_keys(original))
     remaining = order[sizes[order] < k]
     if remaining.size == 0:
         return final
@@ -360,21 +380,24 @@ def _suppress_locally(original: np.ndarray, k: int, weights: np.ndarray, order: 
         key=lambda kept: (weights.sum() - weights[list(kept)].sum(), -len(kept), kept),
     )
     bases = original.max(axis=0, initial=0) + 1
+    # Combinations already stored by respondents not at risk (they never change), plus the keys of
+    # those who joined a group since: only the respondents still at risk are looked at per subset.
     safe = np.ones(len(original), dtype=bool)
     safe[remaining] = False
+    settled, settled_counts = np.unique(_keys(original, bases)[safe], return_counts=True)
+    joined, joined_counts = np.unique(np.zeros(0, dtype=np.int64), return_counts=True)
     for kept in subsets:
         mask = np.zeros(width, dtype=np.int64)
         mask[list(kept)] = 1
-        projected = original * mask
-        key = _keys(projected, bases)
-        settled = Counter(_keys(final, bases)[safe].tolist())
-        candidates = key[remaining]
-        tally = Counter(candidates.tolist())
-        joins = np.array([tally[c] + settled.get(c, 0) >= k for c in candidates.tolist()], dtype=bool)
+        projected = original[remaining] * mask
+        candidates = _keys(projected, bases)
+        tally_keys, inverse, tally = np.unique(candidates, return_inverse=True, return_counts=True)
+        together = tally + _counts_of(tally_keys, settled, settled_counts) + _counts_of(tally_keys, joined, joined_counts)
+        joins = together[inverse] >= k
         if joins.any():
-            chosen = remaining[joins]
-            final[chosen] = projected[chosen]
-            safe[chosen] = True
+            final[remaining[joins]] = projected[joins]
+            joined, joined_counts = np.unique(np.concatenate([np.repeat(joined, joined_counts), candidates[joins]]),
+                                              return_counts=True)
             remaining = remaining[~joins]
         if remaining.size == 0:
             break
@@ -382,24 +405,35 @@ def _suppress_locally(original: np.ndarray, k: int, weights: np.ndarray, order: 
     return final
 
 
+def _counts_of(wanted: np.ndarray, keys: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """How many times each of `wanted` occurs, given the sorted distinct `keys` and their `counts`."""
+    if keys.size == 0:
+        return np.zeros(len(wanted), dtype=np.int64)
+    position = np.minimum(np.searchsorted(keys, wanted), keys.size - 1)
+    return np.where(keys[position] == wanted, counts[position], 0)
+
+
 def _fill_blank_class(final: np.ndarray, original: np.ndarray, k: int, weights: np.ndarray, costs: np.ndarray,
                       order: np.ndarray) -> None:
     """Respondents with every value removed form one group; if it is under k, more respondents join
     it, taken where their own group stays at k or more without them (least informative first)."""
+    # What each respondent's kept values are worth; only respondents who become blank change.
+    value = (weights * (final != 0) * (1 - costs)).sum(axis=1)
     while True:
         blank = ~final.any(axis=1)
         count = int(blank.sum())
         if count == 0 or count >= k or count == len(final):
             return
-        sizes = _class_sizes(_keys(final))
-        spare = [i for i in order.tolist() if not blank[i] and sizes[i] > k]
-        if spare:
-            value = lambda i: float((weights * (final[i] != 0) * (1 - costs[i])).sum())  # noqa: E731
-            chosen = [min(spare, key=value)]
+        keys = _keys(final)
+        sizes = _class_sizes(keys)
+        spare = order[~blank[order] & (sizes[order] > k)]
+        if spare.size:
+            chosen = spare[[np.argmin(value[spare])]]  # the first in `order` among equals
         else:  # no group can spare anyone: the smallest group joins as a whole
-            keys = _keys(final)
-            smallest = min((int(sizes[i]), int(keys[i])) for i in order.tolist() if not blank[i])[1]
-            chosen = [i for i in order.tolist() if keys[i] == smallest]
+            others = order[~blank[order]]
+            smallest_size = sizes[others].min()
+            smallest = keys[others][sizes[others] == smallest_size].min()
+            chosen = np.flatnonzero(keys == smallest)
         final[chosen] = 0
 
 
@@ -517,8 +551,7 @@ def _stored_values(con, wave: int, concepts: list[str]) -> dict[tuple[str, str],
 def _store_values(con, wave: int, keys: list[str], columns: list[Column], outcome: Outcome) -> None:
     rows = []
     for j, column in enumerate(columns):
-        for i, key in enumerate(keys):
-            value = outcome.rows[i][j]
+        for key, value in zip(keys, outcome.column(j)):
             if value != NOT_ANSWERED:
                 rows.extend((key, wave, column.concept, code) for code in value.split(","))
         con.execute("DELETE FROM answers WHERE wave = ? AND concept = ?", [wave, column.concept])
@@ -557,8 +590,8 @@ def _write_protection(con, wave: int, rules: PrivacyRules, protection: WaveProte
         if concept in by_concept and outcome is not None:
             j, column = by_concept[concept]
             level = outcome.levels[j]
-            values = [row[j] for row in outcome.rows]
-            generalised = sum(1 for i, v in enumerate(values) if v != NOT_ANSWERED and column.costs[level][i] > 0)
+            values = outcome.final[:, j]
+            generalised = int(((values != 0) & (column.costs[level] > 0)).sum())
             removed = outcome.suppressed[j]
             loss = float((removed.sum() + column.costs[level][~removed].sum()) / max(len(values), 1))
             rows.append((wave, concept, True, _treatment(concept, kind, disclosure, stored, micro, column.rule.levels[level].name),
