@@ -6,7 +6,7 @@ could be recovered from its breakdown's total; then every hidden cell is checked
 published figures of its wave taken together, across tables and linked indicators
 (pipeline/derivation.py), and more cells are hidden until none can be worked out. Comparisons built
 from published cells (a group against everyone else, a wave against the previous one) are hidden
-with the cells they use.
+with the cells they use, and a group's gap with the overall figure its everyone-else adds back to.
 Rules live in surveys/disclosure.yaml.
 """
 
@@ -26,6 +26,7 @@ SMALL_CELL = "fewer than {n} respondents answered one way"
 BELOW_MIN_N = "fewer than {n} respondents, the indicator's minimum reportable n"
 COMPLEMENTARY = "hidden so that another hidden value cannot be worked out from the total"
 HIDDEN_GROUP = "the group's own figure is suppressed"
+HIDDEN_OVERALL = "the overall figure is suppressed"
 HIDDEN_REST = "the figure for everyone else is too small to publish: {reason}"
 HIDDEN_WAVE = "the {wave} figure is suppressed"
 
@@ -75,28 +76,37 @@ def suppress(cells: pd.DataFrame, rules: DisclosureRules, families: dict[int, li
             tables += [(t.index, ["count", "indicator_id"], False)
                        for _, t in linked.groupby(["partition", "wave", "breakdown", "group_code"], sort=False)]
         _complement_all(cells, tables, rules)
-        _complement_linked(cells, families)
+        # a cell hidden for the wave's linked figures can expose its own table again, and back
+        while _complement_linked(cells, families) and _complement_all(cells, tables, rules):
+            pass
     return cells
 
 
 def suppress_gaps(gaps: pd.DataFrame, rules: DisclosureRules) -> pd.DataFrame:
     """Add `suppressed` and `suppression` to gaps between a group and everyone else.
 
-    Columns used: group_suppressed (the group's cell is hidden in its published table), and the
-    figure for everyone else, published with the gap: rest_n, rest_count, kind, min_n. A gap is
-    hidden when its group is (with everyone else's figure the gap would give the group's back), or
-    when everyone else's figure would fail the primary rules itself.
+    Columns used: group_suppressed (the group's cell is hidden in its published table),
+    overall_suppressed (the indicator's overall figure of the wave is hidden), and the figure for
+    everyone else, published with the gap: rest_n, rest_count, kind, min_n. A gap is hidden when its
+    group is (with everyone else's figure the gap would give the group's back); when the overall
+    figure is (the group and everyone else who answered, plus the people in none of the
+    breakdown's groups, add up to it: pipeline/derivation.py assumes a reader knows those); or when
+    everyone else's figure would fail the primary rules itself.
     """
     gaps = gaps.copy()
-    reasons = []
-    for row in gaps.itertuples():
-        rest = SimpleNamespace(n=row.rest_n, count=row.rest_count, kind=row.kind, min_n=row.min_n)
-        rest_reason = None if row.group_suppressed else _primary(rest, rules)
-        reasons.append(HIDDEN_GROUP if row.group_suppressed
-                       else None if rest_reason is None else HIDDEN_REST.format(reason=rest_reason))
+    reasons = [_gap_reason(row, rules) for row in gaps.itertuples()]
     gaps["suppression"] = pd.Series(reasons, index=gaps.index, dtype=object)
     gaps["suppressed"] = gaps["suppression"].notna()
     return gaps
+
+
+def _gap_reason(row, rules: DisclosureRules) -> str | None:
+    if row.group_suppressed:
+        return HIDDEN_GROUP
+    if row.overall_suppressed:
+        return HIDDEN_OVERALL
+    rest_reason = _primary(SimpleNamespace(n=row.rest_n, count=row.rest_count, kind=row.kind, min_n=row.min_n), rules)
+    return None if rest_reason is None else HIDDEN_REST.format(reason=rest_reason)
 
 
 def suppress_changes(changes: pd.DataFrame) -> pd.DataFrame:
@@ -124,13 +134,14 @@ def _primary(row, rules: DisclosureRules) -> str | None:
     return None
 
 
-def _complement_all(cells: pd.DataFrame, tables: list[tuple[pd.Index, list[str], bool]], rules: DisclosureRules) -> None:
+def _complement_all(cells: pd.DataFrame, tables: list[tuple[pd.Index, list[str], bool]], rules: DisclosureRules) -> bool:
     """Complementary suppression over tables whose members add up to a published total: wherever
     the hidden members could be worked out from the total, hide a partner (the first shown member
     in the table's partner order). That is when exactly one member is hidden, or, for the groups of
     a breakdown, when the hidden groups taken together would fail the small-cell rule (their
     combined count follows from the total: "all of them" or "none of them" must not). Hiding a
-    partner can expose another table the partner belongs to, so repeat until nothing changes."""
+    partner can expose another table the partner belongs to, so repeat until nothing changes.
+    Returns whether any cell was hidden."""
     hidden = cells["suppressed"].to_numpy(dtype=bool, copy=True)
     columns = {c: cells[c].to_numpy() for _, order, _ in tables for c in order}
     counts = cells["count"].to_numpy() if "count" in cells.columns else None
@@ -158,7 +169,7 @@ def _complement_all(cells: pd.DataFrame, tables: list[tuple[pd.Index, list[str],
         together_count = sum(int(counts[p]) for p in members)
         return min(together_count, together_n - together_count) < rules.min_cell
 
-    changed = True
+    changed, hid_any = True, False
     while changed:
         changed = False
         for number, members in enumerate(positions):
@@ -170,16 +181,19 @@ def _complement_all(cells: pd.DataFrame, tables: list[tuple[pd.Index, list[str],
             hidden[partner] = True
             cells.iloc[partner, cells.columns.get_loc("suppressed")] = True
             cells.iloc[partner, cells.columns.get_loc("suppression")] = COMPLEMENTARY
-            changed = True
+            changed = hid_any = True
+    return hid_any
 
 
-def _complement_linked(cells: pd.DataFrame, families: dict[int, list[Family]] | None) -> None:
+def _complement_linked(cells: pd.DataFrame, families: dict[int, list[Family]] | None) -> bool:
     """Hide further cells until no hidden cell of a wave follows from the wave's published figures.
 
     For the first cell that can be worked out, the partner hidden is, among the published cells that
     share an equation with it (another group of its table, or the same group in a linked indicator),
     the one with the fewest respondents (then the smallest count) that protects it on its own (else
-    the first of them): the least information lost. Deterministic: cells are taken in order."""
+    the first of them): the least information lost. Deterministic: cells are taken in order.
+    Returns whether any cell was hidden."""
+    hid_any = False
     frame = cells.assign(sum=[float(t) if t is not None and t == t else 0.0 for t in cells["total"]]
                          if "total" in cells.columns else 0.0)
     for family, members in list(family_cells(frame, families)):
@@ -187,18 +201,33 @@ def _complement_linked(cells: pd.DataFrame, families: dict[int, list[Family]] | 
             found = disclosures(*family_system(family, members)[:2])
             if not found:
                 break
-            indicator, _, breakdown, group = found[0][0].key
-            shown = members[~members["suppressed"] & (members["breakdown"] == breakdown) & (
-                ((members["indicator_id"] == indicator) & (members["group_code"] != "all"))
-                | (members["group_code"] == group))]
+            shown = _partner_pool(members, found[0][0].key)
             if shown.empty:
-                raise ValueError(f"{indicator} {breakdown} {group}: no published cell left to hide with it")
+                break  # nothing of the family is published any more: nothing left to work anything out from
             order = {i: k for k, i in enumerate(family.indicators)}
             candidates = [r.Index for r in sorted(shown.itertuples(), key=lambda r: (
                 r.n, r.count if r.kind == "proportion" else float("inf"), order[r.indicator_id], r.group_code))]
             partner = next((p for p in candidates if _protects(family, members, p, found[0][0].key)), candidates[0])
             for frame_ in (cells, members):
                 frame_.loc[partner, ["suppressed", "suppression"]] = [True, COMPLEMENTARY]
+            hid_any = True
+    return hid_any
+
+
+def _partner_pool(members: pd.DataFrame, key: tuple) -> pd.DataFrame:
+    """The published cells that may be hidden to protect the cell `key`, nearest first: another
+    group of its table or the same group of a linked indicator; failing those (small data can leave
+    none), any cell of the same breakdown or the overall figures it adds up to; failing those, any
+    published cell of the family."""
+    indicator, _, breakdown, group = key
+    shown = members[~members["suppressed"]]
+    same_breakdown = shown["breakdown"] == breakdown
+    nearest = shown[same_breakdown & (((shown["indicator_id"] == indicator) & (shown["group_code"] != "all"))
+                                      | (shown["group_code"] == group))]
+    if not nearest.empty:
+        return nearest
+    wider = shown[same_breakdown | (shown["group_code"] == "all")]
+    return wider if not wider.empty else shown
 
 
 def _protects(family: Family, members: pd.DataFrame, partner, key: tuple) -> bool:

@@ -817,6 +817,8 @@ def _verdict(low: float, high: float, up: str, down: str) -> str | None:
 def gap_rows(estimates: pd.DataFrame) -> pd.DataFrame:
     """Each group against everyone else in its breakdown (who answered it), same indicator and wave:
     the difference in percentage points (Newcombe interval) or in score points (Welch interval)."""
+    overall = estimates[estimates["group_code"] == "all"]
+    overall_suppressed = {(r.indicator_id, r.wave): bool(r.suppressed) for r in overall.itertuples()}
     rows = []
     for r in estimates[estimates["answered_n"].notna()].itertuples():
         rest_n = int(r.answered_n) - int(r.n)
@@ -839,8 +841,9 @@ def gap_rows(estimates: pd.DataFrame) -> pd.DataFrame:
             group_label=r.group_label, kind=r.kind, min_n=r.min_n, n=int(r.n), count=r.count, estimate=r.estimate,
             rest_n=rest_n, rest_count=rest_count, rest_estimate=rest_estimate, gap=gap, gap_low=low, gap_high=high,
             statement=_verdict(low, high, GAP_UP, GAP_DOWN), group_suppressed=bool(r.suppressed),
+            overall_suppressed=overall_suppressed[r.indicator_id, r.wave],
         ))
-    return pd.DataFrame(rows, columns=GAP_COLUMNS + ["kind", "min_n", "group_suppressed"])
+    return pd.DataFrame(rows, columns=GAP_COLUMNS + ["kind", "min_n", "group_suppressed", "overall_suppressed"])
 
 
 GAP_COLUMNS = ["indicator_id", "wave", "breakdown", "group_code", "group_label", "n", "count", "estimate", "rest_n",

@@ -272,8 +272,8 @@ def test_a_gap_is_hidden_when_almost_nobody_else_answered_one_way(tmp_path):
 def test_a_published_group_with_too_few_others_still_hides_its_gap(rest_n, rest_count, reason):
     # The gap rule on its own (a safety net behind complementary suppression): everyone else's
     # figure, published with the gap, must pass the primary rules itself.
-    rows = pd.DataFrame([{"group_suppressed": False, "rest_n": rest_n, "rest_count": rest_count,
-                          "kind": "proportion", "min_n": 10}])
+    rows = pd.DataFrame([{"group_suppressed": False, "overall_suppressed": False, "rest_n": rest_n,
+                          "rest_count": rest_count, "kind": "proportion", "min_n": 10}])
     out = suppress_gaps(rows, DisclosureRules(min_group_n=10, min_cell=5, complementary=True))
     assert out.loc[0, "suppressed"] and out.loc[0, "suppression"] == HIDDEN_REST.format(reason=reason)
 
