@@ -424,7 +424,8 @@ def cmd_report(args, paths: Paths) -> int:
     audit = _audit_passes(paths, rendered=True, earlier=before)
     if audit is None or not _report_labelled(paths):
         return EXIT_FAILED
-    _release(paths, audit)  # rendering replaces the whole site, release included
+    if not _release(paths, audit):  # rendering replaces the whole site, release included
+        return EXIT_FAILED
     say("Next: open reports/_site/index.html and check it; publish the reports/_site/ folder (docs/runbook.md); "
         "`consult status` says what is left.")
     return 0
@@ -475,7 +476,10 @@ def _report_labelled(paths: Paths) -> bool:
     return False
 
 
-def _release(paths: Paths, audit=None) -> None:
+def _release(paths: Paths, audit=None) -> bool:
+    """Write the open data release; with `audit` (the one just made after rendering), scan the
+    release's files too, which also puts them in the audit's key: a re-run with nothing new then
+    repeats no check. False when that scan fails (the site, release included, is removed)."""
     from pipeline.release import NothingToRelease, build_release
 
     try:
@@ -484,6 +488,8 @@ def _release(paths: Paths, audit=None) -> None:
         if audit is None:  # `consult release` itself: say so and fail
             raise
         say(f"no open data release: {exc}")
+        return True
+    return audit is None or _audit_passes(paths, rendered=True, earlier=audit) is not None
 
 
 def cmd_release(args, paths: Paths) -> int:
@@ -542,7 +548,9 @@ def cmd_run(args, paths: Paths) -> int:
         if audit is None or not _report_labelled(paths):
             print_summary(summary)
             return EXIT_FAILED
-        _release(paths, audit)
+        if not _release(paths, audit):
+            print_summary(summary)
+            return EXIT_FAILED
     print_summary(summary)
     say(f"done in {time.monotonic() - started:.1f} s")
     return 0

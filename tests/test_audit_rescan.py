@@ -128,3 +128,18 @@ def test_an_identifier_inside_a_pdf_is_found(clean: Paths, tmp_path: Path) -> No
     assert SHARED_FIRST_TOKEN_IP.encode() not in pdf.read_bytes()  # compressed: a byte search finds nothing
     details = identifier_check(run_audit(clean))["details"]
     assert {"where": "reports/_site/report.pdf", "identifier": "ip_address", "occurrences": 1} in details
+
+
+def test_the_release_is_scanned_and_a_rerun_with_nothing_new_audits_nothing_again(
+        loaded: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.audit import audit_file
+    from pipeline.cli import _release
+
+    assert _release(loaded, run_audit(loaded))
+    scanned = json.loads(audit_file(loaded).read_text(encoding="utf-8"))
+    release_files = sorted((loaded.site / "data").glob("*.csv"))
+    assert release_files
+    summary = next(c["summary"] for c in scanned["checks"] if c["name"] == "no identifier in any output")
+    assert f"and {len(pipeline.audit.output_files(loaded))} output files" in summary  # release included
+    _no_check_may_run(monkeypatch)
+    assert run_audit(loaded).passed
