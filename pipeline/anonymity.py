@@ -198,6 +198,7 @@ class QuoteRules(Strict):
 
 class AuditRules(Strict):
     min_identifier_chars: int = Field(default=5, ge=1)
+    min_coordinate_decimals: int = Field(default=4, ge=0)
 
 
 class PrivacyRules(Strict):

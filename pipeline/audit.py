@@ -46,6 +46,7 @@ AUDIT_FILE = "audit.json"
 # Identifier columns that are single given names or surnames are searched as a full name only:
 # alone they match ordinary words (White, Hope) in any report.
 NAME_PARTS = ("first_name", "last_name")
+COORDINATES = ("latitude", "longitude")
 TOKEN = re.compile(r"\w+")
 IDENTIFIER_CHECK = "no identifier in any output"
 
@@ -369,9 +370,17 @@ def _needles(kind: str, values: Iterable, rules: AuditRules) -> set[Needle]:
         if value is None or not isinstance(value, (str, int, float)):
             continue
         tokens = tuple(TOKEN.findall(str(value).lower()))
-        if sum(map(len, tokens)) >= rules.min_identifier_chars:
+        if sum(map(len, tokens)) >= rules.min_identifier_chars and _precise_enough(kind, tokens, rules):
             found.add(Needle(kind, tokens))
     return found
+
+
+def _precise_enough(kind: str, tokens: tuple[str, ...], rules: AuditRules) -> bool:
+    """A coordinate is searched for only when written with enough decimals: 43.125 (a trailing zero
+    dropped) is also a percentage the report publishes (69 of 160), and says no more than a town."""
+    if kind not in COORDINATES:
+        return True
+    return len(tokens) >= 2 and len(tokens[-1]) >= rules.min_coordinate_decimals
 
 
 def output_files(paths: Paths) -> list[Path]:

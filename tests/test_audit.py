@@ -106,6 +106,39 @@ def test_audit_passes_a_clean_run_and_fails_on_a_planted_identifier(clean: Paths
     assert "203.0.113.7" not in failed.stdout + failed.stderr + (clean.warehouse_dir / "audit.json").read_text()
 
 
+def plant(paths: Paths, text: str) -> None:
+    page = paths.site / "index.html"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(f"<p>{text}</p>", encoding="utf-8")
+
+
+def identifier_finds(paths: Paths) -> list[dict]:
+    report = json.loads((paths.warehouse_dir / "audit.json").read_text())
+    return [c for c in report["checks"] if c["name"] == "no identifier in any output"][0]["details"]
+
+
+def test_a_coordinate_is_searched_for_only_when_written_precisely(tmp_path: Path) -> None:
+    """Platforms drop trailing zeros: a latitude of 43.1250 arrives as 43.125, which is also 69 of 160
+    as a percentage. The report must not fail on such a figure; a precise coordinate still fails it."""
+    paths = make_project(tmp_path / "project")
+    rows = [response(i, {"paid_sick_days": "1" if i <= 15 else "2"}) for i in range(1, 31)]
+    rows[0]["LocationLatitude"] = "43.125"
+    rows[1]["LocationLongitude"] = "-79.6532"
+    write_export(paths.raw / "2025" / "export.csv", INSTRUMENT, rows)
+    run_load(paths)
+    plant(paths, "43.125% of respondents (69 of 160) had paid sick days")
+    assert consult(paths).returncode == 0
+    plant(paths, "Seen near -79.6532")
+    assert consult(paths).returncode == 1
+    assert identifier_finds(paths) == [{"where": "reports/_site/index.html", "identifier": "longitude", "occurrences": 1}]
+    # The threshold is a setting (surveys/privacy.yaml): at 3 decimals the short latitude is searched too.
+    privacy = paths.surveys / "privacy.yaml"
+    privacy.write_text(privacy.read_text().replace("min_coordinate_decimals: 4", "min_coordinate_decimals: 3"))
+    plant(paths, "43.125% of respondents")
+    assert consult(paths).returncode == 1
+    assert identifier_finds(paths) == [{"where": "reports/_site/index.html", "identifier": "latitude", "occurrences": 1}]
+
+
 def test_audit_fails_on_a_published_cell_under_the_threshold(clean: Paths) -> None:
     con = duckdb.connect(str(clean.warehouse))
     target = con.execute("SELECT indicator_id, wave, breakdown, group_code FROM indicator_estimates "
