@@ -20,6 +20,7 @@ The report names where something was found and what kind of identifier it is, ne
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -30,9 +31,9 @@ from typing import Iterable, Iterator
 import duckdb
 
 from pipeline.anonymity import (
+    NOT_ANSWERED,
     AuditRules,
     MicrodataRules,
-    equivalence_classes,
     load_privacy_rules,
     privacy_path,
 )
@@ -49,6 +50,7 @@ NAME_PARTS = ("first_name", "last_name")
 COORDINATES = ("latitude", "longitude")
 TOKEN = re.compile(r"\w+")
 IDENTIFIER_CHECK = "no identifier in any output"
+WAREHOUSE_PLACE = "warehouse "  # how the identifier check names a warehouse column where it found one
 
 
 @dataclass
@@ -141,7 +143,8 @@ def run_audit(paths: Paths, write: bool = True, reuse: AuditReport | None = None
             check_published_cells(con, tables),
             check_derivability(con, load_catalogue(paths.indicators_file)),
         ]
-        checks = [*checks, check_identifiers(paths, con, needles, unreadable)]
+        earlier = next((c for c in reuse.checks if c.name == IDENTIFIER_CHECK), None) if reuse else None
+        checks = [*checks, check_identifiers(paths, con, needles, unreadable, earlier)]
     report = AuditReport(checks, key)
     if write:
         audit_file(paths).write_text(report.to_json(), encoding="utf-8")
@@ -160,14 +163,36 @@ def key_concepts(con: duckdb.DuckDBPyConnection, wave: int, micro: MicrodataRule
     return [c for c in micro.key_quasi_identifiers if c in asked]
 
 
+def _classes(concepts: list[str]) -> str:
+    """SQL for one wave's respondents (parameter: the wave) and their equivalence class: the stored
+    values of the key quasi-identifiers, each as its codes joined by ',' (or NOT_ANSWERED), joined by '|'.
+    Parameters: $wave, and $concepts when there are key concepts."""
+    if not concepts:
+        return "SELECT respondent_key, 'all' AS class FROM respondents WHERE wave = $wave"
+    return f"""
+        WITH key_concepts AS (SELECT unnest($concepts) AS concept, generate_subscripts($concepts, 1) AS position),
+        stored AS (
+            SELECT respondent_key, concept, array_to_string(list_sort(list_distinct(list(value))), ',') AS value
+            FROM answers WHERE wave = $wave AND concept IN (SELECT concept FROM key_concepts) GROUP BY ALL)
+        SELECT r.respondent_key,
+               string_agg(coalesce(s.value, '{NOT_ANSWERED}'), '|' ORDER BY k.position) AS class
+        FROM respondents r CROSS JOIN key_concepts k
+        LEFT JOIN stored s ON s.respondent_key = r.respondent_key AND s.concept = k.concept
+        WHERE r.wave = $wave GROUP BY r.respondent_key"""
+
+
+def _concepts(concepts: list[str]) -> dict:
+    return {"concepts": concepts} if concepts else {}
+
+
 def check_k_anonymity(con: duckdb.DuckDBPyConnection, micro: MicrodataRules) -> Check:
     details, failed = [], False
     for wave in _waves(con):
         concepts = key_concepts(con, wave, micro)
-        frame = equivalence_classes(con, wave, concepts)
-        sizes = frame.groupby(concepts).size() if concepts else None
-        smallest = int(sizes.min()) if sizes is not None else len(frame)
-        at_risk = int(sizes[sizes < micro.k].sum()) if sizes is not None else 0
+        groups, smallest, at_risk, respondents = con.execute(
+            f"""SELECT count(*), min(size), coalesce(sum(size) FILTER (WHERE size < $k), 0), sum(size)
+                FROM (SELECT count(*) AS size FROM ({_classes(concepts)}) GROUP BY class)""",
+            {"wave": wave, "k": micro.k} | _concepts(concepts)).fetchall()[0]
         lost = dict(con.execute(
             "SELECT concept, cells_suppressed FROM column_protection WHERE wave = ? AND k_anonymity_key ORDER BY concept",
             [wave]).fetchall())
@@ -175,9 +200,9 @@ def check_k_anonymity(con: duckdb.DuckDBPyConnection, micro: MicrodataRules) -> 
             "SELECT concept, level_name FROM column_protection WHERE wave = ? AND k_anonymity_key ORDER BY concept",
             [wave]).fetchall())
         failed |= smallest < micro.k
-        details.append({"wave": wave, "respondents": len(frame), "key": ", ".join(concepts),
-                        "groups": int(len(sizes)) if sizes is not None else 1, "smallest_group": smallest,
-                        "respondents_at_risk": at_risk, "cells_suppressed": lost, "generalised_to": levels})
+        details.append({"wave": wave, "respondents": int(respondents), "key": ", ".join(concepts),
+                        "groups": int(groups), "smallest_group": int(smallest),
+                        "respondents_at_risk": int(at_risk), "cells_suppressed": lost, "generalised_to": levels})
     worst = min((d["smallest_group"] for d in details), default=0)
     return Check("k-anonymity", not failed,
                  f"smallest group {worst} (k = {micro.k}) over the key quasi-identifiers, stored values", details)
@@ -188,26 +213,26 @@ def check_l_diversity(con: duckdb.DuckDBPyConnection, micro: MicrodataRules) -> 
     l_min = micro.l_diversity.l
     for wave in _waves(con):
         concepts = key_concepts(con, wave, micro)
-        classes = equivalence_classes(con, wave, concepts)
-        classes["group"] = classes[concepts].agg("|".join, axis=1) if concepts else "all"
-        sensitive = [c for (c,) in con.execute(
-            "SELECT concept FROM concepts WHERE wave = ? AND disclosure = 'sensitive' AND stored AND type <> 'text' "
-            "ORDER BY concept", [wave]).fetchall()]
-        answers = con.execute(
-            """
-            SELECT a.respondent_key, a.concept, string_agg(a.value, ',' ORDER BY a.value) AS value
-            FROM answers a JOIN choices ch ON ch.wave = a.wave AND ch.concept = a.concept AND ch.code = a.value
-            WHERE a.wave = ? AND NOT ch.missing GROUP BY ALL
-            """, [wave]).df()
-        merged = answers.merge(classes[["respondent_key", "group"]], on="respondent_key")
-        for concept in sensitive:
-            diversity = merged[merged["concept"] == concept].groupby("group")["value"].nunique()
-            if diversity.empty:
-                continue
-            low = int((diversity < l_min).sum())
+        rows = con.execute(
+            f"""
+            WITH classes AS ({_classes(concepts)}),
+            sensitive AS (SELECT concept FROM concepts
+                          WHERE wave = $wave AND disclosure = 'sensitive' AND stored AND type <> 'text'),
+            answered AS (
+                SELECT a.respondent_key, a.concept, string_agg(a.value, ',' ORDER BY a.value) AS value
+                FROM answers a JOIN choices ch ON ch.wave = a.wave AND ch.concept = a.concept AND ch.code = a.value
+                WHERE a.wave = $wave AND NOT ch.missing AND a.concept IN (SELECT concept FROM sensitive)
+                GROUP BY ALL),
+            diversity AS (
+                SELECT concept, class, count(DISTINCT value) AS l
+                FROM answered JOIN classes USING (respondent_key) GROUP BY ALL)
+            SELECT concept, min(l), count(*), count(*) FILTER (WHERE l < $l)
+            FROM diversity GROUP BY concept ORDER BY concept
+            """, {"wave": wave, "l": l_min} | _concepts(concepts)).fetchall()
+        for concept, lowest, groups, low in rows:
             below += low
-            details.append({"wave": wave, "question": concept, "l": int(diversity.min()),
-                            "groups": int(len(diversity)), "groups_below_l": low})
+            details.append({"wave": wave, "question": concept, "l": int(lowest), "groups": int(groups),
+                            "groups_below_l": int(low)})
     passed = below == 0 or not micro.l_diversity.enforce
     worst = min((d["l"] for d in details), default=0)
     note = "" if micro.l_diversity.enforce else " (reported, not enforced)"
@@ -338,30 +363,61 @@ class Needle:
 
 def identifier_values(paths: Paths, rules: AuditRules) -> tuple[list[Needle], list[dict]]:
     """The identifier values of every raw export present (real and synthetic), as token sequences."""
-    from pipeline.instrument import Disclosure, instrument_path, load_instrument
-    from pipeline.ingest import read_export
-    from pipeline.run import wave_of
-
     needles: set[Needle] = set()
     unreadable = []
     for path in [*export_files(paths.raw), *export_files(paths.synthetic)]:
         try:
-            instrument = load_instrument(instrument_path(paths.surveys, wave_of(path)))
-            export = read_export(path, instrument)
+            needles |= _export_needles(paths, path, rules)
         except Exception as exc:  # noqa: BLE001 - any file the audit cannot read is reported, not skipped
             unreadable.append({"file": str(path.relative_to(paths.root)), "problem": type(exc).__name__})
-            continue
-        ids = export.identifiers
-        for column in ids.columns:
-            if column not in NAME_PARTS:
-                needles |= _needles(column, ids[column].tolist(), rules)
-        if set(NAME_PARTS) <= set(ids.columns):
-            full = [f"{a} {b}" for a, b in zip(ids["first_name"], ids["last_name"]) if a and b]
-            needles |= _needles("full_name", full, rules)
-        for question in instrument.by_disclosure(Disclosure.direct):
-            if question.id in export.answers:
-                needles |= _needles(question.id, export.answers[question.id].tolist(), rules)
     return sorted(needles, key=lambda n: (n.kind, n.tokens)), unreadable
+
+
+def _export_needles(paths: Paths, path: Path, rules: AuditRules) -> frozenset[Needle]:
+    """One export's needles; kept in memory for the command, which audits before and after rendering
+    (reading a large export again would cost as much as the first time). Never written to disk."""
+    from pipeline.instrument import instrument_path
+
+    stat = path.stat()
+    key = (path, stat.st_size, stat.st_mtime_ns, _file_digest(instrument_path(paths.surveys, _wave(path))),
+           rules.model_dump_json())
+    if key not in _NEEDLES_READ:
+        _NEEDLES_READ.clear()  # one project's exports at a time
+        _NEEDLES_READ[key] = _read_needles(paths, path, rules)
+    return _NEEDLES_READ[key]
+
+
+_NEEDLES_READ: dict[tuple, frozenset[Needle]] = {}
+
+
+def _wave(path: Path) -> int:
+    from pipeline.run import wave_of
+
+    return wave_of(path)
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+def _read_needles(paths: Paths, path: Path, rules: AuditRules) -> frozenset[Needle]:
+    from pipeline.ingest import read_export
+    from pipeline.instrument import Disclosure, instrument_path, load_instrument
+
+    instrument = load_instrument(instrument_path(paths.surveys, _wave(path)))
+    export = read_export(path, instrument)
+    needles: set[Needle] = set()
+    ids = export.identifiers
+    for column in ids.columns:
+        if column not in NAME_PARTS:
+            needles |= _needles(column, set(ids[column].tolist()), rules)
+    if set(NAME_PARTS) <= set(ids.columns):
+        full = {f"{a} {b}" for a, b in zip(ids["first_name"], ids["last_name"]) if a and b}
+        needles |= _needles("full_name", full, rules)
+    for question in instrument.by_disclosure(Disclosure.direct):
+        if question.id in export.answers:
+            needles |= _needles(question.id, set(export.answers[question.id].tolist()), rules)
+    return frozenset(needles)
 
 
 def _needles(kind: str, values: Iterable, rules: AuditRules) -> set[Needle]:
@@ -391,12 +447,18 @@ def output_files(paths: Paths) -> list[Path]:
 
 
 def check_identifiers(paths: Paths, con: duckdb.DuckDBPyConnection, needles: list[Needle],
-                      unreadable: list[dict]) -> Check:
+                      unreadable: list[dict], earlier: Check | None = None) -> Check:
+    """`earlier`: this check, made in the same command on the same warehouse and needles: its
+    warehouse findings still hold, so only the files are read again."""
     index = NeedleIndex(needles)
     found: dict[tuple[str, str], int] = {}
-    for where, text in _warehouse_texts(con):
-        for kind in _matches(text, index):
-            found[(where, kind)] = found.get((where, kind), 0) + 1
+    if earlier is not None:
+        found = {(d["where"], d["identifier"]): d["occurrences"] for d in earlier.details
+                 if d["where"].startswith(WAREHOUSE_PLACE)}
+    else:
+        for where, text in _warehouse_texts(con):
+            for kind in _matches(text, index):
+                found[(where, kind)] = found.get((where, kind), 0) + 1
     files = output_files(paths)
     for path in files:
         text = _output_text(path)
@@ -412,12 +474,26 @@ def check_identifiers(paths: Paths, con: duckdb.DuckDBPyConnection, needles: lis
 
 
 def _output_text(path: Path) -> str:
-    """What a reader of the file sees: a PDF's text is compressed, so it is extracted page by page."""
+    """What a reader of the file sees: a PDF's text is compressed, so it is extracted page by page.
+    Third-party code embedded verbatim in a page is left out (see `vendored_code`)."""
     if path.suffix.lower() == ".pdf":
         from pypdf import PdfReader
 
         return "\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
-    return path.read_text(encoding="utf-8", errors="replace")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for code in vendored_code():
+        text = text.replace(code, "")
+    return text
+
+
+@functools.cache
+def vendored_code() -> tuple[str, ...]:
+    """Libraries the pages embed as they come from their package (plotly.js): they hold no survey
+    answer, and their thousands of numeric constants (map projections: 79.4188, 48.5904) equal
+    coordinates of a large export by chance. Only an exact copy is left out."""
+    from plotly.offline import get_plotlyjs
+
+    return (get_plotlyjs(),)
 
 
 def _warehouse_texts(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, str]]:
@@ -428,7 +504,7 @@ def _warehouse_texts(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, str]
         values = con.execute(f'SELECT DISTINCT CAST("{column}" AS VARCHAR) FROM "{table}"').fetchall()
         for (value,) in values:
             if value:
-                yield f"warehouse {table}.{column}", value
+                yield f"{WAREHOUSE_PLACE}{table}.{column}", value
 
 
 class NeedleIndex:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -135,6 +136,26 @@ def test_a_coordinate_is_searched_for_only_when_written_precisely(tmp_path: Path
     privacy = paths.surveys / "privacy.yaml"
     privacy.write_text(privacy.read_text().replace("min_coordinate_decimals: 4", "min_coordinate_decimals: 3"))
     plant(paths, "43.125% of respondents")
+    assert consult(paths).returncode == 1
+    assert identifier_finds(paths) == [{"where": "reports/_site/index.html", "identifier": "latitude", "occurrences": 1}]
+
+
+def test_the_embedded_chart_library_is_not_mistaken_for_coordinates(tmp_path: Path) -> None:
+    """plotly.js, embedded in every page, holds map-projection constants such as 79.4188: with a
+    large export, some respondent's coordinate is one of them. The library is left out of the scan
+    only as an exact copy; the same number anywhere else in the page still fails the audit."""
+    from plotly.offline import get_plotlyjs
+
+    library = get_plotlyjs()
+    constant = re.search(r"[^\d.](\d{2}\.\d{4})[^\d]", library).group(1)
+    paths = make_project(tmp_path / "project")
+    rows = [response(i, {"paid_sick_days": "1" if i <= 15 else "2"}) for i in range(1, 31)]
+    rows[2]["LocationLatitude"] = constant
+    write_export(paths.raw / "2025" / "export.csv", INSTRUMENT, rows)
+    run_load(paths)
+    plant(paths, f"<script>{library}</script>")
+    assert consult(paths).returncode == 0
+    plant(paths, f"<script>{library}</script><p>Seen at {constant}</p>")
     assert consult(paths).returncode == 1
     assert identifier_finds(paths) == [{"where": "reports/_site/index.html", "identifier": "latitude", "occurrences": 1}]
 
