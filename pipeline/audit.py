@@ -355,39 +355,45 @@ def published_figures(con: duckdb.DuckDBPyConnection):
 # --- identifiers ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Needle:
-    kind: str
-    tokens: tuple[str, ...]
+# Identifier values to search for: each value's token sequence, and the kinds of identifier it is.
+Needles = dict[tuple[str, ...], set[str]]
 
 
-def identifier_values(paths: Paths, rules: AuditRules) -> tuple[list[Needle], list[dict]]:
-    """The identifier values of every raw export present (real and synthetic), as token sequences."""
-    needles: set[Needle] = set()
-    unreadable = []
-    for path in [*export_files(paths.raw), *export_files(paths.synthetic)]:
-        try:
-            needles |= _export_needles(paths, path, rules)
-        except Exception as exc:  # noqa: BLE001 - any file the audit cannot read is reported, not skipped
-            unreadable.append({"file": str(path.relative_to(paths.root)), "problem": type(exc).__name__})
-    return sorted(needles, key=lambda n: (n.kind, n.tokens)), unreadable
-
-
-def _export_needles(paths: Paths, path: Path, rules: AuditRules) -> frozenset[Needle]:
-    """One export's needles; kept in memory for the command, which audits before and after rendering
-    (reading a large export again would cost as much as the first time). Never written to disk."""
-    from pipeline.instrument import instrument_path
-
-    stat = path.stat()
-    key = (path, stat.st_size, stat.st_mtime_ns, _file_digest(instrument_path(paths.surveys, _wave(path))),
-           rules.model_dump_json())
+def identifier_values(paths: Paths, rules: AuditRules) -> tuple[Needles, list[dict]]:
+    """The identifier values of every raw export present (real and synthetic), as token sequences.
+    Kept in memory for the command, which audits before and after rendering and after the release
+    (reading a large export again costs as much as the first time); never written to disk."""
+    files = [*export_files(paths.raw), *export_files(paths.synthetic)]
+    key = (rules.model_dump_json(), *(_file_key(paths, path) for path in files))
     if key not in _NEEDLES_READ:
-        _NEEDLES_READ.clear()  # one project's exports at a time
-        _NEEDLES_READ[key] = _read_needles(paths, path, rules)
+        _NEEDLES_READ.clear()  # one set of exports at a time
+        _NEEDLES_READ[key] = _read_all_needles(paths, files, rules)
     return _NEEDLES_READ[key]
 
 
-_NEEDLES_READ: dict[tuple, frozenset[Needle]] = {}
+_NEEDLES_READ: dict[tuple, tuple[Needles, list[dict]]] = {}
+
+
+def _file_key(paths: Paths, path: Path) -> tuple:
+    """What the needles of an export depend on: the file, and its wave's instrument."""
+    from pipeline.instrument import instrument_path
+
+    try:
+        stat = path.stat()
+        return path, stat.st_size, stat.st_mtime_ns, _file_digest(instrument_path(paths.surveys, _wave(path)))
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by _read_all_needles
+        return (path,)
+
+
+def _read_all_needles(paths: Paths, files: list[Path], rules: AuditRules) -> tuple[Needles, list[dict]]:
+    needles: Needles = {}
+    unreadable = []
+    for path in files:
+        try:
+            _read_needles(needles, paths, path, rules)
+        except Exception as exc:  # noqa: BLE001 - any file the audit cannot read is reported, not skipped
+            unreadable.append({"file": str(path.relative_to(paths.root)), "problem": type(exc).__name__})
+    return needles, unreadable
 
 
 def _wave(path: Path) -> int:
@@ -400,35 +406,29 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
-def _read_needles(paths: Paths, path: Path, rules: AuditRules) -> frozenset[Needle]:
+def _read_needles(needles: Needles, paths: Paths, path: Path, rules: AuditRules) -> None:
     from pipeline.ingest import read_export
     from pipeline.instrument import Disclosure, instrument_path, load_instrument
 
     instrument = load_instrument(instrument_path(paths.surveys, _wave(path)))
     export = read_export(path, instrument)
-    needles: set[Needle] = set()
     ids = export.identifiers
     for column in ids.columns:
         if column not in NAME_PARTS:
-            needles |= _needles(column, set(ids[column].tolist()), rules)
+            _add_needles(needles, column, ids[column].tolist(), rules)
     if set(NAME_PARTS) <= set(ids.columns):
-        full = {f"{a} {b}" for a, b in zip(ids["first_name"], ids["last_name"]) if a and b}
-        needles |= _needles("full_name", full, rules)
+        full = [f"{a} {b}" for a, b in zip(ids["first_name"], ids["last_name"]) if a and b]
+        _add_needles(needles, "full_name", full, rules)
     for question in instrument.by_disclosure(Disclosure.direct):
         if question.id in export.answers:
-            needles |= _needles(question.id, set(export.answers[question.id].tolist()), rules)
-    return frozenset(needles)
+            _add_needles(needles, question.id, export.answers[question.id].tolist(), rules)
 
 
-def _needles(kind: str, values: Iterable, rules: AuditRules) -> set[Needle]:
-    found = set()
-    for value in values:
-        if value is None or not isinstance(value, (str, int, float)):
-            continue
+def _add_needles(needles: Needles, kind: str, values: Iterable, rules: AuditRules) -> None:
+    for value in set(v for v in values if isinstance(v, (str, int, float))):
         tokens = tuple(TOKEN.findall(str(value).lower()))
         if sum(map(len, tokens)) >= rules.min_identifier_chars and _precise_enough(kind, tokens, rules):
-            found.add(Needle(kind, tokens))
-    return found
+            needles.setdefault(tokens, set()).add(kind)
 
 
 def _precise_enough(kind: str, tokens: tuple[str, ...], rules: AuditRules) -> bool:
@@ -446,7 +446,7 @@ def output_files(paths: Paths) -> list[Path]:
     return files + sorted(p for p in paths.warehouse_dir.glob("*.json") if p.name != AUDIT_FILE)
 
 
-def check_identifiers(paths: Paths, con: duckdb.DuckDBPyConnection, needles: list[Needle],
+def check_identifiers(paths: Paths, con: duckdb.DuckDBPyConnection, needles: Needles,
                       unreadable: list[dict], earlier: Check | None = None) -> Check:
     """`earlier`: this check, made in the same command on the same warehouse and needles: its
     warehouse findings still hold, so only the files are read again."""
@@ -508,16 +508,15 @@ def _warehouse_texts(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, str]
 
 
 class NeedleIndex:
-    """The needles by their exact token sequence, and the sequence lengths that start with each
-    token: a text position is looked up once per length, not once per needle sharing its first
+    """The needles' kinds by their exact token sequence, and the sequence lengths that start with
+    each token: a text position is looked up once per length, not once per needle sharing its first
     token (thousands of coordinates start with "43")."""
 
-    def __init__(self, needles: list[Needle]):
-        self.kinds: dict[tuple[str, ...], list[str]] = {}
+    def __init__(self, needles: Needles):
+        self.kinds: dict[tuple[str, ...], tuple[str, ...]] = {t: tuple(sorted(k)) for t, k in needles.items()}
         self.lengths: dict[str, set[int]] = {}
-        for needle in needles:
-            self.kinds.setdefault(needle.tokens, []).append(needle.kind)
-            self.lengths.setdefault(needle.tokens[0], set()).add(len(needle.tokens))
+        for tokens in needles:
+            self.lengths.setdefault(tokens[0], set()).add(len(tokens))
 
 
 def _matches(text: str, index: NeedleIndex) -> Iterator[str]:
