@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -118,6 +119,7 @@ def run_load(
         with connect(paths.warehouse) as con:
             ensure_schema(con)
             _refuse_mixing(con, synthetic, paths)
+            _refuse_stale_derivations(con, paths)
             loads = _prepare_new_files(con, paths, files, synthetic, summary, progress, wave)
             stored = dict(con.execute(
                 "SELECT key, value FROM warehouse_meta WHERE key IN ('indicators_sha256', 'privacy_sha256')").fetchall())
@@ -174,6 +176,32 @@ def _refuse_mixing(con, synthetic: bool, paths: Paths) -> None:
     )
 
 
+def derivations_sha256(paths: Paths) -> str:
+    """What the derived answers stored at load were computed from: surveys/derived.yaml and the
+    reference tables it names."""
+    path = derived_path(paths.surveys)
+    digest = hashlib.sha256(path.read_bytes())
+    for name in sorted(load_derivations(path).references):
+        digest.update((path.parent / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _refuse_stale_derivations(con, paths: Paths) -> None:
+    """Derived answers (below_living_wage) are computed from the raw answers at load and the raw
+    values are not kept: after their definitions change, the stored ones are stale, and only a
+    rebuild from the exports can compute them again."""
+    stored = [v for (v,) in con.execute("SELECT value FROM warehouse_meta WHERE key = 'derived_sha256'").fetchall()]
+    if not stored or stored[0] == derivations_sha256(paths):
+        return
+    raise RunError(
+        f"{derived_path(paths.surveys)}: this file or a reference table it names (e.g. the living-wage rates) "
+        "changed since the warehouse was built, so the derived answers it stores (such as below_living_wage) "
+        "were computed with the old definitions. Nothing was loaded. Rebuild the warehouse from the exports: "
+        "`make clean-warehouse`, then `consult run` (every export loaded so far must still be in data/raw/); "
+        "or put the old definitions back."
+    )
+
+
 def instrument_for(paths: Paths, path: Path, wave: int) -> Instrument:
     """The instrument of the wave an export belongs to; a clear error when there is none."""
     instrument_file = instrument_path(paths.surveys, wave)
@@ -209,6 +237,8 @@ def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, cat
     con.execute("BEGIN TRANSACTION")
     try:
         write_run(con, loads, run_id, paths.living_wage_file)
+        if loads:
+            con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('derived_sha256', ?)", [derivations_sha256(paths)])
         # k-anonymity over every wave's stored respondents, old and new, before anything is computed
         protect_microdata(con, privacy)
         compute(con, catalogue, load_rules(paths.disclosure_file))
