@@ -55,6 +55,15 @@ OUTSIDE_WINDOW = "outside_collection_window"
 # Rules whose failing value says nothing more than the rule itself (or is an exact timestamp).
 NO_VALUE_RULES = {"required_missing", OUTSIDE_WINDOW}
 TIMESTAMPS = ("started_at", "ended_at")  # identifier columns: checked, never shown
+PREVIEW, SPAM = "preview", "spam"
+# Rows that are not answers of the consultation, by the platform's own response type (Qualtrics'
+# Status, exported as a number or as text; its DistributionChannel says "preview" too). Imported
+# (4) and offline (16) responses are real ones and stay.
+NOT_RESPONSES = [
+    (SPAM, "status", ["8", "9", "12", "spam", "survey preview spam", "imported spam"]),
+    (PREVIEW, "status", ["1", "2", "17", "survey preview", "survey test", "offline survey preview"]),
+    (PREVIEW, "distribution_channel", ["preview", "test"]),
+]
 # What each reason code means, for staff (the QA report, `consult quarantine`). Inclusion rules are
 # named in the instrument; rules.yaml rules carry their own message.
 RULE_HELP = {
@@ -66,6 +75,8 @@ RULE_HELP = {
     "skip_logic": "an answer to a question the skip logic hid",
     OUTSIDE_WINDOW: "started before the collection window opened or ended after it closed",
     "incomplete": "the respondent did not finish the questionnaire",
+    PREVIEW: "a preview or test response made while building the survey (the platform's response type)",
+    SPAM: "a response the survey platform flagged as spam",
     LOADED_BEFORE: "the same response (platform response id) was loaded from an earlier export",
     SAME_RESPONSE_ID: "the same response (platform response id) appears twice in the file",
     RESUBMITTED: "the same person answered twice (judged on email or IP address, answers and timing)",
@@ -253,6 +264,12 @@ def _exclusions(export: Export, instrument: Instrument, view: "AnswerView", outc
         newly = ~view.holds(condition) & (outcome == LOADED)
         outcome[newly] = EXCLUDED
         reason[newly] = name
+    for name, column, values in NOT_RESPONSES:
+        if column in export.metadata:
+            given = export.metadata[column].astype("string").str.strip().str.lower()
+            newly = given.isin(values).fillna(False).astype(bool) & (outcome == LOADED)
+            outcome[newly] = EXCLUDED
+            reason[newly] = name
     if "finished" in export.metadata:
         flag = export.metadata["finished"].astype("string").str.strip().str.lower()
         newly = ~flag.isin(["1", "true"]).fillna(False).astype(bool) & (outcome == LOADED)

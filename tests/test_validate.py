@@ -49,6 +49,28 @@ def test_exclusions_name_their_reason(tmp_path: Path) -> None:
     assert got == [("excluded", "no_consent"), ("excluded", "ineligible"), ("excluded", "incomplete"), ("loaded", None)]
 
 
+def test_previews_tests_and_spam_are_not_responses(tmp_path: Path) -> None:
+    """Qualtrics' Status (response type) as exported with numeric values or as choice text: the
+    survey authors' previews and tests, and what Qualtrics flagged as spam, are excluded with their
+    reason; ordinary, imported and offline responses load."""
+    statuses = ["0", "1", "2", "4", "8", "16", "17", "Survey Preview", "Spam", "IP Address", "Offline", "Survey Test"]
+    rows = [response(i, Status=status) for i, status in enumerate(statuses, start=1)]
+    rows.append(response(len(rows) + 1, DistributionChannel="preview"))
+    got, _ = outcomes(tmp_path, rows)
+    assert got == [("loaded", None), ("excluded", "preview"), ("excluded", "preview"), ("loaded", None),
+                   ("excluded", "spam"), ("loaded", None), ("excluded", "preview"), ("excluded", "preview"),
+                   ("excluded", "spam"), ("loaded", None), ("loaded", None), ("excluded", "preview"),
+                   ("excluded", "preview")]
+
+
+def test_a_preview_is_excluded_before_its_other_problems_are_looked_at(tmp_path: Path) -> None:
+    """An author testing the survey may type anything: their preview is excluded, not quarantined."""
+    rows = [response(1, {"hourly_wage": "abc"}, Status="1"), response(2, {"hourly_wage": "abc"})]
+    got, _ = outcomes(tmp_path, rows)
+    assert got[0] == ("excluded", "preview")
+    assert got[1][0] == "quarantined"
+
+
 def test_duplicates_are_kept_once(tmp_path: Path) -> None:
     same_id = response(1)
     resubmitted = response(3, {"contact_email": "Pat@Example.org"})
