@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -17,7 +17,7 @@ from pipeline.config import Paths, export_files
 from pipeline.deidentify import deidentify, derived_path, load_derivations, load_scrubber
 from pipeline.disclosure import load_rules
 from pipeline.indicators import compute, load_checked_catalogue
-from pipeline.ingest import ExportError, file_sha256, read_export
+from pipeline.ingest import Export, ExportError, file_sha256, read_export
 from pipeline.instrument import Instrument, available_waves, instrument_path, load_instrument
 from pipeline.load import (
     FileLoad,
@@ -221,7 +221,15 @@ def _prepare(paths: Paths, path: Path, wave: int, synthetic: bool, seen: set[str
     coarsening = load_privacy_rules(privacy_path(paths)).microdata.numeric_quasi_identifiers
     derivations = load_derivations(derived_path(paths.surveys))
     data = deidentify(export, validation, instrument, load_scrubber(paths.deid_file), coarsening, derivations)
-    return FileLoad(export, instrument, validation, data, synthetic)
+    return FileLoad(_without_frames(export), instrument, validation, data, synthetic)
+
+
+def _without_frames(export: Export) -> Export:
+    """The export without its raw answers and identifiers, which are not needed once de-identified
+    (what is written keeps the file's name, hash, platform and row numbers): a large export would
+    otherwise stay in memory until the end of the run, and raw identifiers longer than needed."""
+    return replace(export, answers=export.answers.iloc[:, :0], metadata=export.metadata.iloc[:, :0],
+                   identifiers=export.identifiers.iloc[:, :0])
 
 
 def _file_summary(item: FileLoad) -> FileSummary:
