@@ -138,12 +138,12 @@ def worker_stages(path: Path, root: Path) -> dict:
 
     from pipeline.anonymity import load_checked_privacy_rules, load_privacy_rules, privacy_path, protect_microdata
     from pipeline.config import Paths
-    from pipeline.deidentify import deidentify, load_scrubber
+    from pipeline.deidentify import deidentify, derived_path, load_derivations, load_scrubber
     from pipeline.disclosure import load_rules
     from pipeline.indicators import compute, load_checked_catalogue
     from pipeline.ingest import read_export
     from pipeline.load import FileLoad, connect, ensure_schema, write_run
-    from pipeline.run import instrument_for
+    from pipeline.run import without_raw_frames, instrument_for
     from pipeline.validate import OUTCOMES, secret_key, validate
 
     paths = Paths(root)
@@ -152,6 +152,7 @@ def worker_stages(path: Path, root: Path) -> dict:
     privacy = load_checked_privacy_rules(privacy_path(paths), paths.surveys)
     coarsening = load_privacy_rules(privacy_path(paths)).microdata.numeric_quasi_identifiers
     scrubber = load_scrubber(paths.deid_file)
+    derivations = load_derivations(derived_path(paths.surveys))
     disclosure = load_rules(paths.disclosure_file)
     secret = secret_key()
     stages: dict[str, dict] = {}
@@ -168,20 +169,22 @@ def worker_stages(path: Path, root: Path) -> dict:
 
     export = timed("ingest", lambda: read_export(path, instrument))
     validation = timed("validate", lambda: validate(export, instrument, secret, set()))
-    data = timed("deidentify", lambda: deidentify(export, validation, instrument, scrubber, coarsening))
+    data = timed("deidentify", lambda: deidentify(export, validation, instrument, scrubber, coarsening, derivations))
+    item = FileLoad(without_raw_frames(export), instrument, validation, data, True)  # as run.py keeps it
+    del export, data
     with connect(paths.warehouse) as con:
         ensure_schema(con)
 
         def load() -> None:
             con.execute("BEGIN TRANSACTION")
-            write_run(con, [FileLoad(export, instrument, validation, data, True)], "bench", paths.living_wage_file)
+            write_run(con, [item], "bench", paths.living_wage_file)
 
         timed("load", load)
         timed("k_anonymity", lambda: protect_microdata(con, privacy))
         timed("indicators", lambda: compute(con, catalogue, disclosure))
         timed("commit", lambda: con.execute("COMMIT"))
     sampler.stop()
-    return {"stages": stages, "rows": export.rows, "outcomes": {o: validation.count(o) for o in OUTCOMES},
+    return {"stages": stages, "rows": item.export.rows, "outcomes": {o: validation.count(o) for o in OUTCOMES},
             "peak_rss_mb": _own_peak_mb()}
 
 

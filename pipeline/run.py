@@ -221,10 +221,10 @@ def _prepare(paths: Paths, path: Path, wave: int, synthetic: bool, seen: set[str
     coarsening = load_privacy_rules(privacy_path(paths)).microdata.numeric_quasi_identifiers
     derivations = load_derivations(derived_path(paths.surveys))
     data = deidentify(export, validation, instrument, load_scrubber(paths.deid_file), coarsening, derivations)
-    return FileLoad(_without_frames(export), instrument, validation, data, synthetic)
+    return FileLoad(without_raw_frames(export), instrument, validation, data, synthetic)
 
 
-def _without_frames(export: Export) -> Export:
+def without_raw_frames(export: Export) -> Export:
     """The export without its raw answers and identifiers, which are not needed once de-identified
     (what is written keeps the file's name, hash, platform and row numbers): a large export would
     otherwise stay in memory until the end of the run, and raw identifiers longer than needed."""
