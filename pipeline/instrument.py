@@ -257,6 +257,11 @@ Model = TypeVar("Model", bound=BaseModel)
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def parse_yaml(text: str | bytes) -> Any:
+    """yaml.safe_load, with libyaml when available (every YAML file the pipeline reads goes through here)."""
+    return yaml.load(text, Loader=SAFE_LOADER)
+
+
 def read_yaml_model(path: str | Path, model: type[Model], error: type[Exception], what: str,
                     expected: str) -> tuple[Model, bytes]:
     """Read a YAML definition file into a pydantic model, with the raw bytes (for hashing).
@@ -270,7 +275,7 @@ def read_yaml_model(path: str | Path, model: type[Model], error: type[Exception]
     except OSError as exc:
         raise error(f"{path}: cannot read the {what} file ({exc.strerror})") from None
     try:
-        data = yaml.load(raw, Loader=SAFE_LOADER)
+        data = parse_yaml(raw)
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):

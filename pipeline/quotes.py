@@ -27,6 +27,7 @@ import yaml
 
 from pipeline.anonymity import QuoteRules, load_privacy_rules, privacy_path
 from pipeline.config import Paths
+from pipeline.instrument import parse_yaml
 from pipeline.load import connect
 
 STATUSES = ("pending", "approved", "rejected")
@@ -90,7 +91,7 @@ def read_review(path: Path) -> dict[str, Quote]:
     if not path.exists():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise QuoteReviewError(f"{path}: not valid YAML: {exc}") from None
     entries = data.get("quotes") if isinstance(data, dict) else None

@@ -33,7 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from pipeline.config import Paths
-from pipeline.instrument import read_yaml_model
+from pipeline.instrument import parse_yaml, read_yaml_model
 
 SETTINGS_FILE = "release.yaml"
 RELEASE_FOLDER = "data"  # under the site: reports/_site/data/
@@ -512,7 +512,7 @@ def _json(data: dict[str, Any]) -> bytes:
 def unlabelled_synthetic(folder: Path) -> list[str]:
     """The files of a synthetic release that do not say so where a reader looks first."""
     package = json.loads((folder / "datapackage.json").read_text(encoding="utf-8"))
-    citation = yaml.safe_load((folder / "CITATION.cff").read_text(encoding="utf-8"))
+    citation = parse_yaml((folder / "CITATION.cff").read_text(encoding="utf-8"))
     said = {"README.md": SYNTHETIC_MARK in (folder / "README.md").read_text(encoding="utf-8"),
             "datapackage.json (description)": SYNTHETIC_MARK in str(package.get("description", "")),
             "CITATION.cff (title)": SYNTHETIC_MARK in str(citation.get("title", ""))}

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import yaml
 from faker import Faker
 
 from pipeline.config import Paths
@@ -36,6 +35,7 @@ from pipeline.instrument import (
     ShowIf,
     instrument_path,
     load_instrument,
+    parse_yaml,
 )
 
 Answers = dict[str, Any]  # concept id -> code (str), list of codes, number, text or None
@@ -115,8 +115,8 @@ def write_synthetic_consultation(
     """
     if platform != "all" and platform not in WRITERS:
         raise ValueError(f"unknown synthetic export format {platform!r}; known: {', '.join(WRITERS)}, all")
-    spec = yaml.safe_load(paths.synth_file.read_text(encoding="utf-8"))
-    living_wage = yaml.safe_load(paths.living_wage_file.read_text(encoding="utf-8"))
+    spec = parse_yaml(paths.synth_file.read_text(encoding="utf-8"))
+    living_wage = parse_yaml(paths.living_wage_file.read_text(encoding="utf-8"))
     platforms = list(WRITERS) if platform == "all" else [platform]
     default_dir = paths.synthetic if platform == "qualtrics" else paths.root / "data" / "synthetic-platforms"
     out_dir = out_dir or default_dir

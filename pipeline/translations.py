@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.instrument import available_waves, instrument_path, load_instrument
+from pipeline.instrument import available_waves, instrument_path, load_instrument, parse_yaml
 
 __all__ = ["FrenchText", "TranslationError", "french_catalogue", "french_path", "french_phrase", "missing_french",
            "report_strings"]
@@ -31,7 +31,7 @@ def french_path(indicators_file: Path) -> Path:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise TranslationError(f"{path}: cannot read the French catalogue: {exc}") from None
     if not isinstance(data, dict):

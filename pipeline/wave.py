@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import Paths
-from pipeline.instrument import Instrument, InstrumentError, available_waves, instrument_path, load_instrument
+from pipeline.instrument import (
+    Instrument,
+    InstrumentError,
+    available_waves,
+    instrument_path,
+    load_instrument,
+    parse_yaml,
+)
 
 ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 
@@ -116,7 +123,7 @@ def checklist(paths: Paths, wave: int, source: int) -> list[str]:
     """What a person must review before the new wave goes live, most urgent first."""
     import yaml
 
-    living_wage = yaml.safe_load(paths.living_wage_file.read_text(encoding="utf-8")) or {}
+    living_wage = parse_yaml(paths.living_wage_file.read_text(encoding="utf-8")) or {}
     rate_years = sorted(int(y) for y in (living_wage.get("rates") or {}))
     lw_rule = (living_wage.get("rate_year_for_wave") or {}).get(wave)
 

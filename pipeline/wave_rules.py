@@ -23,8 +23,9 @@ from pipeline.instrument import (
     QuestionType,
     ShowIf,
     Strict,
-    _explain,
     _conditions,
+    _explain,
+    parse_yaml,
 )
 
 RULES_FILE = "rules.yaml"
@@ -177,7 +178,7 @@ def load_wave_rules(instrument: Instrument) -> WaveRules:
         return WaveRules()
     raw = path.read_bytes()
     try:
-        data = yaml.safe_load(raw) or {}
+        data = parse_yaml(raw) or {}
     except yaml.YAMLError as exc:
         raise RulesError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
