@@ -79,7 +79,7 @@ def read_export(path: Path, instrument: Instrument, platform: str | None = None)
     path = Path(path)
     raw = _raw(path)
     layout = _layout(path, raw, platform)
-    index = pd.RangeIndex(len(layout.rows))
+    index = pd.RangeIndex(layout.size)
     mapping = map_columns(layout, instrument)
     columns = classify(layout, mapping)
     identifiers = {**direct_question_identifiers(layout, instrument, mapping), **layout.derived_identifiers}
@@ -133,11 +133,11 @@ def inspect_file(path: Path, platform: str | None = None) -> Inspection:
     if kind is not None:
         return Inspection(path, kind.replace(" ", "_"), DEFINITIONS[kind], "questionnaire definition",
                           raw.file_format, raw.encoding, raw.delimiter, raw.line_ends, 1,
-                          max(0, len(raw.main.records) - 1), [],
+                          max(0, raw.main.size - 1), [],
                           ["not survey responses: start an instrument from it with `consult instrument draft`"])
     layout = _layout(path, raw, platform)
     return Inspection(path, layout.platform, ADAPTERS[layout.platform].title, layout.variant, raw.file_format,
-                      raw.encoding, raw.delimiter, raw.line_ends, layout.header_rows, len(layout.rows),
+                      raw.encoding, raw.delimiter, raw.line_ends, layout.header_rows, layout.size,
                       _classes(layout), layout.notes)
 
 

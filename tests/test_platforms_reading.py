@@ -118,3 +118,45 @@ def test_identifier_columns_are_recognised_by_name(tmp_path: Path) -> None:
     export = read_export(path, INSTRUMENT)
     assert list(export.identifiers.columns) == ["email", "phone", "ip_address", "latitude"]
     assert {c.name: c.kind for c in export.columns}["region"] == "question"
+
+
+# Files longer than the records read one by one for detection: the columnar reader decides alone.
+MANY = [[f"R{i}", str(1 + i % 2), "20", "ok"] for i in range(100)]
+
+
+def test_row_numbers_of_a_long_file_count_records_not_lines(tmp_path: Path) -> None:
+    # A quoted answer over three lines at record 71 and a blank line after record 81.
+    rows = [*MANY[:70], ["R70", "1", "20", "first line\nsecond, line\nthird \"quoted\""], *MANY[71:]]
+    text = table(rows)
+    lines = text.split("\n")
+    text = "\n".join([*lines[:84], "", *lines[84:]])  # header, 81 responses on 84 lines, then a blank
+    export, _ = read(tmp_path, text.encode())
+    assert export.rows == 100
+    assert export.answers["comment"].tolist()[70] == "first line\nsecond, line\nthird \"quoted\""
+    # Response i is row i + 2 (the header is row 1) whatever the lines; after the blank row 83, i + 3.
+    assert [export.source_row(i) for i in (0, 70, 71, 80, 81, 99)] == [2, 72, 73, 82, 84, 102]
+
+
+def test_a_long_file_cut_off_mid_row_is_refused_with_its_row_number(tmp_path: Path) -> None:
+    text = table(MANY) + "R100,1\n\n"
+    with pytest.raises(ExportError, match=r"row 102 has only 2 of the header's 4 fields .* truncated"):
+        read(tmp_path, text.encode())
+
+
+def test_a_short_row_in_a_long_file_is_read_padded(tmp_path: Path) -> None:
+    text = table(MANY[:90]) + "R90,2\n" + table(MANY[91:]).split("\n", 1)[1]
+    export, _ = read(tmp_path, text.encode())
+    assert export.rows == 100
+    assert export.answers["wage"].tolist()[90] is None and export.answers["region"].tolist()[90] == "2"
+
+
+def test_a_wide_row_in_a_long_file_is_refused_with_its_row_number(tmp_path: Path) -> None:
+    text = table(MANY) + "R100,1,20,ok,extra\n"
+    with pytest.raises(ExportError, match=r"row 102 has 5 fields but the header has 4"):
+        read(tmp_path, text.encode())
+
+
+def test_a_stray_quote_in_a_long_file_is_refused(tmp_path: Path) -> None:
+    text = table(MANY) + 'R100,1,20,"ok" then more\n'
+    with pytest.raises(ExportError, match=r"not a readable CSV file"):
+        read(tmp_path, text.encode())

@@ -13,12 +13,22 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from operator import itemgetter
 
+import numpy as np
 import pandas as pd
 
 from pipeline.instrument import Choice, Disclosure, Instrument, Question, QuestionType
-from pipeline.platforms.common import IDENTIFIER, QUESTION, UNKNOWN, Layout, SourceColumn, identifier_role, normalised
+from pipeline.platforms.common import (
+    IDENTIFIER,
+    QUESTION,
+    UNKNOWN,
+    Layout,
+    SourceColumn,
+    each_distinct,
+    filled,
+    identifier_role,
+    normalised,
+)
 
 # Cells of a one-column-per-option layout that mean "not selected".
 NOT_SELECTED = {"", "0", "n", "no", "false", "non", "nein", "not selected", "unchecked", "n/a"}
@@ -138,35 +148,50 @@ def classify(layout: Layout, mapping: Mapping) -> list[Column]:
 
 
 def answers_frame(layout: Layout, instrument: Instrument, mapping: Mapping, index: pd.Index) -> pd.DataFrame:
-    frame = {}
-    for question in instrument.questions:
+    # Questions without a column are left out: structural checks in validation decide whether that is allowed.
+    questions = [q for q in instrument.questions if q.id in mapping.direct or q.id in mapping.options]
+    block = _block(len(questions), len(index))
+    for cells, question in zip(block, questions):
         choices = ChoiceIndex(instrument.choices_of(question), layout.values == "labels")
         if question.id in mapping.direct:
-            cells = column_cells(layout, mapping.direct[question.id])
-            # A column holds few distinct answers: convert each once, not once per row.
-            converted = {cell: cell_value(cell, question, choices, layout) for cell in set(cells)}
-            values = list(map(converted.__getitem__, cells))
+            values = each_distinct(column_cells(layout, mapping.direct[question.id]),
+                                   lambda cell: cell_value(cell, question, choices, layout))
             if question.type is QuestionType.multiple:  # rows never share one list of choices
-                values = [list(v) if v is not None else None for v in values]
-        elif question.id in mapping.options:
-            values = [_selected(r, mapping.options[question.id], choices, layout) for r in layout.rows]
+                values = _objects([list(v) if v is not None else None for v in values.tolist()])
         else:
-            continue  # structural checks in validation decide whether that is allowed
-        frame[question.id] = pd.Series(values, index=index, dtype=object)
-    return pd.DataFrame(frame, index=index)
+            values = _objects(_selected(layout, mapping.options[question.id], choices))
+        cells[:] = values
+    return _frame(block, [q.id for q in questions], index)
 
 
 def named_frame(layout: Layout, columns: list[Column], kind: str, index: pd.Index,
                 extra: dict[str, list[str | None]] | None = None) -> pd.DataFrame:
     """Metadata or identifiers by name; the first column of a name wins, `extra` overrides."""
-    picked: dict[str, pd.Series] = {}
+    positions: dict[str, int] = {}
     for position, column in enumerate(columns):
-        if column.kind == kind and column.maps_to and column.maps_to not in picked:
-            cells = [c if c.strip() else None for c in column_cells(layout, position)]
-            picked[column.maps_to] = pd.Series(cells, index=index, dtype=object)
-    for name, values in (extra or {}).items():
-        picked[name] = pd.Series(list(values), index=index, dtype=object)
-    return pd.DataFrame(picked, index=index)
+        if column.kind == kind and column.maps_to and column.maps_to not in positions:
+            positions[column.maps_to] = position
+    extra = extra or {}
+    names = list(dict.fromkeys([*positions, *extra]))
+    block = _block(len(names), len(index))
+    for cells, name in zip(block, names):
+        cells[:] = _objects(extra[name]) if name in extra else _blank_as_none(column_cells(layout, positions[name]))
+    return _frame(block, names, index)
+
+
+def _block(columns: int, rows: int) -> np.ndarray:
+    """The frame's cells, one row of the block per column, filled column by column: built from a dict
+    of columns, pandas would copy them all into such a block (twice the memory for a moment)."""
+    return np.empty((columns, rows), dtype=object)
+
+
+def _frame(block: np.ndarray, names: list[str], index: pd.Index) -> pd.DataFrame:
+    return pd.DataFrame(block.T, index=index, columns=names, dtype=object, copy=False)
+
+
+def _objects(values) -> np.ndarray:
+    """Values as a one-dimensional object array (lists stay list cells, not a second dimension)."""
+    return np.fromiter(values, dtype=object)
 
 
 def direct_question_identifiers(layout: Layout, instrument: Instrument, mapping: Mapping) -> dict[str, list[str | None]]:
@@ -178,13 +203,17 @@ def direct_question_identifiers(layout: Layout, instrument: Instrument, mapping:
         column = layout.columns[position]
         role = identifier_role(column.text or column.name) or identifier_role(concept)
         if question.disclosure is Disclosure.direct and role and role not in found:
-            found[role] = [c if c.strip() else None for c in column_cells(layout, position)]
+            found[role] = _blank_as_none(column_cells(layout, position)).tolist()
     return found
 
 
-def column_cells(layout: Layout, position: int) -> list[str]:
-    """One column of the data records (itemgetter runs in C: a million rows in a few ms)."""
-    return list(map(itemgetter(position), layout.rows))
+def _blank_as_none(cells: np.ndarray) -> np.ndarray:
+    return np.where(filled(cells), cells, None)
+
+
+def column_cells(layout: Layout, position: int) -> np.ndarray:
+    """One column of the data records."""
+    return layout.cells[position]
 
 
 # --- cells -----------------------------------------------------------------------------------
@@ -204,14 +233,20 @@ def cell_value(cell: str, question: Question, choices: "ChoiceIndex", layout: La
     return choices.code(cell.strip())
 
 
-def _selected(record: list[str], options: list[tuple[int, str]], choices: "ChoiceIndex", layout: Layout) -> list[str] | None:
-    picked = []
-    for position, option in options:
-        cell = record[position].strip()
-        if cell.casefold() in NOT_SELECTED or cell in layout.missing:
-            continue
-        picked.append(choices.code(option))
-    return picked or None  # nothing selected is no answer (REDCap writes 0 for every unticked box)
+def _selected(layout: Layout, options: list[tuple[int, str]], choices: "ChoiceIndex") -> list[list[str] | None]:
+    """The choices ticked in each row, one column per option: each distinct combination of ticks
+    is turned into codes once."""
+    ticked = np.column_stack([each_distinct(layout.cells[position], lambda cell: _ticked(cell.strip(), layout))
+                              for position, _ in options]).astype(bool)
+    codes = [choices.code(option) for _, option in options]
+    combinations, combination_of = np.unique(ticked, axis=0, return_inverse=True)
+    picked = [[code for code, tick in zip(codes, ticks) if tick] for ticks in combinations]
+    # Nothing selected is no answer (REDCap writes 0 for every unticked box); rows never share a list.
+    return [list(picked[c]) if picked[c] else None for c in combination_of.reshape(-1).tolist()]
+
+
+def _ticked(cell: str, layout: Layout) -> bool:
+    return not (cell.casefold() in NOT_SELECTED or cell in layout.missing)
 
 
 def number_text(cell: str) -> str:

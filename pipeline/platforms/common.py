@@ -6,10 +6,14 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol, TypeVar
 
-from pipeline.platforms.reading import RawFile, ReadError
+import numpy as np
+import pandas as pd
 
+from pipeline.platforms.reading import RawFile, ReadError, Table, blank
+
+T = TypeVar("T")
 QUESTION, IDENTIFIER, METADATA, UNKNOWN = "question", "identifier", "metadata", "unknown"
 
 
@@ -30,13 +34,13 @@ class SourceColumn:
 
 @dataclass
 class Layout:
-    """An export as its platform wrote it: classified columns and the data records."""
+    """An export as its platform wrote it: classified columns and the data records, column by column."""
 
     platform: str
     variant: str
     header_rows: int
     columns: list[SourceColumn]
-    rows: list[list[str]]  # data records, each as wide as the header
+    cells: list[np.ndarray]  # cells[j]: column j of every data record ("" where a record was short)
     source_rows: list[int]  # each record's row number as a spreadsheet shows it (headers count)
     values: str = "codes"  # what choice cells hold: codes | labels
     multi_separator: str | None = ","  # how one cell lists several choices (None: one column per option)
@@ -44,6 +48,11 @@ class Layout:
     derived: dict[str, list[str | None]] = field(default_factory=dict)  # metadata the platform implies
     derived_identifiers: dict[str, list[str | None]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what `consult inspect` should tell a person
+
+    @property
+    def size(self) -> int:
+        """How many responses (data records) the file holds."""
+        return len(self.source_rows)
 
 
 @dataclass
@@ -67,62 +76,87 @@ class PlatformAdapter(Protocol):
 # --- headers and records ----------------------------------------------------------------------
 
 
-def data_records(records: list[list[str]], header_rows: int, width: int) -> tuple[list[list[str]], list[int]]:
-    """Data records padded to the header width, with their spreadsheet row numbers; blank ones skipped.
+def data_records(table: Table, header_rows: int, width: int) -> tuple[list[np.ndarray], list[int]]:
+    """The data records' columns, padded to the header width, with their spreadsheet row numbers;
+    blank records skipped.
 
     A record with more non-empty fields than the header is an error: the file was cut or a
     delimiter is unquoted, and guessing which column is which would load answers to the wrong question.
     """
-    rows, numbers = [], []
-    _refuse_truncated(records[header_rows:], header_rows, width)
-    for number, record in enumerate(records[header_rows:], start=header_rows + 1):
-        if _blank(record):
-            continue
-        if len(record) > width and not _blank(record[width:]):
-            raise ReadError(
-                f"row {number} has {len(record)} fields but the header has {width}; "
-                "the file may be truncated or have an unquoted delimiter"
-            )
-        rows.append(record if len(record) == width else (record + [""] * width)[:width])
-        numbers.append(number)
-    return rows, numbers
+    kept = _filled_records(table, header_rows)
+    if table.lengths is not None:  # the fast reader has already ruled out both
+        _refuse_truncated(table, kept, width)
+        _refuse_wide(table, kept, width)
+    everything = len(kept) == table.size - header_rows
+    cells = [column[header_rows:] if everything else column[kept] for column in table.columns[:width]]
+    cells += [np.full(len(kept), "", dtype=object) for _ in range(width - len(cells))]
+    return cells, (kept + 1).tolist()
 
 
-def _blank(cells: list[str]) -> bool:
-    """No cell holds anything but spaces (one join in C instead of a strip per cell)."""
-    return not "".join(cells).strip()
+def each_distinct(cells: np.ndarray, convert: Callable[[str], T]) -> np.ndarray:
+    """convert(cell) for every cell, as an object array, worked out once per distinct cell (a column
+    holds few; pandas finds them in C)."""
+    positions, distinct = pd.factorize(cells)
+    converted = np.empty(len(distinct), dtype=object)
+    for index, cell in enumerate(distinct):  # one by one: a converted value may be a list
+        converted[index] = convert(cell)
+    return converted[positions]
 
 
-def _refuse_truncated(body: list[list[str]], header_rows: int, width: int) -> None:
+def filled(cells: np.ndarray) -> np.ndarray:
+    """Which cells hold more than spaces (str.strip mapped in C, no Python loop)."""
+    return np.fromiter(map(bool, map(str.strip, cells)), dtype=bool, count=len(cells))
+
+
+def _filled_records(table: Table, header_rows: int) -> np.ndarray:
+    """Positions of the records after the header rows that are not blank: a record is blank when
+    every cell is, and the first columns rule out nearly all records."""
+    body = np.arange(header_rows, table.size)
+    maybe_blank = body
+    for column in table.columns:
+        if not len(maybe_blank):
+            break
+        maybe_blank = maybe_blank[~filled(column[maybe_blank])]
+    return np.setdiff1d(body, maybe_blank, assume_unique=True) if len(maybe_blank) else body
+
+
+def _refuse_truncated(table: Table, kept: np.ndarray, width: int) -> None:
     """A file cut off mid-row ends with a record shorter than all the others: platforms write every
     field of every row, so a short last record means the rest of it was lost, not left empty."""
-    filled = [number for number, record in enumerate(body) if not _blank(record)]
-    if not filled:
+    if not len(kept):
         return
-    last = body[filled[-1]]
-    number = filled[-1] + header_rows + 1
-    if len(last) < width and all(len(body[i]) >= width for i in filled[:-1]):
+    lengths = table.lengths[kept]
+    if lengths[-1] < width and (lengths[:-1] >= width).all():
         raise ReadError(
-            f"row {number} has only {len(last)} of the header's {width} fields while every other row is "
+            f"row {kept[-1] + 1} has only {lengths[-1]} of the header's {width} fields while every other row is "
             "complete: the file looks truncated (cut off in the middle of a row); export it again"
         )
 
 
-def header_width(records: list[list[str]], header_rows: int) -> int:
+def _refuse_wide(table: Table, kept: np.ndarray, width: int) -> None:
+    for position in kept[table.lengths[kept] > width]:
+        if not blank([column[position] for column in table.columns[width:]]):
+            raise ReadError(
+                f"row {position + 1} has {table.lengths[position]} fields but the header has {width}; "
+                "the file may be truncated or have an unquoted delimiter"
+            )
+
+
+def header_width(table: Table, header_rows: int) -> int:
     """Columns that count: trailing columns with no header and no data (a trailing comma) are dropped."""
-    width = max(len(r) for r in records[:header_rows])
+    width = max(len(r) for r in table.head[:header_rows])
 
     def used(index: int) -> bool:
-        return any(index < len(r) and r[index].strip() for r in records)
+        return index < len(table.columns) and any(map(str.strip, table.columns[index]))
 
     while width > 0 and not used(width - 1):
         width -= 1
     return width
 
 
-def row(records: list[list[str]], number: int, width: int) -> list[str]:
+def row(table: Table, number: int, width: int) -> list[str]:
     """Header row `number` (0-based), padded to `width`."""
-    record = records[number] if number < len(records) else []
+    record = table.head[number] if number < len(table.head) else []
     return (record + [""] * width)[:width]
 
 

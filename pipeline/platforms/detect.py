@@ -54,6 +54,6 @@ def read_layout(raw: RawFile, platform: str | None = None) -> Layout:
             "`consult instrument draft` to start an instrument"
         )
     adapter = adapter_for(platform) if platform else ADAPTERS[detect(raw).platform]
-    if not raw.main.records or not any(c.strip() for c in raw.main.records[0]):
+    if not raw.main.head or not any(c.strip() for c in raw.main.head[0]):
         raise ReadError("the first row is empty: an export starts with its header row")
     return adapter.layout(raw)

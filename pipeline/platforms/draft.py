@@ -118,7 +118,7 @@ def from_export(layout: Layout, raw: RawFile, ids: set[str]) -> Draft:
         raise ReadError("no question columns were found to draft from")
     dates = _observed_dates(layout)
     window = (min(dates), max(dates)) if dates else None
-    notes = [f"platform: {layout.platform} ({layout.variant}); {len(layout.rows)} responses read", *layout.notes]
+    notes = [f"platform: {layout.platform} ({layout.variant}); {layout.size} responses read", *layout.notes]
     return Draft(f"{raw.path.name}", window[0].year if window else None, raw.path.stem.replace("_", " "),
                  [{"id": "responses", "title": {"en": "Questions", "fr": "Questions"}, "questions": questions}],
                  window, notes=notes)
@@ -152,8 +152,8 @@ def _ticks(group: list[SourceColumn], layout: Layout) -> bool:
     if layout.platform == "redcap":
         return True  # field___code columns are always a checkbox field
     for column in group:
-        for record in layout.rows:
-            cell = record[column.index].strip()
+        for cell in layout.cells[column.index]:
+            cell = cell.strip()
             if cell.casefold() in NOT_SELECTED or cell in layout.missing:
                 continue
             if cell.casefold() not in {"1", "y", "yes", "true", "checked", "x"} and plain(cell) != plain(column.option or ""):
@@ -171,7 +171,7 @@ def _question_from(group: list[SourceColumn], layout: Layout, ids: set[str]) -> 
         return _question(_concept_id(key, ids, layout), "multiple", label, key, choices)
     key = first.keys[0] if first.keys else first.name
     label = plain(first.text or first.name)
-    values = [r[first.index] for r in layout.rows]
+    values = layout.cells[first.index]
     values = [v.strip() for v in values if v.strip() and v.strip() not in layout.missing]
     role = identifier_role(first.text or first.name)
     concept = _concept_id(key, ids, layout)
@@ -294,7 +294,7 @@ def _slug(text: str) -> str:
 def _observed_dates(layout: Layout) -> list[dt.date]:
     """Days the responses were given, from the platform's timestamp columns (in memory only)."""
     positions = [c.index for c in layout.columns if c.kind == IDENTIFIER and c.role in TIMESTAMP_ROLES]
-    cells = [r[i].strip() for r in layout.rows for i in positions if r[i].strip()]
+    cells = [cell.strip() for i in positions for cell in layout.cells[i] if cell.strip()]
     cells = [c for c in cells if not c.startswith("1980-01-01")]  # LimeSurvey's anonymised placeholder
     if not cells:
         return []

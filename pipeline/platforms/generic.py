@@ -18,6 +18,7 @@ from pipeline.platforms.common import (
     SourceColumn,
     compact,
     data_records,
+    each_distinct,
     header_width,
     row,
 )
@@ -47,20 +48,19 @@ class GenericTable:
         return Detection(self.name, 0.1, _variant(raw))
 
     def layout(self, raw: RawFile) -> Layout:
-        records = raw.main.records
-        width = header_width(records, 1)
+        width = header_width(raw.main, 1)
         columns = []
-        for index, name in enumerate(row(records, 0, width)):
+        for index, name in enumerate(row(raw.main, 0, width)):
             known = OWN_COLUMNS.get(compact(name))
             if known:
                 columns.append(SourceColumn(index, name, known[0], known[1], (name.strip(),)))
             else:
                 columns.append(SourceColumn(index, name, QUESTION, None, (name.strip(),), name.strip()))
-        rows, numbers = data_records(records, 1, width)
-        layout = Layout(self.name, _variant(raw), 1, columns, rows, numbers)
+        cells, numbers = data_records(raw.main, 1, width)
+        layout = Layout(self.name, _variant(raw), 1, columns, cells, numbers)
         flags = [c.index for c in columns if c.role == "finished"]
         if flags:
-            layout.derived["finished"] = [_flag(r[flags[0]]) for r in rows]
+            layout.derived["finished"] = each_distinct(cells[flags[0]], _flag)
         return layout
 
 

@@ -44,7 +44,7 @@ class GoogleForms:
     title = "Google Forms"
 
     def detect(self, raw: RawFile) -> Detection | None:
-        records = raw.main.records
+        records = raw.main.head
         first = normalised(records[0][0]) if records[0] else ""
         if first not in TIMESTAMP_NAMES:
             return None
@@ -54,18 +54,17 @@ class GoogleForms:
         return Detection(self.name, 0.9 if looks_right else 0.5, f"responses {fmt}")
 
     def layout(self, raw: RawFile) -> Layout:
-        records = raw.main.records
-        width = header_width(records, 1)
+        width = header_width(raw.main, 1)
         columns = []
-        for index, name in enumerate(row(records, 0, width)):
+        for index, name in enumerate(row(raw.main, 0, width)):
             known = OWN_COLUMNS.get(normalised(name)) if index <= 2 else None
             if known:
                 columns.append(SourceColumn(index, name, known[0], known[1], (name,)))
             else:
                 columns.append(SourceColumn(index, name, QUESTION, None, (name,), name.strip()))
-        rows, numbers = data_records(records, 1, width)
+        cells, numbers = data_records(raw.main, 1, width)
         detection = self.detect(raw)
         variant = detection.variant if detection else "responses CSV"
-        layout = Layout(self.name, variant, 1, columns, rows, numbers, values="labels", multi_separator=", ")
-        layout.derived["finished"] = ["1"] * len(rows)  # a Google Form keeps submitted responses only
+        layout = Layout(self.name, variant, 1, columns, cells, numbers, values="labels", multi_separator=", ")
+        layout.derived["finished"] = ["1"] * layout.size  # a Google Form keeps submitted responses only
         return layout

@@ -89,7 +89,7 @@ class Kobo:
     title = "KoboToolbox / ODK"
 
     def detect(self, raw: RawFile) -> Detection | None:
-        header = {h.strip().casefold() for h in raw.main.records[0]}
+        header = {h.strip().casefold() for h in raw.main.head[0]}
         if header & KOBO_MARKERS:
             return Detection(self.name, 1.0, _variant(raw, "KoboToolbox"))
         if len(header & CENTRAL_MARKERS) >= 2:
@@ -97,17 +97,16 @@ class Kobo:
         return None
 
     def layout(self, raw: RawFile) -> Layout:
-        records = raw.main.records
-        width = header_width(records, 1)
-        header = row(records, 0, width)
+        width = header_width(raw.main, 1)
+        header = row(raw.main, 0, width)
         central = len({h.strip().casefold() for h in header} & CENTRAL_MARKERS) >= 2
         columns = [_column(i, name, "-" if central else "/", central) for i, name in enumerate(header)]
-        rows, numbers = data_records(records, 1, width)
+        cells, numbers = data_records(raw.main, 1, width)
         variant = _variant(raw, "ODK Central" if central else "KoboToolbox")
-        layout = Layout(self.name, variant, 1, columns, rows, numbers, multi_separator=" ", missing=MISSING)
-        layout.derived["finished"] = ["1"] * len(rows)  # only finalised submissions are exported
+        layout = Layout(self.name, variant, 1, columns, cells, numbers, multi_separator=" ", missing=MISSING)
+        layout.derived["finished"] = ["1"] * layout.size  # only finalised submissions are exported
         for table in raw.tables[1:]:
-            data = max(0, len(table.records) - 1)
+            data = max(0, table.size - 1)
             layout.notes.append(f"sheet {table.sheet!r} (a repeat group, {data} rows) is not read: "
                                 "one row per response comes from the first sheet")
         return layout

@@ -69,7 +69,7 @@ class LimeSurvey:
     title = "LimeSurvey"
 
     def detect(self, raw: RawFile) -> Detection | None:
-        header = [h.strip() for h in raw.main.records[0] if h.strip()]
+        header = [h.strip() for h in raw.main.head[0] if h.strip()]
         if not header:
             return None
         known = {METADATA_NAMES[normalised(h)][1] for h in header if normalised(h) in METADATA_NAMES}
@@ -86,19 +86,18 @@ class LimeSurvey:
         return None
 
     def layout(self, raw: RawFile) -> Layout:
-        records = raw.main.records
-        width = header_width(records, 1)
-        header = row(records, 0, width)
+        width = header_width(raw.main, 1)
+        header = row(raw.main, 0, width)
         columns = [_column(i, name) for i, name in enumerate(header)]
-        rows, numbers = data_records(records, 1, width)
+        cells, numbers = data_records(raw.main, 1, width)
         style = _heading_style([h for h in header if h.strip()])
         fmt = "Excel" if raw.file_format == "xlsx" else f"CSV, '{raw.delimiter}'-separated"
-        layout = Layout(self.name, f"{style} headings, {fmt}", 1, columns, rows, numbers, multi_separator=None)
+        layout = Layout(self.name, f"{style} headings, {fmt}", 1, columns, cells, numbers, multi_separator=None)
         submitted = [c.index for c in columns if c.role == SUBMITTED]
         if submitted:
-            cells = [r[submitted[0]].strip() for r in rows]
-            layout.derived["finished"] = ["1" if cell else "0" for cell in cells]
-            if any(cell.startswith(ANONYMISED_DATE) for cell in cells):
+            dates = [cell.strip() for cell in cells[submitted[0]]]
+            layout.derived["finished"] = ["1" if date else "0" for date in dates]
+            if any(date.startswith(ANONYMISED_DATE) for date in dates):
                 _drop_placeholder_dates(layout)
                 layout.notes.append(
                     "dates are LimeSurvey's 1980-01-01 placeholder (an anonymised survey): a response "
@@ -112,7 +111,7 @@ def _drop_placeholder_dates(layout: Layout) -> None:
     check (e.g. the collection window) reads 1980 as when someone answered."""
     for column in layout.columns:
         if column.kind == IDENTIFIER and column.role in ("started_at", "recorded_at", SUBMITTED):
-            cells = [r[column.index] for r in layout.rows]
+            cells = layout.cells[column.index]
             if any(cell.strip().startswith(ANONYMISED_DATE) for cell in cells):
                 layout.derived_identifiers.setdefault(column.role, [
                     None if cell.strip().startswith(ANONYMISED_DATE) or not cell.strip() else cell for cell in cells

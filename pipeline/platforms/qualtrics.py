@@ -25,11 +25,12 @@ from pipeline.platforms.common import (
     SourceColumn,
     compact,
     data_records,
+    each_distinct,
     header_width,
     identifier_role,
     row,
 )
-from pipeline.platforms.reading import RawFile
+from pipeline.platforms.reading import RawFile, Table
 
 # Qualtrics' own columns by ImportId, and by export tag (compared without case or punctuation).
 BY_IMPORT_ID = {
@@ -69,33 +70,33 @@ class Qualtrics:
     title = "Qualtrics"
 
     def detect(self, raw: RawFile) -> Detection | None:
-        records = raw.main.records
-        variant = _variant(records)
+        variant = _variant(raw.main)
         if variant is None:
             return None
         score = {"3-header-row": 1.0, "legacy 2-header-row": 0.95}.get(variant, 0.85)
         return Detection(self.name, score, _named(raw, variant))
 
     def layout(self, raw: RawFile) -> Layout:
-        records = raw.main.records
-        variant = _variant(records) or "1-header-row"
+        table = raw.main
+        variant = _variant(table) or "1-header-row"
         header_rows = {"3-header-row": 3, "legacy 2-header-row": 2, "2-header-row": 2}.get(variant, 1)
-        width = header_width(records, header_rows)
-        ids, texts = row(records, 0, width), row(records, 1, width) if header_rows > 1 else [""] * width
-        imports = row(records, 2, width) if header_rows == 3 else [""] * width
+        width = header_width(table, header_rows)
+        ids, texts = row(table, 0, width), row(table, 1, width) if header_rows > 1 else [""] * width
+        imports = row(table, 2, width) if header_rows == 3 else [""] * width
         columns = [
             _column(i, ids[i], texts[i], imports[i], legacy=variant.startswith("legacy")) for i in range(width)
         ]
-        rows, numbers = data_records(records, header_rows, width)
-        layout = Layout(self.name, _named(raw, variant), header_rows, columns, rows, numbers,
+        cells, numbers = data_records(table, header_rows, width)
+        layout = Layout(self.name, _named(raw, variant), header_rows, columns, cells, numbers,
                         missing=frozenset({SEEN_BUT_UNANSWERED}))
         finished = [i for i, c in enumerate(columns) if c.role == "finished"]
         if finished:
-            layout.derived["finished"] = [_flag(r[finished[0]]) for r in rows]
+            layout.derived["finished"] = each_distinct(cells[finished[0]], _flag)
         return layout
 
 
-def _variant(records: list[list[str]]) -> str | None:
+def _variant(table: Table) -> str | None:
+    records = table.head
     if not records:
         return None
     header = [compact(h) for h in records[0]]
@@ -109,7 +110,7 @@ def _variant(records: list[list[str]]) -> str | None:
         return None
     position = header.index("responseid")
     below = records[1][position] if len(records) > 1 and position < len(records[1]) else ""
-    return "1-header-row" if RESPONSE_ID.match(below.strip()) or len(records) == 1 else "2-header-row"
+    return "1-header-row" if RESPONSE_ID.match(below.strip()) or table.size == 1 else "2-header-row"
 
 
 def _named(raw: RawFile, variant: str) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from pipeline.platforms.common import (
     IDENTIFIER,
     METADATA,
@@ -24,6 +26,7 @@ from pipeline.platforms.common import (
     SourceColumn,
     compact,
     data_records,
+    filled,
     header_width,
     row,
 )
@@ -54,7 +57,7 @@ class REDCap:
     title = "REDCap"
 
     def detect(self, raw: RawFile) -> Detection | None:
-        header = [h.strip() for h in raw.main.records[0]]
+        header = [h.strip() for h in raw.main.head[0]]
         folded = [h.casefold() for h in header]
         if tuple(folded[:2]) == DICTIONARY_HEADER:
             return Detection(self.name, 0.99, "data dictionary")
@@ -72,37 +75,39 @@ class REDCap:
         return None
 
     def layout(self, raw: RawFile) -> Layout:
-        records = raw.main.records
+        table = raw.main
         detection = self.detect(raw)
         if detection is not None and detection.variant == "data dictionary":
             raise ReadError(
                 "this is a REDCap data dictionary (the questionnaire), not a records export; "
                 "use it with `consult instrument draft`, and export the records as CSV (raw data)"
             )
-        width = header_width(records, 1)
-        header = row(records, 0, width)
+        width = header_width(table, 1)
+        header = row(table, 0, width)
         columns = [_column(i, name) for i, name in enumerate(header)]
-        rows, numbers = data_records(records, 1, width)
+        cells, numbers = data_records(table, 1, width)
         roles = {c.role: c.index for c in reversed(columns) if c.role}
         repeat = roles.get("repeat_instrument")
-        kept = [i for i, r in enumerate(rows) if repeat is None or not r[repeat].strip()]
+        instance = filled(cells[repeat]) if repeat is not None else np.zeros(len(numbers), dtype=bool)
+        kept = np.flatnonzero(~instance)
         layout = Layout(self.name, detection.variant if detection else _variant(raw, False), 1, columns,
-                        [rows[i] for i in kept], [numbers[i] for i in kept], multi_separator=None)
-        if len(kept) < len(rows):
-            forms = sorted({rows[i][repeat].strip() for i in range(len(rows)) if i not in set(kept)})
+                        [column[kept] for column in cells], [numbers[i] for i in kept], multi_separator=None)
+        if instance.any():
+            forms = sorted({cell.strip() for cell in cells[repeat][instance]})
             layout.notes.append(
-                f"{len(rows) - len(kept)} rows are instances of repeating instruments ({', '.join(forms)}) "
+                f"{int(instance.sum())} rows are instances of repeating instruments ({', '.join(forms)}) "
                 "and are not read: one row per record (and event) is"
             )
         statuses = [c.index for c in columns if c.role and c.role.startswith("form_status")]
         if statuses:
-            layout.derived["finished"] = [_finished([r[i] for i in statuses]) for r in layout.rows]
+            layout.derived["finished"] = [_finished(s) for s in zip(*(layout.cells[i] for i in statuses))]
         if "event" in roles:  # longitudinal: the same record answers once per event
-            layout.derived_identifiers["response_id"] = [f"{r[0]}|{r[roles['event']]}" for r in layout.rows]
+            layout.derived_identifiers["response_id"] = [
+                f"{record}|{event}" for record, event in zip(layout.cells[0], layout.cells[roles["event"]])]
         return layout
 
 
-def _finished(statuses: list[str]) -> str:
+def _finished(statuses: tuple[str, ...]) -> str:
     """Complete when every form of the row is; a blank status is a form not on this row (a
     repeating instrument, or a form of another event)."""
     given = [s.strip().casefold() for s in statuses if s.strip()]

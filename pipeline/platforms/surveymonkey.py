@@ -49,7 +49,7 @@ class SurveyMonkey:
     title = "SurveyMonkey"
 
     def detect(self, raw: RawFile) -> Detection | None:
-        records = raw.main.records
+        records = raw.main.head
         header = {compact(h) for h in records[0]}
         second = [c.strip().casefold() for c in records[1]] if len(records) > 1 else []
         answer_row = sum(c in RESPONSE or c in OPEN_ENDED for c in second)
@@ -62,7 +62,7 @@ class SurveyMonkey:
         return None
 
     def layout(self, raw: RawFile) -> Layout:
-        records = raw.main.records
+        table = raw.main
         detection = self.detect(raw)
         if detection is None or detection.variant == "second header row missing":
             raise ReadError(
@@ -70,8 +70,8 @@ class SurveyMonkey:
                 "Response / Open-Ended Response or the option of each column); export the responses "
                 "again from SurveyMonkey and use the file as downloaded"
             )
-        width = header_width(records, 2)
-        questions, subs = row(records, 0, width), row(records, 1, width)
+        width = header_width(table, 2)
+        questions, subs = row(table, 0, width), row(table, 1, width)
         columns, current = [], ""
         for index in range(width):
             top, sub = plain(questions[index]), plain(subs[index])
@@ -82,8 +82,8 @@ class SurveyMonkey:
                 continue
             current = top or current
             columns.append(_question_column(index, current, sub))
-        rows, numbers = data_records(records, 2, width)
-        return Layout(self.name, detection.variant, 2, columns, rows, numbers, values="labels", multi_separator=None)
+        cells, numbers = data_records(table, 2, width)
+        return Layout(self.name, detection.variant, 2, columns, cells, numbers, values="labels", multi_separator=None)
 
 
 def _question_column(index: int, question: str, sub: str) -> SourceColumn:

@@ -22,7 +22,7 @@ def is_xlsform(raw: RawFile) -> bool:
     names = {(t.sheet or "").strip().casefold() for t in raw.tables}
     if {"survey", "choices"} <= names:
         return True
-    first = raw.main.records[0] if raw.main.records else []
+    first = raw.main.head[0] if raw.main.head else []
     return bool(first) and first[0].strip().casefold() == "survey" and not any(c.strip() for c in first[1:])
 
 
