@@ -34,6 +34,7 @@ from pipeline.instrument import Disclosure, Instrument, Labels, QuestionType, re
 
 PRIVACY_FILE = "privacy.yaml"
 NOT_ANSWERED = "*"  # a value removed by suppression is stored as no answer: both read as "*"
+ORDER_TABLE = "anonymity_order"  # temporary: the respondents of the wave being protected, in order
 
 
 class PrivacyError(ValueError):
@@ -222,32 +223,45 @@ def load_privacy_rules(path: Path) -> PrivacyRules:
 
 @dataclass
 class Column:
-    """One key quasi-identifier of one wave: its stored values and what each level makes of them."""
+    """One key quasi-identifier of one wave: its stored values and what each level makes of them.
+    Respondents are held as positions in `distinct`: the work is done once per distinct value."""
 
     concept: str
     rule: KeyQuasiIdentifier
-    stored: list[frozenset[str]]
+    distinct: list[frozenset[str]]  # each stored value once, in order of first appearance
+    index: np.ndarray  # per respondent: its stored value, as a position in `distinct`
     missing: frozenset[str]  # codes that mean "no answer" (prefer not to answer, ...)
     answer_codes: int  # M in the loss metric: how many real answers the question offers
     floor: int = 0
-    values: dict[int, list[str]] = field(default_factory=dict)  # level -> value per respondent
-    codes: dict[int, np.ndarray] = field(default_factory=dict)  # level -> value as an integer, 0 = "*"
-    costs: dict[int, np.ndarray] = field(default_factory=dict)  # level -> loss per respondent (0-1)
+    codes: dict[int, np.ndarray] = field(default_factory=dict)  # level -> code of each distinct value, 0 = "*"
+    names: dict[int, np.ndarray] = field(default_factory=dict)  # level -> stored value of each code ("*" for 0)
+    costs: dict[int, np.ndarray] = field(default_factory=dict)  # level -> loss of each code (0-1)
+
+    @classmethod
+    def of_values(cls, concept: str, rule: KeyQuasiIdentifier, values: list[frozenset[str]],
+                  missing: frozenset[str], answer_codes: int) -> "Column":
+        """A column from every respondent's stored value."""
+        distinct: dict[frozenset[str], int] = {}
+        index = np.array([distinct.setdefault(v, len(distinct)) for v in values], dtype=np.int64)
+        return cls(concept, rule, list(distinct), index, missing, answer_codes)
 
     def prepare(self) -> None:
-        # Work on each distinct stored value once, then spread the result over the respondents
-        # (values are numbered in order of first appearance, so codes are those a per-respondent pass gives).
-        distinct: dict[frozenset[str], int] = {}
-        index = np.array([distinct.setdefault(v, len(distinct)) for v in self.stored], dtype=np.int64)
-        self.floor = max((self.rule.level_of(code) for value in distinct for code in value), default=0)
+        # Codes are numbered in order of first appearance, as a pass over the respondents would number them.
+        self.floor = max((self.rule.level_of(code) for value in self.distinct for code in value), default=0)
         for level in range(self.floor, len(self.rule.levels)):
-            generalised = [self.rule.generalise(v, level, self.missing) for v in distinct]
-            names = [",".join(sorted(v)) or NOT_ANSWERED for v in generalised]
+            generalised = [self.rule.generalise(v, level, self.missing) for v in self.distinct]
             labels = {NOT_ANSWERED: 0}
-            codes = np.array([labels.setdefault(v, len(labels)) for v in names], dtype=np.int64)
-            self.values[level] = np.array(names, dtype=object)[index].tolist()
-            self.codes[level] = codes[index]
-            self.costs[level] = np.array([self._loss(v) for v in generalised], dtype=float)[index]
+            self.codes[level] = np.array([labels.setdefault(",".join(sorted(v)) or NOT_ANSWERED, len(labels))
+                                          for v in generalised], dtype=np.int64)
+            self.names[level] = np.array(list(labels), dtype=object)
+            self.costs[level] = np.zeros(len(labels))
+            self.costs[level][self.codes[level]] = [self._loss(v) for v in generalised]
+
+    def respondent_codes(self, level: int) -> np.ndarray:
+        return self.codes[level][self.index]
+
+    def respondent_costs(self, level: int) -> np.ndarray:
+        return self.costs[level][self.respondent_codes(level)]
 
     def _loss(self, value: frozenset[str]) -> float:
         answered = [code for code in value if code not in self.missing]
@@ -293,7 +307,8 @@ class WaveProtection:
 
 
 def protect_wave(columns: list[Column], k: int, candidates: int, order: np.ndarray) -> Outcome | None:
-    """Choose levels and suppress values so every stored combination is shared by k respondents."""
+    """Choose levels and suppress values so every stored combination is shared by k respondents;
+    `order` ranks the respondents for the choices between equals."""
     if not columns:
         return None
     for column in columns:
@@ -310,8 +325,8 @@ def protect_wave(columns: list[Column], k: int, candidates: int, order: np.ndarr
 
 
 def _keys(matrix: np.ndarray, bases: np.ndarray | None = None) -> np.ndarray:
-    """One integer per row identifying its combination (mixed radix over the columns; pass the
-    same `bases` to compare keys of different matrices)."""
+    """One integer per row identifying its combination (mixed radix over the columns, so keys sort as
+    the rows do; pass the same `bases` to compare keys of different matrices)."""
     bases = matrix.max(axis=0, initial=0) + 1 if bases is None else bases
     key = np.zeros(len(matrix), dtype=np.int64)
     for j in range(matrix.shape[1]):
@@ -324,15 +339,35 @@ def _class_sizes(key: np.ndarray) -> np.ndarray:
     return counts[inverse]
 
 
+def _merge(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct keys (sorted) with the sum of their counts."""
+    shift = int(counts.sum()).bit_length()
+    if keys.size and int(keys.max()) < 1 << (62 - shift):
+        # Each count packed under its key: one plain sort, much faster than an argsort.
+        packed = np.sort((keys << shift) | counts)
+        merged = packed >> shift
+        starts = np.flatnonzero(np.r_[True, merged[1:] != merged[:-1]])
+        return merged[starts], np.add.reduceat(packed & ((1 << shift) - 1), starts)
+    merged, inverse = np.unique(keys, return_inverse=True)
+    return merged, np.bincount(inverse, weights=counts, minlength=len(merged)).astype(np.int64)
+
+
+def _strides(bases: np.ndarray) -> np.ndarray:
+    """What one unit of each column is worth in a key of _keys(matrix, bases)."""
+    strides = np.ones(len(bases), dtype=np.int64)
+    for j in range(len(bases) - 2, -1, -1):
+        strides[j] = strides[j + 1] * bases[j + 1]
+    return strides
+
+
 def _candidate_levels(columns: list[Column], k: int, weights: np.ndarray, candidates: int) -> list[tuple[int, ...]]:
     """The combinations of levels worth evaluating in full: half with the lowest loss before
     suppression plus one value per respondent at risk, half with the fewest respondents at risk."""
-    n = len(columns[0].stored)
+    n = len(columns[0].index)
+    spent = [{level: w * c.respondent_costs(level).sum() for level in c.codes} for w, c in zip(weights, columns)]
     scored = []
-    for levels in itertools.product(*[sorted(c.codes) for c in columns]):
-        matrix = np.stack([c.codes[level] for c, level in zip(columns, levels)], axis=1)
-        at_risk = int((_class_sizes(_keys(matrix)) < k).sum())
-        generalised = sum(w * c.costs[level].sum() for w, c, level in zip(weights, columns, levels))
+    for levels, at_risk in _at_risk_by_levels(columns, k):
+        generalised = sum(spent[j][level] for j, level in enumerate(levels))
         scored.append((levels, float(generalised + at_risk * weights.min()) / (weights.sum() * n), at_risk))
     by_estimate = sorted(scored, key=lambda s: (s[1], sum(s[0]), s[0]))
     by_risk = sorted(scored, key=lambda s: (s[2], s[1], s[0]))
@@ -344,62 +379,103 @@ def _candidate_levels(columns: list[Column], k: int, weights: np.ndarray, candid
     return list(chosen)
 
 
+def _at_risk_by_levels(columns: list[Column], k: int) -> list[tuple[tuple[int, ...], int]]:
+    """Respondents in groups under k, for every combination of levels. The groups of a combination
+    are made by merging those of the combination one level finer in one column (levels nest), never
+    from the respondents again: the coarser the levels, the fewer groups there are to count."""
+    bases = np.array([max(len(names) for names in c.names.values()) for c in columns], dtype=np.int64)
+    strides = _strides(bases)
+
+    def groups(levels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        key = sum(c.respondent_codes(level) * strides[j] for j, (c, level) in enumerate(zip(columns, levels)))
+        return np.unique(key, return_counts=True)
+
+    found: list[tuple[tuple[int, ...], int]] = []
+
+    def descend(levels: list[int], keys: np.ndarray, counts: np.ndarray) -> None:
+        j = len(levels)
+        if j == len(columns):
+            found.append((tuple(levels), int(counts[counts < k].sum())))
+            return
+        column = columns[j]
+        for level in sorted(column.codes):
+            if level > column.floor:
+                step = _step(column, level)
+                if step is None:  # the finer code does not decide the coarser one: count from the respondents
+                    keys, counts = groups(levels + [level] + [c.floor for c in columns[j + 1:]])
+                else:
+                    code = keys // strides[j] % bases[j]
+                    keys, counts = _merge(keys + (step[code] - code) * strides[j], counts)
+            descend(levels + [level], keys, counts)
+
+    descend([], *groups([c.floor for c in columns]))
+    return found
+
+
+def _step(column: Column, level: int) -> np.ndarray | None:
+    """Code at level - 1 -> code at `level`, when the finer code decides the coarser one."""
+    finer, coarser = column.codes[level - 1], column.codes[level]
+    step = np.zeros(len(column.names[level - 1]), dtype=np.int64)
+    step[finer] = coarser
+    return step if np.array_equal(step[finer], coarser) else None
+
+
 def _evaluate(columns: list[Column], levels: tuple[int, ...], k: int, weights: np.ndarray, order: np.ndarray) -> Outcome:
-    original = np.stack([c.codes[level] for c, level in zip(columns, levels)], axis=1)
-    costs = np.stack([c.costs[level] for c, level in zip(columns, levels)], axis=1)
-    sizes = _class_sizes(_keys(original))
-    at_risk = int((sizes < k).sum())
-    final = _suppress_locally(original, k, weights, order, sizes)
-    _fill_blank_class(final, original, k, weights, costs, order)
+    original = np.stack([c.respondent_codes(level) for c, level in zip(columns, levels)], axis=1)
+    costs = np.stack([c.respondent_costs(level) for c, level in zip(columns, levels)], axis=1)
+    # Respondents sharing a combination are treated alike by local suppression: it works on the groups.
+    _, first, inverse, counts = np.unique(_keys(original), return_index=True, return_inverse=True, return_counts=True)
+    at_risk = int(counts[counts < k].sum())
+    final = _suppress_locally(original[first], counts, k, weights)[inverse]
+    _fill_blank_class(final, k, weights, costs, order)
     suppressed = [(original[:, j] != 0) & (final[:, j] == 0) for j in range(len(columns))]
     kept_cost = np.where(final != 0, costs, 0.0)
     loss = float((weights * (np.stack(suppressed, axis=1) + kept_cost)).sum() / (weights.sum() * max(len(final), 1)))
-    names = [_code_names(c, level) for c, level in zip(columns, levels)]
+    names = [c.names[level] for c, level in zip(columns, levels)]
     return Outcome(levels, final, names, suppressed, loss, at_risk)
 
 
-def _code_names(column: Column, level: int) -> np.ndarray:
-    """Code -> stored value ('*' for 0), as an array indexed by code."""
-    names = np.empty(int(column.codes[level].max(initial=0)) + 1, dtype=object)
-    names[column.codes[level]] = column.values[level]
-    names[0] = NOT_ANSWERED
-    return names
-
-
-def _suppress_locally(original: np.ndarray, k: int, weights: np.ndarray, order: np.ndarray,
-                      sizes: np.ndarray) -> np.ndarray:
-    """Respondents in groups under k keep only some of their values: for each set of values to keep,
-    from the most to the least informative (by weight), respondents at risk who agree on it form a
-    group with '*' elsewhere, once that group (with anyone already stored that way) reaches k."""
-    final = original.copy()
-    remaining = order[sizes[order] < k]
+def _suppress_locally(groups: np.ndarray, counts: np.ndarray, k: int, weights: np.ndarray) -> np.ndarray:
+    """Groups (distinct combinations, with how many respondents share each) under k keep only some of
+    their values: for each set of values to keep, from the most to the least informative (by weight),
+    groups at risk that agree on it merge with '*' elsewhere, once the merged group (with anyone
+    already stored that way) reaches k. Returns the stored combination of each group."""
+    final = groups.copy()
+    remaining = np.flatnonzero(counts < k)
     if remaining.size == 0:
         return final
-    width = original.shape[1]
+    width = groups.shape[1]
     subsets = sorted(
         (kept for r in range(width - 1, -1, -1) for kept in itertools.combinations(range(width), r)),
         key=lambda kept: (weights.sum() - weights[list(kept)].sum(), -len(kept), kept),
     )
-    bases = original.max(axis=0, initial=0) + 1
-    # Combinations already stored by respondents not at risk (they never change), plus the keys of
-    # those who joined a group since: only the respondents still at risk are looked at per subset.
-    safe = np.ones(len(original), dtype=bool)
-    safe[remaining] = False
-    settled, settled_counts = np.unique(_keys(original, bases)[safe], return_counts=True)
-    joined, joined_counts = np.unique(np.zeros(0, dtype=np.int64), return_counts=True)
+    parts = groups * _strides(groups.max(axis=0, initial=0) + 1)  # each column's share of the key
+    # Combinations stored by groups not at risk (they never change), with their columns without a
+    # value as bits: a combination with '*' in the columns dropped can only be stored by groups with
+    # no value there. Plus the combinations joined since. Only the groups at risk are looked at per subset.
+    safe = counts >= k
+    keys = parts[safe].sum(axis=1)
+    order = np.argsort(keys)
+    settled, settled_counts = keys[order], counts[safe][order]
+    settled_blanks = ((groups[safe] == 0) @ (1 << np.arange(width)))[order]
+    joined, joined_counts = _merge(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    at_risk = parts[remaining]
     for kept in subsets:
         mask = np.zeros(width, dtype=np.int64)
         mask[list(kept)] = 1
-        projected = original[remaining] * mask
-        candidates = _keys(projected, bases)
-        tally_keys, inverse, tally = np.unique(candidates, return_inverse=True, return_counts=True)
-        together = tally + _counts_of(tally_keys, settled, settled_counts) + _counts_of(tally_keys, joined, joined_counts)
-        joins = together[inverse] >= k
-        if joins.any():
-            final[remaining[joins]] = projected[joins]
-            joined, joined_counts = np.unique(np.concatenate([np.repeat(joined, joined_counts), candidates[joins]]),
-                                              return_counts=True)
-            remaining = remaining[~joins]
+        dropped = int((1 - mask) @ (1 << np.arange(width)))
+        candidates = at_risk @ mask
+        tally_keys, tally = _merge(candidates, counts[remaining])
+        covered = (settled_blanks & dropped) == dropped
+        together = (tally + _counts_of(tally_keys, settled[covered], settled_counts[covered])
+                    + _counts_of(tally_keys, joined, joined_counts))
+        reached = tally_keys[together >= k]
+        if reached.size:
+            joins = np.isin(candidates, reached)
+            final[remaining[joins]] = groups[remaining[joins]] * mask
+            joined, joined_counts = _merge(np.concatenate([joined, candidates[joins]]),
+                                           np.concatenate([joined_counts, counts[remaining[joins]]]))
+            remaining, at_risk = remaining[~joins], at_risk[~joins]
         if remaining.size == 0:
             break
     final[remaining] = 0  # whatever is left keeps no value (see _fill_blank_class)
@@ -414,28 +490,36 @@ def _counts_of(wanted: np.ndarray, keys: np.ndarray, counts: np.ndarray) -> np.n
     return np.where(keys[position] == wanted, counts[position], 0)
 
 
-def _fill_blank_class(final: np.ndarray, original: np.ndarray, k: int, weights: np.ndarray, costs: np.ndarray,
-                      order: np.ndarray) -> None:
+def _fill_blank_class(final: np.ndarray, k: int, weights: np.ndarray, costs: np.ndarray, order: np.ndarray) -> None:
     """Respondents with every value removed form one group; if it is under k, more respondents join
     it, taken where their own group stays at k or more without them (least informative first)."""
-    # What each respondent's kept values are worth; only respondents who become blank change.
-    value = (weights * (final != 0) * (1 - costs)).sum(axis=1)
-    while True:
-        blank = ~final.any(axis=1)
-        count = int(blank.sum())
-        if count == 0 or count >= k or count == len(final):
-            return
-        keys = _keys(final)
-        sizes = _class_sizes(keys)
-        spare = order[~blank[order] & (sizes[order] > k)]
-        if spare.size:
-            chosen = spare[[np.argmin(value[spare])]]  # the first in `order` among equals
+    count = int((~final.any(axis=1)).sum())
+    if count == 0 or count >= k or count == len(final):
+        return
+    _, first, members, sizes = np.unique(_keys(final), return_index=True, return_inverse=True, return_counts=True)
+    stored = final[first]  # each group's combination, groups in the order of their combinations
+    blank = ~stored.any(axis=1)
+    # What each group's kept values are worth (the same for all its respondents).
+    value = (weights * (stored != 0) * (1 - costs[first])).sum(axis=1)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    moved = np.zeros(len(final), dtype=bool)  # respondents who joined the blank group
+    while 0 < count < k and count != len(final):
+        spare = ~blank & (sizes > k)
+        if spare.any():  # one respondent: the least valuable, the first in `order` among equals
+            takers = spare & (value == value[spare].min())
+            eligible = np.flatnonzero(takers[members] & ~moved)
+            chosen = eligible[np.argmin(rank[eligible])]
+            moved[chosen] = True
+            sizes[members[chosen]] -= 1
+            count += 1
         else:  # no group can spare anyone: the smallest group joins as a whole
-            others = order[~blank[order]]
-            smallest_size = sizes[others].min()
-            smallest = keys[others][sizes[others] == smallest_size].min()
-            chosen = np.flatnonzero(keys == smallest)
-        final[chosen] = 0
+            others = ~blank & (sizes > 0)
+            smallest = int(np.flatnonzero(others & (sizes == sizes[others].min()))[0])
+            moved |= (members == smallest) & ~moved
+            count += int(sizes[smallest])
+            sizes[smallest] = 0
+    final[moved] = 0
 
 
 # --- the warehouse ----------------------------------------------------------------------------
@@ -503,58 +587,118 @@ def check_against_instrument(rules: PrivacyRules, instrument: Instrument) -> Non
 def _protect_stored_wave(con: duckdb.DuckDBPyConnection, wave: int, micro: MicrodataRules) -> WaveProtection:
     asked = {c for (c,) in con.execute("SELECT concept FROM concepts WHERE wave = ? AND stored", [wave]).fetchall()}
     concepts = [c for c in micro.key_quasi_identifiers if c in asked]
-    respondents = con.execute(
-        """
-        SELECT r.respondent_key,
-               md5(coalesce(string_agg(a.concept || '=' || a.value, ';' ORDER BY a.concept, a.value), '')) AS content
-        FROM respondents r LEFT JOIN answers a ON a.respondent_key = r.respondent_key
-        WHERE r.wave = ? GROUP BY r.respondent_key
-        """,
-        [wave],
-    ).fetchall()
-    stored = _stored_values(con, wave, concepts)
+    respondents = con.execute("SELECT count(*) FROM respondents WHERE wave = ?", [wave]).fetchall()[0][0]
+    if not concepts:
+        return WaveProtection(wave, respondents, micro.k, [], None)
+    distinct, index = _stored_values_in_order(con, wave, concepts)
     columns = []
-    for concept in concepts:
+    for j, concept in enumerate(concepts):
         codes = con.execute(
             "SELECT code, missing FROM choices WHERE wave = ? AND concept = ?", [wave, concept]
         ).fetchall()
         rule = micro.key_quasi_identifiers[concept]
         own = {code for code, _ in codes} - set(rule.group_codes())  # the catalogue also holds groups
         columns.append(Column(
-            concept, rule,
-            [stored.get((key, concept), frozenset()) for key, _ in respondents],
+            concept, rule, distinct[j], index[j],
             frozenset(code for code, missing in codes if missing),
             sum(1 for code, missing in codes if not missing and code in own),
         ))
-    # Same answers, same treatment: respondents are taken in the order of their stored values and
-    # answers, never of their random keys, so a re-run on the same exports publishes the same figures.
-    signature = [tuple(c.stored[i] and ",".join(sorted(c.stored[i])) or "" for c in columns) + (content,)
-                 for i, (_key, content) in enumerate(respondents)]
-    order = np.array(sorted(range(len(respondents)), key=lambda i: signature[i]), dtype=np.int64)
-    outcome = protect_wave(columns, micro.k, micro.candidates, order)
-    protection = WaveProtection(wave, len(respondents), micro.k, columns, outcome)
+    outcome = protect_wave(columns, micro.k, micro.candidates, np.arange(respondents))
     if outcome is not None:
-        _store_values(con, wave, [key for key, _ in respondents], columns, outcome)
-    return protection
+        _store_values(con, wave, columns, outcome)
+    con.execute(f"DROP TABLE {ORDER_TABLE}")
+    return WaveProtection(wave, respondents, micro.k, columns, outcome)
 
 
-def _stored_values(con, wave: int, concepts: list[str]) -> dict[tuple[str, str], frozenset[str]]:
-    if not concepts:
-        return {}
-    rows = con.execute(
-        "SELECT respondent_key, concept, list(value ORDER BY value) FROM answers "
-        f"WHERE wave = ? AND concept IN ({', '.join('?' for _ in concepts)}) GROUP BY ALL",
+def _stored_values_in_order(con, wave: int, concepts: list[str]) -> tuple[list[list[frozenset[str]]], list[np.ndarray]]:
+    """Per concept, the distinct stored values (in order of first appearance) and each respondent's
+    value as a position among them. Same answers, same treatment: respondents are taken in the order
+    of their stored values, then of all their answers (only needed where the values tie), then of
+    their position in the load, never of their random keys, so a re-run on the same exports stores
+    the same data. That order is kept in the temporary table ORDER_TABLE (position, respondent_key)."""
+    loaded, stored = _read_stored_values(con, wave, concepts)
+    ranks = []
+    for sets, kind in stored:
+        text = [",".join(sorted(s)) for s in sets]  # values sort as their text ("", "1", "1,3", ...)
+        rank = np.empty(len(text), dtype=np.int64)
+        rank[sorted(range(len(text)), key=text.__getitem__)] = np.arange(len(text))
+        ranks.append(rank[kind])
+    order = np.lexsort([loaded, _answers_where_tied(con, loaded, ranks), *reversed(ranks)])
+    con.register("anonymity_positions", pd.DataFrame({"position": np.arange(len(order)), "loaded": loaded[order]}))
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE {ORDER_TABLE} AS SELECT p.position, r.respondent_key
+                    FROM anonymity_positions p JOIN respondents r ON r.rowid = p.loaded""")
+    con.unregister("anonymity_positions")
+    # Values numbered in order of first appearance (what Column.prepare's codes follow).
+    distinct, index = [], []
+    for sets, kind in stored:
+        in_order = kind[order]
+        present, first = np.unique(in_order, return_index=True)
+        appearance = present[np.argsort(first)]
+        number = np.empty(len(sets), dtype=np.int64)
+        number[appearance] = np.arange(len(appearance))
+        distinct.append([sets[d] for d in appearance.tolist()])
+        index.append(number[in_order])
+    return distinct, index
+
+
+def _read_stored_values(con, wave: int, concepts: list[str]) -> tuple[np.ndarray, list[tuple[list[frozenset[str]], np.ndarray]]]:
+    """Every respondent of the wave (its row in `respondents`) and, per concept, the distinct stored
+    values with each respondent's value as a position among them."""
+    # A stored value (a set of codes) is read as bits, one per code the wave's answers use, in 64-bit
+    # words: a few integers per respondent instead of lists of strings.
+    marks = ", ".join("?" for _ in concepts)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE anonymity_bits AS
+            SELECT concept, value, row_number() OVER (PARTITION BY concept ORDER BY value) - 1 AS bit
+            FROM (SELECT DISTINCT concept, value FROM answers WHERE wave = ? AND concept IN ({marks}))""",
         [wave, *concepts],
-    ).fetchall()
-    return {(key, concept): frozenset(values) for key, concept, values in rows}
+    )
+    codes = con.execute("SELECT concept, value, bit FROM anonymity_bits").fetchall()
+    words = [max((bit // 64 + 1 for concept, _, bit in codes if concept == c), default=1) for c in concepts]
+    masks = ", ".join(
+        f"coalesce(bit_or(1::UBIGINT << (c.bit % 64)) FILTER (WHERE c.concept = ? AND c.bit // 64 = {w}), 0) AS m{j}_{w}"
+        for j, count in enumerate(words) for w in range(count))
+    found = con.execute(
+        f"""SELECT r.rowid AS loaded, {masks}
+            FROM respondents r
+            LEFT JOIN answers a ON a.respondent_key = r.respondent_key AND a.wave = ? AND a.concept IN ({marks})
+            LEFT JOIN anonymity_bits c ON c.concept = a.concept AND c.value = a.value
+            WHERE r.wave = ? GROUP BY r.rowid""",
+        [*(c for c, count in zip(concepts, words) for _ in range(count)), wave, *concepts, wave],
+    ).fetchnumpy()
+    con.execute("DROP TABLE anonymity_bits")
+    by_bit = {(concept, bit): value for concept, value, bit in codes}
+    stored = []
+    for j, concept in enumerate(concepts):
+        bits = np.stack([np.asarray(found[f"m{j}_{w}"], dtype=np.uint64) for w in range(words[j])], axis=1)
+        distinct, kind = np.unique(bits, axis=0, return_inverse=True)
+        sets = [frozenset(by_bit[(concept, 64 * w + b)] for w, word in enumerate(row) for b in range(64) if word >> b & 1)
+                for row in distinct.tolist()]
+        stored.append((sets, kind.reshape(-1)))
+    return np.asarray(found["loaded"], dtype=np.int64), stored
 
 
-def _store_values(con, wave: int, keys: list[str], columns: list[Column], outcome: Outcome) -> None:
-    rows = []
+def _answers_where_tied(con, loaded: np.ndarray, ranks: list[np.ndarray]) -> np.ndarray:
+    """Respondents whose stored values tie, ranked by all their answers (an md5 of them); 0 elsewhere."""
+    _, same, counts = np.unique(_keys(np.stack(ranks, axis=1)), return_inverse=True, return_counts=True)
+    tied = np.flatnonzero(counts[same] > 1)
+    content = np.zeros(len(loaded), dtype=np.int64)
+    if tied.size:
+        con.register("anonymity_tied", pd.DataFrame({"loaded": loaded[tied]}))
+        found = con.execute(
+            """SELECT t.loaded, md5(coalesce(string_agg(a.concept || '=' || a.value, ';' ORDER BY a.concept, a.value), '')) AS digest
+               FROM anonymity_tied t JOIN respondents r ON r.rowid = t.loaded
+               LEFT JOIN answers a ON a.respondent_key = r.respondent_key GROUP BY t.loaded"""
+        ).fetchnumpy()
+        con.unregister("anonymity_tied")
+        sorter = np.argsort(loaded)
+        where = sorter[np.searchsorted(loaded, np.asarray(found["loaded"], dtype=np.int64), sorter=sorter)]
+        content[where] = np.unique(np.asarray(found["digest"], dtype=object), return_inverse=True)[1].reshape(-1) + 1
+    return content
+
+
+def _store_values(con, wave: int, columns: list[Column], outcome: Outcome) -> None:
     for j, column in enumerate(columns):
-        for key, value in zip(keys, outcome.column(j)):
-            if value != NOT_ANSWERED:
-                rows.extend((key, wave, column.concept, code) for code in value.split(","))
         con.execute("DELETE FROM answers WHERE wave = ? AND concept = ?", [wave, column.concept])
         introduced = column.rule.group_codes()
         if introduced:
@@ -567,12 +711,24 @@ def _store_values(con, wave: int, keys: list[str], columns: list[Column], outcom
                   for code, (first, label) in introduced.items() if first <= level and _used_at(column.rule, code, level)]
         if labels:
             con.executemany("INSERT INTO choices VALUES (?, ?, ?, ?, ?, ?, ?)", labels)
-    if rows:
-        frame = pd.DataFrame(rows, columns=["respondent_key", "wave", "concept", "value"])
-        con.register("protected_answers", frame)
-        con.execute("INSERT INTO answers (respondent_key, wave, concept, value) "
-                    "SELECT respondent_key, wave, concept, value FROM protected_answers")
-        con.unregister("protected_answers")
+    # One answer row per code of each stored value, in the order of the columns and the respondents.
+    positions = np.arange(len(outcome.final))
+    for j, column in enumerate(columns):
+        parts = [(code, part, value) for code, name in enumerate(outcome.names[j]) if name != NOT_ANSWERED
+                 for part, value in enumerate(name.split(","))]
+        con.register("anonymity_codes", pd.DataFrame({"code": np.array([p[0] for p in parts], dtype=np.int64),
+                                                      "part": np.array([p[1] for p in parts], dtype=np.int64),
+                                                      "value": pd.Series([p[2] for p in parts], dtype="str")}))
+        con.register("anonymity_stored", pd.DataFrame({"position": positions, "code": outcome.final[:, j]}))
+        con.execute(
+            f"""INSERT INTO answers (respondent_key, wave, concept, value)
+                SELECT o.respondent_key, ?, ?, c.value
+                FROM anonymity_stored s JOIN {ORDER_TABLE} o ON o.position = s.position JOIN anonymity_codes c ON c.code = s.code
+                ORDER BY s.position, c.part""",
+            [wave, column.concept],
+        )
+        con.unregister("anonymity_codes")
+        con.unregister("anonymity_stored")
 
 
 def _used_at(rule: KeyQuasiIdentifier, code: str, level: int) -> bool:
@@ -591,10 +747,10 @@ def _write_protection(con, wave: int, rules: PrivacyRules, protection: WaveProte
         if concept in by_concept and outcome is not None:
             j, column = by_concept[concept]
             level = outcome.levels[j]
-            values = outcome.final[:, j]
-            generalised = int(((values != 0) & (column.costs[level] > 0)).sum())
+            values, costs = outcome.final[:, j], column.respondent_costs(level)
+            generalised = int(((values != 0) & (costs > 0)).sum())
             removed = outcome.suppressed[j]
-            loss = float((removed.sum() + column.costs[level][~removed].sum()) / max(len(values), 1))
+            loss = float((removed.sum() + costs[~removed].sum()) / max(len(values), 1))
             rows.append((wave, concept, True, _treatment(concept, kind, disclosure, stored, micro, column.rule.levels[level].name),
                          level, column.rule.levels[level].name, generalised, int(removed.sum()), round(loss, 6)))
         else:
@@ -629,15 +785,5 @@ def _treatment(concept: str, kind: str, disclosure: str, stored: bool, micro: Mi
     return "stored as answered"
 
 
-def equivalence_classes(con: duckdb.DuckDBPyConnection, wave: int, concepts: list[str]) -> pd.DataFrame:
-    """respondent_key plus one column per concept: the stored value (codes joined by ',' or '*')."""
-    frame = pd.DataFrame({"respondent_key": [k for (k,) in con.execute(
-        "SELECT respondent_key FROM respondents WHERE wave = ? ORDER BY respondent_key", [wave]).fetchall()]})
-    stored = _stored_values(con, wave, concepts)
-    for concept in concepts:
-        frame[concept] = [",".join(sorted(stored.get((key, concept), ()))) or NOT_ANSWERED for key in frame["respondent_key"]]
-    return frame
-
-
 __all__ = ["PrivacyError", "PrivacyRules", "load_privacy_rules", "load_checked_privacy_rules", "privacy_path",
-           "protect_microdata", "equivalence_classes"]
+           "protect_microdata"]

@@ -99,8 +99,8 @@ def test_stored_pay_is_rounded_and_top_coded(loaded: Paths) -> None:
 def _column(concept: str, values: list[set[str]], rule: dict, missing: set[str] = frozenset(), codes: int = 3) -> Column:
     from pipeline.anonymity import KeyQuasiIdentifier
 
-    return Column(concept, KeyQuasiIdentifier.model_validate(rule), [frozenset(v) for v in values],
-                  frozenset(missing), codes)
+    return Column.of_values(concept, KeyQuasiIdentifier.model_validate(rule), [frozenset(v) for v in values],
+                            frozenset(missing), codes)
 
 
 REGION = {"weight": 1, "levels": [
