@@ -16,11 +16,14 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 
+import numpy as np
 import pandas as pd
 import yaml
+from pandas.api.types import infer_dtype
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.ingest import Export
@@ -50,22 +53,20 @@ def deidentify(export: Export, validation: Validation, instrument: Instrument, s
     kept = validation.outcome[validation.outcome == LOADED].index
     keys = pd.Series([_new_key() for _ in kept], index=kept, dtype=object)
     respondents = pd.DataFrame({"respondent_key": keys.values, "wave": instrument.wave})
-    coded, texts = [], []
-    for question in instrument.questions:
-        if question.disclosure is Disclosure.direct or question.id not in export.answers:
-            continue
-        values = export.answers.loc[kept, question.id]
+    rows = export.answers.index.get_indexer(kept)  # where the kept rows are: one lookup, not one per column
+    stored = [q for q in instrument.questions if q.disclosure is not Disclosure.direct and q.id in export.answers]
+    texts = _OpenText(scrubber, _own_identifiers(export, rows))
+    for question in stored:
         if question.type is QuestionType.text:
-            texts.append(_scrubbed(values, keys, question.id, export, kept, scrubber))
-        else:
-            rule = (coarsening or {}).get(question.id)
-            coded.append(_long(values.map(rule.apply, na_action="ignore") if rule else values, keys, question.id))
-    derived = derive(export.answers.loc[kept], instrument, derivations) if derivations else []
-    coded += [_long(values, keys, concept.question.id) for concept, values in derived]
-    answers = pd.concat(coded, ignore_index=True) if coded else _empty("concept", "value")
-    answers.insert(1, "wave", instrument.wave)
-    open_text = pd.concat(texts, ignore_index=True) if texts else _empty("concept", "text", "placeholders")
-    open_text.insert(1, "wave", instrument.wave)
+            texts.add(question.id, _kept(export.answers[question.id], rows))
+    derived = derive(_read_by(export.answers, derivations, rows), instrument, derivations) if derivations else []
+    coded = chain(  # taken one question at a time, as the long frame is built
+        ((q.id, _coarsened(_kept(export.answers[q.id], rows), (coarsening or {}).get(q.id)))
+         for q in stored if q.type is not QuestionType.text),
+        ((concept.question.id, values.reset_index(drop=True)) for concept, values in derived),
+    )
+    answers = _long(coded, keys.to_numpy(), instrument.wave)
+    open_text = texts.frame(keys.to_numpy(), instrument.wave)
     flags = validation.loaded_flags(keys)
     flags.insert(1, "wave", instrument.wave)
     return Deidentified(respondents, answers, open_text, flags, [concept for concept, _ in derived])
@@ -79,33 +80,116 @@ def _empty(*columns: str) -> pd.DataFrame:
     return pd.DataFrame({"respondent_key": pd.Series(dtype=object), **{c: pd.Series(dtype=object) for c in columns}})
 
 
-def _long(values: pd.Series, keys: pd.Series, concept: str) -> pd.DataFrame:
-    exploded = values.explode().dropna()
-    return pd.DataFrame(
-        {"respondent_key": keys.loc[exploded.index].values, "concept": concept, "value": exploded.astype(str).values}
-    )
+def _kept(column: pd.Series, rows: np.ndarray) -> pd.Series:
+    """A column's kept rows, indexed by their position among them."""
+    return column.iloc[rows].reset_index(drop=True)
 
 
-def _scrubbed(
-    values: pd.Series, keys: pd.Series, concept: str, export: Export, kept: pd.Index, scrubber: "Scrubber"
-) -> pd.DataFrame:
-    rows = []
-    for index, text in values.dropna().items():
-        own = _own_identifiers(export, index)
-        clean, found = scrubber.scrub(str(text), extra=own)
-        rows.append((keys.at[index], concept, clean, found))
-    return pd.DataFrame(rows, columns=["respondent_key", "concept", "text", "placeholders"])
+def _coarsened(values: pd.Series, rule: "NumericCoarsening | None") -> pd.Series:
+    if rule is None:
+        return values
+    if infer_dtype(values, skipna=True) != "string":
+        return values.map(rule.apply, na_action="ignore")
+    # answers as typed: each distinct one is coarsened once (text has one exact form per value)
+    codes, distinct = pd.factorize(values)
+    coarse = np.array([rule.apply(value) for value in distinct] + [None], dtype=object)
+    return pd.Series(coarse[codes], index=values.index)  # code -1 (no answer): None
 
 
-def _own_identifiers(export: Export, index: int) -> list[str]:
-    """The row's own names and emails: scrubbed from its free text even when no pattern knows them."""
-    values = []
-    for column in ("first_name", "last_name", "email"):
-        if column in export.identifiers and export.identifiers.at[index, column]:
-            values.append(str(export.identifiers.at[index, column]))
-    if "contact_email" in export.answers and export.answers.at[index, "contact_email"]:
-        values.append(str(export.answers.at[index, "contact_email"]))
-    return values
+def _long(coded: Iterable[tuple[str, pd.Series]], keys: np.ndarray, wave: int) -> pd.DataFrame:
+    """One row per answer given (per code of a multiple-choice answer): respondent_key, wave, concept,
+    value. `coded`: each concept's answers by kept position. Built as whole columns, each once (no
+    concatenation of frames): a row holds pointers to strings shared by every row with the same key,
+    concept or value."""
+    positions, values, concepts, counts = [], [], [], []
+    for concept, answers in coded:
+        given = answers.dropna()
+        if infer_dtype(given) != "string":  # several codes per answer (a multiple choice)
+            given = given.explode().dropna()
+        positions.append(given.index.to_numpy(dtype=np.int32))
+        values.append(given.astype(str).to_numpy(dtype=object))
+        concepts.append(concept)
+        counts.append(len(given))
+    if not concepts:
+        frame = _empty("concept", "value")
+        frame.insert(1, "wave", wave)
+        return frame
+    respondent_keys = _strings(keys[np.concatenate(positions)])
+    del positions  # each piece is let go once its column is whole
+    given_values = _strings(np.concatenate(values))
+    del values
+    return pd.DataFrame({"respondent_key": respondent_keys, "wave": np.full(sum(counts), wave, dtype=np.int64),
+                         "concept": _strings(np.repeat(np.array(concepts, dtype=object), counts)),
+                         "value": given_values}, copy=False)
+
+
+def _strings(values: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """The text column pandas would make of `values` (Python strings), without copying them."""
+    return pd.array(values, dtype="str", copy=False)
+
+
+def _read_by(answers: pd.DataFrame, derivations: "Derivations | None", rows: np.ndarray) -> pd.DataFrame:
+    """The kept rows of the columns derived answers read (not a copy of every answer)."""
+    read = {name for d in (derivations.definitions if derivations else []) for name in (d.compare.value, d.compare.key)}
+    return answers[[c for c in answers.columns if c in read]].iloc[rows]
+
+
+class _OpenText:
+    """Open answers, scrubbed. A text that holds none of its respondent's own identifiers is scrubbed
+    the same way wherever it appears, so each distinct such text is scrubbed once."""
+
+    def __init__(self, scrubber: "Scrubber", own: list[list[Any]]):
+        self.scrubber = scrubber
+        self.own = own  # per identifier column: each kept row's value
+        self.once: dict[str, tuple[str, int]] = {}
+        self.positions: list[int] = []
+        self.concepts: list[str] = []
+        self.texts: list[str] = []
+        self.found: list[int] = []
+
+    def add(self, concept: str, values: pd.Series) -> None:
+        for position, text in values.dropna().items():
+            text = str(text)
+            own = [str(column[position]) for column in self.own if column[position]]
+            if any(_mentions(text, value) for value in own if len(value) > 2):
+                clean, found = self.scrubber.scrub(text, extra=own)
+            elif (clean_found := self.once.get(text)) is not None:
+                clean, found = clean_found
+            else:
+                clean, found = self.once[text] = self.scrubber.scrub(text)
+            self.positions.append(position)
+            self.concepts.append(concept)
+            self.texts.append(clean)
+            self.found.append(found)
+
+    def frame(self, keys: np.ndarray, wave: int) -> pd.DataFrame:
+        if not self.positions:
+            frame = _empty("concept", "text", "placeholders")
+        else:
+            frame = pd.DataFrame({"respondent_key": keys[self.positions].tolist(), "concept": self.concepts,
+                                  "text": self.texts, "placeholders": self.found})
+        frame.insert(1, "wave", wave)
+        return frame
+
+
+def _own_identifiers(export: Export, rows: np.ndarray) -> list[list[Any]]:
+    """The kept rows' own names and emails (a list per column, None where missing): scrubbed from
+    their free text even when no pattern knows them."""
+    columns = [export.identifiers[c] for c in ("first_name", "last_name", "email") if c in export.identifiers]
+    if "contact_email" in export.answers:
+        columns.append(export.answers["contact_email"])
+    own = []
+    for column in columns:
+        values = column.iloc[rows]
+        own.append([None if missing else value for value, missing in zip(values.tolist(), values.isna().tolist())])
+    return own
+
+
+def _mentions(text: str, value: str) -> bool:
+    """Whether `text` holds `value` as the scrubber matches it (ignoring case)."""
+    if text.isascii() and value.isascii():  # ASCII only: what re.IGNORECASE matches is exactly this
+        return value.lower() in text.lower()
+    return re.search(re.escape(value), text, re.IGNORECASE) is not None
 
 
 # --- derived answers (surveys/derived.yaml) ----------------------------------------------------
@@ -322,6 +406,7 @@ def _rates_for(definition: Derivation, instrument: Instrument, table: ReferenceT
 
 # --- free-text scrubbing ----------------------------------------------------------------------
 
+# After EMAIL and URL, every pattern needs a digit (`Scrubber.scrub` skips them for text without one).
 PATTERNS: list[tuple[str, str]] = [
     ("EMAIL", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
     ("URL", r"\b(?:https?://|www\.)\S+"),
@@ -385,6 +470,7 @@ ORDINARY_WORDS = {
     "hospital", "clinic", "centre", "center", "housing", "mental", "health", "support", "staff", "team",
 }
 WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ]+(?:['’-][A-Za-zÀ-ÖØ-öø-ÿ]+)*")
+DIGIT = re.compile(r"\d")  # any decimal digit, as the patterns' \d and libphonenumber read them
 SENTENCE_END = re.compile(r"[.!?:;\n\"“”«»()]")
 
 
@@ -417,7 +503,8 @@ class Scrubber:
         text, n = _phones(text)
         count += n
         listed = [item for item in self.lists if item[1] is not None]
-        for label, pattern in self.patterns[2:] + listed + self.generic:
+        numbered = self.patterns[2:] if DIGIT.search(text) else []  # each needs a digit
+        for label, pattern in numbered + listed + self.generic:
             text, n = pattern.subn(f"[{label}]", text)
             count += n
         text, n = self._names(text)
@@ -446,11 +533,13 @@ class Scrubber:
         return "".join(pieces) + text[last:], count
 
     def _is_name(self, text: str, tokens: list[re.Match], i: int) -> bool:
-        word = self._plain(tokens[i].group())
         before = tokens[i - 1].group().lower() if i else ""
+        capital = _capitalised(tokens[i].group())
+        if not capital and before not in ROLES:
+            return False  # only a role makes a lower-case word a name ("my supervisor sarah")
+        word = self._plain(tokens[i].group())
         gap = text[tokens[i - 1].end():tokens[i].start()] if i else ""
         nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-        capital = _capitalised(tokens[i].group())
         given = self._given(word)
         known = given and word not in self.ordinary
         if known and capital and ("-" in word or re.search(r"['’]s$", tokens[i].group())):
@@ -483,6 +572,8 @@ def _phones(text: str) -> tuple[str, int]:
     """Every phone number libphonenumber finds (Canadian rules, or international with a +)."""
     import phonenumbers
 
+    if not DIGIT.search(text):  # libphonenumber finds no number without a digit
+        return text, 0
     spans = [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(text, "CA", leniency=phonenumbers.Leniency.POSSIBLE)]
     for start, end in reversed(spans):
         text = text[:start] + "[PHONE]" + text[end:]

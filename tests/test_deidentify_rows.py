@@ -1,0 +1,109 @@
+"""De-identifying a whole export: each respondent's own identifiers leave their own free text (even
+when others wrote the same words), and the long answer frame keeps every answer under its
+respondent's key. Expected values are worked out by hand from the rows below."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from builders import response, write_export
+from conftest import REPO
+from pipeline.deidentify import Deidentified, deidentify, load_scrubber
+from pipeline.ingest import Export, read_export
+from pipeline.instrument import load_instrument
+from pipeline.validate import LOADED, secret_key, validate
+
+INSTRUMENT = load_instrument(REPO / "surveys" / "2025" / "instrument.yaml")
+SCRUBBER = load_scrubber(REPO / "surveys" / "deidentification.yaml")
+SAME_WORDS = "Ask Xyzzy Quux about it"
+
+
+def exported(tmp_path, rows: list[dict]) -> Export:
+    return read_export(write_export(tmp_path / "2025" / "export.csv", INSTRUMENT, rows), INSTRUMENT)
+
+
+def deidentified(export: Export) -> Deidentified:
+    validation = validate(export, INSTRUMENT, secret_key())
+    assert (validation.outcome == LOADED).all()  # every row below is a valid response
+    return deidentify(export, validation, INSTRUMENT, SCRUBBER)
+
+
+def texts_by_row(data: Deidentified, concept: str) -> list[tuple[str, int] | None]:
+    """Each loaded row's scrubbed answer to `concept` and its findings (None: no answer), in row order."""
+    found = data.open_text[data.open_text["concept"] == concept].set_index("respondent_key")
+    return [(found.at[key, "text"], int(found.at[key, "placeholders"])) if key in found.index else None
+            for key in data.respondents["respondent_key"]]
+
+
+def test_own_names_leave_only_their_owners_text_when_others_wrote_the_same_words(tmp_path) -> None:
+    rows = [
+        response(1, {"comments_changes": SAME_WORDS}, RecipientFirstName="Xyzzy", RecipientLastName="Quux",
+                 RecipientEmail="xq@mail.test"),
+        response(2, {"comments_changes": SAME_WORDS}, RecipientFirstName="Plugh", RecipientEmail="p@mail.test"),
+        response(3, {"comments_changes": SAME_WORDS}),
+        response(4, {"comments_changes": "ask XYZZY about it"}, RecipientFirstName="Xyzzy", RecipientEmail="x2@mail.test"),
+        response(5, {"comments_changes": SAME_WORDS}, RecipientLastName="Quux", RecipientEmail="q@mail.test"),
+        response(6, {"comments_changes": "talk to ZÉBULONNE-QÜX soon"}, RecipientFirstName="Zébulonne-Qüx",
+                 RecipientEmail="z@mail.test"),
+        response(7, {"comments_other": "talk to Zébulonne-Qüx soon"}),
+    ]
+    data = deidentified(exported(tmp_path, rows))
+    # by hand: first and last name side by side become one [NAME] (two findings); nobody else's name
+    # is taken from a text, whatever its case or accents
+    assert texts_by_row(data, "comments_changes") == [
+        ("Ask [NAME] about it", 2),
+        (SAME_WORDS, 0),
+        (SAME_WORDS, 0),
+        ("ask [NAME] about it", 1),
+        ("Ask Xyzzy [NAME] about it", 1),
+        ("talk to [NAME] soon", 1),
+        None,
+    ]
+    assert texts_by_row(data, "comments_other") == [None] * 6 + [("talk to Zébulonne-Qüx soon", 0)]
+
+
+def test_a_missing_identifier_scrubs_nothing_whatever_form_it_takes(tmp_path) -> None:
+    text = "Our financial manager cut the maintenance budget; Nancy Hernandez agreed."
+    rows = [response(1, {"comments_changes": text}), response(2, {"comments_changes": text}, RecipientFirstName="Xyzzy")]
+    export = exported(tmp_path, rows)
+    # a text column of pandas 3 holds a missing value as NaN (not None): it names nobody
+    export.identifiers["first_name"] = pd.Series([None, "Xyzzy"], index=export.identifiers.index, dtype="str")
+    export.identifiers["last_name"] = pd.Series([None, None], index=export.identifiers.index, dtype=object)
+    assert export.identifiers["first_name"].isna().tolist() == [True, False]
+    # "Nancy Hernandez" is a known given name and a surname: the scrubber's own finding
+    expected = ("Our financial manager cut the maintenance budget; [NAME] agreed.", 1)
+    assert texts_by_row(deidentified(export), "comments_changes") == [expected, expected]
+
+
+def test_each_answer_is_stored_once_under_its_respondents_key(tmp_path) -> None:
+    from pipeline.anonymity import load_privacy_rules
+
+    rows = [response(1, {"tasks_clinical": ["1", "5"], "hourly_wage": "19.25"}),
+            response(2, {"tasks_clinical": ["6"], "hourly_wage": "23.74", "paid_sick_days": None}),
+            response(3, {"tasks_clinical": ["1", "5"], "hourly_wage": "19.25"})]
+    export = exported(tmp_path, rows)
+    validation = validate(export, INSTRUMENT, secret_key())
+    rules = load_privacy_rules(REPO / "surveys" / "privacy.yaml").microdata.numeric_quasi_identifiers
+    data = deidentify(export, validation, INSTRUMENT, SCRUBBER, rules)
+    keys = data.respondents["respondent_key"].tolist()
+    assert len(set(keys)) == 3 and set(data.answers["respondent_key"]) == set(keys)
+
+    def stored(concept: str) -> list[list[str]]:
+        mine = data.answers[data.answers["concept"] == concept]
+        return [sorted(mine.loc[mine["respondent_key"] == key, "value"]) for key in keys]
+
+    # one row per code ticked; wages to the nearest 50 cents (19.25 is halfway: to even, 19)
+    assert stored("tasks_clinical") == [["1", "5"], ["6"], ["1", "5"]]
+    assert stored("hourly_wage") == [["19"], ["23.5"], ["19"]]
+    assert stored("paid_sick_days") == [["1"], [], ["1"]]  # no answer, no row
+    assert not data.answers.duplicated(["respondent_key", "concept", "value"]).any()
+    assert (data.answers["wave"] == 2025).all()
+
+
+@pytest.mark.parametrize("field", ["RecipientFirstName", "RecipientEmail"])
+def test_no_identifier_reaches_the_frames(tmp_path, field: str) -> None:
+    value = {"RecipientFirstName": "Xyzzy", "RecipientEmail": "xyzzy@mail.test"}[field]
+    data = deidentified(exported(tmp_path, [response(1, {"comments_changes": f"I am {value}"}, **{field: value})]))
+    for frame in (data.respondents, data.answers, data.open_text, data.quality_flags):
+        assert not frame.astype(str).apply(lambda column: column.str.contains(value, case=False)).any().any()
