@@ -17,12 +17,15 @@ safe, how many people (and how many counted) are in no group of each breakdown (
 else" figures give it away). A hidden value is disclosed when every solution of the equations (in
 whole numbers, with the bounds the reasons state) gives it its true value: its feasible range has
 width zero. Ranges are solved with HiGHS (scipy), one system per family of linked indicators and
-wave, with sparse matrices.
+wave, with sparse matrices. Before solving: a value that is a linear combination of the equations
+is pinned (checked exactly, in whole numbers); a count whose linear relaxation cannot move is pinned;
+and every solution found is checked against every value still open.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -194,14 +197,24 @@ class System:
     equations: list[tuple[dict[int, float], float]] = field(default_factory=list)  # sum = value
     inequalities: list[tuple[dict[int, float], float]] = field(default_factory=list)  # sum <= value
     _compiled: tuple | None = None
+    _row_space: dict[int, dict[int, int]] | None = None  # the equations, reduced (_row_echelon)
 
     def variable(self, name: str, integer: bool, lower: float, upper: float) -> int:
         self.names.append(name)
         self.integer.append(integer)
         self.lower.append(lower)
         self.upper.append(upper)
-        self._compiled = None
+        self._compiled = self._row_space = None
         return len(self.names) - 1
+
+    def fixes(self, terms: dict[int, float]) -> bool:
+        """Whether the equations alone give the expression a single value (it is a linear combination
+        of them, found exactly, in whole numbers): then no solution can move it, and nothing needs solving."""
+        if self._row_space is None:
+            self._row_space = _row_echelon([t for t, _ in self.equations])
+        if self._row_space is None or any(not float(c).is_integer() for c in terms.values()):
+            return False  # not worked out in whole numbers: left to the solver
+        return not _reduce(terms, self._row_space)
 
     def either(self, first: tuple[dict[int, float], float], second: tuple[dict[int, float], float], big: float) -> None:
         """At least one of two inequalities holds (a binary switch between them, big-M)."""
@@ -222,19 +235,33 @@ class System:
             self._compiled = (constraints, Bounds(self.lower, self.upper), np.array(self.integer, dtype=int))
         return self._compiled
 
+    def _objective(self, terms: dict[int, float], sign: int) -> np.ndarray:
+        """milp minimises: maximising (sign 1) is minimising the negated expression."""
+        objective = np.zeros(len(self.names))
+        for i, coef in terms.items():
+            objective[i] = -sign * coef
+        return objective
+
     def solve(self, terms: dict[int, float], sign: int) -> tuple[str, np.ndarray | None]:
         """Maximise (sign 1) or minimise (sign -1) a linear expression: ('optimal', a solution),
         ('unbounded', None), or ('infeasible', None) when the published figures contradict the model."""
         from scipy.optimize import milp
 
         constraints, bounds, integrality = self._compile()
-        objective = np.zeros(len(self.names))
-        for i, coef in terms.items():
-            objective[i] = -sign * coef
-        result = milp(objective, integrality=integrality, bounds=bounds, constraints=constraints)
+        result = milp(self._objective(terms, sign), integrality=integrality, bounds=bounds, constraints=constraints)
         if result.status == 0:
             return "optimal", result.x
         return ("infeasible", None) if result.status == 2 else ("unbounded", None)
+
+    def relaxed_within(self, terms: dict[int, float], sign: int, bound: float) -> bool:
+        """Whether the linear relaxation (whole numbers not required) already keeps the expression
+        at most `bound` (sign 1) or at least `bound` (sign -1): then so does every whole solution."""
+        from scipy.optimize import milp
+
+        constraints, bounds, integrality = self._compile()
+        result = milp(self._objective(terms, sign), integrality=np.zeros_like(integrality), bounds=bounds,
+                      constraints=constraints)
+        return result.status == 0 and sign * (_value(terms, result.x) - bound) <= 0
 
     def value_range(self, terms: dict[int, float], sides: tuple[int, ...] = (1, -1)) -> tuple[float, float]:
         """The smallest and largest value of a linear expression over every feasible solution
@@ -245,6 +272,50 @@ class System:
             found[sign] = (_value(terms, x) if status == "optimal" else sign * np.inf if status == "unbounded"
                            else sign * -np.inf)
         return found[1], found[-1]
+
+
+def _row_echelon(rows: list[dict[int, float]]) -> dict[int, dict[int, int]] | None:
+    """The rows in reduced row echelon form, exactly, in whole numbers: pivot variable -> its row,
+    with no other pivot variable in it. None when a coefficient is not a whole number."""
+    if any(not float(c).is_integer() for row in rows for c in row.values()):
+        return None
+    pivots: dict[int, dict[int, int]] = {}
+    for row in rows:
+        rest = _reduce(row, pivots)
+        if not rest:
+            continue  # a combination of the rows before
+        pivot = min(rest)
+        for other in pivots.values():
+            if pivot in other:
+                _eliminate(other, rest, pivot)
+        pivots[pivot] = rest
+    return pivots
+
+
+def _reduce(terms: dict[int, float], pivots: dict[int, dict[int, int]]) -> dict[int, int]:
+    """What is left of an expression (whole coefficients) once the pivot rows are taken out
+    (nothing: it is a combination of them)."""
+    rest = {i: int(c) for i, c in terms.items() if c}
+    for pivot in [i for i in rest if i in pivots]:  # a pivot row holds no other pivot: one pass is enough
+        _eliminate(rest, pivots[pivot], pivot)
+    return rest
+
+
+def _eliminate(row: dict[int, int], other: dict[int, int], pivot: int) -> None:
+    """Take `pivot` out of `row` with a multiple of `other`, in whole numbers (divided by their gcd)."""
+    scale, factor = other[pivot], row[pivot]
+    for i in row:
+        row[i] *= scale
+    for i, c in other.items():
+        value = row.get(i, 0) - factor * c
+        if value:
+            row[i] = value
+        else:
+            row.pop(i, None)
+    divisor = math.gcd(*row.values())
+    if divisor > 1:
+        for i in row:
+            row[i] //= divisor
 
 
 def _value(terms: dict[int, float], x: np.ndarray) -> float:
@@ -419,12 +490,18 @@ def _stated_bounds(system: System, n: dict[int, float], count: dict[int, float] 
 # --- which hidden cells follow ----------------------------------------------------------------
 
 
-def disclosures(system: System, targets: list[Target]) -> list[tuple[Target, str]]:
+def disclosures(system: System, targets: list[Target], moving: set[tuple] | None = None,
+                first: bool = False) -> list[tuple[Target, str]]:
     """Each hidden cell an attacker can work out exactly, and what they learn.
 
     The true values are one solution, so a value is pinned when no solution moves it. Solving for
     every target at once (the sum of all, up then down) moves most of them in two solves; those left
-    are solved one by one."""
+    are solved one by one, and each solution found on the way also moves the others it can.
+
+    `moving`: (cell key, figure) pairs known to move in a system that this one relaxes (hiding one
+    more cell only drops equations, so whatever could move still can); those found to move here
+    are added to it. `first`: stop at the first cell worked out, in the order of `targets`."""
+    moving = set() if moving is None else moving
     checks = []  # (target, role, terms, truth, tolerance)
     for t in targets:
         if t.kind == "proportion":
@@ -432,13 +509,13 @@ def disclosures(system: System, targets: list[Target]) -> list[tuple[Target, str
             checks += [(t, "yes", t.measure, t.true_measure, 0.5), (t, "no", said_no, t.true_n - t.true_measure, 0.5)]
         else:
             checks += [(t, "n", t.n, t.true_n, 0.5), (t, "sum", t.measure, t.true_measure, 1e-6)]
-    moved = [False] * len(checks)
+    moved = [(c[0].key, c[1]) in moving for c in checks]
     _move_together(system, checks, moved)
     pinned = {}
 
     def is_pinned(k: int) -> bool:
         if k not in pinned:
-            pinned[k] = not moved[k] and not _moves(system, checks[k][2], checks[k][3], checks[k][4])
+            pinned[k] = not moved[k] and (system.fixes(checks[k][2]) or not _moves(system, checks, k, moved))
         return pinned[k]
 
     found = []
@@ -453,11 +530,19 @@ def disclosures(system: System, targets: list[Target]) -> list[tuple[Target, str
                 found.append((t, f"n = {int(t.true_n)} and count = {int(t.true_measure)}"))
         elif is_pinned(k) and is_pinned(k + 1):
             found.append((t, f"n = {int(t.true_n)} and its mean"))
+        if first and found:
+            break
+    moving.update((c[0].key, c[1]) for c, m in zip(checks, moved) if m)
     return found
 
 
+def _whole(check: tuple) -> bool:
+    """A count (solved with the others, to the nearest person); a mean's sum is solved on its own."""
+    return check[4] >= 0.5
+
+
 def _move_together(system: System, checks: list, moved: list[bool]) -> None:
-    whole = [k for k, c in enumerate(checks) if c[4] >= 0.5]  # sums of means are solved one by one
+    whole = [k for k, c in enumerate(checks) if _whole(c)]
     progress = True
     while progress:
         progress = False
@@ -472,19 +557,34 @@ def _move_together(system: System, checks: list, moved: list[bool]) -> None:
             status, x = system.solve(terms, sign)
             if status == "infeasible":
                 raise Contradiction("the published figures have no solution")
-            if status != "optimal":
-                continue
-            for k in open_:
-                if abs(_value(checks[k][2], x) - checks[k][3]) > checks[k][4]:
-                    moved[k] = progress = True
+            if status == "optimal" and _mark_moved(checks, open_, moved, x):
+                progress = True
 
 
-def _moves(system: System, terms: dict[int, float], truth: float, tolerance: float) -> bool:
-    """Whether some solution gives the expression another value than its true one."""
+def _mark_moved(checks: list, open_: list[int], moved: list[bool], x: np.ndarray) -> bool:
+    """Mark the checks that the solution `x` gives another value than their true one."""
+    marked = False
+    for k in open_:
+        if abs(_value(checks[k][2], x) - checks[k][3]) > checks[k][4]:
+            moved[k] = marked = True
+    return marked
+
+
+def _moves(system: System, checks: list, k: int, moved: list[bool]) -> bool:
+    """Whether some solution gives check k's expression another value than its true one. For a
+    count, the linear relaxation (cheaper) first: if even it cannot move the count, nothing can.
+    A solution that moves it also marks the other open counts it moves."""
+    terms, truth, tolerance = checks[k][2], checks[k][3], checks[k][4]
     for sign in (1, -1):
+        if _whole(checks[k]) and system.relaxed_within(terms, sign, truth + sign * tolerance):
+            continue
         status, x = system.solve(terms, sign)
         if status == "infeasible":
             raise Contradiction("the published figures have no solution")
-        if status == "unbounded" or abs(_value(terms, x) - truth) > tolerance:
+        if status == "unbounded":
+            moved[k] = True
+            return True
+        _mark_moved(checks, [k] + [j for j, c in enumerate(checks) if _whole(c) and not moved[j]], moved, x)
+        if moved[k]:
             return True
     return False

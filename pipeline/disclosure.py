@@ -76,8 +76,9 @@ def suppress(cells: pd.DataFrame, rules: DisclosureRules, families: dict[int, li
             tables += [(t.index, ["count", "indicator_id"], False)
                        for _, t in linked.groupby(["partition", "wave", "breakdown", "group_code"], sort=False)]
         _complement_all(cells, tables, rules)
+        moving: dict[tuple, set[tuple]] = {}  # what is known to move, per family and wave (cells are only ever hidden)
         # a cell hidden for the wave's linked figures can expose its own table again, and back
-        while _complement_linked(cells, families) and _complement_all(cells, tables, rules):
+        while _complement_linked(cells, families, moving) and _complement_all(cells, tables, rules):
             pass
     return cells
 
@@ -185,20 +186,23 @@ def _complement_all(cells: pd.DataFrame, tables: list[tuple[pd.Index, list[str],
     return hid_any
 
 
-def _complement_linked(cells: pd.DataFrame, families: dict[int, list[Family]] | None) -> bool:
+def _complement_linked(cells: pd.DataFrame, families: dict[int, list[Family]] | None,
+                       moving: dict[tuple, set[tuple]]) -> bool:
     """Hide further cells until no hidden cell of a wave follows from the wave's published figures.
 
     For the first cell that can be worked out, the partner hidden is, among the published cells that
     share an equation with it (another group of its table, or the same group in a linked indicator),
     the one with the fewest respondents (then the smallest count) that protects it on its own (else
     the first of them): the least information lost. Deterministic: cells are taken in order.
-    Returns whether any cell was hidden."""
+    `moving` keeps, per family and wave, the hidden figures known to move: hiding a cell only ever
+    takes equations away, so they need no solving again. Returns whether any cell was hidden."""
     hid_any = False
     frame = cells.assign(sum=[float(t) if t is not None and t == t else 0.0 for t in cells["total"]]
                          if "total" in cells.columns else 0.0)
     for family, members in list(family_cells(frame, families)):
+        known = moving.setdefault((family, int(members["wave"].iloc[0])), set())
         while members["suppressed"].any():
-            found = disclosures(*family_system(family, members)[:2])
+            found = disclosures(*family_system(family, members)[:2], moving=known, first=True)
             if not found:
                 break
             shown = _partner_pool(members, found[0][0].key)
@@ -207,7 +211,8 @@ def _complement_linked(cells: pd.DataFrame, families: dict[int, list[Family]] | 
             order = {i: k for k, i in enumerate(family.indicators)}
             candidates = [r.Index for r in sorted(shown.itertuples(), key=lambda r: (
                 r.n, r.count if r.kind == "proportion" else float("inf"), order[r.indicator_id], r.group_code))]
-            partner = next((p for p in candidates if _protects(family, members, p, found[0][0].key)), candidates[0])
+            partner = next((p for p in candidates if _protects(family, members, p, found[0][0].key, known)),
+                           candidates[0])
             for frame_ in (cells, members):
                 frame_.loc[partner, ["suppressed", "suppression"]] = [True, COMPLEMENTARY]
             hid_any = True
@@ -230,9 +235,10 @@ def _partner_pool(members: pd.DataFrame, key: tuple) -> pd.DataFrame:
     return wider if not wider.empty else shown
 
 
-def _protects(family: Family, members: pd.DataFrame, partner, key: tuple) -> bool:
-    """Whether hiding `partner` alone leaves the hidden cell `key` impossible to work out."""
+def _protects(family: Family, members: pd.DataFrame, partner, key: tuple, moving: set[tuple]) -> bool:
+    """Whether hiding `partner` alone leaves the hidden cell `key` impossible to work out (`moving`:
+    what moves without hiding it, and so still moves with it hidden)."""
     trial = members.copy()
     trial.loc[partner, "suppressed"] = True
     system, targets, _ = family_system(family, trial)
-    return not disclosures(system, [t for t in targets if t.key == key])
+    return not disclosures(system, [t for t in targets if t.key == key], moving=set(moving))

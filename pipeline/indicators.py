@@ -6,9 +6,10 @@
    living wage) were worked out at de-identification and are concepts like any question.
 2. `respondent_groups`: one row per respondent and group of each breakdown, compiled from the
    catalogue's `breakdowns` (one group per answer, or groups defined by rules).
-3. Each indicator becomes one aggregate query: for every wave, overall and for every group, n (the
-   population who answered) and the count who meet the condition, or exact sums of the value for a
-   mean; and per breakdown the same over everyone in one of its groups (for the gaps).
+3. One aggregate query for all indicators (each indicator's population is a part of it): for every
+   indicator and wave, overall and for every group, n (the population who answered) and the count
+   who meet the condition, or exact sums of the value for a mean; and per breakdown the same over
+   everyone in one of its groups (for the gaps).
 4. In Python: Wilson / t intervals and disclosure control (`indicator_estimates`); each group
    against everyone else in its breakdown (`indicator_gaps`); each wave against the previous one,
    as far as the questions compare (`indicator_changes`); and the catalogue itself
@@ -261,31 +262,41 @@ def _lit(value: str) -> str:
 
 
 def build_wide(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> dict[str, str]:
-    """(Re)build respondent_wide; return the type of each of its columns (for compiling rules)."""
+    """(Re)build respondent_wide; return the type of each of its columns (for compiling rules).
+
+    Answers are first reduced to one value per respondent and concept, then turned into columns by
+    PIVOT, a few concepts of one kind at a time: far cheaper than one filtered aggregate per column
+    over every answer, and the (respondent, concept) tables stay small."""
     types = concept_types(con)
     scored = {c for (c,) in con.execute("SELECT DISTINCT concept FROM choices WHERE score IS NOT NULL").fetchall()}
-    columns = []
+    by_value: dict[str, list[str]] = {}  # the value of one answer (of each kind) -> its concepts
     for concept, kind in types.items():
-        match = f"a.concept = {_lit(concept)}"
-        if kind == "numeric":
-            columns.append(f"max(TRY_CAST(a.value AS DOUBLE)) FILTER (WHERE {match}) AS {_q(concept)}")
-        elif kind == "multiple":
-            columns.append(f"list(a.value ORDER BY a.value) FILTER (WHERE {match} AND NOT ch.missing) AS {_q(concept)}")
-        elif kind == "date":
-            columns.append(f"max(TRY_CAST(a.value AS DATE)) FILTER (WHERE {match}) AS {_q(concept)}")
-        else:
-            columns.append(f"max(a.value) FILTER (WHERE {match} AND NOT ch.missing) AS {_q(concept)}")
-        if concept in scored:
-            columns.append(f"max(ch.score) FILTER (WHERE {match}) AS {_q(concept + '__score')}")
+        by_value.setdefault(_ANSWER_VALUE.get(kind, _CHOSEN), []).append(concept)
+    if scored_here := [c for c in types if c in scored]:
+        by_value["max(score)"] = scored_here
+    batches = [(value, concepts[start:start + _PIVOT_BATCH]) for value, concepts in by_value.items()
+               for start in range(0, len(concepts), _PIVOT_BATCH)]
+    pivots, source = [], {}
+    for k, (value, concepts) in enumerate(batches):
+        listed = ", ".join(_lit(c) for c in concepts)
+        pivots.append(
+            f"p{k} AS (PIVOT (SELECT respondent_key, concept, {value} AS v FROM answered WHERE concept IN ({listed}) "
+            f"GROUP BY respondent_key, concept) ON concept IN ({listed}) USING first(v) GROUP BY respondent_key)")
+        suffix = "__score" if value == "max(score)" else ""
+        source.update({concept + suffix: f"p{k}.{_q(concept)}" for concept in concepts})
+    columns = [f"{source[c]} AS {_q(c)}" for concept in types
+               for c in ([concept, concept + "__score"] if concept in scored else [concept])]
     score_columns = [_score_sql(name, score, types, scored) for name, score in catalogue.scores.items()]
     sql = f"""
         CREATE OR REPLACE TABLE respondent_wide AS
-        WITH base AS (
-            SELECT r.respondent_key, r.wave{''.join(', ' + c for c in columns)}
-            FROM respondents r
-            LEFT JOIN answers a USING (respondent_key)
+        WITH answered AS NOT MATERIALIZED (
+            SELECT a.respondent_key, a.concept, a.value, ch.missing, ch.score
+            FROM answers a
             LEFT JOIN choices ch ON ch.wave = a.wave AND ch.concept = a.concept AND ch.code = a.value
-            GROUP BY r.respondent_key, r.wave
+        ){''.join(', ' + p for p in pivots)},
+        base AS (
+            SELECT r.respondent_key, r.wave{''.join(', ' + c for c in columns)}
+            FROM respondents r{''.join(f' LEFT JOIN p{k} USING (respondent_key)' for k in range(len(pivots)))}
         )
         SELECT base.*{''.join(', ' + s for s in score_columns)}
         FROM base
@@ -295,6 +306,17 @@ def build_wide(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> dict[str
     kinds = dict(types)
     kinds.update({name: "numeric" for name in catalogue.scores})
     return kinds
+
+
+_PIVOT_BATCH = 12  # concepts per PIVOT (measured at 100,000 responses: 6 to 12 use the least memory and time)
+# One respondent's value for a concept, from its answer rows: answers that mean "no answer" (and
+# codes the questionnaire does not know) are left out of choices, not of numbers and dates.
+_CHOSEN = "max(value) FILTER (WHERE NOT missing)"
+_ANSWER_VALUE = {
+    "numeric": "max(TRY_CAST(value AS DOUBLE))",
+    "date": "max(TRY_CAST(value AS DATE))",
+    "multiple": "list(value ORDER BY value) FILTER (WHERE NOT missing)",
+}
 
 
 def _score_sql(name: str, score: Score, types: dict[str, str], scored: set[str]) -> str:
@@ -638,12 +660,12 @@ def compute(
         wave: {c for (c,) in con.execute("SELECT concept FROM concepts WHERE wave = ?", [wave]).fetchall()}
         for (wave,) in con.execute("SELECT DISTINCT wave FROM respondents ORDER BY wave").fetchall()
     }
-    frames = []
-    for indicator in catalogue.indicators:
-        usable = [w for w, concepts in waves.items() if _available(indicator, concepts, catalogue)]
-        if usable:
-            frames.append(_aggregate(con, indicator, catalogue, kinds, usable))
-    estimates = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    usable = {
+        indicator.id: [w for w, concepts in waves.items() if _available(indicator, concepts, catalogue)]
+        for indicator in catalogue.indicators
+    }
+    computed = [i for i in catalogue.indicators if usable[i.id]]
+    estimates = _aggregate(con, computed, catalogue, kinds, usable) if computed else pd.DataFrame()
     gaps = changes = pd.DataFrame()
     if not estimates.empty:
         check_partitions(estimates, catalogue)
@@ -657,47 +679,63 @@ def compute(
 
 
 def _aggregate(
-    con: duckdb.DuckDBPyConnection, indicator: Indicator, catalogue: Catalogue, kinds: dict[str, str], waves: list[int]
+    con: duckdb.DuckDBPyConnection, indicators: list[Indicator], catalogue: Catalogue, kinds: dict[str, str],
+    waves: dict[str, list[int]],
 ) -> pd.DataFrame:
-    population = compile_rule(indicator.population, kinds)
-    where = f"{population} AND {_answered(indicator.questions)} AND wave IN ({', '.join(str(w) for w in waves)})"
-    if indicator.kind == "proportion":
-        columns = f"{compile_rule(indicator.condition, kinds)} AS hit, NULL::DECIMAL(18, 6) AS value"
-    else:
-        # Exact decimal sums, not DOUBLE aggregates: parallel floating-point sums vary in their
-        # last bits from run to run, and published figures must not.
-        columns = f"false AS hit, CAST({_q(indicator.value)} AS DECIMAL(18, 6)) AS value"
-    breakdowns = ", ".join(_lit(b) for b in catalogue.breakdowns_of(indicator)) or "NULL"
+    """Every indicator's cells in one query (one scan of the groups for all of them, not one per
+    indicator), in catalogue order, then by wave, breakdown and group."""
+    populations = " UNION ALL ".join(
+        _population_sql(order, i, kinds, waves[i.id]) for order, i in enumerate(indicators))
+    wanted = ", ".join(
+        f"({order}, {_lit(b)})" for order, i in enumerate(indicators) for b in catalogue.breakdowns_of(i)
+    ) or "(NULL::INTEGER, NULL::VARCHAR)"  # no breakdown at all: no row
+    details = ", ".join(
+        f"({order}, {_lit(i.id)}, {_lit(i.kind)}, {catalogue.min_n_of(i)}, "
+        f"{_lit(i.partition) if i.partition else 'NULL::VARCHAR'})" for order, i in enumerate(indicators))
+    measures = ("CASE WHEN any_value(p.proportion) THEN count(*) FILTER (WHERE p.hit) END AS {0}count, "
+                "sum(p.value) AS {0}total, sum(p.value * p.value) AS {0}total_sq")
     sql = f"""
-        WITH pop AS (SELECT respondent_key, wave, {columns} FROM respondent_wide WHERE {where}),
-        grouped AS (SELECT * FROM respondent_groups WHERE breakdown IN ({breakdowns})),
+        WITH pop AS ({populations}),
+        wanted AS (SELECT * FROM (VALUES {wanted}) AS w(ord, breakdown) WHERE ord IS NOT NULL),
+        grouped AS (SELECT w.ord, g.* FROM respondent_groups g JOIN wanted w USING (breakdown)),
+        in_breakdown AS (
+            SELECT w.ord, b.* FROM (SELECT DISTINCT respondent_key, breakdown FROM respondent_groups) b
+            JOIN wanted w USING (breakdown)
+        ),
         cells AS (
-            SELECT wave, 'all' AS breakdown, 'all' AS group_code, 'All respondents' AS group_label,
-                   count(*) AS n, {_measure(indicator.kind)}
-            FROM pop GROUP BY wave
+            SELECT ord, wave, 'all' AS breakdown, 'all' AS group_code, 'All respondents' AS group_label,
+                   count(*) AS n, {measures.format('')}
+            FROM pop p GROUP BY ord, wave
             UNION ALL
-            SELECT p.wave, g.breakdown, g.group_code, min(g.group_label), count(*), {_measure(indicator.kind)}
-            FROM pop p JOIN grouped g USING (respondent_key) GROUP BY p.wave, g.breakdown, g.group_code
+            SELECT p.ord, p.wave, g.breakdown, g.group_code, min(g.group_label), count(*), {measures.format('')}
+            FROM pop p JOIN grouped g USING (ord, respondent_key) GROUP BY p.ord, p.wave, g.breakdown, g.group_code
         ),
         answered AS (  -- everyone in some group of the breakdown: the group plus everyone else
-            SELECT p.wave, g.breakdown, count(*) AS answered_n, {_measure(indicator.kind, 'answered_')}
-            FROM pop p JOIN (SELECT DISTINCT respondent_key, breakdown FROM grouped) g USING (respondent_key)
-            GROUP BY p.wave, g.breakdown
+            SELECT p.ord, p.wave, g.breakdown, count(*) AS answered_n, {measures.format('answered_')}
+            FROM pop p JOIN in_breakdown g USING (ord, respondent_key)
+            GROUP BY p.ord, p.wave, g.breakdown
         )
-        SELECT {_lit(indicator.id)} AS indicator_id, {_lit(indicator.kind)} AS kind, cells.*,
-               answered_n, answered_count, answered_total, answered_total_sq,
-               {catalogue.min_n_of(indicator)} AS min_n, {_lit(indicator.partition) if indicator.partition else 'NULL'} AS partition
-        FROM cells LEFT JOIN answered USING (wave, breakdown)
-        ORDER BY wave, breakdown, group_code
+        SELECT d.indicator_id, d.kind, cells.* EXCLUDE (ord),
+               answered_n, answered_count, answered_total, answered_total_sq, d.min_n, d.partition
+        FROM cells LEFT JOIN answered USING (ord, wave, breakdown)
+        JOIN (VALUES {details}) AS d(ord, indicator_id, kind, min_n, partition) USING (ord)
+        ORDER BY cells.ord, wave, breakdown, group_code
     """
     return _frame(con.execute(sql))
 
 
-def _measure(kind: str, prefix: str = "") -> str:
-    if kind == "proportion":
-        return (f"count(*) FILTER (WHERE hit) AS {prefix}count, NULL::DECIMAL(38, 6) AS {prefix}total, "
-                f"NULL::DECIMAL(38, 12) AS {prefix}total_sq")
-    return f"NULL::BIGINT AS {prefix}count, sum(value) AS {prefix}total, sum(value * value) AS {prefix}total_sq"
+def _population_sql(order: int, indicator: Indicator, kinds: dict[str, str], waves: list[int]) -> str:
+    """The indicator's population (who answered, in the waves that asked) with, per person, whether
+    they are counted (a proportion) or the value (a mean)."""
+    population = compile_rule(indicator.population, kinds)
+    where = f"{population} AND {_answered(indicator.questions)} AND wave IN ({', '.join(str(w) for w in waves)})"
+    if indicator.kind == "proportion":
+        columns = f"true AS proportion, {compile_rule(indicator.condition, kinds)} AS hit, NULL::DECIMAL(18, 6) AS value"
+    else:
+        # Exact decimal sums, not DOUBLE aggregates: parallel floating-point sums vary in their
+        # last bits from run to run, and published figures must not.
+        columns = f"false AS proportion, false AS hit, CAST({_q(indicator.value)} AS DECIMAL(18, 6)) AS value"
+    return f"SELECT {order} AS ord, respondent_key, wave, {columns} FROM respondent_wide WHERE {where}"
 
 
 def _frame(result: duckdb.DuckDBPyConnection) -> pd.DataFrame:
