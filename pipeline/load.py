@@ -34,7 +34,7 @@ class FileLoad:
     export: Export
     instrument: Instrument
     validation: Validation
-    data: Deidentified
+    data: Deidentified | None  # None once written (write_run)
     synthetic: bool
 
 
@@ -80,11 +80,14 @@ def holds_synthetic(con: duckdb.DuckDBPyConnection) -> bool | None:
 
 
 def write_run(con: duckdb.DuckDBPyConnection, loads: list[FileLoad], run_id: str, living_wage_file: Path) -> None:
-    """Write every file of a run; the caller wraps this in a transaction."""
+    """Write every file of a run; the caller wraps this in a transaction. Each file's de-identified
+    frames are released once written (`data` becomes None): the warehouse holds them from then on,
+    and a large export's frames would otherwise stay in memory for the rest of the run."""
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     for item in loads:
         _write_catalogue(con, item.instrument, item.data.derived)
         _write_file(con, item, run_id, now)
+        item.data = None
     _write_living_wage(con, living_wage_file, {item.instrument.wave for item in loads})
 
 
