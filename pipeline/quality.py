@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from pipeline.instrument import Instrument, QuestionType
@@ -86,15 +87,25 @@ def _straightlined(answers: pd.DataFrame, rows: pd.Index, grids: list[Grid]) -> 
     same: dict[str, pd.Series] = {}
     for grid in grids:
         if all(item in answers for item in grid.items):
-            block = answers.loc[rows, list(grid.items)]
-            same[grid.name] = block.notna().all(axis=1) & block.eq(block.iloc[:, 0], axis=0).all(axis=1)
+            first = answers[grid.items[0]]
+            alike = first.notna().to_numpy(copy=True)
+            for item in grid.items[1:]:  # where `first` is an answer, equal to it means answered alike
+                alike &= answers[item].to_numpy() == first.to_numpy()
+            same[grid.name] = pd.Series(alike, index=answers.index).loc[rows]
     if not same:
         return _frame(pd.Series(False, index=rows), STRAIGHTLINING)
     by_grid = pd.DataFrame(same)
     hit = by_grid.any(axis=1)
-    names = pd.Series([", ".join(by_grid.columns[flags]) for flags in by_grid[hit].to_numpy()],
-                      index=by_grid.index[hit], dtype=object)
-    return _frame(hit, STRAIGHTLINING, names)
+    return _frame(hit, STRAIGHTLINING, _grid_names(by_grid[hit]))
+
+
+def _grid_names(flags: pd.DataFrame) -> pd.Series:
+    """Per row, the names of the grids flagged (columns of `flags`), joined by commas. Rows share a
+    few combinations: each row's combination becomes a number, each number's names are joined once."""
+    combination = flags.to_numpy().astype(np.int64) @ (1 << np.arange(flags.shape[1], dtype=np.int64))
+    names = {number: ", ".join(flags.columns[(number >> np.arange(flags.shape[1])) & 1 == 1])
+             for number in set(combination.tolist())}
+    return pd.Series([names[number] for number in combination.tolist()], index=flags.index, dtype=object)
 
 
 def rule_flags(failed: dict[str, pd.Series]) -> pd.DataFrame:

@@ -26,7 +26,7 @@ import hmac
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -266,15 +266,27 @@ def _exclusions(export: Export, instrument: Instrument, view: "AnswerView", outc
         reason[newly] = name
     for name, column, values in NOT_RESPONSES:
         if column in export.metadata:
-            given = export.metadata[column].astype("string").str.strip().str.lower()
-            newly = given.isin(values).fillna(False).astype(bool) & (outcome == LOADED)
+            newly = _says_one_of(export.metadata[column], values) & (outcome == LOADED)
             outcome[newly] = EXCLUDED
             reason[newly] = name
     if "finished" in export.metadata:
-        flag = export.metadata["finished"].astype("string").str.strip().str.lower()
-        newly = ~flag.isin(["1", "true"]).fillna(False).astype(bool) & (outcome == LOADED)
+        newly = ~_says_one_of(export.metadata["finished"], ["1", "true"]) & (outcome == LOADED)
         outcome[newly] = EXCLUDED
         reason[newly] = "incomplete"
+
+
+def _says_one_of(values: pd.Series, wanted: list[str]) -> pd.Series:
+    """Rows whose value, trimmed and in lower case, is one of `wanted` (never a missing value)."""
+    return _per_distinct(values, lambda distinct: distinct.astype("string").str.strip().str.lower()
+                         .isin(wanted).fillna(False).astype(bool))
+
+
+def _per_distinct(values: pd.Series, work: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """work(values), done once per distinct value: a column repeats the same few codes, statuses
+    or amounts on every row. Missing values (None, NaN) are worked on as one None."""
+    codes, distinct = pd.factorize(values)  # code -1: missing
+    done = work(pd.Series([*distinct.tolist(), None], dtype=object)).to_numpy()
+    return pd.Series(done[codes], index=values.index, name=values.name)  # -1 takes the last: None's
 
 
 def _nones(index: pd.Index) -> pd.Series:
@@ -348,13 +360,18 @@ def _resubmissions(export: Export, instrument: Instrument, settings: Duplicates,
     shared = (emails.notna() & emails.duplicated(keep=False)) | (ips.notna() & ips.duplicated(keep=False))
     if not shared.any():
         return
-    sessions = _sessions(times, shared[shared].index)
-    rows = sorted(sessions, key=lambda r: (reason.at[r] != LOADED_BEFORE, sessions[r][0] or dt.datetime.max, r))
+    candidates = shared[shared].index
+    sessions = _sessions(times, candidates)
+    earlier = set(candidates[(reason.loc[candidates] == LOADED_BEFORE).to_numpy()])
+    rows = sorted(sessions, key=lambda r: (r not in earlier, sessions[r][0] or dt.datetime.max, r))
     answers = _comparable(export.answers.loc[rows], instrument)
+    # Plain dicts: the loop below reads one value at a time, which pandas' .at makes slow.
+    email_of, ip_of = dict(zip(rows, emails.loc[rows].tolist())), dict(zip(rows, ips.loc[rows].tolist()))
     kept_by_email: dict[str, list[int]] = {}
     kept_by_ip: dict[tuple, list[int]] = {}
+    resubmitted = []
     for row in rows:
-        email, ip = emails.at[row], ips.at[row]
+        email, ip = email_of[row], ip_of[row]
         fingerprint = (ip, answers[row]) if isinstance(ip, str) else None
         same_person = (
             isinstance(email, str)
@@ -366,14 +383,15 @@ def _resubmissions(export: Export, instrument: Instrument, settings: Duplicates,
             and any(_one_after_the_other(sessions[row], sessions[k], settings.same_ip.max_days_apart)
                     for k in kept_by_ip.get(fingerprint, []))
         )
-        if same_person and reason.at[row] != LOADED_BEFORE:
-            outcome.at[row] = DUPLICATE
-            reason.at[row] = RESUBMITTED
+        if same_person and row not in earlier:
+            resubmitted.append(row)
             continue
         if isinstance(email, str):
             kept_by_email.setdefault(email, []).append(row)
         if fingerprint is not None:
             kept_by_ip.setdefault(fingerprint, []).append(row)
+    outcome.loc[resubmitted] = DUPLICATE
+    reason.loc[resubmitted] = RESUBMITTED
 
 
 def _person_email(export: Export) -> pd.Series:
@@ -385,8 +403,11 @@ def _person_email(export: Export) -> pd.Series:
 
 
 def _normalised(values: pd.Series) -> pd.Series:
-    text = values.astype("string").str.strip().str.lower()
-    return pd.Series([v if isinstance(v, str) and v else None for v in text.tolist()], index=values.index, dtype=object)
+    """Trimmed, lower-case text (anything else as text first); None where missing or empty."""
+    missing = values.isna().tolist()
+    text = [None if gone else (v if isinstance(v, str) else str(v)).strip().lower() or None
+            for v, gone in zip(values.tolist(), missing)]
+    return pd.Series(text, index=values.index, dtype=object)
 
 
 def _comparable(answers: pd.DataFrame, instrument: Instrument) -> dict[int, tuple]:
@@ -399,10 +420,10 @@ def _comparable(answers: pd.DataFrame, instrument: Instrument) -> dict[int, tupl
         if question.type is QuestionType.multiple:
             columns.append([tuple(sorted(set(v))) or None if isinstance(v, list) else None for v in values.tolist()])
         elif question.type is QuestionType.numeric:
-            columns.append([None if pd.isna(v) else float(v) for v in numbers(values).tolist()])
+            columns.append([None if v != v else v for v in numbers(values).tolist()])  # v != v: NaN
         else:
             columns.append([v if isinstance(v, str) else None for v in values.tolist()])
-    return {row: tuple(column[i] for column in columns) for i, row in enumerate(answers.index)}
+    return dict(zip(answers.index, zip(*columns))) if columns else {row: () for row in answers.index}
 
 
 def _agreement(a: tuple, b: tuple) -> float:
@@ -449,6 +470,7 @@ class AnswerView:
         self._categories: dict[str, pd.Series] = {}
         self._answered: dict[str, pd.Series] = {}
         self._numbers: dict[str, pd.Series] = {}
+        self._exploded: dict[str, pd.Series] = {}
 
     def holds(self, show_if: ShowIf | None) -> pd.Series:
         """Rows for which a condition (skip logic, inclusion rule) holds."""
@@ -472,8 +494,7 @@ class AnswerView:
 
     def _any_code_in(self, concept: str, codes: list[str]) -> pd.Series:
         if concept in self.multiple:
-            values = self.answers[concept]
-            return _any_per_row(values.explode().isin(codes), values.index)
+            return _any_per_row(self.exploded(concept).isin(codes), self.answers.index)
         values = self.categorical(concept) if concept in self.coded else self.answers[concept]
         return values.isin(codes).astype(bool)
 
@@ -481,14 +502,25 @@ class AnswerView:
         """A single-choice column as a categorical: its few codes hashed once, then every check
         (answered, skip logic, allowed codes) works on small integers."""
         if concept not in self._categories:
-            self._categories[concept] = self.answers[concept].astype("category")
+            self._categories[concept] = _categorical(self.answers[concept])
         return self._categories[concept]
+
+    def exploded(self, concept: str) -> pd.Series:
+        """A multiple-choice column as one row per selected code (Series.explode), computed once."""
+        if concept not in self._exploded:
+            self._exploded[concept] = self.answers[concept].explode()
+        return self._exploded[concept]
+
+    def drop_exploded(self) -> None:
+        """Free the exploded columns (about twice a column's size each); the masks made from them
+        stay. Anything asked later explodes its column again."""
+        self._exploded.clear()
 
     def answered(self, concept: str) -> pd.Series:
         if concept not in self._answered:
             values = self.categorical(concept) if concept in self.coded else self.answers[concept]
-            self._answered[concept] = _any_per_row(values.explode().notna(), values.index) if concept in self.multiple \
-                else values.notna().astype(bool)
+            self._answered[concept] = _any_per_row(self.exploded(concept).notna(), values.index) \
+                if concept in self.multiple else values.notna().astype(bool)
         return self._answered[concept]
 
     def numbers(self, concept: str) -> pd.Series:
@@ -509,15 +541,29 @@ class AnswerView:
         return pd.Series(shown_count, index=index), pd.Series(answered_count, index=index)
 
 
+def _categorical(values: pd.Series) -> pd.Series:
+    """values.astype("category"), built from one hashing pass (factorize) rather than two."""
+    codes, uniques = pd.factorize(values, sort=True)
+    dtype = pd.CategoricalDtype(uniques.tolist())  # a list: categories get the dtype astype would infer
+    return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype), index=values.index, name=values.name)
+
+
 def _any_per_row(exploded: pd.Series, index: pd.Index) -> pd.Series:
     """Back from one row per selected code (Series.explode) to one row per response: any true.
-    explode keeps a row for every response (NaN for none selected), in order."""
-    return pd.Series(exploded.groupby(level=0, sort=False).any().to_numpy(dtype=bool), index=index)
+    explode keeps a row for every response (NaN for none selected) under its label: counting the
+    true ones per position is all it takes (no groupby)."""
+    positions = index.get_indexer(exploded.index)
+    hits = np.bincount(positions, weights=exploded.to_numpy(dtype=bool), minlength=len(index))
+    return pd.Series(hits > 0, index=index)
 
 
 def numbers(values: pd.Series) -> pd.Series:
     """Answers to numeric questions as floats (NaN where empty or not a number). A currency sign and
     spaces are ignored; a single comma without a point is a decimal comma, as French exports write."""
+    return _per_distinct(values, _parse_numbers)
+
+
+def _parse_numbers(values: pd.Series) -> pd.Series:
     parsed = pd.to_numeric(values, errors="coerce").astype(float)  # plain numbers: most answers, fast
     retry = parsed.isna() & values.notna()
     if retry.any():
@@ -580,6 +626,7 @@ def _rule_columns(export: Export, instrument: Instrument, rules: WaveRules, view
         target = instrument.question(rule.require.question)
         specs.append(_spec(rule.id, target, f"rule__{rule.id}", "false", source.get(target.id, target.id),
                            value_from="answer"))
+    view.drop_exploded()  # every mask is built: freed before the frame's copies, the memory peak
     return pd.DataFrame(columns)[in_scope.to_numpy()], specs
 
 
@@ -596,7 +643,7 @@ def _question_rules(question: Question, instrument: Instrument, view: AnswerView
         columns[question.id] = view.categorical(question.id)
         return [_spec("invalid_code", question, question.id, "in_set", column, value_set=codes)]
     if question.type is QuestionType.multiple:
-        exploded = values.explode()
+        exploded = view.exploded(question.id)
         unknown = exploded[exploded.notna() & ~exploded.isin(codes)]
         joined = unknown.groupby(level=0).agg(",".join) if len(unknown) else pd.Series(dtype=object)
         columns[f"{question.id}__unknown_codes"] = joined.reindex(values.index).astype(object)
@@ -625,13 +672,19 @@ def _window_rules(export: Export, instrument: Instrument, times: pd.DataFrame,
     specs = []
     for name in times.columns:
         stamps, raw = times[name], export.identifiers[name]
-        day = stamps.dt.date
-        outside = (day < window.start) if name == "started_at" else (day > window.end)
+        # On datetimes, not dates: before the first day's midnight, or from the midnight after the last day.
+        outside = (stamps < _midnight(window.start, stamps)) if name == "started_at" \
+            else (stamps >= _midnight(window.end + dt.timedelta(days=1), stamps))
         columns[f"{name}__unreadable"] = raw.notna() & stamps.isna()
         columns[f"{name}__outside_window"] = outside.fillna(False).astype(bool)
         specs.append(_identifier_spec("not_a_date", name, f"{name}__unreadable", source.get(name, name)))
         specs.append(_identifier_spec(OUTSIDE_WINDOW, name, f"{name}__outside_window", source.get(name, name)))
     return specs
+
+
+def _midnight(day: dt.date, stamps: pd.Series) -> pd.Timestamp:
+    """The start of `day` in the time zone of `stamps` (their local day is the one that counts)."""
+    return pd.Timestamp(day).tz_localize(stamps.dt.tz)
 
 
 def _rule_fails(view: AnswerView, rule: CrossRule) -> pd.Series:
@@ -711,13 +764,12 @@ def _run_gx(frame: pd.DataFrame, specs: list[dict], name: str):
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    batch = context.data_sources.add_pandas("consult").add_dataframe_asset("export")
-    definition = batch.add_batch_definition_whole_dataframe("all rows")
-    # Built whole, then added once: adding expectations one by one re-serialises the suite each time.
-    expectations = [_expectation(gx, spec, number) for number, spec in enumerate(specs)]
-    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
-    run = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=definition, suite=suite))
-    return run.run(batch_parameters={"dataframe": frame}, result_format="COMPLETE")
+    asset = context.data_sources.add_pandas("consult").add_dataframe_asset("export")
+    batch = asset.add_batch_definition_whole_dataframe("all rows").get_batch(batch_parameters={"dataframe": frame})
+    # The suite is validated on the batch directly: adding it and a validation definition to the
+    # context's stores only serialises them (and the run's results) again, for nobody to read.
+    suite = gx.ExpectationSuite(name=name, expectations=[_expectation(gx, spec, n) for n, spec in enumerate(specs)])
+    return batch.validate(suite, result_format="COMPLETE")
 
 
 def _expectation(gx: Any, spec: dict, number: int):
