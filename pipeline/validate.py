@@ -591,11 +591,25 @@ def _timestamps(export: Export) -> pd.DataFrame:
 
 
 def _parse_datetimes(values: pd.Series) -> pd.Series:
-    parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
-    retry = parsed.isna() & values.notna()
+    """Datetimes as written (NaT when missing or unreadable). A UTC offset after the time (Kobo,
+    ISO 8601: 10:00:00-05:00) is dropped: the time is read as the local time written, as the
+    collection window is in local days, and one file may mix offsets (daylight saving time)."""
+    try:
+        parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
+    except ValueError:  # offsets that differ from row to row
+        parsed = None
+    local = values
+    if parsed is None or getattr(parsed.dtype, "tz", None) is not None:
+        local = values.astype("string").str.strip().str.replace(UTC_OFFSET, r"\1", regex=True)
+        parsed = pd.to_datetime(local, errors="coerce", format="ISO8601")
+    retry = parsed.isna() & local.notna()
     if retry.any():  # other layouts (e.g. 3/10/2025 10:00) are rare: parsed one by one
-        parsed[retry] = pd.to_datetime(values[retry], errors="coerce", format="mixed")
+        parsed[retry] = pd.to_datetime(local[retry], errors="coerce", format="mixed")
     return parsed
+
+
+# An offset from UTC right after a time of day (10:00, 10:00:00, 10:00:00.123), then nothing else.
+UTC_OFFSET = r"(\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?)\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
 
 
 # --- rules generated from the instrument and rules.yaml, run by Great Expectations --------------

@@ -82,6 +82,22 @@ def test_timestamps_with_a_utc_offset_are_judged_on_their_own_day(tmp_path: Path
     assert [(i.row, i.concept, i.value) for i in result.issues] == [(0, "started_at", None), (2, "ended_at", None)]
 
 
+def test_offsets_that_change_within_a_file_and_unreadable_times_are_judged_row_by_row(tmp_path: Path) -> None:
+    """A file spanning the change to daylight saving time carries -05:00 and -04:00; one timestamp
+    is unreadable. Each time is read as the local time written: no crash, one outcome per row."""
+    rows = [
+        full(1, StartDate="2025-03-08T10:00:00-05:00", EndDate="2025-03-08T10:20:00-05:00"),
+        full(2, StartDate="2025-03-10T10:00:00-04:00", EndDate="2025-03-10T10:20:00-04:00"),
+        full(3, StartDate="2025-05-30T23:50:00-04:00", EndDate="2025-05-31T00:10:00-04:00"),
+        full(4, StartDate="2025-03-10T10:00:00-04:00", EndDate="yesterday, around ten"),
+    ]
+    result = run(tmp_path, rows)
+    assert got(result) == [("loaded", None), ("loaded", None), ("quarantined", "outside_collection_window"),
+                           ("quarantined", "not_a_date")]
+    assert [(i.row, i.rule, i.concept, i.value) for i in result.issues] == [
+        (2, "outside_collection_window", "ended_at", None), (3, "not_a_date", "ended_at", None)]
+
+
 def test_each_straight_lined_grid_is_named_in_the_flag(tmp_path: Path) -> None:
     """Grids of four items or more: incivility (Q21), valued (Q22) and the cbi items of Q40."""
     incivility, valued, cbi = ({q: code for q in items} for items, code in
