@@ -20,12 +20,14 @@ from pipeline.indicators import compute, load_checked_catalogue
 from pipeline.ingest import Export, ExportError, file_sha256, read_export
 from pipeline.instrument import Instrument, available_waves, instrument_path, load_instrument
 from pipeline.load import (
+    MEMORY_LIMIT_VARIABLE,
     FileLoad,
     WarehouseError,
     connect,
     ensure_schema,
     holds_synthetic,
     loaded_hashes,
+    memory_limit,
     seen_response_keys,
     write_run,
 )
@@ -132,6 +134,11 @@ def run_load(
         if created:  # a first run that failed leaves no empty warehouse behind
             for leftover in (paths.warehouse, paths.warehouse.with_name(paths.warehouse.name + ".wal")):
                 leftover.unlink(missing_ok=True)
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            raise WarehouseError(
+                f"{paths.warehouse}: the database ran out of its memory budget ({memory_limit()}). Nothing was "
+                f"loaded. If the machine has more memory, raise it (e.g. {MEMORY_LIMIT_VARIABLE}=8GB) and run again."
+            ) from None
         if isinstance(exc, (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException)):  # full disk, read-only
             raise WarehouseError(
                 f"{paths.warehouse}: could not write the warehouse ({str(exc).splitlines()[0]}). "
