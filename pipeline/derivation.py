@@ -263,16 +263,6 @@ class System:
                       constraints=constraints)
         return result.status == 0 and sign * (_value(terms, result.x) - bound) <= 0
 
-    def value_range(self, terms: dict[int, float], sides: tuple[int, ...] = (1, -1)) -> tuple[float, float]:
-        """The smallest and largest value of a linear expression over every feasible solution
-        (an infeasible system gives an empty range: min inf, max -inf)."""
-        found = {1: -np.inf, -1: np.inf}  # what is not asked for stays open
-        for sign in sides:
-            status, x = self.solve(terms, sign)
-            found[sign] = (_value(terms, x) if status == "optimal" else sign * np.inf if status == "unbounded"
-                           else sign * -np.inf)
-        return found[1], found[-1]
-
 
 def _row_echelon(rows: list[dict[int, float]]) -> dict[int, dict[int, int]] | None:
     """The rows in reduced row echelon form, exactly, in whole numbers: pivot variable -> its row,
