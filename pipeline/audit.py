@@ -376,11 +376,12 @@ _NEEDLES_READ: dict[tuple, tuple[Needles, list[dict]]] = {}
 
 def _file_key(paths: Paths, path: Path) -> tuple:
     """What the needles of an export depend on: the file, and its wave's instrument."""
+    from pipeline.ingest import file_sha256
     from pipeline.instrument import instrument_path
 
     try:
         stat = path.stat()
-        return path, stat.st_size, stat.st_mtime_ns, _file_digest(instrument_path(paths.surveys, _wave(path)))
+        return path, stat.st_size, stat.st_mtime_ns, file_sha256(instrument_path(paths.surveys, _wave(path)))
     except Exception:  # noqa: BLE001 - an unreadable file is reported by _read_all_needles
         return (path,)
 
@@ -400,10 +401,6 @@ def _wave(path: Path) -> int:
     from pipeline.run import wave_of
 
     return wave_of(path)
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
 def _read_needles(needles: Needles, paths: Paths, path: Path, rules: AuditRules) -> None:
