@@ -138,12 +138,13 @@ def worker_stages(path: Path, root: Path) -> dict:
 
     from pipeline.anonymity import load_checked_privacy_rules, load_privacy_rules, privacy_path, protect_microdata
     from pipeline.config import Paths
-    from pipeline.deidentify import deidentify, derived_path, load_derivations, load_scrubber
+    from pipeline.deidentify import (deidentify, derived_path, load_derivations, load_scrubber,
+                                     only_what_deidentify_reads)
     from pipeline.disclosure import load_rules
     from pipeline.indicators import compute, load_checked_catalogue
     from pipeline.ingest import read_export
     from pipeline.load import FileLoad, connect, ensure_schema, write_run
-    from pipeline.run import without_raw_frames, instrument_for
+    from pipeline.run import return_freed_memory, instrument_for, without_raw_frames
     from pipeline.validate import OUTCOMES, secret_key, validate
 
     paths = Paths(root)
@@ -169,15 +170,18 @@ def worker_stages(path: Path, root: Path) -> dict:
 
     export = timed("ingest", lambda: read_export(path, instrument))
     validation = timed("validate", lambda: validate(export, instrument, secret, set()))
+    export = only_what_deidentify_reads(export)  # as run.py does from here on
     data = timed("deidentify", lambda: deidentify(export, validation, instrument, scrubber, coarsening, derivations))
-    item = FileLoad(without_raw_frames(export), instrument, validation, data, True)  # as run.py keeps it
+    item = FileLoad(without_raw_frames(export), instrument, validation, data, True)
     del export, data
+    return_freed_memory()
     with connect(paths.warehouse) as con:
         ensure_schema(con)
 
         def load() -> None:
             con.execute("BEGIN TRANSACTION")
             write_run(con, [item], "bench", paths.living_wage_file)
+            return_freed_memory()
 
         timed("load", load)
         timed("k_anonymity", lambda: protect_microdata(con, privacy))

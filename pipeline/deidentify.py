@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
@@ -32,6 +32,9 @@ from pipeline.validate import LOADED, Validation, numbers
 
 if TYPE_CHECKING:
     from pipeline.anonymity import NumericCoarsening
+
+# The respondent's own names and email: scrubbed from their free text even when no pattern knows them.
+OWN_IDENTIFIERS = ("first_name", "last_name", "email")
 
 
 @dataclass
@@ -99,28 +102,39 @@ def _coarsened(values: pd.Series, rule: "NumericCoarsening | None") -> pd.Series
 def _long(coded: Iterable[tuple[str, pd.Series]], keys: np.ndarray, wave: int) -> pd.DataFrame:
     """One row per answer given (per code of a multiple-choice answer): respondent_key, wave, concept,
     value. `coded`: each concept's answers by kept position. Built as whole columns, each once (no
-    concatenation of frames): a row holds pointers to strings shared by every row with the same key,
-    concept or value."""
-    positions, values, concepts, counts = [], [], [], []
+    concatenation of frames). Every text column is a categorical: a row holds small integer codes into
+    the respondent keys, the concepts and the distinct values (a large export has tens of millions of
+    rows, and pointers to shared strings alone would take 24 bytes a row)."""
+    positions, value_codes, concept_codes, counts = [], [], [], []
+    distinct: dict[str, int] = {}  # every value given -> its code
+    concepts: dict[str, int] = {}  # every concept -> its code
     for concept, answers in coded:
         given = answers.dropna()
         if infer_dtype(given) != "string":  # several codes per answer (a multiple choice)
             given = given.explode().dropna()
         positions.append(given.index.to_numpy(dtype=np.int32))
-        values.append(given.astype(str).to_numpy(dtype=object))
-        concepts.append(concept)
+        codes, uniques = pd.factorize(given.astype(str).to_numpy(dtype=object))
+        code_of = np.array([distinct.setdefault(value, len(distinct)) for value in uniques.tolist()], dtype=np.int32)
+        value_codes.append(code_of[codes])
+        concept_codes.append(concepts.setdefault(concept, len(concepts)))
         counts.append(len(given))
     if not concepts:
         frame = _empty("concept", "value")
         frame.insert(1, "wave", wave)
         return frame
-    respondent_keys = _strings(keys[np.concatenate(positions)])
+    respondent_keys = _categories(np.concatenate(positions), keys)
     del positions  # each piece is let go once its column is whole
-    given_values = _strings(np.concatenate(values))
-    del values
-    return pd.DataFrame({"respondent_key": respondent_keys, "wave": np.full(sum(counts), wave, dtype=np.int64),
-                         "concept": _strings(np.repeat(np.array(concepts, dtype=object), counts)),
+    given_values = _categories(np.concatenate(value_codes), np.array(list(distinct), dtype=object))
+    del value_codes
+    return pd.DataFrame({"respondent_key": respondent_keys, "wave": np.full(sum(counts), wave, dtype=np.int32),
+                         "concept": _categories(np.repeat(np.array(concept_codes, dtype=np.int32), counts),
+                                                np.array(list(concepts), dtype=object)),
                          "value": given_values}, copy=False)
+
+
+def _categories(codes: np.ndarray, texts: np.ndarray) -> pd.Categorical:
+    """A text column as codes into its distinct texts (unordered, as given)."""
+    return pd.Categorical.from_codes(codes, categories=pd.Index(_strings(texts)), validate=False)
 
 
 def _strings(values: np.ndarray) -> pd.api.extensions.ExtensionArray:
@@ -172,10 +186,18 @@ class _OpenText:
         return frame
 
 
+def only_what_deidentify_reads(export: Export) -> Export:
+    """The export without its metadata and the identifiers de-identification does not read (response
+    ids, addresses, timestamps, coordinates: validation's), so that they are let go before the
+    de-identified frames are built."""
+    own = [c for c in OWN_IDENTIFIERS if c in export.identifiers]
+    return replace(export, metadata=export.metadata.iloc[:, :0], identifiers=export.identifiers[own])
+
+
 def _own_identifiers(export: Export, rows: np.ndarray) -> list[list[Any]]:
     """The kept rows' own names and emails (a list per column, None where missing): scrubbed from
     their free text even when no pattern knows them."""
-    columns = [export.identifiers[c] for c in ("first_name", "last_name", "email") if c in export.identifiers]
+    columns = [export.identifiers[c] for c in OWN_IDENTIFIERS if c in export.identifiers]
     if "contact_email" in export.answers:
         columns.append(export.answers["contact_email"])
     own = []

@@ -17,6 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline.instrument import Instrument
@@ -52,7 +53,7 @@ class Export:
     identifiers: pd.DataFrame  # never stored: used for duplicates and scrubbing only
     columns: list[Column] = field(default_factory=list)
     variant: str = ""
-    source_rows: list[int] | None = None  # each response's row number in the file
+    source_rows: np.ndarray | None = None  # each response's row number in the file
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -61,9 +62,13 @@ class Export:
 
     def source_row(self, index: int) -> int:
         """Row number as a spreadsheet shows it (header rows count, the first is row 1)."""
+        return int(self.source_rows_of(np.array([index]))[0])
+
+    def source_rows_of(self, positions: np.ndarray) -> np.ndarray:
+        """source_row for many rows at once (their positions in the frames)."""
         if self.source_rows is not None:
-            return self.source_rows[index]
-        return index + self.header_rows + 1
+            return np.asarray(self.source_rows)[positions]
+        return positions + self.header_rows + 1
 
 
 def file_sha256(path: Path) -> str:

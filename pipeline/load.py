@@ -44,10 +44,13 @@ def schema_sql() -> str:
     return resources.files("pipeline").joinpath("sql/schema.sql").read_text(encoding="utf-8")
 
 
-# DuckDB's memory budget; beyond it, it spills to disk. Its own default (80% of the machine's
-# memory) let a run on 1,000,000 responses take 23 GB; with 4 GB it took 8 GB, as fast.
-DEFAULT_MEMORY_LIMIT = "4GB"
-MEMORY_LIMIT_VARIABLE = "CONSULT_MEMORY_LIMIT"  # e.g. 8GB on a large machine, 2GB on a small one
+# DuckDB's memory budget; beyond it, it spills to disk (the warehouse's folder, <file>.tmp, removed
+# on close). Its own default (80% of the machine's memory) let a run on 1,000,000 responses take
+# 23 GB. Since the indicators are built one step at a time, 2 GB is enough: at 100,000 and 200,000
+# responses, a tenth and a fifth of it (2 GB scaled to 1,000,000) still completed, with identical
+# tables and up to a fifth more CPU in the indicators; 200,000 within a tenth of it ran out.
+DEFAULT_MEMORY_LIMIT = "2GB"
+MEMORY_LIMIT_VARIABLE = "CONSULT_MEMORY_LIMIT"  # e.g. 8GB on a large machine, 1GB on a small one
 _SIZE = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 
@@ -99,13 +102,15 @@ def holds_synthetic(con: duckdb.DuckDBPyConnection) -> bool | None:
 
 def write_run(con: duckdb.DuckDBPyConnection, loads: list[FileLoad], run_id: str, living_wage_file: Path) -> None:
     """Write every file of a run; the caller wraps this in a transaction. Each file's de-identified
-    frames are released once written (`data` becomes None): the warehouse holds them from then on,
-    and a large export's frames would otherwise stay in memory for the rest of the run."""
+    frames are released once written (`data` becomes None), and so are its response keys (keyed
+    hashes of response ids): the warehouse holds them from then on, and a large export's would
+    otherwise stay in memory for the rest of the run."""
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     for item in loads:
         _write_catalogue(con, item.instrument, item.data.derived)
         _write_file(con, item, run_id, now)
         item.data = None
+        item.validation.response_keys = None
     _write_living_wage(con, living_wage_file, {item.instrument.wave for item in loads})
 
 
@@ -129,7 +134,7 @@ def _write_file(con: duckdb.DuckDBPyConnection, item: FileLoad, run_id: str, now
     )
     outcomes = pd.DataFrame({
         "file_sha256": sha,
-        "source_row": [export.source_row(i) for i in validation.outcome.index],
+        "source_row": export.source_rows_of(validation.outcome.index.to_numpy()),
         "outcome": validation.outcome.values,
         "reason": validation.reason.values,
     })
@@ -144,7 +149,7 @@ def _write_file(con: duckdb.DuckDBPyConnection, item: FileLoad, run_id: str, now
         _append(con, "seen_responses", pd.DataFrame({"response_key": keys.values, "file_sha256": sha}))
         held = validation.response_keys[validation.outcome == "quarantined"].dropna()
         _append(con, "quarantine_keys", pd.DataFrame({
-            "file_sha256": sha, "source_row": [export.source_row(i) for i in held.index], "response_key": held.values,
+            "file_sha256": sha, "source_row": export.source_rows_of(held.index.to_numpy()), "response_key": held.values,
         }))
     rules = pd.DataFrame(
         [(sha, r.rule, r.concept, r.column, r.expectation, r.checked_rows, r.failed_rows) for r in validation.rules],

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
+import gc
 import hashlib
 import json
+import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -14,7 +17,7 @@ import duckdb
 
 from pipeline.anonymity import load_checked_privacy_rules, load_privacy_rules, privacy_path, protect_microdata
 from pipeline.config import Paths, export_files
-from pipeline.deidentify import deidentify, derived_path, load_derivations, load_scrubber
+from pipeline.deidentify import deidentify, derived_path, load_derivations, load_scrubber, only_what_deidentify_reads
 from pipeline.disclosure import load_rules
 from pipeline.indicators import compute, load_checked_catalogue
 from pipeline.ingest import Export, ExportError, file_sha256, read_export
@@ -164,6 +167,7 @@ def _prepare_new_files(con, paths: Paths, files: list[Path], synthetic: bool, su
             continue
         done.add(sha)
         item = _prepare(paths, path, file_wave, synthetic, seen, progress)
+        return_freed_memory()  # the file's raw frames
         # Later files see the responses this file loads (not the ones it set aside or excluded:
         # those load when a corrected export brings them again).
         seen |= set(item.validation.keys_of("loaded"))
@@ -224,6 +228,7 @@ def _prepare(paths: Paths, path: Path, wave: int, synthetic: bool, seen: set[str
     export = read_export(path, instrument)
     progress(f"    read {export.rows} rows ({export.platform}); validating")
     validation = validate(export, instrument, secret_key(), seen)
+    export = only_what_deidentify_reads(export)
     progress("    de-identifying")
     coarsening = load_privacy_rules(privacy_path(paths)).microdata.numeric_quasi_identifiers
     derivations = load_derivations(derived_path(paths.surveys))
@@ -239,6 +244,27 @@ def without_raw_frames(export: Export) -> Export:
                    identifiers=export.identifiers.iloc[:, :0])
 
 
+def return_freed_memory() -> None:
+    """Hand the heap that freed frames leave behind back to the system (glibc keeps it for this
+    process's own mallocs, which DuckDB's allocator does not use), before the next memory peak."""
+    gc.collect()
+    if _GLIBC is not None:
+        _GLIBC.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None  # musl and others have none
+
+
+_GLIBC = _glibc()
+
+
 def _file_summary(item: FileLoad) -> FileSummary:
     v = item.validation
     return FileSummary(
@@ -252,6 +278,7 @@ def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, cat
     con.execute("BEGIN TRANSACTION")
     try:
         write_run(con, loads, run_id, paths.living_wage_file)
+        return_freed_memory()  # the de-identified frames, now in the warehouse
         if loads:
             con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('derived_sha256', ?)", [derivations_sha256(paths)])
         # k-anonymity over every wave's stored respondents, old and new, before anything is computed

@@ -220,3 +220,15 @@ def test_a_failed_first_run_leaves_no_warehouse(empty_project: Paths) -> None:
     with pytest.raises(StructuralError):
         run_load(empty_project)
     assert not empty_project.warehouse.exists()
+
+
+def test_a_run_scrubs_each_respondents_own_name_from_their_free_text(empty_project: Paths) -> None:
+    # "Xyzzy Qwertz" is in no list of names: only the respondent's own identifier columns find it
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    rows = [response(i) for i in range(11)]
+    rows.append(response(11, {"comments_changes": "Ask Xyzzy Qwertz, the one who wrote the budget."},
+                         RecipientFirstName="Xyzzy", RecipientLastName="Qwertz"))
+    write_export(empty_project.raw / "2025" / "export.csv", instrument, rows)
+    run_load(empty_project)
+    assert query(empty_project, "SELECT text, placeholders FROM open_text WHERE concept = 'comments_changes'") == [
+        ("Ask [NAME], the one who wrote the budget.", 2)]

@@ -154,10 +154,10 @@ def answers_frame(layout: Layout, instrument: Instrument, mapping: Mapping, inde
     for cells, question in zip(block, questions):
         choices = ChoiceIndex(instrument.choices_of(question), layout.values == "labels")
         if question.id in mapping.direct:
+            # Rows with the same cell share one value, a list of choices too: a list per row took a
+            # gigabyte for a million responses, and no stage changes a cell in place.
             values = each_distinct(column_cells(layout, mapping.direct[question.id]),
                                    lambda cell: cell_value(cell, question, choices, layout))
-            if question.type is QuestionType.multiple:  # rows never share one list of choices
-                values = _objects([list(v) if v is not None else None for v in values.tolist()])
         else:
             values = _objects(_selected(layout, mapping.options[question.id], choices))
         cells[:] = values
@@ -240,9 +240,10 @@ def _selected(layout: Layout, options: list[tuple[int, str]], choices: "ChoiceIn
                               for position, _ in options]).astype(bool)
     codes = [choices.code(option) for _, option in options]
     combinations, combination_of = np.unique(ticked, axis=0, return_inverse=True)
-    picked = [[code for code, tick in zip(codes, ticks) if tick] for ticks in combinations]
-    # Nothing selected is no answer (REDCap writes 0 for every unticked box); rows never share a list.
-    return [list(picked[c]) if picked[c] else None for c in combination_of.reshape(-1).tolist()]
+    # Nothing selected is no answer (REDCap writes 0 for every unticked box); rows with the same
+    # ticks share one list, as rows with the same cell do.
+    picked = [[code for code, tick in zip(codes, ticks) if tick] or None for ticks in combinations]
+    return [picked[c] for c in combination_of.reshape(-1).tolist()]
 
 
 def _ticked(cell: str, layout: Layout) -> bool:

@@ -41,7 +41,7 @@ class Layout:
     header_rows: int
     columns: list[SourceColumn]
     cells: list[np.ndarray]  # cells[j]: column j of every data record ("" where a record was short)
-    source_rows: list[int]  # each record's row number as a spreadsheet shows it (headers count)
+    source_rows: np.ndarray  # each record's row number as a spreadsheet shows it (headers count)
     values: str = "codes"  # what choice cells hold: codes | labels
     multi_separator: str | None = ","  # how one cell lists several choices (None: one column per option)
     missing: frozenset[str] = frozenset()  # cells that mean "no answer" on this platform
@@ -76,7 +76,7 @@ class PlatformAdapter(Protocol):
 # --- headers and records ----------------------------------------------------------------------
 
 
-def data_records(table: Table, header_rows: int, width: int) -> tuple[list[np.ndarray], list[int]]:
+def data_records(table: Table, header_rows: int, width: int) -> tuple[list[np.ndarray], np.ndarray]:
     """The data records' columns, padded to the header width, with their spreadsheet row numbers;
     blank records skipped.
 
@@ -90,7 +90,7 @@ def data_records(table: Table, header_rows: int, width: int) -> tuple[list[np.nd
     everything = len(kept) == table.size - header_rows
     cells = [column[header_rows:] if everything else column[kept] for column in table.columns[:width]]
     cells += [np.full(len(kept), "", dtype=object) for _ in range(width - len(cells))]
-    return cells, (kept + 1).tolist()
+    return cells, kept + 1  # an array: a list would hold an int object per row for the whole run
 
 
 def each_distinct(cells: np.ndarray, convert: Callable[[str], T]) -> np.ndarray:

@@ -91,7 +91,7 @@ class REDCap:
         instance = filled(cells[repeat]) if repeat is not None else np.zeros(len(numbers), dtype=bool)
         kept = np.flatnonzero(~instance)
         layout = Layout(self.name, detection.variant if detection else _variant(raw, False), 1, columns,
-                        [column[kept] for column in cells], [numbers[i] for i in kept], multi_separator=None)
+                        [column[kept] for column in cells], numbers[kept], multi_separator=None)
         if instance.any():
             forms = sorted({cell.strip() for cell in cells[repeat][instance]})
             layout.notes.append(
