@@ -28,7 +28,7 @@ import itertools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import duckdb
 import numpy as np
@@ -41,6 +41,7 @@ OUTSIDE = "people in no group of a breakdown (known from the gaps' everyone-else
 GAP = "gap figures: the group's own, and everyone else's (rest = everyone who answered - group)"
 CHANGE = "change figures: a cell's n and estimate shown beside the previous wave's"
 MAX_PROFILES = 200_000  # answer combinations tried per family of linked indicators
+CELL_COLUMNS = ("indicator_id", "wave", "breakdown", "group_code", "n", "count", "sum", "suppressed", "suppression")
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,10 @@ class System:
     upper: list[float] = field(default_factory=list)
     equations: list[tuple[dict[int, float], float]] = field(default_factory=list)  # sum = value
     inequalities: list[tuple[dict[int, float], float]] = field(default_factory=list)  # sum <= value
+    # a shown cell's key -> what hiding it would do to the equations (see _hiding)
+    hiding: dict[tuple, tuple[list[int], list[dict[int, float]]]] = field(default_factory=dict)
     _compiled: tuple | None = None
+    _solved: bool = False  # a whole-number solve has run (had it found no solution, Contradiction was raised)
     _row_space: dict[int, dict[int, int]] | None = None  # the equations, reduced (_row_echelon)
 
     def variable(self, name: str, integer: bool, lower: float, upper: float) -> int:
@@ -205,6 +209,7 @@ class System:
         self.lower.append(lower)
         self.upper.append(upper)
         self._compiled = self._row_space = None
+        self._solved = False
         return len(self.names) - 1
 
     def fixes(self, terms: dict[int, float]) -> bool:
@@ -249,6 +254,7 @@ class System:
 
         constraints, bounds, integrality = self._compile()
         result = milp(self._objective(terms, sign), integrality=integrality, bounds=bounds, constraints=constraints)
+        self._solved = True
         if result.status == 0:
             return "optimal", result.x
         return ("infeasible", None) if result.status == 2 else ("unbounded", None)
@@ -264,30 +270,37 @@ class System:
         return result.status == 0 and sign * (_value(terms, result.x) - bound) <= 0
 
 
-def _row_echelon(rows: list[dict[int, float]]) -> dict[int, dict[int, int]] | None:
-    """The rows in reduced row echelon form, exactly, in whole numbers: pivot variable -> its row,
-    with no other pivot variable in it. None when a coefficient is not a whole number."""
+def _row_echelon(rows: list[dict[int, float]], sources: dict[int, set[int]] | None = None
+                 ) -> dict[int, dict[int, int]] | None:
+    """The rows in row echelon form, exactly, in whole numbers: pivot variable -> its row, whose
+    smallest variable it is and in which no smaller pivot appears. None when a coefficient is not a
+    whole number. Not reduced further (other pivots may stay in a row): membership needs no more.
+    `sources`, if given, gets for each pivot the positions of the rows its row was made from."""
     if any(not float(c).is_integer() for row in rows for c in row.values()):
         return None
     pivots: dict[int, dict[int, int]] = {}
-    for row in rows:
-        rest = _reduce(row, pivots)
-        if not rest:
-            continue  # a combination of the rows before
-        pivot = min(rest)
-        for other in pivots.values():
-            if pivot in other:
-                _eliminate(other, rest, pivot)
-        pivots[pivot] = rest
+    for position, row in enumerate(rows):
+        used = {position}
+        rest = _reduce(row, pivots, sources, used if sources is not None else None)
+        if rest:  # else a combination of the rows before
+            pivots[min(rest)] = rest
+            if sources is not None:
+                sources[min(rest)] = used
     return pivots
 
 
-def _reduce(terms: dict[int, float], pivots: dict[int, dict[int, int]]) -> dict[int, int]:
+def _reduce(terms: dict[int, float], pivots: dict[int, dict[int, int]], sources: dict[int, set[int]] | None = None,
+            used: set[int] | None = None) -> dict[int, int]:
     """What is left of an expression (whole coefficients) once the pivot rows are taken out
-    (nothing: it is a combination of them)."""
+    (nothing: it is a combination of them). Smallest pivot first: a pivot row only brings in
+    larger variables, so no pivot taken out comes back. `used`, if given, gets the `sources` of
+    the pivot rows taken out."""
     rest = {i: int(c) for i, c in terms.items() if c}
-    for pivot in [i for i in rest if i in pivots]:  # a pivot row holds no other pivot: one pass is enough
+    while found := [i for i in rest if i in pivots]:
+        pivot = min(found)
         _eliminate(rest, pivots[pivot], pivot)
+        if used is not None:
+            used |= sources[pivot]
     return rest
 
 
@@ -360,10 +373,12 @@ def family_cells(cells: pd.DataFrame, families: dict[int, list[Family]] | None) 
 def family_system(family: Family, cells: pd.DataFrame, figures: pd.DataFrame | None = None
                   ) -> tuple[System, list[Target], dict[str, int]]:
     system, targets, used = System(), [], {}
-    table = {(r.indicator_id, r.breakdown, r.group_code): r for r in cells.itertuples()}
+    # only the columns read here: itertuples costs a column lookup per column and row
+    rows = list(cells[[c for c in CELL_COLUMNS if c in cells.columns]].itertuples())
+    table = {(r.indicator_id, r.breakdown, r.group_code): r for r in rows}
     present = {i for i, _, _ in table}
     position = {i: k for k, i in enumerate(family.indicators) if i in present}
-    keys = sorted({(r.breakdown, r.group_code) for r in cells.itertuples()})
+    keys = sorted({(r.breakdown, r.group_code) for r in rows})
     everyone = float(cells["n"].sum())  # more than any count of the family can be
     atoms = {(key, s): system.variable(f"atom:{key}:{s}", True, 0, everyone) for key in keys for s in family.atoms}
 
@@ -378,6 +393,8 @@ def family_system(family: Family, cells: pd.DataFrame, figures: pd.DataFrame | N
         return {atoms[key, s]: 1.0 for s in family.atoms if s[k] == 2}
 
     sums: dict[tuple, dict[int, float] | float] = {}  # a mean's sum: a variable if hidden, else its value
+    shown: dict[tuple, list[int]] = {}  # a published cell's key -> its equations
+    margins: dict[tuple[str, str], int | None] = {}  # a mean's sums' margin in a breakdown -> its equation
     for indicator, k in position.items():
         proportion = family.kinds[k] == "proportion"
         for key in keys:
@@ -390,6 +407,7 @@ def family_system(family: Family, cells: pd.DataFrame, figures: pd.DataFrame | N
                 sums[indicator, key] = true if not row.suppressed else {
                     system.variable(f"sum:{indicator}:{key}", False, -np.inf, np.inf): 1.0}
             if not row.suppressed:
+                shown[indicator, *key] = [len(system.equations), len(system.equations) + 1][:1 + proportion]
                 equation(CELL, in_n(k, key), float(row.n))
                 if proportion:
                     equation(CELL, counted(k, key), true)
@@ -417,8 +435,12 @@ def family_system(family: Family, cells: pd.DataFrame, figures: pd.DataFrame | N
                 equation(OUTSIDE, {outside[b, s]: 1.0 for s in family.atoms if s[k] == 2},
                          float(rows[0].count) - sum(float(r.count) for r in rest))
             else:
+                before = len(system.equations)
                 _mean_margin(system, equation, [sums[indicator, total]] + [sums[indicator, key] for key in groups
                              if (indicator, key) in sums], float(rows[0].sum) - sum(float(r.sum) for r in rest))
+                margins[indicator, b] = before if len(system.equations) > before else None
+    if figures is None:  # further figures would tie a hidden sum to more equations
+        _hiding(system, shown, {i: family.kinds[k] for i, k in position.items()}, margins, total)
     for r in (figures[figures["indicator_id"].isin(family.indicators)].itertuples() if figures is not None else ()):
         key = (r.breakdown, r.group_code)
         if (r.indicator_id, *key) not in table or (r.measure.startswith("rest_") and r.breakdown not in breakdowns):
@@ -434,6 +456,22 @@ def family_system(family: Family, cells: pd.DataFrame, figures: pd.DataFrame | N
         if isinstance(terms, dict):
             equation(r.source, terms, float(r.value))
     return system, targets, used
+
+
+def _hiding(system: System, shown: dict[tuple, list[int]], kinds: dict[str, str],
+            margins: dict[tuple[str, str], int | None], total: tuple | None) -> None:
+    """What hiding each shown cell (with no reason given) would do to the equations, for the rank
+    test (still_fixed): the rows it takes away (its own figures, and the margins its sum is in), and
+    the rows left once its sum, then unknown, is taken out of those margins (their differences)."""
+    for cell, rows in shown.items():
+        indicator, key = cell[0], cell[1:]
+        if kinds[indicator] == "proportion":
+            system.hiding[cell] = (rows, [])
+            continue
+        held = [row for (i, b), row in margins.items() if i == indicator and (key == total or key[0] == b)]
+        terms = [system.equations[row][0] if row is not None else {} for row in held]
+        system.hiding[cell] = (rows + [row for row in held if row is not None],
+                               [_combine(t, {i: -c for i, c in terms[0].items()}) for t in terms[1:]])
 
 
 def _combine(*parts: dict[int, float]) -> dict[int, float]:
@@ -484,46 +522,105 @@ def disclosures(system: System, targets: list[Target], moving: set[tuple] | None
                 first: bool = False) -> list[tuple[Target, str]]:
     """Each hidden cell an attacker can work out exactly, and what they learn.
 
-    The true values are one solution, so a value is pinned when no solution moves it. Solving for
-    every target at once (the sum of all, up then down) moves most of them in two solves; those left
-    are solved one by one, and each solution found on the way also moves the others it can.
+    The true values are one solution, so a value is pinned when no solution moves it. What the
+    equations alone fix (the exact rank test) needs no solving. Solving for every other target at
+    once (the sum of all, up then down) moves most of them in two solves; those left (or two counts
+    or fewer from the start) are solved one by one, the linear relaxation first, and each solution
+    found on the way also moves the others it can.
 
     `moving`: (cell key, figure) pairs known to move in a system that this one relaxes (hiding one
     more cell only drops equations, so whatever could move still can); those found to move here
     are added to it. `first`: stop at the first cell worked out, in the order of `targets`."""
     moving = set() if moving is None else moving
-    checks = []  # (target, role, terms, truth, tolerance)
-    for t in targets:
-        if t.kind == "proportion":
-            said_no = {i: t.n.get(i, 0.0) - t.measure.get(i, 0.0) for i in {*t.n, *t.measure}}
-            checks += [(t, "yes", t.measure, t.true_measure, 0.5), (t, "no", said_no, t.true_n - t.true_measure, 0.5)]
-        else:
-            checks += [(t, "n", t.n, t.true_n, 0.5), (t, "sum", t.measure, t.true_measure, 1e-6)]
+    checks = [check for t in targets for check in _checks(t)]
     moved = [(c[0].key, c[1]) in moving for c in checks]
-    _move_together(system, checks, moved)
+    # the exact rank test first: what the equations alone fix needs no solving (and no solution moves it)
+    fixed = [not m and system.fixes(c[2]) for c, m in zip(checks, moved)]
+    # a count left open is solved for at least once, so that figures no solution fits are reported
+    anything_open = any(_whole(c) and not m for c, m in zip(checks, moved))
+    _move_together(system, checks, moved, fixed)
     pinned = {}
 
     def is_pinned(k: int) -> bool:
         if k not in pinned:
-            pinned[k] = not moved[k] and (system.fixes(checks[k][2]) or not _moves(system, checks, k, moved))
+            pinned[k] = not moved[k] and (fixed[k] or not _moves(system, checks, k, moved))
         return pinned[k]
 
     found = []
     for k in range(0, len(checks), 2):
-        t = checks[k][0]
-        if t.kind == "proportion":
-            if t.true_measure == 0 and is_pinned(k):
-                found.append((t, "nobody in the group answered yes"))
-            elif t.true_n == t.true_measure and is_pinned(k + 1):
-                found.append((t, "everybody in the group answered yes"))
-            elif is_pinned(k) and is_pinned(k + 1):
-                found.append((t, f"n = {int(t.true_n)} and count = {int(t.true_measure)}"))
-        elif is_pinned(k) and is_pinned(k + 1):
-            found.append((t, f"n = {int(t.true_n)} and its mean"))
+        learned = _learned(checks[k][0], lambda j, k=k: is_pinned(k + j))
+        if learned is not None:
+            found.append((checks[k][0], learned))
         if first and found:
             break
+    if anything_open and not system._solved and system.solve({}, 1)[0] == "infeasible":
+        raise Contradiction("the published figures have no solution")
     moving.update((c[0].key, c[1]) for c, m in zip(checks, moved) if m)
     return found
+
+
+def _checks(t: Target) -> list[tuple]:
+    """The two figures of a hidden cell a solution may move: (target, role, terms, truth, tolerance)."""
+    if t.kind == "proportion":
+        said_no = {i: t.n.get(i, 0.0) - t.measure.get(i, 0.0) for i in {*t.n, *t.measure}}
+        return [(t, "yes", t.measure, t.true_measure, 0.5), (t, "no", said_no, t.true_n - t.true_measure, 0.5)]
+    return [(t, "n", t.n, t.true_n, 0.5), (t, "sum", t.measure, t.true_measure, 1e-6)]
+
+
+def _learned(t: Target, pinned: Callable[[int], bool]) -> str | None:
+    """What a reader learns of the hidden cell t, given which of its two checks (0, 1) no solution
+    moves (asked lazily, in this order: each answer may cost a solve)."""
+    if t.kind != "proportion":
+        return f"n = {int(t.true_n)} and its mean" if pinned(0) and pinned(1) else None
+    if t.true_measure == 0 and pinned(0):
+        return "nobody in the group answered yes"
+    if t.true_n == t.true_measure and pinned(1):
+        return "everybody in the group answered yes"
+    if pinned(0) and pinned(1):
+        return f"n = {int(t.true_n)} and count = {int(t.true_measure)}"
+    return None
+
+
+def still_fixed(system: System, target: Target, trials: list[tuple[list[int], list[dict[int, float]]] | None],
+                moving: set[tuple]) -> Iterator[bool]:
+    """For each trial, in order, whether the equations changed by it (rows taken away: indices into
+    system.equations; rows added) still give the hidden cell `target` away by the exact rank test
+    alone (as System.fixes does), as disclosures() would find it: then what the trial hides cannot
+    protect it. None: not known here (False). `moving`: as for disclosures().
+
+    The equations every trial keeps are reduced once, and the others once; a trial that takes
+    away none of the rows a figure was found to combine needs nothing more, any other works out
+    the rank of the rows it keeps."""
+    checks = _checks(target)
+    open_ = [(target.key, check[1]) not in moving for check in checks]
+    rows = [terms for terms, _ in system.equations]
+    added = [terms for trial in trials if trial is not None for terms in trial[1]]
+    if any(not float(c).is_integer() for terms in rows + added + [c[2] for c in checks] for c in terms.values()):
+        yield from (False for _ in trials)  # not worked out in whole numbers: left to the solver
+        return
+    dropped = sorted({i for trial in trials if trial is not None for i in trial[0]})
+    core = _row_echelon([row for i, row in enumerate(rows) if i not in set(dropped)])
+    reduced = {i: _reduce(rows[i], core) for i in dropped}
+    left = [_reduce(check[2], core) for check in checks]
+    sources: dict[int, set[int]] = {}
+    spanned = _row_echelon([reduced[i] for i in dropped], sources)
+    combined = []  # per check: whether the dropped rows give it, and which of them it was made of
+    for terms in left:
+        used: set[int] = set()
+        combined.append((not _reduce(terms, spanned, sources, used), used))
+    position = {i: k for k, i in enumerate(dropped)}
+    for trial in trials:
+        if trial is None:
+            yield False
+            continue
+        away = {position[i] for i in trial[0]}
+        learned = _learned(target, lambda j, away=away: open_[j] and combined[j][0] and not combined[j][1] & away)
+        if learned is not None:
+            yield True
+            continue
+        others = _row_echelon([reduced[i] for i in dropped if i not in trial[0]]
+                              + [_reduce(terms, core) for terms in trial[1]])
+        yield _learned(target, lambda j, others=others: open_[j] and not _reduce(left[j], others)) is not None
 
 
 def _whole(check: tuple) -> bool:
@@ -531,14 +628,16 @@ def _whole(check: tuple) -> bool:
     return check[4] >= 0.5
 
 
-def _move_together(system: System, checks: list, moved: list[bool]) -> None:
-    whole = [k for k, c in enumerate(checks) if _whole(c)]
+def _move_together(system: System, checks: list, moved: list[bool], fixed: list[bool]) -> None:
+    """Move as many open counts as one solution can, up then down, while that finds more; two or
+    fewer are left to _moves (the linear relaxation first, often enough)."""
+    whole = [k for k, c in enumerate(checks) if _whole(c) and not fixed[k]]
     progress = True
     while progress:
         progress = False
         for sign in (1, -1):
             open_ = [k for k in whole if not moved[k]]
-            if not open_:
+            if len(open_) <= 2:
                 return
             terms: dict[int, float] = {}
             for k in open_:

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pandas as pd
 import yaml
 
-from pipeline.derivation import Family, disclosures, family_cells, family_system
+from pipeline.derivation import Family, disclosures, family_cells, family_system, still_fixed
 
 SMALL_GROUP = "fewer than {n} respondents in the group"
 SMALL_CELL = "fewer than {n} respondents answered one way"
@@ -202,16 +202,23 @@ def _complement_linked(cells: pd.DataFrame, families: dict[int, list[Family]] | 
     for family, members in list(family_cells(frame, families)):
         known = moving.setdefault((family, int(members["wave"].iloc[0])), set())
         while members["suppressed"].any():
-            found = disclosures(*family_system(family, members)[:2], moving=known, first=True)
+            system, targets, _ = family_system(family, members)
+            found = disclosures(system, targets, moving=known, first=True)
             if not found:
                 break
             shown = _partner_pool(members, found[0][0].key)
             if shown.empty:
                 break  # nothing of the family is published any more: nothing left to work anything out from
             order = {i: k for k, i in enumerate(family.indicators)}
-            candidates = [r.Index for r in sorted(shown.itertuples(), key=lambda r: (
-                r.n, r.count if r.kind == "proportion" else float("inf"), order[r.indicator_id], r.group_code))]
-            partner = next((p for p in candidates if _protects(family, members, p, found[0][0].key, known)),
+            columns = ["indicator_id", "breakdown", "group_code", "kind", "n", "count"]  # itertuples: only these
+            ranked = sorted(shown[columns].itertuples(), key=lambda r: (
+                r.n, r.count if r.kind == "proportion" else float("inf"), order[r.indicator_id], r.group_code))
+            # where the equations left once a candidate is hidden still give the cell away by the rank
+            # test, it cannot protect it, and needs no trial system
+            trials = [system.hiding.get((r.indicator_id, r.breakdown, r.group_code)) for r in ranked]
+            candidates = [r.Index for r in ranked]
+            partner = next((p for p, given_away in zip(candidates, still_fixed(system, found[0][0], trials, known))
+                            if not given_away and _protects(family, members, p, found[0][0].key, known)),
                            candidates[0])
             for frame_ in (cells, members):
                 frame_.loc[partner, ["suppressed", "suppression"]] = [True, COMPLEMENTARY]

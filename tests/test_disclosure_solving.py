@@ -6,8 +6,11 @@ Each expected answer is worked out by hand from the few equations written in the
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
-from pipeline.derivation import System, alone, disclosures, family_system
+from pipeline.derivation import (
+    Contradiction, System, _checks, _learned, alone, disclosures, family_system, still_fixed,
+)
 from pipeline.disclosure import SMALL_GROUP
 
 
@@ -72,3 +75,63 @@ def test_two_hidden_groups_protect_each_other_and_what_moved_is_remembered():
     moving: set[tuple] = set()
     assert disclosures(system, targets, moving=moving) == []
     assert moving == {(("IND-01", 2025, "region", g), role) for g in "ab" for role in ("yes", "no")}
+
+
+def linked_cells(kind: str, breakdowns: tuple[str, ...], hidden: tuple[str, ...]) -> pd.DataFrame:
+    """One indicator by region (a 3 people, b 20, c 30) and by age (y 23, o 30); overall 53. A
+    proportion's yes: a 1, b 10, c 15, y 11, o 15, overall 26; a mean is 10 in every group (sum = 10 n)."""
+    rows = [("all", "all", 53, 26), ("region", "a", 3, 1), ("region", "b", 20, 10), ("region", "c", 30, 15),
+            ("age", "y", 23, 11), ("age", "o", 30, 15)]
+    rows = [r for r in rows if r[0] in breakdowns or r[0] == "all"]
+    cells = pd.DataFrame([
+        dict(indicator_id="IND-01", wave=2025, breakdown=b, group_code=g, kind=kind, n=n,
+             count=c if kind == "proportion" else 0, sum=10.0 * n, suppressed=g in hidden)
+        for b, g, n, c in rows
+    ])
+    reasons = [SMALL_GROUP.format(n=10) if g == "a" else "hidden for a" if g in hidden else None for _, g, _, _ in rows]
+    return cells.assign(suppression=pd.Series(reasons, dtype=object))
+
+
+def verdicts(kind: str, breakdowns: tuple[str, ...]) -> dict[str, bool]:
+    """still_fixed's verdict on region a, hidden, for hiding each published cell on its own."""
+    cells = linked_cells(kind, breakdowns, ("a",))
+    system, targets, _ = family_system(alone("IND-01", kind), cells)
+    shown = cells[~cells["suppressed"]]
+    trials = [system.hiding[("IND-01", r.breakdown, r.group_code)] for r in shown.itertuples()]
+    return dict(zip(shown["group_code"], still_fixed(system, targets[0], trials, set())))
+
+
+def test_the_rank_test_without_a_partner_knows_which_partners_cannot_protect():
+    # Region a = overall - b - c - (nobody outside the regions), in n and in yes (or in sum).
+    # Hiding b or c leaves only a + b (or a + c): a is protected by the equations. Hiding the
+    # overall figure does not protect a when the ages are published: they add up to it again
+    # (y + o + nobody outside); with the regions alone it does. Hiding an age group changes nothing.
+    for kind in ("proportion", "mean"):
+        assert verdicts(kind, ("region", "age")) == {"all": True, "b": False, "c": False, "y": True, "o": True}
+        assert verdicts(kind, ("region",)) == {"all": False, "b": False, "c": False}
+
+
+def test_the_rank_test_without_a_partner_agrees_with_the_trial_system_built_with_it_hidden():
+    # The shortcut takes the partner's equations out of the system already built; the trial
+    # system is built again from the cells with the partner hidden, as before the shortcut.
+    for kind in ("proportion", "mean"):
+        for breakdowns in (("region", "age"), ("region",)):
+            for partner, verdict in verdicts(kind, breakdowns).items():
+                trial, targets, _ = family_system(alone("IND-01", kind), linked_cells(kind, breakdowns, ("a", partner)))
+                target = next(t for t in targets if t.key[3] == "a")
+                fixed = [trial.fixes(check[2]) for check in _checks(target)]
+                assert verdict == (_learned(target, lambda j: fixed[j]) is not None), (kind, breakdowns, partner)
+                if verdict:  # what the equations alone give away, the full solve finds too
+                    assert [t.key for t, _ in disclosures(trial, [target])] == [target.key]
+
+
+def test_figures_that_contradict_their_stated_bounds_are_reported_even_when_the_equations_fix_everything():
+    # Region a has 12 people (overall 62 = 12 + 20 + 30) yet its reason says fewer than 10: the
+    # equations alone fix a's figures at 12 and 1, and no solution can have them.
+    table = cells({"a": SMALL_GROUP.format(n=10)})
+    table.loc[table["group_code"] == "a", "n"] = 12
+    table.loc[table["group_code"] == "all", "n"] = 62
+    system, targets, _ = family_system(alone("IND-01", "proportion"), table)
+    assert all(system.fixes(check[2]) for check in _checks(targets[0]))
+    with pytest.raises(Contradiction):
+        disclosures(system, targets)
