@@ -21,6 +21,7 @@ The report names where something was found and what kind of identifier it is, ne
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import json
 import re
@@ -355,8 +356,10 @@ def published_figures(con: duckdb.DuckDBPyConnection):
 # --- identifiers ------------------------------------------------------------------------------
 
 
-# Identifier values to search for: each value's token sequence, and the kinds of identifier it is.
-Needles = dict[tuple[str, ...], set[str]]
+# Identifier values to search for: each value's tokens (joined by one space: a token holds none),
+# and the kinds of identifier it is (sorted; one tuple shared by every value of the same kinds).
+# Millions of values for a large export: a string each, not a tuple of tokens and a set.
+Needles = dict[str, tuple[str, ...]]
 
 
 def identifier_values(paths: Paths, rules: AuditRules) -> tuple[Needles, list[dict]]:
@@ -392,6 +395,7 @@ def _read_all_needles(paths: Paths, files: list[Path], rules: AuditRules) -> tup
     for path in files:
         try:
             _read_needles(needles, paths, path, rules)
+            gc.collect()  # the export's frames, before the next file is read
         except Exception as exc:  # noqa: BLE001 - any file the audit cannot read is reported, not skipped
             unreadable.append({"file": str(path.relative_to(paths.root)), "problem": type(exc).__name__})
     return needles, unreadable
@@ -409,26 +413,35 @@ def _read_needles(needles: Needles, paths: Paths, path: Path, rules: AuditRules)
 
     instrument = load_instrument(instrument_path(paths.surveys, _wave(path)))
     export = read_export(path, instrument)
-    ids = export.identifiers
+    direct = [q.id for q in instrument.by_disclosure(Disclosure.direct) if q.id in export.answers]
+    # only what holds identifiers is kept while the needles are made: the other answers are let go
+    ids, answers = export.identifiers, export.answers[direct]
+    del export
+    kinds: dict[tuple[str, ...], tuple[str, ...]] = {kinds: kinds for kinds in needles.values()}
     for column in ids.columns:
         if column not in NAME_PARTS:
-            _add_needles(needles, column, ids[column].tolist(), rules)
+            _add_needles(needles, kinds, column, ids[column].tolist(), rules)
     if set(NAME_PARTS) <= set(ids.columns):
         full = [f"{a} {b}" for a, b in zip(ids["first_name"], ids["last_name"]) if a and b]
-        _add_needles(needles, "full_name", full, rules)
-    for question in instrument.by_disclosure(Disclosure.direct):
-        if question.id in export.answers:
-            _add_needles(needles, question.id, export.answers[question.id].tolist(), rules)
+        _add_needles(needles, kinds, "full_name", full, rules)
+    for question in direct:
+        _add_needles(needles, kinds, question, answers[question].tolist(), rules)
 
 
-def _add_needles(needles: Needles, kind: str, values: Iterable, rules: AuditRules) -> None:
+def _add_needles(needles: Needles, kinds: dict[tuple[str, ...], tuple[str, ...]], kind: str, values: Iterable,
+                 rules: AuditRules) -> None:
+    """`kinds`: every tuple of kinds already in `needles`, to share (not copy) it."""
     for value in set(v for v in values if isinstance(v, (str, int, float))):
-        tokens = tuple(TOKEN.findall(str(value).lower()))
+        tokens = TOKEN.findall(str(value).lower())
         if sum(map(len, tokens)) >= rules.min_identifier_chars and _precise_enough(kind, tokens, rules):
-            needles.setdefault(tokens, set()).add(kind)
+            needle = " ".join(tokens)
+            known = needles.get(needle, ())
+            if kind not in known:
+                either = tuple(sorted((*known, kind)))
+                needles[needle] = kinds.setdefault(either, either)
 
 
-def _precise_enough(kind: str, tokens: tuple[str, ...], rules: AuditRules) -> bool:
+def _precise_enough(kind: str, tokens: list[str], rules: AuditRules) -> bool:
     """A coordinate is searched for only when written with enough decimals: 43.125 (a trailing zero
     dropped) is also a percentage the report publishes (69 of 160), and says no more than a town."""
     if kind not in COORDINATES:
@@ -505,15 +518,20 @@ def _warehouse_texts(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, str]
 
 
 class NeedleIndex:
-    """The needles' kinds by their exact token sequence, and the sequence lengths that start with
+    """The needles' kinds by their tokens, and the numbers of tokens of the needles that start with
     each token: a text position is looked up once per length, not once per needle sharing its first
     token (thousands of coordinates start with "43")."""
 
     def __init__(self, needles: Needles):
-        self.kinds: dict[tuple[str, ...], tuple[str, ...]] = {t: tuple(sorted(k)) for t, k in needles.items()}
-        self.lengths: dict[str, set[int]] = {}
-        for tokens in needles:
-            self.lengths.setdefault(tokens[0], set()).add(len(tokens))
+        self.kinds = needles
+        self.lengths: dict[str, tuple[int, ...]] = {}
+        shared: dict[tuple[int, ...], tuple[int, ...]] = {}  # a few distinct tuples for millions of needles
+        for needle in needles:
+            first, count = needle.split(" ", 1)[0], needle.count(" ") + 1
+            known = self.lengths.get(first, ())
+            if count not in known:
+                either = tuple(sorted((*known, count)))
+                self.lengths[first] = shared.setdefault(either, either)
 
 
 def _matches(text: str, index: NeedleIndex) -> Iterator[str]:
@@ -521,4 +539,4 @@ def _matches(text: str, index: NeedleIndex) -> Iterator[str]:
     tokens = TOKEN.findall(text.lower())
     for i, token in enumerate(tokens):
         for length in index.lengths.get(token, ()):
-            yield from index.kinds.get(tuple(tokens[i:i + length]), ())
+            yield from index.kinds.get(" ".join(tokens[i:i + length]), ())
