@@ -391,10 +391,11 @@ def _file_key(paths: Paths, path: Path) -> tuple:
 
 def _read_all_needles(paths: Paths, files: list[Path], rules: AuditRules) -> tuple[Needles, list[dict]]:
     needles: Needles = {}
+    kinds: dict[tuple[str, ...], tuple[str, ...]] = {}  # every tuple of kinds in `needles`, shared
     unreadable = []
     for path in files:
         try:
-            _read_needles(needles, paths, path, rules)
+            _read_needles(needles, kinds, paths, path, rules)
             gc.collect()  # the export's frames, before the next file is read
         except Exception as exc:  # noqa: BLE001 - any file the audit cannot read is reported, not skipped
             unreadable.append({"file": str(path.relative_to(paths.root)), "problem": type(exc).__name__})
@@ -407,7 +408,8 @@ def _wave(path: Path) -> int:
     return wave_of(path)
 
 
-def _read_needles(needles: Needles, paths: Paths, path: Path, rules: AuditRules) -> None:
+def _read_needles(needles: Needles, kinds: dict[tuple[str, ...], tuple[str, ...]], paths: Paths, path: Path,
+                  rules: AuditRules) -> None:
     from pipeline.ingest import read_export
     from pipeline.instrument import Disclosure, instrument_path, load_instrument
 
@@ -417,7 +419,6 @@ def _read_needles(needles: Needles, paths: Paths, path: Path, rules: AuditRules)
     # only what holds identifiers is kept while the needles are made: the other answers are let go
     ids, answers = export.identifiers, export.answers[direct]
     del export
-    kinds: dict[tuple[str, ...], tuple[str, ...]] = {kinds: kinds for kinds in needles.values()}
     for column in ids.columns:
         if column not in NAME_PARTS:
             _add_needles(needles, kinds, column, ids[column].tolist(), rules)
