@@ -264,35 +264,37 @@ def _lit(value: str) -> str:
 def build_wide(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> dict[str, str]:
     """(Re)build respondent_wide; return the type of each of its columns (for compiling rules).
 
-    Answers are first reduced to one value per respondent and concept, then turned into columns by
-    PIVOT, a few concepts of one kind at a time: far cheaper than one filtered aggregate per column
-    over every answer, and the (respondent, concept) tables stay small. Each batch is its own
-    statement, stored with one row per respondent in the order of `wide_keys` (respondent keys are
-    unique, so the order is total), and the batches are then put side by side by position: no query
-    holds more than one batch's hash tables, and the wide rows are never sorted. As one query
-    joining every batch to the respondents, it needed 60% more memory and could not finish within
-    400 MB at 200,000 responses."""
+    Answers become columns a few concepts of one kind at a time: one aggregate per respondent with
+    one filtered aggregate per concept of the batch, over the answers to those concepts only (the
+    answers are stored concept by concept, so the scan skips the rest). Over every answer at once
+    this was far dearer, and as a PIVOT (one value per respondent and concept first, then the
+    columns) it took half as much CPU again: two hash tables, the larger with a row per answer.
+    Each batch is its own statement, stored with one row per respondent in the order of
+    `wide_keys` (respondent keys are unique, so the order is total), and the batches are then put
+    side by side by position: no query holds more than one batch's hash table, and the wide rows
+    are never sorted. As one query joining every batch to the respondents, it needed 60% more
+    memory and could not finish within 400 MB at 200,000 responses."""
     types = concept_types(con)
     scored = {c for (c,) in con.execute("SELECT DISTINCT concept FROM choices WHERE score IS NOT NULL").fetchall()}
     by_value: dict[str, list[str]] = {}  # the value of one answer (of each kind) -> its concepts
     for concept, kind in types.items():
         by_value.setdefault(_ANSWER_VALUE.get(kind, _CHOSEN), []).append(concept)
     if scored_here := [c for c in types if c in scored]:
-        by_value["max(score)"] = scored_here
-    batches = [(value, concepts[start:start + _PIVOT_BATCH]) for value, concepts in by_value.items()
-               for start in range(0, len(concepts), _PIVOT_BATCH)]
+        by_value[_SCORE] = scored_here
+    batches = [(value, concepts[start:start + _WIDE_BATCH]) for value, concepts in by_value.items()
+               for start in range(0, len(concepts), _WIDE_BATCH)]
     con.execute("CREATE OR REPLACE TEMP TABLE wide_keys AS SELECT respondent_key, wave FROM respondents "
                 "ORDER BY wave, respondent_key")
     source = {}
     for k, (value, concepts) in enumerate(batches):
         listed = ", ".join(_lit(c) for c in concepts)
+        values = ", ".join(f"{value.format(concept=_lit(c))} AS {_q(c)}" for c in concepts)
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE wide_part{k} AS "
             f"SELECT {', '.join('p.' + _q(c) for c in concepts)} FROM wide_keys k LEFT JOIN ("
-            f"PIVOT (SELECT respondent_key, concept, {value} AS v FROM ({_ANSWERED}) WHERE concept IN ({listed}) "
-            f"GROUP BY respondent_key, concept) ON concept IN ({listed}) USING first(v) GROUP BY respondent_key"
+            f"SELECT respondent_key, {values} FROM ({_ANSWERED}) WHERE concept IN ({listed}) GROUP BY respondent_key"
             f") p USING (respondent_key) ORDER BY k.wave, k.respondent_key")
-        suffix = "__score" if value == "max(score)" else ""
+        suffix = "__score" if value == _SCORE else ""
         source.update({concept + suffix: f"p{k}.{_q(concept)}" for concept in concepts})
     columns = [f"{source[c]} AS {_q(c)}" for concept in types
                for c in ([concept, concept + "__score"] if concept in scored else [concept])]
@@ -316,15 +318,17 @@ def build_wide(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> dict[str
 # Every answer with what its code means (no answer, points).
 _ANSWERED = """SELECT a.respondent_key, a.concept, a.value, ch.missing, ch.score FROM answers a
     LEFT JOIN choices ch ON ch.wave = a.wave AND ch.concept = a.concept AND ch.code = a.value"""
-_PIVOT_BATCH = 12  # concepts per PIVOT (measured at 100,000 responses: 6 to 12 use the least memory and time)
-# One respondent's value for a concept, from its answer rows: answers that mean "no answer" (and
+# Concepts per statement: at 200,000 responses within 400 MB, 6 never spill, 12 a little, 24 a lot.
+_WIDE_BATCH = 6
+# One respondent's value for a {concept}, from its answer rows: answers that mean "no answer" (and
 # codes the questionnaire does not know) are left out of choices, not of numbers and dates.
-_CHOSEN = "max(value) FILTER (WHERE NOT missing)"
+_CHOSEN = "max(value) FILTER (WHERE concept = {concept} AND NOT missing)"
 _ANSWER_VALUE = {
-    "numeric": "max(TRY_CAST(value AS DOUBLE))",
-    "date": "max(TRY_CAST(value AS DATE))",
-    "multiple": "list(value ORDER BY value) FILTER (WHERE NOT missing)",
+    "numeric": "max(TRY_CAST(value AS DOUBLE)) FILTER (WHERE concept = {concept})",
+    "date": "max(TRY_CAST(value AS DATE)) FILTER (WHERE concept = {concept})",
+    "multiple": "list(value ORDER BY value) FILTER (WHERE concept = {concept} AND NOT missing)",
 }
+_SCORE = "max(score) FILTER (WHERE concept = {concept})"  # the points of a scored item's answer
 
 
 def _score_sql(name: str, score: Score, types: dict[str, str], scored: set[str]) -> str:
@@ -690,39 +694,56 @@ def _aggregate(
     con: duckdb.DuckDBPyConnection, indicators: list[Indicator], catalogue: Catalogue, kinds: dict[str, str],
     waves: dict[str, list[int]],
 ) -> pd.DataFrame:
-    """Every indicator's cells in one query (one scan of the groups for all of them, not one per
-    indicator), in catalogue order, then by wave, breakdown and group.
+    """Every indicator's cells in one query (one scan of the respondents for all of them, not one
+    per indicator), in catalogue order, then by wave, breakdown and group.
 
-    Each population meets the groups by respondent, and only the breakdowns its indicator is shown
-    by are kept (a semi join on the short `wanted` list). Copying the groups once per indicator
-    before the join instead took 3.5 GB and four times the CPU at 100,000 responses."""
-    populations = " UNION ALL ".join(
-        _population_sql(order, i, kinds, waves[i.id]) for order, i in enumerate(indicators))
+    Respondents who are in the same groups (a numbered `group_set`, see _number_group_sets) are
+    added up first, per indicator and wave, in one pass over respondent_wide; those sums are then
+    spread to each set's groups, keeping the breakdowns each indicator is shown by (a semi join on
+    the short `wanted` list). Counts and DECIMAL sums are exact, so adding them in two steps gives
+    the same figures. Meeting every population with respondent_groups respondent by respondent
+    instead (a row per respondent, indicator and group) took twice the CPU and spilled twice as
+    much to disk within 400 MB at 200,000 responses; copying the groups once per indicator before
+    that join took 3.5 GB and four times the CPU at 100,000 responses."""
+    _number_group_sets(con)
+    members = ", ".join(_member_sql(order, i, kinds, waves[i.id]) for order, i in enumerate(indicators))
     wanted = ", ".join(
         f"({order}, {_lit(b)})" for order, i in enumerate(indicators) for b in catalogue.breakdowns_of(i)
     ) or "(NULL::INTEGER, NULL::VARCHAR)"  # no breakdown at all: no row
     details = ", ".join(
         f"({order}, {_lit(i.id)}, {_lit(i.kind)}, {catalogue.min_n_of(i)}, "
         f"{_lit(i.partition) if i.partition else 'NULL::VARCHAR'})" for order, i in enumerate(indicators))
-    measures = ("CASE WHEN any_value(p.proportion) THEN count(*) FILTER (WHERE p.hit) END AS {0}count, "
-                "sum(p.value) AS {0}total, sum(p.value * p.value) AS {0}total_sq")
+    sums = ("sum(p.n)::BIGINT AS {0}n, sum(p.count)::BIGINT AS {0}count, "
+            "sum(p.total) AS {0}total, sum(p.total_sq) AS {0}total_sq")
     sql = f"""
-        WITH pop AS ({populations}),
+        WITH sets AS (  -- per indicator, wave and set of groups: n and the count or the exact sums
+            SELECT m.ord, wave, group_set, count(*) AS n,
+                   CASE WHEN any_value(m.proportion) THEN count(*) FILTER (WHERE m.hit) END AS count,
+                   sum(m.value) AS total, sum(m.value * m.value) AS total_sq
+            FROM (SELECT w.wave, s.group_set, unnest([{members}]) AS m
+                  FROM respondent_wide w LEFT JOIN (SELECT respondent_key, group_set FROM respondent_group_sets) s
+                  USING (respondent_key))
+            WHERE m.member
+            GROUP BY m.ord, wave, group_set
+        ),
         wanted AS (SELECT * FROM (VALUES {wanted}) AS w(ord, breakdown) WHERE ord IS NOT NULL),
-        in_breakdown AS (SELECT DISTINCT respondent_key, breakdown FROM respondent_groups),
+        set_groups AS (
+            SELECT group_set, breakdown, group_code, group_label FROM group_set_members JOIN group_ids USING (group_id)
+        ),
+        set_breakdowns AS (SELECT DISTINCT group_set, breakdown FROM set_groups),
         cells AS (
             SELECT ord, wave, 'all' AS breakdown, 'all' AS group_code, 'All respondents' AS group_label,
-                   count(*) AS n, {measures.format('')}
-            FROM pop p GROUP BY ord, wave
+                   {sums.format('')}
+            FROM sets p GROUP BY ord, wave
             UNION ALL
-            SELECT p.ord, p.wave, g.breakdown, g.group_code, min(g.group_label), count(*), {measures.format('')}
-            FROM pop p JOIN respondent_groups g USING (respondent_key)
+            SELECT p.ord, p.wave, g.breakdown, g.group_code, min(g.group_label), {sums.format('')}
+            FROM sets p JOIN set_groups g USING (group_set)
             SEMI JOIN wanted w ON w.ord = p.ord AND w.breakdown = g.breakdown
             GROUP BY p.ord, p.wave, g.breakdown, g.group_code
         ),
         answered AS (  -- everyone in some group of the breakdown: the group plus everyone else
-            SELECT p.ord, p.wave, g.breakdown, count(*) AS answered_n, {measures.format('answered_')}
-            FROM pop p JOIN in_breakdown g USING (respondent_key)
+            SELECT p.ord, p.wave, g.breakdown, {sums.format('answered_')}
+            FROM sets p JOIN set_breakdowns g USING (group_set)
             SEMI JOIN wanted w ON w.ord = p.ord AND w.breakdown = g.breakdown
             GROUP BY p.ord, p.wave, g.breakdown
         )
@@ -732,21 +753,48 @@ def _aggregate(
         JOIN (VALUES {details}) AS d(ord, indicator_id, kind, min_n, partition) USING (ord)
         ORDER BY cells.ord, wave, breakdown, group_code
     """
-    return _frame(con.execute(sql))
+    cells = _frame(con.execute(sql))
+    for table in ("group_ids", "respondent_group_sets", "group_set_members"):
+        con.execute(f"DROP TABLE {table}")
+    return cells
 
 
-def _population_sql(order: int, indicator: Indicator, kinds: dict[str, str], waves: list[int]) -> str:
-    """The indicator's population (who answered, in the waves that asked) with, per person, whether
-    they are counted (a proportion) or the value (a mean)."""
+def _number_group_sets(con: duckdb.DuckDBPyConnection) -> None:
+    """Number the groups (`group_ids`) and each distinct set of groups respondents are in
+    (`respondent_group_sets`: respondent -> set; `group_set_members`: set -> its groups, as often
+    as a respondent of the set is in each). Far fewer sets than respondents share the same groups."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE group_ids AS
+        SELECT row_number() OVER (ORDER BY breakdown, group_code, group_label) AS group_id,
+               breakdown, group_code, group_label
+        FROM (SELECT DISTINCT breakdown, group_code, group_label FROM respondent_groups)
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE respondent_group_sets AS
+        SELECT respondent_key, dense_rank() OVER (ORDER BY groups) AS group_set, groups
+        FROM (SELECT g.respondent_key, list(i.group_id ORDER BY i.group_id) AS groups
+              FROM respondent_groups g JOIN group_ids i USING (breakdown, group_code, group_label)
+              GROUP BY g.respondent_key)
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE group_set_members AS
+        SELECT group_set, unnest(any_value(groups)) AS group_id FROM respondent_group_sets GROUP BY group_set
+    """)
+
+
+def _member_sql(order: int, indicator: Indicator, kinds: dict[str, str], waves: list[int]) -> str:
+    """Per respondent, as a struct: whether they are in the indicator's population (who answered,
+    in the waves that asked) and whether they are counted (a proportion) or the value (a mean)."""
     population = compile_rule(indicator.population, kinds)
-    where = f"{population} AND {_answered(indicator.questions)} AND wave IN ({', '.join(str(w) for w in waves)})"
+    member = f"{population} AND {_answered(indicator.questions)} AND wave IN ({', '.join(str(w) for w in waves)})"
     if indicator.kind == "proportion":
-        columns = f"true AS proportion, {compile_rule(indicator.condition, kinds)} AS hit, NULL::DECIMAL(18, 6) AS value"
+        condition = compile_rule(indicator.condition, kinds)
+        measure = f"proportion := true, hit := {condition}, value := NULL::DECIMAL(18, 6)"
     else:
         # Exact decimal sums, not DOUBLE aggregates: parallel floating-point sums vary in their
         # last bits from run to run, and published figures must not.
-        columns = f"false AS proportion, false AS hit, CAST({_q(indicator.value)} AS DECIMAL(18, 6)) AS value"
-    return f"SELECT {order} AS ord, respondent_key, wave, {columns} FROM respondent_wide WHERE {where}"
+        measure = f"proportion := false, hit := false, value := CAST({_q(indicator.value)} AS DECIMAL(18, 6))"
+    return f"struct_pack(ord := {order}, member := {member}, {measure})"
 
 
 def _frame(result: duckdb.DuckDBPyConnection) -> pd.DataFrame:

@@ -371,3 +371,23 @@ def test_a_breakdown_that_cannot_work_is_an_error_naming_the_file(tmp_path, defa
     with pytest.raises(IndicatorError) as error:
         load_checked_catalogue(path, REPO_SURVEYS)
     assert problem in str(error.value) and str(path) in str(error.value)
+
+
+
+def test_everyone_else_for_rule_groups_is_everyone_in_some_group(tmp_path):
+    # volunteers with one job are in neither group: in the total, not among "everyone else"
+    breakdown = ("work: {title: Work, definition: W., groups: [{code: paid, label: Paid, rule: {question: eligible_role, "
+                 "in: [1]}}, {code: several, label: Volunteer with several jobs, rule: {all: [{question: eligible_role, "
+                 "in: [2]}, {question: several_jobs, in: [2, 3]}]}}]}")
+    path = tmp_path / "indicators.yaml"
+    path.write_text(CATALOGUE.format(default="work", breakdown=breakdown), encoding="utf-8")
+    people = (times(12, paid(several_jobs=2)) + times(10, paid(several_jobs=1))
+              + times(11, volunteer(several_jobs=3)) + times(13, volunteer(several_jobs=1)))
+    con = run(tmp_path, people, catalogue=path)
+    table = cells(con, "PREC-05")
+    assert (table[("all", "all")]["n"], table[("all", "all")]["count"]) == (46, 23)
+    assert groups(table, "work") == {"paid": ("Paid", 22, 12), "several": ("Volunteer with several jobs", 11, 11)}
+    # in some group: 22 paid + 11 volunteers with several jobs = 33, of whom 12 + 11 = 23 have several
+    work = gaps(con, "PREC-05", "work")
+    assert (work["paid"]["rest_n"], work["paid"]["rest_count"]) == (11, 11)
+    assert (work["several"]["rest_n"], work["several"]["rest_count"]) == (22, 12)
