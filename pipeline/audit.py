@@ -25,6 +25,7 @@ import gc
 import hashlib
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -138,12 +139,13 @@ def run_audit(paths: Paths, write: bool = True, reuse: AuditReport | None = None
     tables = load_rules(paths.disclosure_file)
     needles, unreadable = identifier_values(paths, privacy.audit)
     with connect(paths.warehouse, read_only=True) as con:
-        checks = [c for c in reuse.checks if c.name != IDENTIFIER_CHECK] if reuse else [
-            check_k_anonymity(con, privacy.microdata),
-            check_l_diversity(con, privacy.microdata),
-            check_published_cells(con, tables),
-            check_derivability(con, load_catalogue(paths.indicators_file)),
-        ]
+        if reuse:
+            checks = [c for c in reuse.checks if c.name != IDENTIFIER_CHECK]
+        else:
+            with equivalence_classes(con, privacy.microdata) as classes:
+                checks = [check_k_anonymity(con, privacy.microdata, classes),
+                          check_l_diversity(con, privacy.microdata, classes)]
+            checks += [check_published_cells(con, tables), check_derivability(con, load_catalogue(paths.indicators_file))]
         earlier = next((c for c in reuse.checks if c.name == IDENTIFIER_CHECK), None) if reuse else None
         checks = [*checks, check_identifiers(paths, con, needles, unreadable, earlier)]
     report = AuditReport(checks, key)
@@ -167,33 +169,61 @@ def key_concepts(con: duckdb.DuckDBPyConnection, wave: int, micro: MicrodataRule
 def _classes(concepts: list[str]) -> str:
     """SQL for one wave's respondents (parameter: the wave) and their equivalence class: the stored
     values of the key quasi-identifiers, each as its codes joined by ',' (or NOT_ANSWERED), joined by '|'.
-    Parameters: $wave, and $concepts when there are key concepts."""
+    Parameters: $wave, and $concepts when there are key concepts. One column per key concept, joined
+    in their order: no ordered aggregate per respondent (its cost grows faster than the respondents)."""
     if not concepts:
         return "SELECT respondent_key, 'all' AS class FROM respondents WHERE wave = $wave"
+    columns = ", ".join(f"max(value) FILTER (WHERE concept = $concepts[{i}]) AS c{i}"
+                        for i in range(1, len(concepts) + 1))
+    joined = " || '|' || ".join(f"coalesce(c{i}, '{NOT_ANSWERED}')" for i in range(1, len(concepts) + 1))
     return f"""
-        WITH key_concepts AS (SELECT unnest($concepts) AS concept, generate_subscripts($concepts, 1) AS position),
-        stored AS (
+        WITH stored AS (
             SELECT respondent_key, concept, array_to_string(list_sort(list_distinct(list(value))), ',') AS value
-            FROM answers WHERE wave = $wave AND concept IN (SELECT concept FROM key_concepts) GROUP BY ALL)
-        SELECT r.respondent_key,
-               string_agg(coalesce(s.value, '{NOT_ANSWERED}'), '|' ORDER BY k.position) AS class
-        FROM respondents r CROSS JOIN key_concepts k
-        LEFT JOIN stored s ON s.respondent_key = r.respondent_key AND s.concept = k.concept
-        WHERE r.wave = $wave GROUP BY r.respondent_key"""
+            FROM answers WHERE wave = $wave AND list_contains($concepts, concept) GROUP BY ALL),
+        by_respondent AS (SELECT respondent_key, {columns} FROM stored GROUP BY respondent_key)
+        SELECT r.respondent_key, {joined} AS class
+        FROM respondents r LEFT JOIN by_respondent USING (respondent_key) WHERE r.wave = $wave"""
+
+
+# Each wave's key concepts, and the temporary table of its respondents' classes (equivalence_classes).
+Classes = dict[int, tuple[list[str], str]]
+
+
+@contextmanager
+def equivalence_classes(con: duckdb.DuckDBPyConnection, micro: MicrodataRules) -> Iterator[Classes]:
+    """Every wave's respondents with their equivalence class, computed once for the k-anonymity and
+    l-diversity checks, as temporary tables of the connection (allowed on a read-only one): each
+    respondent a number (rid) and its class a number (the rank of its `_classes` value), integer
+    keys being much cheaper to group by than the strings. Dropped on leaving: the identifier scan
+    reads every table the connection shows, temporary ones included."""
+    classes: Classes = {}
+    for wave in _waves(con):
+        concepts = key_concepts(con, wave, micro)
+        classes[wave] = (concepts, f"audit_classes_{wave}")
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE {classes[wave][1]} AS
+                        SELECT respondent_key, (row_number() OVER ())::INTEGER AS rid,
+                               (dense_rank() OVER (ORDER BY class))::INTEGER AS class
+                        FROM ({_classes(concepts)})""", {"wave": wave} | _concepts(concepts))
+    yield classes
+    # not on an error: it reaches the caller as it is (an out-of-memory one, say), and closing the
+    # connection drops the tables anyway
+    for _, table in classes.values():
+        con.execute(f"DROP TABLE temp.{table}")
 
 
 def _concepts(concepts: list[str]) -> dict:
     return {"concepts": concepts} if concepts else {}
 
 
-def check_k_anonymity(con: duckdb.DuckDBPyConnection, micro: MicrodataRules) -> Check:
+def check_k_anonymity(con: duckdb.DuckDBPyConnection, micro: MicrodataRules, classes: Classes | None = None) -> Check:
+    if classes is None:
+        with equivalence_classes(con, micro) as classes:
+            return check_k_anonymity(con, micro, classes)
     details, failed = [], False
-    for wave in _waves(con):
-        concepts = key_concepts(con, wave, micro)
+    for wave, (concepts, table) in classes.items():
         groups, smallest, at_risk, respondents = con.execute(
             f"""SELECT count(*), min(size), coalesce(sum(size) FILTER (WHERE size < $k), 0), sum(size)
-                FROM (SELECT count(*) AS size FROM ({_classes(concepts)}) GROUP BY class)""",
-            {"wave": wave, "k": micro.k} | _concepts(concepts)).fetchall()[0]
+                FROM (SELECT count(*) AS size FROM {table} GROUP BY class)""", {"k": micro.k}).fetchall()[0]
         lost = dict(con.execute(
             "SELECT concept, cells_suppressed FROM column_protection WHERE wave = ? AND k_anonymity_key ORDER BY concept",
             [wave]).fetchall())
@@ -209,27 +239,28 @@ def check_k_anonymity(con: duckdb.DuckDBPyConnection, micro: MicrodataRules) -> 
                  f"smallest group {worst} (k = {micro.k}) over the key quasi-identifiers, stored values", details)
 
 
-def check_l_diversity(con: duckdb.DuckDBPyConnection, micro: MicrodataRules) -> Check:
+def check_l_diversity(con: duckdb.DuckDBPyConnection, micro: MicrodataRules, classes: Classes | None = None) -> Check:
+    if classes is None:
+        with equivalence_classes(con, micro) as classes:
+            return check_l_diversity(con, micro, classes)
     details, below = [], 0
     l_min = micro.l_diversity.l
-    for wave in _waves(con):
-        concepts = key_concepts(con, wave, micro)
+    for wave, (_, table) in classes.items():
+        # a respondent's answer: its codes sorted and joined by ',' (several for a multiple choice)
         rows = con.execute(
             f"""
-            WITH classes AS ({_classes(concepts)}),
-            sensitive AS (SELECT concept FROM concepts
-                          WHERE wave = $wave AND disclosure = 'sensitive' AND stored AND type <> 'text'),
+            WITH sensitive AS (SELECT concept FROM concepts
+                               WHERE wave = $wave AND disclosure = 'sensitive' AND stored AND type <> 'text'),
             answered AS (
-                SELECT a.respondent_key, a.concept, string_agg(a.value, ',' ORDER BY a.value) AS value
+                SELECT c.class, c.rid, a.concept, array_to_string(list_sort(list(a.value)), ',') AS value
                 FROM answers a JOIN choices ch ON ch.wave = a.wave AND ch.concept = a.concept AND ch.code = a.value
+                JOIN {table} c USING (respondent_key)
                 WHERE a.wave = $wave AND NOT ch.missing AND a.concept IN (SELECT concept FROM sensitive)
                 GROUP BY ALL),
-            diversity AS (
-                SELECT concept, class, count(DISTINCT value) AS l
-                FROM answered JOIN classes USING (respondent_key) GROUP BY ALL)
+            diversity AS (SELECT concept, class, count(DISTINCT value) AS l FROM answered GROUP BY ALL)
             SELECT concept, min(l), count(*), count(*) FILTER (WHERE l < $l)
             FROM diversity GROUP BY concept ORDER BY concept
-            """, {"wave": wave, "l": l_min} | _concepts(concepts)).fetchall()
+            """, {"wave": wave, "l": l_min}).fetchall()
         for concept, lowest, groups, low in rows:
             below += low
             details.append({"wave": wave, "question": concept, "l": int(lowest), "groups": int(groups),
@@ -370,6 +401,7 @@ def identifier_values(paths: Paths, rules: AuditRules) -> tuple[Needles, list[di
     key = (rules.model_dump_json(), *(_file_key(paths, path) for path in files))
     if key not in _NEEDLES_READ:
         _NEEDLES_READ.clear()  # one set of exports at a time
+        _INDEXES.clear()
         _NEEDLES_READ[key] = _read_all_needles(paths, files, rules)
     return _NEEDLES_READ[key]
 
@@ -431,13 +463,17 @@ def _read_needles(needles: Needles, kinds: dict[tuple[str, ...], tuple[str, ...]
 
 def _add_needles(needles: Needles, kinds: dict[tuple[str, ...], tuple[str, ...]], kind: str, values: Iterable,
                  rules: AuditRules) -> None:
-    """`kinds`: every tuple of kinds already in `needles`, to share (not copy) it."""
+    """`kinds`: every tuple of kinds already in `needles`, to share (not copy) it. Millions of values:
+    most are new needles of this kind alone, which take the shared one-kind tuple directly."""
+    alone = kinds.setdefault((kind,), (kind,))
     for value in set(v for v in values if isinstance(v, (str, int, float))):
         tokens = TOKEN.findall(str(value).lower())
         if sum(map(len, tokens)) >= rules.min_identifier_chars and _precise_enough(kind, tokens, rules):
             needle = " ".join(tokens)
-            known = needles.get(needle, ())
-            if kind not in known:
+            known = needles.get(needle)
+            if known is None:
+                needles[needle] = alone
+            elif kind not in known:
                 either = tuple(sorted((*known, kind)))
                 needles[needle] = kinds.setdefault(either, either)
 
@@ -461,7 +497,7 @@ def check_identifiers(paths: Paths, con: duckdb.DuckDBPyConnection, needles: Nee
                       unreadable: list[dict], earlier: Check | None = None) -> Check:
     """`earlier`: this check, made in the same command on the same warehouse and needles: its
     warehouse findings still hold, so only the files are read again."""
-    index = NeedleIndex(needles)
+    index = needle_index(needles)
     found: dict[tuple[str, str], int] = {}
     if earlier is not None:
         found = {(d["where"], d["identifier"]): d["occurrences"] for d in earlier.details
@@ -518,6 +554,17 @@ def _warehouse_texts(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, str]
                 yield f"{WAREHOUSE_PLACE}{table}.{column}", value
 
 
+def needle_index(needles: Needles) -> NeedleIndex:
+    """The index of these needles, made once for the command's audits (as the needles are read once)."""
+    if id(needles) not in _INDEXES or _INDEXES[id(needles)][0] is not needles:
+        _INDEXES.clear()
+        _INDEXES[id(needles)] = (needles, NeedleIndex(needles))
+    return _INDEXES[id(needles)][1]
+
+
+_INDEXES: dict[int, tuple[Needles, NeedleIndex]] = {}
+
+
 class NeedleIndex:
     """The needles' kinds by their tokens, and the numbers of tokens of the needles that start with
     each token: a text position is looked up once per length, not once per needle sharing its first
@@ -528,7 +575,8 @@ class NeedleIndex:
         self.lengths: dict[str, tuple[int, ...]] = {}
         shared: dict[tuple[int, ...], tuple[int, ...]] = {}  # a few distinct tuples for millions of needles
         for needle in needles:
-            first, count = needle.split(" ", 1)[0], needle.count(" ") + 1
+            count = needle.count(" ") + 1
+            first = needle if count == 1 else needle[:needle.index(" ")]  # a one-token needle is its own key
             known = self.lengths.get(first, ())
             if count not in known:
                 either = tuple(sorted((*known, count)))
