@@ -171,7 +171,8 @@ def worker_stages(path: Path, root: Path) -> dict:
     export = timed("ingest", lambda: read_export(path, instrument))
     validation = timed("validate", lambda: validate(export, instrument, secret, set()))
     export = only_what_deidentify_reads(export)  # as run.py does from here on
-    data = timed("deidentify", lambda: deidentify(export, validation, instrument, scrubber, coarsening, derivations))
+    data = timed("deidentify", lambda: deidentify(export, validation, instrument, scrubber, coarsening, derivations,
+                                                    held=privacy.microdata.key_quasi_identifiers))
     item = FileLoad(without_raw_frames(export), instrument, validation, data, True)
     del export, data
     return_freed_memory()

@@ -35,6 +35,14 @@ from pipeline.instrument import Disclosure, Instrument, Labels, QuestionType, re
 PRIVACY_FILE = "privacy.yaml"
 NOT_ANSWERED = "*"  # a value removed by suppression is stored as no answer: both read as "*"
 ORDER_TABLE = "anonymity_order"  # temporary: the respondents of the wave being protected, in order
+# The key quasi-identifiers' answers the run's load wrote, which protection replaces: a table that
+# lives only within the run's transaction. Kept out of `answers` until then: DuckDB commits the rows a
+# transaction appended to a table by moving the blocks it already wrote, unless some of them were
+# deleted in that transaction; then it compresses and writes every appended row again (at 1,000,000
+# responses, a commit of 17 s for 2 s). Not a TEMP table: those are not compressed (at 200,000
+# responses, 80 MB more at the run's peak).
+HELD_ANSWERS = "held_answers"
+_ANSWERS = f"(SELECT * FROM answers UNION ALL SELECT * FROM {HELD_ANSWERS})"  # stored or held
 
 
 class PrivacyError(ValueError):
@@ -450,24 +458,19 @@ def _suppress_locally(groups: np.ndarray, counts: np.ndarray, k: int, weights: n
         key=lambda kept: (weights.sum() - weights[list(kept)].sum(), -len(kept), kept),
     )
     parts = groups * _strides(groups.max(axis=0, initial=0) + 1)  # each column's share of the key
-    # Combinations stored by groups not at risk (they never change), with their columns without a
-    # value as bits: a combination with '*' in the columns dropped can only be stored by groups with
-    # no value there. Plus the combinations joined since. Only the groups at risk are looked at per subset.
+    # Combinations stored by groups not at risk (they never change), plus the combinations joined
+    # since. A key with '*' (0) in the columns dropped only equals the keys of combinations with no
+    # value there, so they need no separate test. Only the groups at risk are looked at per subset.
     safe = counts >= k
-    keys = parts[safe].sum(axis=1)
-    order = np.argsort(keys)
-    settled, settled_counts = keys[order], counts[safe][order]
-    settled_blanks = ((groups[safe] == 0) @ (1 << np.arange(width)))[order]
+    settled, settled_counts = _merge(parts[safe].sum(axis=1), counts[safe])
     joined, joined_counts = _merge(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     at_risk = parts[remaining]
     for kept in subsets:
         mask = np.zeros(width, dtype=np.int64)
         mask[list(kept)] = 1
-        dropped = int((1 - mask) @ (1 << np.arange(width)))
         candidates = at_risk @ mask
         tally_keys, tally = _merge(candidates, counts[remaining])
-        covered = (settled_blanks & dropped) == dropped
-        together = (tally + _counts_of(tally_keys, settled[covered], settled_counts[covered])
+        together = (tally + _counts_of(tally_keys, settled, settled_counts)
                     + _counts_of(tally_keys, joined, joined_counts))
         reached = tally_keys[together >= k]
         if reached.size:
@@ -527,7 +530,9 @@ def _fill_blank_class(final: np.ndarray, k: int, weights: np.ndarray, costs: np.
 
 def protect_microdata(con: duckdb.DuckDBPyConnection, rules: PrivacyRules) -> list[WaveProtection]:
     """Apply k-anonymity to every wave with new respondents (every wave when the rules changed);
-    the caller holds the transaction."""
+    the caller holds the transaction. Answers held by the load (HELD_ANSWERS) are read as stored
+    ones, and stored: protected, or as they are where nothing replaced them."""
+    hold_answers(con)  # none held when the load held none
     counts = con.execute("SELECT wave, count(*) FROM respondents GROUP BY wave ORDER BY wave").fetchall()
     same_rules = con.execute(
         "SELECT count(*) FROM warehouse_meta WHERE key = 'privacy_sha256' AND value = ?", [rules.sha256]).fetchall()[0][0]
@@ -538,8 +543,15 @@ def protect_microdata(con: duckdb.DuckDBPyConnection, rules: PrivacyRules) -> li
             continue  # nobody new, same rules: what was done (and its record) stands
         results.append(_protect_stored_wave(con, wave, rules.microdata))
         _write_protection(con, wave, rules, results[-1])
+    con.execute(f"INSERT INTO answers SELECT * FROM {HELD_ANSWERS}")
+    con.execute(f"DROP TABLE {HELD_ANSWERS}")
     con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('privacy_sha256', ?)", [rules.sha256])
     return results
+
+
+def hold_answers(con: duckdb.DuckDBPyConnection) -> None:
+    """The table of answers written for protect_microdata, in the same transaction (which drops it)."""
+    con.execute(f"CREATE TABLE IF NOT EXISTS {HELD_ANSWERS} AS SELECT * FROM answers LIMIT 0")
 
 
 def load_checked_privacy_rules(path: Path, surveys_dir: Path) -> PrivacyRules:
@@ -650,7 +662,7 @@ def _read_stored_values(con, wave: int, concepts: list[str]) -> tuple[np.ndarray
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE anonymity_bits AS
             SELECT concept, value, row_number() OVER (PARTITION BY concept ORDER BY value) - 1 AS bit
-            FROM (SELECT DISTINCT concept, value FROM answers WHERE wave = ? AND concept IN ({marks}))""",
+            FROM (SELECT DISTINCT concept, value FROM {_ANSWERS} WHERE wave = ? AND concept IN ({marks}))""",
         [wave, *concepts],
     )
     codes = con.execute("SELECT concept, value, bit FROM anonymity_bits").fetchall()
@@ -661,7 +673,7 @@ def _read_stored_values(con, wave: int, concepts: list[str]) -> tuple[np.ndarray
     found = con.execute(
         f"""SELECT r.rowid AS loaded, {masks}
             FROM respondents r
-            LEFT JOIN answers a ON a.respondent_key = r.respondent_key AND a.wave = ? AND a.concept IN ({marks})
+            LEFT JOIN {_ANSWERS} a ON a.respondent_key = r.respondent_key AND a.wave = ? AND a.concept IN ({marks})
             LEFT JOIN anonymity_bits c ON c.concept = a.concept AND c.value = a.value
             WHERE r.wave = ? GROUP BY r.rowid""",
         [*(c for c, count in zip(concepts, words) for _ in range(count)), wave, *concepts, wave],
@@ -686,9 +698,9 @@ def _answers_where_tied(con, loaded: np.ndarray, ranks: list[np.ndarray]) -> np.
     if tied.size:
         con.register("anonymity_tied", pd.DataFrame({"loaded": loaded[tied]}))
         found = con.execute(
-            """SELECT t.loaded, md5(coalesce(string_agg(a.concept || '=' || a.value, ';' ORDER BY a.concept, a.value), '')) AS digest
+            f"""SELECT t.loaded, md5(coalesce(string_agg(a.concept || '=' || a.value, ';' ORDER BY a.concept, a.value), '')) AS digest
                FROM anonymity_tied t JOIN respondents r ON r.rowid = t.loaded
-               LEFT JOIN answers a ON a.respondent_key = r.respondent_key GROUP BY t.loaded"""
+               LEFT JOIN {_ANSWERS} a ON a.respondent_key = r.respondent_key GROUP BY t.loaded"""
         ).fetchnumpy()
         con.unregister("anonymity_tied")
         sorter = np.argsort(loaded)
@@ -699,7 +711,8 @@ def _answers_where_tied(con, loaded: np.ndarray, ranks: list[np.ndarray]) -> np.
 
 def _store_values(con, wave: int, columns: list[Column], outcome: Outcome) -> None:
     for j, column in enumerate(columns):
-        con.execute("DELETE FROM answers WHERE wave = ? AND concept = ?", [wave, column.concept])
+        for table in ("answers", HELD_ANSWERS):
+            con.execute(f"DELETE FROM {table} WHERE wave = ? AND concept = ?", [wave, column.concept])
         introduced = column.rule.group_codes()
         if introduced:
             con.execute(

@@ -16,9 +16,8 @@ import re
 import secrets
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator, Literal, Mapping
 
 import numpy as np
 import pandas as pd
@@ -46,13 +45,17 @@ class Deidentified:
     quality_flags: pd.DataFrame = field(default_factory=lambda: _empty("wave", "flag", "detail"))
     # the derived answers among `answers`: how the warehouse describes them (surveys/derived.yaml)
     derived: list["DerivedConcept"] = field(default_factory=list)
+    # like `answers`, the answers to the concepts `held` (deidentify's argument): written apart, see load
+    held_answers: pd.DataFrame = field(default_factory=lambda: _empty("wave", "concept", "value"))
 
 
 def deidentify(export: Export, validation: Validation, instrument: Instrument, scrubber: "Scrubber",
                coarsening: Mapping[str, "NumericCoarsening"] | None = None,
-               derivations: "Derivations | None" = None) -> Deidentified:
+               derivations: "Derivations | None" = None, held: Collection[str] = ()) -> Deidentified:
     """`coarsening`: numeric quasi-identifiers rounded and top-coded before storage (surveys/privacy.yaml);
-    `derivations`: answers worked out from the raw answers before that (surveys/derived.yaml)."""
+    `derivations`: answers worked out from the raw answers before that (surveys/derived.yaml); `held`:
+    concepts whose answers go to `held_answers`, not `answers` (the key quasi-identifiers, which
+    k-anonymity replaces: see load.write_run)."""
     kept = validation.outcome[validation.outcome == LOADED].index
     keys = pd.Series([_new_key() for _ in kept], index=kept, dtype=object)
     respondents = pd.DataFrame({"respondent_key": keys.values, "wave": instrument.wave})
@@ -63,16 +66,21 @@ def deidentify(export: Export, validation: Validation, instrument: Instrument, s
         if question.type is QuestionType.text:
             texts.add(question.id, _kept(export.answers[question.id], rows))
     derived = derive(_read_by(export.answers, derivations, rows), instrument, derivations) if derivations else []
-    coded = chain(  # taken one question at a time, as the long frame is built
-        ((q.id, _coarsened(_kept(export.answers[q.id], rows), (coarsening or {}).get(q.id)))
-         for q in stored if q.type is not QuestionType.text),
-        ((concept.question.id, values.reset_index(drop=True)) for concept, values in derived),
-    )
-    answers = _long(coded, keys.to_numpy(), instrument.wave)
+
+    def coded(holding: bool) -> Iterator[tuple[str, pd.Series]]:  # one question at a time, as the long frame is built
+        for question in stored:
+            if question.type is not QuestionType.text and (question.id in held) is holding:
+                yield question.id, _coarsened(_kept(export.answers[question.id], rows), (coarsening or {}).get(question.id))
+        for concept, values in derived:
+            if (concept.question.id in held) is holding:
+                yield concept.question.id, values.reset_index(drop=True)
+
+    answers = _long(coded(False), keys.to_numpy(), instrument.wave)
+    held_answers = _long(coded(True), keys.to_numpy(), instrument.wave)
     open_text = texts.frame(keys.to_numpy(), instrument.wave)
     flags = validation.loaded_flags(keys)
     flags.insert(1, "wave", instrument.wave)
-    return Deidentified(respondents, answers, open_text, flags, [concept for concept, _ in derived])
+    return Deidentified(respondents, answers, open_text, flags, [concept for concept, _ in derived], held_answers)
 
 
 def _new_key() -> str:

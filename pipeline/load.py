@@ -19,6 +19,7 @@ from typing import Iterator, Sequence
 import duckdb
 import pandas as pd
 
+from pipeline.anonymity import HELD_ANSWERS, hold_answers
 from pipeline.deidentify import Deidentified, DerivedConcept, load_reference_table
 from pipeline.ingest import Export
 from pipeline.instrument import Disclosure, Instrument
@@ -104,7 +105,9 @@ def write_run(con: duckdb.DuckDBPyConnection, loads: list[FileLoad], run_id: str
     """Write every file of a run; the caller wraps this in a transaction. Each file's de-identified
     frames are released once written (`data` becomes None), and so are its response keys (keyed
     hashes of response ids): the warehouse holds them from then on, and a large export's would
-    otherwise stay in memory for the rest of the run."""
+    otherwise stay in memory for the rest of the run. Answers de-identification held apart (those to
+    the key quasi-identifiers) go to anonymity's HELD_ANSWERS: the caller must then run
+    protect_microdata in the same transaction, which stores them."""
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     for item in loads:
         _write_catalogue(con, item.instrument, item.data.derived)
@@ -160,6 +163,9 @@ def _write_file(con: duckdb.DuckDBPyConnection, item: FileLoad, run_id: str, now
     respondents = data.respondents.assign(file_sha256=sha)
     _append(con, "respondents", respondents)
     _append(con, "answers", data.answers)
+    if not data.held_answers.empty:
+        hold_answers(con)
+        _append(con, HELD_ANSWERS, data.held_answers)
     _append(con, "open_text", data.open_text)
 
 

@@ -230,9 +230,11 @@ def _prepare(paths: Paths, path: Path, wave: int, synthetic: bool, seen: set[str
     validation = validate(export, instrument, secret_key(), seen)
     export = only_what_deidentify_reads(export)
     progress("    de-identifying")
-    coarsening = load_privacy_rules(privacy_path(paths)).microdata.numeric_quasi_identifiers
+    microdata = load_privacy_rules(privacy_path(paths)).microdata
     derivations = load_derivations(derived_path(paths.surveys))
-    data = deidentify(export, validation, instrument, load_scrubber(paths.deid_file), coarsening, derivations)
+    # the key quasi-identifiers' answers are held apart, for protect_microdata, which replaces them
+    data = deidentify(export, validation, instrument, load_scrubber(paths.deid_file),
+                      microdata.numeric_quasi_identifiers, derivations, held=microdata.key_quasi_identifiers)
     return FileLoad(without_raw_frames(export), instrument, validation, data, synthetic)
 
 

@@ -107,3 +107,27 @@ def test_no_identifier_reaches_the_frames(tmp_path, field: str) -> None:
     data = deidentified(exported(tmp_path, [response(1, {"comments_changes": f"I am {value}"}, **{field: value})]))
     for frame in (data.respondents, data.answers, data.open_text, data.quality_flags):
         assert not frame.astype(str).apply(lambda column: column.str.contains(value, case=False)).any().any()
+
+
+def test_answers_to_held_concepts_are_kept_apart_under_the_same_keys(tmp_path) -> None:
+    # load.write_run writes them to a table of their own, for k-anonymity to replace (key quasi-identifiers)
+    rows = [response(1, {"gender": "2", "age_band": "3", "tasks_clinical": ["1", "5"]}),
+            response(2, {"gender": "1", "age_band": None, "tasks_clinical": ["6"]})]
+    export = exported(tmp_path, rows)
+    validation = validate(export, INSTRUMENT, secret_key())
+    data = deidentify(export, validation, INSTRUMENT, SCRUBBER, held={"gender", "age_band"})
+    keys = data.respondents["respondent_key"].tolist()
+
+    def rows_of(frame: pd.DataFrame, concepts: list[str]) -> list[tuple[int, str, str]]:
+        mine = frame[frame["concept"].isin(concepts)]
+        return sorted(zip(mine["respondent_key"].map(keys.index), mine["concept"], mine["value"]))
+
+    # by hand, respondents by position: no answer, no row
+    assert rows_of(data.held_answers, ["gender", "age_band"]) == [
+        (0, "age_band", "3"), (0, "gender", "2"), (1, "gender", "1")]
+    assert set(data.held_answers["concept"]) == {"gender", "age_band"}
+    assert rows_of(data.answers, ["gender", "age_band"]) == []
+    assert rows_of(data.answers, ["tasks_clinical"]) == [
+        (0, "tasks_clinical", "1"), (0, "tasks_clinical", "5"), (1, "tasks_clinical", "6")]
+    assert (data.held_answers["wave"] == 2025).all()
+    assert list(data.held_answers.columns) == list(data.answers.columns)
