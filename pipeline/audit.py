@@ -23,7 +23,9 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
+import itertools
 import json
+import operator
 import re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -31,6 +33,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import duckdb
+import numpy as np
+import pandas as pd
 
 from pipeline.anonymity import (
     NOT_ANSWERED,
@@ -51,6 +55,17 @@ AUDIT_FILE = "audit.json"
 NAME_PARTS = ("first_name", "last_name")
 COORDINATES = ("latitude", "longitude")
 TOKEN = re.compile(r"\w+")
+# Many values are tokenized at once (_token_texts), joined by SEPARATOR: NOT_TOKEN is what lies
+# between two tokens of one value. For ASCII text, faster: each byte lower-cased or, when not a
+# token character, made a space (bytes over 127 never occur: their entries are left as they are).
+SEPARATOR = "\x00"
+NOT_TOKEN = re.compile(r"[^\w\x00]+")
+ASCII_TOKENS = bytes(ord(chr(b).lower()) if chr(b).isalnum() or chr(b) in "_\x00" else ord(" ") for b in range(128)) \
+    + bytes(range(128, 256))
+ASCII_SPACES = re.compile(rb"  +")
+SPACES = operator.methodcaller("count", " ")
+LAST_SPACE = operator.methodcaller("rfind", " ")
+NEEDLE_BATCH = 1 << 16  # values tokenized at once
 IDENTIFIER_CHECK = "no identifier in any output"
 WAREHOUSE_PLACE = "warehouse "  # how the identifier check names a warehouse column where it found one
 
@@ -446,19 +461,20 @@ def _read_needles(needles: Needles, kinds: dict[tuple[str, ...], tuple[str, ...]
     from pipeline.instrument import Disclosure, instrument_path, load_instrument
 
     instrument = load_instrument(instrument_path(paths.surveys, _wave(path)))
-    export = read_export(path, instrument)
-    direct = [q.id for q in instrument.by_disclosure(Disclosure.direct) if q.id in export.answers]
+    wanted = [q.id for q in instrument.by_disclosure(Disclosure.direct)]
+    export = read_export(path, instrument, answers_of=wanted)  # the other answers are not even built
+    direct = [question for question in wanted if question in export.answers]
     # only what holds identifiers is kept while the needles are made: the other answers are let go
     ids, answers = export.identifiers, export.answers[direct]
     del export
     for column in ids.columns:
         if column not in NAME_PARTS:
-            _add_needles(needles, kinds, column, ids[column].tolist(), rules)
+            _add_needles(needles, kinds, column, ids[column], rules)
     if set(NAME_PARTS) <= set(ids.columns):
         full = [f"{a} {b}" for a, b in zip(ids["first_name"], ids["last_name"]) if a and b]
         _add_needles(needles, kinds, "full_name", full, rules)
     for question in direct:
-        _add_needles(needles, kinds, question, answers[question].tolist(), rules)
+        _add_needles(needles, kinds, question, answers[question], rules)
 
 
 def _add_needles(needles: Needles, kinds: dict[tuple[str, ...], tuple[str, ...]], kind: str, values: Iterable,
@@ -466,24 +482,73 @@ def _add_needles(needles: Needles, kinds: dict[tuple[str, ...], tuple[str, ...]]
     """`kinds`: every tuple of kinds already in `needles`, to share (not copy) it. Millions of values:
     most are new needles of this kind alone, which take the shared one-kind tuple directly."""
     alone = kinds.setdefault((kind,), (kind,))
-    for value in set(v for v in values if isinstance(v, (str, int, float))):
-        tokens = TOKEN.findall(str(value).lower())
-        if sum(map(len, tokens)) >= rules.min_identifier_chars and _precise_enough(kind, tokens, rules):
-            needle = " ".join(tokens)
-            known = needles.get(needle)
-            if known is None:
-                needles[needle] = alone
-            elif kind not in known:
-                either = tuple(sorted((*known, kind)))
-                needles[needle] = kinds.setdefault(either, either)
+    texts, others = _distinct_values(values)
+    for start in range(0, len(texts), NEEDLE_BATCH):  # batches: what a batch holds for a moment stays small
+        found = _token_texts(texts[start:start + NEEDLE_BATCH])
+        _merge_needles(needles, kinds, kind, _needles_kept(kind, found, rules), alone)
+    found = [" ".join(TOKEN.findall(str(value).lower())) for value in others]
+    _merge_needles(needles, kinds, kind, _needles_kept(kind, found, rules), alone)
 
 
-def _precise_enough(kind: str, tokens: list[str], rules: AuditRules) -> bool:
+def _distinct_values(values: Iterable) -> tuple[list[str], list]:
+    """The distinct values worth reading (text and numbers), the texts apart from the others."""
+    # one dimension, whatever the cells (a list of choices stays one cell)
+    values = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.fromiter(values, dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        distinct = pd.unique(values)  # in C; only texts (and missing values), so equal values are equal texts
+    else:  # numbers too: 1 == 1.0 == True, written differently; the first of them stands, as in a set
+        distinct = list(set(v for v in values if isinstance(v, (str, int, float))))
+    texts = [v for v in distinct if type(v) is str]
+    return texts, [v for v in distinct if type(v) is not str and isinstance(v, (str, int, float))]
+
+
+def _token_texts(texts: list[str]) -> list[str]:
+    """" ".join(TOKEN.findall(text.lower())) of every text, made on one string joining them all by
+    NUL: neither a token character nor a cased or case-ignorable one, so the lower case and the tokens
+    of each text are those it has alone. One by one when a text holds a NUL itself."""
+    joined = SEPARATOR.join(texts)
+    if joined.count(SEPARATOR) != max(len(texts) - 1, 0):
+        return [" ".join(TOKEN.findall(text.lower())) for text in texts]
+    if joined.isascii():  # the usual case: ASCII's token characters are [A-Za-z0-9_], lower case its own
+        joined = ASCII_SPACES.sub(b" ", joined.encode("ascii").translate(ASCII_TOKENS)).decode("ascii")
+    else:
+        joined = NOT_TOKEN.sub(" ", joined.lower())
+    # every run between tokens (not across texts) is now one space
+    joined = joined.replace(" " + SEPARATOR, SEPARATOR).replace(SEPARATOR + " ", SEPARATOR).strip(" ")
+    return joined.split(SEPARATOR) if texts else []
+
+
+def _needles_kept(kind: str, found: list[str], rules: AuditRules) -> set[str]:
+    """The needles long enough (the spaces joining their tokens do not count) and precise enough,
+    tested in C over the whole list (millions of needles)."""
+    lengths = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
+    keep = lengths - np.fromiter(map(SPACES, found), dtype=np.int64, count=len(found)) >= rules.min_identifier_chars
+    if kind in COORDINATES:
+        keep &= _precise_enough(lengths, np.fromiter(map(LAST_SPACE, found), dtype=np.int64, count=len(found)), rules)
+    return set(itertools.compress(found, keep.tolist()))
+
+
+def _precise_enough(lengths: np.ndarray, last_spaces: np.ndarray, rules: AuditRules) -> np.ndarray:
     """A coordinate is searched for only when written with enough decimals: 43.125 (a trailing zero
-    dropped) is also a percentage the report publishes (69 of 160), and says no more than a town."""
-    if kind not in COORDINATES:
-        return True
-    return len(tokens) >= 2 and len(tokens[-1]) >= rules.min_coordinate_decimals
+    dropped) is also a percentage the report publishes (69 of 160), and says no more than a town.
+    Of needles of these lengths whose last space is there (-1: none), those with two tokens or more
+    and enough characters in the last."""
+    return (last_spaces >= 0) & (lengths - last_spaces - 1 >= rules.min_coordinate_decimals)
+
+
+def _merge_needles(needles: Needles, kinds: dict[tuple[str, ...], tuple[str, ...]], kind: str, found: set[str],
+                   alone: tuple[str, ...]) -> None:
+    """Needles already known (as another kind) take this kind too; the others (most) are new.
+    Loops in C: hundreds of thousands are known (a response's end and record times are one)."""
+    common = needles.keys() & found
+    found -= common
+    known = list(map(needles.__getitem__, common))
+    widened: dict[tuple[str, ...], tuple[str, ...]] = {}  # each tuple of kinds known (a few), with this kind
+    for kinds_known in set(known):
+        either = kinds_known if kind in kinds_known else tuple(sorted((*kinds_known, kind)))
+        widened[kinds_known] = kinds.setdefault(either, either)
+    needles.update(zip(common, map(widened.__getitem__, known)))
+    needles.update(zip(found, itertools.repeat(alone)))
 
 
 def output_files(paths: Paths) -> list[Path]:

@@ -14,6 +14,7 @@ the platform is detected from the file unless named.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,8 +80,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_export(path: Path, instrument: Instrument, platform: str | None = None) -> Export:
-    """Read one export file; raise ExportError naming the file when it cannot be used."""
+def read_export(path: Path, instrument: Instrument, platform: str | None = None,
+                answers_of: Collection[str] | None = None) -> Export:
+    """Read one export file; raise ExportError naming the file when it cannot be used.
+    `answers_of`: the only questions whose answers are wanted (all when None; the disclosure audit
+    reads the direct identifiers only)."""
     path = Path(path)
     raw = _raw(path)
     layout = _layout(path, raw, platform)
@@ -93,7 +97,7 @@ def read_export(path: Path, instrument: Instrument, platform: str | None = None)
         sha256=file_sha256(path),
         platform=layout.platform,
         header_rows=layout.header_rows,
-        answers=answers_frame(layout, instrument, mapping, index),
+        answers=answers_frame(layout, instrument, mapping, index, answers_of),
         metadata=named_frame(layout, columns, METADATA, index, layout.derived),
         identifiers=named_frame(layout, columns, IDENTIFIER, index, identifiers),
         columns=columns,

@@ -10,6 +10,7 @@ the codes, then the labels (English or French) of the question's choices.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -147,9 +148,12 @@ def classify(layout: Layout, mapping: Mapping) -> list[Column]:
 # --- frames ----------------------------------------------------------------------------------
 
 
-def answers_frame(layout: Layout, instrument: Instrument, mapping: Mapping, index: pd.Index) -> pd.DataFrame:
+def answers_frame(layout: Layout, instrument: Instrument, mapping: Mapping, index: pd.Index,
+                  only: Collection[str] | None = None) -> pd.DataFrame:
+    """`only`: the questions wanted (all when None): a reader needing a few does not build the rest."""
     # Questions without a column are left out: structural checks in validation decide whether that is allowed.
-    questions = [q for q in instrument.questions if q.id in mapping.direct or q.id in mapping.options]
+    questions = [q for q in instrument.questions if (q.id in mapping.direct or q.id in mapping.options)
+                 and (only is None or q.id in only)]
     block = _block(len(questions), len(index))
     for cells, question in zip(block, questions):
         choices = ChoiceIndex(instrument.choices_of(question), layout.values == "labels")

@@ -1,0 +1,95 @@
+"""The identifier values the audit searches for ("needles"): read in bulk, they must be exactly the
+values Python's own `\\w+` tokens of each lower-cased value give, one by one (a needle lost is an
+identifier never searched for)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import pipeline.audit as audit
+from builders import response, write_export
+from conftest import REPO, make_project
+from pipeline.anonymity import AuditRules
+from pipeline.audit import _add_needles, identifier_values
+from pipeline.ingest import read_export
+from pipeline.instrument import Disclosure, load_instrument
+
+INSTRUMENT = load_instrument(REPO / "surveys" / "2025" / "instrument.yaml")
+RULES = AuditRules(min_identifier_chars=5, min_coordinate_decimals=4)
+
+
+def needles_of(columns: list[tuple[str, object]], rules: AuditRules = RULES) -> dict[str, tuple[str, ...]]:
+    needles: dict[str, tuple[str, ...]] = {}
+    for kind, values in columns:
+        _add_needles(needles, {}, kind, values, rules)
+    return needles
+
+
+def test_needles_are_the_lower_cased_word_tokens_of_each_value() -> None:
+    values = pd.Series(["Ann.Lee@Example.ORG", "  ann lee@example.org ", "203.0.113.7", "Bob", "A_B_C_D",
+                        "ΟΔΥΣΣΕΥΣ Pappas", "José-García", "İpek", None, "...", "x\x00y zzzzz"], dtype=object)
+    # Worked out by hand: tokens are runs of letters, digits and "_"; a final capital sigma lowers
+    # to "ς"; "İ" lowers to "i" and a combining dot, which is no word character and splits the token.
+    assert needles_of([("email", values)]) == {
+        "ann lee example org": ("email",),
+        "203 0 113 7": ("email",),
+        "a_b_c_d": ("email",),
+        "οδυσσευς pappas": ("email",),
+        "josé garcía": ("email",),
+        "x y zzzzz": ("email",),  # a NUL inside a value separates tokens like any other non-word character
+    }  # "Bob" and "i pek" have fewer than 5 token characters; None and "..." none
+
+
+def test_texts_and_numbers_alike_and_every_kind_a_needle_has() -> None:
+    needles = needles_of([("response_id", ["R_abc12", 123456, 1234.5, ["a list", "is skipped"]]),
+                          ("ip_address", ["r_ABC12", "10.0.0.1"]),
+                          ("response_id", ["R_ABC12"])])
+    assert needles == {"r_abc12": ("ip_address", "response_id"), "123456": ("response_id",),
+                       "1234 5": ("response_id",), "10 0 0 1": ("ip_address",)}
+
+
+def test_coordinates_need_their_decimals() -> None:
+    needles = needles_of([("latitude", ["43.125", "43.6532", "43", "-79.38001"])])
+    assert needles == {"43 6532": ("latitude",), "79 38001": ("latitude",)}
+
+
+def test_values_read_in_batches_give_the_same_needles(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = [f"User{i % 7}.Name{i}@Mail.org" for i in range(40)] + ["Ωmega ΣΣ", "plain"]
+    expected = {" ".join(re.findall(r"\w+", v.lower())): ("email",) for v in values}
+    expected = {k: v for k, v in expected.items() if len(k.replace(" ", "")) >= 5}
+    monkeypatch.setattr(audit, "NEEDLE_BATCH", 3)
+    assert needles_of([("email", values), ("email", values[:10])]) == expected
+
+
+def test_the_audit_reads_only_the_answers_holding_identifiers(tmp_path: Path) -> None:
+    path = write_export(tmp_path / "raw" / "2025" / "export.csv", INSTRUMENT,
+                        [response(i, {"paid_sick_days": "1"}) for i in range(1, 6)])
+    direct = {q.id for q in INSTRUMENT.by_disclosure(Disclosure.direct)}
+    full, few = read_export(path, INSTRUMENT), read_export(path, INSTRUMENT, answers_of=direct)
+    assert list(few.answers.columns) == [c for c in full.answers.columns if c in direct]
+    assert "paid_sick_days" in full.answers.columns and "paid_sick_days" not in few.answers.columns
+    pd.testing.assert_frame_equal(few.answers, full.answers[list(few.answers.columns)])
+    pd.testing.assert_frame_equal(few.identifiers, full.identifiers)
+
+
+def test_identifier_values_of_an_export(tmp_path: Path) -> None:
+    paths = make_project(tmp_path / "project")
+    rows = [response(1, {"contact_email": "S.Nik@Mail.GR"}, RecipientFirstName="Σοφία",
+                     RecipientLastName="ΝΙΚΟΛΑΟΥΣ", IPAddress="198.51.100.23", LocationLatitude="43.65321",
+                     LocationLongitude="-79.3"),
+            response(2, RecipientFirstName="Ann", RecipientLastName="Lee", IPAddress="198.51.100.23")]
+    write_export(paths.raw / "2025" / "export.csv", INSTRUMENT, rows)
+    audit._NEEDLES_READ.clear()
+    needles, unreadable = identifier_values(paths, RULES)
+    assert unreadable == []
+    assert needles["σοφία νικολαους"] == ("full_name",)  # final sigma
+    assert needles["ann lee"] == ("full_name",)
+    assert needles["s nik mail gr"] == ("contact_email", "email")  # a direct question, kept as the email too
+    assert needles["198 51 100 23"] == ("ip_address",)
+    assert needles["r_test00000000001"] == ("response_id",)
+    assert needles["43 65321"] == ("latitude",)
+    assert not {"79 3", "σοφία", "lee"} & needles.keys()  # a short coordinate, name parts alone
