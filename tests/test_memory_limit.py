@@ -20,8 +20,8 @@ def setting(paths: Paths) -> str:
 
 def test_the_budget_is_bounded_by_default_and_can_be_set(empty_project: Paths, monkeypatch) -> None:
     monkeypatch.delenv("CONSULT_MEMORY_LIMIT", raising=False)
-    # DuckDB shows the budget in binary units, one decimal cut off: 2 GB = 2e9 / 2**30 = 1.86 GiB
-    assert setting(empty_project) == "1.8 GiB"
+    # DuckDB shows the budget in binary units, one decimal cut off: 1.5 GB = 1.5e9 / 2**30 = 1.397 GiB
+    assert setting(empty_project) == "1.3 GiB"
     monkeypatch.setenv("CONSULT_MEMORY_LIMIT", "512MB")
     assert setting(empty_project) == "488.2 MiB"  # 512e6 / 2**20
 
