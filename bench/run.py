@@ -186,7 +186,6 @@ def worker_stages(path: Path, root: Path) -> dict:
 
         timed("load", load)
         timed("k_anonymity", lambda: protect_microdata(con, privacy))
-        return_freed_memory()
         timed("indicators", lambda: compute(con, catalogue, disclosure))
         timed("commit", lambda: con.execute("COMMIT"))
     sampler.stop()

@@ -285,7 +285,6 @@ def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, cat
             con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('derived_sha256', ?)", [derivations_sha256(paths)])
         # k-anonymity over every wave's stored respondents, old and new, before anything is computed
         protect_microdata(con, privacy)
-        return_freed_memory()  # k-anonymity's arrays, before the indicators' peak
         compute(con, catalogue, load_rules(paths.disclosure_file))
         con.execute("COMMIT")
     except BaseException:
