@@ -486,7 +486,7 @@ def _add_needles(needles: Needles, kinds: dict[tuple[str, ...], tuple[str, ...]]
     for start in range(0, len(texts), NEEDLE_BATCH):  # batches: what a batch holds for a moment stays small
         found = _token_texts(texts[start:start + NEEDLE_BATCH])
         _merge_needles(needles, kinds, kind, _needles_kept(kind, found, rules), alone)
-    found = [" ".join(TOKEN.findall(str(value).lower())) for value in others]
+    found = [_needle_of(value) for value in others]
     _merge_needles(needles, kinds, kind, _needles_kept(kind, found, rules), alone)
 
 
@@ -502,13 +502,18 @@ def _distinct_values(values: Iterable) -> tuple[list[str], list]:
     return texts, [v for v in distinct if type(v) is not str and isinstance(v, (str, int, float))]
 
 
+def _needle_of(value: str | int | float) -> str:
+    """A value as the audit searches for it: its lower-case tokens, joined by one space."""
+    return " ".join(TOKEN.findall(str(value).lower()))
+
+
 def _token_texts(texts: list[str]) -> list[str]:
-    """" ".join(TOKEN.findall(text.lower())) of every text, made on one string joining them all by
-    NUL: neither a token character nor a cased or case-ignorable one, so the lower case and the tokens
-    of each text are those it has alone. One by one when a text holds a NUL itself."""
+    """_needle_of every text, made on one string joining them all by NUL: neither a token character
+    nor a cased or case-ignorable one, so the lower case and the tokens of each text are those it
+    has alone. One by one when a text holds a NUL itself."""
     joined = SEPARATOR.join(texts)
     if joined.count(SEPARATOR) != max(len(texts) - 1, 0):
-        return [" ".join(TOKEN.findall(text.lower())) for text in texts]
+        return [_needle_of(text) for text in texts]
     if joined.isascii():  # the usual case: ASCII's token characters are [A-Za-z0-9_], lower case its own
         joined = ASCII_SPACES.sub(b" ", joined.encode("ascii").translate(ASCII_TOKENS)).decode("ascii")
     else:
