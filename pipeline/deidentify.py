@@ -206,8 +206,9 @@ def _own_identifiers(export: Export, rows: np.ndarray) -> list[list[Any]]:
     """The kept rows' own names and emails (a list per column, None where missing): scrubbed from
     their free text even when no pattern knows them."""
     columns = [export.identifiers[c] for c in OWN_IDENTIFIERS if c in export.identifiers]
-    if "contact_email" in export.answers:
-        columns.append(export.answers["contact_email"])
+    # the questions asking for them too (contact_email): a platform column of the same role is not them
+    columns += [export.answers[concept] for role, concept in export.identifier_questions.items()
+                if role in OWN_IDENTIFIERS and concept in export.answers]
     own = []
     for column in columns:
         values = column.iloc[rows]

@@ -27,9 +27,11 @@ from pipeline.platforms.answers import (
     Column,
     answers_frame,
     classify,
-    direct_question_identifiers,
+    identifier_questions,
     map_columns,
     named_frame,
+    named_positions,
+    question_identifiers,
 )
 from pipeline.platforms.common import IDENTIFIER, METADATA, QUESTION, UNKNOWN, Layout, identifier_role
 from pipeline.platforms.detect import DEFINITIONS, definition_kind, read_layout
@@ -52,6 +54,9 @@ class Export:
     answers: pd.DataFrame  # concept id columns; missing answers are None
     metadata: pd.DataFrame  # finished ("1"/"0"), progress, duration_s, language, ...
     identifiers: pd.DataFrame  # never stored: used for duplicates and scrubbing only
+    # role -> concept: `direct` questions asking for an identifier (contact_email). Their answers are
+    # identifiers too: under the role in `identifiers` when no platform column has it, else only as answers.
+    identifier_questions: dict[str, str] = field(default_factory=dict)
     columns: list[Column] = field(default_factory=list)
     variant: str = ""
     source_rows: np.ndarray | None = None  # each response's row number in the file
@@ -91,7 +96,9 @@ def read_export(path: Path, instrument: Instrument, platform: str | None = None,
     index = pd.RangeIndex(layout.size)
     mapping = map_columns(layout, instrument)
     columns = classify(layout, mapping)
-    identifiers = {**direct_question_identifiers(layout, instrument, mapping), **layout.derived_identifiers}
+    questions = identifier_questions(layout, instrument, mapping)
+    platform_roles = {*named_positions(columns, IDENTIFIER), *layout.derived_identifiers}
+    identifiers = {**question_identifiers(layout, mapping, questions, platform_roles), **layout.derived_identifiers}
     return Export(
         path=path,
         sha256=file_sha256(path),
@@ -100,6 +107,7 @@ def read_export(path: Path, instrument: Instrument, platform: str | None = None,
         answers=answers_frame(layout, instrument, mapping, index, answers_of),
         metadata=named_frame(layout, columns, METADATA, index, layout.derived),
         identifiers=named_frame(layout, columns, IDENTIFIER, index, identifiers),
+        identifier_questions=questions,
         columns=columns,
         variant=layout.variant,
         source_rows=layout.source_rows,

@@ -397,10 +397,11 @@ def _resubmissions(export: Export, instrument: Instrument, settings: Duplicates,
 
 
 def _person_email(export: Export) -> pd.Series:
-    """The platform's recipient email, else the email left in the contact question."""
+    """The platform's recipient email, else the email left in the contact question (contact_email)."""
     email = export.identifiers["email"] if "email" in export.identifiers else _nones(export.answers.index)
-    if "contact_email" in export.answers:
-        email = email.where(email.notna(), export.answers["contact_email"])
+    question = export.identifier_questions.get("email")
+    if question in export.answers:
+        email = email.where(email.notna(), export.answers[question])
     return email
 
 

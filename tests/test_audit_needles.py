@@ -80,7 +80,7 @@ def test_identifier_values_of_an_export(tmp_path: Path) -> None:
     paths = make_project(tmp_path / "project")
     rows = [response(1, {"contact_email": "S.Nik@Mail.GR"}, RecipientFirstName="Σοφία",
                      RecipientLastName="ΝΙΚΟΛΑΟΥΣ", IPAddress="198.51.100.23", LocationLatitude="43.65321",
-                     LocationLongitude="-79.3"),
+                     LocationLongitude="-79.3", RecipientEmail="sofia.n@work.example"),
             response(2, RecipientFirstName="Ann", RecipientLastName="Lee", IPAddress="198.51.100.23")]
     write_export(paths.raw / "2025" / "export.csv", INSTRUMENT, rows)
     audit._NEEDLES_READ.clear()
@@ -88,7 +88,9 @@ def test_identifier_values_of_an_export(tmp_path: Path) -> None:
     assert unreadable == []
     assert needles["σοφία νικολαους"] == ("full_name",)  # final sigma
     assert needles["ann lee"] == ("full_name",)
-    assert needles["s nik mail gr"] == ("contact_email", "email")  # a direct question, kept as the email too
+    # the platform's recipient email and the one left in the contact question: both searched for
+    assert needles["sofia n work example"] == ("email",)
+    assert needles["s nik mail gr"] == ("contact_email",)
     assert needles["198 51 100 23"] == ("ip_address",)
     assert needles["r_test00000000001"] == ("response_id",)
     assert needles["43 65321"] == ("latitude",)

@@ -107,6 +107,18 @@ def test_near_identical_resubmission_with_the_same_email_is_a_duplicate(tmp_path
     assert got == [("loaded", None), ("duplicate", "resubmitted")]
 
 
+def test_a_resubmission_from_the_same_recipient_email_is_a_duplicate_whatever_the_contact_question(tmp_path: Path) -> None:
+    # Qualtrics' RecipientEmail (a personal link) is the person; the contact question, answered the
+    # first time only, or with another address, must not hide it.
+    first = full(1, {"contact_email": "pat.home@example.org"}, RecipientEmail="pat@agency.example")
+    second = full(2, {"contact_email": None, "tokenism": "5"}, RecipientEmail="pat@agency.example",
+                  StartDate="2025-03-20 09:00:00", EndDate="2025-03-20 09:15:00", IPAddress="192.0.2.77")
+    third = full(3, {"contact_email": "other@example.org", "tokenism": "5"}, RecipientEmail="pat@agency.example",
+                 StartDate="2025-03-21 09:00:00", EndDate="2025-03-21 09:15:00", IPAddress="192.0.2.78")
+    got, _ = outcomes(tmp_path, [first, second, third])
+    assert got == [("loaded", None), ("duplicate", "resubmitted"), ("duplicate", "resubmitted")]
+
+
 def test_two_people_sharing_an_inbox_are_not_merged(tmp_path: Path) -> None:
     # A shared agency address: same region and workplace answers, different people otherwise.
     one = full(1, {"contact_email": "team@agency.ca"})

@@ -171,16 +171,22 @@ def answers_frame(layout: Layout, instrument: Instrument, mapping: Mapping, inde
 def named_frame(layout: Layout, columns: list[Column], kind: str, index: pd.Index,
                 extra: dict[str, list[str | None]] | None = None) -> pd.DataFrame:
     """Metadata or identifiers by name; the first column of a name wins, `extra` overrides."""
-    positions: dict[str, int] = {}
-    for position, column in enumerate(columns):
-        if column.kind == kind and column.maps_to and column.maps_to not in positions:
-            positions[column.maps_to] = position
+    positions = named_positions(columns, kind)
     extra = extra or {}
     names = list(dict.fromkeys([*positions, *extra]))
     block = _block(len(names), len(index))
     for cells, name in zip(block, names):
         cells[:] = _objects(extra[name]) if name in extra else _blank_as_none(column_cells(layout, positions[name]))
     return _frame(block, names, index)
+
+
+def named_positions(columns: list[Column], kind: str) -> dict[str, int]:
+    """Each metadata or identifier name the file has, with its first column."""
+    positions: dict[str, int] = {}
+    for position, column in enumerate(columns):
+        if column.kind == kind and column.maps_to and column.maps_to not in positions:
+            positions[column.maps_to] = position
+    return positions
 
 
 def _block(columns: int, rows: int) -> np.ndarray:
@@ -198,17 +204,26 @@ def _objects(values) -> np.ndarray:
     return np.fromiter(values, dtype=object)
 
 
-def direct_question_identifiers(layout: Layout, instrument: Instrument, mapping: Mapping) -> dict[str, list[str | None]]:
-    """Answers to `direct` questions that name, email or locate the respondent (a REDCap `email`
-    field): kept with the identifiers too, so duplicates and scrubbing can use them."""
-    found: dict[str, list[str | None]] = {}
+def identifier_questions(layout: Layout, instrument: Instrument, mapping: Mapping) -> dict[str, str]:
+    """The `direct` questions that name, email or locate the respondent (the 2025 `contact_email`, a
+    REDCap `email` field), by identifier role -> concept id (the first question of a role)."""
+    found: dict[str, str] = {}
     for concept, position in mapping.direct.items():
         question = instrument.question(concept)
         column = layout.columns[position]
         role = identifier_role(column.text or column.name) or identifier_role(concept)
         if question.disclosure is Disclosure.direct and role and role not in found:
-            found[role] = _blank_as_none(column_cells(layout, position)).tolist()
+            found[role] = concept
     return found
+
+
+def question_identifiers(layout: Layout, mapping: Mapping, questions: dict[str, str],
+                         platform_roles: Collection[str]) -> dict[str, list[str | None]]:
+    """The identifier questions' answers, as identifiers of the roles the platform's own columns do
+    not fill: a platform column (Qualtrics RecipientEmail) is never replaced by a question's answers,
+    which stay readable as answers (`Export.identifier_questions`)."""
+    return {role: _blank_as_none(column_cells(layout, mapping.direct[concept])).tolist()
+            for role, concept in questions.items() if role not in platform_roles}
 
 
 def _blank_as_none(cells: np.ndarray) -> np.ndarray:
