@@ -71,6 +71,7 @@ def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
         path.parent.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(str(path), read_only=read_only)
         con.execute(f"SET memory_limit = '{limit}'")
+        _no_progress_bar(con)
     except duckdb.IOException as exc:
         message = str(exc).splitlines()[0]
         hint = " Another `consult` run may be using it: wait for it to finish." if "lock" in message.lower() else ""
@@ -81,6 +82,15 @@ def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
         yield con
     finally:
         con.close()
+
+
+def _no_progress_bar(con: duckdb.DuckDBPyConnection) -> None:
+    """DuckDB draws its progress bar on standard output, even into a file or a pipe: it would corrupt
+    `consult audit --json` and the logs (the commands say what they do themselves)."""
+    try:
+        con.execute("SET enable_progress_bar = false; SET enable_progress_bar_print = false")
+    except duckdb.Error:  # inside a notebook kernel DuckDB refuses the change (it draws no text bar there)
+        pass
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:

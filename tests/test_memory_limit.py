@@ -42,3 +42,12 @@ def test_a_run_over_budget_stops_clearly_and_loads_nothing(project: Paths) -> No
     assert "ran out of its memory budget (2MB)" in out and "CONSULT_MEMORY_LIMIT=8GB" in out
     assert "Traceback" not in out
     assert not project.warehouse.exists()  # a first run that failed leaves no warehouse behind
+
+
+def test_a_long_query_prints_nothing_on_standard_output(empty_project: Paths, capfd) -> None:
+    # `consult audit --json` writes JSON on standard output: DuckDB's progress bar (drawn there even
+    # into a file or a pipe) must not be mixed in, however long a query takes
+    with connect(empty_project.warehouse) as con:
+        con.execute("SET progress_bar_time = 0")  # a bar, if enabled, would be drawn at once
+        con.execute("SELECT count(DISTINCT a % 1000) FROM range(5000000) t(a)").fetchall()
+    assert capfd.readouterr().out == ""
