@@ -83,6 +83,8 @@ class Check:
 class AuditReport:
     checks: list[Check]
     key: str = ""  # hash of everything the audit read (audit_key): same key, same answers
+    # the warehouse tables' part of the key (warehouse_digest), for an audit reusing this one: not saved
+    warehouse: str = field(default="", repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -119,18 +121,12 @@ def _previous_audit(paths: Paths) -> AuditReport | None:
         return None
 
 
-def audit_key(paths: Paths) -> str:
+def audit_key(paths: Paths, warehouse: str | None = None) -> str:
     """A hash of everything the audit reads: every warehouse table's content, the raw and synthetic
     exports (where the identifiers come from), every output file, the definitions and the code.
-    A re-run with nothing new has the same key and need not repeat the checks."""
-    digest = hashlib.sha256()
-    with connect(paths.warehouse, read_only=True) as con:
-        tables = [t for (t,) in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-            "AND table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
-        for table in tables:  # order-independent content signature: row count and sum of row hashes
-            digest.update(repr((table, con.execute(f'SELECT count(*), sum(hash("{table}")) FROM "{table}"').fetchall()))
-                          .encode())
+    A re-run with nothing new has the same key and need not repeat the checks. `warehouse`: the
+    tables' digest when already known (an earlier audit of the same command, same warehouse)."""
+    digest = hashlib.sha256((warehouse or warehouse_digest(paths)).encode())
     package = Path(__file__).parent
     code = [(p.relative_to(package.parent), p) for p in sorted([*package.rglob("*.py"), *package.rglob("*.sql")])]
     files = [(p.relative_to(paths.root), p) for p in [*export_files(paths.raw), *export_files(paths.synthetic),
@@ -140,15 +136,30 @@ def audit_key(paths: Paths) -> str:
     return digest.hexdigest()
 
 
+def warehouse_digest(paths: Paths) -> str:
+    """Every warehouse table's content, order-independent: its row count and the sum of its rows' hashes."""
+    digest = hashlib.sha256()
+    with connect(paths.warehouse, read_only=True) as con:
+        tables = [t for (t,) in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
+        for table in tables:
+            digest.update(repr((table, con.execute(f'SELECT count(*), sum(hash("{table}")) FROM "{table}"').fetchall()))
+                          .encode())
+    return digest.hexdigest()
+
+
 def run_audit(paths: Paths, write: bool = True, reuse: AuditReport | None = None) -> AuditReport:
     """Every check on the warehouse and the outputs; writes data/warehouse/audit.json.
 
     `reuse`: an audit made earlier in the same command, on the same warehouse (e.g. before the
     report was rendered): its warehouse checks still hold, so only the identifier scan, which also
-    covers the files written since, is done again."""
-    key = audit_key(paths)
+    covers the files written since, is done again (nor is the warehouse hashed again for the key)."""
+    warehouse = reuse.warehouse if reuse is not None and reuse.warehouse else warehouse_digest(paths)
+    key = audit_key(paths, warehouse)
     previous = _previous_audit(paths)
     if previous is not None and previous.key == key and previous.passed:
+        previous.warehouse = warehouse
         return previous  # nothing it reads has changed since it passed: same checks, same answers
     privacy = load_privacy_rules(privacy_path(paths))
     tables = load_rules(paths.disclosure_file)
@@ -163,7 +174,7 @@ def run_audit(paths: Paths, write: bool = True, reuse: AuditReport | None = None
             checks += [check_published_cells(con, tables), check_derivability(con, load_catalogue(paths.indicators_file))]
         earlier = next((c for c in reuse.checks if c.name == IDENTIFIER_CHECK), None) if reuse else None
         checks = [*checks, check_identifiers(paths, con, needles, unreadable, earlier)]
-    report = AuditReport(checks, key)
+    report = AuditReport(checks, key, warehouse)
     if write:
         audit_file(paths).write_text(report.to_json(), encoding="utf-8")
     return report
@@ -573,8 +584,8 @@ def check_identifiers(paths: Paths, con: duckdb.DuckDBPyConnection, needles: Nee
         found = {(d["where"], d["identifier"]): d["occurrences"] for d in earlier.details
                  if d["where"].startswith(WAREHOUSE_PLACE)}
     else:
-        for where, text in _warehouse_texts(con):
-            for kind in _matches(text, index):
+        for where, texts in _warehouse_texts(con):
+            for kind in _matches_among(texts, index):
                 found[(where, kind)] = found.get((where, kind), 0) + 1
     files = output_files(paths)
     for path in files:
@@ -613,15 +624,14 @@ def vendored_code() -> tuple[str, ...]:
     return (get_plotlyjs(),)
 
 
-def _warehouse_texts(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, str]]:
+def _warehouse_texts(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, list[str]]]:
+    """Each column of every table, with its distinct values as text."""
     tables = con.execute(
         "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main' "
         "ORDER BY table_name, ordinal_position").fetchall()
     for table, column in tables:
         values = con.execute(f'SELECT DISTINCT CAST("{column}" AS VARCHAR) FROM "{table}"').fetchall()
-        for (value,) in values:
-            if value:
-                yield f"{WAREHOUSE_PLACE}{table}.{column}", value
+        yield f"{WAREHOUSE_PLACE}{table}.{column}", [value for (value,) in values if value]
 
 
 def needle_index(needles: Needles) -> NeedleIndex:
@@ -655,7 +665,24 @@ class NeedleIndex:
 
 def _matches(text: str, index: NeedleIndex) -> Iterator[str]:
     """The kind of every needle occurrence in the text, one per occurrence."""
-    tokens = TOKEN.findall(text.lower())
+    return _token_matches(TOKEN.findall(text.lower()), index)
+
+
+def _matches_among(texts: list[str], index: NeedleIndex) -> Iterator[str]:
+    """_matches of each text (a million distinct values of a column): all are tokenized together,
+    and only those holding a token that starts some needle are looked at one by one."""
+    forms: list[str] = []
+    for start in range(0, len(texts), NEEDLE_BATCH):
+        forms += _token_texts(texts[start:start + NEEDLE_BATCH])
+    starts = index.lengths.keys() & set(" ".join(forms).split(" "))
+    if starts:
+        for form in forms:
+            tokens = form.split(" ")
+            if not starts.isdisjoint(tokens):
+                yield from _token_matches(tokens, index)
+
+
+def _token_matches(tokens: list[str], index: NeedleIndex) -> Iterator[str]:
     for i, token in enumerate(tokens):
         for length in index.lengths.get(token, ()):
             yield from index.kinds.get(" ".join(tokens[i:i + length]), ())

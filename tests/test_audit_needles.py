@@ -95,3 +95,16 @@ def test_identifier_values_of_an_export(tmp_path: Path) -> None:
     assert needles["r_test00000000001"] == ("response_id",)
     assert needles["43 65321"] == ("latitude",)
     assert not {"79 3", "σοφία", "lee"} & needles.keys()  # a short coordinate, name parts alone
+
+
+@pytest.mark.parametrize("batch", [1, 2, 1 << 16])
+def test_the_values_of_a_column_are_searched_together_as_each_alone(batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from collections import Counter
+
+    monkeypatch.setattr(audit, "NEEDLE_BATCH", batch)
+    index = audit.NeedleIndex({"ann lee": ("full_name",), "43 6500": ("latitude",), "ΣΟΦΊΑ".lower(): ("first_name",)})
+    texts = ["Ann Lee wrote", "ann", "43.6500 and 43.6500", "43 only", "lee ann", "ann\x00lee", "σοφία", "ann", "lee"]
+    # by hand: "ann lee" twice (a NUL inside a value separates words as a space does), never across
+    # two values ("ann", "lee"); the latitude twice in one value; the first name once
+    assert Counter(audit._matches_among(texts, index)) == Counter({"full_name": 2, "latitude": 2, "first_name": 1})
+    assert list(audit._matches_among(["nothing here", "43"], index)) == []
