@@ -57,7 +57,7 @@ def deidentify(export: Export, validation: Validation, instrument: Instrument, s
     concepts whose answers go to `held_answers`, not `answers` (the key quasi-identifiers, which
     k-anonymity replaces: see load.write_run)."""
     kept = validation.outcome[validation.outcome == LOADED].index
-    keys = pd.Series([_new_key() for _ in kept], index=kept, dtype=object)
+    keys = pd.Series(new_keys(len(kept)), index=kept)
     respondents = pd.DataFrame({"respondent_key": keys.values, "wave": instrument.wave})
     rows = export.answers.index.get_indexer(kept)  # where the kept rows are: one lookup, not one per column
     stored = [q for q in instrument.questions if q.disclosure is not Disclosure.direct and q.id in export.answers]
@@ -83,12 +83,20 @@ def deidentify(export: Export, validation: Validation, instrument: Instrument, s
     return Deidentified(respondents, answers, open_text, flags, [concept for concept, _ in derived], held_answers)
 
 
-def _new_key() -> str:
-    return secrets.token_hex(8)
+def new_keys(count: int) -> np.ndarray:
+    """`count` distinct random respondent keys, derived from nothing: positive 63-bit integers (a
+    whole number is hashed, compared and compressed many times faster than text, in every table
+    that holds the key; tens of millions of answer rows do)."""
+    keys = np.empty(0, dtype=np.int64)
+    while len(keys) < count:  # again only in the unlikely case of two equal draws
+        drawn = np.frombuffer(secrets.token_bytes(8 * (count - len(keys))), dtype=np.uint64) >> np.uint64(1)
+        keys = pd.unique(np.concatenate([keys, drawn.astype(np.int64)]))
+        keys = keys[keys > 0]
+    return keys
 
 
 def _empty(*columns: str) -> pd.DataFrame:
-    return pd.DataFrame({"respondent_key": pd.Series(dtype=object), **{c: pd.Series(dtype=object) for c in columns}})
+    return pd.DataFrame({"respondent_key": pd.Series(dtype=np.int64), **{c: pd.Series(dtype=object) for c in columns}})
 
 
 def _kept(column: pd.Series, rows: np.ndarray) -> pd.Series:
@@ -111,8 +119,8 @@ def _long(coded: Iterable[tuple[str, pd.Series]], keys: np.ndarray, wave: int) -
     """One row per answer given (per code of a multiple-choice answer): respondent_key, wave, concept,
     value. `coded`: each concept's answers by kept position. Built as whole columns, each once (no
     concatenation of frames). Every text column is a categorical: a row holds small integer codes into
-    the respondent keys, the concepts and the distinct values (a large export has tens of millions of
-    rows, and pointers to shared strings alone would take 24 bytes a row)."""
+    the concepts and the distinct values (a large export has tens of millions of rows, and pointers
+    to shared strings alone would take 24 bytes a row); the respondent key is a whole number."""
     positions, value_codes, concept_codes, counts = [], [], [], []
     distinct: dict[str, int] = {}  # every value given -> its code
     concepts: dict[str, int] = {}  # every concept -> its code
@@ -130,7 +138,7 @@ def _long(coded: Iterable[tuple[str, pd.Series]], keys: np.ndarray, wave: int) -
         frame = _empty("concept", "value")
         frame.insert(1, "wave", wave)
         return frame
-    respondent_keys = _categories(np.concatenate(positions), keys)
+    respondent_keys = keys[np.concatenate(positions)]
     del positions  # each piece is let go once its column is whole
     given_values = _categories(np.concatenate(value_codes), np.array(list(distinct), dtype=object))
     del value_codes

@@ -366,7 +366,8 @@ def build_groups(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, kinds: di
                 f"WHERE {compile_rule(g.rule, kinds)}"
                 for g in breakdown.groups
             ]
-    parts.append("SELECT NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR WHERE false")
+    # the columns' types when no breakdown has groups (the key's as respondents has it)
+    parts.append("SELECT respondent_key, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR FROM respondents WHERE false")
     con.execute(
         "CREATE OR REPLACE TABLE respondent_groups AS "
         "SELECT * FROM (" + " UNION ALL ".join(parts) + ") AS g(respondent_key, breakdown, group_code, group_label) "

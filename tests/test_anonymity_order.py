@@ -18,7 +18,7 @@ WAVE = 2030
 RULES = load_privacy_rules(REPO / "surveys" / "privacy.yaml")
 
 
-def _warehouse(path: Path, men: int) -> list[str]:
+def _warehouse(path: Path, men: int) -> list[int]:
     """A wave asking gender (and one other question): `men` respondents with the same answers, then one
     woman, loaded in that order. Keys run backwards (the first loaded has the largest key), so an order
     by key is not the load order. Returns the keys in load order."""
@@ -31,7 +31,7 @@ def _warehouse(path: Path, men: int) -> list[str]:
                     [("1", "Man", "Homme", False), ("2", "Woman", "Femme", False), ("3", "Non-binary", "Non binaire", False),
                      ("4", "Another", "Autre", False), ("99", "Prefer not to answer", "Préfère ne pas répondre", True)])
     con.execute(f"""CREATE TEMP TABLE people AS
-        SELECT i, printf('%09d', {men} - i) AS respondent_key, CASE WHEN i = {men} THEN '2' ELSE '1' END AS gender
+        SELECT i, ({men} - i + 1)::BIGINT AS respondent_key, CASE WHEN i = {men} THEN '2' ELSE '1' END AS gender
         FROM range({men} + 1) t(i)""")
     con.execute(f"INSERT INTO respondents SELECT respondent_key, {WAVE}, 'export' FROM people ORDER BY i")
     con.execute(f"INSERT INTO answers SELECT respondent_key, {WAVE}, 'gender', gender FROM people ORDER BY i")

@@ -131,3 +131,17 @@ def test_answers_to_held_concepts_are_kept_apart_under_the_same_keys(tmp_path) -
         (0, "tasks_clinical", "1"), (0, "tasks_clinical", "5"), (1, "tasks_clinical", "6")]
     assert (data.held_answers["wave"] == 2025).all()
     assert list(data.held_answers.columns) == list(data.answers.columns)
+
+
+def test_respondent_keys_are_distinct_positive_and_drawn_again_when_two_are_equal(monkeypatch) -> None:
+    import numpy as np
+
+    from pipeline import deidentify as module
+
+    keys = module.new_keys(10_000)
+    assert len(keys) == 10_000 and len(set(keys.tolist())) == 10_000 and (keys > 0).all()
+    # a source that repeats itself, then gives zero (not a key), before anything new
+    draws = iter([np.array([7, 7, 9], dtype=np.uint64) << np.uint64(1), np.array([0], dtype=np.uint64),
+                  np.array([5], dtype=np.uint64) << np.uint64(1)])
+    monkeypatch.setattr(module.secrets, "token_bytes", lambda size: next(draws)[: size // 8].tobytes())
+    assert module.new_keys(3).tolist() == [7, 9, 5]

@@ -81,7 +81,7 @@ def make_warehouse(tmp_path: Path, people: list[dict]) -> duckdb.DuckDBPyConnect
     _write_living_wage(con, LIVING_WAGE, waves)
     respondents, answers = [], []
     for i, person in enumerate(people):
-        key = f"r{i:04d}"
+        key = i + 1  # keys are whole numbers, as de-identification draws them
         wave = person.get("wave", WAVE)
         respondents.append((key, wave, "hand-built"))
         for concept, value in person.items():

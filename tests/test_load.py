@@ -185,6 +185,31 @@ def test_respondent_keys_are_random_for_every_load(tmp_path: Path, synthetic_exp
     assert query(one, figures) == query(two, figures)
 
 
+def test_a_warehouse_keyed_by_text_takes_new_loads_and_publishes_the_same_figures(
+        tmp_path: Path, synthetic_exports: Path) -> None:
+    """Warehouses made before respondent keys were whole numbers hold them as text (16 hex digits):
+    later loads add to them, and the figures are those of a warehouse made today."""
+    from pipeline.load import schema_sql
+
+    old = make_project(tmp_path / "old", synthetic_exports)
+    new = make_project(tmp_path / "new", synthetic_exports)
+    con = duckdb.connect(str(old.warehouse))
+    con.execute(schema_sql().replace("respondent_key BIGINT", "respondent_key VARCHAR"))
+    con.close()
+    files = export_files(old.synthetic)
+    for paths in (old, new):
+        run_load(paths, files=files[:1], synthetic=True)
+        run_load(paths, files=files, synthetic=True)
+    # every table holding the key holds it as `respondents` does (joined without a cast)
+    key_types = "SELECT DISTINCT data_type FROM information_schema.columns WHERE column_name = 'respondent_key'"
+    assert query(old, key_types) == [("VARCHAR",)] and query(new, key_types) == [("BIGINT",)]
+    loaded = query(new, "SELECT sum(rows_loaded) FROM load_ledger")[0][0]
+    assert query(old, "SELECT count(*) FROM respondents") == [(loaded,)]
+    figures = "SELECT indicator_id, wave, breakdown, group_code, n, count, estimate FROM indicator_estimates ORDER BY ALL"
+    published = query(new, figures)
+    assert len(published) > 100 and query(old, figures) == published
+
+
 def test_every_domain_has_an_indicator_by_wave_and_region(loaded: Paths) -> None:
     rows = query(loaded, """
         SELECT c.domain, count(DISTINCT e.wave), count(*) FILTER (WHERE e.breakdown = 'oh_region')

@@ -9,6 +9,7 @@ import itertools
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from conftest import make_project
@@ -34,8 +35,9 @@ def warehouse_contents(paths: Paths) -> dict[str, list[tuple]]:
 def load_in_two_runs(paths: Paths, monkeypatch: pytest.MonkeyPatch, hold: bool) -> None:
     """The oldest wave, then the others, with respondent keys numbered in load order (not random)
     so that two warehouses can be compared row for row."""
-    numbers = itertools.count()
-    monkeypatch.setattr(deidentify_module, "_new_key", lambda: f"{next(numbers):016x}")
+    numbers = itertools.count(1)
+    monkeypatch.setattr(deidentify_module, "new_keys",
+                        lambda count: np.fromiter(itertools.islice(numbers, count), dtype=np.int64, count=count))
     if not hold:
         monkeypatch.setattr(run_module, "deidentify", lambda *arguments, held=(), **options:
                             deidentify_module.deidentify(*arguments, **options))

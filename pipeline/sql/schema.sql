@@ -68,9 +68,9 @@ CREATE TABLE IF NOT EXISTS quarantine_keys (
     PRIMARY KEY (file_sha256, source_row)
 );
 
--- De-identified respondents: a random key, new for every load, derived from nothing.
+-- De-identified respondents: a random key (a whole number), new for every load, derived from nothing.
 CREATE TABLE IF NOT EXISTS respondents (
-    respondent_key VARCHAR PRIMARY KEY,
+    respondent_key BIGINT PRIMARY KEY,
     wave           INTEGER NOT NULL,
     file_sha256    VARCHAR NOT NULL
 );
@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS respondents (
 -- Data-quality flags of loaded respondents (speeder, straightlining, mostly_empty, or a rules.yaml
 -- rule with severity flag). They never set a response aside; `detail` names the grids concerned.
 CREATE TABLE IF NOT EXISTS quality_flags (
-    respondent_key VARCHAR NOT NULL,
+    respondent_key BIGINT NOT NULL,
     wave           INTEGER NOT NULL,
     flag           VARCHAR NOT NULL,
     detail         VARCHAR,
@@ -87,7 +87,7 @@ CREATE TABLE IF NOT EXISTS quality_flags (
 
 -- Coded answers, long: one row per answer (one per selected option for multiple choice).
 CREATE TABLE IF NOT EXISTS answers (
-    respondent_key VARCHAR NOT NULL,
+    respondent_key BIGINT NOT NULL,
     wave           INTEGER NOT NULL,
     concept        VARCHAR NOT NULL,
     value          VARCHAR NOT NULL
@@ -95,7 +95,7 @@ CREATE TABLE IF NOT EXISTS answers (
 
 -- Open answers after scrubbing; `placeholders` counts what was replaced.
 CREATE TABLE IF NOT EXISTS open_text (
-    respondent_key VARCHAR NOT NULL,
+    respondent_key BIGINT NOT NULL,
     wave           INTEGER NOT NULL,
     concept        VARCHAR NOT NULL,
     text           VARCHAR NOT NULL,
