@@ -373,6 +373,27 @@ def build_groups(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, kinds: di
         "SELECT * FROM (" + " UNION ALL ".join(parts) + ") AS g(respondent_key, breakdown, group_code, group_label) "
         "ORDER BY breakdown, group_code, respondent_key"
     )
+    _check_exclusive_groups(con, catalogue)
+
+
+def _check_exclusive_groups(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> None:
+    """A respondent is in one group of a breakdown at most: each group is compared with everyone else
+    in the breakdown, and the suppressed figures are protected as parts of one whole (derivation).
+    Groups defined by rules (not by one answer each) can overlap: that is a catalogue error."""
+    ruled = [name for name, breakdown in catalogue.breakdowns.items() if breakdown.question is None]
+    if not ruled:
+        return
+    found = con.execute(
+        f"""SELECT breakdown, codes, count(*) FROM (
+                SELECT breakdown, list(group_code ORDER BY group_code) AS codes FROM respondent_groups
+                WHERE breakdown IN ({', '.join('?' for _ in ruled)}) GROUP BY breakdown, respondent_key
+                HAVING count(*) > 1)
+            GROUP BY breakdown, codes ORDER BY breakdown, codes LIMIT 1""", ruled).fetchall()
+    if found:
+        name, codes, count = found[0]
+        raise IndicatorError(
+            f"{catalogue.path}: breakdown {name!r}: {count} respondent(s) are in its groups {', '.join(codes)} at "
+            "once; a respondent may be in one group of a breakdown only: make the groups' rules exclude each other")
 
 
 def _question_kinds(breakdown: Breakdown) -> tuple[str, ...]:

@@ -227,6 +227,21 @@ def test_indigenous_identity_is_any_indigenous_selection(tmp_path):
     assert_newcombe_gap(gaps(con, "DISR-05", "indigenous")["1"], count=6, n=12, rest_count=4, rest_n=12)
 
 
+def test_groups_whose_rules_overlap_are_a_catalogue_error(tmp_path):
+    # "Not Indigenous" made to take Métis (3) too: a respondent who ticked Inuk and Métis is in both groups
+    broken = tmp_path / "indicators.yaml"
+    text = INDICATORS.read_text(encoding="utf-8")
+    assert "rule: {question: indigenous, only: [4]}" in text
+    broken.write_text(text.replace("rule: {question: indigenous, only: [4]}", "rule: {question: indigenous, in: [3, 4]}"),
+                      encoding="utf-8")
+    people = (discriminated(3, 3, indigenous=[1]) + discriminated(2, 2, indigenous=[2, 3])
+              + discriminated(4, 8, indigenous=[4]))
+    with pytest.raises(IndicatorError, match=r"breakdown 'indigenous': 4 respondent\(s\) are in its groups 1, 2 at once"
+                       ) as error:
+        run(tmp_path, people, catalogue=broken)
+    assert str(broken) in str(error.value)
+
+
 def test_gender_and_yes_no_dimensions_leave_out_prefer_not_to_answer(tmp_path):
     people = (
         discriminated(6, 6, gender=2, disability=1, lgbtq=2, francophone=1, newcomer=2)
