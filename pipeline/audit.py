@@ -272,17 +272,23 @@ def check_l_diversity(con: duckdb.DuckDBPyConnection, micro: MicrodataRules, cla
     details, below = [], 0
     l_min = micro.l_diversity.l
     for wave, (_, table) in classes.items():
-        # a respondent's answer: its codes sorted and joined by ',' (several for a multiple choice)
+        # a respondent's answer: its code, or for a multiple choice its codes sorted and joined by ','
+        # (only those are gathered per respondent: any other question has one answer row at most)
         rows = con.execute(
             f"""
-            WITH sensitive AS (SELECT concept FROM concepts
+            WITH sensitive AS (SELECT concept, type = 'multiple' AS several FROM concepts
                                WHERE wave = $wave AND disclosure = 'sensitive' AND stored AND type <> 'text'),
-            answered AS (
-                SELECT c.class, c.rid, a.concept, array_to_string(list_sort(list(a.value)), ',') AS value
+            given AS (
+                SELECT c.class, c.rid, a.concept, a.value, s.several
                 FROM answers a JOIN choices ch ON ch.wave = a.wave AND ch.concept = a.concept AND ch.code = a.value
+                JOIN sensitive s ON s.concept = a.concept
                 JOIN {table} c USING (respondent_key)
-                WHERE a.wave = $wave AND NOT ch.missing AND a.concept IN (SELECT concept FROM sensitive)
-                GROUP BY ALL),
+                WHERE a.wave = $wave AND NOT ch.missing),
+            answered AS (
+                SELECT class, concept, value FROM given WHERE NOT several
+                UNION ALL
+                SELECT class, concept, array_to_string(list_sort(list(value)), ',') FROM given WHERE several
+                GROUP BY class, rid, concept),
             diversity AS (SELECT concept, class, count(DISTINCT value) AS l FROM answered GROUP BY ALL)
             SELECT concept, min(l), count(*), count(*) FILTER (WHERE l < $l)
             FROM diversity GROUP BY concept ORDER BY concept

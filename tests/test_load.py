@@ -210,6 +210,14 @@ def test_a_warehouse_keyed_by_text_takes_new_loads_and_publishes_the_same_figure
     assert len(published) > 100 and query(old, figures) == published
 
 
+def test_a_question_with_one_answer_has_one_answer_row_per_respondent(loaded: Paths) -> None:
+    # what the audit's l-diversity relies on: only a multiple choice has several rows for one person
+    several = query(loaded, """
+        SELECT c.type, count(*) FROM (SELECT wave, respondent_key, concept FROM answers GROUP BY ALL HAVING count(*) > 1) a
+        JOIN concepts c USING (wave, concept) GROUP BY c.type ORDER BY c.type""")
+    assert [kind for kind, _ in several] == ["multiple"]
+
+
 def test_every_domain_has_an_indicator_by_wave_and_region(loaded: Paths) -> None:
     rows = query(loaded, """
         SELECT c.domain, count(DISTINCT e.wave), count(*) FILTER (WHERE e.breakdown = 'oh_region')
