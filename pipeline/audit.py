@@ -202,10 +202,17 @@ def _classes(concepts: list[str]) -> str:
     columns = ", ".join(f"max(value) FILTER (WHERE concept = $concepts[{i}]) AS c{i}"
                         for i in range(1, len(concepts) + 1))
     joined = " || '|' || ".join(f"coalesce(c{i}, '{NOT_ANSWERED}')" for i in range(1, len(concepts) + 1))
+    # codes are gathered per respondent for a multiple choice only (any other question: one row at most)
     return f"""
-        WITH stored AS (
-            SELECT respondent_key, concept, array_to_string(list_sort(list_distinct(list(value))), ',') AS value
-            FROM answers WHERE wave = $wave AND list_contains($concepts, concept) GROUP BY ALL),
+        WITH given AS (
+            SELECT a.respondent_key, a.concept, a.value, c.type = 'multiple' AS several
+            FROM answers a JOIN concepts c ON c.wave = a.wave AND c.concept = a.concept
+            WHERE a.wave = $wave AND list_contains($concepts, a.concept)),
+        stored AS (
+            SELECT respondent_key, concept, value FROM given WHERE NOT several
+            UNION ALL
+            SELECT respondent_key, concept, array_to_string(list_sort(list_distinct(list(value))), ',') FROM given
+            WHERE several GROUP BY respondent_key, concept),
         by_respondent AS (SELECT respondent_key, {columns} FROM stored GROUP BY respondent_key)
         SELECT r.respondent_key, {joined} AS class
         FROM respondents r LEFT JOIN by_respondent USING (respondent_key) WHERE r.wave = $wave"""
