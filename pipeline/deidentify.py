@@ -118,9 +118,9 @@ def _coarsened(values: pd.Series, rule: "NumericCoarsening | None") -> pd.Series
 def _long(coded: Iterable[tuple[str, pd.Series]], keys: np.ndarray, wave: int) -> pd.DataFrame:
     """One row per answer given (per code of a multiple-choice answer): respondent_key, wave, concept,
     value. `coded`: each concept's answers by kept position. Built as whole columns, each once (no
-    concatenation of frames). Every text column is a categorical: a row holds small integer codes into
-    the concepts and the distinct values (a large export has tens of millions of rows, and pointers
-    to shared strings alone would take 24 bytes a row); the respondent key is a whole number."""
+    concatenation of frames). Every column but the wave is a categorical: a row holds small integer
+    codes into the respondent keys, the concepts and the distinct values (a large export has tens of
+    millions of rows, and pointers to shared strings alone would take 24 bytes a row)."""
     positions, value_codes, concept_codes, counts = [], [], [], []
     distinct: dict[str, int] = {}  # every value given -> its code
     concepts: dict[str, int] = {}  # every concept -> its code
@@ -138,7 +138,8 @@ def _long(coded: Iterable[tuple[str, pd.Series]], keys: np.ndarray, wave: int) -
         frame = _empty("concept", "value")
         frame.insert(1, "wave", wave)
         return frame
-    respondent_keys = keys[np.concatenate(positions)]
+    # codes into the keys too: 4 bytes a row, not 8 (DuckDB reads the column as the keys themselves)
+    respondent_keys = pd.Categorical.from_codes(np.concatenate(positions), categories=pd.Index(keys), validate=False)
     del positions  # each piece is let go once its column is whole
     given_values = _categories(np.concatenate(value_codes), np.array(list(distinct), dtype=object))
     del value_codes
