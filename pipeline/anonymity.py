@@ -92,12 +92,17 @@ class Level(Strict):
 
 class KeyQuasiIdentifier(Strict):
     weight: float = Field(default=1.0, gt=0)
+    # The finest level ever stored: answers are at least this general, whatever they cost (e.g. race
+    # as the Anti-Racism Data Standards report it, one category or "more than one").
+    min_level: int = Field(default=0, ge=0)
     levels: list[Level] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _nested(self) -> "KeyQuasiIdentifier":
         if self.levels[0].groups or self.levels[0].more_than_one:
             raise ValueError("level 0 is the answer as asked: it takes no groups")
+        if self.min_level >= len(self.levels):
+            raise ValueError(f"min_level {self.min_level} names no level: levels are numbered 0 to {len(self.levels) - 1}")
         members: dict[str, frozenset[str]] = {}
         for number, level in enumerate(self.levels):
             for group in level.groups:
@@ -255,7 +260,8 @@ class Column:
 
     def prepare(self) -> None:
         # Codes are numbered in order of first appearance, as a pass over the respondents would number them.
-        self.floor = max((self.rule.level_of(code) for value in self.distinct for code in value), default=0)
+        stored = max((self.rule.level_of(code) for value in self.distinct for code in value), default=0)
+        self.floor = max(stored, self.rule.min_level)
         for level in range(self.floor, len(self.rule.levels)):
             generalised = [self.rule.generalise(v, level, self.missing) for v in self.distinct]
             labels = {NOT_ANSWERED: 0}

@@ -919,6 +919,32 @@ def load_table() -> str:
     return _table(caption, head, body, [], "table-load")
 
 
+def protection_table() -> str:
+    """For the methods page: per key quasi-identifier and wave, the share of respondents whose answer
+    was removed from the stored data (local suppression), so readers see how much smaller a group
+    can be than the people who gave that answer. Counts per question and year only."""
+    if not (_has_table("column_protection") and _has_table("anonymity_summary")):
+        return ""
+    rows = query(
+        "SELECT p.concept, p.wave, p.cells_suppressed, s.respondents FROM column_protection p"
+        " JOIN anonymity_summary s USING (wave) WHERE p.k_anonymity_key ORDER BY p.wave"
+    )
+    if rows.empty:
+        return ""
+    waves = sorted(int(w) for w in rows["wave"].unique())
+    labels = question_labels()
+    shares = {(str(r.concept), int(r.wave)): 100.0 * int(r.cells_suppressed) / int(r.respondents)
+              for r in rows.itertuples() if int(r.respondents) > 0}
+    body = []
+    for concept in dict.fromkeys(rows["concept"].astype(str)):
+        cells = "".join(
+            f'<td class="num">{esc(ui("percent", value=fmt_number(shares[concept, w], 0)))}</td>'
+            if (concept, w) in shares else f'<td>{esc(ui("not_available"))}</td>' for w in waves)
+        body.append(f'<tr><th scope="row">{esc(labels.get(concept, concept))}</th>{cells}</tr>')
+    return _table(ui("protection_caption"), [ui("protection_question"), *map(str, waves)], body, [],
+                  "table-protection")
+
+
 def questions_md(indicator_id: str, labels: dict[str, str] | None = None) -> str:
     """The questions an indicator uses, inline markdown: concept ids, with wording when known."""
     info = indicator(_safe_id(indicator_id))

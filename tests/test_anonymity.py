@@ -144,6 +144,66 @@ def test_multiple_choice_levels() -> None:
     assert rules.generalise(frozenset({"another_or_rare"}), 2, missing) == {"another_or_rare"}
 
 
+AS_ASKED = {"weight": 2, "levels": [{"name": "as asked"}]}
+
+
+def _race_case(race_rule: dict) -> "Outcome":  # noqa: F821
+    # k = 5. At risk: A 3 x (region 1, gender 2, Black), B 2 x (1, 2, White), C 2 x (2, 1, Black),
+    # G 3 x (2, 1, White); safe: D 5 x (2, 2, White), H 5 x (1, 1, Black). Removing race puts A with B
+    # and C with G (5 each); removing region and gender instead puts A with C and B with G (5 each).
+    groups = [(3, "1", "2", "1"), (2, "1", "2", "8"), (2, "2", "1", "1"), (3, "2", "1", "8"),
+              (5, "2", "2", "8"), (5, "1", "1", "1")]
+    rows = [row for size, *row in groups for _ in range(size)]
+    region = _column("region", [{r} for r, _, _ in rows], AS_ASKED)
+    gender = _column("gender", [{g} for _, g, _ in rows], AS_ASKED)
+    race = _column("race", [{c} for _, _, c in rows], race_rule, missing={"99"}, codes=9)
+    return protect_wave([region, gender, race], k=5, candidates=50, order=np.arange(len(rows)))
+
+
+def test_race_is_the_last_answer_removed_with_the_shipped_weights() -> None:
+    outcome = _race_case(PRIVACY["microdata"]["key_quasi_identifiers"]["race"])
+    assert outcome.rows == ([("*", "*", "1")] * 3 + [("*", "*", "8")] * 2 + [("*", "*", "1")] * 2
+                            + [("*", "*", "8")] * 3 + [("2", "2", "8")] * 5 + [("1", "1", "1")] * 5)
+    assert not outcome.suppressed[2].any()
+    assert int(outcome.suppressed[0].sum()) == 10 and int(outcome.suppressed[1].sum()) == 10
+    # The weight decides it: race weighing 3 (less than region and gender together) loses race instead.
+    lighter = _race_case({**PRIVACY["microdata"]["key_quasi_identifiers"]["race"], "weight": 3})
+    assert int(lighter.suppressed[2].sum()) == 10 and not lighter.suppressed[0].any()
+
+
+def test_the_shipped_rules_put_race_and_indigenous_identity_first() -> None:
+    # ARDS Standard 33: each must outweigh every other key quasi-identifier together, or local
+    # suppression removes it before removing two or three other answers of the same person.
+    weights = {c: rule.get("weight", 1) for c, rule in PRIVACY["microdata"]["key_quasi_identifiers"].items()}
+    others = sum(w for c, w in weights.items() if c not in ("race", "indigenous"))
+    assert weights["race"] > others and weights["indigenous"] > others
+
+
+def test_min_level_stores_race_as_ards_reports_it_even_when_the_exact_mix_is_common() -> None:
+    # Five people gave races 1 and 8, five gave 8 only: as selected, both groups already reach k = 5
+    # at no loss, but min_level 1 stores the mix as "more than one race category".
+    rule = {"weight": 3, "min_level": 1, "levels": [
+        {"name": "as selected"},
+        {"name": "one or more than one", "more_than_one": {"code": "multiple", "label": {"en": "More", "fr": "Plus"}}},
+    ]}
+    column = _column("race", [{"1", "8"}] * 5 + [{"8"}] * 5, rule, missing={"99"}, codes=9)
+    outcome = protect_wave([column], k=5, candidates=4, order=np.arange(10))
+    assert outcome.levels == (1,)
+    assert [row[0] for row in outcome.rows] == ["multiple"] * 5 + ["8"] * 5
+    without = _column("race", [{"1", "8"}] * 5 + [{"8"}] * 5, {**rule, "min_level": 0}, missing={"99"}, codes=9)
+    assert protect_wave([without], k=5, candidates=4, order=np.arange(10)).levels == (0,)
+
+
+def test_a_min_level_beyond_the_levels_is_refused(tmp_path: Path) -> None:
+    bad = yaml.safe_load((REPO / "surveys" / "privacy.yaml").read_text(encoding="utf-8"))
+    bad["microdata"]["key_quasi_identifiers"]["race"]["min_level"] = 3
+    path = tmp_path / "privacy.yaml"
+    path.write_text(yaml.safe_dump(bad), encoding="utf-8")
+    with pytest.raises(PrivacyError) as error:
+        load_privacy_rules(path)
+    assert str(path) in str(error.value) and "race" in str(error.value) and "min_level 3" in str(error.value)
+
+
 def test_a_level_that_splits_a_group_is_refused(tmp_path: Path) -> None:
     bad = yaml.safe_load((REPO / "surveys" / "privacy.yaml").read_text(encoding="utf-8"))
     bad["microdata"]["key_quasi_identifiers"]["age_band"]["levels"][2]["groups"] = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -111,3 +112,22 @@ def test_nothing_changed_means_nothing_rendered(rendered: Paths) -> None:
     methods.write_text(methods.read_text(encoding="utf-8") + "\nOne more sentence for the test.\n", encoding="utf-8")
     build_report(rendered, engine="offline")
     assert "One more sentence for the test." in (rendered.site / "methods.html").read_text(encoding="utf-8")
+
+
+def test_the_methods_page_says_how_many_answers_privacy_protection_removed(rendered: Paths) -> None:
+    # One row per key quasi-identifier, one column per wave: 100 x values removed / respondents.
+    con = duckdb.connect(str(rendered.warehouse), read_only=True)
+    removed = con.execute(
+        "SELECT p.concept, p.wave, p.cells_suppressed, s.respondents FROM column_protection p "
+        "JOIN anonymity_summary s USING (wave) WHERE p.k_anonymity_key ORDER BY p.concept, p.wave").fetchall()
+    labels = dict(con.execute("SELECT concept, label_en FROM concepts QUALIFY row_number() OVER "
+                              "(PARTITION BY concept ORDER BY wave DESC) = 1").fetchall())
+    con.close()
+    assert removed and any(cells for _, _, cells, _ in removed)
+    table = pages(rendered)["methods.html"].split('id="table-protection"', 1)[1].split("</table>", 1)[0]
+    rows = {re.sub(r"\s+", " ", html.unescape(label)).strip(): cells for label, cells in re.findall(
+        r'<th scope="row">(.*?)</th>\s*((?:<td[^>]*>.*?</td>\s*)+)</tr>', table, flags=re.S)}
+    assert len(rows) == len({concept for concept, *_ in removed})
+    for concept, wave, cells, respondents in removed:
+        shown = [c.strip() for c in re.findall(r">([^<]*)</td>", rows[re.sub(r"\s+", " ", labels[concept])])]
+        assert shown[[2023, 2024, 2025].index(wave)] == f"{round(100 * cells / respondents)}%"
