@@ -139,15 +139,17 @@ def _complement_all(cells: pd.DataFrame, tables: list[tuple[pd.Index, list[str],
     """Complementary suppression over tables whose members add up to a published total: wherever
     the hidden members could be worked out from the total, hide a partner (the first shown member
     in the table's partner order). That is when exactly one member is hidden, or, for the groups of
-    a breakdown, when the hidden groups taken together would fail the small-cell rule (their
-    combined count follows from the total: "all of them" or "none of them" must not). Hiding a
-    partner can expose another table the partner belongs to, so repeat until nothing changes.
-    Returns whether any cell was hidden."""
+    a breakdown, when the hidden groups taken together would fail the primary rules as one group:
+    their combined n, count and sum follow from the total, so together they are a published group
+    (fewer than min_group_n people, or "all of them" / "none of them", must not show; for a mean,
+    the combined group's mean follows). Hiding a partner can expose another table the partner
+    belongs to, so repeat until nothing changes. Returns whether any cell was hidden."""
     hidden = cells["suppressed"].to_numpy(dtype=bool, copy=True)
     columns = {c: cells[c].to_numpy() for _, order, _ in tables for c in order}
     counts = cells["count"].to_numpy() if "count" in cells.columns else None
     sizes = cells["n"].to_numpy()
     kinds = cells["kind"].to_numpy() if "kind" in cells.columns else None
+    own_min = cells["min_n"].to_numpy() if "min_n" in cells.columns else None
     positions = [
         sorted(cells.index.get_indexer(members), key=lambda p, order=order: tuple(columns[c][p] for c in order))
         for members, order, _ in tables
@@ -162,11 +164,15 @@ def _complement_all(cells: pd.DataFrame, tables: list[tuple[pd.Index, list[str],
         members = [p for p in positions[number] if hidden[p]]
         if len(members) == 1:
             return True
-        if not members or not breakdown[number] or counts is None or kinds is None:
-            return False
-        if any(kinds[p] != "proportion" for p in members):
+        if not members or not breakdown[number]:
             return False
         together_n = sum(int(sizes[p]) for p in members)
+        smallest = max([rules.min_group_n] + [int(own_min[p]) for p in members
+                                              if own_min is not None and own_min[p] == own_min[p]])
+        if together_n < smallest:
+            return True
+        if counts is None or kinds is None or any(kinds[p] != "proportion" for p in members):
+            return False
         together_count = sum(int(counts[p]) for p in members)
         return min(together_count, together_n - together_count) < rules.min_cell
 

@@ -251,6 +251,24 @@ def test_complementary_suppression_applies_to_means_too():
     }
 
 
+def test_hidden_means_that_together_are_a_small_group_get_a_partner():
+    # Groups 1 (5 people) and 2 (4) are hidden. With the total published, total - shown gives their
+    # combined n (9) and sum, so their combined mean: a group of 9, under min_group_n = 10. The
+    # smallest shown group (3, 30 people) is hidden with them: together 39.
+    cells = table([("1", 5, None), ("2", 4, None), ("3", 30, None), ("4", 40, None)], kind="mean")
+    assert status(suppress(cells, RULES)) == {
+        "1": (True, SMALL_GROUP.format(n=10)),
+        "2": (True, SMALL_GROUP.format(n=10)),
+        "3": (True, COMPLEMENTARY),
+        "4": (False, None),
+    }
+
+
+def test_hidden_groups_that_together_reach_the_minimum_need_no_partner():
+    cells = table([("1", 6, None), ("2", 5, None), ("3", 30, None), ("4", 40, None)], kind="mean")
+    assert not status(suppress(cells, RULES))["3"][0]
+
+
 def test_suppress_does_not_change_its_input_or_the_numbers():
     cells = table([("1", 6, 2), ("2", 30, 14), ("3", 12, 6)])
     before = cells.copy()
