@@ -285,15 +285,15 @@ class ReferenceTable(_Strict):
         return self
 
     def year_for(self, wave: int) -> RateYear:
-        """The rates a wave is compared with: the year the table names for it, else the latest
-        year not after the wave."""
+        """The rates a wave is compared with: the year the table names for it. A person says it for
+        every new wave (`consult wave new` asks): falling back to the latest rates would silently
+        compare a wave with stale rates when newer ones were published."""
         if wave in self.rate_year_for_wave:
             return self.rate_year_for_wave[wave]
-        earlier = [year for year in self.rates if year <= wave]
-        if not earlier:
-            raise DerivationError(f"{self.path}: no rates for {wave} or an earlier year "
-                                  f"(rates: {', '.join(str(y) for y in sorted(self.rates))})")
-        return RateYear(year=max(earlier))
+        raise DerivationError(
+            f"{self.path}: no rate year is set for wave {wave}. Add the newest published rates under `rates:` "
+            f"if they are missing (latest there: {max(self.rates) if self.rates else 'none'}), then "
+            f"`{wave}: {{year: YEAR}}` under `rate_year_for_wave:` (the rates in force while the wave was collected)")
 
     def cited(self) -> str:
         return self.source + (f" ({self.source_url})" if self.source_url else "")
@@ -346,7 +346,7 @@ class DerivedConcept:
     question: Question
     reads: tuple[str, ...]
     reference: str  # the source, cited
-    reference_year: int  # the year of rates used for this wave
+    reference_year: int | None  # the year of rates used for this wave (None: not set yet, see derived_concepts)
     note: str = ""  # why that year, when the reference table says
 
 
@@ -383,8 +383,10 @@ class Applicable:
     rates: dict[str, float]
 
 
-def derived_concepts(instrument: Instrument, derivations: Derivations) -> list[Applicable]:
-    """The derived answers a wave's questionnaire allows (it asks what they read), checked against it."""
+def derived_concepts(instrument: Instrument, derivations: Derivations, need_rates: bool = True) -> list[Applicable]:
+    """The derived answers a wave's questionnaire allows (it asks what they read), checked against it.
+    Without `need_rates` (checking definitions, not deriving), a wave whose rate year is not set yet
+    (a wave just started) gets its derived answers described, with no rates."""
     asked = {q.id for q in instrument.questions}
     found = []
     for definition in derivations.definitions:
@@ -394,6 +396,10 @@ def derived_concepts(instrument: Instrument, derivations: Derivations) -> list[A
                                   f"{instrument.source}; choose another id")
         if {comparison.value, comparison.key} <= asked:
             table = derivations.references[comparison.reference]
+            if not need_rates and instrument.wave not in table.rate_year_for_wave:
+                concept = DerivedConcept(definition.as_question(), (comparison.value, comparison.key), table.cited(), None)
+                found.append(Applicable(definition, concept, {}))
+                continue
             chosen = table.year_for(instrument.wave)
             rates = _rates_for(definition, instrument, table, chosen.year, derivations.source)
             concept = DerivedConcept(definition.as_question(), (comparison.value, comparison.key), table.cited(),

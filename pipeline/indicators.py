@@ -609,7 +609,7 @@ def _questionnaires(surveys_dir: Path) -> list[tuple[Instrument, list[DerivedCon
 
     derivations = load_derivations(derived_path(surveys_dir))
     instruments = [load_instrument(instrument_path(surveys_dir, w)) for w in sorted(available_waves(surveys_dir), reverse=True)]
-    return [(i, [found.concept for found in derived_concepts(i, derivations)]) for i in instruments]
+    return [(i, [found.concept for found in derived_concepts(i, derivations, need_rates=False)]) for i in instruments]
 
 
 def instrument_kinds(surveys_dir: Path) -> dict[str, str]:

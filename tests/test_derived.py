@@ -126,7 +126,8 @@ def write_definitions(folder: Path, entry: str, reference: str | None = None) ->
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "rates.yaml").write_text(reference or (
         "source: Test rates\nrates:\n  2022: {1: 10.0, 2: 20.0, 3: 30.0, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1, 9: 1, 10: 1}\n"
-        "  2024: {1: 11.0, 2: 21.0, 3: 31.0, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1, 9: 1, 10: 1}\n"), encoding="utf-8")
+        "  2024: {1: 11.0, 2: 21.0, 3: 31.0, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1, 9: 1, 10: 1}\n"
+        "rate_year_for_wave:\n  2025: {year: 2024}\n"), encoding="utf-8")
     path = folder / "derived.yaml"
     path.write_text("derived:\n" + entry, encoding="utf-8")
     return path
@@ -146,10 +147,9 @@ def answers(**columns: list) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in columns.items()})
 
 
-def test_unknown_can_be_stored_as_a_no_answer_code_and_the_latest_earlier_rates_apply(tmp_path: Path) -> None:
+def test_unknown_can_be_stored_as_a_no_answer_code(tmp_path: Path) -> None:
     unknown = "{code: 9, label: {en: Not known, fr: Inconnu}, missing: true}"
     definitions = load_derivations(write_definitions(tmp_path, ENTRY.replace("UNKNOWN", unknown)))
-    # wave 2025 is not listed in the table's rate_year_for_wave: the 2024 rates (the latest earlier) apply
     frame = answers(hourly_wage=["10.99", "11", "$11.5", None, "12", "40"],
                     lw_region=["1", "1", "1", "1", None, "3"])
     [(concept, codes)] = derive(frame, INSTRUMENT_2025, definitions)
@@ -158,15 +158,17 @@ def test_unknown_can_be_stored_as_a_no_answer_code_and_the_latest_earlier_rates_
     assert [(c.code, c.missing) for c in concept.question.choices] == [("1", False), ("2", False), ("9", True)]
 
 
-def test_a_wave_before_every_year_of_rates_is_an_error(tmp_path: Path) -> None:
-    rates = "source: Test rates\nrates:\n  2030: {1: 10.0}\n"
+def test_a_wave_without_a_rate_year_stops_rather_than_taking_older_rates(tmp_path: Path) -> None:
+    # The runbook and `consult wave new` say a new wave cannot load until its rate year is set.
+    rates = "source: Test rates\nrates:\n  2024: {1: 10.0}\nrate_year_for_wave:\n  2024: {year: 2024}\n"
     definitions = load_derivations(write_definitions(tmp_path, ENTRY.replace("UNKNOWN", "no_answer"), rates))
-    with pytest.raises(DerivationError, match=r"rates\.yaml: no rates for 2025 or an earlier year \(rates: 2030\)"):
+    with pytest.raises(DerivationError, match=r"rates\.yaml: no rate year is set for wave 2025\. .*latest there: 2024"
+                                              r".*`2025: \{year: YEAR\}` under `rate_year_for_wave:`"):
         derive(answers(hourly_wage=["10"], lw_region=["1"]), INSTRUMENT_2025, definitions)
 
 
 def test_an_area_without_a_rate_stops_the_run_rather_than_leaving_people_out(tmp_path: Path) -> None:
-    rates = "source: Test rates\nrates:\n  2024: {1: 10.0, 2: 20.0}\n"
+    rates = "source: Test rates\nrates:\n  2024: {1: 10.0, 2: 20.0}\nrate_year_for_wave:\n  2025: {year: 2024}\n"
     definitions = load_derivations(write_definitions(tmp_path, ENTRY.replace("UNKNOWN", "no_answer"), rates))
     with pytest.raises(DerivationError, match=r"the 2024 rates \(used for wave 2025\) have no rate for lw_region "
                                               r"answer\(s\) 3, 4, 5, 6, 7, 8, 9, 10"):

@@ -73,3 +73,28 @@ def test_the_window_moves_by_whole_years_and_29_february_becomes_28() -> None:
 def test_both_waves_are_required(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         main(argv)
+
+
+def test_a_new_wave_cannot_load_until_its_living_wage_year_is_set(empty_project: Paths, synthetic_exports,
+                                                                   capsys) -> None:
+    # As the checklist and the runbook say: no silent fallback to older rates. A real export of the
+    # new wave (here last year's, copied) stops the run before anything is stored.
+    import shutil
+
+    root = str(empty_project.root)
+    assert main(["--root", root, "wave", "new", "2026", "--from", "2025"]) == 0
+    (empty_project.raw / "2026").mkdir(parents=True)
+    shutil.copy(synthetic_exports / "2025" / "qualtrics-2025.csv", empty_project.raw / "2026" / "export.csv")
+    capsys.readouterr()
+    assert main(["--root", root, "run"]) != 0
+    err = capsys.readouterr().err
+    assert "living_wage.yaml: no rate year is set for wave 2026" in err and "`2026: {year: YEAR}`" in err
+    assert "Traceback" not in err
+    assert not empty_project.warehouse.exists() or not _tables(empty_project)
+
+
+def _tables(paths: Paths) -> list:
+    import duckdb
+
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        return con.execute("SELECT table_name FROM information_schema.tables").fetchall()
