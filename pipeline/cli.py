@@ -333,7 +333,7 @@ def _concept_ids(paths: Paths) -> frozenset[str]:
 
 
 def cmd_validate(args, paths: Paths) -> int:
-    from pipeline.validate import secret_key, validate
+    from pipeline.validate import secret_key, unknown_columns, validate
 
     export, instrument = _read(args, paths)
     result = validate(export, instrument, secret_key())
@@ -344,8 +344,8 @@ def cmd_validate(args, paths: Paths) -> int:
     ]
     flags = result.flag_counts()
     if args.json:
-        print(json.dumps({"file": str(export.path), "rows": export.rows, **counts, "issues": issues, "flags": flags},
-                         indent=2))
+        print(json.dumps({"file": str(export.path), "rows": export.rows, **counts, "issues": issues, "flags": flags,
+                          "not_stored": unknown_columns(export)}, indent=2))
         return 0
     print(f"{export.path}: {export.rows} rows read")
     for outcome, n in counts.items():
@@ -359,6 +359,8 @@ def cmd_validate(args, paths: Paths) -> int:
         print(f"  ... and {len(issues) - 50} more; use --json for all")
     if flags:
         print("  data-quality flags among the rows that would load: " + ", ".join(f"{k} {v}" for k, v in flags.items()))
+    if unknown := unknown_columns(export):
+        print(f"  {_not_stored_note(unknown, instrument.wave)}")
     return 0
 
 
@@ -678,6 +680,13 @@ def cmd_purge_raw(args, paths: Paths) -> int:
     return 0
 
 
+def _not_stored_note(columns: list[str], wave: int) -> str:
+    shown = ", ".join(columns[:10]) + (f" and {len(columns) - 10} more" if len(columns) > 10 else "")
+    return (f"{len(columns)} column(s) match no question of the {wave} instrument and were NOT stored: {shown}. "
+            f"If one is a question renamed on the platform, add its column name to the question's aliases in "
+            f"surveys/{wave}/instrument.yaml and run again (`consult ingest FILE` shows every column).")
+
+
 def print_summary(summary) -> None:
     print(f"\nRun {summary.run_id} ({summary.source})")
     print(f"  {'file':<28} {'wave':>4} {'read':>7} {'loaded':>7} {'quarant.':>8} {'excluded':>8} {'dupl.':>6}")
@@ -701,6 +710,9 @@ def print_summary(summary) -> None:
         print("  data-quality flags among loaded respondents (reported, not set aside):")
         for f in flagged:
             print(f"    {f.file}: " + ", ".join(f"{name} {n}" for name, n in f.flags.items()))
+    for f in read:
+        if f.not_stored:
+            print(f"  {f.file}: {_not_stored_note(f.not_stored, f.wave)}")
     if any(f.quarantined for f in read):
         print("  quarantined rows: `consult quarantine` lists them with what to fix; details in the QA report")
     print("Next: `consult status` says what is left for each wave (quotes to review, audit, report, release).")

@@ -86,7 +86,8 @@ def project_paths(root: Path | None = None) -> Paths:
 
 
 def export_files(folder: Path) -> list[Path]:
-    """Survey exports under a folder, in a stable order; READMEs and hidden files are not exports."""
+    """Survey exports under a folder, in a stable order; READMEs, hidden files and the lock files
+    Excel and Word leave beside an open file (~$name) are not exports."""
     if not folder.is_dir():
         return []
     return sorted(
@@ -94,6 +95,6 @@ def export_files(folder: Path) -> list[Path]:
         for p in folder.rglob("*")
         if p.is_file()
         and p.suffix.lower() in EXPORT_SUFFIXES
-        and not p.name.startswith(".")
+        and not p.name.startswith((".", "~$"))
         and not p.name.lower().startswith("readme")
     )

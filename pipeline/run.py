@@ -34,7 +34,7 @@ from pipeline.load import (
     seen_response_keys,
     write_run,
 )
-from pipeline.validate import secret_key, validate
+from pipeline.validate import secret_key, unknown_columns, validate
 
 Progress = Callable[[str], None]
 
@@ -55,6 +55,8 @@ class FileSummary:
     excluded: int = 0
     duplicates: int = 0
     flags: dict[str, int] = field(default_factory=dict)  # loaded respondents with each data-quality flag
+    # columns matching no question of the instrument: not stored (a renamed question would be lost)
+    not_stored: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -272,6 +274,7 @@ def _file_summary(item: FileLoad) -> FileSummary:
     return FileSummary(
         item.export.path.name, item.instrument.wave, "loaded", item.export.platform, item.export.rows,
         v.count("loaded"), v.count("quarantined"), v.count("excluded"), v.count("duplicate"), v.flag_counts(),
+        unknown_columns(item.export),
     )
 
 

@@ -185,7 +185,8 @@ def validate(
 
 def check_structure(export: Export, instrument: Instrument) -> None:
     if export.rows == 0:
-        raise StructuralError(f"{export.path}: the export has a header but no responses")
+        raise StructuralError(f"{export.path}: the export has a header but no responses (if this file is not a "
+                              "survey export, move it out of data/raw/)")
     _check_wave(export, instrument)
     present = set(export.answers.columns)
     questions = instrument.questions
@@ -197,7 +198,7 @@ def check_structure(export: Export, instrument: Instrument) -> None:
     missing = [q for q in questions if q.id not in present]
     if missing:
         names = ", ".join(f"{q.id} (column {q.aliases[0] if q.aliases else q.id})" for q in missing)
-        unknown = _unknown_columns(export)
+        unknown = unknown_columns(export)
         hint = (f" The file has columns the instrument does not know: {', '.join(unknown[:10])}. If the "
                 "platform renamed a question, add the new column name to its aliases in "
                 f"{instrument.source or 'the instrument'}." if unknown else
@@ -207,7 +208,9 @@ def check_structure(export: Export, instrument: Instrument) -> None:
         )
 
 
-def _unknown_columns(export: Export) -> list[str]:
+def unknown_columns(export: Export) -> list[str]:
+    """Columns of the file that are no question, identifier or platform field the pipeline knows:
+    they are not stored, so the run names them (a question renamed on the platform would be lost)."""
     return [c.name for c in getattr(export, "columns", []) if c.kind == "unknown" and c.name.strip()]
 
 

@@ -73,3 +73,32 @@ def test_load_summary_balances(tmp_path: Path, synthetic_exports: Path) -> None:
     assert read == loaded + quarantined + excluded + duplicates > 0
     again = consult("load", root=paths.root)
     assert "already loaded" in again.stdout
+
+
+def test_a_column_matching_no_question_is_named_as_not_stored(tmp_path: Path) -> None:
+    # A question added or renamed on the platform without the instrument knowing: its answers would be
+    # lost without a word, so validate and load name the column and say how to keep it.
+    import csv
+    import io
+
+    from conftest import make_project
+
+    paths: Paths = make_project(tmp_path / "project")
+    instrument = load_instrument(REPO / "surveys" / "2025" / "instrument.yaml")
+    path = write_export(paths.raw / "2025" / "export.csv", instrument, [response(1), response(2), response(3)])
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+    extra = ["Q57", "Which new thing matters most?", '{"ImportId":"QID57"}'] + ["more training"] * (len(rows) - 3)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(row + [value] for row, value in zip(rows, extra))
+
+    checked = consult("validate", str(path))
+    assert checked.returncode == 0, checked.stderr
+    assert "1 column(s) match no question of the 2025 instrument and were NOT stored: Q57" in checked.stdout
+    assert json.loads(consult("validate", str(path), "--json").stdout)["not_stored"] == ["Q57"]
+
+    loaded = consult("load", root=paths.root)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "export.csv: 1 column(s) match no question of the 2025 instrument and were NOT stored: Q57" in loaded.stdout
+    assert "surveys/2025/instrument.yaml" in loaded.stdout
+    [summary] = (paths.warehouse.parent / "runs").glob("*/summary.json")
+    assert json.loads(summary.read_text(encoding="utf-8"))["files"][0]["not_stored"] == ["Q57"]

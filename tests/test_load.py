@@ -265,3 +265,12 @@ def test_a_run_scrubs_each_respondents_own_name_from_their_free_text(empty_proje
     run_load(empty_project)
     assert query(empty_project, "SELECT text, placeholders FROM open_text WHERE concept = 'comments_changes'") == [
         ("Ask [NAME], the one who wrote the budget.", 2)]
+
+
+def test_office_lock_files_hidden_files_and_readmes_are_not_exports(tmp_path: Path) -> None:
+    # Excel leaves "~$export.xlsx" beside an export open in it; that must not stop a run.
+    folder = tmp_path / "raw" / "2025"
+    folder.mkdir(parents=True)
+    for name in ("export.csv", "~$export.xlsx", ".export.csv", "README.txt", "second.xlsx"):
+        (folder / name).write_bytes(b"x")
+    assert [p.name for p in export_files(tmp_path / "raw")] == ["export.csv", "second.xlsx"]
