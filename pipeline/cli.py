@@ -254,7 +254,9 @@ def _read(args, paths: Paths):
     from pipeline.run import instrument_for, wave_of
 
     path = Path(args.file)
-    instrument = instrument_for(paths, path, wave_of(path.resolve(), args.wave))
+    # --wave, when given, wins over the folder name (the help says the folder is the default)
+    wave = args.wave if args.wave is not None else wave_of(path.resolve())
+    instrument = instrument_for(paths, path, wave)
     return read_export(path, instrument, platform=args.platform), instrument
 
 

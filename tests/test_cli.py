@@ -102,3 +102,11 @@ def test_a_column_matching_no_question_is_named_as_not_stored(tmp_path: Path) ->
     assert "surveys/2025/instrument.yaml" in loaded.stdout
     [summary] = (paths.warehouse.parent / "runs").glob("*/summary.json")
     assert json.loads(summary.read_text(encoding="utf-8"))["files"][0]["not_stored"] == ["Q57"]
+
+
+def test_the_wave_option_wins_over_the_folder_name(tmp_path: Path) -> None:
+    instrument = load_instrument(REPO / "surveys" / "2025" / "instrument.yaml")
+    path = write_export(tmp_path / "2025" / "export.csv", instrument, [response(1), response(2)])
+    result = consult("validate", "--wave", "2030", str(path))
+    assert result.returncode == 2 and "2030" in result.stderr and "Traceback" not in result.stderr
+    assert consult("ingest", "--wave", "2025", str(path)).returncode == 0
