@@ -180,8 +180,10 @@ def test_a_suppressed_cell_says_masque_with_its_reason_in_french(sites) -> None:
     assert '<td class="suppressed">suppressed' not in text
     # The small-cell reasons, as table notes, in French only (which of them the page needs depends on
     # the data: at least one of them does).
-    english = ["Fewer than 10 respondents in the group.", "Fewer than 5 respondents answered one way."]
-    french = ["Moins de 10 répondants dans le groupe.", "Moins de 5 répondants ont répondu d'une même façon."]
+    rules = yaml.safe_load((REPO / "surveys" / "disclosure.yaml").read_text(encoding="utf-8"))
+    group, cell = rules["min_group_n"], rules["min_cell"]
+    english = [f"Fewer than {group} respondents in the group.", f"Fewer than {cell} respondents answered one way."]
+    french = [f"Moins de {group} répondants dans le groupe.", f"Moins de {cell} répondants ont répondu d'une même façon."]
     english_page = html.unescape((paths.site / "index.html").read_text(encoding="utf-8"))
     french_page = html.unescape(text)
     shown = [f for e, f in zip(english, french) if e in english_page]

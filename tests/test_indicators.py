@@ -642,7 +642,7 @@ def position_of(indicator_id: str) -> int:
      "    title: No paid sick days\n    domain: precarity\n    kind: proportions",
      "indicators[{PREC-04}] (id PREC-04).kind", "Input should be 'proportion' or 'mean'"),
     # a number written as words
-    ("default_min_n: 10", "default_min_n: ten", "at default_min_n", "valid integer"),
+    ("default_min_n: 11", "default_min_n: ten", "at default_min_n", "valid integer"),
 ])
 def test_a_mistake_in_the_catalogue_names_the_file_and_the_field(tmp_path, old, new, where, what):
     path = broken_copy(tmp_path, old, new)
@@ -655,7 +655,7 @@ def test_a_mistake_in_the_catalogue_names_the_file_and_the_field(tmp_path, old, 
 
 
 def test_a_catalogue_that_is_not_yaml_names_the_file(tmp_path):
-    path = broken_copy(tmp_path, "default_min_n: 10", "default_min_n: [10")
+    path = broken_copy(tmp_path, "default_min_n: 11", "default_min_n: [11")
     with pytest.raises(IndicatorError, match="not valid YAML") as error:
         load_catalogue(path)
     assert str(error.value).startswith(f"{path}: ")

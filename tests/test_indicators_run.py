@@ -229,7 +229,8 @@ def test_methods_entries_come_straight_from_the_definitions(loaded: Paths, monke
     assert "**Denominator (n):** eligible\\_role is one of 1 (Yes, in a paid role), 2 (Yes, as a volunteer" in entry
     assert "**Counted (numerator):** valued\\_administrators is one of 1 (Strongly disagree), 2 (Disagree)" in entry
     assert "**Shown by:** Ontario Health region, Work setting, Race, Indigenous identity" in entry
-    assert "**Smallest group reported:** 10 respondents" in entry
+    minimum = yaml.safe_load((REPO / "surveys" / "indicators.yaml").read_text(encoding="utf-8"))["default_min_n"]
+    assert f"**Smallest group reported:** {minimum} respondents" in entry
     assert "**Years with figures:** 2023, 2024, 2025" in entry
     assert "**Across years:** 2024 to 2025: not comparable. 2023 and 2024 asked whether people feel" in entry
     assert "&#x27;" not in charts.definition_md("PREC-02")  # "PeerWorks' choice" reads as written
