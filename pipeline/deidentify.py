@@ -452,10 +452,13 @@ def _rates_for(definition: Derivation, instrument: Instrument, table: ReferenceT
 
 # --- free-text scrubbing ----------------------------------------------------------------------
 
-# After EMAIL and URL, every pattern needs a digit (`Scrubber.scrub` skips them for text without one).
+# After EMAIL, URL and HANDLE, every pattern needs a digit (`Scrubber.scrub` skips them for text without one).
 PATTERNS: list[tuple[str, str]] = [
     ("EMAIL", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
     ("URL", r"\b(?:https?://|www\.)\S+"),
+    # A social media handle (@mariag_peer): an @ not inside a word (emails are gone by now), then
+    # letters, digits, _ and inner dots, at least one letter ("@ 5pm" and "@5" are not handles).
+    ("HANDLE", r"(?<![\w@])@(?=[\w.]*[^\W\d_])\w(?:[\w.]*\w)?"),
     # Phone numbers are first found with Google's libphonenumber (`phonenumbers`, region CA); this
     # lenient pattern then catches what it does not accept: an optional +1, an area code with or
     # without brackets, any separators, an optional extension, or a 7-digit local number.
@@ -469,6 +472,7 @@ PATTERNS: list[tuple[str, str]] = [
     ("ADDRESS", r"\b\d{1,6}\s+(?:[A-Z][\w'-]*\s+){0,2}[A-Z][\w'-]*\s+(?:{suffixes})\b\.?"
                 r"(?:\s+(?:Suite|Unit|Apt\.?)\s*\w+)?"),
 ]
+UNNUMBERED = 3  # EMAIL, URL, HANDLE: found without a digit, and before phone numbers
 # Named organizations and places that no list knows: capitalised words ending in a word that names
 # an organization ("Maple Grove Hospital", "Northside Peer Collective"), or a place pattern
 # ("Town of Cobalt", "Attawapiskat First Nation"). Case matters here: capitals mark a name.
@@ -488,10 +492,13 @@ PLACE_PATTERNS = (
 )
 # People's names: capitalised words are names when a title or a role comes first ("Dr. Patel",
 # "my supervisor Kwame"), when a known given name starts them ("Sarah Thompson"), or when a known
-# given name stands mid-sentence ("I told Sarah"). Given names and surnames come from the name lists
-# of the `faker` package for the languages most spoken in Ontario; words that are also ordinary
-# words (Faker's English and French word lists, months, days, identity terms) need a title or a
-# surname to count.
+# given name stands mid-sentence ("I told Sarah") or opens a sentence ("Aisha told me"). Given names
+# and surnames come from the name lists of the `faker` package for the languages most spoken in
+# Ontario, plus surveys/deidentification.yaml; words that are also ordinary words (Faker's English
+# and French word lists, months, days, identity terms) need a title or a surname to count, and so do
+# the given names listed there as `sentence_openers` ("Grant", "Harm") at the start of a sentence.
+# A capitalised word right after a name is its surname, whatever else it means ("Tony Brown",
+# "Katie Young"), unless listed as `not_surnames` ("I", "She"): see Scrubber._continues.
 TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sister", "father", "pastor", "rev", "m", "mme", "mlle"}
 ROLES = {
     "manager", "boss", "supervisor", "director", "coordinator", "colleague", "coworker", "co-worker",
@@ -503,11 +510,14 @@ ROLES = {
 NAME_LOCALES = ("en_US", "en_GB", "en_IE", "fr_CA", "fr_FR", "es_MX", "es_ES", "pt_BR", "it_IT", "en_IN",
                 "en_PK", "en_NG", "yo_NG", "tw_GH", "en_KE", "sw", "pl_PL", "nl_NL", "tr_TR", "ro_RO", "hr_HR",
                 "de_DE")
-ORDINARY_WORDS = {
+# Months and days: a date after a name ("I saw Tony Monday") is not a surname.
+CALENDAR_WORDS = {
     "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
     "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
     "janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
     "novembre", "décembre", "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche",
+}
+ORDINARY_WORDS = CALENDAR_WORDS | {
     "will", "hope", "faith", "grace", "joy", "page", "black", "white", "brown", "indigenous", "christian",
     "justice", "peer", "peers", "ontario", "canada", "god", "mercy", "trinity", "charity", "patience",
     "harmony", "destiny", "honor", "honour", "precious", "unique", "king", "sunny", "summer", "winter",
@@ -524,7 +534,9 @@ class Scrubber:
     """Replaces identifying content of free text with typed placeholders ([EMAIL], [NAME], ...)."""
 
     def __init__(self, organizations: Iterable[str], places: Iterable[str], first_names: Iterable[str],
-                 last_names: Iterable[str] = (), ordinary_words: Iterable[str] = ()):
+                 last_names: Iterable[str] = (), ordinary_words: Iterable[str] = (),
+                 sentence_openers: Iterable[str] = (), not_surnames: Iterable[str] = (),
+                 surname_particles: Iterable[str] = ()):
         # Street addresses need their capitals (to tell "12 Main Street" from "12 more days").
         suffixes = "|".join(re.escape(s) for s in street_suffixes())
         self.patterns = [
@@ -537,19 +549,22 @@ class Scrubber:
         self.first_names = {n.lower() for n in first_names}
         self.last_names = {n.lower() for n in last_names}
         self.ordinary = {w.lower() for w in ordinary_words} | ORDINARY_WORDS
+        self.openers = {w.lower() for w in sentence_openers}
+        self.not_surnames = {w.lower() for w in not_surnames} | CALENDAR_WORDS
+        self.particles = {w.lower() for w in surname_particles}
 
     def scrub(self, text: str, extra: Iterable[str] = ()) -> tuple[str, int]:
         count = 0
         for value in sorted({e for e in extra if len(e) > 2}, key=len, reverse=True):
             text, n = re.subn(re.escape(value), "[NAME]" if "@" not in value else "[EMAIL]", text, flags=re.IGNORECASE)
             count += n
-        for label, pattern in self.patterns[:2]:  # emails and URLs hold digits a phone search would take
+        for label, pattern in self.patterns[:UNNUMBERED]:  # these hold digits a phone search would take
             text, n = pattern.subn(f"[{label}]", text)
             count += n
         text, n = _phones(text)
         count += n
         listed = [item for item in self.lists if item[1] is not None]
-        numbered = self.patterns[2:] if DIGIT.search(text) else []  # each needs a digit
+        numbered = self.patterns[UNNUMBERED:] if DIGIT.search(text) else []  # each needs a digit
         for label, pattern in numbered + listed + self.generic:
             text, n = pattern.subn(f"[{label}]", text)
             count += n
@@ -560,10 +575,9 @@ class Scrubber:
     def _names(self, text: str) -> tuple[str, int]:
         tokens = list(WORD.finditer(text))
         named = [self._is_name(text, tokens, i) for i in range(len(tokens))]
-        for i in range(1, len(tokens)):  # a surname (or any capitalised word) right after a name
-            if named[i - 1] and not named[i] and text[tokens[i - 1].end():tokens[i].start()] == " " \
-                    and _capitalised(tokens[i].group()) and self._plain(tokens[i].group()) not in self.ordinary:
-                named[i] = True
+        for i in range(1, len(tokens)):  # a surname right after a name, with its particles (de la Cruz)
+            if named[i - 1] and not named[i] and (end := self._continues(text, tokens, i)):
+                named[i:end] = [True] * (end - i)
         pieces, last, count, i = [], 0, 0, 0
         while i < len(tokens):
             if not named[i]:
@@ -598,8 +612,25 @@ class Scrubber:
         if given and capital and nxt is not None and text[tokens[i].end():nxt.start()] == " " \
                 and _capitalised(nxt.group()) and self._plain(nxt.group()) in self.last_names:
             return True
+        # opening a sentence, a given name is a name unless it is also a word that often opens one
         sentence_start = i == 0 or bool(SENTENCE_END.search(gap))
-        return known and capital and not sentence_start
+        return known and capital and not (sentence_start and word in self.openers)
+
+    def _continues(self, text: str, tokens: list[re.Match], i: int) -> int:
+        """Where the surname that token `i` starts after a name ends (0 if it starts none): a capitalised
+        word after a single space, even an ordinary word ("Tony Brown", "Katie Young"), since one
+        right after a name almost always is its surname; with lower-case particles before it ("Maria
+        de la Cruz"). Never a word listed as not a surname: the pronoun I, a sentence left without
+        its full stop ("I asked Sarah She said no"), a day or a month ("I saw Tony Monday")."""
+        j = i
+        while j < len(tokens) and text[tokens[j - 1].end():tokens[j].start()] == " ":
+            word = tokens[j].group()
+            if _capitalised(word):
+                return j + 1 if self._plain(word) not in self.not_surnames else 0
+            if word.lower() not in self.particles:
+                return 0
+            j += 1
+        return 0
 
     def _given(self, word: str) -> bool:
         """A known given name, or a compound of them (Jean-François, Marie-Ève)."""
@@ -642,9 +673,12 @@ def load_scrubber(config_path: Path) -> Scrubber:
     return Scrubber(
         [*config.get("organizations", []), *config.get("hospitals", [])],
         config.get("places", []),
-        [*first, *config.get("extra_first_names", [])],
-        last,
+        [*first, *(config.get("extra_first_names") or [])],
+        [*last, *(config.get("extra_last_names") or [])],
         _faker_ordinary_words(),
+        sentence_openers=config.get("sentence_openers") or [],
+        not_surnames=config.get("not_surnames") or [],
+        surname_particles=config.get("surname_particles") or [],
     )
 
 

@@ -170,3 +170,15 @@ def test_unreadable_files_name_the_file_and_the_problem(tmp_path: Path, content:
     with pytest.raises(ExportError, match=problem) as caught:
         inspect_file(path)
     assert str(path) in str(caught.value)
+
+
+def test_a_column_named_francophone_is_a_question_and_phone_columns_are_identifiers(tmp_path: Path) -> None:
+    # "phone" inside francophone and anglophone is part of another word, not a phone number
+    path = tmp_path / "export.csv"
+    path.write_text("francophone,anglophone,phone,telephone,phone_number,HomePhone,homephone,Q7_phone\n"
+                    "1,2,416-555-0199,416-555-0198,416-555-0197,416-555-0196,416-555-0195,416-555-0194\n",
+                    encoding="utf-8")
+    found = {c.name: (c.kind, c.maps_to) for c in inspect_file(path).columns}
+    phones = ["phone", "telephone", "phone_number", "HomePhone", "homephone", "Q7_phone"]
+    assert found == {"francophone": ("question", None), "anglophone": ("question", None),
+                     **{name: ("identifier", "phone") for name in phones}}

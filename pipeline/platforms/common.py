@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Protocol, TypeVar
 
 import numpy as np
@@ -199,12 +201,13 @@ IDENTIFIER_NAMES = {
     **dict.fromkeys(["dob", "dateofbirth", "birthdate", "birthday", "datedenaissance"], "birth_date"),
     **dict.fromkeys(["sin", "socialinsurancenumber", "healthcard", "healthcardnumber", "ohip"], "personal_number"),
 }
-# Parts of a short column name (a code such as name_first or RecipientEmail).
+# Parts of a short column name (a code such as name_first or RecipientEmail), matched as whole words
+# of the name: "phone" in Q5_phone or HomePhone, never inside another word (francophone, anglophone).
 IDENTIFIER_PARTS = [
     ("email", "email"), ("courriel", "email"), ("firstname", "first_name"), ("namefirst", "first_name"),
     ("lastname", "last_name"), ("namelast", "last_name"), ("surname", "last_name"), ("fullname", "name"),
-    ("phone", "phone"), ("telephone", "phone"), ("ipaddr", "ip_address"), ("latitude", "latitude"),
-    ("longitude", "longitude"), ("dateofbirth", "birth_date"), ("birthdate", "birth_date"),
+    ("phone", "phone"), ("telephone", "phone"), ("ipaddr", "ip_address"), ("ipaddress", "ip_address"),
+    ("latitude", "latitude"), ("longitude", "longitude"), ("dateofbirth", "birth_date"), ("birthdate", "birth_date"),
     ("postalcode", "postal_code"), ("zipcode", "postal_code"), ("streetaddress", "address"),
     ("homeaddress", "address"), ("mailingaddress", "address"),
 ]
@@ -216,6 +219,13 @@ IDENTIFIER_PHRASES = [
     ("postal code", "postal_code"), ("home address", "address"), ("street address", "address"),
     ("votre nom", "name"), ("numéro de téléphone", "phone"), ("date de naissance", "birth_date"),
 ]
+# A part may also be written as one word with one of these before or after it (homephone, useremail,
+# phonenumber): names in lower case alone give no other sign of where a word ends.
+PART_BEFORE = ("home", "work", "cell", "mobile", "contact", "day", "daytime", "evening", "alt", "alternate",
+               "other", "personal", "business", "office", "user", "recipient", "respondent", "participant",
+               "primary", "secondary", "your", "my")
+PART_AFTER = ("number", "num", "no", "nr", "address", "addr", "s")
+_LONGEST_QUALIFIERS = max(map(len, PART_BEFORE)) + max(map(len, PART_AFTER))
 SHORT_NAME = 40
 
 
@@ -226,8 +236,9 @@ def identifier_role(header: str) -> str | None:
     if key in IDENTIFIER_NAMES:
         return IDENTIFIER_NAMES[key]
     if len(text) <= SHORT_NAME and " " not in text.strip():
+        words = name_words(text)
         for part, role in IDENTIFIER_PARTS:
-            if part in key:
+            if _has_part(words, part):
                 return role
         return None
     lowered = text.casefold()
@@ -235,3 +246,33 @@ def identifier_role(header: str) -> str | None:
         if phrase in lowered:
             return role
     return None
+
+
+def name_words(name: str) -> list[str]:
+    """The words of a column name, lower case and without accents: split at anything not a letter
+    and where case changes (RecipientEmail -> recipient, email; Q5_phone -> q, phone)."""
+    spaced = re.sub(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])", " ", name)
+    spaced = re.sub(r"(?<=[a-zà-ÿ])(?=[A-ZÀ-Þ])|(?<=[A-ZÀ-Þ])(?=[A-ZÀ-Þ][a-zà-ÿ])", " ", spaced)
+    folded = unicodedata.normalize("NFKD", spaced).encode("ascii", "ignore").decode().casefold()
+    return [word for word in re.split(r"[^a-z]+", folded) if word]
+
+
+@lru_cache(maxsize=None)
+def _part_pattern(part: str) -> re.Pattern[str]:
+    before, after = "|".join(PART_BEFORE), "|".join(PART_AFTER)
+    return re.compile(rf"(?:{before})?{part}(?:{after})?")
+
+
+def _has_part(words: list[str], part: str) -> bool:
+    """Whether consecutive whole words of a name spell `part` (name_first: "name" + "first"), alone or
+    written as one word with a qualifier (homephone, phonenumber)."""
+    pattern = _part_pattern(part)
+    for start in range(len(words)):
+        joined = ""
+        for word in words[start:]:
+            joined += word
+            if pattern.fullmatch(joined):
+                return True
+            if len(joined) > len(part) + _LONGEST_QUALIFIERS:
+                break
+    return False
