@@ -169,7 +169,7 @@ def worker_stages(path: Path, root: Path) -> dict:
         return value
 
     export = timed("ingest", lambda: read_export(path, instrument))
-    validation = timed("validate", lambda: validate(export, instrument, secret, set()))
+    validation = timed("validate", lambda: validate(export, instrument, secret, set(), scrubber=scrubber))
     export = only_what_deidentify_reads(export)  # as run.py does from here on
     data = timed("deidentify", lambda: deidentify(export, validation, instrument, scrubber, coarsening, derivations,
                                                     held=privacy.microdata.key_quasi_identifiers))

@@ -54,7 +54,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from pipeline.load import WarehouseError
     from pipeline.render import RenderError
     from pipeline.run import RunError
-    from pipeline.validate import StructuralError
+    from pipeline.validate import RuleCountError, StructuralError
     from pipeline.anonymity import PrivacyError
     from pipeline.quotes import QuoteReviewError
     from pipeline.retention import RetentionError
@@ -62,7 +62,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from pipeline.release import ReleaseError
 
     return (ExportError, InstrumentError, StructuralError, WarehouseError, RunError, IndicatorError, RenderError,
-            PrivacyError, QuoteReviewError, RetentionError, WaveError, ReleaseError, DerivationError, OSError)
+            PrivacyError, QuoteReviewError, RetentionError, WaveError, ReleaseError, DerivationError, OSError,
+            RuleCountError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,10 +336,11 @@ def _concept_ids(paths: Paths) -> frozenset[str]:
 
 
 def cmd_validate(args, paths: Paths) -> int:
+    from pipeline.deidentify import load_scrubber
     from pipeline.validate import secret_key, unknown_columns, validate
 
     export, instrument = _read(args, paths)
-    result = validate(export, instrument, secret_key())
+    result = validate(export, instrument, secret_key(), scrubber=load_scrubber(paths.deid_file))
     counts = {o: result.count(o) for o in ("loaded", "quarantined", "excluded", "duplicate")}
     issues = [
         {"row": i.source_row, "rule": i.rule, "question": i.concept, "column": i.column, "value": i.value}
@@ -373,9 +375,10 @@ def cmd_deidentify(args, paths: Paths) -> int:
     from pipeline.validate import secret_key, validate
 
     export, instrument = _read(args, paths)
-    result = validate(export, instrument, secret_key())
+    scrubber = load_scrubber(paths.deid_file)
+    result = validate(export, instrument, secret_key(), scrubber=scrubber)
     micro = load_privacy_rules(privacy_path(paths)).microdata
-    data = deidentify(export, result, instrument, load_scrubber(paths.deid_file), micro.numeric_quasi_identifiers)
+    data = deidentify(export, result, instrument, scrubber, micro.numeric_quasi_identifiers)
     dropped = [c.name for c in export.columns if c.kind in ("identifier", "unknown")]
     direct = [q.id for q in instrument.by_disclosure(Disclosure.direct)]
     print(f"{export.path}: {len(data.respondents)} respondents would be stored under new random keys")

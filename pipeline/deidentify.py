@@ -180,14 +180,7 @@ class _OpenText:
 
     def add(self, concept: str, values: pd.Series) -> None:
         for position, text in values.dropna().items():
-            text = str(text)
-            own = [str(column[position]) for column in self.own if column[position]]
-            if any(_mentions(text, value) for value in own if len(value) > 2):
-                clean, found = self.scrubber.scrub(text, extra=own)
-            elif (clean_found := self.once.get(text)) is not None:
-                clean, found = clean_found
-            else:
-                clean, found = self.once[text] = self.scrubber.scrub(text)
+            clean, found = _scrub_once(self.scrubber, str(text), self.own, position, self.once)
             self.positions.append(position)
             self.concepts.append(concept)
             self.texts.append(clean)
@@ -201,6 +194,27 @@ class _OpenText:
                                   "text": self.texts, "placeholders": self.found})
         frame.insert(1, "wave", wave)
         return frame
+
+
+def _scrub_once(scrubber: "Scrubber", text: str, own: list[list[Any]], position: int,
+                once: dict[str, tuple[str, int]]) -> tuple[str, int]:
+    """`text` scrubbed, with its respondent's own identifiers (`own`, at `position`) when it holds
+    them; otherwise the same text is scrubbed once (`once` keeps the results)."""
+    mine = [str(column[position]) for column in own if column[position]]
+    if any(_mentions(text, value) for value in mine if len(value) > 2):
+        return scrubber.scrub(text, extra=mine)
+    if text not in once:
+        once[text] = scrubber.scrub(text)
+    return once[text]
+
+
+def scrub_texts(texts: list[str | None], export: Export, rows: np.ndarray, scrubber: "Scrubber") -> list[str | None]:
+    """Text typed where it is not an open answer (a value failing validation, at the positions
+    `rows` of the export), scrubbed as open answers are, its row's own names and email included."""
+    own = _own_identifiers(export, rows)
+    once: dict[str, tuple[str, int]] = {}
+    return [None if text is None else _scrub_once(scrubber, text, own, position, once)[0]
+            for position, text in enumerate(texts)]
 
 
 def only_what_deidentify_reads(export: Export) -> Export:
@@ -667,8 +681,11 @@ def _names_regex(names: Iterable[str]) -> re.Pattern | None:
 
 
 @lru_cache(maxsize=4)
-def load_scrubber(config_path: Path) -> Scrubber:
-    config = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+def load_scrubber(config_path: Path | None) -> Scrubber:
+    """The scrubber of surveys/deidentification.yaml; None: the built-in patterns and name lists only."""
+    config = {}
+    if config_path is not None:
+        config = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
     first, last = _faker_names()
     return Scrubber(
         [*config.get("organizations", []), *config.get("hospitals", [])],
@@ -680,6 +697,13 @@ def load_scrubber(config_path: Path) -> Scrubber:
         not_surnames=config.get("not_surnames") or [],
         surname_particles=config.get("surname_particles") or [],
     )
+
+
+def scrubber_beside(instrument: Instrument) -> Scrubber:
+    """The scrubber of the deidentification.yaml in the instrument's surveys folder (surveys/<wave>/
+    instrument.yaml), or the built-in one when there is none (an instrument built in memory)."""
+    config = Path(instrument.source).parent.parent / "deidentification.yaml" if instrument.source else None
+    return load_scrubber(config if config is not None and config.exists() else None)
 
 
 @lru_cache(maxsize=1)

@@ -3,7 +3,7 @@
 Everything here reads the warehouse READ-ONLY. The warehouse holds no identifier, so neither can
 anything built from it: rows are named by their row number in the export, values that could
 identify someone were never stored (`quarantine_issues.value` is NULL for them) and show as
-"(not shown)". Functions return markdown, printed from `#| output: asis` cells.
+"(not shown)"; the others were stored scrubbed as open answers are ("22 (ask [NAME] [PHONE])"). Functions return markdown, printed from `#| output: asis` cells.
 """
 
 from __future__ import annotations

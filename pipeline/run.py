@@ -229,13 +229,14 @@ def _prepare(paths: Paths, path: Path, wave: int, synthetic: bool, seen: set[str
     instrument = instrument_for(paths, path, wave)
     export = read_export(path, instrument)
     progress(f"    read {export.rows} rows ({export.platform}); validating")
-    validation = validate(export, instrument, secret_key(), seen)
+    scrubber = load_scrubber(paths.deid_file)  # failing values are scrubbed as open answers are
+    validation = validate(export, instrument, secret_key(), seen, scrubber=scrubber)
     export = only_what_deidentify_reads(export)
     progress("    de-identifying")
     microdata = load_privacy_rules(privacy_path(paths)).microdata
     derivations = load_derivations(derived_path(paths.surveys))
     # the key quasi-identifiers' answers are held apart, for protect_microdata, which replaces them
-    data = deidentify(export, validation, instrument, load_scrubber(paths.deid_file),
+    data = deidentify(export, validation, instrument, scrubber,
                       microdata.numeric_quasi_identifiers, derivations, held=microdata.key_quasi_identifiers)
     return FileLoad(without_raw_frames(export), instrument, validation, data, synthetic)
 

@@ -8,7 +8,9 @@ Each row read gets exactly one outcome:
 - quarantined: fails one or more rules run by Great Expectations: rules generated from the
   instrument (codes, numbers, ranges, dates, required answers, skip logic, collection window) and
   the cross-question rules of rules.yaml. Each failed rule is one Issue (reason code, question,
-  column, and the value unless it could identify someone);
+  column, and the value, scrubbed of identifiers as open answers are, unless any value could identify
+  someone). Every failing row is found (not only the first 200 Great Expectations lists), and Great
+  Expectations' count of them must agree;
 - loaded: everything else.
 So read = loaded + quarantined + excluded + duplicates, by construction. Data-quality flags
 (speeders, straight-lining, mostly empty, `severity: flag` rules) are raised beside the outcome and
@@ -28,7 +30,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -49,6 +51,9 @@ from pipeline.instrument import (
 )
 from pipeline.quality import MOSTLY_EMPTY, SPEEDER, STRAIGHTLINING, quality_flags, rule_flags
 from pipeline.wave_rules import CrossRule, Duplicates, Requirement, WaveRules, load_wave_rules
+
+if TYPE_CHECKING:
+    from pipeline.deidentify import Scrubber
 
 LOADED, QUARANTINED, EXCLUDED, DUPLICATE = "loaded", "quarantined", "excluded", "duplicate"
 OUTCOMES = (LOADED, QUARANTINED, EXCLUDED, DUPLICATE)
@@ -98,7 +103,7 @@ class Issue:
     source_row: int  # row number as a spreadsheet shows it
     rule: str  # reason code, e.g. invalid_code
     concept: str  # the question (or identifier, for dates) the rule is about
-    value: str | None  # None where the value could identify someone
+    value: str | None  # scrubbed of identifiers; None where any value could identify someone
     column: str = ""  # the column as named in the export
 
 
@@ -153,10 +158,16 @@ def validate(
     secret: bytes,
     already_seen: set[str] | frozenset[str] = frozenset(),
     rules: WaveRules | None = None,
+    scrubber: "Scrubber | None" = None,
 ) -> Validation:
     """Give every row of `export` its outcome. `already_seen`: response keys loaded before;
-    `rules`: the wave's rules.yaml (default: the file beside the instrument, if any)."""
+    `rules`: the wave's rules.yaml (default: the file beside the instrument, if any); `scrubber`:
+    what failing values are scrubbed with (default: the one of the instrument's surveys folder)."""
     rules = rules if rules is not None else load_wave_rules(instrument)
+    if scrubber is None:
+        from pipeline.deidentify import scrubber_beside  # deidentify imports this module
+
+        scrubber = scrubber_beside(instrument)
     check_structure(export, instrument)
     outcome = pd.Series(LOADED, index=export.answers.index, dtype=object)
     reason = _nones(export.answers.index)
@@ -166,7 +177,7 @@ def validate(
     _repeated_ids(keys, already_seen, outcome, reason)
     in_scope = outcome == LOADED
     times = _timestamps(export)
-    issues, results, gx_result = _expectations(export, instrument, rules, view, times, in_scope)
+    issues, results, gx_result = _expectations(export, instrument, rules, view, times, in_scope, scrubber)
     for issue in issues:
         if outcome.at[issue.row] == LOADED:
             outcome.at[issue.row] = QUARANTINED
@@ -744,7 +755,8 @@ def _identifier_spec(rule: str, name: str, column: str, source_column: str) -> d
 
 
 def _expectations(export: Export, instrument: Instrument, rules: WaveRules, view: AnswerView,
-                  times: pd.DataFrame, in_scope: pd.Series) -> tuple[list[Issue], list[RuleResult], dict]:
+                  times: pd.DataFrame, in_scope: pd.Series,
+                  scrubber: "Scrubber") -> tuple[list[Issue], list[RuleResult], dict]:
     rows = in_scope[in_scope].index
     frame, specs = _rule_columns(export, instrument, rules, view, times, in_scope)
     if frame.empty or not specs:
@@ -754,18 +766,70 @@ def _expectations(export: Export, instrument: Instrument, rules: WaveRules, view
     results: list[RuleResult] = []
     for outcome in result.results:
         spec = specs[int(outcome.expectation_config.meta["spec"])]
-        failed = outcome.result.get("unexpected_index_list") or []
-        unexpected = outcome.result.get("unexpected_list") or []
+        failed = frame.index[_failing(frame[spec["column"]], spec)]
+        _check_count(export, spec, outcome, len(failed))
         results.append(RuleResult(spec["rule"], spec["concept"], spec["source_column"],
                                   outcome.expectation_config.type, len(rows), len(failed)))
-        for row, value in zip(failed, unexpected):
-            row = int(row)
-            shown = {"unexpected": value, "answer": view.answers.at[row, spec["concept"]]
-                     if spec["concept"] in view.answers else None, None: None}[spec["value_from"]]
-            issues.append(Issue(row, export.source_row(row), spec["rule"], spec["concept"],
-                                _printable(shown), spec["source_column"]))
+        shown = _shown_values(export, view, frame, spec, failed, scrubber)
+        issues += [Issue(int(row), export.source_row(int(row)), spec["rule"], spec["concept"], value,
+                         spec["source_column"]) for row, value in zip(failed, shown)]
     issues.sort(key=lambda i: (i.row, i.rule, i.concept))
     return issues, results, result.describe_dict()
+
+
+def _failing(values: pd.Series, spec: dict) -> np.ndarray:
+    """The rows failing a rule, worked out here: Great Expectations 1.x lists at most 200 failing
+    values (MAX_RESULT_RECORDS) whatever the result format, and its full index lists cost a Python
+    object per row. Read as its column expectations read them: a missing value never fails
+    in_set/between (they skip missing values), and is the only value that passes `null`."""
+    present = values.notna()
+    if spec["kind"] == "null":
+        return present.to_numpy(dtype=bool)
+    if spec["kind"] in ("in_set", "false"):
+        allowed = spec["value_set"] if spec["kind"] == "in_set" else [False]
+        return (present & ~values.isin(allowed)).to_numpy(dtype=bool)
+    within = pd.Series(True, index=values.index)
+    if spec["min_value"] is not None:
+        within &= values >= spec["min_value"]
+    if spec["max_value"] is not None:
+        within &= values <= spec["max_value"]
+    return (present & ~within).to_numpy(dtype=bool)
+
+
+class RuleCountError(RuntimeError):
+    """Great Expectations and the pipeline disagree on how many rows fail a rule: nothing is loaded,
+    since rows that fail a rule could otherwise reach the warehouse."""
+
+
+def _check_count(export: Export, spec: dict, outcome: Any, found: int) -> None:
+    """Great Expectations' own count of failing rows, as a cross-check of the rows quarantined."""
+    counted = outcome.result.get("unexpected_count")
+    if counted is not None and int(counted) == found:
+        return
+    why = f"counts {counted} failing rows" if counted is not None else "could not check it"
+    raise RuleCountError(
+        f"{export.path}: rule {spec['rule']} on {spec['concept']} (column {spec['source_column']}): Great "
+        f"Expectations {why}, the pipeline found {found}. Nothing was loaded; this is a bug in the pipeline, "
+        "please report it with this message."
+    )
+
+
+def _shown_values(export: Export, view: AnswerView, frame: pd.DataFrame, spec: dict, failed: pd.Index,
+                  scrubber: "Scrubber") -> list[str | None]:
+    """The value each failing row shows staff, scrubbed as open answers are (a number typed as
+    "22 (ask Maria 416-555-0199)" would otherwise carry a name and a phone number into printed
+    output, the warehouse, the QA report and run records); None where any value could identify."""
+    if spec["value_from"] is None or not len(failed):
+        return [None] * len(failed)
+    if spec["value_from"] == "unexpected":
+        values = frame.loc[failed, spec["column"]].tolist()
+    elif spec["concept"] in view.answers:
+        values = view.answers.loc[failed, spec["concept"]].tolist()
+    else:
+        return [None] * len(failed)
+    from pipeline.deidentify import scrub_texts  # deidentify imports this module
+
+    return scrub_texts([_printable(v) for v in values], export, export.answers.index.get_indexer(failed), scrubber)
 
 
 def _printable(value: Any) -> str | None:
@@ -776,6 +840,11 @@ def _printable(value: Any) -> str | None:
     if isinstance(value, float) and value == int(value):
         return str(int(value))
     return str(value)
+
+
+# Counts only: the lists of failing values Great Expectations would add are capped (see _failing)
+# and would carry the raw values into the run records (pipeline/run.py).
+RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
 
 
 def _run_gx(frame: pd.DataFrame, specs: list[dict], name: str):
@@ -791,7 +860,7 @@ def _run_gx(frame: pd.DataFrame, specs: list[dict], name: str):
     suite = gx.ExpectationSuite(name=name, expectations=[_expectation(gx, spec, n) for n, spec in enumerate(specs)])
     try:
         with _cyclic_gc_paused():
-            return batch.validate(suite, result_format="COMPLETE")
+            return batch.validate(suite, result_format=RESULT_FORMAT)
     finally:
         # GX keeps its context for the process: its data source would hold the rule columns and
         # every metric computed on them (a third of a large export's memory) until the run ends.

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS row_outcomes (
     PRIMARY KEY (file_sha256, source_row)
 );
 
--- Every failed rule of every quarantined row. `value` is NULL where it could identify someone.
+-- Every failed rule of every quarantined row. `value` is scrubbed as open answers are (names,
+-- emails, phone numbers... replaced by [NAME], [EMAIL], [PHONE]), NULL where any value could identify.
 CREATE TABLE IF NOT EXISTS quarantine_issues (
     file_sha256  VARCHAR NOT NULL,
     source_row   INTEGER NOT NULL,
