@@ -585,7 +585,8 @@ def _parse_numbers(values: pd.Series) -> pd.Series:
     retry = parsed.isna() & values.notna()
     if retry.any():
         text = pd.Series(values[retry], dtype="string").str.strip()
-        text = text.str.replace("$", "", regex=False).str.replace(" ", "", regex=False)
+        # a dollar sign before or after the number (as ingest's number_text reads it), never inside
+        text = text.str.replace(" ", "", regex=False).str.replace(r"^\$|\$$", "", regex=True)
         decimal_comma = ((text.str.count(",") == 1) & ~text.str.contains(".", regex=False)).fillna(False).astype(bool)
         text = text.where(~decimal_comma, text.str.replace(",", ".", regex=False))
         parsed[retry] = pd.to_numeric(text, errors="coerce").astype(float)

@@ -10,7 +10,7 @@ exactly as it was, or a load whose bad rows are quarantined with the right reaso
 | undecodable bytes                        | ExportError: the encoding                                 |
 | truncated inside a quoted answer         | ExportError: not a readable CSV                           |
 | truncated between two fields of a row    | ExportError naming the row: "looks truncated"             |
-| an empty file / a header without rows    | ExportError "empty" / StructuralError "no responses"      |
+| an empty file (or a BOM alone) / a header without rows | ExportError "empty" / StructuralError "no responses"      |
 | another survey (shared real exports)     | StructuralError "different survey", or what the file is   |
 | another wave's export in this wave folder| StructuralError naming the wave it belongs to             |
 | a wave folder without an instrument      | RunError naming the file and the missing instrument       |
@@ -133,6 +133,13 @@ def empty(paths: Paths) -> Path:
     return path
 
 
+def byte_order_mark_only(paths: Paths) -> Path:
+    path = paths.raw / "2025" / "bom.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\xef\xbb\xbf")  # what some editors save for an empty file
+    return path
+
+
 def header_only(paths: Paths) -> Path:
     return write_export(paths.raw / "2025" / "header-only.csv", instrument_of(paths), [])
 
@@ -161,6 +168,7 @@ FAILURES = [
     (truncated, ExportError, ["not a readable CSV"]),
     (cut_mid_row, ExportError, ["row 7", "truncated"]),
     (empty, ExportError, ["empty"]),
+    (byte_order_mark_only, ExportError, ["empty"]),
     (header_only, StructuralError, ["no responses"]),
     (another_wave, StructuralError, ["2024 questionnaire, not 2025", "data/raw/2024/"]),
     (no_instrument, RunError, ["no instrument for wave 2031", "2023, 2024, 2025"]),

@@ -145,3 +145,36 @@ def test_respondent_keys_are_distinct_positive_and_drawn_again_when_two_are_equa
                   np.array([5], dtype=np.uint64) << np.uint64(1)])
     monkeypatch.setattr(module.secrets, "token_bytes", lambda size: next(draws)[: size // 8].tobytes())
     assert module.new_keys(3).tolist() == [7, 9, 5]
+
+
+def test_numbers_are_stored_as_validation_reads_them(tmp_path) -> None:
+    # "$21.50" and "21,5" pass validation as 21.5: stored as typed, coarsening crashed on the dollar
+    # sign (a traceback, nothing loaded) and the database could not read them as numbers. Wages to
+    # the nearest 50 cents (21.5 stays 21.5, 22.30 -> 22.5); hours per week to the nearest hour
+    # (37.5 is halfway: to even, 38; "40 " -> 40).
+    from pipeline.anonymity import load_privacy_rules
+
+    rows = [response(1, {"hourly_wage": "$21.50", "hours_per_week": "37.5"}),
+            response(2, {"hourly_wage": "21,5", "hours_per_week": "40 "}),
+            response(3, {"hourly_wage": " $22.30 ", "hours_per_week": "$30"})]
+    export = exported(tmp_path, rows)
+    validation = validate(export, INSTRUMENT, secret_key())
+    assert (validation.outcome == LOADED).all()
+    rules = load_privacy_rules(REPO / "surveys" / "privacy.yaml").microdata.numeric_quasi_identifiers
+    data = deidentify(export, validation, INSTRUMENT, SCRUBBER, rules)
+    keys = data.respondents["respondent_key"].tolist()
+
+    def stored(concept: str) -> list[str]:
+        mine = data.answers[data.answers["concept"] == concept].set_index("respondent_key")["value"]
+        return [mine[key] for key in keys]
+
+    assert stored("hourly_wage") == ["21.5", "21.5", "22.5"]
+    assert stored("hours_per_week") == ["38", "40", "30"]
+
+
+def test_a_number_written_with_an_underscore_is_not_a_number(tmp_path) -> None:
+    # float("2_1") is 21 in Python; nobody types a wage that way on purpose: the row is quarantined.
+    export = exported(tmp_path, [response(1, {"hourly_wage": "2_1"})])
+    validation = validate(export, INSTRUMENT, secret_key())
+    assert validation.outcome.tolist() == ["quarantined"]
+    assert [(i.rule, i.concept) for i in validation.issues] == [("not_a_number", "hourly_wage")]

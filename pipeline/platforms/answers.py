@@ -270,10 +270,15 @@ def _ticked(cell: str, layout: Layout) -> bool:
 
 
 def number_text(cell: str) -> str:
-    """A number as plain text, whatever the platform wrote: `24,50` and `24.5` are both `24.5`."""
+    """A number as plain text, whatever the platform wrote or the person typed: `24,50`, `$24.50`,
+    `24.50 $` and `24.5` are all `24.5`. Anything else is kept as typed (validation quarantines it)."""
     text = cell.strip().replace("\u00a0", "").replace(" ", "")
+    if re.fullmatch(r"\$-?[\d.,]+|-?[\d.,]+\$", text):
+        text = text.strip("$")  # a dollar sign before or after, as validation reads it
     if re.fullmatch(r"-?\d+,\d+", text):
         text = text.replace(",", ".")  # a decimal comma
+    if "_" in text:
+        return cell.strip()  # Decimal reads "2_1" as 21: nobody types a number that way
     try:
         number = Decimal(text)
     except InvalidOperation:

@@ -101,7 +101,8 @@ def read_raw(path: Path) -> RawFile:
         data = path.read_bytes()
     except OSError as exc:
         raise ReadError(f"cannot read the file ({exc.strerror})") from exc
-    if not data.strip():
+    # a byte-order mark alone (what some editors save for an empty file) is empty too
+    if not data.removeprefix(_BOM).removeprefix(b"\xff\xfe").removeprefix(b"\xfe\xff").strip():
         raise ReadError("the file is empty (no header row, no responses)")
     kind = _binary_kind(data)
     if kind == "xlsx":
