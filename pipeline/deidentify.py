@@ -466,13 +466,48 @@ def _rates_for(definition: Derivation, instrument: Instrument, table: ReferenceT
 
 # --- free-text scrubbing ----------------------------------------------------------------------
 
-# After EMAIL, URL and HANDLE, every pattern needs a digit (`Scrubber.scrub` skips them for text without one).
+# Emails spelled out to get past filters ("maria dot lee at gmail dot com", "maria(at)gmail(dot)com"):
+# "at" and "dot" in brackets or as words. A bare " at " also opens ordinary phrases ("I applied at
+# indeed.com"), so after one the address needs a dot before it or a spelled-out dot after it, a
+# common top-level domain, and no article ("I worked at a dot com").
+_AT_SIGN = r"(?:@|\s*[(\[{<]\s*at\s*[)\]}>]\s*)"
+_SPELLED_DOT = r"(?:\s*[(\[{<]\s*dot\s*[)\]}>]\s*|\s+dot\s+)"
+_DOT = rf"(?:\.|{_SPELLED_DOT})"
+# (possessive ++: a word is never given back to a separator, which starts with no word character;
+# tried at every word of every answer, this halves the time)
+_LOCAL, _DOTTED_LOCAL = rf"\b[\w+-]++(?:{_DOT}[\w+-]++)*", rf"\b[\w+-]++(?:{_DOT}[\w+-]++)+"
+_DOMAIN = rf"[\w-]++(?:{_DOT}[\w-]++)*"
+_WORD_AT = r"\s+at\s+(?!(?:a|an|the|my|our|your|his|her|their|this|that)\s)"
+_TOP_LEVEL = r"(?:com|ca|org|net|edu|gov|info|biz|io|co|me|us|uk|fr|in|pk|ng)\b"
+SPELLED_EMAIL = (rf"{_LOCAL}{_AT_SIGN}{_DOMAIN}{_DOT}[a-z]{{2,24}}\b"
+                 rf"|{_DOTTED_LOCAL}{_WORD_AT}{_DOMAIN}{_DOT}{_TOP_LEVEL}"
+                 rf"|{_LOCAL}{_WORD_AT}{_DOMAIN}{_SPELLED_DOT}{_TOP_LEVEL}")
+# IP addresses: four numbers up to 255 joined by dots, not inside a longer dotted number (v1.2.3.4);
+# IPv6 in full (8 groups) or shortened with "::", with a digit (times such as 10:30:45 have no "::").
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+IPV4 = rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\.?\d)(?!\w)"
+_HEX = r"[0-9a-f]{1,4}"
+IPV6 = (rf"(?<!\w)(?<![0-9a-f]:)(?=[\w:]*\d)"
+        rf"(?:{_HEX}(?::{_HEX}){{7}}|{_HEX}(?::{_HEX}){{0,6}}::(?:{_HEX}(?::{_HEX}){{0,6}})?)(?!:?\w)")
+# GPS coordinates: a latitude (up to 90) and a longitude (up to 180), each with at least 3 decimals
+# (a decimal comma: 4, since "1,500, 2,300" is two thousands), side by side; optional degree signs
+# and N/S, E/W. One number alone, or a pair with fewer decimals (21.50, 37.5), is left alone.
+_DECIMALS = r"(?:\.\d{3,}|,\d{4,})"
+COORDINATES = (rf"(?<![\d.,])[-+−]?(?:90|[1-8]?\d){_DECIMALS}(?:\s?°)?(?:\s?[NS]\b)?(?:\s*[,;]\s*|\s+)"
+               rf"[-+−]?(?:180|1[0-7]\d|[1-9]?\d){_DECIMALS}(?:\s?°)?(?:\s?[EW]\b)?(?!\.?\d)")
+# Patterns up to HANDLE are found in any text; the others need a digit (`Scrubber.scrub` skips them
+# for text without one). Those up to COORDINATES come before phone numbers: libphonenumber would
+# take an IP address (10.100.200.250) or part of a coordinate for one.
 PATTERNS: list[tuple[str, str]] = [
     ("EMAIL", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
+    ("EMAIL", SPELLED_EMAIL),  # before HANDLE: "maria@gmail dot com" is no handle
     ("URL", r"\b(?:https?://|www\.)\S+"),
     # A social media handle (@mariag_peer): an @ not inside a word (emails are gone by now), then
     # letters, digits, _ and inner dots, at least one letter ("@ 5pm" and "@5" are not handles).
     ("HANDLE", r"(?<![\w@])@(?=[\w.]*[^\W\d_])\w(?:[\w.]*\w)?"),
+    ("IP_ADDRESS", IPV4),
+    ("IP_ADDRESS", IPV6),
+    ("COORDINATES", COORDINATES),
     # Phone numbers are first found with Google's libphonenumber (`phonenumbers`, region CA); this
     # lenient pattern then catches what it does not accept: an optional +1, an area code with or
     # without brackets, any separators, an optional extension, or a 7-digit local number.
@@ -486,7 +521,8 @@ PATTERNS: list[tuple[str, str]] = [
     ("ADDRESS", r"\b\d{1,6}\s+(?:[A-Z][\w'-]*\s+){0,2}[A-Z][\w'-]*\s+(?:{suffixes})\b\.?"
                 r"(?:\s+(?:Suite|Unit|Apt\.?)\s*\w+)?"),
 ]
-UNNUMBERED = 3  # EMAIL, URL, HANDLE: found without a digit, and before phone numbers
+UNNUMBERED = 4  # the emails, URL, HANDLE: found without a digit
+BEFORE_PHONES = 7  # those and IP addresses, coordinates: found before phone numbers
 # Named organizations and places that no list knows: capitalised words ending in a word that names
 # an organization ("Maple Grove Hospital", "Northside Peer Collective"), or a place pattern
 # ("Town of Cobalt", "Attawapiskat First Nation"). Case matters here: capitals mark a name.
@@ -521,6 +557,14 @@ ROLES = {
     "coordonnateur", "coordonnatrice", "collègue", "infirmière", "infirmier", "médecin", "nommé", "nommée",
     "appelé", "appelée",
 }
+# Phrases introducing the writer's own name ("My name is Priyanka Leakfour"): the capitalised word
+# after one is a name even when no list knows it, unless it can be no surname either (I, The, May).
+INTRODUCTIONS = ("my name is", "my name's", "i am called", "i'm called", "people call me", "je m'appelle",
+                 "mon nom est", "je me nomme", "signed,", "signé,")
+# Weaker ones, also said of other things ("call me Anytime", "I'm Canadian and proud"): the word must
+# not be an ordinary word or written in capitals (ASAP), and after "I'm" a name comes before "and" or a comma.
+LOOSE_INTRODUCTIONS = ("call me", "i'm", "i am")
+SELF_DESCRIPTIONS = ("i'm", "i am")
 NAME_LOCALES = ("en_US", "en_GB", "en_IE", "fr_CA", "fr_FR", "es_MX", "es_ES", "pt_BR", "it_IT", "en_IN",
                 "en_PK", "en_NG", "yo_NG", "tw_GH", "en_KE", "sw", "pl_PL", "nl_NL", "tr_TR", "ro_RO", "hr_HR",
                 "de_DE")
@@ -538,10 +582,27 @@ ORDINARY_WORDS = CALENDAR_WORDS | {
     "autumn", "spring", "dawn", "rose", "iris", "ivy", "lily", "violet", "jasmine", "amber", "crystal",
     "pearl", "ruby", "star", "sky", "rain", "storm", "river", "forest", "north", "south", "east", "west",
     "hospital", "clinic", "centre", "center", "housing", "mental", "health", "support", "staff", "team",
+    "canadian", "ontarian", "muslim", "jewish", "catholic", "queer", "trans", "métis", "inuit", "deaf",
+    "autistic", "francophone", "anglophone",
 }
 WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ]+(?:['’-][A-Za-zÀ-ÖØ-öø-ÿ]+)*")
 DIGIT = re.compile(r"\d")  # any decimal digit, as the patterns' \d and libphonenumber read them
 SENTENCE_END = re.compile(r"[.!?:;\n\"“”«»()]")
+
+
+def _phrases_before(phrases: Iterable[str]) -> re.Pattern:
+    """Text ending in one of `phrases` (and spaces): any spaces between their words, either apostrophe."""
+    def written(phrase: str) -> str:
+        words = (re.escape(w).replace("'", "['’]") for w in phrase.rstrip(",").split())
+        return r"\s+".join(words) + (r"\s*," if phrase.endswith(",") else "")
+    return re.compile(r"\b(?:" + "|".join(map(written, phrases)) + r")\s*$", re.IGNORECASE)
+
+
+INTRODUCED = _phrases_before(INTRODUCTIONS)
+LOOSELY_INTRODUCED = _phrases_before(LOOSE_INTRODUCTIONS)
+SELF_DESCRIBED = _phrases_before(SELF_DESCRIPTIONS)
+# After "I'm <Name>": up to two more capitalised words (a surname), then "and" or a comma.
+THEN_AND = re.compile(rf"(?:\s+{CAPITALISED}){{0,2}}(?:\s*,|\s+and\b)")
 
 
 class Scrubber:
@@ -572,13 +633,15 @@ class Scrubber:
         for value in sorted({e for e in extra if len(e) > 2}, key=len, reverse=True):
             text, n = re.subn(re.escape(value), "[NAME]" if "@" not in value else "[EMAIL]", text, flags=re.IGNORECASE)
             count += n
-        for label, pattern in self.patterns[:UNNUMBERED]:  # these hold digits a phone search would take
+        # these hold digits a phone search would take
+        early = self.patterns[:BEFORE_PHONES] if DIGIT.search(text) else self.patterns[:UNNUMBERED]
+        for label, pattern in early:
             text, n = pattern.subn(f"[{label}]", text)
             count += n
         text, n = _phones(text)
         count += n
         listed = [item for item in self.lists if item[1] is not None]
-        numbered = self.patterns[UNNUMBERED:] if DIGIT.search(text) else []  # each needs a digit
+        numbered = self.patterns[BEFORE_PHONES:] if DIGIT.search(text) else []  # each needs a digit
         for label, pattern in numbered + listed + self.generic:
             text, n = pattern.subn(f"[{label}]", text)
             count += n
@@ -611,6 +674,8 @@ class Scrubber:
         capital = _capitalised(tokens[i].group())
         if not capital and before not in ROLES:
             return False  # only a role makes a lower-case word a name ("my supervisor sarah")
+        if self._introduced(text, tokens[i]):
+            return True
         word = self._plain(tokens[i].group())
         gap = text[tokens[i - 1].end():tokens[i].start()] if i else ""
         nxt = tokens[i + 1] if i + 1 < len(tokens) else None
@@ -629,6 +694,18 @@ class Scrubber:
         # opening a sentence, a given name is a name unless it is also a word that often opens one
         sentence_start = i == 0 or bool(SENTENCE_END.search(gap))
         return known and capital and not (sentence_start and word in self.openers)
+
+    def _introduced(self, text: str, token: re.Match) -> bool:
+        """Whether a capitalised word is a name because a phrase introduces it ("My name is ...")."""
+        word, plain = token.group(), self._plain(token.group())
+        if not _capitalised(word) or plain in self.not_surnames:
+            return False
+        before = text[max(0, token.start() - 24):token.start()]  # the longest phrase, and some spaces
+        if INTRODUCED.search(before):
+            return True
+        if not LOOSELY_INTRODUCED.search(before) or plain in self.ordinary or word.isupper():
+            return False
+        return not SELF_DESCRIBED.search(before) or THEN_AND.match(text, token.end()) is not None
 
     def _continues(self, text: str, tokens: list[re.Match], i: int) -> int:
         """Where the surname that token `i` starts after a name ends (0 if it starts none): a capitalised

@@ -143,6 +143,72 @@ def test_social_media_handles_but_not_emails_or_a_lone_at(text: str, expected: s
     assert SCRUBBER.scrub(text)[0] == expected
 
 
+# Each text holds an identifier and, beside it, ordinary numbers of the same look (dates, times, pay,
+# percentages, versions, scores, thousands, decimals): only the identifier goes.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("My IP address is 203.0.113.77 and it changes.", "My IP address is [IP_ADDRESS] and it changes."),
+        ("On 2024-03-01 at 9:30 I earned $21.50 (15% more) on app 1.2.3 from 198.51.100.23, rated 3.5/5.",
+         "On 2024-03-01 at 9:30 I earned $21.50 (15% more) on app 1.2.3 from [IP_ADDRESS], rated 3.5/5."),
+        # libphonenumber alone would take this one for a phone number
+        ("Home 10.100.200.250, office 192.168.1.20:8080.", "Home [IP_ADDRESS], office [IP_ADDRESS]:8080."),
+        ("The VPN gave me 2001:db8::8a2e:370:7334 at 10:30:45 today.", "The VPN gave me [IP_ADDRESS] at 10:30:45 today."),
+        ("Full form 2001:0db8:85a3:0000:0000:8a2e:0370:7334, shift 9 to 5", "Full form [IP_ADDRESS], shift 9 to 5"),
+    ],
+)
+def test_ip_addresses(text: str, expected: str) -> None:
+    assert SCRUBBER.scrub(text)[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("I work at 43.6532, -79.3832 near the lake", "I work at [COORDINATES] near the lake"),
+        ("Our clinic at 46.4917,-80.9930 pays $21.50, 37.5 hours, rated 3.5/5, open 9 to 5.",
+         "Our clinic at [COORDINATES] pays $21.50, 37.5 hours, rated 3.5/5, open 9 to 5."),
+        ("We hired 1,500, 2,300 and 3,100 people; GPS said 45.4215 -75.6972.",
+         "We hired 1,500, 2,300 and 3,100 people; GPS said [COORDINATES]."),
+        ("Office: 43.6532° N, 79.3832° W", "Office: [COORDINATES]"),
+        ("Le bureau est au 46,4917 -80,9930.", "Le bureau est au [COORDINATES]."),  # decimal commas
+    ],
+)
+def test_gps_coordinates(text: str, expected: str) -> None:
+    assert SCRUBBER.scrub(text)[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("maria dot leaktwo at gmail dot com", "[EMAIL]"),
+        ("Write maria.leaktwo at gmail dot com or maria(at)gmail(dot)com", "Write [EMAIL] or [EMAIL]"),
+        ("maria_l [at] yahoo [dot] ca", "[EMAIL]"),
+        ("maria.leaktwo@gmail dot com", "[EMAIL]"),  # not an @handle with the name left before it
+        ("I applied at indeed.com and worked at a dot com; reach me at maria (at) gmail (dot) com",
+         "I applied at indeed.com and worked at a dot com; reach me at [EMAIL]"),
+    ],
+)
+def test_emails_spelled_out(text: str, expected: str) -> None:
+    assert SCRUBBER.scrub(text)[0] == expected
+
+
+# Names no list knows, introduced as the writer's own; words that are no name stay.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("My name is Zorblat Leakfour and I work nights.", "My name is [NAME] and I work nights."),
+        ("I am called Tavish.", "I am called [NAME]."),
+        ("I'm Oyelaran and I quit. I'm Canadian and proud.", "I'm [NAME] and I quit. I'm Canadian and proud."),
+        ("Call me Brisa, or call me ASAP.", "Call me [NAME], or call me ASAP."),
+        ("Thanks. Signed, Thirza Okonjo", "Thanks. Signed, [NAME]"),
+        ("Je m'appelle Ifeoluwa Leakfour et je travaille la nuit.", "Je m'appelle [NAME] et je travaille la nuit."),
+        ("Mon nom est Zorblat. My name is Not important.", "Mon nom est [NAME]. My name is Not important."),
+    ],
+)
+def test_names_after_an_introduction(text: str, expected: str) -> None:
+    assert SCRUBBER.scrub(text)[0] == expected
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
