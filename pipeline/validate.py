@@ -194,6 +194,12 @@ def validate(
 # --- structure: problems that stop the whole file ---------------------------------------------
 
 
+# Platforms whose every export has a response id column. LimeSurvey and Kobo let the person
+# exporting leave it out (a real LimeSurvey export in ../shared/fixtures has none); Google Forms and
+# plain tables have none at all.
+WRITE_RESPONSE_IDS = {"qualtrics": "ResponseId", "surveymonkey": "Respondent ID", "redcap": "record_id"}
+
+
 def check_structure(export: Export, instrument: Instrument) -> None:
     if export.rows == 0:
         raise StructuralError(f"{export.path}: the export has a header but no responses (if this file is not a "
@@ -216,6 +222,19 @@ def check_structure(export: Export, instrument: Instrument) -> None:
                 " Export every question of the survey (no column filter).")
         raise StructuralError(
             f"{export.path}: question columns of the {instrument.wave} instrument are missing: {names}.{hint}"
+        )
+    _check_response_ids(export)
+
+
+def _check_response_ids(export: Export) -> None:
+    """Responses loaded before are recognised by their platform response id: an export without the
+    column (removed by hand, or a column filter) would load every one of them a second time."""
+    column = WRITE_RESPONSE_IDS.get(export.platform)
+    if column is not None and "response_id" not in export.identifiers:
+        raise StructuralError(
+            f"{export.path}: the export has no response id column ({column}), which every {export.platform} export "
+            "has: without it a response loaded before cannot be recognised, and would be loaded twice. "
+            "Export the responses again with every column (no column filter)."
         )
 
 

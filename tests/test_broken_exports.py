@@ -10,6 +10,7 @@ exactly as it was, or a load whose bad rows are quarantined with the right reaso
 | undecodable bytes                        | ExportError: the encoding                                 |
 | truncated inside a quoted answer         | ExportError: not a readable CSV                           |
 | truncated between two fields of a row    | ExportError naming the row: "looks truncated"             |
+| no response id column (removed by hand)  | StructuralError: responses would load twice               |
 | an empty file (or a BOM alone) / a header without rows | ExportError "empty" / StructuralError "no responses"      |
 | another survey (shared real exports)     | StructuralError "different survey", or what the file is   |
 | another wave's export in this wave folder| StructuralError naming the wave it belongs to             |
@@ -133,6 +134,19 @@ def empty(paths: Paths) -> Path:
     return path
 
 
+def without_response_ids(paths: Paths) -> Path:
+    """Week 1 exported again with the ResponseId column removed: it would load a second time."""
+    import csv
+    import io
+
+    path = write_export(paths.raw / "2025" / "no-ids.csv", instrument_of(paths), [response(i) for i in range(6)])
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+    drop = rows[0].index("ResponseId")
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(row[:drop] + row[drop + 1:] for row in rows)
+    return path
+
+
 def byte_order_mark_only(paths: Paths) -> Path:
     path = paths.raw / "2025" / "bom.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +183,7 @@ FAILURES = [
     (cut_mid_row, ExportError, ["row 7", "truncated"]),
     (empty, ExportError, ["empty"]),
     (byte_order_mark_only, ExportError, ["empty"]),
+    (without_response_ids, StructuralError, ["no response id column (ResponseId)", "loaded twice"]),
     (header_only, StructuralError, ["no responses"]),
     (another_wave, StructuralError, ["2024 questionnaire, not 2025", "data/raw/2024/"]),
     (no_instrument, RunError, ["no instrument for wave 2031", "2023, 2024, 2025"]),
