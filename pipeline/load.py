@@ -8,6 +8,7 @@ loaded again.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 from contextlib import contextmanager
@@ -94,7 +95,26 @@ def _no_progress_bar(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(schema_sql())
+    """Create what pipeline/sql/schema.sql defines and the warehouse lacks. Skipped when the warehouse
+    already has every table and view of this very schema (its hash is kept in warehouse_meta):
+    running the DDL again rewrites the catalog, so a run that loads nothing, or fails, would change
+    the file's bytes although nothing in it changed."""
+    sql = schema_sql()
+    digest = hashlib.sha256(sql.encode("utf-8")).hexdigest()
+    if _schema_in_place(con, sql, digest):
+        return
+    con.execute(sql)
+    con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('schema_sha256', ?)", [digest])
+
+
+def _schema_in_place(con: duckdb.DuckDBPyConnection, sql: str, digest: str) -> bool:
+    defined = set(re.findall(r"CREATE (?:TABLE IF NOT EXISTS|OR REPLACE VIEW) (\w+)", sql))
+    present = {name for (name,) in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+    if not defined <= present:
+        return False
+    stored = con.execute("SELECT value FROM warehouse_meta WHERE key = 'schema_sha256'").fetchall()
+    return stored == [(digest,)]
 
 
 def loaded_hashes(con: duckdb.DuckDBPyConnection) -> set[str]:

@@ -199,7 +199,7 @@ FAILURES = [
 def test_a_broken_export_stops_with_a_clear_error_and_changes_nothing(
     warehouse: Paths, make: Callable[[Paths], Path], error: type, phrases: list[str]
 ) -> None:
-    before = snapshot(warehouse)
+    before, file_bytes = snapshot(warehouse), warehouse.warehouse.read_bytes()
     fine = good_export(warehouse, "week2.csv")  # a good file in the same run is not loaded either
     bad = make(warehouse)
     with pytest.raises(error) as raised:
@@ -210,7 +210,15 @@ def test_a_broken_export_stops_with_a_clear_error_and_changes_nothing(
         assert phrase.lower() in message.lower(), (phrase, message)
     assert "Traceback" not in message
     assert snapshot(warehouse) == before
+    assert warehouse.warehouse.read_bytes() == file_bytes  # "exactly as it was": byte for byte
     assert fine.exists()
+
+
+def test_a_run_with_nothing_new_leaves_the_warehouse_file_byte_for_byte(warehouse: Paths) -> None:
+    before = warehouse.warehouse.read_bytes()
+    summary = run_load(warehouse)
+    assert [f.status for f in summary.files] == ["already loaded"] and not summary.indicators_rebuilt
+    assert warehouse.warehouse.read_bytes() == before
 
 
 @pytest.mark.parametrize("make", [missing_required, truncated, no_instrument], ids=lambda f: f.__name__)

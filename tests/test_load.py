@@ -230,7 +230,9 @@ def test_every_domain_has_an_indicator_by_wave_and_region(loaded: Paths) -> None
 
 def test_indicator_definitions_changing_recomputes_without_reloading(loaded: Paths) -> None:
     text = loaded.indicators_file.read_text(encoding="utf-8")
-    loaded.indicators_file.write_text(text.replace("default_min_n: 10", "default_min_n: 400"), encoding="utf-8")
+    changed = re.sub(r"(?m)^default_min_n: \d+$", "default_min_n: 400", text)
+    assert changed != text
+    loaded.indicators_file.write_text(changed, encoding="utf-8")
     summary = run_load(loaded)
     assert summary.indicators_rebuilt and {f.status for f in summary.files} == {"already loaded"}
     small = query(loaded, "SELECT count(*) FROM indicator_estimates WHERE n < 400 AND NOT suppressed")
