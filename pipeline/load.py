@@ -75,7 +75,8 @@ def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
         _no_progress_bar(con)
     except duckdb.IOException as exc:
         message = str(exc).splitlines()[0]
-        hint = " Another `consult` run may be using it: wait for it to finish." if "lock" in message.lower() else ""
+        hint = (" Another `consult` run may be using it: wait for it to finish." if "lock" in message.lower()
+                else DAMAGED_HINT if any(sign in message for sign in DAMAGED_SIGNS) else "")
         raise WarehouseError(f"{path}: cannot open the warehouse ({message}).{hint}") from None
     except OSError as exc:
         raise WarehouseError(f"{path}: cannot create the warehouse folder ({exc.strerror})") from None
@@ -83,6 +84,12 @@ def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
         yield con
     finally:
         con.close()
+
+
+# What DuckDB says of a file cut short or that is not a database at all.
+DAMAGED_SIGNS = ("Could not read enough bytes", "not a valid DuckDB database")
+DAMAGED_HINT = (" The file is damaged (cut short, or not a DuckDB database). Restore it from a backup, or rebuild it "
+                "from the exports: `make clean-warehouse`, then `consult run` with every export loaded so far in data/raw/.")
 
 
 def _no_progress_bar(con: duckdb.DuckDBPyConnection) -> None:

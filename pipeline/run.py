@@ -23,6 +23,8 @@ from pipeline.indicators import compute, load_checked_catalogue
 from pipeline.ingest import Export, ExportError, file_sha256, read_export
 from pipeline.instrument import Instrument, available_waves, instrument_path, load_instrument
 from pipeline.load import (
+    DAMAGED_HINT,
+    DAMAGED_SIGNS,
     MEMORY_LIMIT_VARIABLE,
     FileLoad,
     WarehouseError,
@@ -145,8 +147,11 @@ def run_load(
                 f"loaded. If the machine has more memory, raise it (e.g. {MEMORY_LIMIT_VARIABLE}=8GB) and run again."
             ) from None
         if isinstance(exc, (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException)):  # full disk, read-only
+            message = str(exc).splitlines()[0]
+            if any(sign in message for sign in DAMAGED_SIGNS):
+                raise WarehouseError(f"{paths.warehouse}: could not read the warehouse ({message}).{DAMAGED_HINT}") from None
             raise WarehouseError(
-                f"{paths.warehouse}: could not write the warehouse ({str(exc).splitlines()[0]}). "
+                f"{paths.warehouse}: could not write the warehouse ({message}). "
                 "Nothing was loaded; free some disk space or fix the folder's permissions, then run again."
             ) from None
         raise

@@ -164,3 +164,13 @@ def test_a_read_only_warehouse_is_a_clear_error(tmp_path: Path, synthetic_export
         assert state(paths) == before
     finally:
         subprocess.run(["umount", str(paths.warehouse_dir)], check=False)
+
+
+@pytest.mark.parametrize("damage", ["cut short", "not a database"])
+def test_a_damaged_warehouse_says_so_and_how_to_rebuild(loaded: Paths, damage: str) -> None:
+    data = loaded.warehouse.read_bytes()
+    loaded.warehouse.write_bytes(data[: len(data) // 2] if damage == "cut short" else b"not a database at all")
+    with pytest.raises(WarehouseError) as error:
+        run_load(loaded)
+    message = str(error.value)
+    assert str(loaded.warehouse) in message and "damaged" in message and "make clean-warehouse" in message
