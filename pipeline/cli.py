@@ -38,12 +38,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("interrupted: nothing was written to the warehouse")
         return 130
+    except BrokenPipeError:  # the output went to `head` or a pager that closed: not an error of the run
+        _quiet_stdout()
+        return 0
     except Exception as exc:  # one clear message, not a traceback, for every known failure
         known = _known_errors()
         if isinstance(exc, known):
             say(f"error: {exc}")
             return EXIT_BAD_INPUT
         raise
+
+
+def _quiet_stdout() -> None:
+    """Point standard output at /dev/null, so that Python's own flush at exit does not fail again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -136,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("report", cmd_report, "Render the public report (reports/_site/index.html) from the warehouse, "
                 "with Quarto when installed, otherwise with the offline engine.")
-    p.add_argument("--engine", choices=["auto", "quarto", "offline"], default="auto")
+    p.add_argument("--engine", choices=["auto", "quarto", "offline"], default="auto",
+                   help="how to render: Quarto, the built-in offline engine, or auto (Quarto when installed)")
     p.add_argument("--force", action="store_true", help="render even when nothing changed since the last time")
     p.add_argument("--pdf", action="store_true", help="also the printable PDF, reports/_site/peer-support-"
                    "consultation.pdf (static charts; it runs every page again, so it takes about as long as the site)")
@@ -145,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("qa", cmd_qa, "Render the internal QA report (data/warehouse/qa/index.html, never published): "
                 "the load ledger, validation rules and failures, quarantine, exclusions, duplicates, data-quality flags.")
-    p.add_argument("--engine", choices=["auto", "quarto", "offline"], default="auto")
+    p.add_argument("--engine", choices=["auto", "quarto", "offline"], default="auto",
+                   help="how to render: Quarto, the built-in offline engine, or auto (Quarto when installed)")
     p.add_argument("--force", action="store_true", help="render even when nothing changed since the last time")
 
     p = command("quarantine", cmd_quarantine, "List the quarantined rows still waiting for a fix at the source: "
@@ -193,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("run", cmd_run, "The whole pipeline: load new exports (or the synthetic consultation), "
                 "recompute indicators, render the report, the open data release and the internal QA report, and "
                 "print a summary.")
-    p.add_argument("--engine", choices=["auto", "quarto", "offline"], default="auto")
+    p.add_argument("--engine", choices=["auto", "quarto", "offline"], default="auto",
+                   help="how to render: Quarto, the built-in offline engine, or auto (Quarto when installed)")
     p.add_argument("--no-report", action="store_true", help="stop after the indicators (no report, no QA report)")
 
     p = command("status", cmd_status, "Where each wave stands: exports found and loaded, rows quarantined and why, "
@@ -295,7 +309,7 @@ def cmd_inspect(args, paths: Paths) -> int:
     where = f"{info.encoding}, '{info.delimiter}'-separated, {info.line_ends} line ends" if info.file_format == "csv" \
         else "Excel workbook"
     print(f"{info.path}: {info.title} ({info.variant}); {where}")
-    print(f"  {info.header_rows} header row(s), {info.rows} rows, {len(info.columns)} columns")
+    print(f"  {info.header_rows} header row(s), {info.rows} row(s), {len(info.columns)} columns")
     for kind, name in (("identifier", "direct identifier"), ("metadata", "platform metadata"),
                        ("question", "question"), ("unknown", "unknown")):
         names = [c.name + (f" ({c.maps_to})" if c.maps_to else "") for c in info.columns if c.kind == kind]

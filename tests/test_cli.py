@@ -110,3 +110,13 @@ def test_the_wave_option_wins_over_the_folder_name(tmp_path: Path) -> None:
     result = consult("validate", "--wave", "2030", str(path))
     assert result.returncode == 2 and "2030" in result.stderr and "Traceback" not in result.stderr
     assert consult("ingest", "--wave", "2025", str(path)).returncode == 0
+
+
+def test_output_cut_short_by_head_is_not_an_error() -> None:
+    # `consult indicators --list | head`: the reader goes away; no "error: [Errno 32] Broken pipe".
+    command = [sys.executable, "-m", "pipeline.cli", "indicators", "--list"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    process.stdout.close()  # as `head` does once it has its lines
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=600) == 0
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr and "error" not in stderr.lower()
