@@ -37,7 +37,7 @@ def project_status(paths: Paths, today: dt.date | None = None) -> dict:
     conflict = _mixing_conflict(facts, synthetic, exports)
     unplaced = [str(f.path.relative_to(paths.root)) for f in exports if f.wave is None]
     ranked = sorted(statuses, key=lambda s: (s["next"]["stage"], s["wave"]))
-    overall = conflict or (ranked[0]["next"] if ranked else _first_wave_step(paths))
+    overall = conflict or _unplaced_step(unplaced) or (ranked[0]["next"] if ranked else _first_wave_step(paths))
     return {
         "source": "synthetic" if synthetic else "data/raw",
         "warehouse": {"exists": facts["exists"], "holds": facts["holds"]},
@@ -47,6 +47,14 @@ def project_status(paths: Paths, today: dt.date | None = None) -> dict:
         "waves": statuses,
         "next": overall,
     }
+
+
+def _unplaced_step(unplaced: list[str]) -> dict | None:
+    """An export outside a wave folder stops `consult run`: moving it comes first."""
+    if not unplaced:
+        return None
+    return _step(2, None, f"Move {', '.join(unplaced)} into the folder of its wave (e.g. data/raw/2025/), then run "
+                 "`consult run`: the run stops at an export whose wave it cannot tell.")
 
 
 def _first_wave_step(paths: Paths) -> dict:

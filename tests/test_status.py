@@ -94,3 +94,14 @@ def test_real_exports_beside_a_synthetic_warehouse_say_to_clean_it_first(loaded:
     shutil.copyfile(loaded.synthetic / "2025" / "qualtrics-2025.csv", loaded.raw / "2025" / "export.csv")
     status = project_status(loaded)
     assert status["source"] == "data/raw" and status["next"]["command"] == "make clean-warehouse"
+
+
+def test_an_export_outside_a_wave_folder_comes_first_and_says_to_move_it(empty_project: Paths, capsys,
+                                                                        synthetic_exports) -> None:
+    # `consult run` stops at such a file, so "Wave 2023 has no export yet" would send staff the wrong way.
+    empty_project.raw.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(synthetic_exports / "2025" / "qualtrics-2025.csv", empty_project.raw / "export.csv")
+    status = status_json(empty_project, capsys)
+    assert status["exports_without_wave"] == ["data/raw/export.csv"]
+    assert status["next"]["command"] is None
+    assert status["next"]["why"].startswith("Move data/raw/export.csv into the folder of its wave")
