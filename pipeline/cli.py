@@ -349,12 +349,28 @@ def _concept_ids(paths: Paths) -> frozenset[str]:
                      for q in load_instrument(instrument_path(paths.surveys, wave)).questions)
 
 
+def _loaded_before(paths: Paths) -> set[str]:
+    """The responses the warehouse already holds (keyed ids), so that validate predicts what a run
+    would do: a response loaded before is a duplicate, not a row to load."""
+    import duckdb
+
+    from pipeline.load import connect, seen_response_keys
+
+    if not paths.warehouse.exists():
+        return set()
+    with connect(paths.warehouse, read_only=True) as con:
+        try:
+            return seen_response_keys(con)
+        except duckdb.CatalogException:  # a warehouse file without the schema holds no response
+            return set()
+
+
 def cmd_validate(args, paths: Paths) -> int:
     from pipeline.deidentify import load_scrubber
     from pipeline.validate import secret_key, unknown_columns, validate
 
     export, instrument = _read(args, paths)
-    result = validate(export, instrument, secret_key(), scrubber=load_scrubber(paths.deid_file))
+    result = validate(export, instrument, secret_key(), _loaded_before(paths), scrubber=load_scrubber(paths.deid_file))
     counts = {o: result.count(o) for o in ("loaded", "quarantined", "excluded", "duplicate")}
     issues = [
         {"row": i.source_row, "rule": i.rule, "question": i.concept, "column": i.column, "value": i.value}

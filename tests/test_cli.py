@@ -120,3 +120,19 @@ def test_output_cut_short_by_head_is_not_an_error() -> None:
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=600) == 0
     assert "Broken pipe" not in stderr and "Traceback" not in stderr and "error" not in stderr.lower()
+
+
+def test_validate_counts_responses_the_warehouse_holds_as_duplicates(tmp_path: Path) -> None:
+    # What `consult run` would do with a re-export: the three responses loaded before are duplicates,
+    # only the new one would load.
+    from conftest import make_project
+
+    paths: Paths = make_project(tmp_path / "project")
+    instrument = load_instrument(REPO / "surveys" / "2025" / "instrument.yaml")
+    write_export(paths.raw / "2025" / "export.csv", instrument, [response(i) for i in range(1, 4)])
+    assert consult("load", root=paths.root).returncode == 0
+    again = write_export(tmp_path / "2025" / "export-2.csv", instrument, [response(i) for i in range(1, 5)])
+    result = consult("validate", str(again), "--json", root=paths.root)
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)
+    assert (counts["loaded"], counts["duplicate"]) == (1, 3)
