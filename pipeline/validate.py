@@ -296,7 +296,7 @@ def _other_waves(instrument: Instrument) -> list[Instrument]:
 def _exclusions(export: Export, instrument: Instrument, view: "AnswerView", outcome: pd.Series,
                 reason: pd.Series) -> None:
     for name, condition in instrument.inclusion.items():
-        newly = ~view.holds(condition) & (outcome == LOADED)
+        newly = ~view.holds(condition) & (outcome == LOADED) & ~_unknown_code(view, instrument, condition)
         outcome[newly] = EXCLUDED
         reason[newly] = name
     for name, column, values in NOT_RESPONSES:
@@ -308,6 +308,19 @@ def _exclusions(export: Export, instrument: Instrument, view: "AnswerView", outc
         newly = ~_says_one_of(export.metadata["finished"], ["1", "true"]) & (outcome == LOADED)
         outcome[newly] = EXCLUDED
         reason[newly] = "incomplete"
+
+
+def _unknown_code(view: "AnswerView", instrument: Instrument, condition: Any) -> pd.Series:
+    """Rows answering an inclusion question (consent, eligibility) with a code it does not have: a
+    broken export, not a "no". They stay in, so that the question's invalid_code rule quarantines
+    them with that reason (and a corrected export loads them)."""
+    index = view.answers.index
+    question = instrument.question(condition.question) if isinstance(condition, Condition) else None
+    if question is None or question.id not in view.answers or question.type is not QuestionType.single:
+        return pd.Series(False, index=index)
+    codes = [choice.code for choice in instrument.choices_of(question)]
+    values = view.answers[question.id]
+    return values.notna() & ~values.isin(codes)
 
 
 def _says_one_of(values: pd.Series, wanted: list[str]) -> pd.Series:

@@ -431,3 +431,10 @@ def test_legacy_encoding_is_read(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes().decode("utf-8-sig").encode("cp1252"))
     export = read_export(path, INSTRUMENT)
     assert export.answers.at[0, "comments_other"] == "Très bien, merci"
+
+
+def test_a_consent_code_the_question_does_not_have_is_quarantined_not_a_no(tmp_path: Path) -> None:
+    # Consent codes are 1 (yes) and 2 (no): a 7 is a broken export to fix, not a refusal to drop.
+    got, result = outcomes(tmp_path, [response(1, {"consent": "7"}), response(2, {"consent": "2"}), response(3)])
+    assert got == [("quarantined", "invalid_code"), ("excluded", "no_consent"), ("loaded", None)]
+    assert ("invalid_code", "consent", "7") in [(i.rule, i.concept, i.value) for i in result.issues if i.row == 0]
