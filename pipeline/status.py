@@ -86,15 +86,23 @@ def _warehouse_facts(paths: Paths) -> dict:
             "SELECT file_sha256, file_name, wave, loaded_at, rows_read, rows_loaded, rows_quarantined, rows_excluded, "
             "rows_duplicate FROM load_ledger ORDER BY wave, loaded_at, file_name").fetchall()]
         facts["purged"] = purged_files(con)
-        facts["quarantine"] = _reasons(con, "SELECT l.wave, i.rule, count(DISTINCT (i.file_sha256, i.source_row)) "
-                                            "FROM quarantine_issues i JOIN load_ledger l USING (file_sha256) "
-                                            "GROUP BY ALL ORDER BY 1, 3 DESC, 2")
         facts["excluded"] = _reasons(con, "SELECT l.wave, o.reason, count(*) FROM row_outcomes o JOIN load_ledger l "
                                           "USING (file_sha256) WHERE o.outcome = 'excluded' GROUP BY ALL ORDER BY 1, 3 DESC, 2")
-    facts["waiting"] = Counter(r.wave for r in quarantined_rows(paths.warehouse) if r.status == "waiting")
+    waiting = [r for r in quarantined_rows(paths.warehouse) if r.status == "waiting"]
+    facts["waiting"] = Counter(r.wave for r in waiting)
+    facts["quarantine"] = _waiting_reasons(waiting)
     stamps = [f["loaded_at"] for f in facts["ledger"]]
     facts["changed_at"] = max(stamps).replace(tzinfo=dt.timezone.utc).timestamp() if stamps else None
     return facts
+
+
+def _waiting_reasons(rows: list) -> dict[int, dict[str, int]]:
+    """Per wave, the rows still waiting for a fix with each reason (a row may have several), most
+    frequent first: rows a corrected export loaded since are no longer counted."""
+    counts: dict[int, Counter] = {}
+    for row in rows:
+        counts.setdefault(row.wave, Counter()).update({p["rule"] for p in row.problems} or {"unspecified"})
+    return {wave: dict(sorted(c.items(), key=lambda item: (-item[1], item[0]))) for wave, c in sorted(counts.items())}
 
 
 def _reasons(con, sql: str) -> dict[int, dict[str, int]]:

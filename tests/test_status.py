@@ -105,3 +105,20 @@ def test_an_export_outside_a_wave_folder_comes_first_and_says_to_move_it(empty_p
     assert status["exports_without_wave"] == ["data/raw/export.csv"]
     assert status["next"]["command"] is None
     assert status["next"]["why"].startswith("Move data/raw/export.csv into the folder of its wave")
+
+
+def test_quarantine_reasons_count_only_rows_still_waiting(empty_project: Paths, capsys) -> None:
+    # Two wages out of range are set aside; a corrected export brings one of them back: one row waits.
+    from builders import response, write_export
+    from pipeline.instrument import load_instrument
+    from pipeline.run import run_load
+
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    write_export(empty_project.raw / "2025" / "export.csv", instrument,
+                 [response(1, {"hourly_wage": 940}), response(2, {"hourly_wage": 950}), response(3)])
+    run_load(empty_project)
+    write_export(empty_project.raw / "2025" / "export-fixed.csv", instrument, [response(1, {"hourly_wage": 24})])
+    run_load(empty_project)
+    wave = status_json(empty_project, capsys, "2025")["waves"][0]
+    assert wave["quarantine_waiting"] == 1
+    assert wave["quarantine_reasons"] == {"out_of_range": 1}
