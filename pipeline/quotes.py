@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import io
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -287,15 +288,19 @@ def import_csv(paths: Paths, source: Path, reviewer: str = "", today: dt.date | 
 
 
 def _read_csv(source: Path) -> list[tuple[int, dict[str, str]]]:
-    """(spreadsheet row number, cells) for every data row; the header is row 1."""
+    """(spreadsheet row number, cells) for every data row; the header is row 1. Read as exports are
+    (pipeline/platforms/reading.py): a spreadsheet in a French locale saves with ";" and Windows-1252."""
+    from pipeline.platforms.reading import ReadError, decode, sniff_delimiter
+
     try:
-        with source.open(encoding="utf-8-sig", newline="") as f:
-            return [(number, {k.strip().lower(): (v or "") for k, v in row.items() if k})
-                    for number, row in enumerate(csv.DictReader(f), start=2)]
-    except UnicodeDecodeError:
-        raise QuoteReviewError(f"{source}: not a UTF-8 CSV; save it from the spreadsheet as \"CSV UTF-8\"") from None
+        text, _encoding = decode(source.read_bytes())
+    except ReadError as exc:
+        raise QuoteReviewError(f"{source}: {exc}") from None
     except OSError as exc:
         raise QuoteReviewError(f"{source}: cannot read the file ({exc.strerror})") from None
+    rows = csv.DictReader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text))
+    return [(number, {k.strip().lower(): (v or "") for k, v in row.items() if k})
+            for number, row in enumerate(rows, start=2)]
 
 
 def _check_row(paths: Paths, row: dict[str, str], reviews: dict[int, dict[str, Quote]]

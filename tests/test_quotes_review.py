@@ -151,3 +151,18 @@ def test_a_rebuild_keeps_the_date_reviewer_and_note_of_each_decision(loaded: Pat
     refresh_review_files(loaded, rules)
     kept = entries(loaded, 2024)[first.id]
     assert (kept["status"], kept["decided"], kept["reviewer"]) == ("approved", "2026-05-04", "Sam")
+
+
+def test_a_sheet_saved_by_a_french_locale_spreadsheet_is_read(reviewed: Paths, tmp_path: Path) -> None:
+    # Excel in a French locale saves "CSV" with ";" between cells and Windows-1252 text ("é").
+    sheet = tmp_path / "quotes-2025.csv"
+    export_csv(reviewed, 2025, sheet)
+    with sheet.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[0]["decision"], rows[0]["note"] = "reject", "nomme la ville de l'employeur, déjà dit"
+    with sheet.open("w", encoding="cp1252", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter=";")
+        writer.writeheader()
+        writer.writerows(rows)
+    assert import_csv(reviewed, sheet, reviewer="Ana", today=DAY) == {2025: {"rejected": 1}}
+    assert entries(reviewed)["Q-0000000000"]["note"] == "nomme la ville de l'employeur, déjà dit"
