@@ -9,6 +9,7 @@ exactly as it was, or a load whose bad rows are quarantined with the right reaso
 | a question column renamed on the platform| StructuralError naming old and new column, and the fix    |
 | undecodable bytes                        | ExportError: the encoding                                 |
 | truncated inside a quoted answer         | ExportError: not a readable CSV                           |
+| an undoubled quote inside an answer      | ExportError: not a readable CSV, the line, the fix        |
 | truncated between two fields of a row    | ExportError naming the row: "looks truncated"             |
 | no response id column (removed by hand)  | StructuralError: responses would load twice               |
 | an empty file (or a BOM alone) / a header without rows | ExportError "empty" / StructuralError "no responses"      |
@@ -147,6 +148,15 @@ def without_response_ids(paths: Paths) -> Path:
     return path
 
 
+def stray_quote(paths: Paths) -> Path:
+    """An answer edited by hand on line 5 with an undoubled quote inside it."""
+    path = write_export(paths.raw / "2025" / "quote.csv", instrument_of(paths), [response(i) for i in range(10, 14)])
+    lines = path.read_text(encoding="utf-8-sig").split("\n")
+    lines[4] = lines[4].replace(",EN", ',"He said "no" and left', 1)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
 def byte_order_mark_only(paths: Paths) -> Path:
     path = paths.raw / "2025" / "bom.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +193,7 @@ FAILURES = [
     (cut_mid_row, ExportError, ["row 7", "truncated"]),
     (empty, ExportError, ["empty"]),
     (byte_order_mark_only, ExportError, ["empty"]),
+    (stray_quote, ExportError, ["not a readable CSV file: line 5:", "must be doubled"]),
     (without_response_ids, StructuralError, ["no response id column (ResponseId)", "loaded twice"]),
     (header_only, StructuralError, ["no responses"]),
     (another_wave, StructuralError, ["2024 questionnaire, not 2025", "data/raw/2024/"]),

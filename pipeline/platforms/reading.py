@@ -248,10 +248,14 @@ def _sample(text: str) -> str:
 
 
 def parse_csv(text: str, delimiter: str) -> list[list[str]]:
+    reader = csv.reader(_lines(text), delimiter=delimiter, strict=True)
     try:
-        records = list(csv.reader(_lines(text), delimiter=delimiter, strict=True))
+        records = list(reader)
     except csv.Error as exc:
-        raise ReadError(f"not a readable CSV file ({exc})") from None
+        # line_num: the lines read so far, the last one where the problem is (as a text editor numbers them)
+        hint = (" A quote inside an answer must be doubled (\"\"), or the whole answer quoted"
+                if "expected after" in str(exc) else "")
+        raise ReadError(f"not a readable CSV file: line {reader.line_num}: {exc}.{hint}") from None
     return records
 
 
