@@ -220,6 +220,8 @@ def check_structure(export: Export, instrument: Instrument) -> None:
                 "platform renamed a question, add the new column name to its aliases in "
                 f"{instrument.source or 'the instrument'}." if unknown else
                 " Export every question of the survey (no column filter).")
+        if twice := _repeated_names(export):
+            hint += f" Some column names appear more than once ({', '.join(twice[:10])}): was one renamed by mistake?"
         raise StructuralError(
             f"{export.path}: question columns of the {instrument.wave} instrument are missing: {names}.{hint}"
         )
@@ -236,6 +238,11 @@ def _check_response_ids(export: Export) -> None:
             "has: without it a response loaded before cannot be recognised, and would be loaded twice. "
             "Export the responses again with every column (no column filter)."
         )
+
+
+def _repeated_names(export: Export) -> list[str]:
+    names = [c.name.strip() for c in getattr(export, "columns", []) if c.name.strip()]
+    return sorted({name for name in names if names.count(name) > 1})
 
 
 def unknown_columns(export: Export) -> list[str]:

@@ -7,6 +7,7 @@ exactly as it was, or a load whose bad rows are quarantined with the right reaso
 | a required question column missing       | StructuralError naming the question and its column        |
 | any other question column missing        | StructuralError naming it ("never silent")                |
 | a question column renamed on the platform| StructuralError naming old and new column, and the fix    |
+| renamed onto another question's name   | StructuralError naming the missing one and the repeated name |
 | undecodable bytes                        | ExportError: the encoding                                 |
 | truncated inside a quoted answer         | ExportError: not a readable CSV                           |
 | an undoubled quote inside an answer      | ExportError: not a readable CSV, the line, the fix        |
@@ -106,6 +107,12 @@ def renamed(paths: Paths) -> Path:
     return path
 
 
+def renamed_onto_another(paths: Paths) -> Path:
+    path = good_export(paths, "twice.csv")
+    rename_column(path, "Q55", "Q54")  # a slip on the platform: two columns named Q54
+    return path
+
+
 def undecodable(paths: Paths) -> Path:
     path = good_export(paths, "garbled.csv")
     data = path.read_bytes()  # starts with a UTF-8 byte order mark, then bytes UTF-8 cannot have
@@ -188,6 +195,7 @@ FAILURES = [
     (missing_required, StructuralError, ["oh_region (column Q42)", "missing"]),
     (missing_optional, StructuralError, ["tokenism (column Q26)", "missing"]),
     (renamed, StructuralError, ["hourly_wage (column Q13)", "Q13_hourly", "aliases"]),
+    (renamed_onto_another, StructuralError, ["(column Q55)", "appear more than once (Q54)"]),
     (undecodable, ExportError, ["utf-8"]),
     (truncated, ExportError, ["not a readable CSV"]),
     (cut_mid_row, ExportError, ["row 7", "truncated"]),
