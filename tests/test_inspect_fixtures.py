@@ -129,7 +129,7 @@ def test_inspect_command_text_and_platform_override() -> None:
     path = SHARED_FIXTURES / "googleforms" / "googleforms-responses.csv"
     result = consult("inspect", str(path))
     assert result.returncode == 0, result.stderr
-    assert "Google Forms" in result.stdout and "79 rows" in result.stdout and "CRLF" in result.stdout
+    assert "Google Forms" in result.stdout and "79 row(s)" in result.stdout and "CRLF" in result.stdout
     forced = consult("inspect", str(path), "--platform", "csv", "--json")
     assert json.loads(forced.stdout)["platform"] == "csv"
 
