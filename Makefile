@@ -53,8 +53,9 @@ bench: $(STAMP) ## Benchmark every stage at 10k/100k/1M responses vs DuckDB read
 clean: ## Remove the rendered report and the synthetic exports (keeps the warehouse)
 	rm -rf reports/_site reports/.quarto data/synthetic data/synthetic-platforms .pytest_cache
 
-clean-warehouse: ## Remove the warehouse (the DuckDB database and run records)
-	rm -rf data/warehouse/consultation.duckdb data/warehouse/consultation.duckdb.wal data/warehouse/runs
+clean-warehouse: ## Remove the warehouse (the DuckDB database, run records, and the QA report and audit made from it)
+	rm -rf data/warehouse/consultation.duckdb data/warehouse/consultation.duckdb.wal data/warehouse/runs \
+		data/warehouse/qa data/warehouse/audit.json
 
 clean-all: clean clean-warehouse ## Remove every output and the environments
 	rm -rf $(VENV) $(TOOLS)

@@ -9,7 +9,8 @@ hand, one quote at a time with `consult quotes review`, or in a spreadsheet with
 export` / `consult quotes import`; the commands record the date (and the reviewer's name when
 given) of each decision. The file holds scrubbed text only, but it comes from real answers, so it
 lives under data/ and is never committed. `consult run` (or `consult quotes`) adds new candidates
-and keeps every decision. The report publishes exactly the approved ids, with the text as stored in
+and keeps every decision. Each file says whether it comes from real answers or from the synthetic
+practice run; the practice files are removed once the warehouse holds real answers. The report publishes exactly the approved ids, with the text as stored in
 the warehouse.
 """
 
@@ -29,7 +30,7 @@ import yaml
 from pipeline.anonymity import QuoteRules, load_privacy_rules, privacy_path
 from pipeline.config import Paths
 from pipeline.instrument import parse_yaml
-from pipeline.load import connect
+from pipeline.load import connect, holds_synthetic
 
 STATUSES = ("pending", "approved", "rejected")
 CSV_COLUMNS = ("id", "wave", "question", "text", "decision", "note")
@@ -44,9 +45,14 @@ HEADER = """\
 # someone who knows this person, or their workplace, recognise them from these words? If so,
 # reject it. Editing `text` does not change what is published: reject, or leave pending.
 #
-# This file comes from real answers: it stays in data/review/ and is never committed.
+# {origin}
 # `consult run` (or `consult quotes`) adds new candidates and keeps every decision made here.
 """
+ORIGINS = {
+    "real": "This file comes from real answers: it stays in data/review/ and is never committed.",
+    "synthetic": "This file comes from the SYNTHETIC consultation (invented answers), for practice. It is "
+                 "removed\n# once real exports are loaded; it is never committed.",
+}
 
 
 class QuoteReviewError(ValueError):
@@ -116,7 +122,15 @@ def read_review(path: Path) -> dict[str, Quote]:
 
 def refresh_review_files(paths: Paths, rules: QuoteRules) -> dict[int, Counter]:
     """Write every wave's review file: current candidates with their decisions, plus decided quotes
-    no longer in the warehouse (a decision is kept). Returns the count of each status per wave."""
+    no longer in the warehouse (a decision is kept). Returns the count of each status per wave.
+    Each file says which data it comes from; once the warehouse holds real answers, the files of the
+    synthetic practice run are removed (their quotes can never be real ones, and would otherwise
+    still be counted and exported for review)."""
+    source = _warehouse_source(paths)
+    if source == "real":
+        for path in sorted((paths.root / "data" / "review").glob("*/quotes.yaml")):
+            if review_source(path) == "synthetic":
+                path.unlink()
     tallies: dict[int, Counter] = {}
     for wave, found in candidates(paths, rules).items():
         path = review_file(paths, wave)
@@ -124,9 +138,25 @@ def refresh_review_files(paths: Paths, rules: QuoteRules) -> dict[int, Counter]:
         current = {q.id for q in found}
         entries = [_with_decision(q, decided.get(q.id)) for q in found]
         entries += [q for q in decided.values() if q.id not in current and q.status != "pending"]
-        write_review(path, wave, entries)
+        write_review(path, wave, entries, source)
         tallies[wave] = Counter(q.status for q in entries)
     return tallies
+
+
+def _warehouse_source(paths: Paths) -> str | None:
+    with connect(paths.warehouse, read_only=True) as con:
+        holds = holds_synthetic(con)
+    return None if holds is None else "synthetic" if holds else "real"
+
+
+def review_source(path: Path) -> str | None:
+    """'synthetic' or 'real' as the review file says (None: written before files said it)."""
+    try:
+        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    found = data.get("source") if isinstance(data, dict) else None
+    return found if found in ORIGINS else None
 
 
 def _with_decision(candidate: Quote, decision: Quote | None) -> Quote:
@@ -136,16 +166,18 @@ def _with_decision(candidate: Quote, decision: Quote | None) -> Quote:
                    note=decision.note)
 
 
-def write_review(path: Path, wave: int, entries: list[Quote]) -> None:
-    """One wave's review file, in the order given; decision details only where recorded."""
+def write_review(path: Path, wave: int, entries: list[Quote], source: str | None = None) -> None:
+    """One wave's review file, in the order given; decision details only where recorded. `source`:
+    the data it comes from (default: what the file already says, else real)."""
+    source = source or review_source(path) or "real"
     rows = []
     for q in entries:
         row = {"id": q.id, "question": q.question, "status": q.status, "text": q.text}
         row.update({k: v for k, v in (("decided", q.decided), ("reviewer", q.reviewer), ("note", q.note)) if v})
         rows.append(row)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = yaml.safe_dump({"quotes": rows}, sort_keys=False, allow_unicode=True, width=100)
-    path.write_text(HEADER.format(wave=wave) + body, encoding="utf-8")
+    body = yaml.safe_dump({"source": source, "quotes": rows}, sort_keys=False, allow_unicode=True, width=100)
+    path.write_text(HEADER.format(wave=wave, origin=ORIGINS[source]) + body, encoding="utf-8")
 
 
 def published_quotes(paths: Paths, rules: QuoteRules | None = None) -> list[Quote]:

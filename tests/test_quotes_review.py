@@ -166,3 +166,35 @@ def test_a_sheet_saved_by_a_french_locale_spreadsheet_is_read(reviewed: Paths, t
         writer.writerows(rows)
     assert import_csv(reviewed, sheet, reviewer="Ana", today=DAY) == {2025: {"rejected": 1}}
     assert entries(reviewed)["Q-0000000000"]["note"] == "nomme la ville de l'employeur, déjà dit"
+
+
+def test_review_files_say_their_source_and_practice_ones_go_once_real_answers_are_loaded(
+        loaded: Paths, tmp_path: Path) -> None:
+    from builders import response, write_export
+    from conftest import make_project
+    from pipeline.anonymity import load_privacy_rules
+    from pipeline.instrument import load_instrument
+    from pipeline.run import run_load
+
+    empty_project = make_project(tmp_path / "real")
+
+    rules = load_privacy_rules(loaded.surveys / "privacy.yaml").quotes
+    refresh_review_files(loaded, rules)  # the synthetic consultation
+    practice = review_file(loaded, 2025)
+    assert yaml.safe_load(practice.read_text(encoding="utf-8"))["source"] == "synthetic"
+    assert "SYNTHETIC consultation" in practice.read_text(encoding="utf-8")
+
+    # Real exports into a new warehouse, with the practice files left behind (and one written before
+    # files said their source, which is kept: it may hold real decisions).
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    write_export(empty_project.raw / "2025" / "export.csv", instrument, [response(i) for i in range(1, 4)])
+    run_load(empty_project)
+    left = review_file(empty_project, 2023)
+    left.parent.mkdir(parents=True)
+    left.write_bytes(practice.read_bytes())
+    old = review_file(empty_project, 2024)
+    old.parent.mkdir(parents=True)
+    old.write_text("quotes:\n- {id: Q-0000000001, question: open_drift, status: approved, text: Kept.}\n",
+                   encoding="utf-8")
+    refresh_review_files(empty_project, rules)
+    assert not left.exists() and old.exists()
