@@ -277,3 +277,33 @@ def test_the_same_exports_give_the_same_published_figures(tmp_path: Path, loaded
         figures.append(con.execute(query).fetchall())
         con.close()
     assert figures[0] == figures[1] and figures[0]
+
+
+def test_the_answers_removed_per_question_are_what_the_export_and_the_warehouse_say(loaded: Paths) -> None:
+    # column_protection.cells_suppressed (shown on the methods page) worked out independently: the
+    # loaded rows of the raw export that answer the question, minus the respondents whose answer the
+    # warehouse holds.
+    import hashlib
+
+    from pipeline.instrument import load_instrument
+
+    con = duckdb.connect(str(loaded.warehouse), read_only=True)
+    try:
+        for wave in (2023, 2024, 2025):
+            export = loaded.synthetic / str(wave) / f"qualtrics-{wave}.csv"
+            sha = hashlib.sha256(export.read_bytes()).hexdigest()
+            kept = {r for (r,) in con.execute("SELECT source_row FROM row_outcomes WHERE file_sha256 = ? "
+                                                "AND outcome = 'loaded'", [sha]).fetchall()}
+            records = list(csv.reader(io.StringIO(export.read_text(encoding="utf-8-sig"))))
+            instrument = load_instrument(loaded.surveys / str(wave) / "instrument.yaml")
+            for concept in ("oh_region", "work_setting", "age_band", "gender"):
+                column = records[0].index(instrument.question(concept).aliases[0])
+                answered = sum(1 for number, record in enumerate(records[3:], start=4)
+                               if number in kept and record[column].strip() not in ("", "-99"))
+                stored, removed = con.execute(
+                    "SELECT (SELECT count(DISTINCT respondent_key) FROM answers WHERE wave = ? AND concept = ?), "
+                    "(SELECT cells_suppressed FROM column_protection WHERE wave = ? AND concept = ?)",
+                    [wave, concept, wave, concept]).fetchall()[0]
+                assert removed == answered - stored > 0, (wave, concept)
+    finally:
+        con.close()
