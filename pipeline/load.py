@@ -138,6 +138,12 @@ def holds_synthetic(con: duckdb.DuckDBPyConnection) -> bool | None:
     return None if not rows else bool(rows[0][0])
 
 
+def data_source(con: duckdb.DuckDBPyConnection) -> str | None:
+    """'synthetic' or 'real': what the warehouse holds (None when it is empty)."""
+    holds = holds_synthetic(con)
+    return None if holds is None else "synthetic" if holds else "real"
+
+
 def write_run(con: duckdb.DuckDBPyConnection, loads: list[FileLoad], run_id: str, living_wage_file: Path) -> None:
     """Write every file of a run; the caller wraps this in a transaction. Each file's de-identified
     frames are released once written (`data` becomes None), and so are its response keys (keyed

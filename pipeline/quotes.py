@@ -30,7 +30,7 @@ import yaml
 from pipeline.anonymity import QuoteRules, load_privacy_rules, privacy_path
 from pipeline.config import Paths
 from pipeline.instrument import parse_yaml
-from pipeline.load import connect, holds_synthetic
+from pipeline.load import connect, data_source
 
 STATUSES = ("pending", "approved", "rejected")
 CSV_COLUMNS = ("id", "wave", "question", "text", "decision", "note")
@@ -145,8 +145,7 @@ def refresh_review_files(paths: Paths, rules: QuoteRules) -> dict[int, Counter]:
 
 def _warehouse_source(paths: Paths) -> str | None:
     with connect(paths.warehouse, read_only=True) as con:
-        holds = holds_synthetic(con)
-    return None if holds is None else "synthetic" if holds else "real"
+        return data_source(con)
 
 
 def review_source(path: Path) -> str | None:

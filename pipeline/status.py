@@ -75,12 +75,11 @@ def _warehouse_facts(paths: Paths) -> dict:
                    "quarantine": {}, "waiting": Counter(), "excluded": {}, "changed_at": None}
     if not facts["exists"]:
         return facts
-    from pipeline.load import holds_synthetic
+    from pipeline.load import data_source
     from pipeline.qa import quarantined_rows
 
     with connect(paths.warehouse, read_only=True) as con:
-        holds = holds_synthetic(con)
-        facts["holds"] = None if holds is None else ("synthetic" if holds else "real")
+        facts["holds"] = data_source(con)
         columns = ["sha256", "file", "wave", "loaded_at", *ROW_KEYS]
         facts["ledger"] = [dict(zip(columns, row)) for row in con.execute(
             "SELECT file_sha256, file_name, wave, loaded_at, rows_read, rows_loaded, rows_quarantined, rows_excluded, "
