@@ -44,8 +44,8 @@ from pipeline.anonymity import (
     privacy_path,
 )
 from pipeline.config import Paths, export_files
-from pipeline.derivation import CHANGE, GAP, Contradiction, disclosures, linked_families, wave_systems
-from pipeline.disclosure import DisclosureRules, load_rules
+from pipeline.derivation import CHANGE, GAP, Contradiction, disclosures, linked_families, wave_systems, withheld_gaps
+from pipeline.disclosure import DisclosureRules, add_no_group, load_rules
 from pipeline.indicators import load_catalogue
 from pipeline.load import connect
 
@@ -171,7 +171,7 @@ def run_audit(paths: Paths, write: bool = True, reuse: AuditReport | None = None
             with equivalence_classes(con, privacy.microdata) as classes:
                 checks = [check_k_anonymity(con, privacy.microdata, classes),
                           check_l_diversity(con, privacy.microdata, classes)]
-            checks += [check_published_cells(con, tables), check_derivability(con, load_catalogue(paths.indicators_file))]
+            checks += [check_published_cells(con, tables), check_derivability(con, load_catalogue(paths.indicators_file), tables)]
         earlier = next((c for c in reuse.checks if c.name == IDENTIFIER_CHECK), None) if reuse else None
         checks = [*checks, check_identifiers(paths, con, needles, unreadable, earlier)]
     report = AuditReport(checks, key, warehouse)
@@ -340,12 +340,16 @@ def check_published_cells(con: duckdb.DuckDBPyConnection, rules: DisclosureRules
                  f"or fewer than {rules.min_cell} answering one way)", details)
 
 
-def check_derivability(con: duckdb.DuckDBPyConnection, catalogue=None) -> Check:
+def check_derivability(con: duckdb.DuckDBPyConnection, catalogue=None, rules: DisclosureRules | None = None) -> Check:
     """Whether any hidden cell can be worked out from everything published in its wave: every table,
     its overall figure and margins, the gaps' figures for everyone else, the changes, and (given the
-    indicator catalogue) the links between indicators whose definitions share questions."""
+    indicator catalogue) the links between indicators whose definitions share questions. Given the
+    disclosure rules, the people in no group of a breakdown who fail them are hidden cells too."""
     cells = _estimate_cells(con)
     families = _families(con, catalogue, cells) if catalogue is not None else None
+    if rules is not None:
+        add_no_group(cells, rules)
+        cells["gaps_withheld"] = withheld_gaps(cells, families)
     details, hidden, systems, used = [], 0, 0, {}
     for family, system, targets, equations in wave_systems(cells, families, published_figures(con)):
         systems += 1

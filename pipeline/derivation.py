@@ -13,8 +13,10 @@ counted) across the family is an atom. Band partitions, nested and complementary
 shared denominators all follow from that.
 
 The attacker is assumed to know every published figure, the rules and the reasons given, and, to be
-safe, how many people (and how many counted) are in no group of each breakdown (the gaps' "everyone
-else" figures give it away). A hidden value is disclosed when every solution of the equations (in
+safe, how many people (and how many counted) are in no group of a breakdown wherever the gaps'
+"everyone else" figures could give it away (a group and the overall figure shown). Where those
+people would fail the primary rules themselves, the gaps are not published and they are one more
+hidden cell, keyed by NO_GROUP (pipeline/disclosure.py). A hidden value is disclosed when every solution of the equations (in
 whole numbers, with the bounds the reasons state) gives it its true value: its feasible range has
 width zero. Ranges are solved with HiGHS (scipy), one system per family of linked indicators and
 wave, with sparse matrices. Before solving: a value that is a linear combination of the equations
@@ -41,7 +43,9 @@ OUTSIDE = "people in no group of a breakdown (known from the gaps' everyone-else
 GAP = "gap figures: the group's own, and everyone else's (rest = everyone who answered - group)"
 CHANGE = "change figures: a cell's n and estimate shown beside the previous wave's"
 MAX_PROFILES = 200_000  # answer combinations tried per family of linked indicators
-CELL_COLUMNS = ("indicator_id", "wave", "breakdown", "group_code", "n", "count", "sum", "suppressed", "suppression")
+CELL_COLUMNS = ("indicator_id", "wave", "breakdown", "group_code", "n", "count", "sum", "suppressed", "suppression",
+                "no_group", "gaps_withheld")
+NO_GROUP = "~in no group~"  # the group code of the people in no group of a breakdown, as a hidden cell's key
 
 
 @dataclass(frozen=True)
@@ -352,9 +356,29 @@ def wave_systems(cells: pd.DataFrame, families: dict[int, list[Family]] | None =
     `extra`: further published figures of cells (gaps, changes): indicator_id, wave, breakdown,
     group_code, measure (n, count, sum, rest_n or rest_count), value, source (GAP or CHANGE)."""
     for family, members in family_cells(cells, families):
-        if members["suppressed"].any():
+        if hides_something(members):
             figures = extra[extra["wave"] == members["wave"].iloc[0]] if extra is not None and not extra.empty else None
             yield family, *family_system(family, members, figures)
+
+
+def withheld_gaps(cells: pd.DataFrame, families: dict[int, list[Family]] | None) -> pd.Series:
+    """Whether each cell's table keeps its gaps unpublished: the people in none of its groups fail the
+    primary rules (column no_group), or those of an indicator linked to it (same wave, family and
+    breakdown) do. Linked indicators count some of the same people in no group, so the gaps of one
+    would tell the other's."""
+    withheld = pd.Series(False, index=cells.index)
+    if "no_group" not in cells.columns:
+        return withheld
+    for _, members in family_cells(cells, families):
+        breakdowns = set(members.loc[members["no_group"].notna(), "breakdown"])
+        if breakdowns:
+            withheld[members.index[members["breakdown"].isin(breakdowns)]] = True
+    return withheld
+
+
+def hides_something(cells: pd.DataFrame) -> bool:
+    """Whether any of the cells is hidden, or leaves people in no group who fail the rules hidden."""
+    return bool(cells["suppressed"].any() or ("no_group" in cells.columns and cells["no_group"].notna().any()))
 
 
 def family_cells(cells: pd.DataFrame, families: dict[int, list[Family]] | None) -> Iterator[tuple[Family, pd.DataFrame]]:
@@ -395,6 +419,8 @@ def family_system(family: Family, cells: pd.DataFrame, figures: pd.DataFrame | N
     sums: dict[tuple, dict[int, float] | float] = {}  # a mean's sum: a variable if hidden, else its value
     shown: dict[tuple, list[int]] = {}  # a published cell's key -> its equations
     margins: dict[tuple[str, str], int | None] = {}  # a mean's sums' margin in a breakdown -> its equation
+    # (indicator, breakdown) whose people in no group are known -> those equations, and the groups shown
+    outside_known: dict[tuple[str, str], tuple[list[int], int]] = {}
     for indicator, k in position.items():
         proportion = family.kinds[k] == "proportion"
         for key in keys:
@@ -429,18 +455,45 @@ def family_system(family: Family, cells: pd.DataFrame, figures: pd.DataFrame | N
             if rows[0] is None:
                 continue
             rest = [r for r in rows[1:] if r is not None]
-            equation(OUTSIDE, {outside[b, s]: 1.0 for s in family.atoms if s[k] >= 1},
-                     float(rows[0].n) - sum(float(r.n) for r in rest))
+            # people in no group who fail the primary rules (disclosure.no_group) are a hidden cell
+            # like any other: their table's gaps are not published
+            withheld = next((r.no_group for r in rest if isinstance(getattr(r, "no_group", None), str)), None)
+            # a gap (group + everyone else who answered) tells how many are in no group, and their
+            # count or sum; it is published only beside a shown group and a shown overall figure
+            known = (not any(getattr(r, "gaps_withheld", False) for r in rest) and withheld is None
+                     and not rows[0].suppressed and any(not r.suppressed for r in rest))
+            in_no_group = {outside[b, s]: 1.0 for s in family.atoms if s[k] >= 1}
+            n_out = float(rows[0].n) - sum(float(r.n) for r in rest)
+            first_row = len(system.equations)
+            if known:
+                equation(OUTSIDE, in_no_group, n_out)
+            cell = (indicator, rows[0].wave, b, NO_GROUP)
             if family.kinds[k] == "proportion":
-                equation(OUTSIDE, {outside[b, s]: 1.0 for s in family.atoms if s[k] == 2},
-                         float(rows[0].count) - sum(float(r.count) for r in rest))
+                counted_out = {outside[b, s]: 1.0 for s in family.atoms if s[k] == 2}
+                count_out = float(rows[0].count) - sum(float(r.count) for r in rest)
+                if known:
+                    equation(OUTSIDE, counted_out, count_out)
+                elif withheld is not None:
+                    targets.append(Target(cell, "proportion", in_no_group, counted_out, n_out, count_out))
+                    _stated_bounds(system, in_no_group, counted_out, withheld, everyone)
             else:
+                parts = [sums[indicator, total]] + [sums[indicator, key] for key in groups if (indicator, key) in sums]
+                sum_out = float(rows[0].sum) - sum(float(r.sum) for r in rest)
                 before = len(system.equations)
-                _mean_margin(system, equation, [sums[indicator, total]] + [sums[indicator, key] for key in groups
-                             if (indicator, key) in sums], float(rows[0].sum) - sum(float(r.sum) for r in rest))
+                if known:
+                    _mean_margin(system, equation, parts, sum_out)
+                else:  # their sum is one more unknown of the margin
+                    unknown = {system.variable(f"sum:{indicator}:{b}:no group", False, -np.inf, np.inf): 1.0}
+                    _mean_margin(system, equation, parts + [unknown], 0.0)
+                    if withheld is not None:
+                        targets.append(Target(cell, "mean", in_no_group, unknown, n_out, sum_out))
+                        _stated_bounds(system, in_no_group, None, withheld, everyone)
                 margins[indicator, b] = before if len(system.equations) > before else None
+            if known:
+                outside_known[indicator, b] = (list(range(first_row, len(system.equations))),
+                                               sum(not r.suppressed for r in rest))
     if figures is None:  # further figures would tie a hidden sum to more equations
-        _hiding(system, shown, {i: family.kinds[k] for i, k in position.items()}, margins, total)
+        _hiding(system, shown, {i: family.kinds[k] for i, k in position.items()}, margins, outside_known, total)
     for r in (figures[figures["indicator_id"].isin(family.indicators)].itertuples() if figures is not None else ()):
         key = (r.breakdown, r.group_code)
         if (r.indicator_id, *key) not in table or (r.measure.startswith("rest_") and r.breakdown not in breakdowns):
@@ -459,18 +512,25 @@ def family_system(family: Family, cells: pd.DataFrame, figures: pd.DataFrame | N
 
 
 def _hiding(system: System, shown: dict[tuple, list[int]], kinds: dict[str, str],
-            margins: dict[tuple[str, str], int | None], total: tuple | None) -> None:
+            margins: dict[tuple[str, str], int | None], outside_known: dict[tuple[str, str], tuple[list[int], int]],
+            total: tuple | None) -> None:
     """What hiding each shown cell (with no reason given) would do to the equations, for the rank
-    test (still_fixed): the rows it takes away (its own figures, and the margins its sum is in), and
-    the rows left once its sum, then unknown, is taken out of those margins (their differences)."""
+    test (still_fixed): the rows it takes away (its own figures, the margins its sum is in, and what
+    the gaps told of the people in no group when it is the overall figure or its breakdown's last
+    shown group), and the rows left once its sum, then unknown, is taken out of those margins
+    (their differences, among the margins whose people in no group stay known)."""
     for cell, rows in shown.items():
         indicator, key = cell[0], cell[1:]
+        lost = {(i, b) for (i, b), (_, groups) in outside_known.items()
+                if i == indicator and (key == total or (key[0] == b and groups == 1))}
+        away = rows + [row for table in sorted(lost) for row in outside_known[table][0]]
         if kinds[indicator] == "proportion":
-            system.hiding[cell] = (rows, [])
+            system.hiding[cell] = (away, [])
             continue
-        held = [row for (i, b), row in margins.items() if i == indicator and (key == total or key[0] == b)]
-        terms = [system.equations[row][0] if row is not None else {} for row in held]
-        system.hiding[cell] = (rows + [row for row in held if row is not None],
+        held = [(b, row) for (i, b), row in margins.items() if i == indicator and (key == total or key[0] == b)]
+        kept = [row for b, row in held if (indicator, b) not in lost]
+        terms = [system.equations[row][0] if row is not None else {} for row in kept]
+        system.hiding[cell] = (list(dict.fromkeys(away + [row for _, row in held if row is not None])),
                                [_combine(t, {i: -c for i, c in terms[0].items()}) for t in terms[1:]])
 
 

@@ -19,7 +19,8 @@ from types import SimpleNamespace
 import pandas as pd
 import yaml
 
-from pipeline.derivation import Family, disclosures, family_cells, family_system, still_fixed
+from pipeline.derivation import (Family, disclosures, family_cells, family_system, hides_something, still_fixed,
+                                 withheld_gaps)
 
 SMALL_GROUP = "fewer than {n} respondents in the group"
 SMALL_CELL = "fewer than {n} respondents answered one way"
@@ -29,6 +30,10 @@ HIDDEN_GROUP = "the group's own figure is suppressed"
 HIDDEN_OVERALL = "the overall figure is suppressed"
 HIDDEN_REST = "the figure for everyone else is too small to publish: {reason}"
 HIDDEN_WAVE = "the {wave} figure is suppressed"
+HIDDEN_NO_GROUP = ("the people in none of the groups (who did not answer, or whose answer was not kept) are too "
+                   "few to publish, and everyone else's figure would give theirs away: {reason}")
+HIDDEN_LINKED_NO_GROUP = ("everyone else's figure would give away the people in none of the groups of a linked measure "
+                          "(one that counts some of the same people), who are too few to publish")
 
 
 @dataclass(frozen=True)
@@ -62,25 +67,66 @@ def suppress(cells: pd.DataFrame, rules: DisclosureRules, families: dict[int, li
     linked to it by their definitions (`families`, from derivation.linked_families; None links no
     indicators). Where one could still be worked out, a further cell is hidden until none can.
     A mean's exact sum may be given in a `total` column.
+
+    The people in a breakdown's table who are in none of its groups (they did not answer the
+    question, or their answer was not kept for k-anonymity) are a group too: the overall figure
+    minus the groups gives theirs. Where they would fail the primary rules, the column `no_group`
+    of the table's rows says why; they are then protected as a hidden group (complementary
+    suppression, and derivation.py's check), and the table's gaps are not published
+    (suppress_gaps), since everyone else's figure would give theirs away; nor are the gaps of
+    indicators linked to it in that breakdown (column gaps_withheld).
     """
     cells = cells.copy()
     used = cells[[c for c in ("n", "count", "kind", "min_n") if c in cells.columns]]
     reasons = pd.Series([_primary(row, rules) for row in used.itertuples()], index=cells.index, dtype=object)
     cells["suppression"] = reasons
     cells["suppressed"] = reasons.notna()
+    in_no_group = add_no_group(cells, rules)
+    cells["gaps_withheld"] = withheld_gaps(cells, families)
     if rules.complementary:
-        tables = [(t[t["group_code"] != "all"].index, ["n", "group_code"], True)
-                  for _, t in cells.groupby(["indicator_id", "wave", "breakdown"], sort=False)]
+        unknown = {(r.indicator_id, r.wave, r.breakdown): r for r in in_no_group.itertuples() if r.n > 0}
+        tables, residuals = [], []
+        for key, t in cells.groupby(["indicator_id", "wave", "breakdown"], sort=False):
+            tables.append((t[t["group_code"] != "all"].index, ["n", "group_code"], True))
+            residuals.append(unknown.get(key) if t["gaps_withheld"].any() else None)
         if "partition" in cells.columns:
             linked = cells[cells["partition"].notna()]
             tables += [(t.index, ["count", "indicator_id"], False)
                        for _, t in linked.groupby(["partition", "wave", "breakdown", "group_code"], sort=False)]
-        _complement_all(cells, tables, rules)
+        _complement_all(cells, tables, rules, residuals)
         moving: dict[tuple, set[tuple]] = {}  # what is known to move, per family and wave (cells are only ever hidden)
         # a cell hidden for the wave's linked figures can expose its own table again, and back
-        while _complement_linked(cells, families, moving) and _complement_all(cells, tables, rules):
+        while _complement_linked(cells, families, moving) and _complement_all(cells, tables, rules, residuals):
             pass
     return cells
+
+
+def add_no_group(cells: pd.DataFrame, rules: DisclosureRules) -> pd.DataFrame:
+    """Set the column `no_group` of every cell of a breakdown's table: why the people in none of its
+    groups would fail the primary rules (None when they pass, or there is nobody). Returns no_group()."""
+    table = no_group(cells, rules)
+    keys = ["indicator_id", "wave", "breakdown"]
+    reasons = cells[keys].merge(table[keys + ["reason"]], how="left", on=keys)["reason"]
+    cells["no_group"] = [r if isinstance(r, str) else None for r in reasons]
+    return table
+
+
+def no_group(cells: pd.DataFrame, rules: DisclosureRules) -> pd.DataFrame:
+    """Per breakdown table (indicator, wave, breakdown) with an overall figure: the people of the
+    population in none of its groups (groups of a breakdown do not overlap, so the overall figure
+    minus the groups), their count for a proportion, and why they would fail the primary rules
+    (`reason`; None when they pass or there is nobody)."""
+    key = ["indicator_id", "wave"]
+    columns = [c for c in ("n", "count") if c in cells.columns]
+    overall = cells[cells["group_code"] == "all"]
+    overall = overall[key + columns + [c for c in ("kind", "min_n") if c in cells.columns]]
+    groups = cells[cells["breakdown"] != "all"]
+    sums = groups.groupby(key + ["breakdown"], sort=False)[columns].sum(min_count=1).reset_index()
+    table = sums.merge(overall, on=key, suffixes=("_groups", ""))
+    for column in columns:
+        table[column] = table[column] - table[f"{column}_groups"]
+    table["reason"] = [_primary(row, rules) if row.n > 0 else None for row in table.itertuples()]
+    return table[key + ["breakdown", *columns, "reason"]]
 
 
 def suppress_gaps(gaps: pd.DataFrame, rules: DisclosureRules) -> pd.DataFrame:
@@ -91,8 +137,10 @@ def suppress_gaps(gaps: pd.DataFrame, rules: DisclosureRules) -> pd.DataFrame:
     everyone else, published with the gap: rest_n, rest_count, kind, min_n. A gap is hidden when its
     group is (with everyone else's figure the gap would give the group's back); when the overall
     figure is (the group and everyone else who answered, plus the people in none of the
-    breakdown's groups, add up to it: pipeline/derivation.py assumes a reader knows those); or when
-    everyone else's figure would fail the primary rules itself.
+    breakdown's groups, add up to it: pipeline/derivation.py assumes a reader knows those); when the
+    people in none of the breakdown's groups fail the primary rules (column no_group, see suppress:
+    the group and everyone else add up to those who answered, and the overall figure minus those
+    gives theirs); or when everyone else's figure would fail the primary rules itself.
     """
     gaps = gaps.copy()
     reasons = [_gap_reason(row, rules) for row in gaps.itertuples()]
@@ -106,6 +154,10 @@ def _gap_reason(row, rules: DisclosureRules) -> str | None:
         return HIDDEN_GROUP
     if row.overall_suppressed:
         return HIDDEN_OVERALL
+    if isinstance(getattr(row, "no_group", None), str):
+        return HIDDEN_NO_GROUP.format(reason=row.no_group)
+    if getattr(row, "gaps_withheld", False):
+        return HIDDEN_LINKED_NO_GROUP
     rest_reason = _primary(SimpleNamespace(n=row.rest_n, count=row.rest_count, kind=row.kind, min_n=row.min_n), rules)
     return None if rest_reason is None else HIDDEN_REST.format(reason=rest_reason)
 
@@ -135,7 +187,8 @@ def _primary(row, rules: DisclosureRules) -> str | None:
     return None
 
 
-def _complement_all(cells: pd.DataFrame, tables: list[tuple[pd.Index, list[str], bool]], rules: DisclosureRules) -> bool:
+def _complement_all(cells: pd.DataFrame, tables: list[tuple[pd.Index, list[str], bool]], rules: DisclosureRules,
+                    residuals: list | None = None) -> bool:
     """Complementary suppression over tables whose members add up to a published total: wherever
     the hidden members could be worked out from the total, hide a partner (the first shown member
     in the table's partner order). That is when exactly one member is hidden, or, for the groups of
@@ -143,7 +196,15 @@ def _complement_all(cells: pd.DataFrame, tables: list[tuple[pd.Index, list[str],
     their combined n, count and sum follow from the total, so together they are a published group
     (fewer than min_group_n people, or "all of them" / "none of them", must not show; for a mean,
     the combined group's mean follows). Hiding a partner can expose another table the partner
-    belongs to, so repeat until nothing changes. Returns whether any cell was hidden."""
+    belongs to, so repeat until nothing changes. Returns whether any cell was hidden.
+
+    `residuals[k]`, for the breakdown table k, holds the people in none of its groups (n, count and
+    `reason`, why they fail the primary rules, or None) when the table's gaps are not published
+    (else None): then they are not known, and count as a hidden member, exposed on their own only
+    when they fail the rules. When they are its only hidden member, the largest shown group is the
+    partner: the overall figure already tells most about it, and the smaller groups the report is
+    there to show stay."""
+    residuals = list(residuals or []) + [None] * (len(tables) - len(residuals or []))
     hidden = cells["suppressed"].to_numpy(dtype=bool, copy=True)
     columns = {c: cells[c].to_numpy() for _, order, _ in tables for c in order}
     counts = cells["count"].to_numpy() if "count" in cells.columns else None
@@ -162,18 +223,21 @@ def _complement_all(cells: pd.DataFrame, tables: list[tuple[pd.Index, list[str],
 
     def exposed(number: int) -> bool:
         members = [p for p in positions[number] if hidden[p]]
-        if len(members) == 1:
+        residual = residuals[number]
+        if residual is None and len(members) == 1:
             return True
+        if residual is not None and not members:
+            return residual.reason is not None
         if not members or not breakdown[number]:
             return False
-        together_n = sum(int(sizes[p]) for p in members)
+        together_n = sum(int(sizes[p]) for p in members) + (int(residual.n) if residual is not None else 0)
         smallest = max([rules.min_group_n] + [int(own_min[p]) for p in members
                                               if own_min is not None and own_min[p] == own_min[p]])
         if together_n < smallest:
             return True
         if counts is None or kinds is None or any(kinds[p] != "proportion" for p in members):
             return False
-        together_count = sum(int(counts[p]) for p in members)
+        together_count = sum(int(counts[p]) for p in members) + (int(residual.count) if residual is not None else 0)
         return min(together_count, together_n - together_count) < rules.min_cell
 
     changed, hid_any = True, False
@@ -184,7 +248,8 @@ def _complement_all(cells: pd.DataFrame, tables: list[tuple[pd.Index, list[str],
             if not shown or not exposed(number):
                 continue  # nothing hidden that follows from the total, or nothing left to hide with it
             # Prefer a partner that is also the missing second cell of another table.
-            partner = next((p for p in shown if any(exposed(o) for o in membership[p] if o != number)), shown[0])
+            default = shown[-1] if len(shown) == len(members) and residuals[number] is not None else shown[0]
+            partner = next((p for p in shown if any(exposed(o) for o in membership[p] if o != number)), default)
             hidden[partner] = True
             cells.iloc[partner, cells.columns.get_loc("suppressed")] = True
             cells.iloc[partner, cells.columns.get_loc("suppression")] = COMPLEMENTARY
@@ -207,7 +272,7 @@ def _complement_linked(cells: pd.DataFrame, families: dict[int, list[Family]] | 
                          if "total" in cells.columns else 0.0)
     for family, members in list(family_cells(frame, families)):
         known = moving.setdefault((family, int(members["wave"].iloc[0])), set())
-        while members["suppressed"].any():
+        while hides_something(members):
             system, targets, _ = family_system(family, members)
             found = disclosures(system, targets, moving=known, first=True)
             if not found:

@@ -960,9 +960,11 @@ def gap_rows(estimates: pd.DataFrame) -> pd.DataFrame:
             group_label=r.group_label, kind=r.kind, min_n=r.min_n, n=int(r.n), count=r.count, estimate=r.estimate,
             rest_n=rest_n, rest_count=rest_count, rest_estimate=rest_estimate, gap=gap, gap_low=low, gap_high=high,
             statement=_verdict(low, high, GAP_UP, GAP_DOWN), group_suppressed=bool(r.suppressed),
-            overall_suppressed=overall_suppressed[r.indicator_id, r.wave],
+            overall_suppressed=overall_suppressed[r.indicator_id, r.wave], no_group=getattr(r, "no_group", None),
+            gaps_withheld=bool(getattr(r, "gaps_withheld", False)),
         ))
-    return pd.DataFrame(rows, columns=GAP_COLUMNS + ["kind", "min_n", "group_suppressed", "overall_suppressed"])
+    return pd.DataFrame(rows, columns=GAP_COLUMNS + ["kind", "min_n", "group_suppressed", "overall_suppressed",
+                                                     "no_group", "gaps_withheld"])
 
 
 GAP_COLUMNS = ["indicator_id", "wave", "breakdown", "group_code", "group_label", "n", "count", "estimate", "rest_n",

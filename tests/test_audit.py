@@ -15,6 +15,8 @@ from builders import response, write_export
 from conftest import REPO, make_project
 from pipeline.audit import check_derivability, run_audit
 from pipeline.config import Paths
+from pipeline.derivation import NO_GROUP
+from pipeline.disclosure import DisclosureRules
 from pipeline.instrument import load_instrument
 from pipeline.run import run_load
 
@@ -183,3 +185,14 @@ def test_audit_fails_when_the_stored_microdata_is_not_k_anonymous(clean: Paths) 
     check = [c for c in report.checks if c.name == "k-anonymity"][0]
     assert not report.passed and not check.passed
     assert check.details[0]["smallest_group"] == 1 and check.details[0]["respondents_at_risk"] == 1
+
+
+def test_people_in_no_group_worked_out_from_the_total_are_a_disclosure() -> None:
+    # 50 = 30 + 12 + 8 and 25 = 15 + 6 + 4: the 8 people in no group (who did not answer), 4 of them
+    # yes, follow from the table as surely as a hidden group would.
+    cells = [("all", "all", 50, 25, None), ("region", "A", 30, 15, None), ("region", "B", 12, 6, None)]
+    result = check_derivability(estimates(cells), rules=DisclosureRules(min_group_n=10, min_cell=5))
+    assert [(d["group_code"], d["disclosed"]) for d in result.details] == [(NO_GROUP, "n = 8 and count = 4")]
+    # once the largest group is hidden with them, 12 + 6 people in B or in no group is all that shows
+    cells[1] = ("region", "A", 30, 15, COMPLEMENT)
+    assert check_derivability(estimates(cells), rules=DisclosureRules(min_group_n=10, min_cell=5)).passed

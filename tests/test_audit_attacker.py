@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import yaml
 
 from attacker import recover
 from conftest import REPO
@@ -51,3 +52,39 @@ def test_the_attacker_recovers_nothing_from_the_synthetic_consultation(loaded: P
         hidden = con.execute("SELECT count(*) FROM published_estimates WHERE suppressed").fetchall()[0][0]
         assert hidden > 100  # there is something to attack
         assert recover(con, REPO / "surveys" / "indicators.yaml") == {}
+
+
+def test_nobody_in_no_group_of_a_breakdown_can_be_worked_out_as_a_small_group(loaded: Paths) -> None:
+    # People in none of a breakdown's groups (they skipped the question, or their answer was removed
+    # for k-anonymity) are the overall figure minus the groups when every group is shown, and the
+    # overall figure minus (group + everyone else) when a gap is shown. Worked out here from the
+    # published views alone, they must never be a group the rules would hide.
+    rules = yaml.safe_load((REPO / "surveys" / "disclosure.yaml").read_text(encoding="utf-8"))
+    with duckdb.connect(str(loaded.warehouse), read_only=True) as con:
+        kinds = dict(con.execute("SELECT indicator_id, kind FROM indicator_catalogue").fetchall())
+        cells = con.execute("SELECT indicator_id, wave, breakdown, group_code, n, count, suppressed "
+                            "FROM published_estimates").df()
+        gaps = con.execute("SELECT indicator_id, wave, breakdown, n, count, rest_n, rest_count "
+                           "FROM published_gaps WHERE NOT suppressed").df()
+    overall = {(r.indicator_id, r.wave): r for r in cells[cells["group_code"] == "all"].itertuples()
+               if not r.suppressed}
+    worked_out: dict[tuple, set[tuple]] = {}
+    for (indicator, wave, breakdown), groups in cells[cells["breakdown"] != "all"].groupby(
+            ["indicator_id", "wave", "breakdown"]):
+        total = overall.get((indicator, wave))
+        if total is not None and not groups["suppressed"].any():
+            worked_out.setdefault((indicator, wave, breakdown), set()).add(
+                (int(total.n - groups["n"].sum()),
+                 int(total.count - groups["count"].sum()) if kinds[indicator] == "proportion" else None))
+    for g in gaps.itertuples():
+        total = overall.get((g.indicator_id, g.wave))
+        if total is not None:
+            worked_out.setdefault((g.indicator_id, g.wave, g.breakdown), set()).add(
+                (int(total.n - g.n - g.rest_n),
+                 int(total.count - g.count - g.rest_count) if kinds[g.indicator_id] == "proportion" else None))
+    # many tables give them away, most of them people: their size is what matters
+    assert sum(any(n > 0 for n, _ in found) for found in worked_out.values()) > 100
+    small = {key: found for key, found in worked_out.items() for n, count in found
+             if n > 0 and (n < rules["min_group_n"]
+                           or (count is not None and min(count, n - count) < rules["min_cell"]))}
+    assert small == {}

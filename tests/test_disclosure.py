@@ -505,3 +505,67 @@ def test_the_real_catalogue_links_what_its_definitions_share(tmp_path):
         (1, 1, 1), (1, 2, 1), (2, 1, 1), (2, 2, 2)}  # both: counted in PREC-11 only when both say no
     assert set(families[("DISR-01", "DISR-02")]) == {(1, 1), (2, 1), (2, 2)}
     assert families[("DISR-03",)] == ((1,), (2,))
+
+
+def test_people_in_no_group_are_protected_like_a_hidden_group():
+    # 100 people in the population, 40 of them yes; groups A and B hold 90 of them, 37 yes. The 10
+    # others (who did not answer the breakdown's question) include 3 yes: fewer than 5 answering one
+    # way, which the overall figure minus the groups would tell.
+    cells = table([("A", 30, 12), ("B", 60, 25)])
+    cells.loc[cells["group_code"] == "all", ["n", "count"]] = [100, 40]
+    result = suppress(cells, RULES)
+    # the largest group is hidden with them: the overall figure already tells most about it
+    assert status(result) == {"A": (False, None), "B": (True, COMPLEMENTARY)}
+    # a reader who even knows there are 10 of them (so B has 60) knows B passes the primary rules
+    # (the reason says so): 5 <= B's count <= 55, and the 10 have 40 - 12 - B's count yes
+    assert {40 - 12 - b for b in range(5, 56) if 0 <= 40 - 12 - b <= 10} == set(range(0, 11))
+    assert set(result["no_group"].dropna()) == {SMALL_CELL.format(n=5)}
+
+
+def test_people_in_no_group_who_pass_the_rules_hide_nothing():
+    cells = table([("A", 30, 12), ("B", 60, 25)])
+    cells.loc[cells["group_code"] == "all", ["n", "count"]] = [110, 45]  # 20 others, 8 of them yes
+    result = suppress(cells, RULES)
+    assert not result["suppressed"].any() and result["no_group"].isna().all()
+
+
+def test_a_few_people_in_no_group_of_a_mean_table_hide_the_largest_group():
+    cells = table([("A", 30, None), ("B", 12, None), ("C", 60, None)], kind="mean")
+    cells.loc[cells["group_code"] == "all", "n"] = 106  # 4 in no group: fewer than 10
+    assert status(suppress(cells, RULES)) == {"A": (False, None), "B": (False, None), "C": (True, COMPLEMENTARY)}
+
+
+def test_people_in_no_group_of_linked_indicators_are_protected_together():
+    # The worked example above, with 16 more people in no region: 7 neither, 7 any but not frequent,
+    # 2 frequent. FREQ-01's 16 (2 yes) fail the rules; ANY-01's (9 yes of 16) pass, but they are the
+    # same people, so ANY-01's gaps would tell FREQ-01's as well: neither table's gaps are published.
+    cells = linked_cells()
+    overall = cells["group_code"] == "all"
+    cells.loc[overall, "n"] += 16
+    cells.loc[overall, "count"] += [9 if i == "ANY-01" else 2 for i in cells.loc[overall, "indicator_id"]]
+    result = suppress(cells, RULES, LINKED_FAMILY)
+    regions = result[result["breakdown"] == "oh_region"]
+    assert regions["gaps_withheld"].all()
+    assert set(regions.loc[regions["indicator_id"] == "FREQ-01", "no_group"]) == {SMALL_CELL.format(n=5)}
+    assert suppress(cells, RULES).query("breakdown == 'oh_region'").groupby("indicator_id")["gaps_withheld"].all().to_dict() \
+        == {"ANY-01": False, "FREQ-01": True}
+    # With their number unknown, ANY-01's B needs no partner: B and the 16 together are 36 people,
+    # 11 yes, and that is all that follows.
+    assert hidden_cells(result) == {("ANY-01", "B"), ("FREQ-01", "B"), ("FREQ-01", "D")}
+    # By hand, from what is published: ANY-01 gives B + the 16 as 36 people, 11 yes (103 - 67, 47 - 36);
+    # FREQ-01 gives B + D + the 16 as 8 yes (24 - 16), with D's 15 people from ANY-01, and D at most 4
+    # (its reason; 15 - 4 is more than the 10 ANY-01 counts). Frequent implies any. The reasons: in B,
+    # and among the people in no group for FREQ-01, fewer than 5 answered one way.
+    found = set()
+    for n_b in range(1, 36):
+        n_r = 36 - n_b
+        for any_b in range(0, min(n_b, 11) + 1):
+            any_r = 11 - any_b
+            if any_r > n_r or min(any_b, n_b - any_b) > 4:
+                continue
+            for freq_d in range(0, 5):
+                for freq_b in range(0, min(any_b, 8 - freq_d) + 1):
+                    freq_r = 8 - freq_d - freq_b
+                    if freq_r <= any_r and min(freq_b, n_b - freq_b) <= 4 and min(freq_r, n_r - freq_r) <= 4:
+                        found.add((n_r, freq_r))
+    assert (16, 2) in found and len(found) > 1

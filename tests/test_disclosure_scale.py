@@ -15,7 +15,7 @@ import pytest
 
 from conftest import REPO, make_project
 from pipeline.audit import check_derivability
-from pipeline.disclosure import HIDDEN_OVERALL, DisclosureRules, suppress_gaps
+from pipeline.disclosure import HIDDEN_OVERALL, DisclosureRules, load_rules, suppress_gaps
 from pipeline.indicators import load_catalogue
 from pipeline.load import connect
 from pipeline.run import run_load
@@ -43,7 +43,7 @@ def test_no_hidden_cell_of_a_generated_export_can_be_worked_out(tmp_path, rows):
     large_export.generate(paths.raw / "2025" / "export.csv", rows)
     run_load(paths)
     with connect(paths.warehouse, read_only=True) as con:
-        check = check_derivability(con, load_catalogue(paths.indicators_file))
+        check = check_derivability(con, load_catalogue(paths.indicators_file), load_rules(paths.disclosure_file))
         hidden_overall = con.execute(
             "SELECT count(*) FROM indicator_estimates WHERE group_code = 'all' AND suppressed").fetchall()[0][0]
         gaps_beside_hidden_overall = con.execute(

@@ -102,12 +102,13 @@ def verdicts(kind: str, breakdowns: tuple[str, ...]) -> dict[str, bool]:
 
 
 def test_the_rank_test_without_a_partner_knows_which_partners_cannot_protect():
-    # Region a = overall - b - c - (nobody outside the regions), in n and in yes (or in sum).
-    # Hiding b or c leaves only a + b (or a + c): a is protected by the equations. Hiding the
-    # overall figure does not protect a when the ages are published: they add up to it again
-    # (y + o + nobody outside); with the regions alone it does. Hiding an age group changes nothing.
+    # Region a = overall - b - c - (nobody outside the regions: the gaps beside b and c tell it), in
+    # n and in yes (or in sum). Hiding b or c leaves only a + b (or a + c): a is protected by the
+    # equations. The ages add up to the overall figure too (y + o + nobody outside the ages), but
+    # hiding the overall figure hides every gap beside it, so how many people are in no region (and
+    # in no age group) is no longer known: a is protected. Hiding an age group changes nothing.
     for kind in ("proportion", "mean"):
-        assert verdicts(kind, ("region", "age")) == {"all": True, "b": False, "c": False, "y": True, "o": True}
+        assert verdicts(kind, ("region", "age")) == {"all": False, "b": False, "c": False, "y": True, "o": True}
         assert verdicts(kind, ("region",)) == {"all": False, "b": False, "c": False}
 
 

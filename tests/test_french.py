@@ -232,3 +232,19 @@ def test_the_french_site_is_recorded_and_not_rendered_again_when_nothing_changed
     # No PDF was asked for: no page links to one.
     for name in ("index.html", "fr/index.html"):
         assert not [a for a in page(paths, name).links if a["href"].endswith(".pdf")]
+
+
+def test_every_reason_a_figure_is_hidden_for_has_its_french() -> None:
+    # Every reason pipeline/disclosure.py can store, as a reader of the French page would meet it.
+    from pipeline import disclosure
+    from pipeline.translations import french_phrase, report_strings
+
+    phrases = report_strings(REPO / "surveys" / "report_strings.yaml")["phrases"]
+    small = disclosure.SMALL_CELL.format(n=5)
+    stored = [disclosure.SMALL_GROUP.format(n=11), small, disclosure.BELOW_MIN_N.format(n=30),
+              disclosure.COMPLEMENTARY, disclosure.HIDDEN_GROUP, disclosure.HIDDEN_OVERALL,
+              disclosure.HIDDEN_REST.format(reason=small), disclosure.HIDDEN_NO_GROUP.format(reason=small),
+              disclosure.HIDDEN_LINKED_NO_GROUP, disclosure.HIDDEN_WAVE.format(wave=2024)]
+    for english in stored:
+        french = french_phrase(english, phrases)
+        assert french != english and "fewer" not in french and "figure" not in french, english

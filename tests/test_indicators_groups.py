@@ -19,6 +19,7 @@ import pandas as pd
 from pipeline.disclosure import (
     COMPLEMENTARY,
     HIDDEN_GROUP,
+    HIDDEN_NO_GROUP,
     HIDDEN_REST,
     SMALL_CELL,
     SMALL_GROUP,
@@ -149,18 +150,37 @@ def test_race_groups_single_categories_and_more_than_one(tmp_path):
     assert (table[("all", "all")]["n"], table[("all", "all")]["count"]) == (58, 22)
 
 
+# 6 more people who did not answer race, 3 of them yes: with them, 13 people are in no race group,
+# 5 of them yes, enough to show everyone else's figure beside a group
+ENOUGH_IN_NO_GROUP = discriminated(3, 3)
+
+
 def test_race_gaps_compare_with_everyone_else_who_answered_race(tmp_path):
-    con = run(tmp_path, race_people())
+    con = run(tmp_path, race_people() + ENOUGH_IN_NO_GROUP)
     race = gaps(con, "DISR-05", "race")
     # answered race: 15 + 20 + 13 + 3 = 51, of whom 6 + 6 + 7 + 1 = 20 said yes; prefer not to
-    # answer and no answer (7 people) are not "everyone else"
+    # answer and no answer (13 people) are not "everyone else"
     assert_newcombe_gap(race["1"], count=6, n=15, rest_count=14, rest_n=36)
     assert_newcombe_gap(race["8"], count=6, n=20, rest_count=14, rest_n=31)
     assert not race["1"]["suppressed"] and not race["8"]["suppressed"]
 
 
-def test_a_gap_whose_group_is_hidden_is_hidden_too(tmp_path):
+def test_gaps_are_hidden_when_few_people_are_in_no_group(tmp_path):
+    # 7 people in no race group, 2 of them yes: the overall figure (58, 22) minus the race groups
+    # would tell it; a group plus everyone else who answered race gives those groups' total back
     con = run(tmp_path, race_people())
+    table = cells(con, "DISR-05")
+    assert (table[("all", "all")]["n"], table[("all", "all")]["count"]) == (58, 22)
+    race = gaps(con, "DISR-05", "race")
+    assert race and all(g["suppressed"] for g in race.values())
+    assert race["1"]["suppression"] == HIDDEN_NO_GROUP.format(reason=SMALL_GROUP.format(n=10))
+    # East Asian (3) and its partner (13) are hidden already: with the 7, 23 people, 10 of them yes,
+    # is all the table gives away, so no further group is hidden
+    assert {code for (b, code), cell in table.items() if b == "race" and cell["suppressed"]} == {"2", "multiple"}
+
+
+def test_a_gap_whose_group_is_hidden_is_hidden_too(tmp_path):
+    con = run(tmp_path, race_people() + ENOUGH_IN_NO_GROUP)
     table = cells(con, "DISR-05")
     # East Asian (3) is a small group; its partner is the smallest published race group (13)
     assert table[("race", "2")]["suppression"] == SMALL_GROUP.format(n=10)
