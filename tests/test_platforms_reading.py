@@ -192,6 +192,17 @@ def test_empty_last_answers_and_blank_lines_still_read(tmp_path: Path) -> None:
     assert [export.source_row(i) for i in (0, 48, 49, 99)] == [2, 50, 53, 103]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_byte_order_mark_reads_as_with_one(tmp_path: Path, encoding: str) -> None:
+    text = table(ROWS)
+    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}[encoding]
+    with_bom, info_with = read(tmp_path, bom + text.encode(encoding), "with-bom.csv")
+    without, info_without = read(tmp_path, text.encode(encoding), "without-bom.csv")
+    assert without.answers.equals(with_bom.answers) and without.rows == with_bom.rows == 2
+    assert without.answers["comment"].tolist() == ["Café, déjà vu — “ok”", "Straße"]
+    assert info_without.encoding == info_with.encoding == encoding
+
+
 def test_a_wide_row_in_a_long_file_is_refused_with_its_row_number(tmp_path: Path) -> None:
     text = table(MANY) + "R100,1,20,ok,extra\n"
     with pytest.raises(ExportError, match=r"row 102 has 5 fields but the header has 4"):

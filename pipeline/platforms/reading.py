@@ -146,22 +146,50 @@ def _binary_kind(data: bytes) -> str | None:
         return "a PDF document"
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return None  # UTF-16 text with its byte order mark
-    if b"\x00" in data[:4096]:
+    if b"\x00" in data[:4096] and _utf16_without_bom(data) is None:
         return "a binary file"
     return None
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """utf-16-le or utf-16-be when the file looks like UTF-16 text saved without a byte order mark.
+
+    Text in a Latin script has a zero high byte in nearly every character: zeros at every other
+    byte of the start (odd positions for little-endian) and hardly any at the others, which then
+    read as text without NULs or other control characters (but tab and line ends). Only the start
+    is looked at; `decode` reads the whole file."""
+    sample = data[:4096]
+    if len(data) % 2 or len(sample) < 4:
+        return None
+    pairs = len(sample) // 2
+    zeros = {"utf-16-le": sample[1::2].count(0), "utf-16-be": sample[0::2].count(0)}
+    for name, other in (("utf-16-le", "utf-16-be"), ("utf-16-be", "utf-16-le")):
+        if zeros[name] >= pairs / 2 and zeros[other] <= pairs / 20:
+            return None if _CONTROL.search(sample.decode(name, errors="replace")) else name
+    return None
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 # --- text ------------------------------------------------------------------------------------
 
 
 def decode(data: bytes) -> tuple[str, str]:
-    """The text and the name of its encoding: BOMs first, then UTF-8, then the likeliest legacy one."""
+    """The text and the name of its encoding: BOMs first, then UTF-16 without one, then UTF-8, then
+    the likeliest legacy one."""
     for bom, name in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
         if data.startswith(bom):
             try:
                 return data[len(bom):].decode(name.replace("-sig", "")), name
             except UnicodeDecodeError as exc:
                 raise ReadError(f"the file starts with a {name} byte order mark but is not {name} (byte {exc.start})") from None
+    if b"\x00" in data[:4096] and (name := _utf16_without_bom(data)):  # before UTF-8: ASCII in UTF-16 is UTF-8 too
+        try:
+            return data.decode(name), name
+        except UnicodeDecodeError as exc:
+            raise ReadError(f"the file looks like {name} text without a byte order mark but is not {name} "
+                            f"(byte {exc.start}); save the export as CSV UTF-8 and try again") from None
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
