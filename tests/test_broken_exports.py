@@ -12,6 +12,7 @@ exactly as it was, or a load whose bad rows are quarantined with the right reaso
 | truncated inside a quoted answer         | ExportError: not a readable CSV                           |
 | an undoubled quote inside an answer      | ExportError: not a readable CSV, the line, the fix        |
 | truncated between two fields of a row    | ExportError naming the row: "looks truncated"             |
+| an answer's line break outside quotes    | ExportError naming the row, line and field counts         |
 | no response id column (removed by hand)  | StructuralError: responses would load twice               |
 | an empty file (or a BOM alone) / a header without rows | ExportError "empty" / StructuralError "no responses"      |
 | another survey (shared real exports)     | StructuralError "different survey", or what the file is   |
@@ -135,6 +136,17 @@ def cut_mid_row(paths: Paths) -> Path:
     return path
 
 
+def unquoted_line_break(paths: Paths) -> Path:
+    """A tool that writes an answer's line break without quoting the answer: response 11 (row 5,
+    after three header rows) ends mid-answer and its rest becomes a short row of its own."""
+    answer = "More hours\nand a real contract, please"
+    path = write_export(paths.raw / "2025" / "line-break.csv", instrument_of(paths),
+                        [response(i, {"comments_other": answer} if i == 11 else None) for i in range(10, 14)])
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b'"' + answer.encode() + b'"', answer.replace("\n", "\r\n").encode()))
+    return path
+
+
 def empty(paths: Paths) -> Path:
     path = paths.raw / "2025" / "empty.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,6 +211,8 @@ FAILURES = [
     (undecodable, ExportError, ["utf-8"]),
     (truncated, ExportError, ["not a readable CSV"]),
     (cut_mid_row, ExportError, ["row 7", "truncated"]),
+    (unquoted_line_break, ExportError, ["row 5 (line 5 of the file) has only", "of the header's", "line break",
+                                        "in quotes"]),
     (empty, ExportError, ["empty"]),
     (byte_order_mark_only, ExportError, ["empty"]),
     (stray_quote, ExportError, ["not a readable CSV file: line 5:", "must be doubled"]),

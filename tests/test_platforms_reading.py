@@ -143,11 +143,64 @@ def test_a_long_file_cut_off_mid_row_is_refused_with_its_row_number(tmp_path: Pa
         read(tmp_path, text.encode())
 
 
-def test_a_short_row_in_a_long_file_is_read_padded(tmp_path: Path) -> None:
-    text = table(MANY[:90]) + "R90,2\n" + table(MANY[91:]).split("\n", 1)[1]
+def test_a_short_row_in_a_long_file_is_refused_with_its_row_and_line(tmp_path: Path) -> None:
+    # A quoted answer over two lines at record 11 puts every later row one line further down.
+    rows = [*MANY[:10], ["R10", "1", "20", "two\nlines"], *MANY[11:90]]
+    text = table(rows) + "R90,2\n" + table(MANY[91:]).split("\n", 1)[1]
+    with pytest.raises(ExportError, match=r"export.csv: row 92 \(line 93 of the file\) has only 2 of the "
+                                          r"header's 4 fields, ending at column 2 \(region\)"):
+        read(tmp_path, text.encode())
+
+
+# An answer whose line break the exporting tool did not quote: one response becomes two short rows.
+# A bare quote inside an unquoted answer is read by the strict csv reader only, not the columnar one.
+@pytest.mark.parametrize("records", [10, 100], ids=["short file", "long file"])
+@pytest.mark.parametrize("comment", ["ok", '5" tall'], ids=["columnar reader", "strict reader"])
+def test_an_answer_split_by_an_unquoted_line_break_is_refused(tmp_path: Path, records: int, comment: str) -> None:
+    lines = ["response_id,region,wage,comment", *(f"R{i},1,20,{comment}" for i in range(records))]
+    lines[6] = "R5,1,20 an hour\nbefore tax,ok"  # row 7 ends at the wage; row 8 holds the rest
+    with pytest.raises(ExportError, match=r"export.csv: row 7 \(line 7 of the file\) has only 3 of the header's 4 "
+                                          r"fields, ending at column 3 \(wage\): an answer with a line break"):
+        read(tmp_path, ("\n".join(lines) + "\n").encode())
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("block", [8, 64, 1 << 24])
+def test_the_columnar_reader_counts_fields_as_the_strict_reader_does(line_end: str, block: int) -> None:
+    import csv
+
+    from pipeline.platforms.reading import _lines, _plain_quoting, _record_lengths
+
+    records = [["a", "b", "c"], ["1", "x,y", 'say ""hi""\r\nbye\rnow\n'], [], ["", ""], ["   "], ["only"],
+               ["q", "", "\"\"\"\""], *([["é", "d", ""]] * 20), ["1", "2", "3", "4"], [], []]
+    lines = [",".join('"' + c + '"' if any(x in c for x in ',\r\n"') else c for c in r) for r in records]
+    for text in (line_end.join(lines), line_end.join(lines) + line_end):
+        payload = text.encode()
+        assert _plain_quoting(payload, 0, ",")  # what the columnar reader is used for
+        expected = [len(r) for r in csv.reader(_lines(text), strict=True)]
+        assert _record_lengths(payload, 0, ",", block).tolist() == expected
+        assert _record_lengths(b"\xef\xbb\xbf" + payload, 3, ",", block).tolist() == expected
+
+
+def test_empty_last_answers_and_blank_lines_still_read(tmp_path: Path) -> None:
+    # Empty last answers, unquoted and quoted, a line of spaces and blank lines: every row is whole.
+    lines = ["response_id,region,wage,comment", *(f"R{i},1,20," + ('""' if i % 3 else "") for i in range(100))]
+    lines[50:50] = ["", "   "]
+    text = "\r\n".join(lines) + "\r\n\r\n\r\n"
     export, _ = read(tmp_path, text.encode())
-    assert export.rows == 100
-    assert export.answers["wage"].tolist()[90] is None and export.answers["region"].tolist()[90] == "2"
+    assert export.rows == 100 and export.answers["comment"].isna().all()
+    assert [export.source_row(i) for i in (0, 48, 49, 99)] == [2, 50, 53, 103]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_byte_order_mark_reads_as_with_one(tmp_path: Path, encoding: str) -> None:
+    text = table(ROWS)
+    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}[encoding]
+    with_bom, info_with = read(tmp_path, bom + text.encode(encoding), "with-bom.csv")
+    without, info_without = read(tmp_path, text.encode(encoding), "without-bom.csv")
+    assert without.answers.equals(with_bom.answers) and without.rows == with_bom.rows == 2
+    assert without.answers["comment"].tolist() == ["Café, déjà vu — “ok”", "Straße"]
+    assert info_without.encoding == info_with.encoding == encoding
 
 
 def test_a_wide_row_in_a_long_file_is_refused_with_its_row_number(tmp_path: Path) -> None:

@@ -84,11 +84,15 @@ def data_records(table: Table, header_rows: int, width: int) -> tuple[list[np.nd
 
     A record with more non-empty fields than the header is an error: the file was cut or a
     delimiter is unquoted, and guessing which column is which would load answers to the wrong question.
+    So is a CSV record with fewer fields than the header: platforms write every field of every
+    row, so the rest of it is elsewhere (an answer's line break outside quotes splits a response
+    into two short rows) or lost, and padding it would load half a response and a made-up one.
     """
     kept = _filled_records(table, header_rows)
-    if table.lengths is not None:  # the fast reader has already ruled out both
+    if table.lengths is not None:  # None: the fast reader found every record as wide as the first
         _refuse_truncated(table, kept, width)
         _refuse_wide(table, kept, width)
+        _refuse_short(table, kept, width)
     everything = len(kept) == table.size - header_rows
     cells = [column[header_rows:] if everything else column[kept] for column in table.columns[:width]]
     cells += [np.full(len(kept), "", dtype=object) for _ in range(width - len(cells))]
@@ -142,6 +146,34 @@ def _refuse_wide(table: Table, kept: np.ndarray, width: int) -> None:
                 f"row {position + 1} has {table.lengths[position]} fields but the header has {width}; "
                 "the file may be truncated or have an unquoted delimiter"
             )
+
+
+def _refuse_short(table: Table, kept: np.ndarray, width: int) -> None:
+    """A CSV row with fewer fields than the header (a worksheet row just ends at its last value)."""
+    if table.sheet is not None:
+        return
+    short = kept[table.lengths[kept] < width]
+    if not len(short):
+        return
+    position = int(short[0])
+    length = int(table.lengths[position])
+    name = (table.head[0] + [""] * width)[max(length - 1, 0)].strip() if table.head else ""
+    column = f"column {length} ({name})" if name else f"column {length}"
+    raise ReadError(
+        f"row {position + 1} (line {_line_of(table, position)} of the file) has only {length} of the header's "
+        f"{width} fields, ending at {column}: an answer with a line break splits a response over two rows "
+        "unless it is in quotes; put that answer in double quotes (\"...\") or export the file again"
+    )
+
+
+def _line_of(table: Table, position: int) -> int:
+    """The line of the file where record `position` (0-based) starts, as a text editor numbers lines:
+    its row number plus the line breaks inside quoted answers before it."""
+    breaks = 0
+    for column in table.columns:
+        text = "\0".join(column[:position])
+        breaks += text.count("\n") + text.count("\r") - text.count("\r\n")
+    return position + 1 + breaks
 
 
 def header_width(table: Table, header_rows: int) -> int:

@@ -5,8 +5,11 @@ first records as lists of strings, with how the file was written (encoding, deli
 kept for `consult inspect`. Nothing here knows about survey platforms.
 
 A CSV is read by pandas' C parser when that gives exactly what the strict `csv` module gives (plain
-quoting, no record wider than the first, a complete last record, no field over csv's size limit),
-and by the `csv` module otherwise, so that a damaged file gets the same error naming its row.
+quoting, no record wider than the first, no field over csv's size limit), and by the `csv` module
+otherwise, so that a damaged file gets the same error naming its row. The C parser pads a short
+record with empty fields, so the fields of every record are counted from the bytes as well
+(`_record_lengths`): a record shorter than the header (a row cut off, or a response split in two by
+an answer's line break that is not in quotes) is refused by the adapters, not read padded.
 """
 
 from __future__ import annotations
@@ -48,8 +51,8 @@ class Table:
     columns: list[np.ndarray]  # field j of every record, "" where a record has fewer fields
     head: list[list[str]]  # the first records exactly as written: what detection and header rows read
     size: int  # records, blank ones included
-    lengths: np.ndarray | None = None  # each record's field count; None: none is wider than the first
-    # record and the last non-blank one is complete (the fast reader checks both)
+    lengths: np.ndarray | None = None  # each record's field count (0 for an empty line); None: every
+    # record that is not an empty line has the first record's width (the fast reader counts them)
     sheet: str | None = None  # the worksheet name, for Excel files
 
     @classmethod
@@ -143,22 +146,50 @@ def _binary_kind(data: bytes) -> str | None:
         return "a PDF document"
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return None  # UTF-16 text with its byte order mark
-    if b"\x00" in data[:4096]:
+    if b"\x00" in data[:4096] and _utf16_without_bom(data) is None:
         return "a binary file"
     return None
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """utf-16-le or utf-16-be when the file looks like UTF-16 text saved without a byte order mark.
+
+    Text in a Latin script has a zero high byte in nearly every character: zeros at every other
+    byte of the start (odd positions for little-endian) and hardly any at the others, which then
+    read as text without NULs or other control characters (but tab and line ends). Only the start
+    is looked at; `decode` reads the whole file."""
+    sample = data[:4096]
+    if len(data) % 2 or len(sample) < 4:
+        return None
+    pairs = len(sample) // 2
+    zeros = {"utf-16-le": sample[1::2].count(0), "utf-16-be": sample[0::2].count(0)}
+    for name, other in (("utf-16-le", "utf-16-be"), ("utf-16-be", "utf-16-le")):
+        if zeros[name] >= pairs / 2 and zeros[other] <= pairs / 20:
+            return None if _CONTROL.search(sample.decode(name, errors="replace")) else name
+    return None
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 # --- text ------------------------------------------------------------------------------------
 
 
 def decode(data: bytes) -> tuple[str, str]:
-    """The text and the name of its encoding: BOMs first, then UTF-8, then the likeliest legacy one."""
+    """The text and the name of its encoding: BOMs first, then UTF-16 without one, then UTF-8, then
+    the likeliest legacy one."""
     for bom, name in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
         if data.startswith(bom):
             try:
                 return data[len(bom):].decode(name.replace("-sig", "")), name
             except UnicodeDecodeError as exc:
                 raise ReadError(f"the file starts with a {name} byte order mark but is not {name} (byte {exc.start})") from None
+    if b"\x00" in data[:4096] and (name := _utf16_without_bom(data)):  # before UTF-8: ASCII in UTF-16 is UTF-8 too
+        try:
+            return data.decode(name), name
+        except UnicodeDecodeError as exc:
+            raise ReadError(f"the file looks like {name} text without a byte order mark but is not {name} "
+                            f"(byte {exc.start}); save the export as CSV UTF-8 and try again") from None
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -282,7 +313,8 @@ def _fast_table(payload: bytes, codec: str, delimiter: str) -> Table | None:
     """The table read by pandas' C parser (columns of shared strings: a few seconds and a fraction of
     the memory for a million records), or None when only the strict record-by-record reader gives
     the same records and errors: a quote it refuses or reads otherwise, a record wider than the
-    first, a field beyond its size limit, or a short last record (the file may be cut off)."""
+    first, or a field beyond its size limit. The C parser pads a short record, so each record's
+    fields are counted from the bytes too: kept as the table's lengths when some record is short."""
     start = len(_BOM) if codec == "utf-8-sig" else 0
     head = _head(payload, start, delimiter)
     if (head is None or not _plain_quoting(payload, start, delimiter)
@@ -296,7 +328,12 @@ def _fast_table(payload: bytes, codec: str, delimiter: str) -> Table | None:
     columns = [frame[name].to_numpy() for name in frame.columns]
     del frame
     table = Table(columns, head, len(columns[0]) if columns else 0)
-    return table if _agrees(table) and _last_record_complete(table, payload, delimiter) else None
+    lengths = _record_lengths(payload, start, delimiter)
+    if not _agrees(table) or len(lengths) != table.size:
+        return None
+    if not ((lengths == len(columns)) | (lengths == 0)).all():
+        table.lengths = lengths
+    return table
 
 
 def _plain_quoting(payload: bytes, start: int, delimiter: str) -> bool:
@@ -351,25 +388,75 @@ def _agrees(table: Table) -> bool:
             and all([c[i] for c in table.columns] == r + [""] * (width - len(r)) for i, r in enumerate(table.head)))
 
 
-def _last_record_complete(table: Table, payload: bytes, delimiter: str, tries: int = 1000) -> bool:
-    """Whether the last non-blank record has every field of the first one: the C parser pads a short
-    record, and a short last record is how a file cut off mid-row looks. Read again strictly from
-    the last line end outside a quoted field (even quote count before it) behind that record."""
-    last = next((i for i in range(table.size - 1, -1, -1) if any(c[i].strip() for c in table.columns)), None)
-    if last is None or table.columns[-1][last] != "":
-        return True
-    quotes, end = payload.count(b'"'), len(payload)
-    for _ in range(tries):
-        end = max(payload.rfind(b"\n", 0, end), payload.rfind(b"\r", 0, end))
-        if end < 0:
-            return False
-        if (quotes - payload.count(b'"', end)) % 2:
-            continue  # a line end inside a quoted field
-        records = csv.reader(_lines(payload[end + 1:].decode("utf-8")), delimiter=delimiter, strict=True)
-        filled = [r for r in records if not blank(r)]
-        if filled:
-            return len(filled[-1]) >= len(table.columns)
-    return False
+def _record_lengths(payload: bytes, start: int, delimiter: str, block: int = 1 << 24) -> np.ndarray:
+    """The fields of every record as the strict reader counts them (0 for an empty line), from the
+    bytes: the delimiters outside quoted fields between two line ends outside quoted fields. Plain
+    quoting (checked first) makes a byte quoted when an odd number of quotes comes before it; that
+    parity is worked out 64 bytes to a machine word, so the count costs a fraction of the parse.
+    The file is taken in blocks, so that no array is as large as the file."""
+    data = np.frombuffer(payload, dtype=np.uint8)
+    code, quoted, carriage_returns = ord(delimiter), b'"' in payload, b"\r" in payload
+    ends, before_ends = [], []  # each record's line end, and the delimiters before it
+    inside, total = False, 0
+    for offset in range(start, len(data), block):
+        chunk = data[offset:offset + block]
+        at = np.flatnonzero(chunk == 10)
+        if carriage_returns:  # a CR ends a line unless an LF follows it (CRLF ends at the LF)
+            cr = np.flatnonzero(chunk == 13)
+            following = np.minimum(cr + offset + 1, len(data) - 1)
+            lone = cr[(data[following] != 10) | (cr + offset + 1 == len(data))]
+            if len(lone):
+                at = np.sort(np.concatenate((at, lone)))
+        delimiters = _words(chunk == code)
+        if quoted:
+            quotes, inside = _parity(_words(chunk == 34), inside)
+            delimiters &= ~quotes
+            at = at[_bit(quotes, at) == 0]
+        counts = np.bitwise_count(delimiters)
+        words_before = np.cumsum(counts, dtype=np.int64) - counts
+        partial = np.bitwise_count(delimiters[at >> 6] & ((np.uint64(1) << (at & 63).astype(np.uint64)) - np.uint64(1)))
+        ends.append(at + offset)
+        before_ends.append(total + words_before[at >> 6] + partial)
+        total += int(counts.sum(dtype=np.int64))
+    ends = np.concatenate(ends) if ends else np.empty(0, dtype=np.int64)
+    before = np.concatenate(before_ends) if before_ends else np.empty(0, dtype=np.int64)
+    if (ends[-1] if len(ends) else start - 1) < len(data) - 1:  # a last record without a line end
+        ends, before = np.append(ends, len(data)), np.append(before, total)
+    lengths = np.diff(before, prepend=0) + 1
+    # An empty line: nothing between the previous line end (or the start) and this one, or a CR alone.
+    previous = np.insert(ends[:-1], 0, start - 1)
+    gap = ends - previous
+    crlf = np.zeros(len(ends), dtype=bool)
+    inner = ends < len(data)
+    crlf[inner] = (data[ends[inner]] == 10) & (data[np.maximum(ends[inner] - 1, 0)] == 13)
+    lengths[(gap == 1) | ((gap == 2) & crlf)] = 0
+    return lengths
+
+
+def _words(mask: np.ndarray) -> np.ndarray:
+    """A boolean array as 64-bit words: element i is bit i % 64 of word i // 64 (the rest zero)."""
+    packed = np.packbits(mask, bitorder="little")
+    if len(packed) % 8:
+        packed = np.append(packed, np.zeros(8 - len(packed) % 8, dtype=np.uint8))
+    return packed.view("<u8")
+
+
+def _bit(words: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    return (words[positions >> 6] >> (positions & 63).astype(np.uint64)) & np.uint64(1)
+
+
+def _parity(quotes: np.ndarray, inside: bool) -> tuple[np.ndarray, bool]:
+    """Bit i set when an odd number of quotes (bits of `quotes`) comes up to byte i, counting a
+    block that starts inside a quoted field (`inside`) as one; and whether the next block does."""
+    parity = quotes.copy()
+    for shift in (1, 2, 4, 8, 16, 32):  # a running xor within each word ...
+        parity ^= parity << np.uint64(shift)
+    odd = np.bitwise_xor.accumulate((parity >> np.uint64(63)).astype(bool))  # ... and across words
+    flip = np.empty(len(parity), dtype=bool)
+    if len(flip):
+        flip[0], flip[1:] = inside, odd[:-1] ^ inside
+        np.invert(parity, out=parity, where=flip)
+    return parity, bool(odd[-1] ^ inside) if len(odd) else inside
 
 
 def _line_ends(text: str) -> str:
