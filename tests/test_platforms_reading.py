@@ -97,6 +97,32 @@ def test_excel_workbook(tmp_path: Path) -> None:
     assert inspect_file(path).file_format == "xlsx"
 
 
+def test_a_workbook_without_its_size_recorded_reads_rows_that_end_early(tmp_path: Path) -> None:
+    # Some tools write a sheet without its <dimension>: a row then ends at its last filled cell, so
+    # a last response with its last answers blank is shorter than the header. Not a cut-off file.
+    import re
+    import zipfile
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.append(["response_id", "region", "wage", "comment"])
+    book.active.append(["R1", 1, 24.5, "fine"])
+    book.active.append(["R2", 2, None, None])
+    saved = tmp_path / "saved.xlsx"
+    book.save(saved)
+    path = tmp_path / "export.xlsx"
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename.startswith("xl/worksheets/"):
+                data = re.sub(rb"<dimension[^>]*/>", b"", data)
+            target.writestr(item, data)
+    export = read_export(path, INSTRUMENT)
+    assert export.answers["region"].tolist() == ["1", "2"]
+    assert export.answers["wage"].tolist() == ["24.5", None]
+
+
 def test_labels_in_either_language_become_codes(tmp_path: Path) -> None:
     rows = [["R1", "Région de Montréal", "20", ""], ["R2", "elsewhere", "20", ""], ["R3", "Mars", "20", ""]]
     export, _ = read(tmp_path, table(rows).encode())

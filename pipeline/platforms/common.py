@@ -128,8 +128,9 @@ def _filled_records(table: Table, header_rows: int) -> np.ndarray:
 
 def _refuse_truncated(table: Table, kept: np.ndarray, width: int) -> None:
     """A file cut off mid-row ends with a record shorter than all the others: platforms write every
-    field of every row, so a short last record means the rest of it was lost, not left empty."""
-    if not len(kept):
+    field of every row, so a short last record means the rest of it was lost, not left empty. Not so
+    a worksheet: a row may end at its last filled cell (a sheet written without its size)."""
+    if table.sheet is not None or not len(kept):
         return
     lengths = table.lengths[kept]
     if lengths[-1] < width and (lengths[:-1] >= width).all():
