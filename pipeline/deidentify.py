@@ -12,6 +12,7 @@ before k-anonymity generalises anything; only their result is stored.
 
 from __future__ import annotations
 
+import bisect
 import re
 import secrets
 from dataclasses import dataclass, field, replace
@@ -766,23 +767,31 @@ _SIGNS = {
 
 def precise_findings(text: str) -> Iterator[tuple[str, str]]:
     """The kind (PRECISE) and text of everything the precise detectors find in `text`, with the
-    same compiled patterns the scrubber replaces. Placeholders ([EMAIL], [PHONE]) are no finding.
-    A phone number must also be a valid number (libphonenumber, Canadian rules): a lenient search
-    catches mistyped numbers in open answers, but in data files the same shape is any 10 digits."""
+    same compiled patterns the scrubber replaces, in the same order: what one finds, the next ones
+    do not look at again (an email is no handle as well). Placeholders ([EMAIL], [PHONE]) are no
+    finding. A phone number must also be a valid number (libphonenumber, Canadian rules): a lenient
+    search catches mistyped numbers in open answers, but in data files the same shape is any 10 digits."""
     import phonenumbers
 
+    taken: list[tuple[int, int]] = []  # the spans the patterns before found, in order, none overlapping
     digits = DIGIT.search(text) is not None
     for (label, pattern), (_, source) in zip(compiled_patterns(), PATTERNS):
         if label not in PRECISE or (label in NUMBERED and not digits):
             continue
         if source in _SIGNS and not _SIGNS[source].search(text):
             continue
+        found = []  # this pattern's (its matches overlap no other)
         for match in pattern.finditer(text):
             if label in NUMBERED and not _standalone(text, match.start(), match.end()):
                 continue
             if label == "PHONE" and not _valid_phone(match.group(), phonenumbers):
                 continue
+            at = bisect.bisect(taken, (match.start(), match.end()))
+            if (at and taken[at - 1][1] > match.start()) or (at < len(taken) and taken[at][0] < match.end()):
+                continue  # in what an earlier pattern found
+            found.append((match.start(), match.end()))
             yield PRECISE[label], match.group()
+        taken = sorted(taken + found)  # two sorted runs: merged in linear time
 
 
 def _standalone(text: str, start: int, end: int) -> bool:
