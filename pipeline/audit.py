@@ -759,12 +759,16 @@ def _pattern_text(path: Path) -> str:
 
 def _warehouse_free_texts(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, list[str]]]:
     """Each text column (VARCHAR, lists of them) of every table, with its distinct values: numbers,
-    dates and booleans hold no typed text (and their digits would be taken for phone numbers)."""
+    dates and booleans hold no typed text (and their digits would be taken for phone numbers).
+    Left out in the database: values that are a single word of 12 ASCII letters, digits or _ or
+    more (hashes, response keys: a million of them), in which no precise detector finds anything
+    (each needs some other character, or the whole value: a phone number has 11 digits at most)."""
     columns = con.execute(
         "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main' "
         "AND data_type LIKE 'VARCHAR%' ORDER BY table_name, ordinal_position").fetchall()
     for table, column in columns:
-        values = con.execute(f'SELECT DISTINCT CAST("{column}" AS VARCHAR) FROM "{table}"').fetchall()
+        values = con.execute(f"""SELECT DISTINCT text FROM (SELECT CAST("{column}" AS VARCHAR) AS text FROM "{table}")
+                                 WHERE NOT regexp_full_match(text, '[0-9A-Za-z_]{{12,}}')""").fetchall()
         yield f"{WAREHOUSE_PLACE}{table}.{column}", [value for (value,) in values if value]
 
 

@@ -119,6 +119,22 @@ def test_an_email_in_a_warehouse_text_column_fails_the_audit(clean: Paths) -> No
     assert EMAIL not in report.to_json()
 
 
+def test_hashes_in_the_warehouse_are_no_finding_but_a_bare_phone_number_is(clean: Paths) -> None:
+    """Single words of 12 characters or more (hashes, response keys) are not even read; a value that
+    is a phone number alone, 10 digits, is."""
+    con = duckdb.connect(str(clean.warehouse))
+    con.execute("UPDATE load_ledger SET file_sha256 = ?", ["4165550123" * 6 + "cafe"])
+    con.close()
+    assert run_audit(clean).passed
+    con = duckdb.connect(str(clean.warehouse))
+    key = con.execute("SELECT min(respondent_key) FROM respondents").fetchall()[0][0]
+    con.execute("INSERT INTO open_text VALUES (?, 2025, 'comments_other', '6135550142', 0)", [key])
+    con.close()
+    assert not run_audit(clean).passed
+    assert pattern_finds(clean) == [{"where": "warehouse open_text.text", "identifier": "phone", "occurrences": 1,
+                                     "example": "61…"}]
+
+
 def test_a_failing_value_stored_unscrubbed_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The path that once leaked: a phone number typed as the hourly wage fails validation and is
     kept for staff (quarantine, QA report). Scrubbed, the audit passes; were it stored as typed
