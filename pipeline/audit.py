@@ -14,8 +14,15 @@ Checks, each passing or failing on its own:
 - identifier scan: no identifier value of the raw exports (names, emails, IPs, coordinates, response
   ids, exact timestamps, direct-identifier answers) appears in any output: warehouse tables, the
   report, run records, QA output, quote review files.
+- identifier pattern scan: nothing the scrubber's precise detectors find (emails, phone numbers, URLs,
+  @handles, IP addresses, social insurance numbers, postal codes, street addresses:
+  deidentify.precise_findings) in any text column of the warehouse or any output file, whether or
+  not it was ever in an identifier column: an email typed into an open answer or a number question
+  that some path stored or printed without scrubbing. What the project's own definitions write
+  (the release's contact and URL, a reference's source: surveys/, reports/ sources) is not a finding.
 
-The report names where something was found and what kind of identifier it is, never the value.
+The report names where something was found and what kind of identifier it is, never the value (the
+pattern scan shows its first two characters, to help find it).
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from pipeline.anonymity import (
     privacy_path,
 )
 from pipeline.config import Paths, export_files
+from pipeline.deidentify import precise_findings
 from pipeline.derivation import CHANGE, GAP, Contradiction, disclosures, linked_families, wave_systems, withheld_gaps
 from pipeline.disclosure import DisclosureRules, add_no_group, load_rules
 from pipeline.indicators import load_catalogue
@@ -67,6 +75,8 @@ SPACES = operator.methodcaller("count", " ")
 LAST_SPACE = operator.methodcaller("rfind", " ")
 NEEDLE_BATCH = 1 << 16  # values tokenized at once
 IDENTIFIER_CHECK = "no identifier in any output"
+PATTERN_CHECK = "no identifier pattern in any output"
+OUTPUT_SCANS = (IDENTIFIER_CHECK, PATTERN_CHECK)  # checks of the files: made again after rendering
 WAREHOUSE_PLACE = "warehouse "  # how the identifier check names a warehouse column where it found one
 
 
@@ -153,8 +163,8 @@ def run_audit(paths: Paths, write: bool = True, reuse: AuditReport | None = None
     """Every check on the warehouse and the outputs; writes data/warehouse/audit.json.
 
     `reuse`: an audit made earlier in the same command, on the same warehouse (e.g. before the
-    report was rendered): its warehouse checks still hold, so only the identifier scan, which also
-    covers the files written since, is done again (nor is the warehouse hashed again for the key)."""
+    report was rendered): its warehouse checks still hold, so only the identifier scans, which also
+    cover the files written since, are done again (nor is the warehouse hashed again for the key)."""
     warehouse = reuse.warehouse if reuse is not None and reuse.warehouse else warehouse_digest(paths)
     key = audit_key(paths, warehouse)
     previous = _previous_audit(paths)
@@ -166,14 +176,15 @@ def run_audit(paths: Paths, write: bool = True, reuse: AuditReport | None = None
     needles, unreadable = identifier_values(paths, privacy.audit)
     with connect(paths.warehouse, read_only=True) as con:
         if reuse:
-            checks = [c for c in reuse.checks if c.name != IDENTIFIER_CHECK]
+            checks = [c for c in reuse.checks if c.name not in OUTPUT_SCANS]
         else:
             with equivalence_classes(con, privacy.microdata) as classes:
                 checks = [check_k_anonymity(con, privacy.microdata, classes),
                           check_l_diversity(con, privacy.microdata, classes)]
             checks += [check_published_cells(con, tables), check_derivability(con, load_catalogue(paths.indicators_file), tables)]
-        earlier = next((c for c in reuse.checks if c.name == IDENTIFIER_CHECK), None) if reuse else None
-        checks = [*checks, check_identifiers(paths, con, needles, unreadable, earlier)]
+        earlier = {c.name: c for c in reuse.checks} if reuse else {}
+        checks = [*checks, check_identifiers(paths, con, needles, unreadable, earlier.get(IDENTIFIER_CHECK)),
+                  check_identifier_patterns(paths, con, earlier.get(PATTERN_CHECK))]
     report = AuditReport(checks, key, warehouse)
     if write:
         audit_file(paths).write_text(report.to_json(), encoding="utf-8")
@@ -648,6 +659,116 @@ def _warehouse_texts(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, list
         "ORDER BY table_name, ordinal_position").fetchall()
     for table, column in tables:
         values = con.execute(f'SELECT DISTINCT CAST("{column}" AS VARCHAR) FROM "{table}"').fetchall()
+        yield f"{WAREHOUSE_PLACE}{table}.{column}", [value for (value,) in values if value]
+
+
+# --- identifier patterns -----------------------------------------------------------------------
+
+# Definitions the project writes itself, whose emails, URLs and numbers the outputs may repeat (the
+# release's contact and URL, a reference's source). Not deidentification.yaml: what it lists is
+# what must be scrubbed.
+SCRUB_LIST = "deidentification.yaml"
+STYLESHEET = re.compile(r"<style\b[^>]*>.*?</style\s*>", re.IGNORECASE | re.DOTALL)
+URL_HOST = re.compile(r"^(?:https?://)?(?:www\.)?([^/?#:\s\"'<>()\[\]{}|\\^`]+)", re.IGNORECASE)
+
+
+def check_identifier_patterns(paths: Paths, con: duckdb.DuckDBPyConnection, earlier: Check | None = None) -> Check:
+    """What the scrubber's precise detectors find in every text column of the warehouse (its
+    distinct values) and every output file, but what the project's own definitions write.
+    `earlier`: this check, made in the same command on the same warehouse: its warehouse findings
+    still hold, so only the files are read again."""
+    read = dict(_FILE_FINDINGS)  # the files of an earlier scan in this command, by their content
+    _FILE_FINDINGS.clear()  # only this scan's files are kept
+    own = project_findings(paths, read)
+    found: dict[tuple[str, str], list] = {}  # (where, kind) -> [occurrences, masked example]
+    if earlier is not None:
+        found = {(d["where"], d["identifier"]): [d["occurrences"], d["example"]] for d in earlier.details
+                 if d["where"].startswith(WAREHOUSE_PLACE)}
+    else:
+        for where, texts in _warehouse_free_texts(con):
+            _add_findings(found, where, SEPARATOR.join(texts), own)
+    files = output_files(paths)
+    for path in files:
+        if path.suffix.lower() != ".css":  # a stylesheet holds no answer (its @media is no handle)
+            for kind, value in _file_findings(path, read):
+                _add_finding(found, str(path.relative_to(paths.root)), kind, value, own)
+    details = [{"where": where, "identifier": kind, "occurrences": n, "example": example}
+               for (where, kind), (n, example) in sorted(found.items())]
+    return Check(PATTERN_CHECK, not details,
+                 f"emails, phone numbers, URLs, handles, IP addresses, social insurance numbers, postal codes and "
+                 f"street addresses looked for in every text column of the warehouse and {len(files)} output files; "
+                 f"{len(found)} places hold one", details)
+
+
+def _add_findings(found: dict[tuple[str, str], list], where: str, text: str, own: frozenset[str]) -> None:
+    for kind, value in precise_findings(text):
+        _add_finding(found, where, kind, value, own)
+
+
+def _add_finding(found: dict[tuple[str, str], list], where: str, kind: str, value: str, own: frozenset[str]) -> None:
+    if _normalised(kind, value) not in own:
+        entry = found.setdefault((where, kind), [0, mask(value)])
+        entry[0] += 1
+
+
+# What the precise detectors found in each file the last pattern scan read, by the file's type and
+# content: the audits after rendering and after the release read again the files that did not change.
+_FILE_FINDINGS: dict[tuple[str, bytes], list[tuple[str, str]]] = {}
+
+
+def _file_findings(path: Path, read: dict[tuple[str, bytes], list[tuple[str, str]]]) -> list[tuple[str, str]]:
+    key = (path.suffix.lower(), hashlib.sha256(path.read_bytes()).digest())
+    if key not in _FILE_FINDINGS:
+        _FILE_FINDINGS[key] = read[key] if key in read else list(precise_findings(_pattern_text(path)))
+    return _FILE_FINDINGS[key]
+
+
+def mask(value: str) -> str:
+    """What the audit report shows of a value it found: its first two characters."""
+    return value[:2] + "…"
+
+
+def _normalised(kind: str, value: str) -> str:
+    """A finding as it is compared with the project's own: a URL by its site, a phone number by its
+    digits, anything else in lower case."""
+    if kind == "url":
+        host = URL_HOST.match(value)
+        return f"url {host.group(1).lower().rstrip('.') if host else value.lower()}"
+    if kind == "phone":
+        return "phone " + "".join(c for c in value if c.isdigit()).removeprefix("1")
+    return f"{kind} {value.lower()}"
+
+
+def project_findings(paths: Paths, read: dict | None = None) -> frozenset[str]:
+    """What the precise detectors find in the project's own definitions (surveys/, but its scrub
+    list, and the report sources), normalised: what outputs may repeat. `read`: see _file_findings."""
+    sources = [p for p in sorted(paths.surveys.rglob("*.yaml")) if p.name != SCRUB_LIST]
+    reports = paths.root / "reports"
+    if reports.is_dir():
+        sources += [p for p in sorted(reports.rglob("*")) if p.is_file() and p.suffix in (".qmd", ".yml", ".yaml", ".md")
+                    and not {"_site", ".quarto"} & set(p.relative_to(reports).parts)]
+    return frozenset(_normalised(kind, value) for path in sources for kind, value in _file_findings(path, read or {}))
+
+
+def _pattern_text(path: Path) -> str:
+    """An output's text as the pattern scan reads it: as the identifier scan does, without the
+    stylesheets of a page (CSS rules such as @media, colours such as #b8b8b8: no answer is there)."""
+    text = _output_text(path)
+    return STYLESHEET.sub(" ", text) if path.suffix.lower() in (".html", ".htm") else text
+
+
+def _warehouse_free_texts(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, list[str]]]:
+    """Each text column (VARCHAR, lists of them) of every table, with its distinct values: numbers,
+    dates and booleans hold no typed text (and their digits would be taken for phone numbers).
+    Left out in the database: values that are a single word of 12 ASCII letters, digits or _ or
+    more (hashes, response keys: a million of them), in which no precise detector finds anything
+    (each needs some other character, or the whole value: a phone number has 11 digits at most)."""
+    columns = con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main' "
+        "AND data_type LIKE 'VARCHAR%' ORDER BY table_name, ordinal_position").fetchall()
+    for table, column in columns:
+        values = con.execute(f"""SELECT DISTINCT text FROM (SELECT CAST("{column}" AS VARCHAR) AS text FROM "{table}")
+                                 WHERE NOT regexp_full_match(text, '[0-9A-Za-z_]{{12,}}')""").fetchall()
         yield f"{WAREHOUSE_PLACE}{table}.{column}", [value for (value,) in values if value]
 
 

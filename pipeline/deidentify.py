@@ -12,6 +12,7 @@ before k-anonymity generalises anything; only their result is stored.
 
 from __future__ import annotations
 
+import bisect
 import re
 import secrets
 from dataclasses import dataclass, field, replace
@@ -495,16 +496,19 @@ IPV6 = (rf"(?<!\w)(?<![0-9a-f]:)(?=[\w:]*\d)"
 _DECIMALS = r"(?:\.\d{3,}|,\d{4,})"
 COORDINATES = (rf"(?<![\d.,])[-+−]?(?:90|[1-8]?\d){_DECIMALS}(?:\s?°)?(?:\s?[NS]\b)?(?:\s*[,;]\s*|\s+)"
                rf"[-+−]?(?:180|1[0-7]\d|[1-9]?\d){_DECIMALS}(?:\s?°)?(?:\s?[EW]\b)?(?!\.?\d)")
+EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+URL = r"\b(?:https?://|www\.)\S+"
+# A social media handle (@mariag_peer): an @ not inside a word (emails are gone by now), then
+# letters, digits, _ and inner dots, at least one letter ("@ 5pm" and "@5" are not handles).
+HANDLE = r"(?<![\w@])@(?=[\w.]*[^\W\d_])\w(?:[\w.]*\w)?"
 # Patterns up to HANDLE are found in any text; the others need a digit (`Scrubber.scrub` skips them
 # for text without one). Those up to COORDINATES come before phone numbers: libphonenumber would
 # take an IP address (10.100.200.250) or part of a coordinate for one.
 PATTERNS: list[tuple[str, str]] = [
-    ("EMAIL", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
+    ("EMAIL", EMAIL),
     ("EMAIL", SPELLED_EMAIL),  # before HANDLE: "maria@gmail dot com" is no handle
-    ("URL", r"\b(?:https?://|www\.)\S+"),
-    # A social media handle (@mariag_peer): an @ not inside a word (emails are gone by now), then
-    # letters, digits, _ and inner dots, at least one letter ("@ 5pm" and "@5" are not handles).
-    ("HANDLE", r"(?<![\w@])@(?=[\w.]*[^\W\d_])\w(?:[\w.]*\w)?"),
+    ("URL", URL),
+    ("HANDLE", HANDLE),
     ("IP_ADDRESS", IPV4),
     ("IP_ADDRESS", IPV6),
     ("COORDINATES", COORDINATES),
@@ -612,12 +616,7 @@ class Scrubber:
                  last_names: Iterable[str] = (), ordinary_words: Iterable[str] = (),
                  sentence_openers: Iterable[str] = (), not_surnames: Iterable[str] = (),
                  surname_particles: Iterable[str] = ()):
-        # Street addresses need their capitals (to tell "12 Main Street" from "12 more days").
-        suffixes = "|".join(re.escape(s) for s in street_suffixes())
-        self.patterns = [
-            (label, re.compile(rx.replace("{suffixes}", suffixes), 0 if label == "ADDRESS" else re.IGNORECASE))
-            for label, rx in PATTERNS
-        ]
+        self.patterns = compiled_patterns()
         self.lists = [("ORGANIZATION", _names_regex(organizations)), ("PLACE", _names_regex(places))]
         self.generic = [("ORGANIZATION", re.compile(ORGANIZATION_PATTERN)),
                         *[("PLACE", re.compile(rx)) for rx in PLACE_PATTERNS]]
@@ -730,6 +729,87 @@ class Scrubber:
     @staticmethod
     def _plain(word: str) -> str:
         return re.sub(r"['’]s$", "", word).lower()
+
+
+@lru_cache(maxsize=1)
+def compiled_patterns() -> list[tuple[str, re.Pattern]]:
+    """PATTERNS compiled, as the scrubber and the disclosure audit (precise_findings) use them."""
+    # Street addresses need their capitals (to tell "12 Main Street" from "12 more days").
+    suffixes = "|".join(re.escape(s) for s in street_suffixes())
+    return [(label, re.compile(rx.replace("{suffixes}", suffixes), 0 if label == "ADDRESS" else re.IGNORECASE))
+            for label, rx in PATTERNS]
+
+
+# --- the precise detectors: what the disclosure audit looks for in every output -------------------
+
+# The scrubber's detectors precise enough to run over any text the pipeline writes (report prose,
+# data files, HTML, run records), not only over open answers, with the kind of identifier each
+# finds. Left out: names and named places and organizations (lists of words: ordinary words of any
+# report), coordinates (any two numbers with three decimals: every data file has thousands), and
+# libphonenumber's lenient search and 7-digit local numbers (any run of digits: hashes, decimals).
+PRECISE = {"EMAIL": "email", "URL": "url", "HANDLE": "handle", "IP_ADDRESS": "ip_address", "PHONE": "phone",
+           "SIN": "social_insurance_number", "POSTAL_CODE": "postal_code", "ADDRESS": "street_address"}
+# Of those, the ones made of digits (and a few letters) that occur inside other numbers and codes:
+# a finding must stand alone, not be part of a longer token (a hash, a hex colour #b8b8b8, an id
+# Q-1546955326) or of a number (0.4720982125, 1,234,567,890, a time 10:30:45).
+NUMBERED = {"IP_ADDRESS", "PHONE", "SIN", "POSTAL_CODE"}
+_JOINS = ".,-/:"  # characters that join a number to what touches it (then a digit or a letter)
+# What a text must hold for some patterns to find anything in it: tested first, a quick search of
+# the whole text spares the pattern's slower one (the audit reads megabytes of data files).
+_SIGNS = {
+    EMAIL: re.compile("@"),
+    SPELLED_EMAIL: re.compile(r"@|[(\[{<]\s*at\s*[)\]}>]|\sat\s", re.IGNORECASE),
+    URL: re.compile(r"https?://|www\.", re.IGNORECASE),
+    HANDLE: re.compile("@"),
+    IPV6: re.compile(r"::|[0-9a-f]:[0-9a-f]{1,4}:[0-9a-f]", re.IGNORECASE),
+}
+
+
+def precise_findings(text: str) -> Iterator[tuple[str, str]]:
+    """The kind (PRECISE) and text of everything the precise detectors find in `text`, with the
+    same compiled patterns the scrubber replaces, in the same order: what one finds, the next ones
+    do not look at again (an email is no handle as well). Placeholders ([EMAIL], [PHONE]) are no
+    finding. A phone number must also be a valid number (libphonenumber, Canadian rules): a lenient
+    search catches mistyped numbers in open answers, but in data files the same shape is any 10 digits."""
+    import phonenumbers
+
+    taken: list[tuple[int, int]] = []  # the spans the patterns before found, in order, none overlapping
+    digits = DIGIT.search(text) is not None
+    for (label, pattern), (_, source) in zip(compiled_patterns(), PATTERNS):
+        if label not in PRECISE or (label in NUMBERED and not digits):
+            continue
+        if source in _SIGNS and not _SIGNS[source].search(text):
+            continue
+        found = []  # this pattern's (its matches overlap no other)
+        for match in pattern.finditer(text):
+            if label in NUMBERED and not _standalone(text, match.start(), match.end()):
+                continue
+            if label == "PHONE" and not _valid_phone(match.group(), phonenumbers):
+                continue
+            at = bisect.bisect(taken, (match.start(), match.end()))
+            if (at and taken[at - 1][1] > match.start()) or (at < len(taken) and taken[at][0] < match.end()):
+                continue  # in what an earlier pattern found
+            found.append((match.start(), match.end()))
+            yield PRECISE[label], match.group()
+        taken = sorted(taken + found)  # two sorted runs: merged in linear time
+
+
+def _standalone(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] touches no token: no letter, digit, _ or # right before or after it,
+    nor a joining character (_JOINS) with one before it, or with a digit after it."""
+    before, after = text[start - 1:start], text[end:end + 1]
+    if before and (before.isalnum() or before in "_#" or
+                   (before in _JOINS and start > 1 and text[start - 2].isalnum())):
+        return False
+    return not (after and (after.isalnum() or after == "_" or
+                           (after in _JOINS and text[end + 1:end + 2].isdigit())))
+
+
+def _valid_phone(found: str, phonenumbers) -> bool:
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(found, "CA"))
+    except phonenumbers.NumberParseException:
+        return False
 
 
 def _capitalised(word: str) -> bool:

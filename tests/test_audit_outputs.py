@@ -168,7 +168,8 @@ def test_no_raw_identifier_value_in_any_output_or_warehouse_table(published: Pat
 def test_the_audit_finds_the_outputs_clean(published: Paths) -> None:
     report = run_audit(published)
     checks = {c.name: c for c in report.checks}
-    for name in ("no identifier in any output", "k-anonymity", "published cells"):
+    # nor do the figures, dates, ids and page code of a real report pass for emails or phone numbers
+    for name in ("no identifier in any output", "no identifier pattern in any output", "k-anonymity", "published cells"):
         assert checks[name].passed, (name, checks[name].details[:5])
 
 
