@@ -20,7 +20,7 @@ from pipeline.config import Paths
 from pipeline.instrument import load_instrument
 from pipeline.report import build_qa_report
 from pipeline.run import run_load
-from test_audit import consult
+from test_audit import clean, consult  # noqa: F401 (clean: the fixture of a small clean run)
 
 INSTRUMENT = load_instrument(REPO / "surveys" / "2025" / "instrument.yaml")
 PATTERN_CHECK = "no identifier pattern in any output"
@@ -36,17 +36,6 @@ file sha256 9595091258c0ffee4165550123deadbeef; wave 2025 of 2,833 rows, 1311 lo
 <blockquote>My manager [NAME] at [ORGANIZATION] gave me [PHONE] and [EMAIL], see [URL] or [HANDLE].</blockquote>
 <p>Contact research@peerworks.ca; https://peerworks.ca/consultation/2025#PREC-01 and
 <a href="https://www.ontariolivingwage.ca/rates">rates</a>.</p></body></html>"""
-
-
-@pytest.fixture
-def clean(tmp_path: Path) -> Paths:
-    """30 respondents alike in everything but a few answers: every check passes."""
-    paths = make_project(tmp_path / "project")
-    rows = [response(i, {"paid_sick_days": "1" if i <= 15 else "2", "discrimination_any": "1" if i <= 12 else "2",
-                         "health_benefits": "1" if i % 2 else "2"}) for i in range(1, 31)]
-    write_export(paths.raw / "2025" / "export.csv", INSTRUMENT, rows)
-    run_load(paths)
-    return paths
 
 
 def plant(path: Path, text: str) -> None:
