@@ -658,8 +658,16 @@ def _warehouse_texts(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, list
         "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main' "
         "ORDER BY table_name, ordinal_position").fetchall()
     for table, column in tables:
-        values = con.execute(f'SELECT DISTINCT CAST("{column}" AS VARCHAR) FROM "{table}"').fetchall()
-        yield f"{WAREHOUSE_PLACE}{table}.{column}", [value for (value,) in values if value]
+        yield f"{WAREHOUSE_PLACE}{table}.{column}", _distinct_texts(con, table, column)
+
+
+def _distinct_texts(con: duckdb.DuckDBPyConnection, table: str, column: str) -> list[str]:
+    """A column's distinct values as text (none empty). Made distinct before they are cast: a key
+    column holds the same million numbers over 60 million answer rows, and a number is far cheaper
+    to compare than its text (the cast is applied to the distinct values only)."""
+    values = con.execute(f'SELECT DISTINCT CAST("{column}" AS VARCHAR) FROM (SELECT DISTINCT "{column}" FROM "{table}")'
+                         ).fetchall()
+    return [value for (value,) in values if value]
 
 
 # --- identifier patterns -----------------------------------------------------------------------
@@ -669,6 +677,7 @@ def _warehouse_texts(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, list
 # what must be scrubbed.
 SCRUB_LIST = "deidentification.yaml"
 STYLESHEET = re.compile(r"<style\b[^>]*>.*?</style\s*>", re.IGNORECASE | re.DOTALL)
+ONE_LONG_WORD = re.compile(r"[0-9A-Za-z_]{12,}")  # a hash or response key: no precise detector finds anything in it
 URL_HOST = re.compile(r"^(?:https?://)?(?:www\.)?([^/?#:\s\"'<>()\[\]{}|\\^`]+)", re.IGNORECASE)
 
 
@@ -760,16 +769,16 @@ def _pattern_text(path: Path) -> str:
 def _warehouse_free_texts(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, list[str]]]:
     """Each text column (VARCHAR, lists of them) of every table, with its distinct values: numbers,
     dates and booleans hold no typed text (and their digits would be taken for phone numbers).
-    Left out in the database: values that are a single word of 12 ASCII letters, digits or _ or
+    Left out: values that are a single word of 12 ASCII letters, digits or _ or
     more (hashes, response keys: a million of them), in which no precise detector finds anything
     (each needs some other character, or the whole value: a phone number has 11 digits at most)."""
     columns = con.execute(
         "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main' "
         "AND data_type LIKE 'VARCHAR%' ORDER BY table_name, ordinal_position").fetchall()
     for table, column in columns:
-        values = con.execute(f"""SELECT DISTINCT text FROM (SELECT CAST("{column}" AS VARCHAR) AS text FROM "{table}")
-                                 WHERE NOT regexp_full_match(text, '[0-9A-Za-z_]{{12,}}')""").fetchall()
-        yield f"{WAREHOUSE_PLACE}{table}.{column}", [value for (value,) in values if value]
+        texts = _distinct_texts(con, table, column)
+        # filtered here, not in the query: DuckDB would test every row, not each distinct value
+        yield f"{WAREHOUSE_PLACE}{table}.{column}", [text for text in texts if not ONE_LONG_WORD.fullmatch(text)]
 
 
 def needle_index(needles: Needles) -> NeedleIndex:
