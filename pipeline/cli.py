@@ -226,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("wave", type=int, help="the new wave, e.g. 2026")
     p.add_argument("--from", dest="source", type=int, required=True, help="the wave to start from, e.g. 2025")
 
+    command("mark-published", cmd_mark_published, "Record that the release in reports/_site/ has been published "
+            "(step 8 of docs/runbook.md): its version, date and the hash of its figures go into the warehouse. From "
+            "then on a report or release with other figures under the same version is refused, so a citation of "
+            "that version always names the same numbers. Refuses when the release was not built from the current "
+            "data, or a file of it changed.")
+
     p = command("purge-raw", cmd_purge_raw, "Delete a wave's raw exports (they hold identifiers) once its release "
                 "is published, recording each file's name, hash and size in the warehouse. Refuses before.")
     p.add_argument("wave", type=int, help="the wave whose exports to delete")
@@ -445,8 +451,10 @@ def cmd_indicators(args, paths: Paths) -> int:
 
 
 def cmd_report(args, paths: Paths) -> int:
+    from pipeline.release import check_version
     from pipeline.report import build_report
 
+    check_version(paths)  # a published version keeps its figures: refused before anything is rendered
     before = _audit_passes(paths)
     if before is None:
         return EXIT_FAILED
@@ -529,6 +537,33 @@ def _release(paths: Paths, audit=None) -> bool:
     return audit is None or _audit_passes(paths, rendered=True, earlier=audit) is not None
 
 
+def _version_free(paths: Paths) -> bool:
+    """The release's version was not published with other figures (else say why, render nothing)."""
+    from pipeline.release import VersionPublished, check_version
+
+    try:
+        check_version(paths)
+    except VersionPublished as exc:
+        say(f"error: {exc}")
+        return False
+    return True
+
+
+def cmd_mark_published(args, paths: Paths) -> int:
+    from pipeline.release import mark_published
+
+    done = mark_published(paths)
+    practice = " (the synthetic consultation: practice only, never publish it)" if done.synthetic else ""
+    if done.already:
+        print(f"Release {done.version} ({done.release_date}) was already recorded as published on "
+              f"{done.published_on}, with these same figures{practice}. Nothing changed.")
+    else:
+        print(f"Recorded: release {done.version} ({done.release_date}) published on {done.published_on}{practice}. "
+              f"A report or release with other figures now needs a new version in surveys/release.yaml.")
+    print("Next: `consult status` (then `consult purge-raw WAVE` to delete the raw exports this release holds).")
+    return 0
+
+
 def cmd_release(args, paths: Paths) -> int:
     _release(paths)
     return 0
@@ -578,6 +613,9 @@ def cmd_run(args, paths: Paths) -> int:
         print_summary(summary)
         return EXIT_FAILED
     if not args.no_report:
+        if not _version_free(paths):
+            print_summary(summary)
+            return EXIT_FAILED
         result, qa = build_reports(paths, engine=args.engine, progress=say)
         say(f"report rendered by {result.engine}: {result.output_dir / 'index.html'}")
         say(f"internal QA report (never publish it): {qa.output_dir / 'index.html'}")

@@ -12,7 +12,9 @@ Rules live in surveys/disclosure.yaml.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -41,6 +43,12 @@ class DisclosureRules:
     min_group_n: int = 10
     min_cell: int = 5
     complementary: bool = True
+
+
+def rules_sha256(rules: DisclosureRules) -> str:
+    """What the suppression depends on in the rules (not the file's comments), as one hash: a run
+    recomputes the indicators when it changed, as when the definitions did."""
+    return hashlib.sha256(json.dumps(asdict(rules), sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def load_rules(path: Path) -> DisclosureRules:

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pipeline.deidentify import DerivedConcept, derived_concepts, derived_path, load_derivations
 from pipeline.derivation import linked_families
-from pipeline.disclosure import DisclosureRules, suppress, suppress_changes, suppress_gaps
+from pipeline.disclosure import DisclosureRules, rules_sha256, suppress, suppress_changes, suppress_gaps
 from pipeline.instrument import Instrument, read_yaml_model
 
 Z_95 = 1.959963984540054
@@ -709,6 +709,7 @@ def compute(
         gaps = suppress_gaps(gap_rows(estimates), rules)
         changes = suppress_changes(change_rows(estimates, catalogue, question_signatures(con)))
     _store(con, catalogue, kinds, estimates, gaps, changes)
+    con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('disclosure_sha256', ?)", [rules_sha256(rules)])
     return estimates
 
 

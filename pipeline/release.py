@@ -26,8 +26,9 @@ import hashlib
 import io
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -460,19 +461,23 @@ def datapackage(settings: ReleaseSettings, tables: Tables, resources: list[dict[
     }
 
 
-def write_release(folder: Path, settings: ReleaseSettings, tables: Tables, key: str, rules) -> None:
-    """Every file of the release into `folder` (empty), in an order where each checksum is final."""
-    files: dict[str, bytes] = {}
-    resources: list[dict[str, Any]] = []
+def figure_files(tables: Tables) -> dict[str, bytes]:
+    """The release's data tables (CSV): every figure, the catalogue and the breakdowns they are read
+    by. What a version's citation pins: they depend on the warehouse only, not on the settings."""
+    return {name: data for name, data, _resource in _tables(tables)}
+
+
+def _tables(tables: Tables) -> Iterator[tuple[str, bytes, dict[str, Any]]]:
+    """Each data table of the release: file name, bytes, data package resource."""
     for info in tables.catalogue:
         ind = str(info["indicator_id"])
         rows = tables.sorted([r for r in tables.estimates if r["indicator_id"] == ind])
         name = f"{ind}.csv"
         if Path(name).name != name or name.startswith("."):
             raise ReleaseError(f"indicator id {ind!r} cannot name a file")
-        files[name] = csv_bytes(INDICATOR_FIELDS, rows)
-        resources.append(_resource(ind.lower(), name, f"{ind}: {info['title']}", _catalogue_description(info),
-                                   files[name], INDICATOR_FIELDS, ["wave", "breakdown", "group"]))
+        data = csv_bytes(INDICATOR_FIELDS, rows)
+        yield name, data, _resource(ind.lower(), name, f"{ind}: {info['title']}", _catalogue_description(info),
+                                    data, INDICATOR_FIELDS, ["wave", "breakdown", "group"])
     tidy = [
         ("gaps", "Gaps: each group against everyone else", "For every indicator, year and group: the group's "
          "figure, everyone else's, and the gap between them with its 95% interval.", GAP_FIELDS,
@@ -486,8 +491,17 @@ def write_release(folder: Path, settings: ReleaseSettings, tables: Tables, key: 
          tables.breakdowns, ["breakdown"]),
     ]
     for name, title, description, fields, rows, primary in tidy:
-        files[f"{name}.csv"] = csv_bytes(fields, rows)
-        resources.append(_resource(name, f"{name}.csv", title, description, files[f"{name}.csv"], fields, primary))
+        data = csv_bytes(fields, rows)
+        yield f"{name}.csv", data, _resource(name, f"{name}.csv", title, description, data, fields, primary)
+
+
+def write_release(folder: Path, settings: ReleaseSettings, tables: Tables, key: str, rules) -> None:
+    """Every file of the release into `folder` (empty), in an order where each checksum is final."""
+    files: dict[str, bytes] = {}
+    resources: list[dict[str, Any]] = []
+    for name, data, resource in _tables(tables):
+        files[name] = data
+        resources.append(resource)
     files["README.md"] = readme_text(settings, tables, rules).encode("utf-8")
     files["CITATION.cff"] = citation_cff(settings, tables).encode("utf-8")
     resources += [_resource("readme", "README.md", "About these data", "What the data are, caveats, licence and "
@@ -525,7 +539,8 @@ def build_release(paths: Paths, audit=None, progress: Callable[[str], None] = la
     `audit` is an AuditReport the caller has just run on the current outputs (as `consult run`
     does after rendering); without one, the audit runs here, over the staged release too. Refuses
     (ReleaseError, nothing changed) when the audit fails, when there is nothing to release, or
-    when synthetic data would not be labelled as such."""
+    when synthetic data would not be labelled as such, or when its version was published with other
+    figures (VersionPublished)."""
     from pipeline.audit import audit_file, run_audit
     from pipeline.disclosure import load_rules
     from pipeline.render import _staging_dir, _swap_in
@@ -536,6 +551,7 @@ def build_release(paths: Paths, audit=None, progress: Callable[[str], None] = la
     tables = Tables(paths)
     if not tables.inputs:
         raise NothingToRelease(f"{paths.warehouse}: no survey responses loaded, nothing to release")
+    check_version(paths, tables)
     target = release_dir(paths)
     site_existed = paths.site.is_dir()
     staging = _staging_dir(target)
@@ -564,3 +580,126 @@ def _refusal(audit, paths: Paths, audit_file) -> str:
     failed = ", ".join(c.name for c in audit.checks if not c.passed)
     return (f"the disclosure audit failed ({failed}; see {audit_file(paths)}): no data released, "
             "the previous release (if any) is unchanged")
+
+
+# --- publication: a published version keeps its figures -----------------------------------------
+# Advocates cite figures by the release's version. Once a version is published (recorded by
+# `consult mark-published`), a report or release with other figures under the same version is
+# refused: the version in surveys/release.yaml must change first, so a citation always names the
+# numbers it quotes. Recorded in the warehouse (release_publications), beside the loads it describes.
+
+PUBLICATIONS = "release_publications"
+
+
+class VersionPublished(ReleaseError):
+    """surveys/release.yaml names a version already published with other figures."""
+
+    def __init__(self, message: str, version: str = "", published_on: str = "", suggestion: str = "") -> None:
+        super().__init__(message)
+        self.version, self.published_on, self.suggestion = version, published_on, suggestion
+
+
+def figures_sha256(files: dict[str, bytes]) -> str:
+    """One hash of the release's data tables (their names and bytes)."""
+    return _sha256("".join(f"{_sha256(files[name])}  {name}\n" for name in sorted(files)).encode("utf-8"))
+
+
+def publications(paths: Paths) -> dict[str, dict[str, Any]]:
+    """Every version recorded as published: its release date, the day it was recorded, the hash of
+    its figures and of each data table. Empty without a warehouse or before any was recorded."""
+    from pipeline.load import connect
+
+    if not paths.warehouse.exists():
+        return {}
+    with connect(paths.warehouse, read_only=True) as con:
+        if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [PUBLICATIONS]).fetchall():
+            return {}
+        rows = con.execute(f"SELECT version, release_date, published_on, figures_sha256, tables FROM {PUBLICATIONS} "
+                           "ORDER BY published_on, version").fetchall()
+    return {version: {"release_date": date.isoformat(), "published_on": on.isoformat(), "figures_sha256": digest,
+                      "tables": json.loads(tables)} for version, date, on, digest, tables in rows}
+
+
+def check_version(paths: Paths, tables: Tables | None = None) -> None:
+    """Refuse (VersionPublished) when the version in surveys/release.yaml was published with other
+    figures than the warehouse's: before anything is rendered or released, so nothing changes."""
+    settings = release_settings(paths)
+    published = publications(paths).get(settings.version)
+    if published is None:
+        return
+    files = figure_files(tables if tables is not None else Tables(paths))
+    if figures_sha256(files) == published["figures_sha256"]:
+        return
+    before = published["tables"]
+    changed = sorted(name for name in {*files, *before}
+                     if before.get(name) != (_sha256(files[name]) if name in files else None))
+    shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+    raise VersionPublished(
+        f"{settings_file(paths)}: version {settings.version} was published on {published['published_on']} "
+        f"(recorded by `consult mark-published`) and the figures have changed since ({len(changed)} data "
+        f"table(s): {shown}). A citation of version {settings.version} must keep pointing at the numbers it "
+        f"quotes: set a new version in surveys/release.yaml ({_next_version(settings.version)}) and its release "
+        "date, then run the command again. Nothing was rendered or released: reports/_site/ is as it was.",
+        settings.version, published["published_on"], _next_version(settings.version))
+
+
+def _next_version(version: str) -> str:
+    """The suggestion in a refusal: the last number of the version plus one."""
+    head, _, last = version.rpartition(".")
+    return f'e.g. version: "{head}.{int(last) + 1}"' if head and last.isdigit() else 'a version not used before'
+
+
+@dataclass
+class Publication:
+    version: str
+    release_date: str
+    published_on: str
+    synthetic: bool
+    already: bool  # the version was recorded before, with these very figures
+
+
+def mark_published(paths: Paths, today: dt.date | None = None) -> Publication:
+    """Record the release in reports/_site/data/ as published: its version, release date, today's
+    date and the hash of its data tables, read from the files as they are. Refuses, recording
+    nothing, when no release is built, when it was built from other data or settings than the
+    current ones, or when a file of it changed since it was built."""
+    from pipeline.load import connect, ensure_schema
+
+    release = read_release(paths)
+    folder = release_dir(paths)
+    if release is None:
+        raise ReleaseError(f"{folder}: no release built yet, nothing to mark. Build it with `consult report`, "
+                           "publish reports/_site/, then run `consult mark-published`.")
+    settings = release_settings(paths)
+    version = str(release.get("version", ""))
+    if version != settings.version or release.get("inputs_key") != release_key(paths):
+        raise ReleaseError(f"{folder / RELEASE_JSON}: the release there (version {version}) was not built from the "
+                           "current data and definitions, so it may not be what gets published. Build it again "
+                           "with `consult report` (or `consult release`), publish that, then mark it.")
+    files: dict[str, bytes] = {}
+    for entry in release.get("files", []):
+        path = folder / entry["path"]
+        data = path.read_bytes() if path.is_file() else None
+        if data is None or _sha256(data) != entry["sha256"]:
+            raise ReleaseError(f"{path}: {'missing' if data is None else 'changed'} since the release was built "
+                               "(SHA256SUMS no longer holds). Build it again with `consult release`, publish that, "
+                               "then mark it.")
+        if entry["path"].endswith(".csv"):
+            files[entry["path"]] = data
+    digest = figures_sha256(files)
+    recorded = publications(paths).get(version)
+    publication = Publication(version, str(release.get("date", "")), (today or dt.date.today()).isoformat(),
+                              bool(release.get("synthetic")), recorded is not None)
+    if recorded is not None:
+        if recorded["figures_sha256"] != digest:  # check_version refuses such a build: only a hand-made one
+            raise VersionPublished(f"{folder}: version {version} was recorded as published on "
+                                   f"{recorded['published_on']} with other figures; set a new version in "
+                                   "surveys/release.yaml and build the release again.")
+        publication.published_on = recorded["published_on"]
+        return publication
+    tables = json.dumps({name: _sha256(data) for name, data in sorted(files.items())}, sort_keys=True)
+    with connect(paths.warehouse) as con:
+        ensure_schema(con)  # adds the table to a warehouse made before it existed
+        con.execute(f"INSERT INTO {PUBLICATIONS} VALUES (?, ?, ?, ?, ?)",
+                    [version, release.get("date"), publication.published_on, digest, tables])
+    return publication

@@ -18,7 +18,7 @@ import duckdb
 from pipeline.anonymity import load_checked_privacy_rules, load_privacy_rules, privacy_path, protect_microdata
 from pipeline.config import Paths, export_files
 from pipeline.deidentify import deidentify, derived_path, load_derivations, load_scrubber, only_what_deidentify_reads
-from pipeline.disclosure import load_rules
+from pipeline.disclosure import load_rules, rules_sha256
 from pipeline.indicators import compute, load_checked_catalogue
 from pipeline.ingest import Export, ExportError, file_sha256, read_export
 from pipeline.instrument import Instrument, available_waves, instrument_path, load_instrument
@@ -131,8 +131,11 @@ def run_load(
             _refuse_stale_derivations(con, paths)
             loads = _prepare_new_files(con, paths, files, synthetic, summary, progress, wave)
             stored = dict(con.execute(
-                "SELECT key, value FROM warehouse_meta WHERE key IN ('indicators_sha256', 'privacy_sha256')").fetchall())
-            if not loads and stored == {"indicators_sha256": catalogue.sha256, "privacy_sha256": privacy.sha256}:
+                "SELECT key, value FROM warehouse_meta WHERE key IN "
+                "('indicators_sha256', 'privacy_sha256', 'disclosure_sha256')").fetchall())
+            current = {"indicators_sha256": catalogue.sha256, "privacy_sha256": privacy.sha256,
+                       "disclosure_sha256": rules_sha256(load_rules(paths.disclosure_file))}
+            if not loads and stored == current:
                 progress("nothing new to load; indicators are up to date")
                 return summary
             _write_atomically(con, paths, loads, run_id, catalogue, privacy, progress)

@@ -155,13 +155,36 @@ def release_state(paths: Paths, facts: dict) -> dict:
     from pipeline.release import read_release, release_key
 
     release = read_release(paths)
+    published = _published(paths, facts)
     if release is None or not facts["exists"]:
-        return {"state": "not built"}
+        return {"state": "not built", **published}
     released = {(i["sha256"], int(i["wave"])) for i in release.get("inputs", [])}
     loaded = {(f["sha256"], f["wave"]) for f in facts["ledger"]}
     current = released == loaded and release.get("inputs_key") == release_key(paths)
     return {"state": "built" if current else "out of date", "version": str(release.get("version", "")),
-            "date": str(release.get("date", "")), "waves": sorted(int(w) for w in release.get("waves", []))}
+            "date": str(release.get("date", "")), "waves": sorted(int(w) for w in release.get("waves", [])),
+            **published}
+
+
+def _published(paths: Paths, facts: dict) -> dict:
+    """The versions recorded as published (`consult mark-published`) and when, and whether the version
+    in surveys/release.yaml is one of them with other figures than the warehouse's now (then no
+    report or release can be built before it changes): the refusal's text, or None."""
+    from pipeline.release import ReleaseError, VersionPublished, check_version, publications
+
+    if not facts["exists"]:
+        return {"published": {}, "version_taken": None}
+    try:
+        check_version(paths)
+    except VersionPublished as exc:
+        taken = (f"Release version {exc.version} was published on {exc.published_on} with other figures than the "
+                 f"warehouse holds now: set a new version in surveys/release.yaml ({exc.suggestion}) and its date, "
+                 "then run `consult report`, so citations of each version keep their numbers.")
+    except ReleaseError:  # unreadable settings: the report and release commands say what is wrong
+        taken = None
+    else:
+        taken = None
+    return {"published": {v: p["published_on"] for v, p in publications(paths).items()}, "version_taken": taken}
 
 
 def _mixing_conflict(facts: dict, synthetic: bool, exports: list[RawFile]) -> dict | None:
@@ -256,12 +279,18 @@ def _next_step(paths: Paths, status: dict, outputs: dict) -> dict:
                "out of date": "Data, definitions or quote decisions changed since the last disclosure audit.",
                "not run": "The disclosure audit has not been run on these data."}[audit["state"]]
         return _step(4, "consult audit", why)
+    if release["version_taken"]:
+        return _step(5, None, release["version_taken"])
     if report["state"] != "built" or wave not in report.get("waves", []):
         return _step(5, "consult report", f"The public report is {report['state']}"
                      + ("" if report["state"] != "built" else f" but does not include wave {wave}") + ".")
     if release["state"] != "built" or wave not in release["waves"]:
         return _step(6, "consult release", f"The open data release is {release['state']}"
                      + ("" if release["state"] != "built" else f" but does not include wave {wave}") + ".")
+    if release["version"] not in release["published"]:
+        return _step(7, "consult mark-published", f"Release {release['version']} includes wave {wave}. Publish "
+                     "reports/_site/ (copy the whole folder to the website), then record it as published: its "
+                     "version then keeps these figures, so citations of it stay true.")
     if status["exports"]:
         return _step(7, f"consult purge-raw {wave}", f"Release {release['version']} includes wave {wave}. Once "
                      "reports/_site/ is published, delete the raw exports (they hold identifiers).")
@@ -322,7 +351,9 @@ def _wave_lines(s: dict, status: dict) -> list[str]:
         lines.append(f"  Report:       {report['state']} ({report['file']})")
         lines.append(f"  Release:      {release['state']}" + (f", version {release['version']} ({release['date']}), "
                                                               f"waves {', '.join(map(str, release['waves']))}"
-                                                              if release["state"] != "not built" else ""))
+                                                              if release["state"] != "not built" else "")
+                     + (f"; published {release['published'][release['version']]}"
+                        if release.get("version") in release["published"] else ""))
     if raw["days_since_loaded"] is not None:
         lines.append(f"  Raw exports:  kept {raw['days_since_loaded']} day(s) since loaded (retention "
                      f"{status['retention_days']} days)")

@@ -27,6 +27,7 @@ CYCLE_LINES = [
     "consult audit",
     "consult report",
     "consult release",
+    "consult mark-published",
     "consult purge-raw 2025 --dry-run",
     "consult purge-raw 2025",
 ]
@@ -123,8 +124,15 @@ def test_a_whole_cycle(project: Paths, cycle, capsys) -> None:
     state = status(project, capsys)
     assert state["report"]["state"] == "built" and state["release"]["state"] == "built"
     assert state["release"]["waves"] == [2023, 2024, 2025]
-    assert state["next"]["command"] == "consult purge-raw 2023"
+    assert state["next"]["command"] == "consult mark-published" and state["release"]["published"] == {}
     assert cycle("consult release") == 0
+    assert status(project, capsys, 2025)["next"]["command"] == "consult mark-published"
+
+    # 8. Publish (copying reports/_site/ is not the pipeline's part), then record it.
+    assert cycle("consult mark-published") == 0
+    state = status(project, capsys)
+    assert list(state["release"]["published"]) == [state["release"]["version"]]
+    assert state["release"]["version_taken"] is None
     assert status(project, capsys, 2025)["next"]["command"] == "consult purge-raw 2025"
 
     # 9. Purge 2025's raw exports: first a dry run, then for real.

@@ -27,7 +27,7 @@ def runbook_commands() -> list[str]:
 def test_the_runbook_has_the_whole_cycle() -> None:
     commands = runbook_commands()
     for step in ("wave new", "run", "quarantine", "quotes review", "quotes export", "quotes import", "audit",
-                 "report", "release", "purge-raw", "status"):
+                 "report", "release", "mark-published", "purge-raw", "status"):
         assert any(c.startswith(f"consult {step}") for c in commands), step
 
 

@@ -290,6 +290,17 @@ CREATE TABLE IF NOT EXISTS purges (
     release_version  VARCHAR NOT NULL     -- the published release that holds the wave
 );
 
+-- Release versions recorded as published (`consult mark-published`): a later report or release
+-- under the same version must hold the same figures (pipeline/release.py, check_version). Not named
+-- published_*: those are the views whose figures leave the warehouse.
+CREATE TABLE IF NOT EXISTS release_publications (
+    version          VARCHAR PRIMARY KEY,
+    release_date     DATE NOT NULL,       -- the release's date, from surveys/release.yaml
+    published_on     DATE NOT NULL,       -- when it was recorded: the date is the point of the record
+    figures_sha256   VARCHAR NOT NULL,    -- one hash of the release's data tables (CSV)
+    tables           VARCHAR NOT NULL     -- JSON: each data table's SHA-256, to name what changed
+);
+
 -- Small key/value facts about the warehouse (e.g. the hash of the indicator definitions).
 CREATE TABLE IF NOT EXISTS warehouse_meta (
     key   VARCHAR PRIMARY KEY,
