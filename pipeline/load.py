@@ -212,23 +212,80 @@ def _write_file(con: duckdb.DuckDBPyConnection, item: FileLoad, run_id: str, now
     _append(con, "open_text", data.open_text)
 
 
-def _write_catalogue(con: duckdb.DuckDBPyConnection, instrument: Instrument, derived: Sequence[DerivedConcept] = ()) -> None:
-    """The wave's questions, and its derived answers (section `derived`) with what they were worked out from."""
+CONCEPT_COLUMNS = ["wave", "concept", "section", "type", "disclosure", "stored", "label_en", "label_fr"]
+CHOICE_COLUMNS = ["wave", "concept", "code", "label_en", "label_fr", "score", "missing"]
+DERIVED = "derived"  # the section of the derived answers in `concepts`
+
+
+def catalogue_frames(instrument: Instrument, derived: Sequence[DerivedConcept] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The wave's questions (and derived answers) as the `concepts` and `choices` tables hold them."""
     wave = instrument.wave
-    for table in ("concepts", "choices", "derived_concepts"):
-        con.execute(f"DELETE FROM {table} WHERE wave = ?", [wave])
     concept_rows, choice_rows = [], []
-    sections = [(s.id, s.questions) for s in instrument.sections] + [("derived", [d.question for d in derived])]
+    sections = [(s.id, s.questions) for s in instrument.sections] + [(DERIVED, [d.question for d in derived])]
     for section, questions in sections:
         for q in questions:
             concept_rows.append((wave, q.id, section, q.type.value, q.disclosure.value,
                                  q.disclosure is not Disclosure.direct, q.label.en, q.label.fr))
             for c in instrument.choices_of(q):
                 choice_rows.append((wave, q.id, c.code, c.label.en, c.label.fr, c.score, c.missing))
-    _append(con, "concepts", pd.DataFrame(concept_rows, columns=[
-        "wave", "concept", "section", "type", "disclosure", "stored", "label_en", "label_fr"]))
-    _append(con, "choices", pd.DataFrame(choice_rows, columns=[
-        "wave", "concept", "code", "label_en", "label_fr", "score", "missing"]))
+    return (pd.DataFrame(concept_rows, columns=CONCEPT_COLUMNS), pd.DataFrame(choice_rows, columns=CHOICE_COLUMNS))
+
+
+# Answer codes of a question that k-anonymity adds to `choices` (the groups of its generalisation
+# levels, pipeline/anonymity.py), by question: not the questionnaire's.
+GroupCodes = dict[str, set[str]]
+
+# The rows of a loaded wave's questions (not its derived answers) and of their answers that came
+# from the questionnaire (not k-anonymity's groups). Parameters: wave, the derived section, and the
+# (concept, code) pairs of the groups as a list of structs.
+_QUESTIONNAIRE_CHOICES = """FROM choices c WHERE c.wave = $wave
+    AND c.concept IN (SELECT concept FROM concepts WHERE wave = $wave AND section <> $derived)
+    AND NOT list_contains($groups, {'concept': c.concept, 'code': c.code})"""
+
+
+def _group_pairs(groups: GroupCodes) -> list[dict[str, str]]:
+    return [{"concept": concept, "code": code} for concept, codes in sorted(groups.items()) for code in sorted(codes)]
+
+
+def stored_questionnaire(con: duckdb.DuckDBPyConnection, wave: int, groups: GroupCodes) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A loaded wave's questions (not its derived answers) as the warehouse holds them, and their
+    answers but k-anonymity's groups: comparable with catalogue_frames."""
+    concepts = con.execute(f"SELECT {', '.join(CONCEPT_COLUMNS)} FROM concepts WHERE wave = ? AND section <> ?",
+                           [wave, DERIVED]).df()
+    choices = con.execute(f"SELECT {', '.join('c.' + c for c in CHOICE_COLUMNS)} {_QUESTIONNAIRE_CHOICES}",
+                          {"wave": wave, "derived": DERIVED, "groups": _group_pairs(groups)}).df()
+    return concepts, choices
+
+
+def questionnaire_changed(con: duckdb.DuckDBPyConnection, instrument: Instrument, groups: GroupCodes) -> bool:
+    """Whether the wave's questions in the warehouse differ from its current questionnaire's."""
+    def rows(frame: pd.DataFrame) -> set[tuple]:
+        return {tuple(None if pd.isna(v) else v for v in row) for row in frame.itertuples(index=False)}
+
+    stored = stored_questionnaire(con, instrument.wave, groups)
+    return any(rows(old) != rows(new) for old, new in zip(stored, catalogue_frames(instrument)))
+
+
+def refresh_questionnaire(con: duckdb.DuckDBPyConnection, instrument: Instrument, groups: GroupCodes) -> None:
+    """Rewrite a loaded wave's questions from its current questionnaire (wording, scores, codes that
+    mean no answer), as loading another export of the wave would; its derived answers stay, and so
+    do the groups k-anonymity stored values in (it runs again only on new answers or new rules)."""
+    wave = instrument.wave
+    con.execute(f"DELETE {_QUESTIONNAIRE_CHOICES}", {"wave": wave, "derived": DERIVED, "groups": _group_pairs(groups)})
+    con.execute("DELETE FROM concepts WHERE wave = ? AND section <> ?", [wave, DERIVED])
+    concepts, choices = catalogue_frames(instrument)
+    _append(con, "concepts", concepts)
+    _append(con, "choices", choices)
+
+
+def _write_catalogue(con: duckdb.DuckDBPyConnection, instrument: Instrument, derived: Sequence[DerivedConcept] = ()) -> None:
+    """The wave's questions, and its derived answers (section `derived`) with what they were worked out from."""
+    wave = instrument.wave
+    for table in ("concepts", "choices", "derived_concepts"):
+        con.execute(f"DELETE FROM {table} WHERE wave = ?", [wave])
+    concepts, choices = catalogue_frames(instrument, derived)
+    _append(con, "concepts", concepts)
+    _append(con, "choices", choices)
     _append(con, "derived_concepts", pd.DataFrame(
         [(wave, d.question.id, ", ".join(d.reads), d.reference, d.reference_year, d.note) for d in derived],
         columns=["wave", "concept", "reads", "reference", "reference_year", "note"]))

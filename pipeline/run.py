@@ -11,7 +11,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import duckdb
 
@@ -27,12 +27,15 @@ from pipeline.load import (
     DAMAGED_SIGNS,
     MEMORY_LIMIT_VARIABLE,
     FileLoad,
+    GroupCodes,
     WarehouseError,
     connect,
     ensure_schema,
     holds_synthetic,
     loaded_hashes,
     memory_limit,
+    questionnaire_changed,
+    refresh_questionnaire,
     seen_response_keys,
     write_run,
 )
@@ -130,15 +133,17 @@ def run_load(
             _refuse_mixing(con, synthetic, paths)
             _refuse_stale_derivations(con, paths)
             loads = _prepare_new_files(con, paths, files, synthetic, summary, progress, wave)
+            groups = {concept: set(rule.group_codes()) for concept, rule in privacy.microdata.key_quasi_identifiers.items()}
+            reworded = _changed_questionnaires(con, paths, {item.instrument.wave for item in loads}, groups, progress)
             stored = dict(con.execute(
                 "SELECT key, value FROM warehouse_meta WHERE key IN "
                 "('indicators_sha256', 'privacy_sha256', 'disclosure_sha256')").fetchall())
             current = {"indicators_sha256": catalogue.sha256, "privacy_sha256": privacy.sha256,
                        "disclosure_sha256": rules_sha256(load_rules(paths.disclosure_file))}
-            if not loads and stored == current:
+            if not loads and not reworded and stored == current:
                 progress("nothing new to load; indicators are up to date")
                 return summary
-            _write_atomically(con, paths, loads, run_id, catalogue, privacy, progress)
+            _write_atomically(con, paths, loads, run_id, catalogue, privacy, progress, reworded, groups)
             summary.indicators_rebuilt = True
     except BaseException as exc:
         if created:  # a first run that failed leaves no empty warehouse behind
@@ -205,6 +210,25 @@ def derivations_sha256(paths: Paths) -> str:
     for name in sorted(load_derivations(path).references):
         digest.update((path.parent / name).read_bytes())
     return digest.hexdigest()
+
+
+def _changed_questionnaires(con, paths: Paths, loading: set[int], groups: GroupCodes,
+                            progress: Progress) -> list[Instrument]:
+    """The loaded waves (not being loaded again now) whose questionnaire changed since: wording, scores,
+    codes that mean no answer are read from the warehouse's copy when figures are computed, so the
+    copy is rewritten (as loading another export of the wave does) and the indicators recomputed.
+    What only applies when answers are read (column names, checks) applies to the next export."""
+    changed = []
+    for (wave,) in con.execute("SELECT DISTINCT wave FROM load_ledger ORDER BY wave").fetchall():
+        path = instrument_path(paths.surveys, wave)
+        if wave in loading or not path.exists():
+            continue
+        instrument = load_instrument(path)
+        if questionnaire_changed(con, instrument, groups):
+            progress(f"{path.relative_to(paths.root)}: the questionnaire changed since wave {wave} was loaded "
+                     "(wording, scores or answer codes): the warehouse's copy is updated and the indicators recomputed")
+            changed.append(instrument)
+    return changed
 
 
 def _refuse_stale_derivations(con, paths: Paths) -> None:
@@ -287,10 +311,13 @@ def _file_summary(item: FileLoad) -> FileSummary:
     )
 
 
-def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, catalogue, privacy, progress: Progress) -> None:
+def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, catalogue, privacy, progress: Progress,
+                      reworded: Sequence[Instrument] = (), groups: GroupCodes | None = None) -> None:
     progress(f"writing {len(loads)} file(s) to the warehouse and computing indicators")
     con.execute("BEGIN TRANSACTION")
     try:
+        for instrument in reworded:
+            refresh_questionnaire(con, instrument, groups or {})
         write_run(con, loads, run_id, paths.living_wage_file)
         return_freed_memory()  # the de-identified frames, now in the warehouse
         if loads:

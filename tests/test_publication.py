@@ -11,13 +11,10 @@ import json
 import duckdb
 import pytest
 
-from pipeline.audit import check_published_cells
 from pipeline.cli import main
 from pipeline.config import Paths
-from pipeline.disclosure import load_rules
 from pipeline.release import (ReleaseError, build_release, mark_published, publications, read_release,
                               release_dir, settings_file)
-from pipeline.run import run_load
 from test_release import PASSED
 
 STRICTER = "min_group_n: 15\nmin_cell: 5\ncomplementary: true\n"  # than the 11 the figures were made with
@@ -125,16 +122,3 @@ def test_mark_published_refuses_a_release_that_may_not_be_the_one_published(load
     with pytest.raises(ReleaseError, match="was not built from the current data and definitions"):
         mark_published(loaded)
     assert publications(loaded) == {}
-
-
-def test_new_disclosure_rules_alone_recompute_the_figures(loaded: Paths) -> None:
-    loaded.disclosure_file.write_text(STRICTER, encoding="utf-8")
-    summary = run_load(loaded)
-    assert summary.indicators_rebuilt
-    con = duckdb.connect(str(loaded.warehouse), read_only=True)
-    try:  # the audit's own check of every published cell, with the new rules
-        check = check_published_cells(con, load_rules(loaded.disclosure_file))
-    finally:
-        con.close()
-    assert check.passed, check.details[:3]
-    assert not run_load(loaded).indicators_rebuilt  # and only once

@@ -1,0 +1,61 @@
+"""Definitions changed after a wave was loaded apply at the next run, with nothing new to load: the
+disclosure rules, and the questionnaire's wording and scores (read from the warehouse's copy of it
+when figures are computed)."""
+
+from __future__ import annotations
+
+import duckdb
+
+from pipeline.audit import check_published_cells
+from pipeline.config import Paths
+from pipeline.disclosure import load_rules
+from pipeline.instrument import instrument_path
+from pipeline.run import run_load
+
+STRICTER = "min_group_n: 15\nmin_cell: 5\ncomplementary: true\n"  # than the 11 the figures were made with
+HIGH_DEGREE = '{code: 2, label: {en: "To a high degree", fr: "Dans une grande mesure"}, score: '
+
+
+def query(paths: Paths, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_new_disclosure_rules_alone_recompute_the_figures(loaded: Paths) -> None:
+    loaded.disclosure_file.write_text(STRICTER, encoding="utf-8")
+    summary = run_load(loaded)
+    assert summary.indicators_rebuilt
+    con = duckdb.connect(str(loaded.warehouse), read_only=True)
+    try:  # the audit's own check of every published cell, with the new rules
+        check = check_published_cells(con, load_rules(loaded.disclosure_file))
+    finally:
+        con.close()
+    assert check.passed, check.details[:3]
+    assert not run_load(loaded).indicators_rebuilt  # and only once
+
+
+def test_a_corrected_score_applies_to_the_waves_already_loaded(loaded: Paths) -> None:
+    groups = "SELECT wave, concept, code, label_en FROM choices WHERE code IN ('multiple', 'community') ORDER BY ALL"
+    generalised = query(loaded, groups)
+    assert generalised  # k-anonymity's groups, which the questionnaire does not hold
+    for wave in (2023, 2024, 2025):  # "To a high degree" scored 80 instead of 75, in every wave alike
+        path = instrument_path(loaded.surveys, wave)
+        text = path.read_text(encoding="utf-8")
+        assert HIGH_DEGREE + "75}" in text
+        path.write_text(text.replace(HIGH_DEGREE + "75}", HIGH_DEGREE + "80}"), encoding="utf-8")
+    progress: list[str] = []
+    summary = run_load(loaded, progress=progress.append)
+    assert summary.indicators_rebuilt and summary.files[0].status == "already loaded"
+    assert any("surveys/2025/instrument.yaml: the questionnaire changed since wave 2025 was loaded" in m
+               for m in progress)
+    # every respondent who answered "To a high degree" now scores 80 on that item, worked out here
+    # from the stored answers
+    scored = query(loaded, """SELECT DISTINCT w.cbi_burnt_out__score FROM answers a
+                              JOIN respondent_wide w USING (respondent_key)
+                              WHERE a.concept = 'cbi_burnt_out' AND a.value = '2'""")
+    assert scored == [(80.0,)]
+    assert query(loaded, groups) == generalised  # k-anonymity's groups are kept
+    assert not run_load(loaded).indicators_rebuilt  # and only once
