@@ -13,6 +13,8 @@ before k-anonymity generalises anything; only their result is stored.
 from __future__ import annotations
 
 import bisect
+import hashlib
+import json
 import re
 import secrets
 from dataclasses import dataclass, field, replace
@@ -31,6 +33,7 @@ from pipeline.instrument import CONCEPT_ID, Choice, Disclosure, Instrument, Labe
 from pipeline.validate import LOADED, Validation, numbers
 
 if TYPE_CHECKING:
+    import duckdb
     from pipeline.anonymity import NumericCoarsening
 
 # The respondent's own names and email: scrubbed from their free text even when no pattern knows them.
@@ -838,6 +841,34 @@ def _names_regex(names: Iterable[str]) -> re.Pattern | None:
 
 
 @lru_cache(maxsize=4)
+def scrub_lists_sha256(config_path: Path) -> str:
+    """What the scrubber reads from surveys/deidentification.yaml (its lists, not its comments), as one hash."""
+    config = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+# The stored texts that were scrubbed at load: (table, text column, column counting its placeholders).
+SCRUBBED_TEXTS = (("open_text", "text", "placeholders"), ("quarantine_issues", "value", None))
+
+
+def rescrub_stored(con: "duckdb.DuckDBPyConnection", scrubber: Scrubber) -> int:
+    """Scrub the stored open answers (and failing values) again, with lists that changed since they
+    were stored: each distinct text once. Scrubbing a scrubbed text changes only what the new lists
+    find. Returns how many stored texts changed."""
+    changed = 0
+    for table, column, placeholders in SCRUBBED_TEXTS:
+        texts = [t for (t,) in con.execute(f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL").fetchall()]
+        rows = [(text, *scrubbed) for text in texts if (scrubbed := scrubber.scrub(text))[0] != text]
+        if not rows:
+            continue
+        con.register("rescrubbed", pd.DataFrame(rows, columns=["old", "new", "found"]))
+        counted = f", {placeholders} = {table}.{placeholders} + r.found" if placeholders else ""
+        changed += con.execute(f"UPDATE {table} SET {column} = r.new{counted} FROM rescrubbed r "
+                               f"WHERE {table}.{column} = r.old").fetchall()[0][0]
+        con.unregister("rescrubbed")
+    return changed
+
+
 def load_scrubber(config_path: Path | None) -> Scrubber:
     """The scrubber of surveys/deidentification.yaml; None: the built-in patterns and name lists only."""
     config = {}

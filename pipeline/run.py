@@ -17,7 +17,8 @@ import duckdb
 
 from pipeline.anonymity import load_checked_privacy_rules, load_privacy_rules, privacy_path, protect_microdata
 from pipeline.config import Paths, export_files
-from pipeline.deidentify import deidentify, derived_path, load_derivations, load_scrubber, only_what_deidentify_reads
+from pipeline.deidentify import (deidentify, derived_path, load_derivations, load_scrubber, only_what_deidentify_reads,
+                                 rescrub_stored, scrub_lists_sha256)
 from pipeline.disclosure import load_rules, rules_sha256
 from pipeline.indicators import compute, load_checked_catalogue
 from pipeline.ingest import Export, ExportError, file_sha256, read_export
@@ -140,10 +141,11 @@ def run_load(
                 "('indicators_sha256', 'privacy_sha256', 'disclosure_sha256')").fetchall())
             current = {"indicators_sha256": catalogue.sha256, "privacy_sha256": privacy.sha256,
                        "disclosure_sha256": rules_sha256(load_rules(paths.disclosure_file))}
-            if not loads and not reworded and stored == current:
+            rescrub = _scrub_lists_changed(con, paths)
+            if not loads and not reworded and not rescrub and stored == current:
                 progress("nothing new to load; indicators are up to date")
                 return summary
-            _write_atomically(con, paths, loads, run_id, catalogue, privacy, progress, reworded, groups)
+            _write_atomically(con, paths, loads, run_id, catalogue, privacy, progress, reworded, groups, rescrub)
             summary.indicators_rebuilt = True
     except BaseException as exc:
         if created:  # a first run that failed leaves no empty warehouse behind
@@ -231,6 +233,20 @@ def _changed_questionnaires(con, paths: Paths, loading: set[int], groups: GroupC
     return changed
 
 
+def _scrub_lists_changed(con, paths: Paths) -> str | None:
+    """Why the stored texts must be scrubbed again: they were scrubbed with other lists than
+    surveys/deidentification.yaml's now, or with lists not recorded (warehouses from before this
+    was kept). None when they need not."""
+    stored = con.execute("SELECT value FROM warehouse_meta WHERE key = 'scrub_lists_sha256'").fetchall()
+    name = paths.deid_file.relative_to(paths.root)
+    if stored:
+        return f"{name} changed since the open answers were stored" if stored[0][0] != scrub_lists_sha256(
+            paths.deid_file) else None
+    if con.execute("SELECT count(*) FROM load_ledger").fetchall()[0][0]:
+        return f"{name}: the lists the open answers were stored with were not recorded"
+    return None
+
+
 def _refuse_stale_derivations(con, paths: Paths) -> None:
     """Derived answers (below_living_wage) are computed from the raw answers at load and the raw
     values are not kept: after their definitions change, the stored ones are stale, and only a
@@ -312,12 +328,19 @@ def _file_summary(item: FileLoad) -> FileSummary:
 
 
 def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, catalogue, privacy, progress: Progress,
-                      reworded: Sequence[Instrument] = (), groups: GroupCodes | None = None) -> None:
+                      reworded: Sequence[Instrument] = (), groups: GroupCodes | None = None,
+                      rescrub: str | None = None) -> None:
     progress(f"writing {len(loads)} file(s) to the warehouse and computing indicators")
     con.execute("BEGIN TRANSACTION")
     try:
         for instrument in reworded:
             refresh_questionnaire(con, instrument, groups or {})
+        if rescrub:  # before the new files: they were scrubbed with the current lists already
+            changed = rescrub_stored(con, load_scrubber(paths.deid_file))
+            progress(f"{rescrub}: the open answers stored were scrubbed again with its lists ({changed} stored "
+                     "text(s) changed; the quotes among them wait for review again)")
+        con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('scrub_lists_sha256', ?)",
+                    [scrub_lists_sha256(paths.deid_file)])
         write_run(con, loads, run_id, paths.living_wage_file)
         return_freed_memory()  # the de-identified frames, now in the warehouse
         if loads:

@@ -59,3 +59,27 @@ def test_a_corrected_score_applies_to_the_waves_already_loaded(loaded: Paths) ->
     assert scored == [(80.0,)]
     assert query(loaded, groups) == generalised  # k-anonymity's groups are kept
     assert not run_load(loaded).indicators_rebuilt  # and only once
+
+
+def test_a_name_added_to_the_scrub_lists_is_removed_from_the_stored_answers(loaded: Paths) -> None:
+    # a word of the synthetic answers stands in for an employer's name noticed in the quotes
+    before = query(loaded, "SELECT text, placeholders FROM open_text WHERE text ILIKE '%coffee%' ORDER BY ALL")
+    assert before
+    text = loaded.deid_file.read_text(encoding="utf-8")
+    assert "organizations:\n" in text
+    loaded.deid_file.write_text(text.replace("organizations:\n", "organizations:\n  - coffee\n", 1), encoding="utf-8")
+    progress: list[str] = []
+    run_load(loaded, progress=progress.append)
+    assert any("surveys/deidentification.yaml changed since the open answers were stored" in m for m in progress)
+    assert query(loaded, "SELECT count(*) FROM open_text WHERE text ILIKE '%coffee%'") == [(0,)]
+    after = query(loaded, "SELECT text, placeholders FROM open_text WHERE text LIKE '%the [ORGANIZATION].%' "
+                          "OR text LIKE '%the [ORGANIZATION]' ORDER BY ALL")
+    # the same answers, the word replaced and one more placeholder counted in each
+    assert sorted((t.replace("coffee", "[ORGANIZATION]"), n + 1) for t, n in before) == sorted(after)
+    assert not any("scrubbed again" in m for m in _run(loaded))  # and only once
+
+
+def _run(paths: Paths) -> list[str]:
+    progress: list[str] = []
+    run_load(paths, progress=progress.append)
+    return progress
