@@ -10,6 +10,8 @@ from pipeline.audit import check_published_cells
 from pipeline.config import Paths
 from pipeline.disclosure import load_rules
 from pipeline.instrument import instrument_path
+from pipeline.cli import main
+from pipeline.quotes import published_quotes, wave_review
 from pipeline.run import run_load
 
 STRICTER = "min_group_n: 15\nmin_cell: 5\ncomplementary: true\n"  # than the 11 the figures were made with
@@ -65,6 +67,11 @@ def test_a_name_added_to_the_scrub_lists_is_removed_from_the_stored_answers(load
     # a word of the synthetic answers stands in for an employer's name noticed in the quotes
     before = query(loaded, "SELECT text, placeholders FROM open_text WHERE text ILIKE '%coffee%' ORDER BY ALL")
     assert before
+    assert main(["--root", str(loaded.root), "quotes"]) == 0
+    for review in sorted((loaded.root / "data" / "review").glob("*/quotes.yaml")):  # every quote approved
+        review.write_text(review.read_text(encoding="utf-8").replace("status: pending", "status: approved"),
+                          encoding="utf-8")
+    assert any("coffee" in q.text for q in published_quotes(loaded))
     text = loaded.deid_file.read_text(encoding="utf-8")
     assert "organizations:\n" in text
     loaded.deid_file.write_text(text.replace("organizations:\n", "organizations:\n  - coffee\n", 1), encoding="utf-8")
@@ -77,6 +84,11 @@ def test_a_name_added_to_the_scrub_lists_is_removed_from_the_stored_answers(load
     # the same answers, the word replaced and one more placeholder counted in each
     assert sorted((t.replace("coffee", "[ORGANIZATION]"), n + 1) for t, n in before) == sorted(after)
     assert not any("scrubbed again" in m for m in _run(loaded))  # and only once
+    # the approvals were of the old words: the new text waits for a decision, the old is not published
+    assert main(["--root", str(loaded.root), "quotes"]) == 0
+    assert published_quotes(loaded) and not any("coffee" in q.text for q in published_quotes(loaded))
+    pending = [q.text for w in (2023, 2024, 2025) for q in wave_review(loaded, w) if q.status == "pending"]
+    assert pending and all("[ORGANIZATION]" in text for text in pending)
 
 
 def _run(paths: Paths) -> list[str]:
