@@ -201,16 +201,17 @@ WRITE_RESPONSE_IDS = {"qualtrics": "ResponseId", "surveymonkey": "Respondent ID"
 
 
 def check_structure(export: Export, instrument: Instrument) -> None:
+    sheets = "".join(f"; {note}" for note in export.notes if note.startswith("only the first sheet"))
     if export.rows == 0:
         raise StructuralError(f"{export.path}: the export has a header but no responses (if this file is not a "
-                              "survey export, move it out of data/raw/)")
+                              f"survey export, move it out of data/raw/){sheets}")
     _check_wave(export, instrument)
     present = set(export.answers.columns)
     questions = instrument.questions
     if len(present) / max(1, len(questions)) < 0.5:
         raise StructuralError(
             f"{export.path}: only {len(present)} of {len(questions)} questions of the "
-            f"{instrument.wave} instrument were found; this looks like a different survey"
+            f"{instrument.wave} instrument were found; this looks like a different survey{sheets}"
         )
     missing = [q for q in questions if q.id not in present]
     if missing:
