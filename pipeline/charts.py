@@ -208,6 +208,20 @@ def load_summary() -> pd.DataFrame:
     )
 
 
+def coverage_md() -> str:
+    """For "About these figures": the consultation years the report covers and the responses
+    included in its figures, per year ("the consultation year 2025" when there is one)."""
+    summary = load_summary()
+    if summary.empty:
+        return ""
+    years = ", ".join(str(int(w)) for w in summary["wave"])
+    if len(summary) == 1:
+        return "\n" + ui("coverage_one", years=years, included=fmt_n(summary["loaded"].iloc[0])) + "\n"
+    colon = " : " if report_lang() == "fr" else ": "
+    included = "; ".join(f"{int(r.wave)}{colon}{fmt_n(r.loaded)}" for r in summary.itertuples())
+    return "\n" + ui("coverage_many", years=years, included=included) + "\n"
+
+
 def question_labels() -> dict[str, str]:
     """Concept id -> question wording (latest wave), when the warehouse describes its instruments."""
     if not _has_table("concepts"):

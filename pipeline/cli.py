@@ -607,6 +607,17 @@ def cmd_run(args, paths: Paths) -> int:
 
     started = time.monotonic()
     summary = run_load(paths, progress=say)
+    try:
+        return _after_load(args, paths, summary, started, build_reports)
+    except KeyboardInterrupt:  # the load is committed: "nothing was written" would be wrong here
+        print_summary(summary)
+        done = "the warehouse holds this run's load" if summary.indicators_rebuilt else "the warehouse was not changed"
+        say(f"interrupted after the load: {done}; the report, QA report and release may be out of date. "
+            "Run `consult run` again to finish them (files already loaded are skipped).")
+        return 130
+
+
+def _after_load(args, paths: Paths, summary, started: float, build_reports) -> int:
     cmd_quotes(args, paths)
     before = _audit_passes(paths)
     if before is None:

@@ -254,7 +254,20 @@ def conditions_of(question: Question) -> list[Condition]:
 
 Model = TypeVar("Model", bound=BaseModel)
 # libyaml's safe loader when PyYAML was built with it: same results, about 6x faster on instruments.
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class _SafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader; a date that cannot exist (2025-30-05) is a YAML error with its line, not a ValueError."""
+
+
+def _timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
+    except ValueError as exc:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a date ({exc}); write dates as YYYY-MM-DD", node.start_mark) from None
+
+
+_SafeLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+SAFE_LOADER = _SafeLoader
 
 
 def parse_yaml(text: str | bytes) -> Any:

@@ -373,6 +373,8 @@ def _keep_run_record(paths: Paths, summary: RunSummary, loads: list[FileLoad]) -
 
 def rebuild_indicators(paths: Paths) -> int:
     catalogue = load_checked_catalogue(paths.indicators_file, paths.surveys)
+    with connect(paths.warehouse, read_only=True):  # no warehouse: say so, never create an empty one
+        pass
     with connect(paths.warehouse) as con:
         ensure_schema(con)
         con.execute("BEGIN TRANSACTION")

@@ -201,16 +201,17 @@ WRITE_RESPONSE_IDS = {"qualtrics": "ResponseId", "surveymonkey": "Respondent ID"
 
 
 def check_structure(export: Export, instrument: Instrument) -> None:
+    sheets = "".join(f"; {note}" for note in export.notes if note.startswith("only the first sheet"))
     if export.rows == 0:
         raise StructuralError(f"{export.path}: the export has a header but no responses (if this file is not a "
-                              "survey export, move it out of data/raw/)")
+                              f"survey export, move it out of data/raw/){sheets}")
     _check_wave(export, instrument)
     present = set(export.answers.columns)
     questions = instrument.questions
     if len(present) / max(1, len(questions)) < 0.5:
         raise StructuralError(
             f"{export.path}: only {len(present)} of {len(questions)} questions of the "
-            f"{instrument.wave} instrument were found; this looks like a different survey"
+            f"{instrument.wave} instrument were found; this looks like a different survey{sheets}"
         )
     missing = [q for q in questions if q.id not in present]
     if missing:
@@ -640,17 +641,36 @@ def _durations(export: Export) -> pd.Series:
 
 def _timestamps(export: Export) -> pd.DataFrame:
     """Start and end of each response as datetimes (NaT when missing or unreadable). In memory only."""
-    parsed = {}
-    for name in TIMESTAMPS:
-        if name in export.identifiers:
-            parsed[name] = _parse_datetimes(export.identifiers[name])
+    values = {name: export.identifiers[name] for name in TIMESTAMPS if name in export.identifiers}
+    read = {name: _read_datetimes(v) for name, v in values.items()}
+    parsed = {name: stamps for name, (stamps, _) in read.items()}
+    # One layout per file: the dates that are not ISO are day first when any of them must be.
+    if any(day_first for _, day_first in read.values()):
+        parsed = {name: _parse_datetimes(v, day_first=True) for name, v in values.items()}
     return pd.DataFrame(parsed, index=export.answers.index)
 
 
-def _parse_datetimes(values: pd.Series) -> pd.Series:
+def _day_first(values: pd.Series) -> bool:
+    """Whether dates are written day first (15/03/2025, as a spreadsheet set to a Canadian, French
+    or British locale saves them): some date starts with a number above 12 before a / or a dot."""
+    text = values.dropna().astype("string").str.strip()
+    return bool(text.str.match(DAY_FIRST).fillna(False).any())
+
+
+DAY_FIRST = r"^(1[3-9]|2\d|3[01])[/.]\d{1,2}[/.]\d{2,4}\b"
+
+
+def _parse_datetimes(values: pd.Series, day_first: bool | None = None) -> pd.Series:
     """Datetimes as written (NaT when missing or unreadable). A UTC offset after the time (Kobo,
     ISO 8601: 10:00:00-05:00) is dropped: the time is read as the local time written, as the
-    collection window is in local days, and one file may mix offsets (daylight saving time)."""
+    collection window is in local days, and one file may mix offsets (daylight saving time).
+    Dates that are not ISO (3/10/2025) are read month first unless `day_first` (by default: when
+    some of them can only be day first, see _day_first)."""
+    return _read_datetimes(values, day_first)[0]
+
+
+def _read_datetimes(values: pd.Series, day_first: bool | None = None) -> tuple[pd.Series, bool]:
+    """_parse_datetimes, and whether the dates that are not ISO were read day first."""
     try:
         parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
     except ValueError:  # offsets that differ from row to row
@@ -661,8 +681,10 @@ def _parse_datetimes(values: pd.Series) -> pd.Series:
         parsed = pd.to_datetime(local, errors="coerce", format="ISO8601")
     retry = parsed.isna() & local.notna()
     if retry.any():  # other layouts (e.g. 3/10/2025 10:00) are rare: parsed one by one
-        parsed[retry] = pd.to_datetime(local[retry], errors="coerce", format="mixed")
-    return parsed
+        if day_first is None:
+            day_first = _day_first(local[retry])
+        parsed[retry] = pd.to_datetime(local[retry], errors="coerce", format="mixed", dayfirst=day_first)
+    return parsed, bool(day_first)
 
 
 # An offset from UTC right after a time of day (10:00, 10:00:00, 10:00:00.123), then nothing else.

@@ -15,6 +15,7 @@ exactly as it was, or a load whose bad rows are quarantined with the right reaso
 | an answer's line break outside quotes    | ExportError naming the row, line and field counts         |
 | no response id column (removed by hand)  | StructuralError: responses would load twice               |
 | an empty file (or a BOM alone) / a header without rows | ExportError "empty" / StructuralError "no responses"      |
+| a workbook with a sheet of notes before the export | StructuralError naming the sheet read and the others |
 | another survey (shared real exports)     | StructuralError "different survey", or what the file is   |
 | another wave's export in this wave folder| StructuralError naming the wave it belongs to             |
 | a wave folder without an instrument      | RunError naming the file and the missing instrument       |
@@ -187,6 +188,24 @@ def header_only(paths: Paths) -> Path:
     return write_export(paths.raw / "2025" / "header-only.csv", instrument_of(paths), [])
 
 
+def notes_sheet_first(paths: Paths) -> Path:
+    """The export opened in Excel, a sheet of notes added in front of it and saved as .xlsx."""
+    from openpyxl import Workbook
+
+    source = good_export(paths, "notes.csv")
+    records = list(csv.reader(io.StringIO(source.read_text(encoding="utf-8-sig"))))
+    source.unlink()
+    book = Workbook()
+    book.active.title = "Notes"
+    book.active.append(["Checked by Sam, 2 June"])
+    data = book.create_sheet("Responses")
+    for record in records:
+        data.append(record)
+    path = paths.raw / "2025" / "notes.xlsx"
+    book.save(path)
+    return path
+
+
 def another_wave(paths: Paths) -> Path:
     return write_export(paths.raw / "2025" / "from-2024.csv", instrument_of(paths, 2024), [response(1)])
 
@@ -218,6 +237,8 @@ FAILURES = [
     (stray_quote, ExportError, ["not a readable CSV file: line 5:", "must be doubled"]),
     (without_response_ids, StructuralError, ["no response id column (ResponseId)", "loaded twice"]),
     (header_only, StructuralError, ["no responses"]),
+    (notes_sheet_first, StructuralError, ["no responses", "only the first sheet, 'Notes', is read",
+                                          "'Responses' (7 rows)", "must be on the first sheet"]),
     (another_wave, StructuralError, ["2024 questionnaire, not 2025", "data/raw/2024/"]),
     (no_instrument, RunError, ["no instrument for wave 2031", "2023, 2024, 2025"]),
     (shared("qualtrics/qualtrics-modern-3row.csv"), StructuralError, ["different survey"]),

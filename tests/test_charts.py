@@ -320,3 +320,20 @@ def test_key_figures_one_per_domain_linked_to_the_figure(warehouse: Path) -> Non
 def test_charts_offer_one_toolbar_button(warehouse: Path) -> None:
     # Each toolbar button is a tab stop: only "download as PNG" is kept.
     assert '"modeBarButtons": [["toImage"]]' in charts.region_chart("PREC-01")
+
+
+def test_the_years_covered_read_as_a_sentence_for_one_year_or_several(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = make_warehouse(tmp_path / "consultation.duckdb", synthetic=False)
+    monkeypatch.setenv("CONSULT_WAREHOUSE", str(path))
+    assert charts.coverage_md().strip() == ("This report covers the consultation years 2024, 2025. Responses "
+                                            "included in the figures, by year: 2024: 200; 2025: 312.")
+    con = duckdb.connect(str(path))
+    con.execute("DELETE FROM load_ledger WHERE wave = 2024")
+    con.execute("UPDATE load_ledger SET rows_loaded = 1312")
+    con.close()
+    assert charts.coverage_md().strip() == ("This report covers the consultation year 2025. Responses included "
+                                            "in the figures: 1,312.")
+    monkeypatch.setenv("CONSULT_LANG", "fr")
+    assert charts.coverage_md().strip() == ("Ce rapport couvre l'année de consultation 2025. Réponses comptées "
+                                            "dans les chiffres : 1\u00a0312.")

@@ -136,3 +136,26 @@ def test_validate_counts_responses_the_warehouse_holds_as_duplicates(tmp_path: P
     assert result.returncode == 0, result.stderr
     counts = json.loads(result.stdout)
     assert (counts["loaded"], counts["duplicate"]) == (1, 3)
+
+
+def test_ctrl_c_after_the_load_does_not_claim_nothing_was_written(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Ctrl-C while `consult run` renders, once the load is committed: the message says the
+    warehouse holds the load and what to run, not "nothing was written to the warehouse"."""
+    from conftest import make_project
+    from pipeline import cli
+    from pipeline.load import connect
+
+    paths: Paths = make_project(tmp_path / "project")
+    instrument = load_instrument(paths.surveys / "2025" / "instrument.yaml")
+    write_export(paths.raw / "2025" / "export.csv", instrument, [response(i) for i in range(6)])
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_quotes", interrupted)
+    assert cli.main(["--root", str(paths.root), "run"]) == 130
+    said = capsys.readouterr().err
+    assert "nothing was written" not in said
+    assert "interrupted after the load: the warehouse holds this run's load" in said and "`consult run`" in said
+    with connect(paths.warehouse, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM load_ledger").fetchone()[0] == 1

@@ -197,6 +197,16 @@ def test_a_failing_definition_leaves_the_warehouse_as_it_was(loaded: Paths) -> N
     assert marts(loaded) == before
 
 
+def test_recomputing_without_a_warehouse_says_so_and_creates_none(empty_project: Paths) -> None:
+    """`consult indicators` before any run: the same message as every other command, not
+    "computed 0 indicator cells" and an empty warehouse a report could then be rendered from."""
+    from pipeline.load import WarehouseError
+
+    with pytest.raises(WarehouseError, match="no warehouse yet; run `consult run`"):
+        rebuild_indicators(empty_project)
+    assert not empty_project.warehouse.exists()
+
+
 def consult(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, cwd=REPO,
                           timeout=300)

@@ -98,6 +98,21 @@ def test_not_yaml_at_all(tmp_path: Path) -> None:
         load_instrument(path)
 
 
+def test_an_impossible_date_names_the_file_and_line(tmp_path: Path) -> None:
+    """Day and month swapped in the collection window (2025-30-05): YAML reads it as a date that
+    cannot exist; the error says so, with the file and line, not a traceback."""
+    text = (REPO / "surveys" / "2025" / "instrument.yaml").read_text(encoding="utf-8")
+    line = next(n for n, row in enumerate(text.splitlines(), start=1) if row.startswith("collection_window:"))
+    path = tmp_path / "instrument.yaml"
+    path.write_text(text.replace("end: 2025-05-30", "end: 2025-30-05", 1), encoding="utf-8")
+    with pytest.raises(InstrumentError) as error:
+        load_instrument(path)
+    message = str(error.value)
+    assert str(path) in message and "not valid YAML" in message
+    assert "'2025-30-05' is not a date" in message and "YYYY-MM-DD" in message
+    assert f"line {line}," in message
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InstrumentError, match="cannot read"):
         load_instrument(tmp_path / "nowhere.yaml")

@@ -238,6 +238,30 @@ def test_dates_outside_the_collection_window_are_quarantined_without_the_timesta
         assert stamp not in kept
 
 
+def test_day_first_dates_as_a_spreadsheet_rewrites_them_are_read_day_first(tmp_path: Path) -> None:
+    """An export opened and saved in a spreadsheet set to a Canadian (or French, British) locale
+    has its timestamps rewritten day first: 09/03/2025 is 9 March. One day above 12 in the first
+    place shows the layout; the whole file is then read that way, not month first (which put
+    9 March in September, outside the window, and 4 March in April)."""
+    rows = [
+        response(1, StartDate="09/03/2025 18:11", EndDate="09/03/2025 18:20"),  # 9 March: inside
+        response(2, StartDate="15/03/2025 09:56", EndDate="15/03/2025 10:14"),  # 15 March: day first
+        response(3, StartDate="02/03/2025 23:50", EndDate="03/03/2025 00:10"),  # 2 March: before opening
+    ]
+    got, _ = outcomes(tmp_path, rows)
+    assert got == [("loaded", None), ("loaded", None), ("quarantined", "outside_collection_window")]
+
+
+def test_month_first_dates_stay_month_first(tmp_path: Path) -> None:
+    rows = [
+        response(1, StartDate="3/9/2025 6:11:00 PM", EndDate="3/9/2025 6:20:00 PM"),  # 9 March
+        response(2, StartDate="3/15/2025 9:56", EndDate="3/15/2025 10:14"),  # 15 March: month first
+        response(3, StartDate="6/1/2025 9:56", EndDate="6/1/2025 10:14"),  # 1 June: after closing
+    ]
+    got, _ = outcomes(tmp_path, rows)
+    assert got == [("loaded", None), ("loaded", None), ("quarantined", "outside_collection_window")]
+
+
 # --- rules declared in rules.yaml -------------------------------------------------------------
 
 

@@ -56,4 +56,15 @@ def read_layout(raw: RawFile, platform: str | None = None) -> Layout:
     adapter = adapter_for(platform) if platform else ADAPTERS[detect(raw).platform]
     if not raw.main.head or not any(c.strip() for c in raw.main.head[0]):
         raise ReadError("the first row is empty: an export starts with its header row")
-    return adapter.layout(raw)
+    layout = adapter.layout(raw)
+    if raw.file_format == "xlsx" and len(raw.tables) > 1 and adapter.name != "kobo":  # Kobo names its own sheets
+        layout.notes.append(first_sheet_note(raw))
+    return layout
+
+
+def first_sheet_note(raw: RawFile) -> str:
+    """For a workbook of several sheets: only the first is read (a sheet of notes or a pivot table
+    put in front of the export is read instead of it)."""
+    others = ", ".join(f"{t.sheet!r} ({t.size} rows)" for t in raw.tables[1:])  # as the spreadsheet counts them
+    return (f"only the first sheet, {raw.main.sheet!r}, is read; the workbook's other sheets are not: {others} "
+            "(the responses must be on the first sheet)")
