@@ -197,13 +197,22 @@ def ledger() -> pd.DataFrame:
 
 
 def load_summary() -> pd.DataFrame:
-    """Ledger totals per wave: counts of responses only, nothing about anyone."""
+    """Responses per wave and what became of them: counts only, nothing about anyone. A response
+    read from several exports (a corrected re-export repeats the others) counts once, by its keyed
+    response id, with the best of its outcomes (loaded, set aside, excluded, duplicate): the rows
+    read from the files would count it once per file. Rows without a response id count each."""
     return query(
         """
-        SELECT wave, bool_or(synthetic) AS synthetic, count(*) AS files,
-               sum(rows_read) AS read, sum(rows_loaded) AS loaded, sum(rows_excluded) AS excluded,
-               sum(rows_duplicate) AS duplicates, sum(rows_quarantined) AS quarantined
-        FROM load_ledger GROUP BY wave ORDER BY wave
+        WITH responses AS (
+            SELECT l.wave, bool_or(l.synthetic) AS synthetic,
+                   min(CASE o.outcome WHEN 'loaded' THEN 1 WHEN 'quarantined' THEN 2
+                                      WHEN 'excluded' THEN 3 ELSE 4 END) AS outcome
+            FROM row_outcomes o JOIN load_ledger l USING (file_sha256)
+            GROUP BY l.wave, coalesce(o.response_key, o.file_sha256 || '#' || o.source_row))
+        SELECT wave, bool_or(synthetic) AS synthetic, count(*) AS read,
+               count(*) FILTER (WHERE outcome = 1) AS loaded, count(*) FILTER (WHERE outcome = 3) AS excluded,
+               count(*) FILTER (WHERE outcome = 4) AS duplicates, count(*) FILTER (WHERE outcome = 2) AS quarantined
+        FROM responses GROUP BY wave ORDER BY wave
         """
     )
 

@@ -183,6 +183,8 @@ def _write_file(con: duckdb.DuckDBPyConnection, item: FileLoad, run_id: str, now
         "source_row": export.source_rows_of(validation.outcome.index.to_numpy()),
         "outcome": validation.outcome.values,
         "reason": validation.reason.values,
+        "response_key": (validation.response_keys.reindex(validation.outcome.index).values
+                         if validation.response_keys is not None else None),
     })
     _append(con, "row_outcomes", outcomes)
     issues = pd.DataFrame(

@@ -53,15 +53,19 @@ def make_warehouse(path: Path, synthetic: bool) -> Path:
     )
     con.executemany("INSERT INTO published_estimates VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", ESTIMATES)
     con.execute(
-        """CREATE TABLE load_ledger(file_name VARCHAR, wave INTEGER, platform VARCHAR, synthetic BOOLEAN,
-           rows_read INTEGER, rows_loaded INTEGER, rows_quarantined INTEGER, rows_excluded INTEGER,
-           rows_duplicate INTEGER)"""
+        """CREATE TABLE load_ledger(file_sha256 VARCHAR, file_name VARCHAR, wave INTEGER, platform VARCHAR,
+           synthetic BOOLEAN, rows_read INTEGER, rows_loaded INTEGER, rows_quarantined INTEGER,
+           rows_excluded INTEGER, rows_duplicate INTEGER)"""
     )
-    con.executemany(
-        "INSERT INTO load_ledger VALUES (?,?,?,?,?,?,?,?,?)",
-        [("w2024.csv", 2024, "qualtrics", synthetic, 230, 200, 10, 15, 5),
-         ("w2025.csv", 2025, "qualtrics", synthetic, 350, 312, 8, 20, 10)],
-    )
+    files = [("a" * 64, "w2024.csv", 2024, "qualtrics", synthetic, 230, 200, 10, 15, 5),
+             ("b" * 64, "w2025.csv", 2025, "qualtrics", synthetic, 350, 312, 8, 20, 10)]
+    con.executemany("INSERT INTO load_ledger VALUES (?,?,?,?,?,?,?,?,?,?)", files)
+    con.execute("CREATE TABLE row_outcomes(file_sha256 VARCHAR, source_row INTEGER, outcome VARCHAR, reason VARCHAR, "
+                "response_key VARCHAR)")
+    for sha, *_, loaded, quarantined, excluded, duplicate in files:  # each row its own response
+        outcomes = ["loaded"] * loaded + ["quarantined"] * quarantined + ["excluded"] * excluded + ["duplicate"] * duplicate
+        con.executemany("INSERT INTO row_outcomes VALUES (?, ?, ?, NULL, ?)",
+                        [(sha, row, outcome, f"{sha[0]}{row}") for row, outcome in enumerate(outcomes, start=4)])
     con.close()
     return path
 
@@ -330,7 +334,7 @@ def test_the_years_covered_read_as_a_sentence_for_one_year_or_several(
                                             "included in the figures, by year: 2024: 200; 2025: 312.")
     con = duckdb.connect(str(path))
     con.execute("DELETE FROM load_ledger WHERE wave = 2024")
-    con.execute("UPDATE load_ledger SET rows_loaded = 1312")
+    con.execute(f"INSERT INTO row_outcomes SELECT '{'b' * 64}', 1000 + i, 'loaded', NULL, 'more' || i FROM range(1000) t(i)")
     con.close()
     assert charts.coverage_md().strip() == ("This report covers the consultation year 2025. Responses included "
                                             "in the figures: 1,312.")

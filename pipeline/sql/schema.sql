@@ -27,8 +27,13 @@ CREATE TABLE IF NOT EXISTS row_outcomes (
     source_row   INTEGER NOT NULL,
     outcome      VARCHAR NOT NULL CHECK (outcome IN ('loaded', 'quarantined', 'excluded', 'duplicate')),
     reason       VARCHAR,
+    -- the keyed hash of the row's platform response id (as seen_responses), or NULL without one:
+    -- a response read again from a corrected re-export is counted once in the public report
+    response_key VARCHAR,
     PRIMARY KEY (file_sha256, source_row)
 );
+-- added after warehouses were made without it (their rows keep NULL: counted as before, by row)
+ALTER TABLE row_outcomes ADD COLUMN IF NOT EXISTS response_key VARCHAR;
 
 -- Every failed rule of every quarantined row. `value` is scrubbed as open answers are (names,
 -- emails, phone numbers... replaced by [NAME], [EMAIL], [PHONE]), NULL where any value could identify.
