@@ -186,14 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = reviewing.add_parser("export", help="Write one wave's quotes to a CSV file for a spreadsheet",
                              description="Write one wave's quotes to a CSV file (columns id, wave, question, text, "
                              "decision, note). Fill in `decision` (approve or reject; blank = not decided) and "
-                             "`note`, save as CSV UTF-8, then `consult quotes import FILE.csv`.")
+                             "`note`, save as CSV UTF-8, then `consult quotes import FILE.csv`. Do not edit `text`: "
+                             "the report publishes the stored words; to remove a name, reject the quote or add the "
+                             "name to surveys/deidentification.yaml.")
     p.set_defaults(handler=cmd_quotes_export)
     p.add_argument("--wave", type=int, required=True, help="the wave")
     p.add_argument("file", help="the CSV file to write (never replaces an existing file)")
     p = reviewing.add_parser("import", help="Record the decisions of a reviewed quotes CSV",
                              description="Record the decisions of a CSV written by `consult quotes export`. Every "
-                             "row is checked first: if one row is wrong (unknown id, wave or decision), the error "
-                             "names it and nothing changes.")
+                             "row is checked first: if one row is wrong (unknown id, wave or decision, or a quote "
+                             "approved whose text was edited: the report would publish the stored words, not the "
+                             "edit), the error names it and nothing changes. Edited text in a rejected or pending "
+                             "row is not used, and the import says so.")
     p.set_defaults(handler=cmd_quotes_import)
     p.add_argument("file", help="the reviewed CSV file")
     p.add_argument("--reviewer", default="", help="your name, recorded with each decision")
@@ -732,7 +736,8 @@ def cmd_quotes_export(args, paths: Paths) -> int:
     rows = export_csv(paths, args.wave, Path(args.file))
     print(f"Wrote {rows} quote(s) of wave {args.wave} to {args.file}. Next: open it in a spreadsheet, write approve "
           "or reject in the `decision` column (blank = not decided yet), save as CSV UTF-8, then "
-          f"`consult quotes import {args.file}`.")
+          f"`consult quotes import {args.file}`. Do not edit the `text` column: a quote whose text was edited "
+          "cannot be approved (reject it, or add the name to surveys/deidentification.yaml).")
     return 0
 
 

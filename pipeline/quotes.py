@@ -11,7 +11,8 @@ given) of each decision. The file holds scrubbed text only, but it comes from re
 lives under data/ and is never committed. `consult run` (or `consult quotes`) adds new candidates
 and keeps every decision. Each file says whether it comes from real answers or from the synthetic
 practice run; the practice files are removed once the warehouse holds real answers. The report publishes exactly the approved ids, with the text as stored in
-the warehouse.
+the warehouse: quote text is never edited by hand, so a sheet whose `text` was changed cannot
+approve that quote (a name is removed with surveys/deidentification.yaml instead).
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ HEADER = """\
 # {origin}
 # `consult run` (or `consult quotes`) adds new candidates and keeps every decision made here.
 """
+# What to do instead of editing a quote's words (in the import's refusal and notes).
+SCRUB_ADVICE = ("To remove a name or organisation everywhere, add it to surveys/deidentification.yaml "
+                "(under organizations, places, or extra_first_names for a person's given name): at the next "
+                "`consult run` it is scrubbed from every stored answer, and the quotes whose text changed come "
+                "back for review.")
 ORIGINS = {
     "real": "This file comes from real answers: it stays in data/review/ and is never committed.",
     "synthetic": "This file comes from the SYNTHETIC consultation (invented answers), for practice. It is "
@@ -285,11 +291,15 @@ def _inert(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def import_csv(paths: Paths, source: Path, reviewer: str = "", today: dt.date | None = None) -> dict[int, Counter]:
+def import_csv(paths: Paths, source: Path, reviewer: str = "", today: dt.date | None = None,
+               show: Callable[[str], None] = print) -> dict[int, Counter]:
     """Apply the decisions of a CSV written by `export_csv` (after editing the `decision` and
-    `note` columns). Every row is checked first: one bad row and nothing changes. Returns, per
-    wave, how many quotes were approved, rejected or put back to pending by this import (rows
-    whose decision and note did not change are not counted and keep their date)."""
+    `note` columns). Every row is checked first: one bad row and nothing changes. A row approving a
+    quote whose `text` was changed is a bad row: the report publishes the stored words, never the
+    sheet's, so the reviewer's redaction would silently be lost. Rejected or pending rows with
+    changed text publish nothing: they are recorded, and `show` tells the reviewer the change was
+    not used. Returns, per wave, how many quotes were approved, rejected or put back to pending by
+    this import (rows whose decision and note did not change are not counted and keep their date)."""
     rows = _read_csv(source)
     missing = [c for c in ("id", "wave", "decision") if rows and c not in rows[0][1]]
     if not rows or missing:
@@ -298,8 +308,15 @@ def import_csv(paths: Paths, source: Path, reviewer: str = "", today: dt.date | 
     reviews: dict[int, dict[str, Quote]] = {}
     changes: dict[int, dict[str, tuple[str, str]]] = {}
     errors: list[str] = []
+    edited_approvals = False
+    unused_edits: list[str] = []  # rows whose changed text publishes nothing: said, not refused
     for number, row in rows:
         problem, wave, quote_id, change = _check_row(paths, row, reviews)
+        if not problem and change and _text_edited(row, reviews[wave][quote_id]):
+            if change[0] == "approved":
+                problem, edited_approvals = EDITED_APPROVAL.format(quote_id=quote_id), True
+            else:
+                unused_edits.append(f"  row {number}, quote {quote_id}: {UNUSED_EDIT[change[0]]}")
         if problem:
             errors.append(f"  row {number}, {problem}")
         elif quote_id in changes.get(wave, {}):
@@ -308,14 +325,39 @@ def import_csv(paths: Paths, source: Path, reviewer: str = "", today: dt.date | 
             changes.setdefault(wave, {})[quote_id] = change
     if errors:
         raise QuoteReviewError(f"{source}: nothing was changed; fix these rows and import again:\n"
-                               + "\n".join(errors[:30]) + (f"\n  ... and {len(errors) - 30} more" if len(errors) > 30 else ""))
+                               + "\n".join(errors[:30]) + (f"\n  ... and {len(errors) - 30} more" if len(errors) > 30 else "")
+                               + (f"\n{EDIT_ADVICE}" if edited_approvals else ""))
     applied: dict[int, Counter] = {}
     for wave, decisions in changes.items():
         changed = {i: d for i, d in decisions.items() if d != (reviews[wave][i].status, reviews[wave][i].note)}
         if changed:
             decide(paths, wave, changed, reviewer, today)
         applied[wave] = Counter(status for status, _note in changed.values())
+    if unused_edits:
+        show(f"Note ({source}): quote text cannot be edited in the spreadsheet; the changed text of these rows "
+             "was not used:\n" + "\n".join(unused_edits) + f"\n{SCRUB_ADVICE}")
     return applied
+
+
+EDITED_APPROVAL = ("column text: the text of quote {quote_id} was changed; quote text cannot be edited in the "
+                   "spreadsheet (the report would publish the stored words, not the sheet's)")
+EDIT_ADVICE = ("To publish such a quote as stored, put its text back as exported; to keep it out of the report, "
+               "write reject instead (the changed text can stay). " + SCRUB_ADVICE)
+# What the reviewer is told about a row whose changed text was not used, by the decision recorded.
+UNUSED_EDIT = {"rejected": "recorded as rejected (not published)",
+               "pending": "left pending (not published; if reviewed again, it shows its stored words)"}
+
+
+def _text_edited(row: dict[str, str], stored: Quote) -> bool:
+    """Whether the sheet's `text` cell holds other words than the stored quote (a sheet without the
+    column edited nothing)."""
+    return "text" in row and _comparable(row["text"]) != _comparable(stored.text)
+
+
+def _comparable(text: str) -> str:
+    """Text as a spreadsheet may give it back unedited: surrounding and repeated whitespace (and
+    Windows line ends) do not count, nor the apostrophe `_inert` puts before a formula-like answer."""
+    return " ".join(text.strip().removeprefix("'").split())
 
 
 def _read_csv(source: Path) -> list[tuple[int, dict[str, str]]]:

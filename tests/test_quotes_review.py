@@ -11,11 +11,13 @@ import yaml
 
 from pipeline.anonymity import QuoteRules
 from pipeline.config import Paths
+from pipeline.cli import main
 from pipeline.quotes import (
     Quote,
     QuoteReviewError,
     export_csv,
     import_csv,
+    published_quotes,
     refresh_review_files,
     review_file,
     review_interactively,
@@ -40,6 +42,23 @@ def reviewed(empty_project: Paths) -> Paths:
 
 def entries(paths: Paths, wave: int = 2025) -> dict[str, dict]:
     return {e["id"]: e for e in yaml.safe_load(review_file(paths, wave).read_text(encoding="utf-8"))["quotes"]}
+
+
+def row(quote_id: str, wave: str, text: str, decision: str, note: str = "") -> dict[str, str]:
+    return {"id": quote_id, "wave": wave, "question": "open_drift", "text": text, "decision": decision, "note": note}
+
+
+def read_sheet(sheet: Path) -> list[dict[str, str]]:
+    with sheet.open(encoding="utf-8-sig", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_sheet(sheet: Path, rows: list[dict[str, str]]) -> None:
+    """As a spreadsheet saves CSV: Windows line ends (the csv module's default)."""
+    with sheet.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def answers(*typed: str):
@@ -116,14 +135,13 @@ def test_export_never_replaces_a_file(reviewed: Paths, tmp_path: Path) -> None:
 def test_a_bad_row_names_the_row_and_column_and_nothing_changes(reviewed: Paths, tmp_path: Path) -> None:
     before = review_file(reviewed, 2025).read_bytes()
     sheet = tmp_path / "bad.csv"
-    sheet.write_text("id,wave,question,text,decision,note\n"
-                     "Q-0000000000,2025,open_drift,x,approve,\n"       # row 2: fine
-                     "Q-0000000001,2025,open_drift,x,aprove,\n"        # row 3: misspelt decision
-                     "Q-9999999999,2025,open_drift,x,reject,\n"        # row 4: unknown id
-                     "Q-0000000002,25,open_drift,x,reject,\n"          # row 5: not a wave
-                     "Q-0000000003,2024,open_drift,x,reject,\n"        # row 6: a wave with no review file
-                     "Q-0000000000,2025,open_drift,x,reject,\n",       # row 7: the same quote twice
-                     encoding="utf-8")
+    # each row's text as exported (quote text is not edited in the sheet)
+    write_sheet(sheet, [row("Q-0000000000", "2025", TEXTS[0], "approve"),  # row 2: fine
+                        row("Q-0000000001", "2025", TEXTS[1], "aprove"),   # row 3: misspelt decision
+                        row("Q-9999999999", "2025", "x", "reject"),        # row 4: unknown id
+                        row("Q-0000000002", "25", TEXTS[2], "reject"),     # row 5: not a wave
+                        row("Q-0000000003", "2024", TEXTS[3], "reject"),   # row 6: a wave with no review file
+                        row("Q-0000000000", "2025", TEXTS[0], "reject")])  # row 7: the same quote twice
     with pytest.raises(QuoteReviewError) as error:
         import_csv(reviewed, sheet, today=DAY)
     message = str(error.value)
@@ -198,3 +216,64 @@ def test_review_files_say_their_source_and_practice_ones_go_once_real_answers_ar
                    encoding="utf-8")
     refresh_review_files(empty_project, rules)
     assert not left.exists() and old.exists()
+
+
+def test_approving_a_quote_whose_text_was_edited_is_refused_and_nothing_is_published(
+        loaded: Paths, tmp_path: Path, capsys) -> None:
+    # A reviewer removes words (a name, say) from a quote's text in the sheet and approves it: the
+    # report would publish the stored words, so the whole import is refused.
+    root = ["--root", str(loaded.root)]
+    sheet = tmp_path / "quotes-2025.csv"
+    assert main([*root, "quotes"]) == 0
+    assert main([*root, "quotes", "export", "--wave", "2025", str(sheet)]) == 0
+    rows = read_sheet(sheet)
+    original = rows[1]["text"]
+    rows[1]["text"], rows[1]["decision"] = " ".join(original.split()[1:]), "approve"
+    rows[0]["decision"] = "approve"  # text untouched: fine on its own
+    write_sheet(sheet, rows)
+    before = review_file(loaded, 2025).read_bytes()
+    capsys.readouterr()
+    assert main([*root, "quotes", "import", str(sheet)]) == 2
+    message = capsys.readouterr().err
+    assert f"{sheet}: nothing was changed" in message
+    assert f"row 3, column text: the text of quote {rows[1]['id']} was changed" in message
+    assert "quote text cannot be edited in the spreadsheet" in message and "row 2" not in message
+    assert "write reject" in message and "surveys/deidentification.yaml" in message
+    assert "scrubbed from every stored answer" in message and "come back for review" in message
+    assert review_file(loaded, 2025).read_bytes() == before
+    assert published_quotes(loaded) == []  # neither the original words nor the edit
+
+
+def test_text_as_a_spreadsheet_gives_it_back_is_not_an_edit(reviewed: Paths, tmp_path: Path) -> None:
+    sheet = tmp_path / "quotes-2025.csv"
+    export_csv(reviewed, 2025, sheet)
+    rows = read_sheet(sheet)
+    assert rows[1]["text"].startswith("'=")  # the export's guard against formulas...
+    rows[1]["text"] = rows[1]["text"][1:]  # ...which a spreadsheet drops when it saves
+    rows[0]["text"] = "  " + TEXTS[0].replace(" ", "\r\n", 1).replace(" chart ", " chart   ") + " \r\n"
+    for r in rows:
+        r["decision"] = "approve"
+    write_sheet(sheet, rows)
+    assert import_csv(reviewed, sheet, today=DAY) == {2025: {"approved": 4}}
+    assert [e["text"] for e in entries(reviewed).values()] == TEXTS
+
+
+def test_edited_text_in_a_rejected_or_pending_row_is_not_used_and_the_reviewer_is_told(
+        reviewed: Paths, tmp_path: Path) -> None:
+    sheet = tmp_path / "quotes-2025.csv"
+    export_csv(reviewed, 2025, sheet)
+    rows = read_sheet(sheet)
+    rows[0]["text"], rows[0]["decision"] = "My manager asks me to chart.", "reject"
+    rows[2]["text"] = "We are never paid for the training."  # decision left blank: pending
+    rows[3]["decision"] = "approve"
+    write_sheet(sheet, rows)
+    shown: list[str] = []
+    assert import_csv(reviewed, sheet, today=DAY, show=shown.append) == {2025: {"rejected": 1, "approved": 1}}
+    saved = entries(reviewed)
+    assert (saved["Q-0000000000"]["status"], saved["Q-0000000000"]["text"]) == ("rejected", TEXTS[0])
+    assert (saved["Q-0000000002"]["status"], saved["Q-0000000002"]["text"]) == ("pending", TEXTS[2])
+    (note,) = shown
+    assert str(sheet) in note and "quote text cannot be edited in the spreadsheet" in note
+    assert "row 2, quote Q-0000000000: recorded as rejected (not published)" in note
+    assert "row 4, quote Q-0000000002: left pending (not published" in note
+    assert "row 5" not in note and "surveys/deidentification.yaml" in note
