@@ -141,6 +141,7 @@ def refresh_review_files(paths: Paths, rules: QuoteRules) -> dict[int, Counter]:
     for wave, found in candidates(paths, rules).items():
         path = review_file(paths, wave)
         decided = read_review(path)
+        refuse_edited_approvals(path, found, decided)
         current = {q.id for q in found}
         entries = [_with_decision(q, decided.get(q.id)) for q in found]
         entries += [q for q in decided.values() if q.id not in current and q.status != "pending"]
@@ -191,6 +192,7 @@ def published_quotes(paths: Paths, rules: QuoteRules | None = None) -> list[Quot
     published = []
     for wave, found in sorted(candidates(paths, rules).items(), reverse=True):
         decided = read_review(review_file(paths, wave))
+        refuse_edited_approvals(review_file(paths, wave), found, decided)
         published += [q for q in found if q.id in decided and decided[q.id].status == "approved"]
     return published
 
@@ -346,6 +348,19 @@ EDIT_ADVICE = ("To publish such a quote as stored, put its text back as exported
 # What the reviewer is told about a row whose changed text was not used, by the decision recorded.
 UNUSED_EDIT = {"rejected": "recorded as rejected (not published)",
                "pending": "left pending (not published; if reviewed again, it shows its stored words)"}
+
+
+def refuse_edited_approvals(path: Path, found: list[Quote], decided: dict[str, Quote]) -> None:
+    """A quote approved in the review file whose `text` there was edited by hand: the report would
+    publish the stored words, not the file's, so the approval is not used. Refused, naming each."""
+    edited = [q.id for q in found if (d := decided.get(q.id)) is not None and d.status == "approved"
+              and _comparable(d.text) != _comparable(q.text)]
+    if edited:
+        shown = ", ".join(edited[:10]) + (f" and {len(edited) - 10} more" if len(edited) > 10 else "")
+        raise QuoteReviewError(
+            f"{path}: quote(s) {shown} are approved but their `text` was edited in the file; the report publishes "
+            "the stored words, never the file's, so nothing was published or changed. Put the text back as it was, "
+            f"or set `status: rejected`. {SCRUB_ADVICE}")
 
 
 def _text_edited(row: dict[str, str], stored: Quote) -> bool:

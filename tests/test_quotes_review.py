@@ -15,6 +15,7 @@ from pipeline.cli import main
 from pipeline.quotes import (
     Quote,
     QuoteReviewError,
+    candidates,
     export_csv,
     import_csv,
     published_quotes,
@@ -277,3 +278,28 @@ def test_edited_text_in_a_rejected_or_pending_row_is_not_used_and_the_reviewer_i
     assert "row 2, quote Q-0000000000: recorded as rejected (not published)" in note
     assert "row 4, quote Q-0000000002: left pending (not published" in note
     assert "row 5" not in note and "surveys/deidentification.yaml" in note
+
+
+def test_a_quote_approved_with_its_text_edited_in_the_review_file_is_refused(loaded: Paths, capsys) -> None:
+    # The same mistake in data/review/<wave>/quotes.yaml itself: the words edited, status approved.
+    root = ["--root", str(loaded.root)]
+    assert main([*root, "quotes"]) == 0
+    path = review_file(loaded, 2025)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    first, second = data["quotes"][0], data["quotes"][1]
+    first["status"] = "approved"  # untouched words: fine
+    second["status"], second["text"] = "approved", " ".join(second["text"].split()[1:])
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    before = path.read_bytes()
+    with pytest.raises(QuoteReviewError, match=f"quote\\(s\\) {second['id']} are approved but their `text` was edited"):
+        published_quotes(loaded)
+    capsys.readouterr()
+    assert main([*root, "quotes"]) == 2  # refreshing the files refuses too, and keeps the file as it is
+    message = capsys.readouterr().err
+    assert second["id"] in message and first["id"] not in message and "status: rejected" in message
+    assert path.read_bytes() == before
+    # the words put back as stored: the approval counts
+    stored = {q.id: q.text for found in candidates(loaded, QuoteRules()).values() for q in found}
+    second["text"] = stored[second["id"]]
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    assert {q.id for q in published_quotes(loaded)} == {first["id"], second["id"]}
