@@ -270,14 +270,24 @@ def questionnaire_changed(con: duckdb.DuckDBPyConnection, instrument: Instrument
 
 def refresh_questionnaire(con: duckdb.DuckDBPyConnection, instrument: Instrument, groups: GroupCodes) -> None:
     """Rewrite a loaded wave's questions from its current questionnaire (wording, scores, codes that
-    mean no answer), as loading another export of the wave would; its derived answers stay, and so
-    do the groups k-anonymity stored values in (it runs again only on new answers or new rules)."""
+    mean no answer, disclosure class), as loading another export of the wave would; its derived
+    answers stay, and so do the groups k-anonymity stored values in (it runs again only on new
+    answers or new rules). The stored answers of a question now marked a direct identifier go."""
     wave = instrument.wave
     con.execute(f"DELETE {_QUESTIONNAIRE_CHOICES}", {"wave": wave, "derived": DERIVED, "groups": _group_pairs(groups)})
     con.execute("DELETE FROM concepts WHERE wave = ? AND section <> ?", [wave, DERIVED])
     concepts, choices = catalogue_frames(instrument)
     _append(con, "concepts", concepts)
     _append(con, "choices", choices)
+    _drop_unstored(con, wave)
+
+
+def _drop_unstored(con: duckdb.DuckDBPyConnection, wave: int) -> None:
+    """The stored answers of questions the wave's questionnaire now marks as direct identifiers (a
+    class changed after a load): such answers are never kept."""
+    for table in ("answers", "open_text"):
+        con.execute(f"DELETE FROM {table} WHERE wave = ? AND concept IN "
+                    "(SELECT concept FROM concepts WHERE wave = ? AND NOT stored)", [wave, wave])
 
 
 def _write_catalogue(con: duckdb.DuckDBPyConnection, instrument: Instrument, derived: Sequence[DerivedConcept] = ()) -> None:
@@ -288,6 +298,7 @@ def _write_catalogue(con: duckdb.DuckDBPyConnection, instrument: Instrument, der
     concepts, choices = catalogue_frames(instrument, derived)
     _append(con, "concepts", concepts)
     _append(con, "choices", choices)
+    _drop_unstored(con, wave)
     _append(con, "derived_concepts", pd.DataFrame(
         [(wave, d.question.id, ", ".join(d.reads), d.reference, d.reference_year, d.note) for d in derived],
         columns=["wave", "concept", "reads", "reference", "reference_year", "note"]))

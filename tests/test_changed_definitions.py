@@ -95,3 +95,16 @@ def _run(paths: Paths) -> list[str]:
     progress: list[str] = []
     run_load(paths, progress=progress.append)
     return progress
+
+
+def test_a_question_marked_a_direct_identifier_after_the_load_loses_its_stored_answers(loaded: Paths) -> None:
+    assert query(loaded, "SELECT count(*) FROM open_text WHERE wave = 2025 AND concept = 'comments_other'")[0][0] > 0
+    path = instrument_path(loaded.surveys, 2025)
+    text = path.read_text(encoding="utf-8")
+    block = text[text.index("      - id: comments_other"):]
+    block = block[:block.index("disclosure: sensitive") + len("disclosure: sensitive")]
+    path.write_text(text.replace(block, block.replace("disclosure: sensitive", "disclosure: direct")), encoding="utf-8")
+    assert run_load(loaded).indicators_rebuilt
+    assert query(loaded, "SELECT stored FROM concepts WHERE wave = 2025 AND concept = 'comments_other'") == [(False,)]
+    assert query(loaded, "SELECT count(*) FROM open_text WHERE wave = 2025 AND concept = 'comments_other'") == [(0,)]
+    assert query(loaded, "SELECT count(*) FROM open_text WHERE wave = 2024 AND concept = 'comments_other'")[0][0] > 0
