@@ -122,3 +122,29 @@ def test_quarantine_reasons_count_only_rows_still_waiting(empty_project: Paths, 
     wave = status_json(empty_project, capsys, "2025")["waves"][0]
     assert wave["quarantine_waiting"] == 1
     assert wave["quarantine_reasons"] == {"out_of_range": 1}
+
+
+def test_a_broken_instrument_is_the_wave_s_next_step_with_the_run_s_error(project: Paths, capsys) -> None:
+    # A typo in the disclosure class: `consult run` stops at it, so status must not say "run" first.
+    instrument = project.surveys / "2025" / "instrument.yaml"
+    text = instrument.read_text(encoding="utf-8")
+    instrument.write_text(text.replace("disclosure: quasi\n", "disclosure: quasy\n", 1), encoding="utf-8")
+
+    assert main(["--root", str(project.root), "run", "--no-report"]) != 0
+    run_error = capsys.readouterr().err.strip().removeprefix("error: ")
+    assert "surveys/2025/instrument.yaml" in run_error and "disclosure" in run_error
+
+    status = status_json(project, capsys, "2025")
+    step = status["waves"][0]["next"]
+    assert status["waves"][0]["instrument_error"] == run_error
+    assert step["command"] is None and step == status["next"]
+    assert "surveys/2025/instrument.yaml" in step["why"] and run_error in step["why"]
+    # the whole project's next step too: the run stops for every wave
+    assert project_status(project)["next"] == step
+
+    assert main(["--root", str(project.root), "status", "2025"]) == 0
+    out = capsys.readouterr().out
+    assert "Instrument:   surveys/2025/instrument.yaml (DOES NOT LOAD)" in out
+    assert "`consult run`:" not in out and "Next: (no command)" in out
+    for line in run_error.splitlines():  # every line of the error, each on its own line
+        assert any(shown.strip() == line.strip() for shown in out.splitlines())
