@@ -483,10 +483,19 @@ def _audit_passes(paths: Paths, rendered: bool = False, earlier=None):
     passes, None when it fails."""
     import shutil
 
-    from pipeline.audit import audit_file, run_audit
+    from pipeline.audit import AuditReport, audit_file, run_audit
 
     report = run_audit(paths, reuse=earlier)
-    for line in report.lines():
+    # In full the first time in a command; the later passes (the rendered report, the release) say
+    # one line when they pass again, so the checks are not listed three times over the summary.
+    if earlier is None:
+        shown = list(report.lines())
+    elif report.passed:
+        shown = ["Disclosure audit of the rendered report and release: PASSED, same checks"]
+    else:
+        failing = AuditReport([c for c in report.checks if not c.passed])
+        shown = ["Disclosure audit of the rendered report and release: FAILED", *list(failing.lines())[1:]]
+    for line in shown:
         say(line)
     if report.passed:
         return report
