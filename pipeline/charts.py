@@ -997,7 +997,8 @@ def definition_md(indicator_id: str, labels: dict[str, str] | None = None,
         *_rule_lines(info),
         f"- **{ui('def_questions')}** {questions_md(ind, labels)}",
         *_coverage_lines(info, breakdowns or {}),
-        f"- **{ui('def_care')}** {md_text(info['caveats']) or ui('no_caveat')}",
+        # no caveat recorded: say nothing (a "read with care" line with nothing to read was contradictory)
+        *([f"- **{ui('def_care')}** {md_text(info['caveats'])}"] if _present(info, "caveats") else []),
         f"- [{ui('see_figures')}](index.html#{ind})",
     ]
     return f"\n### {md_text(info['title'])} {{#{ind}}}\n\n" + "\n".join(lines) + "\n"
@@ -1008,15 +1009,143 @@ def _present(info: dict[str, Any], key: str) -> bool:
 
 
 def _rule_lines(info: dict[str, Any]) -> list[str]:
-    # The rules as compiled, with question ids and answer codes: what a reader can check the figure against.
+    # The rules the figure was computed by, in the reader's words: question wording and answer
+    # labels (plain_rules). Only when the definitions changed since the figures were computed, the
+    # rules stored with the figures (ids and codes, in English) are shown instead.
+    plain = plain_rules().get(str(info["indicator_id"]))
     lines = []
-    if _present(info, "population_rule"):
-        lines.append(f"- **{ui('def_denominator')}** {md_text(info['population_rule'])}")
-    if _present(info, "condition_rule"):
-        lines.append(f"- **{ui('def_numerator')}** {md_text(info['condition_rule'])}")
-    if _present(info, "value"):
-        lines.append(f"- **{ui('def_score')}** <code>{esc(info['value'])}</code>")
+    if plain is None:
+        if _present(info, "population_rule"):
+            lines.append(f"- **{ui('def_denominator_stored')}** {md_text(info['population_rule'])}")
+        if _present(info, "condition_rule"):
+            lines.append(f"- **{ui('def_numerator_stored')}** {md_text(info['condition_rule'])}")
+        if _present(info, "value"):
+            lines.append(f"- **{ui('def_score')}** <code>{esc(info['value'])}</code>")
+        return lines
+    lines.append(f"- **{ui('def_denominator')}** {md_text(plain['population'])}")
+    if plain["condition"]:
+        lines.append(f"- **{ui('def_numerator')}** {md_text(plain['condition'])}")
+    if plain["value"]:
+        lines.append(f"- **{ui('def_score')}** {md_text(plain['value'])}")
     return lines
+
+
+def plain_rules() -> dict[str, dict[str, str]]:
+    """Indicator id -> its population, condition and score in words (report language), or {} when
+    surveys/indicators.yaml is not the catalogue the warehouse's figures were computed with."""
+    return _plain_rules_of(str(warehouse_path()), report_lang())
+
+
+@functools.cache
+def _plain_rules_of(warehouse: str, lang: str) -> dict[str, dict[str, str]]:
+    from pipeline.indicators import population_in_words, rule_in_words
+
+    catalogue = _current_catalogue()
+    if catalogue is None:
+        return {}
+    words, kinds = _plain_words(), _concept_kinds()
+    derived = _plain_derived_notes()
+    found = {}
+    for i in catalogue.indicators:
+        notes = [derived[c] for c in _concepts_used(i, catalogue) if c in derived]
+        found[i.id] = {"population": population_in_words(i, kinds, words, notes),
+                       "condition": rule_in_words(i.condition, kinds, words) if i.condition is not None else "",
+                       "value": words.question(i.value) if i.value else ""}
+    return found
+
+
+def _concepts_used(indicator, catalogue) -> list[str]:
+    from pipeline.indicators import concepts_used
+
+    return concepts_used(indicator, catalogue)
+
+
+def _current_catalogue():
+    """surveys/indicators.yaml when it is the catalogue the warehouse's figures were computed with
+    (its hash), else None: the page must describe the rules behind the figures it shows."""
+    from pipeline.config import project_paths
+    from pipeline.indicators import IndicatorError, load_catalogue
+
+    if not (_has_table("warehouse_meta") and _has_table("concepts")):  # no questionnaire to word the rules with
+        return None
+    stored = query("SELECT value FROM warehouse_meta WHERE key = 'indicators_sha256'")
+    try:
+        catalogue = load_catalogue(project_paths().indicators_file)
+    except (IndicatorError, OSError):
+        return None
+    return catalogue if not stored.empty and stored["value"].iloc[0] == catalogue.sha256 else None
+
+
+def _concept_kinds() -> dict[str, str]:
+    """Concept id -> question type (latest wave), scores numeric: what the rules' wording depends on."""
+    rows = query("SELECT concept, type FROM concepts QUALIFY row_number() OVER (PARTITION BY concept ORDER BY wave DESC) = 1")
+    kinds = dict(zip(rows["concept"].astype(str), rows["type"].astype(str)))
+    catalogue = _current_catalogue()
+    kinds.update({name: "numeric" for name in (catalogue.scores if catalogue is not None else {})})
+    return kinds
+
+
+def _rule_word(key: str, **values: Any) -> str:
+    return _report_strings()["rule_words"][key][report_lang()].format(**values)
+
+
+def _plain_words():
+    """Rules in the report's language: questions by their wording (scores by their title) and
+    answers by their labels, from the warehouse's description of the questionnaires."""
+    from pipeline.indicators import RuleWords
+
+    questions, answers = question_labels(), _answer_labels()
+    catalogue = _current_catalogue()
+    scores = {name: s.title for name, s in (catalogue.scores if catalogue is not None else {}).items()}
+    if report_lang() == "fr":
+        scores.update({name: str(s["title"]) for name, s in (_french_text().french.get("scores") or {}).items()})
+    keys = _report_strings()["rule_words"]
+    templates = {key: entry[report_lang()] for key, entry in keys.items()}
+
+    def question(concept: str) -> str:
+        return _rule_word("quote", text=questions.get(concept) or scores.get(concept) or concept)
+
+    def named(concept: str, codes: list[str]) -> str:
+        # A code with no label (an internal merge code, such as answers merged for privacy) adds
+        # nothing a reader can use when the answers it merges are named beside it.
+        known = [c for c in codes if (concept, c) in answers] or codes
+        return _rule_word("answers_join").join(_rule_word("quote", text=answers.get((concept, c), c)) for c in known)
+
+    def number(value: float) -> str:
+        text = f"{value:g}"
+        return text.replace(".", ",") if report_lang() == "fr" else text
+
+    return RuleWords(templates, question, named, number)
+
+
+def _answer_labels() -> dict[tuple[str, str], str]:
+    """(concept, code) -> the answer's label in the report's language (latest wave)."""
+    if not _has_table("choices"):
+        return {}
+    label = "coalesce(label_fr, label_en)" if report_lang() == "fr" else "label_en"
+    rows = query(f"SELECT concept, code, {label} AS label FROM choices"
+                 " QUALIFY row_number() OVER (PARTITION BY concept, code ORDER BY wave DESC) = 1")
+    return {(str(c), str(k)): str(t) for c, k, t in zip(rows["concept"], rows["code"], rows["label"])}
+
+
+def _plain_derived_notes() -> dict[str, str]:
+    """Derived answer -> how it was worked out, in words (what it reads named by their wording)."""
+    if not _has_table("derived_concepts"):
+        return {}
+    rows = query("SELECT concept, wave, reads, reference, reference_year, note FROM derived_concepts ORDER BY concept, wave")
+    words = _plain_words()
+    notes = {}
+    for concept, group in rows.groupby("concept", sort=True):
+        first = group.iloc[0]
+        years = "; ".join(
+            _rule_word("derived_year", year=int(r.reference_year), wave=int(r.wave))
+            # the reference table's notes are written in English only
+            + (f" ({str(r.note).strip().rstrip('.')})" if report_lang() == "en" and str(r.note or "").strip() else "")
+            for r in group.itertuples())
+        reads = _rule_word("derived_reads_join").join(words.question(c.strip()) for c in str(first["reads"]).split(","))
+        notes[str(concept)] = _rule_word("derived", derived=words.question(str(concept)), reads=reads,
+                                         reference=str(first["reference"]), years=years)
+    return notes
 
 
 def _coverage_lines(info: dict[str, Any], titles: dict[str, str]) -> list[str]:
@@ -1058,10 +1187,24 @@ def breakdowns_md() -> str:
     rows = query("SELECT * FROM indicator_breakdowns ORDER BY sort_order, breakdown")
     if report_lang() == "fr":
         return _french_breakdowns_md(rows)
+    plain = _plain_groups()
     return "\n".join(
-        f"- **{md_text(r['title'])}.** {md_text(r['definition'])} *Groups:* {md_text(r['groups'])}"
+        f"- **{md_text(r['title'])}.** {md_text(r['definition'])} "
+        f"*Groups:* {md_text(plain.get(str(r['breakdown']), r['groups']))}"
         for _, r in rows.iterrows()
     ) + "\n"
+
+
+def _plain_groups() -> dict[str, str]:
+    """Breakdown id -> its groups in words (question wording, answer labels), when the catalogue is
+    the one the figures were computed with; else {} (the stored text is shown)."""
+    from pipeline.indicators import groups_in_words
+
+    catalogue = _current_catalogue()
+    if catalogue is None:
+        return {}
+    words, kinds = _plain_words(), _concept_kinds()
+    return {name: groups_in_words(b, kinds, words) for name, b in catalogue.breakdowns.items()}
 
 
 def _french_breakdowns_md(rows: pd.DataFrame) -> str:

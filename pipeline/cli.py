@@ -487,10 +487,19 @@ def _audit_passes(paths: Paths, rendered: bool = False, earlier=None):
     passes, None when it fails."""
     import shutil
 
-    from pipeline.audit import audit_file, run_audit
+    from pipeline.audit import AuditReport, audit_file, run_audit
 
     report = run_audit(paths, reuse=earlier)
-    for line in report.lines():
+    # In full the first time in a command; the later passes (the rendered report, the release) say
+    # one line when they pass again, so the checks are not listed three times over the summary.
+    if earlier is None:
+        shown = list(report.lines())
+    elif report.passed:
+        shown = ["Disclosure audit of the rendered report and release: PASSED, same checks"]
+    else:
+        failing = AuditReport([c for c in report.checks if not c.passed])
+        shown = ["Disclosure audit of the rendered report and release: FAILED", *list(failing.lines())[1:]]
+    for line in shown:
         say(line)
     if report.passed:
         return report
@@ -658,11 +667,15 @@ def cmd_quarantine(args, paths: Paths) -> int:
     from dataclasses import asdict
 
     from pipeline.load import connect
-    from pipeline.qa import problem_text, quarantined_rows
+    from pipeline.qa import explained_problem, problem_meaning, quarantined_rows, wave_definitions
 
     with connect(paths.warehouse, read_only=True):  # a clear error when there is no warehouse yet
         pass
     rows = [r for r in quarantined_rows(paths.warehouse, args.file) if args.all or r.status == "waiting"]
+    definitions = wave_definitions(paths.surveys)
+    for r in rows:  # what each failed check means, from the wave's own instrument and rules.yaml
+        for p in r.problems:
+            p["message"] = problem_meaning(p, definitions.get(r.wave))
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return 0
@@ -674,7 +687,9 @@ def cmd_quarantine(args, paths: Paths) -> int:
         print(f"{name} (wave {mine[0].wave}): {len(mine)} quarantined row(s)")
         for r in mine:
             status = "" if r.status == "waiting" else f" [{r.status}: {r.note}]"
-            print(f"  row {r.row}{status}: " + "; ".join(problem_text(p) for p in r.problems))
+            # one line per problem: a rules.yaml message may itself hold a "; "
+            for p in r.problems or [None]:
+                print(f"  row {r.row}{status}: " + (explained_problem(p) if p else "no reason recorded"))
     print("Fix each response on the survey platform, export again into data/raw/<wave>/ and run `consult run`: "
           "the fixed rows load, the rows loaded before count as duplicates.")
     return 0

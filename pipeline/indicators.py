@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -510,32 +512,75 @@ def concepts_used(indicator: Indicator, catalogue: Catalogue) -> list[str]:
 # --- describing rules in words (the methods page and `consult indicators --list`) -------------
 
 
+@dataclass(frozen=True)
+class RuleWords:
+    """How rules are put in words. `technical_words` (ids and codes, with the answers' wording) is
+    what the warehouse stores and the open data release publishes, so it must not change; the
+    methods page uses plain words (question wording and answer labels, in English or French) built
+    from the templates of surveys/report_strings.yaml (`rule_words`), keys as in TECHNICAL_TEMPLATES."""
+
+    templates: dict[str, str]
+    question: Callable[[str], str]  # concept id -> how it is named
+    answers: Callable[[str, list[str]], str]  # concept id, codes -> how those answers are named
+    number: Callable[[float], str] = lambda value: f"{value:g}"
+
+
+TECHNICAL_TEMPLATES = {
+    "any": "at least one of: {parts}", "all": "all of: {parts}", "part": "({rule})", "parts_join": "; ", "and": " and ",
+    "is": "{question} is {answers}", "is_one_of": "{question} is one of {answers}",
+    "is_not": "{question} is not {answers}", "is_none_of": "{question} is none of {answers}",
+    "includes": "{question} includes {answers}", "includes_any": "{question} includes any of {answers}",
+    "excludes": "{question} does not include {answers}", "excludes_all": "{question} includes none of {answers}",
+    "only": "{question} is only {answers}", "only_among": "{question} is only among {answers}",
+    "at_least": "{question} is at least {number}", "below": "{question} is below {number}",
+    "population": "{rule}; with an answer for {questions}", "questions_join": ", ",
+    "per_answer": "One group per answer to {question}", "one_answer": " for people who gave one answer",
+    "renamed": " ({labels})", "renamed_one": "{code}: {label}", "renamed_join": "; ",
+    "combined": "; people who gave two or more form one group: {label}", "group": "{label}: {rule}.",
+}
+
+
+def technical_words(labels: dict[tuple[str, str], str]) -> RuleWords:
+    def answers(q: str, codes: list[str]) -> str:
+        return ", ".join(f"{c} ({labels[(q, c)]})" if (q, c) in labels else c for c in codes)
+
+    return RuleWords(TECHNICAL_TEMPLATES, lambda q: q, answers, lambda value: _number(value))
+
+
 def describe_rule(expr: Expr, kinds: dict[str, str], labels: dict[tuple[str, str], str]) -> str:
     """A rule in words, with concept ids and answer codes (and the answers' wording when known)."""
+    return rule_in_words(expr, kinds, technical_words(labels))
+
+
+def rule_in_words(expr: Expr, kinds: dict[str, str], words: RuleWords) -> str:
+    """A rule in the given words (see RuleWords)."""
+    t = words.templates
     if isinstance(expr, (AnyRule, AllRule)):
         inner = expr.any if isinstance(expr, AnyRule) else expr.all
-        head = "at least one of" if isinstance(expr, AnyRule) else "all of"
-        return f"{head}: " + "; ".join(f"({describe_rule(e, kinds, labels)})" for e in inner)
+        parts = t["parts_join"].join(t["part"].format(rule=rule_in_words(e, kinds, words)) for e in inner)
+        return t["any" if isinstance(expr, AnyRule) else "all"].format(parts=parts)
     q = expr.question
     multiple = kinds.get(q) == "multiple"
 
     def codes(listed: list[str], one: str, several: str) -> str:
-        named = [f"{c} ({labels[(q, c)]})" if (q, c) in labels else c for c in listed]
-        return f"{q} {one if len(named) == 1 else several} {', '.join(named)}"
+        return t[one if len(listed) == 1 else several].format(question=words.question(q), answers=words.answers(q, listed))
 
     parts = []
     if expr.in_ is not None:
-        parts.append(codes(expr.in_, "includes" if multiple else "is", "includes any of" if multiple else "is one of"))
+        parts.append(codes(expr.in_, "includes" if multiple else "is", "includes_any" if multiple else "is_one_of"))
     if expr.not_in is not None:
-        parts.append(codes(expr.not_in, "does not include" if multiple else "is not",
-                           "includes none of" if multiple else "is none of"))
+        parts.append(codes(expr.not_in, "excludes" if multiple else "is_not", "excludes_all" if multiple else "is_none_of"))
     if expr.only is not None:
-        parts.append(codes(expr.only, "is only" if multiple else "is", "is only among" if multiple else "is one of"))
+        parts.append(codes(expr.only, "only" if multiple else "is", "only_among" if multiple else "is_one_of"))
     if expr.at_least is not None:
-        parts.append(f"{q} is at least {_number(expr.at_least)}")
+        parts.append(t["at_least"].format(question=words.question(q), number=_rule_number(expr.at_least, words)))
     if expr.below is not None:
-        parts.append(f"{q} is below {_number(expr.below)}")
-    return " and ".join(parts)
+        parts.append(t["below"].format(question=words.question(q), number=_rule_number(expr.below, words)))
+    return t["and"].join(parts)
+
+
+def _rule_number(value: float | str, words: RuleWords) -> str:
+    return value if isinstance(value, str) else words.number(value)
 
 
 def _number(value: float | str) -> str:
@@ -545,7 +590,14 @@ def _number(value: float | str) -> str:
 def population_rule_text(indicator: Indicator, kinds: dict[str, str], labels: dict[tuple[str, str], str],
                          derived_notes: list[str] = ()) -> str:
     """The denominator in words; `derived_notes` say how the derived answers it uses were worked out."""
-    text = f"{describe_rule(indicator.population, kinds, labels)}; with an answer for {', '.join(indicator.questions)}"
+    return population_in_words(indicator, kinds, technical_words(labels), derived_notes)
+
+
+def population_in_words(indicator: Indicator, kinds: dict[str, str], words: RuleWords,
+                        derived_notes: list[str] = ()) -> str:
+    t = words.templates
+    text = t["population"].format(rule=rule_in_words(indicator.population, kinds, words),
+                                  questions=t["questions_join"].join(map(words.question, indicator.questions)))
     return " ".join([text + ".", *derived_notes]) if derived_notes else text
 
 
@@ -557,12 +609,19 @@ def comparability_text(indicator: Indicator) -> str:
 
 
 def groups_text(breakdown: Breakdown, kinds: dict[str, str], labels: dict[tuple[str, str], str]) -> str:
+    return groups_in_words(breakdown, kinds, technical_words(labels))
+
+
+def groups_in_words(breakdown: Breakdown, kinds: dict[str, str], words: RuleWords) -> str:
+    t = words.templates
     if breakdown.question is not None:
         combined = breakdown.more_than_one
-        renamed = "" if not breakdown.labels else " (" + "; ".join(f"{c}: {t}" for c, t in breakdown.labels.items()) + ")"
-        return (f"One group per answer to {breakdown.question}" + (" for people who gave one answer" if combined else "")
-                + renamed + (f"; people who gave two or more form one group: {combined.label}" if combined else "") + ".")
-    return " ".join(f"{g.label}: {describe_rule(g.rule, kinds, labels)}." for g in breakdown.groups)
+        renamed = "" if not breakdown.labels else t["renamed"].format(labels=t["renamed_join"].join(
+            t["renamed_one"].format(code=c, label=text) for c, text in breakdown.labels.items()))
+        return (t["per_answer"].format(question=words.question(breakdown.question))
+                + (t["one_answer"] if combined else "") + renamed
+                + (t["combined"].format(label=combined.label) if combined else "") + ".")
+    return " ".join(t["group"].format(label=g.label, rule=rule_in_words(g.rule, kinds, words)) for g in breakdown.groups)
 
 
 def catalogue_listing(catalogue: Catalogue, surveys_dir: Path) -> str:

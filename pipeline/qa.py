@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipeline.charts import md_text, query
 from pipeline.config import project_paths
-from pipeline.instrument import InstrumentError, instrument_path, load_instrument
+from pipeline.instrument import Instrument, InstrumentError, instrument_path, load_instrument
 from pipeline.validate import NO_VALUE_RULES, RULE_HELP
 from pipeline.wave_rules import WaveRules, load_wave_rules
 
@@ -96,26 +96,35 @@ def rules_md() -> str:
     )
 
 
+DECLARED_RULE = "a rule declared in the wave's rules.yaml"
+
+
 def _rule_help(rule: str) -> str:
     if rule in RULE_HELP:
         return RULE_HELP[rule]
-    return declared_rule_messages().get(rule, "a rule declared in the wave's rules.yaml")
+    return declared_rule_messages().get(rule, DECLARED_RULE)
 
 
-def declared_rule_messages() -> dict[str, str]:
+def declared_rule_messages(surveys: Path | None = None) -> dict[str, str]:
     """Rule id -> message, from the rules.yaml of every wave that has an instrument."""
     messages: dict[str, str] = {}
-    for rules in wave_rules().values():
+    for rules in wave_rules(surveys).values():
         messages.update({r.id: r.message for r in rules.rules})
     return messages
 
 
-def wave_rules() -> dict[int, WaveRules]:
-    paths = project_paths()
-    found: dict[int, WaveRules] = {}
-    for folder in sorted(paths.surveys.glob("[0-9][0-9][0-9][0-9]")):
+def wave_rules(surveys: Path | None = None) -> dict[int, WaveRules]:
+    return {wave: rules for wave, (_, rules) in wave_definitions(surveys).items()}
+
+
+def wave_definitions(surveys: Path | None = None) -> dict[int, tuple[Instrument, WaveRules]]:
+    """Each wave's instrument and rules.yaml (default: the project's surveys/ folder)."""
+    surveys = surveys or project_paths().surveys
+    found: dict[int, tuple[Instrument, WaveRules]] = {}
+    for folder in sorted(surveys.glob("[0-9][0-9][0-9][0-9]")):
         try:
-            found[int(folder.name)] = load_wave_rules(load_instrument(instrument_path(paths.surveys, int(folder.name))))
+            instrument = load_instrument(instrument_path(surveys, int(folder.name)))
+            found[int(folder.name)] = (instrument, load_wave_rules(instrument))
         except (InstrumentError, OSError):
             continue  # the QA report describes what is loaded; a broken file is reported by the load
     return found
@@ -182,12 +191,44 @@ def _quarantined_again(warehouse: Path | None) -> dict[tuple[str, str], str]:
 
 def problem_text(problem: dict) -> str:
     """`rule on question (column C, value V)`; the value only where it was stored and means something."""
+    return f"{problem['rule']} on {problem['concept']} ({_where(problem)})"
+
+
+def _where(problem: dict) -> str:
     where = f"column {problem['column']}"
     if problem["value"] is not None:
         where += f", value {problem['value']!r}"
     elif problem["rule"] not in NO_VALUE_RULES:
         where += f", value {HIDDEN}"
-    return f"{problem['rule']} on {problem['concept']} ({where})"
+    return where
+
+
+def explained_problem(problem: dict) -> str:
+    """`question (column C, value V): what was wrong [rule]`, for `consult quarantine`; the rule id
+    stays visible because staff search for it (`problem["message"]`: from `problem_meaning`)."""
+    return f"{problem['concept']} ({_where(problem)}): {problem['message']} [{problem['rule']}]"
+
+
+def problem_meaning(problem: dict, definitions: tuple[Instrument, WaveRules] | None) -> str:
+    """What a failed check means, in the words of the wave's own definitions: the allowed range of
+    the question for out_of_range, the rules.yaml `message` for a declared rule, else RULE_HELP."""
+    rule = problem["rule"]
+    if rule == "out_of_range" and definitions is not None:
+        allowed = _allowed_range(definitions[0], problem["concept"])
+        if allowed:
+            return allowed
+    if rule in RULE_HELP:
+        return RULE_HELP[rule]
+    declared = {r.id: r.message for r in definitions[1].rules} if definitions is not None else {}
+    return declared.get(rule, DECLARED_RULE)
+
+
+def _allowed_range(instrument: Instrument, concept: str) -> str | None:
+    question = next((q for q in instrument.questions if q.id == concept), None)
+    if question is None or question.range is None:
+        return None
+    unit = f" ({question.unit})" if question.unit else ""
+    return f"expected a number from {question.range.min:g} to {question.range.max:g}{unit}"
 
 
 def quarantine_md(limit: int = EXAMPLES_PER_FILE) -> str:

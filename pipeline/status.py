@@ -14,7 +14,8 @@ import json
 from collections import Counter
 
 from pipeline.config import Paths
-from pipeline.instrument import available_waves, instrument_path
+from pipeline.deidentify import DerivationError, Derivations, derived_concepts, derived_path, load_derivations
+from pipeline.instrument import Instrument, InstrumentError, available_waves, instrument_path, load_instrument
 from pipeline.load import connect
 from pipeline.retention import RawFile, purged_files, raw_exports
 
@@ -31,9 +32,11 @@ def project_status(paths: Paths, today: dt.date | None = None) -> dict:
     outputs = {"audit": audit_state(paths, facts), "report": report_state(paths, facts),
                "release": release_state(paths, facts)}
     retention = load_privacy_rules(privacy_path(paths)).raw_retention_days
+    derivations = _load_derivations(paths)
     waves = sorted(set(available_waves(paths.surveys)) | {f["wave"] for f in facts["ledger"]}
                    | {f.wave for f in exports if f.wave is not None})
-    statuses = [_wave_status(paths, wave, exports, synthetic, facts, outputs, retention, today) for wave in waves]
+    statuses = [_wave_status(paths, wave, exports, synthetic, facts, outputs, retention, today, derivations)
+                for wave in waves]
     conflict = _mixing_conflict(facts, synthetic, exports)
     unplaced = [str(f.path.relative_to(paths.root)) for f in exports if f.wave is None]
     ranked = sorted(statuses, key=lambda s: (s["next"]["stage"], s["wave"]))
@@ -198,7 +201,7 @@ def _mixing_conflict(facts: dict, synthetic: bool, exports: list[RawFile]) -> di
 
 
 def _wave_status(paths: Paths, wave: int, exports: list[RawFile], synthetic: bool, facts: dict, outputs: dict,
-                 retention: int, today: dt.date) -> dict:
+                 retention: int, today: dt.date, derivations: Derivations | str) -> dict:
     from pipeline.quotes import read_review, review_file
 
     ledger = [f for f in facts["ledger"] if f["wave"] == wave]
@@ -211,10 +214,13 @@ def _wave_status(paths: Paths, wave: int, exports: list[RawFile], synthetic: boo
     quotes = Counter(q.status for q in read_review(review).values()) if review.exists() else None
     kept = [f["loaded_at"].date() for f in ledger if f["sha256"] in present]
     days = (today - min(kept)).days if kept else None
+    instrument, broken = _load_wave_instrument(paths, wave)
     status = {
         "wave": wave,
         "instrument": str(instrument_path(paths.surveys, wave).relative_to(paths.root))
         if instrument_path(paths.surveys, wave).exists() else None,
+        "instrument_error": broken,
+        "derived_error": _derived_error(instrument, derivations),
         "exports": [{"file": str(f.path.relative_to(paths.root)), "sha256": f.sha256, "bytes": f.bytes,
                      "loaded": f.sha256 in loaded_shas} for f in mine],
         "files_loaded": len(ledger),
@@ -231,6 +237,40 @@ def _wave_status(paths: Paths, wave: int, exports: list[RawFile], synthetic: boo
     status["warnings"] = _warnings(status, retention)
     status["next"] = _next_step(paths, status, outputs)
     return status
+
+
+def _load_wave_instrument(paths: Paths, wave: int) -> tuple[Instrument | None, str | None]:
+    """The wave's instrument loaded as `consult run` loads it, or the run's error text (file, place,
+    problem) when it does not load: a run stops at it, so status must not send staff to run first."""
+    path = instrument_path(paths.surveys, wave)
+    if not path.exists():
+        return None, None
+    try:
+        return load_instrument(path), None
+    except InstrumentError as exc:
+        return None, str(exc)
+
+
+def _load_derivations(paths: Paths) -> Derivations | str:
+    """surveys/derived.yaml and its reference tables (the living wage), or why they do not load."""
+    try:
+        return load_derivations(derived_path(paths.surveys))
+    except DerivationError as exc:
+        return str(exc)
+
+
+def _derived_error(instrument: Instrument | None, derivations: Derivations | str) -> str | None:
+    """Why the run could not work out this wave's derived answers (e.g. no living-wage rate year
+    set for it), by the run's own check (`derived_concepts`), which reads no export; else None."""
+    if instrument is None:
+        return None
+    if isinstance(derivations, str):
+        return derivations
+    try:
+        derived_concepts(instrument, derivations)
+    except DerivationError as exc:
+        return str(exc)
+    return None
 
 
 def _warnings(status: dict, retention: int) -> list[str]:
@@ -261,6 +301,14 @@ def _next_step(paths: Paths, status: dict, outputs: dict) -> dict:
         return _step(1, f"consult wave new {wave} --from {source}" if source else None,
                      f"Wave {wave} has no instrument (surveys/{wave}/instrument.yaml): start it from the previous "
                      "wave's, then check it.")
+    if status["instrument_error"]:
+        return _step(1, None, f"{status['instrument']} does not load, so `consult run` would stop. Fix it, then "
+                     f"run `consult status {wave}` again. The error:\n{status['instrument_error']}")
+    if status["derived_error"] and (waiting or not status["files_loaded"]):
+        # a load of this wave stops there: before its export (stage 8), or first when one waits (a run stops)
+        then = "" if waiting else f". Then, when the survey closes, export the responses into data/raw/{wave}/"
+        return _step(1 if waiting else 8, None, f"Wave {wave}'s export cannot be loaded yet (`consult wave new` "
+                     f"listed it as REQUIRED): {status['derived_error']}{then}.")
     if waiting:
         return _step(2, "consult run", f"{len(waiting)} export(s) of wave {wave} not loaded yet: "
                      + ", ".join(e["file"] for e in waiting))
@@ -316,7 +364,7 @@ def status_lines(status: dict, wave: int | None = None) -> list[str]:
                      + ", ".join(status["exports_without_wave"]))
     step = shown[0]["next"] if wave is not None and shown else status["next"]
     lines.append("Next: " + (f"`{step['command']}`" if step["command"] else "(no command)"))
-    lines.append("      " + step["why"])
+    lines.append(_indented("      ", step["why"]))
     return lines
 
 
@@ -324,7 +372,7 @@ def _wave_lines(s: dict, status: dict) -> list[str]:
     rows, raw = s["rows"], s["raw_exports"]
     source = {"synthetic": "synthetic consultation", "real": "real exports", None: "no data yet"}[s["data"]]
     lines = [f"Wave {s['wave']} ({source})",
-             f"  Instrument:   {s['instrument'] or 'missing'}"]
+             f"  Instrument:   {s['instrument'] or 'missing'}" + (" (DOES NOT LOAD)" if s["instrument_error"] else "")]
     loaded = sum(e["loaded"] for e in s["exports"])
     if s["exports"]:
         lines.append(f"  Exports:      {len(s['exports'])} found, {loaded} loaded: "
@@ -358,5 +406,11 @@ def _wave_lines(s: dict, status: dict) -> list[str]:
         lines.append(f"  Raw exports:  kept {raw['days_since_loaded']} day(s) since loaded (retention "
                      f"{status['retention_days']} days)")
     lines += [f"  ! {w}" for w in s["warnings"]]
-    lines.append("  Next:         " + (f"`{s['next']['command']}`: " if s["next"]["command"] else "") + s["next"]["why"])
+    lines.append(_indented("  Next:         ", (f"`{s['next']['command']}`: " if s["next"]["command"] else "")
+                           + s["next"]["why"]))
     return lines
+
+
+def _indented(lead: str, text: str) -> str:
+    """`lead` + text, its later lines (e.g. an instrument's errors) aligned under the first."""
+    return lead + text.replace("\n", "\n" + " " * len(lead))

@@ -62,6 +62,8 @@ def missing_french(indicators_file: Path, surveys_dir: Path) -> list[str]:
         notes = [c for c in ind.get("comparability") or [] if isinstance(c, dict) and _text(c.get("note"))]
         if len(fr.get("comparability") or []) != len(notes):
             problems.append(f"{where}: indicator {ind['id']} needs {len(notes)} French comparability note(s)")
+    problems += [f"{where}: score {name} has no French title" for name in english.get("scores") or {}
+                 if not _text(((french.get("scores") or {}).get(name) or {}).get("title"))]
     fr_breakdowns = french.get("breakdowns") or {}
     for name, breakdown in (english.get("breakdowns") or {}).items():
         problems += _breakdown_problems(where, name, breakdown, fr_breakdowns.get(name) or {}, surveys_dir)
@@ -113,7 +115,8 @@ def french_catalogue(indicators_file: Path, surveys_dir: Path) -> dict[str, Any]
 def report_strings(path: Path) -> dict[str, Any]:
     """surveys/report_strings.yaml, checked: every string has English and French."""
     data = _read(path)
-    problems = [f"{path.name}: strings.{key} needs en and fr" for key, entry in (data.get("strings") or {}).items()
+    problems = [f"{path.name}: {section}.{key} needs en and fr" for section in ("strings", "rule_words")
+                for key, entry in (data.get(section) or {}).items()
                 if not (isinstance(entry, dict) and _text(entry.get("en")) and _text(entry.get("fr")))]
     if problems:
         raise TranslationError("\n  ".join(problems))

@@ -159,3 +159,36 @@ def test_ctrl_c_after_the_load_does_not_claim_nothing_was_written(tmp_path: Path
     assert "interrupted after the load: the warehouse holds this run's load" in said and "`consult run`" in said
     with connect(paths.warehouse, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM load_ledger").fetchone()[0] == 1
+
+
+def test_the_audit_is_listed_in_full_once_and_later_passes_say_one_line(empty_project, monkeypatch, capsys) -> None:
+    import pipeline.audit
+    from pipeline.audit import AuditReport, Check
+    from pipeline.cli import _audit_passes
+
+    good = [Check("k-anonymity", True, "smallest group 5"), Check("no identifier in any output", True, "none found")]
+    reports = iter([
+        AuditReport(good, "key"),  # before rendering
+        AuditReport(good, "key"),  # the rendered report
+        AuditReport([good[0], Check("no identifier in any output", False, "1 found", [{"file": "index.html"}])], "key"),
+    ])
+    monkeypatch.setattr(pipeline.audit, "run_audit", lambda paths, reuse=None: next(reports))
+
+    first = _audit_passes(empty_project)
+    full = capsys.readouterr().err.splitlines()
+    assert full[0] == "Disclosure audit: PASSED"
+    assert [line for line in full if "[ok]" in line] == ["  [ok] k-anonymity: smallest group 5",
+                                                         "  [ok] no identifier in any output: none found"]
+
+    assert _audit_passes(empty_project, rendered=True, earlier=first) is not None
+    assert capsys.readouterr().err.splitlines() == [
+        "Disclosure audit of the rendered report and release: PASSED, same checks"]
+
+    empty_project.site.mkdir(parents=True)
+    assert _audit_passes(empty_project, rendered=True, earlier=first) is None
+    failed = capsys.readouterr().err.splitlines()
+    assert failed[0] == "Disclosure audit of the rendered report and release: FAILED"
+    assert "  [FAIL] no identifier in any output: 1 found" in failed
+    assert any("file=index.html" in line for line in failed)  # the failing check in full
+    assert not any("k-anonymity" in line for line in failed)  # not the checks that passed again
+    assert not empty_project.site.exists()

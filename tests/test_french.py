@@ -248,3 +248,48 @@ def test_every_reason_a_figure_is_hidden_for_has_its_french() -> None:
     for english in stored:
         french = french_phrase(english, phrases)
         assert french != english and "fewer" not in french and "figure" not in french, english
+
+
+def _methods_items(paths: Paths, name: str) -> list[str]:
+    """Each list item of a methods page as plain text (tags removed, typographic apostrophes as typed)."""
+    import html as html_module
+
+    text = (paths.site / name).read_text(encoding="utf-8")
+    items = re.findall(r"<li[^>]*>(.*?)</li>", text, re.S)
+    return [" ".join(html_module.unescape(re.sub(r"<[^>]+>", "", i)).replace("\u2019", "'").split()) for i in items]
+
+
+def _question(concept: str) -> dict:
+    """A question of the 2025 instrument, read as plain YAML."""
+    data = yaml.safe_load((REPO / "surveys" / "2025" / "instrument.yaml").read_text(encoding="utf-8"))
+    return next(q for s in data["sections"] for q in s["questions"] if q["id"] == concept)
+
+
+def test_the_methods_rules_use_question_wording_and_answer_labels_in_both_languages(sites) -> None:
+    paths, _ = sites
+    role, region = _question("eligible_role"), _question("oh_region")
+    paid = next(c for c in role["choices"] if str(c["code"]) == "1")
+    quotes = {"en": ("“", "”"), "fr": ("« ", " »")}
+    definitions = yaml.safe_load((REPO / "surveys" / "indicators.yaml").read_text(encoding="utf-8"))
+    no_caveat = [i["id"] for i in definitions["indicators"] if not str(i.get("caveats") or "").strip()]
+    assert no_caveat  # the catalogue has indicators without a caveat
+    for lang, name in (("en", "methods.html"), ("fr", "fr/methods.html")):
+        items = _methods_items(paths, name)
+        left, right = quotes[lang]
+        denominators = [i for i in items if i.startswith(("Denominator (n):", "Dénominateur (n) :"))]
+        assert len(denominators) == len(definitions["indicators"])
+        assert not [d for d in denominators if "eligible_role" in d or " is 1" in d]
+        wording = f"{left}{role['label'][lang]}{right}".replace("\u2019", "'")
+        assert all(wording in d for d in denominators), denominators[0]
+        assert any(f"{left}{paid['label'][lang]}{right}" in d for d in denominators)
+        groups = next(i for i in items if i.startswith(("Ontario Health region.", "Région de Santé Ontario.")))
+        assert "oh_region" not in groups
+        if lang == "en":
+            assert f"One group per answer to {left}{region['label']['en']}{right}" in groups
+        page_text = " ".join(items)
+        assert "no particular caveat" not in page_text and "aucune mise en garde particulière" not in page_text
+        assert "règle technique en anglais" not in page_text
+    # An indicator without a caveat has no "read with care" line at all.
+    english = (paths.site / "methods.html").read_text(encoding="utf-8")
+    section = english.split(f'id="{no_caveat[0]}"', 1)[1].split("<h3", 1)[0]
+    assert "Read with care" not in section

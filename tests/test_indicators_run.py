@@ -236,8 +236,11 @@ def test_methods_entries_come_straight_from_the_definitions(loaded: Paths, monke
     monkeypatch.setenv("CONSULT_WAREHOUSE", str(loaded.warehouse))
     entry = charts.definition_md("DISR-03", charts.question_labels(), charts.breakdown_titles())
     assert "{#DISR-03}" in entry
-    assert "**Denominator (n):** eligible\\_role is one of 1 (Yes, in a paid role), 2 (Yes, as a volunteer" in entry
-    assert "**Counted (numerator):** valued\\_administrators is one of 1 (Strongly disagree), 2 (Disagree)" in entry
+    # the rules in words: question wording and answer labels (as the 2025 questionnaire words them)
+    assert "**Denominator (n):** answered “Do you currently work or volunteer in a peer support role in Ontario?” " \
+           "with “Yes, in a paid role” or “Yes, as a volunteer or for an honorarium only”" in entry
+    assert "**Counted (numerator):** answered “I feel valued by the managers and administrators where I work.” with " \
+           "“Strongly disagree” or “Disagree”" in entry
     assert "**Shown by:** Ontario Health region, Work setting, Race, Indigenous identity" in entry
     minimum = yaml.safe_load((REPO / "surveys" / "indicators.yaml").read_text(encoding="utf-8"))["default_min_n"]
     assert f"**Smallest group reported:** {minimum} respondents" in entry
@@ -248,4 +251,4 @@ def test_methods_entries_come_straight_from_the_definitions(loaded: Paths, monke
     assert "**Across years:** asked the same way in every year with figures" in same
     groups = charts.breakdowns_md()
     assert "**Race.** Race categories of the Ontario Anti-Racism Data Standards" in groups
-    assert "people who gave two or more form one group: More than one race category" in groups
+    assert "people who gave two or more answers form one group: More than one race category" in groups

@@ -107,8 +107,9 @@ def test_a_quarantined_row_is_released_by_fixing_it_at_the_source_and_exporting_
     assert [(r.file, r.row, r.status) for r in waiting] == [("week1.csv", 9, "waiting"), ("week1.csv", 10, "waiting")]
     listed = consult(empty_project, "quarantine")
     assert listed.returncode == 0, listed.stderr
-    assert "row 9: out_of_range on hourly_wage (column Q13, value '2450')" in listed.stdout
-    assert "row 10: invalid_code on paid_sick_days (column Q15, value '8')" in listed.stdout
+    assert "row 9: hourly_wage (column Q13, value '2450'): expected a number from 0 to 150" in listed.stdout
+    assert "row 10: paid_sick_days (column Q15, value '8'): " in listed.stdout
+    assert "[invalid_code]" in listed.stdout
 
     # The wage is corrected on the platform; the other row is not yet. The platform exports everything again.
     week2 = good + [response(5), response(6, {"paid_sick_days": "8"}), response(7)]
@@ -128,6 +129,58 @@ def test_a_quarantined_row_is_released_by_fixing_it_at_the_source_and_exporting_
     assert [(r["file"], r["row"]) for r in json.loads(listed.stdout)] == [("week2.csv", 10)]
     only = consult(empty_project, "quarantine", "--file", "week1.csv")
     assert "No quarantined row in week1.csv is waiting" in only.stdout
+
+
+def _yaml_question(wave_file: Path, concept: str) -> dict:
+    """A question of an instrument, read as plain YAML (not through the pipeline)."""
+    import yaml
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("id") == concept and "type" in node:
+                yield node
+            for value in node.values():
+                yield from walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from walk(value)
+
+    return next(walk(yaml.safe_load(wave_file.read_text(encoding="utf-8"))))
+
+
+def test_quarantine_says_what_was_wrong_in_the_words_of_the_wave_s_definitions(empty_project: Paths) -> None:
+    import yaml
+
+    from pipeline.instrument import load_instrument
+
+    wave = empty_project.surveys / "2025"
+    instrument = load_instrument(wave / "instrument.yaml")
+    rows = [response(i) for i in range(5)] + [
+        response(5, {"contract_type": "2", "several_jobs": "1", "hours_per_week": 41}),  # part-time, one job, 41 h
+        response(6, {"hours_per_week": 2000}),
+    ]
+    write_export(empty_project.raw / "2025" / "export.csv", instrument, rows)
+    run_load(empty_project)
+
+    declared = {r["id"]: r["message"] for r in yaml.safe_load((wave / "rules.yaml").read_text(encoding="utf-8"))["rules"]}
+    hours = _yaml_question(wave / "instrument.yaml", "hours_per_week")
+    low, high = hours["range"]["min"], hours["range"]["max"]
+    listed = consult(empty_project, "quarantine")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    part_time = next(line for line in lines if line.startswith("  row 9: "))
+    assert declared["part_time_hours"] in part_time and "[part_time_hours]" in part_time
+    assert "hours_per_week" in part_time and "'41'" in part_time
+    too_many = next(line for line in lines if line.startswith("  row 10: "))
+    assert f"expected a number from {low} to {high}" in too_many and "[out_of_range]" in too_many
+    assert "'2000'" in too_many
+
+    # --json keeps its fields and gains the message
+    problems = {r["row"]: r["problems"] for r in json.loads(consult(empty_project, "quarantine", "--json").stdout)}
+    assert problems[9] == [{"rule": "part_time_hours", "concept": "hours_per_week", "column": "Q14", "value": "41",
+                            "message": declared["part_time_hours"]}]
+    assert problems[10][0]["rule"] == "out_of_range" and problems[10][0]["value"] == "2000"
+    assert f"from {low} to {high}" in problems[10][0]["message"]
 
 
 def test_the_run_summary_shows_the_identity_and_the_flags(tmp_path: Path, synthetic_exports: Path) -> None:

@@ -82,9 +82,11 @@ def test_a_new_wave_waits_for_its_export_and_an_unknown_wave_is_an_error(loaded:
     root = ["--root", str(loaded.root)]
     assert main([*root, "wave", "new", "2026", "--from", "2025"]) == 0
     capsys.readouterr()
+    _set_rate_year(loaded, 2026, 2024)  # the checklist's required living-wage year
     wave = status_json(loaded, capsys, "2026")["waves"][0]
     assert wave["data"] is None and wave["files_loaded"] == 0
     assert wave["next"]["command"] is None and "data/raw/2026/" in wave["next"]["why"]
+    assert wave["next"]["why"].startswith("Wave 2026 has no export yet")
     assert main([*root, "status", "2031"]) == 2
     assert "wave 2031 is unknown" in capsys.readouterr().err
 
@@ -122,3 +124,66 @@ def test_quarantine_reasons_count_only_rows_still_waiting(empty_project: Paths, 
     wave = status_json(empty_project, capsys, "2025")["waves"][0]
     assert wave["quarantine_waiting"] == 1
     assert wave["quarantine_reasons"] == {"out_of_range": 1}
+
+
+def test_a_broken_instrument_is_the_wave_s_next_step_with_the_run_s_error(project: Paths, capsys) -> None:
+    # A typo in the disclosure class: `consult run` stops at it, so status must not say "run" first.
+    instrument = project.surveys / "2025" / "instrument.yaml"
+    text = instrument.read_text(encoding="utf-8")
+    instrument.write_text(text.replace("disclosure: quasi\n", "disclosure: quasy\n", 1), encoding="utf-8")
+
+    assert main(["--root", str(project.root), "run", "--no-report"]) != 0
+    run_error = capsys.readouterr().err.strip().removeprefix("error: ")
+    assert "surveys/2025/instrument.yaml" in run_error and "disclosure" in run_error
+
+    status = status_json(project, capsys, "2025")
+    step = status["waves"][0]["next"]
+    assert status["waves"][0]["instrument_error"] == run_error
+    assert step["command"] is None and step == status["next"]
+    assert "surveys/2025/instrument.yaml" in step["why"] and run_error in step["why"]
+    # the whole project's next step too: the run stops for every wave
+    assert project_status(project)["next"] == step
+
+    assert main(["--root", str(project.root), "status", "2025"]) == 0
+    out = capsys.readouterr().out
+    assert "Instrument:   surveys/2025/instrument.yaml (DOES NOT LOAD)" in out
+    assert "`consult run`:" not in out and "Next: (no command)" in out
+    for line in run_error.splitlines():  # every line of the error, each on its own line
+        assert any(shown.strip() == line.strip() for shown in out.splitlines())
+
+
+def _set_rate_year(paths: Paths, wave: int, year: int) -> None:
+    """What the analyst does for the checklist: name the wave's rate year in living_wage.yaml."""
+    table = paths.surveys / "reference" / "living_wage.yaml"
+    text = table.read_text(encoding="utf-8")
+    assert "\nrate_year_for_wave:\n" in text
+    table.write_text(text.replace("\nrate_year_for_wave:\n", f"\nrate_year_for_wave:\n  {wave}: {{year: {year}}}\n"),
+                     encoding="utf-8")
+
+
+def test_a_new_wave_without_its_living_wage_year_says_so_before_the_export(loaded: Paths, capsys) -> None:
+    root = ["--root", str(loaded.root)]
+    assert main([*root, "wave", "new", "2026", "--from", "2025"]) == 0
+    capsys.readouterr()
+    status = status_json(loaded, capsys, "2026")
+    step = status["waves"][0]["next"]
+    # what to add, where: the file, the wave and the key the checklist names
+    assert "surveys/reference/living_wage.yaml" in step["why"] and "rate_year_for_wave" in step["why"]
+    assert "`2026: {year: YEAR}`" in step["why"]
+    assert step["why"].index("rate_year_for_wave") < step["why"].index("data/raw/2026/")  # before the export
+    assert step["command"] is None
+    # not yet urgent for the project: the older waves' steps still come first
+    assert status_json(loaded, capsys)["next"]["command"] == "consult quotes"
+
+    # with an export of 2026 waiting, a run would stop at it: it comes first for the whole project
+    (loaded.raw / "2026").mkdir(parents=True)
+    shutil.copyfile(loaded.synthetic / "2025" / "qualtrics-2025.csv", loaded.raw / "2026" / "export.csv")
+    shutil.rmtree(loaded.synthetic)  # real exports only (a synthetic warehouse beside them says to clean it first)
+    shutil.rmtree(loaded.warehouse_dir)
+    overall = status_json(loaded, capsys)["next"]
+    assert "rate_year_for_wave" in overall["why"] and "2026" in overall["why"]
+    assert main([*root, "run", "--no-report"]) != 0  # the run agrees
+    assert "no rate year is set for wave 2026" in capsys.readouterr().err
+
+    _set_rate_year(loaded, 2026, 2024)
+    assert status_json(loaded, capsys)["next"]["command"] == "consult run"
