@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
+from pipeline.config import Paths
 from pipeline.instrument import Instrument
 from pipeline.synth import qualtrics_csv
 
@@ -73,3 +76,12 @@ def complete_answers(instrument: Instrument, **overrides: Any) -> dict[str, Any]
             code = codes[position % len(codes)]
             answers[question.id] = [code] if question.type is QuestionType.multiple else code
     return {**answers, **overrides}
+
+
+def warehouse_rows(paths: Paths, sql: str) -> list[tuple]:
+    """A read-only query of a project's warehouse, closed again (a later run may write it)."""
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()

@@ -1,29 +1,22 @@
 """Definitions changed after a wave was loaded apply at the next run, with nothing new to load: the
-disclosure rules, and the questionnaire's wording and scores (read from the warehouse's copy of it
-when figures are computed)."""
+disclosure rules, the questionnaire's wording, scores and disclosure classes (read from the
+warehouse's copy of it), and the scrub lists (the stored open answers are scrubbed again)."""
 
 from __future__ import annotations
 
 import duckdb
 
+from builders import warehouse_rows as query
 from pipeline.audit import check_published_cells
+from pipeline.cli import main
 from pipeline.config import Paths
 from pipeline.disclosure import load_rules
 from pipeline.instrument import instrument_path
-from pipeline.cli import main
 from pipeline.quotes import published_quotes, wave_review
 from pipeline.run import run_load
 
 STRICTER = "min_group_n: 15\nmin_cell: 5\ncomplementary: true\n"  # than the 11 the figures were made with
 HIGH_DEGREE = '{code: 2, label: {en: "To a high degree", fr: "Dans une grande mesure"}, score: '
-
-
-def query(paths: Paths, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(paths.warehouse), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_new_disclosure_rules_alone_recompute_the_figures(loaded: Paths) -> None:

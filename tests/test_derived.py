@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 import yaml
 
 from builders import response, write_export
+from builders import warehouse_rows as query
 from conftest import REPO, make_project
 from pipeline.config import Paths
 from pipeline.deidentify import DerivationError, derive, derived_path, load_derivations
@@ -69,14 +69,6 @@ def run_2025(tmp_path_factory: pytest.TempPathFactory) -> Paths:
         summary = run_load(paths)
     assert summary.totals()["loaded"] == len(PEOPLE)  # every edge case reached the warehouse
     return paths
-
-
-def query(paths: Paths, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(paths.warehouse), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_prec03_counts_the_wage_and_area_as_answered_through_the_whole_run(run_2025: Paths) -> None:

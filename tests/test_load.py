@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from builders import response, write_export
+from builders import warehouse_rows as query
 from conftest import make_project
 from pipeline import indicators as indicators_module
 from pipeline.config import Paths, export_files
@@ -18,14 +19,6 @@ from pipeline.instrument import load_instrument
 from pipeline.load import ledger_identity_violations
 from pipeline.run import RunError, run_load
 from pipeline.validate import StructuralError
-
-
-def query(paths: Paths, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(paths.warehouse), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def snapshot(paths: Paths) -> dict[str, list[tuple]]:

@@ -8,9 +8,9 @@ import datetime as dt
 import hashlib
 import json
 
-import duckdb
 import pytest
 
+from builders import warehouse_rows
 from pipeline.cli import main
 from pipeline.config import Paths
 from pipeline.release import (ReleaseError, build_release, mark_published, publications, read_release,
@@ -25,12 +25,8 @@ def site_files(paths: Paths) -> dict[str, bytes]:
 
 
 def recorded(paths: Paths) -> list[tuple]:
-    con = duckdb.connect(str(paths.warehouse), read_only=True)
-    try:
-        return con.execute("SELECT version, release_date, published_on, figures_sha256, tables "
-                           "FROM release_publications ORDER BY version").fetchall()
-    finally:
-        con.close()
+    return warehouse_rows(paths, "SELECT version, release_date, published_on, figures_sha256, tables "
+                                 "FROM release_publications ORDER BY version")
 
 
 def set_version(paths: Paths, version: str) -> None:
