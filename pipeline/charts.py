@@ -201,20 +201,9 @@ def load_summary() -> pd.DataFrame:
     read from several exports (a corrected re-export repeats the others) counts once, by its keyed
     response id, with the best of its outcomes (loaded, set aside, excluded, duplicate): the rows
     read from the files would count it once per file. Rows without a response id count each."""
-    return query(
-        """
-        WITH responses AS (
-            SELECT l.wave, bool_or(l.synthetic) AS synthetic,
-                   min(CASE o.outcome WHEN 'loaded' THEN 1 WHEN 'quarantined' THEN 2
-                                      WHEN 'excluded' THEN 3 ELSE 4 END) AS outcome
-            FROM row_outcomes o JOIN load_ledger l USING (file_sha256)
-            GROUP BY l.wave, coalesce(o.response_key, o.file_sha256 || '#' || o.source_row))
-        SELECT wave, bool_or(synthetic) AS synthetic, count(*) AS read,
-               count(*) FILTER (WHERE outcome = 1) AS loaded, count(*) FILTER (WHERE outcome = 3) AS excluded,
-               count(*) FILTER (WHERE outcome = 4) AS duplicates, count(*) FILTER (WHERE outcome = 2) AS quarantined
-        FROM responses GROUP BY wave ORDER BY wave
-        """
-    )
+    from pipeline.load import RESPONSES_BY_WAVE
+
+    return query(RESPONSES_BY_WAVE)
 
 
 def coverage_md() -> str:

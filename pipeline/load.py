@@ -138,6 +138,22 @@ def holds_synthetic(con: duckdb.DuckDBPyConnection) -> bool | None:
     return None if not rows else bool(rows[0][0])
 
 
+# Responses per wave and what became of them (the public methods page, `consult status`): a
+# response read from several exports (a corrected re-export repeats the others) counts once, by its
+# keyed response id, with the best of its outcomes; rows without a response id count each.
+RESPONSES_BY_WAVE = """
+    WITH responses AS (
+        SELECT l.wave, bool_or(l.synthetic) AS synthetic,
+               min(CASE o.outcome WHEN 'loaded' THEN 1 WHEN 'quarantined' THEN 2
+                                  WHEN 'excluded' THEN 3 ELSE 4 END) AS outcome
+        FROM row_outcomes o JOIN load_ledger l USING (file_sha256)
+        GROUP BY l.wave, coalesce(o.response_key, o.file_sha256 || '#' || o.source_row))
+    SELECT wave, bool_or(synthetic) AS synthetic, count(*) AS read,
+           count(*) FILTER (WHERE outcome = 1) AS loaded, count(*) FILTER (WHERE outcome = 3) AS excluded,
+           count(*) FILTER (WHERE outcome = 4) AS duplicates, count(*) FILTER (WHERE outcome = 2) AS quarantined
+    FROM responses GROUP BY wave ORDER BY wave"""
+
+
 def data_source(con: duckdb.DuckDBPyConnection) -> str | None:
     """'synthetic' or 'real': what the warehouse holds (None when it is empty)."""
     holds = holds_synthetic(con)

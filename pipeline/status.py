@@ -75,10 +75,10 @@ def _step(stage: int, command: str | None, why: str) -> dict:
 
 def _warehouse_facts(paths: Paths) -> dict:
     facts: dict = {"exists": paths.warehouse.exists(), "holds": None, "ledger": [], "purged": {},
-                   "quarantine": {}, "waiting": Counter(), "excluded": {}, "changed_at": None}
+                   "quarantine": {}, "waiting": Counter(), "excluded": {}, "changed_at": None, "responses": {}}
     if not facts["exists"]:
         return facts
-    from pipeline.load import data_source
+    from pipeline.load import RESPONSES_BY_WAVE, data_source
     from pipeline.qa import quarantined_rows
 
     with connect(paths.warehouse, read_only=True) as con:
@@ -88,6 +88,9 @@ def _warehouse_facts(paths: Paths) -> dict:
             "SELECT file_sha256, file_name, wave, loaded_at, rows_read, rows_loaded, rows_quarantined, rows_excluded, "
             "rows_duplicate FROM load_ledger ORDER BY wave, loaded_at, file_name").fetchall()]
         facts["purged"] = purged_files(con)
+        facts["responses"] = {int(r[0]): dict(zip(ROW_KEYS, map(int, r[2:]))) for r in con.execute(
+            f"SELECT wave, synthetic, read, loaded, quarantined, excluded, duplicates FROM ({RESPONSES_BY_WAVE})"
+        ).fetchall()}
         facts["excluded"] = _reasons(con, "SELECT l.wave, o.reason, count(*) FROM row_outcomes o JOIN load_ledger l "
                                           "USING (file_sha256) WHERE o.outcome = 'excluded' GROUP BY ALL ORDER BY 1, 3 DESC, 2")
     waiting = [r for r in quarantined_rows(paths.warehouse) if r.status == "waiting"]
@@ -225,6 +228,8 @@ def _wave_status(paths: Paths, wave: int, exports: list[RawFile], synthetic: boo
                      "loaded": f.sha256 in loaded_shas} for f in mine],
         "files_loaded": len(ledger),
         "rows": {k: sum(f[k] for f in ledger) for k in ROW_KEYS},
+        # each response once, however many exports held it (the rows above count it once per file)
+        "responses": facts["responses"].get(wave, dict.fromkeys(ROW_KEYS, 0)),
         "quarantine_reasons": facts["quarantine"].get(wave, {}),
         "quarantine_waiting": facts["waiting"].get(wave, 0),
         "exclusion_reasons": facts["excluded"].get(wave, {}),
@@ -385,6 +390,10 @@ def _wave_lines(s: dict, status: dict) -> list[str]:
     if s["files_loaded"]:
         lines.append(f"  Rows:         read {rows['read']} = loaded {rows['loaded']} + quarantined {rows['quarantined']}"
                      f" + excluded {rows['excluded']} + duplicates {rows['duplicates']}")
+        got = s["responses"]
+        lines.append(f"  Responses:    {got['read']} received, each counted once however many exports held it = loaded "
+                     f"{got['loaded']} + set aside {got['quarantined']} + excluded {got['excluded']} + duplicates "
+                     f"{got['duplicates']} (as the public report counts them)")
     if s["quarantine_reasons"]:
         lines.append(f"  Quarantine:   {s['quarantine_waiting']} row(s) waiting for a fix; reasons (rows): "
                      + ", ".join(f"{k} {v}" for k, v in s["quarantine_reasons"].items()))

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pytest
 
 from pipeline import charts
+from pipeline.cli import main
 from pipeline.config import Paths
 from pipeline.run import run_load
 
@@ -21,25 +23,48 @@ def export_rows(path) -> tuple[list[str], list[list[str]]]:
     return header, list(csv.reader(io.StringIO(body)))
 
 
-def test_a_re_export_counts_each_response_once(loaded: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CONSULT_WAREHOUSE", str(loaded.warehouse))
-    first = loaded.synthetic / "2025" / "qualtrics-2025.csv"
-    header, rows = export_rows(first)
-    ids = csv.reader(io.StringIO(header[0].lstrip("\ufeff")))
-    response_id = next(ids).index("ResponseId")
-    received = len({row[response_id] for row in rows})  # distinct responses, worked out from the file
-    assert received < len(rows)  # the synthetic export repeats some rows, as platforms do
-    before = charts.load_summary().set_index("wave").loc[2025]
-    assert before["read"] == received
-    assert before[["loaded", "excluded", "duplicates", "quarantined"]].sum() == received
+def distinct_responses(paths: Paths) -> tuple[int, int]:
+    """Wave 2025's synthetic export: its data rows and its distinct response ids, from the file."""
+    header, rows = export_rows(paths.synthetic / "2025" / "qualtrics-2025.csv")
+    response_id = next(csv.reader(io.StringIO(header[0].lstrip("\ufeff")))).index("ResponseId")
+    return len(rows), len({row[response_id] for row in rows})
 
-    # the same responses exported again (another order, so another file): nothing new to count
+
+def export_again(paths: Paths) -> None:
+    """The same responses exported again: another order, so another file."""
+    first = paths.synthetic / "2025" / "qualtrics-2025.csv"
+    header, rows = export_rows(first)
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerows([rows[-1], *rows[:-1]])
     (first.parent / "qualtrics-2025-again.csv").write_text("\ufeff" + "".join(header) + out.getvalue(),
                                                            encoding="utf-8")
+
+
+def test_a_re_export_counts_each_response_once(loaded: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSULT_WAREHOUSE", str(loaded.warehouse))
+    rows, received = distinct_responses(loaded)
+    assert received < rows  # the synthetic export repeats some rows, as platforms do
+    before = charts.load_summary().set_index("wave").loc[2025]
+    assert before["read"] == received
+    assert before[["loaded", "excluded", "duplicates", "quarantined"]].sum() == received
+
+    export_again(loaded)  # nothing new to count
     summary = run_load(loaded)
     again = next(f for f in summary.files if f.file == "qualtrics-2025-again.csv")
-    assert again.read == len(rows) and again.loaded == 0  # read again, row by row, loaded nothing
+    assert again.read == rows and again.loaded == 0  # read again, row by row, loaded nothing
     after = charts.load_summary().set_index("wave").loc[2025]
     assert after.to_dict() == before.to_dict()
+
+
+def test_status_counts_rows_per_file_and_each_response_once(loaded: Paths, capsys) -> None:
+    rows, received = distinct_responses(loaded)
+    export_again(loaded)
+    run_load(loaded)
+    capsys.readouterr()
+    assert main(["--root", str(loaded.root), "status", "--json"]) == 0
+    wave = next(w for w in json.loads(capsys.readouterr().out)["waves"] if w["wave"] == 2025)
+    assert wave["rows"]["read"] == 2 * rows  # every row of both files
+    assert wave["responses"]["read"] == received  # every response once
+    assert sum(wave["responses"][k] for k in ("loaded", "quarantined", "excluded", "duplicates")) == received
+    assert main(["--root", str(loaded.root), "status", "2025"]) == 0
+    assert f"Responses:    {received} received, each counted once" in capsys.readouterr().out
