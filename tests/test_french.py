@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from builders import warehouse_rows as published
 from pipeline.translations import TranslationError, french_catalogue, missing_french
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,14 +140,6 @@ def sites(tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) -> tu
 
 def page(paths: Paths, name: str) -> _Page:
     return _Page((paths.site / name).read_text(encoding="utf-8"))
-
-
-def published(paths: Paths, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(paths.warehouse), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_the_french_pages_have_the_same_figure_ids_as_the_english(sites) -> None:

@@ -9,10 +9,10 @@ import re
 import shutil
 from pathlib import Path
 
-import duckdb
 import pypdf
 import pytest
 
+from builders import warehouse_rows as published
 from pipeline.config import Paths
 from pipeline.pdf import PdfResult
 from pipeline.report import build_pdf_report, build_report
@@ -31,14 +31,6 @@ def pdf_pages_text(paths: Paths) -> list[str]:
     """The text of every page of the PDF, as a reader (pypdf) extracts it, whitespace collapsed."""
     reader = pypdf.PdfReader(paths.site / "peer-support-consultation.pdf")
     return [" ".join((page.extract_text() or "").split()) for page in reader.pages]
-
-
-def published(paths: Paths, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(paths.warehouse), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_the_pdf_is_in_the_site_and_is_a_real_multi_page_pdf(printed: tuple[Paths, PdfResult]) -> None:

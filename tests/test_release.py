@@ -17,6 +17,7 @@ import frictionless
 import pytest
 import yaml
 
+from builders import warehouse_rows as warehouse
 from pipeline.audit import AuditReport
 from pipeline.cli import main
 from pipeline.config import Paths
@@ -51,14 +52,6 @@ def released(loaded_template: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def rows(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-def warehouse(paths: Paths, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(paths.warehouse), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
