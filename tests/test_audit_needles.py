@@ -108,3 +108,39 @@ def test_the_values_of_a_column_are_searched_together_as_each_alone(batch: int, 
     # two values ("ann", "lee"); the latitude twice in one value; the first name once
     assert Counter(audit._matches_among(texts, index)) == Counter({"full_name": 2, "latitude": 2, "first_name": 1})
     assert list(audit._matches_among(["nothing here", "43"], index)) == []
+
+
+def test_whole_number_columns_are_searched_as_their_text_is(tmp_path: Path) -> None:
+    """A number stored in the warehouse (a phone number or an external reference kept as digits) is
+    found as its text would be: every column of every integer type, either sign."""
+    import duckdb
+
+    paths = make_project(tmp_path / "project")
+    paths.warehouse_dir.mkdir(parents=True, exist_ok=True)
+    needles = {"4165550123": ("phone",), "98765": ("external_reference",), "00042": ("external_reference",),
+               "1234 5": ("latitude",), "r_abc12": ("response_id",)}
+    columns = {"TINYINT": [12, -7], "SMALLINT": [-9876, 9876], "INTEGER": [98765, -98765, 42, 12345],
+               "BIGINT": [4165550123, -4165550123, 5], "UBIGINT": [4165550123, 18446744073709551615],
+               "UINTEGER": [98765], "VARCHAR": ["98765", "x 4165550123 y"]}
+    with duckdb.connect(str(paths.warehouse)) as con:
+        for i, (kind, values) in enumerate(columns.items()):
+            con.execute(f"CREATE TABLE t{i} (v {kind})")
+            con.executemany(f"INSERT INTO t{i} VALUES (?)", [[v] for v in values + values])  # each twice
+    # expected, worked out from the values' texts with Python's own tokens: one finding per distinct
+    # value a needle's tokens occur in (at every place), by column
+    expected: dict[tuple[str, str], int] = {}
+    for i, values in enumerate(columns.values()):
+        for value in set(values):
+            tokens = re.findall(r"\w+", str(value).lower())
+            for needle, kinds in needles.items():
+                size = needle.count(" ") + 1
+                hits = sum(" ".join(tokens[j:j + size]) == needle for j in range(len(tokens)))
+                for kind in kinds:
+                    if hits:
+                        key = (f"warehouse t{i}.v", kind)
+                        expected[key] = expected.get(key, 0) + hits
+    assert ("warehouse t3.v", "phone") in expected and ("warehouse t2.v", "external_reference") in expected
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        check = audit.check_identifiers(paths, con, needles, [])
+    found = {(d["where"], d["identifier"]): d["occurrences"] for d in check.details}
+    assert found == expected
