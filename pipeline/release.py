@@ -111,6 +111,22 @@ def read_release(paths: Paths) -> dict | None:
         return None
 
 
+def release_current(paths: Paths) -> bool:
+    """The built release was made from the current inputs (its key) and holds exactly the files its
+    SHA256SUMS lists, unchanged: building it again would write the same bytes, so a re-run with
+    nothing new leaves it as it is."""
+    release, folder = read_release(paths), release_dir(paths)
+    if release is None or release.get("inputs_key") != release_key(paths) or not (folder / CHECKSUMS).is_file():
+        return False
+    listed = {}
+    for line in (folder / CHECKSUMS).read_text(encoding="utf-8").splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+    present = {p.name for p in folder.iterdir()}
+    return present == {*listed, CHECKSUMS} and all(
+        (folder / name).is_file() and _sha256((folder / name).read_bytes()) == digest for name, digest in listed.items())
+
+
 def release_key(paths: Paths) -> str:
     """What the release depends on, as one hash: everything that leaves the warehouse (as for the
     report's key), every definition under surveys/ (release.yaml included) and this module."""
@@ -548,11 +564,14 @@ def build_release(paths: Paths, audit=None, progress: Callable[[str], None] = la
     settings = release_settings(paths)
     if audit is not None and not audit.passed:
         raise ReleaseError(_refusal(audit, paths, audit_file))
+    target = release_dir(paths)
+    if audit is not None and release_current(paths):  # the audit just passed over these very files
+        progress(f"open data release {settings.version} ({settings.date.isoformat()}) unchanged: {target}")
+        return target
     tables = Tables(paths)
     if not tables.inputs:
         raise NothingToRelease(f"{paths.warehouse}: no survey responses loaded, nothing to release")
     check_version(paths, tables)
-    target = release_dir(paths)
     site_existed = paths.site.is_dir()
     staging = _staging_dir(target)
     try:

@@ -236,9 +236,46 @@ def test_two_builds_on_the_same_inputs_are_byte_identical(released: Paths, loade
     # Another folder, another day, no audit object in common: the same bytes.
     build_release(loaded, audit=PASSED)
     first = snapshot(release_dir(loaded))
+    shutil.rmtree(release_dir(loaded))  # else the unchanged release is kept, not built again
     build_release(loaded, audit=PASSED)
     assert snapshot(release_dir(loaded)) == first
     assert snapshot(release_dir(released)) == first
+
+
+def test_a_rerun_with_nothing_new_leaves_the_release_as_it_is(loaded: Paths) -> None:
+    said: list[str] = []
+    build_release(loaded, audit=PASSED)
+    folder = release_dir(loaded)
+    first, times = snapshot(folder), {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    build_release(loaded, audit=PASSED, progress=said.append)
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == times  # not even written again
+    assert snapshot(folder) == first and "unchanged" in said[-1]
+
+
+@pytest.mark.parametrize("damage", ["edit", "remove", "add"])
+def test_a_release_changed_by_hand_is_built_again(loaded: Paths, damage: str) -> None:
+    build_release(loaded, audit=PASSED)
+    folder = release_dir(loaded)
+    first = snapshot(folder)
+    victim = folder / "gaps.csv"
+    if damage == "edit":
+        victim.write_bytes(victim.read_bytes().replace(b",", b";", 3))
+    elif damage == "remove":
+        victim.unlink()
+    else:
+        (folder / "notes.txt").write_text("my notes\n", encoding="utf-8")
+    build_release(loaded, audit=PASSED)
+    assert snapshot(folder) == first
+
+
+def test_a_release_is_built_again_when_its_settings_change(loaded: Paths) -> None:
+    build_release(loaded, audit=PASSED)
+    settings = loaded.surveys / "release.yaml"
+    settings.write_text(settings.read_text(encoding="utf-8").replace("version: \"2025.1\"", "version: \"2025.7\""),
+                        encoding="utf-8")
+    assert release_settings(loaded).version == "2025.7"
+    build_release(loaded, audit=PASSED)
+    assert read_release(loaded)["version"] == "2025.7"
 
 
 def test_a_failing_audit_refuses_and_leaves_the_previous_release(loaded: Paths, capsys) -> None:
