@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,31 @@ def warehouse_rows(paths: Paths, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+# --- a corrected re-export (the runbook's way to release a quarantined row) ------------------------
+
+
+def export_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    """A Qualtrics export's three header lines and its data rows (the csv module, not the pipeline)."""
+    text = path.read_text(encoding="utf-8-sig")
+    lines = text.splitlines(keepends=True)
+    header, body = lines[:3], "".join(lines[3:])
+    return header, list(csv.reader(io.StringIO(body)))
+
+
+def distinct_responses(paths: Paths, wave: int = 2025) -> tuple[int, int]:
+    """A wave's synthetic export: its data rows and its distinct response ids, from the file."""
+    header, rows = export_rows(paths.synthetic / str(wave) / f"qualtrics-{wave}.csv")
+    response_id = next(csv.reader(io.StringIO(header[0].lstrip("\ufeff")))).index("ResponseId")
+    return len(rows), len({row[response_id] for row in rows})
+
+
+def export_again(paths: Paths) -> None:
+    """The same responses exported again: another order, so another file."""
+    first = paths.synthetic / "2025" / "qualtrics-2025.csv"
+    header, rows = export_rows(first)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([rows[-1], *rows[:-1]])
+    (first.parent / "qualtrics-2025-again.csv").write_text("\ufeff" + "".join(header) + out.getvalue(),
+                                                           encoding="utf-8")
