@@ -204,6 +204,13 @@ class MicrodataRules(Strict):
         return any(concept in part for part in (self.key_quasi_identifiers, self.numeric_quasi_identifiers,
                                                 self.other_quasi_identifiers))
 
+    def group_labels(self) -> dict[tuple[str, str], Labels]:
+        """(question, code) -> label of every code a level introduces (merged answers, "more than
+        one"), whether or not a wave's stored answers use it: indicator rules name these codes
+        (e.g. `indigenous`), and the choices table labels only the codes a wave stores."""
+        return {(concept, code): label for concept, rule in self.key_quasi_identifiers.items()
+                for code, (_, label) in rule.group_codes().items()}
+
 
 class QuoteRules(Strict):
     min_words: int = Field(default=8, ge=1)

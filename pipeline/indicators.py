@@ -30,6 +30,7 @@ import duckdb
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipeline.anonymity import PRIVACY_FILE, PrivacyRules, load_privacy_rules
 from pipeline.deidentify import DerivedConcept, derived_concepts, derived_path, load_derivations
 from pipeline.derivation import linked_families
 from pipeline.disclosure import DisclosureRules, rules_sha256, suppress, suppress_changes, suppress_gaps
@@ -626,7 +627,7 @@ def groups_in_words(breakdown: Breakdown, kinds: dict[str, str], words: RuleWord
 
 def catalogue_listing(catalogue: Catalogue, surveys_dir: Path) -> str:
     """The whole catalogue as plain text, for `consult indicators --list`."""
-    kinds, labels = instrument_kinds(surveys_dir), instrument_labels(surveys_dir)
+    kinds, labels = instrument_kinds(surveys_dir), _privacy_labels(surveys_dir) | instrument_labels(surveys_dir)
     kinds.update({name: "numeric" for name in catalogue.scores})
     derived = derivation_texts([(d.question.id, instrument.wave, ", ".join(d.reads), d.reference, d.reference_year, d.note)
                                 for instrument, concepts in _questionnaires(surveys_dir) for d in concepts])
@@ -690,6 +691,16 @@ def instrument_labels(surveys_dir: Path) -> dict[tuple[str, str], str]:
     return labels
 
 
+def merged_code_labels(privacy: PrivacyRules) -> dict[tuple[str, str], str]:
+    """(question, merged code) -> its English label (surveys/privacy.yaml), for the rules in words."""
+    return {key: label.en for key, label in privacy.microdata.group_labels().items()}
+
+
+def _privacy_labels(surveys_dir: Path) -> dict[tuple[str, str], str]:
+    path = surveys_dir / PRIVACY_FILE
+    return merged_code_labels(load_privacy_rules(path)) if path.exists() else {}
+
+
 DerivationRow = tuple[str, int, str, str, int, str]  # concept, wave, reads, reference, reference_year, note
 
 
@@ -744,9 +755,12 @@ def check_definitions(catalogue: Catalogue, kinds: dict[str, str]) -> None:
 
 
 def compute(
-    con: duckdb.DuckDBPyConnection, catalogue: Catalogue, rules: DisclosureRules
+    con: duckdb.DuckDBPyConnection, catalogue: Catalogue, rules: DisclosureRules,
+    group_labels: dict[tuple[str, str], str] | None = None,
 ) -> pd.DataFrame:
-    """Rebuild respondent_wide, respondent_groups and every indicator table; return the estimates."""
+    """Rebuild respondent_wide, respondent_groups and every indicator table; return the estimates.
+    `group_labels`: (question, code) -> English label of the codes surveys/privacy.yaml merges
+    answers into, for the rules in words (merged_code_labels)."""
     kinds = build_wide(con, catalogue)
     build_groups(con, catalogue, kinds)
     waves = {
@@ -767,7 +781,7 @@ def compute(
         estimates = suppress(add_intervals(estimates), rules, families)
         gaps = suppress_gaps(gap_rows(estimates), rules)
         changes = suppress_changes(change_rows(estimates, catalogue, question_signatures(con)))
-    _store(con, catalogue, kinds, estimates, gaps, changes)
+    _store(con, catalogue, kinds, estimates, gaps, changes, group_labels or {})
     con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('disclosure_sha256', ?)", [rules_sha256(rules)])
     return estimates
 
@@ -1127,7 +1141,7 @@ ESTIMATE_COLUMNS = ["indicator_id", "wave", "breakdown", "group_code", "group_la
 
 def _store(
     con: duckdb.DuckDBPyConnection, catalogue: Catalogue, kinds: dict[str, str],
-    estimates: pd.DataFrame, gaps: pd.DataFrame, changes: pd.DataFrame,
+    estimates: pd.DataFrame, gaps: pd.DataFrame, changes: pd.DataFrame, group_labels: dict[tuple[str, str], str],
 ) -> None:
     for table, frame, columns in (
         ("indicator_estimates", estimates, ESTIMATE_COLUMNS),
@@ -1139,7 +1153,8 @@ def _store(
             con.register("incoming", frame[columns])
             con.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM incoming")
             con.unregister("incoming")
-    labels = {
+    # a merged code a rule names is labelled even in waves whose stored answers were not merged
+    labels = group_labels | {
         (concept, code): label
         for concept, code, label in con.execute(
             "SELECT concept, code, label_en FROM choices "

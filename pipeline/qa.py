@@ -17,6 +17,7 @@ import pandas as pd
 from pipeline.charts import md_text, query
 from pipeline.config import project_paths
 from pipeline.instrument import Instrument, InstrumentError, instrument_path, load_instrument
+from pipeline.load import RESPONSES_BY_WAVE
 from pipeline.validate import NO_VALUE_RULES, RULE_HELP
 from pipeline.wave_rules import WaveRules, load_wave_rules
 
@@ -63,6 +64,26 @@ def ledger_md() -> str:
     verdict = ("The identity holds for every file." if holds.all() else
                "**The identity does not hold for some files: the warehouse is inconsistent; do not publish.**")
     return _table(table, {"Read", "Loaded", "Quarantined", "Excluded", "Duplicates"}) + f"\n{verdict}\n"
+
+
+def responses_md() -> str:
+    """Per wave, each response once with its best outcome (the query of the public methods page
+    and `consult status`), beside the rows read from the wave's files: the ledger counts a response
+    once per export that held it, so after a corrected re-export its rows add up to more."""
+    got = query(f"""
+        SELECT r.wave, r.read AS responses, r.loaded, r.quarantined, r.excluded, r.duplicates,
+               f.rows_read, f.files
+        FROM ({RESPONSES_BY_WAVE}) r
+        JOIN (SELECT wave, sum(rows_read) AS rows_read, count(*) AS files FROM load_ledger GROUP BY wave) f USING (wave)
+        ORDER BY r.wave""")
+    if got.empty:
+        return "\nNo export has been loaded yet.\n"
+    table = pd.DataFrame({
+        "Wave": got["wave"].astype(str), "Responses (each once)": got["responses"], "Loaded": got["loaded"],
+        "Quarantined": got["quarantined"], "Excluded": got["excluded"], "Duplicates": got["duplicates"],
+        "Rows read (all files)": got["rows_read"], "Files": got["files"],
+    })
+    return _table(table, set(table.columns) - {"Wave"})
 
 
 # --- validation rules ----------------------------------------------------------------------------

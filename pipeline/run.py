@@ -20,7 +20,7 @@ from pipeline.config import Paths, export_files
 from pipeline.deidentify import (deidentify, derived_path, load_derivations, load_scrubber, only_what_deidentify_reads,
                                  rescrub_stored, scrub_lists_sha256)
 from pipeline.disclosure import load_rules, rules_sha256
-from pipeline.indicators import compute, load_checked_catalogue
+from pipeline.indicators import compute, load_checked_catalogue, merged_code_labels
 from pipeline.ingest import Export, ExportError, file_sha256, read_export
 from pipeline.instrument import Instrument, available_waves, instrument_path, load_instrument
 from pipeline.load import (
@@ -347,7 +347,7 @@ def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, cat
             con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('derived_sha256', ?)", [derivations_sha256(paths)])
         # k-anonymity over every wave's stored respondents, old and new, before anything is computed
         protect_microdata(con, privacy)
-        compute(con, catalogue, load_rules(paths.disclosure_file))
+        compute(con, catalogue, load_rules(paths.disclosure_file), merged_code_labels(privacy))
         con.execute("COMMIT")
     except BaseException:
         _rollback(con)
@@ -379,7 +379,8 @@ def rebuild_indicators(paths: Paths) -> int:
         ensure_schema(con)
         con.execute("BEGIN TRANSACTION")
         try:
-            estimates = compute(con, catalogue, load_rules(paths.disclosure_file))
+            estimates = compute(con, catalogue, load_rules(paths.disclosure_file),
+                                merged_code_labels(load_privacy_rules(privacy_path(paths))))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

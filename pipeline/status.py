@@ -18,6 +18,7 @@ from pipeline.deidentify import DerivationError, Derivations, derived_concepts, 
 from pipeline.instrument import Instrument, InstrumentError, available_waves, instrument_path, load_instrument
 from pipeline.load import connect
 from pipeline.retention import RawFile, purged_files, raw_exports
+from pipeline.wave_rules import RULES_FILE, RulesError, load_wave_rules
 
 ROW_KEYS = ("read", "loaded", "quarantined", "excluded", "duplicates")
 
@@ -218,11 +219,14 @@ def _wave_status(paths: Paths, wave: int, exports: list[RawFile], synthetic: boo
     kept = [f["loaded_at"].date() for f in ledger if f["sha256"] in present]
     days = (today - min(kept)).days if kept else None
     instrument, broken = _load_wave_instrument(paths, wave)
+    rules = instrument_path(paths.surveys, wave).with_name(RULES_FILE)
     status = {
         "wave": wave,
         "instrument": str(instrument_path(paths.surveys, wave).relative_to(paths.root))
         if instrument_path(paths.surveys, wave).exists() else None,
         "instrument_error": broken,
+        "rules": str(rules.relative_to(paths.root)) if rules.exists() else None,
+        "rules_error": _rules_error(instrument),
         "derived_error": _derived_error(instrument, derivations),
         "exports": [{"file": str(f.path.relative_to(paths.root)), "sha256": f.sha256, "bytes": f.bytes,
                      "loaded": f.sha256 in loaded_shas} for f in mine],
@@ -254,6 +258,19 @@ def _load_wave_instrument(paths: Paths, wave: int) -> tuple[Instrument | None, s
         return load_instrument(path), None
     except InstrumentError as exc:
         return None, str(exc)
+
+
+def _rules_error(instrument: Instrument | None) -> str | None:
+    """The run's error text when the wave's rules.yaml does not load (YAML syntax, an invalid rule,
+    a rule naming a question or code the instrument lacks), checked as validation loads it: the run
+    stops at the wave's next export. None when it loads, is absent or the instrument is broken."""
+    if instrument is None:
+        return None
+    try:
+        load_wave_rules(instrument)
+    except RulesError as exc:
+        return str(exc)
+    return None
 
 
 def _load_derivations(paths: Paths) -> Derivations | str:
@@ -309,6 +326,9 @@ def _next_step(paths: Paths, status: dict, outputs: dict) -> dict:
     if status["instrument_error"]:
         return _step(1, None, f"{status['instrument']} does not load, so `consult run` would stop. Fix it, then "
                      f"run `consult status {wave}` again. The error:\n{status['instrument_error']}")
+    if status["rules_error"]:
+        return _step(1, None, f"{status['rules']} does not load, so `consult run` would stop at the wave's next "
+                     f"export. Fix it, then run `consult status {wave}` again. The error:\n{status['rules_error']}")
     if status["derived_error"] and (waiting or not status["files_loaded"]):
         # a load of this wave stops there: before its export (stage 8), or first when one waits (a run stops)
         then = "" if waiting else f". Then, when the survey closes, export the responses into data/raw/{wave}/"
@@ -378,6 +398,8 @@ def _wave_lines(s: dict, status: dict) -> list[str]:
     source = {"synthetic": "synthetic consultation", "real": "real exports", None: "no data yet"}[s["data"]]
     lines = [f"Wave {s['wave']} ({source})",
              f"  Instrument:   {s['instrument'] or 'missing'}" + (" (DOES NOT LOAD)" if s["instrument_error"] else "")]
+    if s["rules"]:
+        lines.append(f"  Rules:        {s['rules']}" + (" (DOES NOT LOAD)" if s["rules_error"] else ""))
     loaded = sum(e["loaded"] for e in s["exports"])
     if s["exports"]:
         lines.append(f"  Exports:      {len(s['exports'])} found, {loaded} loaded: "

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import yaml
 
 from pipeline.config import Paths
 from pipeline.instrument import Instrument
@@ -85,3 +88,59 @@ def warehouse_rows(paths: Paths, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+# --- a corrected re-export (the runbook's way to release a quarantined row) ------------------------
+
+
+def export_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    """A Qualtrics export's three header lines and its data rows (the csv module, not the pipeline)."""
+    text = path.read_text(encoding="utf-8-sig")
+    lines = text.splitlines(keepends=True)
+    header, body = lines[:3], "".join(lines[3:])
+    return header, list(csv.reader(io.StringIO(body)))
+
+
+def distinct_responses(paths: Paths, wave: int = 2025) -> tuple[int, int]:
+    """A wave's synthetic export: its data rows and its distinct response ids, from the file."""
+    header, rows = export_rows(paths.synthetic / str(wave) / f"qualtrics-{wave}.csv")
+    response_id = next(csv.reader(io.StringIO(header[0].lstrip("\ufeff")))).index("ResponseId")
+    return len(rows), len({row[response_id] for row in rows})
+
+
+def export_again(paths: Paths) -> None:
+    """The same responses exported again: another order, so another file."""
+    first = paths.synthetic / "2025" / "qualtrics-2025.csv"
+    header, rows = export_rows(first)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([rows[-1], *rows[:-1]])
+    (first.parent / "qualtrics-2025-again.csv").write_text("\ufeff" + "".join(header) + out.getvalue(),
+                                                           encoding="utf-8")
+
+
+# --- answers merged for privacy (surveys/privacy.yaml), read as plain YAML -------------------------
+
+
+def merged_codes_named(surveys: Path) -> dict[tuple[str, str], str]:
+    """(question, code) -> English label of each code privacy.yaml merges answers into (or gives to
+    "more than one") that a rule of indicators.yaml names, e.g. ("indigenous", "indigenous")."""
+    privacy = yaml.safe_load((surveys / "privacy.yaml").read_text(encoding="utf-8"))
+    labels = {}
+    for question, rule in privacy["microdata"]["key_quasi_identifiers"].items():
+        for level in rule["levels"]:
+            groups = level.get("groups", []) + ([level["more_than_one"]] if "more_than_one" in level else [])
+            labels.update({(question, str(group["code"])): group["label"]["en"] for group in groups})
+    indicators = yaml.safe_load((surveys / "indicators.yaml").read_text(encoding="utf-8"))
+    named = {(test["question"], str(code)) for test in _rule_tests(indicators)
+             for key in ("in", "not_in", "only") for code in test.get(key) or []}
+    return {key: label for key, label in labels.items() if key in named}
+
+
+def _rule_tests(node: Any) -> list[dict]:
+    """Every test of one question (a mapping with `question`) anywhere in a definitions file."""
+    if isinstance(node, list):
+        return [test for item in node for test in _rule_tests(item)]
+    if not isinstance(node, dict):
+        return []
+    own = [node] if isinstance(node.get("question"), str) else []
+    return own + [test for value in node.values() for test in _rule_tests(value)]

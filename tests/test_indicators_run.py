@@ -10,6 +10,7 @@ import duckdb
 import pytest
 import yaml
 
+from builders import merged_codes_named
 from conftest import REPO
 from pipeline import charts
 from pipeline.config import Paths
@@ -230,6 +231,11 @@ def test_indicators_list_prints_the_whole_catalogue() -> None:
     for breakdown in definitions["breakdowns"].values():
         assert breakdown["title"] in out
     assert "people who gave two or more form one group: More than one race category" in out
+    # a merged answer a rule names (surveys/privacy.yaml), labelled as the answers are
+    merged = merged_codes_named(REPO / "surveys")
+    assert ("indigenous", "indigenous") in merged
+    for (_question, code), label in merged.items():
+        assert f"{code} ({label})" in out, code
 
 
 def test_methods_entries_come_straight_from_the_definitions(loaded: Paths, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import response, write_export
+from builders import distinct_responses, export_again, response, write_export
 from conftest import REPO
 from pipeline.config import Paths, export_files
 from pipeline.qa import quarantined_rows
@@ -56,6 +56,36 @@ def test_the_qa_report_shows_the_ledger_of_every_file(qa_rendered: Paths) -> Non
         row = table[start: start + 9]
         assert [int(v.replace(",", "")) for v in row[3:8]] == counts
         assert row[8] == "holds"
+
+
+def table_rows(page: str, section: str) -> list[list[str]]:
+    """The body rows of the first table after the heading with id `section`, as cell texts."""
+    assert f'id="{section}"' in page, f"no section {section!r} in the QA report"
+    table = re.search(r"<tbody>(.*?)</tbody>", page.split(f'id="{section}"', 1)[1], re.S).group(1)
+    return [cells(row) for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)]
+
+
+def test_after_a_re_export_the_qa_report_counts_each_response_once_beside_the_rows_read(loaded: Paths) -> None:
+    # The runbook's corrected re-export: every response of wave 2025 read a second time.
+    rows, received = distinct_responses(loaded)
+    export_again(loaded)
+    run_load(loaded)
+    build_qa_report(loaded, engine="offline")
+    page = page_text(loaded)
+
+    shown = {row[0]: [int(v.replace(",", "")) for v in row[1:]] for row in table_rows(page, "responses")}
+    assert set(shown) == {"2023", "2024", "2025"}
+    responses, loaded_, quarantined, excluded, duplicates, rows_read, files = shown["2025"]
+    assert responses == received and (rows_read, files) == (2 * rows, 2)
+    assert loaded_ + quarantined + excluded + duplicates == received
+    for wave in ("2023", "2024"):  # one export each: as many responses as distinct ids in it
+        file_rows, distinct = distinct_responses(loaded, int(wave))
+        assert shown[wave][0] == distinct and shown[wave][5:] == [file_rows, 1]
+    # the per-file rows stay, both files of 2025 with every row read
+    ledger = [row for row in table_rows(page, "ledger") if row[0] == "2025"]
+    assert sorted((row[1], int(row[4].replace(",", ""))) for row in ledger) == [
+        ("qualtrics-2025-again.csv", rows), ("qualtrics-2025.csv", rows)]
+    assert "counts it once per file" in page
 
 
 def test_the_qa_report_lists_rules_failures_and_flags_from_the_warehouse(qa_rendered: Paths) -> None:

@@ -17,6 +17,7 @@ import frictionless
 import pytest
 import yaml
 
+from builders import merged_codes_named
 from builders import warehouse_rows as warehouse
 from pipeline.audit import AuditReport
 from pipeline.cli import main
@@ -125,6 +126,18 @@ def test_the_citation_file_is_valid_cff_and_says_synthetic(released: Paths) -> N
     assert "SYNTHETIC" in (release_dir(released) / "README.md").read_text(encoding="utf-8")
     package = json.loads((release_dir(released) / "datapackage.json").read_text(encoding="utf-8"))
     assert "SYNTHETIC" in package["description"]
+
+
+def test_a_merged_answer_a_rule_names_is_given_its_label_in_the_catalogue_and_breakdowns(released: Paths) -> None:
+    # The synthetic waves store Indigenous identity as answered; the breakdown's rule also names the
+    # merged code k-anonymity may store (`indigenous`), which a reader must be able to read.
+    merged = merged_codes_named(released.surveys)
+    assert ("indigenous", "indigenous") in merged
+    folder = release_dir(released)
+    text = "\n".join(" ".join(row.values()) for name in ("breakdowns.csv", "indicators.csv")
+                     for row in rows(folder / name))
+    for (_question, code), label in merged.items():
+        assert f"{code} ({label})" in text, code
 
 
 def test_the_readme_gives_licence_caveats_and_citation(released: Paths) -> None:

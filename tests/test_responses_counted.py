@@ -3,41 +3,15 @@ release a quarantined row) repeats every response of the first export, and each 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 
 import pytest
 
+from builders import distinct_responses, export_again
 from pipeline import charts
 from pipeline.cli import main
 from pipeline.config import Paths
 from pipeline.run import run_load
-
-
-def export_rows(path) -> tuple[list[str], list[list[str]]]:
-    """A Qualtrics export's three header lines and its data rows (the csv module, not the pipeline)."""
-    text = path.read_text(encoding="utf-8-sig")
-    lines = text.splitlines(keepends=True)
-    header, body = lines[:3], "".join(lines[3:])
-    return header, list(csv.reader(io.StringIO(body)))
-
-
-def distinct_responses(paths: Paths) -> tuple[int, int]:
-    """Wave 2025's synthetic export: its data rows and its distinct response ids, from the file."""
-    header, rows = export_rows(paths.synthetic / "2025" / "qualtrics-2025.csv")
-    response_id = next(csv.reader(io.StringIO(header[0].lstrip("\ufeff")))).index("ResponseId")
-    return len(rows), len({row[response_id] for row in rows})
-
-
-def export_again(paths: Paths) -> None:
-    """The same responses exported again: another order, so another file."""
-    first = paths.synthetic / "2025" / "qualtrics-2025.csv"
-    header, rows = export_rows(first)
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows([rows[-1], *rows[:-1]])
-    (first.parent / "qualtrics-2025-again.csv").write_text("\ufeff" + "".join(header) + out.getvalue(),
-                                                           encoding="utf-8")
 
 
 def test_a_re_export_counts_each_response_once(loaded: Paths, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ import os
 import shutil
 
 import duckdb
+import pytest
 
 from pipeline.cli import main
 from pipeline.config import Paths
@@ -147,6 +148,45 @@ def test_a_broken_instrument_is_the_wave_s_next_step_with_the_run_s_error(projec
     assert main(["--root", str(project.root), "status", "2025"]) == 0
     out = capsys.readouterr().out
     assert "Instrument:   surveys/2025/instrument.yaml (DOES NOT LOAD)" in out
+    assert "`consult run`:" not in out and "Next: (no command)" in out
+    for line in run_error.splitlines():  # every line of the error, each on its own line
+        assert any(shown.strip() == line.strip() for shown in out.splitlines())
+
+
+# A rules.yaml that does not load: a YAML syntax error (a flow mapping left open), an invalid rule.
+BROKEN_RULES = {
+    "yaml": ("    require: {question: hours_per_week, at_most: 37.5}\n",
+             "    require: {question: hours_per_week, at_most: 37.5\n", "not valid YAML"),
+    "rule": ("    severity: flag\n", "    severity: warning\n", "severity"),
+}
+
+
+@pytest.mark.parametrize("broken", BROKEN_RULES)
+def test_a_broken_rules_file_is_the_wave_s_next_step_with_the_run_s_error(project: Paths, capsys,
+                                                                          broken: str) -> None:
+    assert project_status(project)["next"]["command"] == "consult run"  # the rules as they are load
+    good, bad, what = BROKEN_RULES[broken]
+    rules = project.surveys / "2025" / "rules.yaml"
+    text = rules.read_text(encoding="utf-8")
+    assert text.count(good) == 1
+    rules.write_text(text.replace(good, bad), encoding="utf-8")
+
+    assert main(["--root", str(project.root), "run", "--no-report"]) != 0
+    run_error = capsys.readouterr().err.partition("error: ")[2].strip()  # after the progress of the run
+    assert "surveys/2025/rules.yaml" in run_error and what in run_error
+
+    status = status_json(project, capsys, "2025")
+    wave = status["waves"][0]
+    step = wave["next"]
+    assert step["command"] is None and step == status["next"]
+    assert "surveys/2025/rules.yaml does not load" in step["why"] and "Fix it" in step["why"]
+    assert run_error in step["why"]
+    assert (wave["rules"], wave["rules_error"]) == ("surveys/2025/rules.yaml", run_error)
+    assert project_status(project)["next"] == step  # the whole project's next step too
+
+    assert main(["--root", str(project.root), "status", "2025"]) == 0
+    out = capsys.readouterr().out
+    assert "Rules:        surveys/2025/rules.yaml (DOES NOT LOAD)" in out
     assert "`consult run`:" not in out and "Next: (no command)" in out
     for line in run_error.splitlines():  # every line of the error, each on its own line
         assert any(shown.strip() == line.strip() for shown in out.splitlines())
