@@ -141,7 +141,7 @@ def worker_stages(path: Path, root: Path) -> dict:
     from pipeline.deidentify import (deidentify, derived_path, load_derivations, load_scrubber,
                                      only_what_deidentify_reads)
     from pipeline.disclosure import load_rules
-    from pipeline.indicators import compute, load_checked_catalogue
+    from pipeline.indicators import compute, load_checked_catalogue, merged_code_labels
     from pipeline.ingest import read_export
     from pipeline.load import FileLoad, connect, ensure_schema, write_run
     from pipeline.run import return_freed_memory, instrument_for, without_raw_frames
@@ -186,7 +186,7 @@ def worker_stages(path: Path, root: Path) -> dict:
 
         timed("load", load)
         timed("k_anonymity", lambda: protect_microdata(con, privacy))
-        timed("indicators", lambda: compute(con, catalogue, disclosure))
+        timed("indicators", lambda: compute(con, catalogue, disclosure, merged_code_labels(privacy)))
         timed("commit", lambda: con.execute("COMMIT"))
     sampler.stop()
     return {"stages": stages, "rows": item.export.rows, "outcomes": {o: validation.count(o) for o in OUTCOMES},
