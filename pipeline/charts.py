@@ -386,18 +386,31 @@ def headline(indicator_id: str) -> str:
         text = ui("headline_percent", wave=wave, value=value, n=n, people=people, interval=interval)
     else:
         text = ui("headline_score", wave=wave, value=value, n=n, interval=interval)
-    return f"\n{text}{_previous(est, wave, info)}\n"
+    return f"\n{text}{_previous(est, wave, info, _overall_change(indicator_id, wave))}\n"
 
 
-def _previous(est: pd.DataFrame, wave: int, info: dict[str, Any]) -> str:
-    # The wave before, for context only: no claim that a change is real.
+def _overall_change(indicator_id: str, wave: int) -> pd.Series | None:
+    """The Ontario-wide comparison of `wave` with the year before (published_changes), or None."""
+    return _lookup(_comparisons("published_changes", indicator_id), wave=wave, breakdown="all")
+
+
+def _previous(est: pd.DataFrame, wave: int, info: dict[str, Any], change: pd.Series | None = None) -> str:
+    # The wave before, for context only: no claim that a change is real. Set side by side, two
+    # figures read as a change: where the question changed, the sentence says whether they compare.
     earlier = est[(est["wave"] < wave) & (est["breakdown"] == "all")]
     if earlier.empty:
         return ""
     row = earlier.iloc[0]  # estimates() sorts newest first
     if _suppressed(row):
         return ui("previous_suppressed", wave=int(row["wave"]))
-    return ui("previous_value", wave=int(row["wave"]), value=fmt_value(row["estimate"], info), n=fmt_n(row["n"]))
+    values = dict(wave=int(row["wave"]), value=fmt_value(row["estimate"], info), n=fmt_n(row["n"]), latest=wave)
+    status = None if change is None or int(change["previous_wave"]) != int(row["wave"]) else change["comparability"]
+    if status == "not_comparable":
+        return ui("previous_not_comparable", **values)
+    note = "" if change is None or _missing(change["comparability_note"]) else str(change["comparability_note"]).strip()
+    if status == "comparable_with_caveat" and note:
+        return ui("previous_caveat", note=md_text(_sentence(note)), **values)
+    return ui("previous_value", **values)
 
 
 def key_figures() -> str:
@@ -685,18 +698,27 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
     y = [float(v) if ok else None for v, ok in zip(series["estimate"], mask)]
     up = [float(h - v) if ok else None for h, v, ok in zip(series["ci_high"], series["estimate"], mask)]
     down = [float(v - lo) if ok else None for lo, v, ok in zip(series["ci_low"], series["estimate"], mask)]
+    hover = [_hover(r, info) if ok else ui("suppressed") for (_, r), ok in zip(series.iterrows(), mask)]
+    x: list[float] = list(waves)
+    # A line between two years reads as a trend: where the question changed so much that the years
+    # do not compare, an empty point between them breaks the line, and the break is labelled.
+    pairs = _incomparable_pairs(indicator_id, waves)
+    for before, after in reversed(pairs):  # from the right, so earlier insertion points stay put
+        at = waves.index(after)
+        for values, empty in ((x, (before + after) / 2), (y, None), (up, None), (down, None), (hover, "")):
+            values.insert(at, empty)
     fig = go.Figure(
         go.Scatter(
             name="Ontario",
             mode="lines+markers",
-            x=waves,
+            x=x,
             y=y,
             connectgaps=False,
             line=dict(color=BLUE, width=3),
             marker=dict(color=BLUE, size=10),
             error_y=dict(type="data", symmetric=False, array=up, arrayminus=down,
                          color=INK, thickness=1.5, width=8),
-            hovertext=[_hover(r, info) if ok else ui("suppressed") for (_, r), ok in zip(series.iterrows(), mask)],
+            hovertext=hover,
             hoverinfo="x+text",
         )
     )
@@ -718,6 +740,11 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
             x=int(row["wave"]), y=0.1, yref="paper", text=ui("suppressed"), showarrow=False,
             font=dict(color=MUTED, size=14, style="italic"), hovertext=esc(_reason(row)),
         )
+    for before, after in pairs:
+        fig.add_annotation(
+            x=(before + after) / 2, y=0.1, yref="paper", text=ui("not_comparable"), showarrow=False,
+            font=dict(color=MUTED, size=13, style="italic"),
+        )
     fig.update_layout(
         _layout(
             height=340,
@@ -731,6 +758,18 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
     return fig
 
 
+def _incomparable_pairs(indicator_id: str, waves: list[int]) -> list[tuple[int, int]]:
+    """(earlier wave, later wave) of the neighbouring years whose Ontario-wide figures do not compare
+    (published_changes says not_comparable), in wave order."""
+    changes = _comparisons("published_changes", indicator_id)
+    pairs = []
+    for before, after in zip(waves, waves[1:]):
+        change = _lookup(changes, wave=after, breakdown="all")
+        if change is not None and int(change["previous_wave"]) == before and change["comparability"] == "not_comparable":
+            pairs.append((before, after))
+    return pairs
+
+
 def trend_chart(indicator_id: str) -> str:
     """Chart across waves; empty string when only one wave has the indicator."""
     ind = _safe_id(indicator_id)
@@ -740,7 +779,10 @@ def trend_chart(indicator_id: str) -> str:
     info = indicator(ind)
     series = _overall_series(estimates(ind)).assign(year=lambda d: d["wave"].astype(str))
     what = ui("what_percent") if _is_percent(info) else ui("what_score")
-    caption = ui("trend_caption", title=esc(info["title"]), what=what, id=ind, summary=_summary(series, info, "year"))
+    summary = _summary(series, info, "year")
+    for before, after in _incomparable_pairs(ind, [int(w) for w in series["wave"]]):
+        summary += " " + ui("trend_not_comparable", before=before, after=after)
+    caption = ui("trend_caption", title=esc(info["title"]), what=what, id=ind, summary=summary)
     label = ui("trend_label", title=info["title"])
     return _figure_html(fig, f"chart-{ind}-trend", label, caption)
 
