@@ -1000,10 +1000,13 @@ def protection_table() -> str:
 
 
 def questions_md(indicator_id: str, labels: dict[str, str] | None = None) -> str:
-    """The questions an indicator uses, inline markdown: concept ids, with wording when known."""
+    """The questions an indicator uses, inline markdown: concept ids, with wording when known. A
+    score stands for the questions it is made of: its id alone tells a reader nothing."""
     info = indicator(_safe_id(indicator_id))
     labels = question_labels() if labels is None else labels
+    scores = _score_texts()
     ids = [q.strip() for q in str(info.get("questions") or "").split(",") if q.strip()]
+    ids = [item for q in ids for item in (scores[q]["items"] if q in scores else [q])]
     if not ids:
         return ui("not_recorded")
     # Inline <code> rather than backticks: backticks would show escaped entities literally.
@@ -1026,6 +1029,7 @@ def definition_md(indicator_id: str, labels: dict[str, str] | None = None,
         f"- **{ui('def_definition')}** {md_text(info['definition'])}",
         f"- **{ui('def_population')}** {md_text(info['population'])}",
         *_rule_lines(info),
+        *_score_lines(info),
         f"- **{ui('def_questions')}** {questions_md(ind, labels)}",
         *_coverage_lines(info, breakdowns or {}),
         # no caveat recorded: say nothing (a "read with care" line with nothing to read was contradictory)
@@ -1033,6 +1037,26 @@ def definition_md(indicator_id: str, labels: dict[str, str] | None = None,
         f"- [{ui('see_figures')}](index.html#{ind})",
     ]
     return f"\n### {md_text(info['title'])} {{#{ind}}}\n\n" + "\n".join(lines) + "\n"
+
+
+def _score_texts() -> dict[str, dict[str, Any]]:
+    """Score id -> its definition (report language) and items, from the catalogue the figures were
+    computed with ({} when surveys/indicators.yaml is not that catalogue)."""
+    catalogue = _current_catalogue()
+    if catalogue is None:
+        return {}
+    french = (_french_text().french.get("scores") or {}) if report_lang() == "fr" else {}
+    return {name: {"definition": (french.get(name) or {}).get("definition") or score.definition,
+                   "items": list(score.items)}
+            for name, score in catalogue.scores.items()}
+
+
+def _score_lines(info: dict[str, Any]) -> list[str]:
+    # How a score is made (its items, their points, how many must be answered): what a reader needs
+    # to cite an average score, printed from the same definition the score is computed from.
+    scores = _score_texts()
+    used = [q.strip() for q in str(info.get("questions") or "").split(",") if q.strip() in scores]
+    return [f"- **{ui('def_score_made')}** {md_text(scores[q]['definition'])}" for q in used]
 
 
 def _present(info: dict[str, Any], key: str) -> bool:
