@@ -294,6 +294,7 @@ def _is_percent(info: dict[str, Any]) -> bool:
 
 def fmt_number(value: float, decimals: int = 1) -> str:
     """1,234.5 in English, 1 234,5 in French (no-break space)."""
+    value = value if round(value, decimals) != 0 else 0.0  # -0.04 prints 0.0, not -0.0
     text = f"{value:,.{decimals}f}"
     return text.replace(",", NBSP).replace(".", ",") if report_lang() == "fr" else text
 
@@ -828,8 +829,10 @@ def _hidden_cell(row: pd.Series | dict, notes: _Notes) -> str:
 
 
 def _points(value: float, info: dict[str, Any]) -> str:
-    # Gaps and changes: signed, in percentage points or score points; U+2212 reads as "minus".
-    sign = "+" if value > 0 else ("\u2212" if value < 0 else "")
+    # Gaps and changes: signed, in percentage points or score points; U+2212 reads as "minus". The
+    # sign is the printed number's: a gap of -0.04 points is "0.0 points", not "−0.0".
+    shown = round(value, 1)
+    sign = "+" if shown > 0 else ("\u2212" if shown < 0 else "")
     return f"{sign}{fmt_number(abs(value))}" + (ui("points") if _is_percent(info) else "")
 
 

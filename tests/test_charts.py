@@ -382,3 +382,16 @@ def test_the_french_headline_says_the_years_do_not_compare(compared: Path, monke
     assert ("En 2024, il était de 38,0\u00a0% (200 répondants), mais la question a changé : 2024 et 2025 ne sont "
             "pas comparables." in charts.headline("PREC-01"))
     assert "2024 et 2025 ne sont pas comparables" in charts.trend_chart("PREC-01")
+
+
+def test_a_gap_that_rounds_to_nothing_has_no_sign(compared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A gap of -0.04 points with an interval from -0.03 to 5.2 is printed as the table rounds it:
+    # "0.0 points (0.0 to 5.2)", never "−0.0", which reads as a (tiny) gap below everyone else.
+    con = duckdb.connect(str(compared))
+    con.execute("UPDATE published_gaps SET gap = -0.04, gap_low = -0.03, gap_high = 5.2 WHERE group_code = '5'")
+    con.close()
+    toronto = _row(charts.data_table("PREC-01"), "Toronto")
+    assert "0.0 points (0.0 to 5.2)" in toronto and "\u22120.0" not in toronto and "+0.0" not in toronto
+    monkeypatch.setenv("CONSULT_LANG", "fr")
+    assert charts.fmt_number(-0.04) == "0,0" and charts._points(-0.04, {"unit": "%"}) == "0,0 points"
+    assert charts._points(-0.06, {"unit": "%"}) == "\u22120,1 points"  # a real (rounded) gap keeps its sign
