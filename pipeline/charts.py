@@ -294,6 +294,7 @@ def _is_percent(info: dict[str, Any]) -> bool:
 
 def fmt_number(value: float, decimals: int = 1) -> str:
     """1,234.5 in English, 1 234,5 in French (no-break space)."""
+    value = value if round(value, decimals) != 0 else 0.0  # -0.04 prints 0.0, not -0.0
     text = f"{value:,.{decimals}f}"
     return text.replace(",", NBSP).replace(".", ",") if report_lang() == "fr" else text
 
@@ -386,18 +387,31 @@ def headline(indicator_id: str) -> str:
         text = ui("headline_percent", wave=wave, value=value, n=n, people=people, interval=interval)
     else:
         text = ui("headline_score", wave=wave, value=value, n=n, interval=interval)
-    return f"\n{text}{_previous(est, wave, info)}\n"
+    return f"\n{text}{_previous(est, wave, info, _overall_change(indicator_id, wave))}\n"
 
 
-def _previous(est: pd.DataFrame, wave: int, info: dict[str, Any]) -> str:
-    # The wave before, for context only: no claim that a change is real.
+def _overall_change(indicator_id: str, wave: int) -> pd.Series | None:
+    """The Ontario-wide comparison of `wave` with the year before (published_changes), or None."""
+    return _lookup(_comparisons("published_changes", indicator_id), wave=wave, breakdown="all")
+
+
+def _previous(est: pd.DataFrame, wave: int, info: dict[str, Any], change: pd.Series | None = None) -> str:
+    # The wave before, for context only: no claim that a change is real. Set side by side, two
+    # figures read as a change: where the question changed, the sentence says whether they compare.
     earlier = est[(est["wave"] < wave) & (est["breakdown"] == "all")]
     if earlier.empty:
         return ""
     row = earlier.iloc[0]  # estimates() sorts newest first
     if _suppressed(row):
         return ui("previous_suppressed", wave=int(row["wave"]))
-    return ui("previous_value", wave=int(row["wave"]), value=fmt_value(row["estimate"], info), n=fmt_n(row["n"]))
+    values = dict(wave=int(row["wave"]), value=fmt_value(row["estimate"], info), n=fmt_n(row["n"]), latest=wave)
+    status = None if change is None or int(change["previous_wave"]) != int(row["wave"]) else change["comparability"]
+    if status == "not_comparable":
+        return ui("previous_not_comparable", **values)
+    note = "" if change is None or _missing(change["comparability_note"]) else str(change["comparability_note"]).strip()
+    if status == "comparable_with_caveat" and note:
+        return ui("previous_caveat", note=md_text(_sentence(note)), **values)
+    return ui("previous_value", **values)
 
 
 def key_figures() -> str:
@@ -685,18 +699,27 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
     y = [float(v) if ok else None for v, ok in zip(series["estimate"], mask)]
     up = [float(h - v) if ok else None for h, v, ok in zip(series["ci_high"], series["estimate"], mask)]
     down = [float(v - lo) if ok else None for lo, v, ok in zip(series["ci_low"], series["estimate"], mask)]
+    hover = [_hover(r, info) if ok else ui("suppressed") for (_, r), ok in zip(series.iterrows(), mask)]
+    x: list[float] = list(waves)
+    # A line between two years reads as a trend: where the question changed so much that the years
+    # do not compare, an empty point between them breaks the line, and the break is labelled.
+    pairs = _incomparable_pairs(indicator_id, waves)
+    for before, after in reversed(pairs):  # from the right, so earlier insertion points stay put
+        at = waves.index(after)
+        for values, empty in ((x, (before + after) / 2), (y, None), (up, None), (down, None), (hover, "")):
+            values.insert(at, empty)
     fig = go.Figure(
         go.Scatter(
             name="Ontario",
             mode="lines+markers",
-            x=waves,
+            x=x,
             y=y,
             connectgaps=False,
             line=dict(color=BLUE, width=3),
             marker=dict(color=BLUE, size=10),
             error_y=dict(type="data", symmetric=False, array=up, arrayminus=down,
                          color=INK, thickness=1.5, width=8),
-            hovertext=[_hover(r, info) if ok else ui("suppressed") for (_, r), ok in zip(series.iterrows(), mask)],
+            hovertext=hover,
             hoverinfo="x+text",
         )
     )
@@ -718,6 +741,11 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
             x=int(row["wave"]), y=0.1, yref="paper", text=ui("suppressed"), showarrow=False,
             font=dict(color=MUTED, size=14, style="italic"), hovertext=esc(_reason(row)),
         )
+    for before, after in pairs:
+        fig.add_annotation(
+            x=(before + after) / 2, y=0.1, yref="paper", text=ui("not_comparable"), showarrow=False,
+            font=dict(color=MUTED, size=13, style="italic"),
+        )
     fig.update_layout(
         _layout(
             height=340,
@@ -731,6 +759,18 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
     return fig
 
 
+def _incomparable_pairs(indicator_id: str, waves: list[int]) -> list[tuple[int, int]]:
+    """(earlier wave, later wave) of the neighbouring years whose Ontario-wide figures do not compare
+    (published_changes says not_comparable), in wave order."""
+    changes = _comparisons("published_changes", indicator_id)
+    pairs = []
+    for before, after in zip(waves, waves[1:]):
+        change = _lookup(changes, wave=after, breakdown="all")
+        if change is not None and int(change["previous_wave"]) == before and change["comparability"] == "not_comparable":
+            pairs.append((before, after))
+    return pairs
+
+
 def trend_chart(indicator_id: str) -> str:
     """Chart across waves; empty string when only one wave has the indicator."""
     ind = _safe_id(indicator_id)
@@ -740,7 +780,10 @@ def trend_chart(indicator_id: str) -> str:
     info = indicator(ind)
     series = _overall_series(estimates(ind)).assign(year=lambda d: d["wave"].astype(str))
     what = ui("what_percent") if _is_percent(info) else ui("what_score")
-    caption = ui("trend_caption", title=esc(info["title"]), what=what, id=ind, summary=_summary(series, info, "year"))
+    summary = _summary(series, info, "year")
+    for before, after in _incomparable_pairs(ind, [int(w) for w in series["wave"]]):
+        summary += " " + ui("trend_not_comparable", before=before, after=after)
+    caption = ui("trend_caption", title=esc(info["title"]), what=what, id=ind, summary=summary)
     label = ui("trend_label", title=info["title"])
     return _figure_html(fig, f"chart-{ind}-trend", label, caption)
 
@@ -786,8 +829,10 @@ def _hidden_cell(row: pd.Series | dict, notes: _Notes) -> str:
 
 
 def _points(value: float, info: dict[str, Any]) -> str:
-    # Gaps and changes: signed, in percentage points or score points; U+2212 reads as "minus".
-    sign = "+" if value > 0 else ("\u2212" if value < 0 else "")
+    # Gaps and changes: signed, in percentage points or score points; U+2212 reads as "minus". The
+    # sign is the printed number's: a gap of -0.04 points is "0.0 points", not "−0.0".
+    shown = round(value, 1)
+    sign = "+" if shown > 0 else ("\u2212" if shown < 0 else "")
     return f"{sign}{fmt_number(abs(value))}" + (ui("points") if _is_percent(info) else "")
 
 
@@ -958,10 +1003,13 @@ def protection_table() -> str:
 
 
 def questions_md(indicator_id: str, labels: dict[str, str] | None = None) -> str:
-    """The questions an indicator uses, inline markdown: concept ids, with wording when known."""
+    """The questions an indicator uses, inline markdown: concept ids, with wording when known. A
+    score stands for the questions it is made of: its id alone tells a reader nothing."""
     info = indicator(_safe_id(indicator_id))
     labels = question_labels() if labels is None else labels
+    scores = _score_texts()
     ids = [q.strip() for q in str(info.get("questions") or "").split(",") if q.strip()]
+    ids = [item for q in ids for item in (scores[q]["items"] if q in scores else [q])]
     if not ids:
         return ui("not_recorded")
     # Inline <code> rather than backticks: backticks would show escaped entities literally.
@@ -984,6 +1032,7 @@ def definition_md(indicator_id: str, labels: dict[str, str] | None = None,
         f"- **{ui('def_definition')}** {md_text(info['definition'])}",
         f"- **{ui('def_population')}** {md_text(info['population'])}",
         *_rule_lines(info),
+        *_score_lines(info),
         f"- **{ui('def_questions')}** {questions_md(ind, labels)}",
         *_coverage_lines(info, breakdowns or {}),
         # no caveat recorded: say nothing (a "read with care" line with nothing to read was contradictory)
@@ -991,6 +1040,26 @@ def definition_md(indicator_id: str, labels: dict[str, str] | None = None,
         f"- [{ui('see_figures')}](index.html#{ind})",
     ]
     return f"\n### {md_text(info['title'])} {{#{ind}}}\n\n" + "\n".join(lines) + "\n"
+
+
+def _score_texts() -> dict[str, dict[str, Any]]:
+    """Score id -> its definition (report language) and items, from the catalogue the figures were
+    computed with ({} when surveys/indicators.yaml is not that catalogue)."""
+    catalogue = _current_catalogue()
+    if catalogue is None:
+        return {}
+    french = (_french_text().french.get("scores") or {}) if report_lang() == "fr" else {}
+    return {name: {"definition": (french.get(name) or {}).get("definition") or score.definition,
+                   "items": list(score.items)}
+            for name, score in catalogue.scores.items()}
+
+
+def _score_lines(info: dict[str, Any]) -> list[str]:
+    # How a score is made (its items, their points, how many must be answered): what a reader needs
+    # to cite an average score, printed from the same definition the score is computed from.
+    scores = _score_texts()
+    used = [q.strip() for q in str(info.get("questions") or "").split(",") if q.strip() in scores]
+    return [f"- **{ui('def_score_made')}** {md_text(scores[q]['definition'])}" for q in used]
 
 
 def _present(info: dict[str, Any], key: str) -> bool:

@@ -62,8 +62,9 @@ def missing_french(indicators_file: Path, surveys_dir: Path) -> list[str]:
         notes = [c for c in ind.get("comparability") or [] if isinstance(c, dict) and _text(c.get("note"))]
         if len(fr.get("comparability") or []) != len(notes):
             problems.append(f"{where}: indicator {ind['id']} needs {len(notes)} French comparability note(s)")
-    problems += [f"{where}: score {name} has no French title" for name in english.get("scores") or {}
-                 if not _text(((french.get("scores") or {}).get(name) or {}).get("title"))]
+    problems += [f"{where}: score {name} has no French {key}" for name in english.get("scores") or {}
+                 for key in ("title", "definition")
+                 if not _text(((french.get("scores") or {}).get(name) or {}).get(key))]
     fr_breakdowns = french.get("breakdowns") or {}
     for name, breakdown in (english.get("breakdowns") or {}).items():
         problems += _breakdown_problems(where, name, breakdown, fr_breakdowns.get(name) or {}, surveys_dir)

@@ -341,3 +341,57 @@ def test_the_years_covered_read_as_a_sentence_for_one_year_or_several(
     monkeypatch.setenv("CONSULT_LANG", "fr")
     assert charts.coverage_md().strip() == ("Ce rapport couvre l'année de consultation 2025. Réponses comptées "
                                             "dans les chiffres : 1\u00a0312.")
+
+
+def _set_overall_comparability(warehouse: Path, status: str, note: str) -> None:
+    con = duckdb.connect(str(warehouse))
+    con.execute("UPDATE published_changes SET comparability = ?, comparability_note = ?, change = CASE WHEN ? = "
+                "'not_comparable' THEN NULL ELSE change END WHERE indicator_id = 'PREC-01' AND breakdown = 'all'",
+                [status, note, status])
+    con.close()
+
+
+def test_years_that_do_not_compare_are_not_set_side_by_side_as_a_trend(compared: Path) -> None:
+    # 2024 asked "respected", 2025 "valued": the headline must not read as a change from 38.0% to
+    # 42.3%, and the chart must not join the two years with a line.
+    _set_overall_comparability(compared, "not_comparable", "2024 asked about respect, 2025 about feeling valued.")
+    assert ("In 2024 it was 38.0% (200 respondents), but the question changed: 2024 and 2025 are not comparable."
+            in charts.headline("PREC-01"))
+    line = charts.trend_figure("PREC-01").data[0]
+    points = list(zip(line.x, line.y))
+    between = [y for x, y in points if 2024 < x < 2025]
+    assert between == [None] and line.connectgaps is False  # the line stops between the two years
+    assert [y for x, y in points if x in (2024, 2025)] == [38.0, 42.307]  # both figures still shown
+    assert "not comparable" in [a.text for a in charts.trend_figure("PREC-01").layout.annotations]
+    caption = charts.trend_chart("PREC-01")
+    assert "2024 and 2025 are not comparable (the question changed), so the line is broken between them." in caption
+
+
+def test_a_comparison_with_a_caveat_carries_it_in_the_headline(compared: Path) -> None:
+    _set_overall_comparability(compared, "comparable_with_caveat", "2024 asked 8 of the 10 items")
+    assert ("In 2024 it was 38.0% (200 respondents). Compare 2024 and 2025 with care: 2024 asked 8 of the 10 items."
+            in charts.headline("PREC-01"))
+    line = charts.trend_figure("PREC-01").data[0]
+    assert list(line.x) == [2024, 2025] and None not in line.y  # comparable: one unbroken line
+    assert "not comparable" not in charts.trend_chart("PREC-01")
+
+
+def test_the_french_headline_says_the_years_do_not_compare(compared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _set_overall_comparability(compared, "not_comparable", "")
+    monkeypatch.setenv("CONSULT_LANG", "fr")
+    assert ("En 2024, il était de 38,0\u00a0% (200 répondants), mais la question a changé : 2024 et 2025 ne sont "
+            "pas comparables." in charts.headline("PREC-01"))
+    assert "2024 et 2025 ne sont pas comparables" in charts.trend_chart("PREC-01")
+
+
+def test_a_gap_that_rounds_to_nothing_has_no_sign(compared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A gap of -0.04 points with an interval from -0.03 to 5.2 is printed as the table rounds it:
+    # "0.0 points (0.0 to 5.2)", never "−0.0", which reads as a (tiny) gap below everyone else.
+    con = duckdb.connect(str(compared))
+    con.execute("UPDATE published_gaps SET gap = -0.04, gap_low = -0.03, gap_high = 5.2 WHERE group_code = '5'")
+    con.close()
+    toronto = _row(charts.data_table("PREC-01"), "Toronto")
+    assert "0.0 points (0.0 to 5.2)" in toronto and "\u22120.0" not in toronto and "+0.0" not in toronto
+    monkeypatch.setenv("CONSULT_LANG", "fr")
+    assert charts.fmt_number(-0.04) == "0,0" and charts._points(-0.04, {"unit": "%"}) == "0,0 points"
+    assert charts._points(-0.06, {"unit": "%"}) == "\u22120,1 points"  # a real (rounded) gap keeps its sign

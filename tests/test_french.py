@@ -245,11 +245,7 @@ def test_every_reason_a_figure_is_hidden_for_has_its_french() -> None:
 
 def _methods_items(paths: Paths, name: str) -> list[str]:
     """Each list item of a methods page as plain text (tags removed, typographic apostrophes as typed)."""
-    import html as html_module
-
-    text = (paths.site / name).read_text(encoding="utf-8")
-    items = re.findall(r"<li[^>]*>(.*?)</li>", text, re.S)
-    return [" ".join(html_module.unescape(re.sub(r"<[^>]+>", "", i)).replace("\u2019", "'").split()) for i in items]
+    return _methods_items_of((paths.site / name).read_text(encoding="utf-8"))
 
 
 def _question(concept: str) -> dict:
@@ -286,3 +282,40 @@ def test_the_methods_rules_use_question_wording_and_answer_labels_in_both_langua
     english = (paths.site / "methods.html").read_text(encoding="utf-8")
     section = english.split(f'id="{no_caveat[0]}"', 1)[1].split("<h3", 1)[0]
     assert "Read with care" not in section
+
+
+def test_a_score_without_its_french_definition_is_named(surveys: Path) -> None:
+    edit_yaml(surveys / "indicators.fr.yaml", lambda d: d["scores"]["burnout_score"].pop("definition"))
+    assert missing_french(surveys / "indicators.yaml", surveys) == [
+        "indicators.fr.yaml: score burnout_score has no French definition"]
+
+
+def test_the_methods_page_says_which_questions_make_up_a_score_and_how(sites) -> None:
+    # "Questions used: epi_score" told a reader nothing: an average score is cited with the
+    # questions it is made of and how they are scored, in both languages.
+    paths, _ = sites
+    definitions = yaml.safe_load((REPO / "surveys" / "indicators.yaml").read_text(encoding="utf-8"))
+    items = definitions["scores"]["epi_score"]["items"]
+    assert len(items) == 10
+    for lang, name, made, used in (("en", "methods.html", "How the score is made:", "Questions used:"),
+                                   ("fr", "fr/methods.html", "Comment le score est établi :", "Questions utilisées :")):
+        text = (paths.site / name).read_text(encoding="utf-8")
+        for indicator_id in ("PREC-01", "PREC-07"):  # the average score, and a band of it
+            section = text.split(f'id="{indicator_id}"', 1)[1].split("<h3", 1)[0]
+            lines = _methods_items_of(section)
+            how = [line for line in lines if line.startswith(made)]
+            assert len(how) == 1, (lang, indicator_id)
+            assert ("ten questions" if lang == "en" else "dix questions") in how[0]
+            questions = next(line for line in lines if line.startswith(used))
+            assert "epi_score" not in questions
+            for item in items:
+                wording = " ".join(str(_question(item)["label"][lang]).replace("\u2019", "'").split())
+                assert f"{item} ({wording})" in questions, (lang, indicator_id, item)
+
+
+def _methods_items_of(section: str) -> list[str]:
+    """Each list item of (part of) a page as plain text (tags removed, typographic apostrophes as typed)."""
+    import html as html_module
+
+    items = re.findall(r"<li[^>]*>(.*?)</li>", section, re.S)
+    return [" ".join(html_module.unescape(re.sub(r"<[^>]+>", "", i)).replace("\u2019", "'").split()) for i in items]
