@@ -440,7 +440,7 @@ def figure_footer(indicator_id: str, settings: Any) -> str:
     latest = est[est["wave"] == wave]
     hidden = int(latest.apply(_suppressed, axis=1).sum())
     if hidden:
-        note = ui("footer_hidden", hidden=hidden, total=len(latest), wave=wave)
+        note = ui("footer_hidden" if hidden > 1 else "footer_hidden_one", hidden=hidden, total=len(latest), wave=wave)
     else:
         note = ui("footer_none", wave=wave)
     return (

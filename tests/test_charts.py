@@ -395,3 +395,16 @@ def test_a_gap_that_rounds_to_nothing_has_no_sign(compared: Path, monkeypatch: p
     monkeypatch.setenv("CONSULT_LANG", "fr")
     assert charts.fmt_number(-0.04) == "0,0" and charts._points(-0.04, {"unit": "%"}) == "0,0 points"
     assert charts._points(-0.06, {"unit": "%"}) == "\u22120,1 points"  # a real (rounded) gap keeps its sign
+
+
+def test_one_hidden_figure_reads_in_the_singular(warehouse: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    con = duckdb.connect(str(warehouse))
+    hidden = con.execute("SELECT breakdown, group_code FROM published_estimates WHERE indicator_id = 'PREC-01' "
+                         "AND wave = 2025 AND suppressed ORDER BY ALL").fetchall()
+    assert len(hidden) == 2
+    con.execute("UPDATE published_estimates SET suppressed = false, suppression = NULL, estimate = 20.0 "
+                "WHERE indicator_id = 'PREC-01' AND wave = 2025 AND breakdown = ? AND group_code = ?", list(hidden[0]))
+    con.close()
+    assert "1 of the 5 figures for 2025 is suppressed to protect respondents" in charts.figure_footer("PREC-01", _settings())
+    monkeypatch.setenv("CONSULT_LANG", "fr")
+    assert "1 des 5 chiffres de 2025 est masqué" in charts.figure_footer("PREC-01", _settings())
