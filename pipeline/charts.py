@@ -851,8 +851,13 @@ def _gap_cell(gap: pd.Series | None, info: dict[str, Any], notes: _Notes) -> str
             f'<span class="statement">{esc(gap["statement"])}</span></td>')
 
 
-def _change_cell(change: pd.Series | None, info: dict[str, Any], notes: _Notes) -> str:
+def _change_cell(change: pd.Series | None, info: dict[str, Any], notes: _Notes, earlier: int | None = None) -> str:
+    """`earlier`: the indicator's year before this one, if any: a group without a change then had no
+    figure that year (its answers were grouped otherwise, or nobody gave them), which "no earlier
+    year" would deny."""
     if change is None:
+        if earlier is not None:
+            return f'<td class="na">{ui("no_group_earlier", wave=earlier)}</td>'
         return f'<td class="na">{ui("no_earlier_year")}</td>'
     if change["comparability"] == "not_comparable":
         note = str(change["comparability_note"]).strip() or ui("question_changed")
@@ -915,7 +920,7 @@ def _overall_table(ind: str, info: dict[str, Any], est: pd.DataFrame, changes: p
 
 
 def _breakdown_table(ind: str, info: dict[str, Any], rows: pd.DataFrame, title: str, wave: int,
-                     gaps: pd.DataFrame, changes: pd.DataFrame) -> str:
+                     gaps: pd.DataFrame, changes: pd.DataFrame, earlier: int | None = None) -> str:
     breakdown = str(rows["breakdown"].iloc[0])
     table_id = f"table-{ind}-{breakdown}"
     notes = _Notes(table_id)
@@ -924,7 +929,8 @@ def _breakdown_table(ind: str, info: dict[str, Any], rows: pd.DataFrame, title: 
         key = dict(wave=wave, breakdown=breakdown, group_code=row["group_code"])
         cells = [f'<th scope="row">{esc(row["group_label"])}</th>',
                  *_value_cells(row, info, notes, _is_percent(info)),
-                 _gap_cell(_lookup(gaps, **key), info, notes), _change_cell(_lookup(changes, **key), info, notes)]
+                 _gap_cell(_lookup(gaps, **key), info, notes),
+                 _change_cell(_lookup(changes, **key), info, notes, earlier)]
         body.append("<tr>" + "".join(cells) + "</tr>")
     caption = ui("breakdown_caption", title=esc(info["title"]), id=ind, wave=wave, breakdown=esc(title))
     head = [ui("head_group"), *_value_heads(info), ui("head_gap"), ui("head_change")]
@@ -948,12 +954,14 @@ def data_table(indicator_id: str) -> str:
     parts = [_details(ui("every_year", years=ui("year_count" if years == 1 else "years_count", n=years)),
                       _overall_table(ind, info, est, changes))]
     latest = est[(est["wave"] == wave) & (est["breakdown"] != "all")]
+    before = est.loc[(est["wave"] < wave) & (est["breakdown"] == "all"), "wave"]
+    earlier = int(before.max()) if len(before) else None
     for breakdown, rows in latest.groupby("breakdown", sort=False):
         title = titles.get(str(breakdown), str(breakdown))
         hidden = int(rows.apply(_suppressed, axis=1).sum())
         count = ui("groups_count", n=len(rows)) + (ui("groups_hidden", n=hidden) if hidden else "")
         parts.append(_details(f"{esc(title)}, {wave} ({count})",
-                              _breakdown_table(ind, info, rows, title, wave, gaps, changes)))
+                              _breakdown_table(ind, info, rows, title, wave, gaps, changes, earlier)))
     return (f'<div class="figure-tables" id="tables-{ind}">\n<p class="tables-intro">'
             f"{ui('tables_intro', title=esc(info['title']))}</p>\n" + "\n".join(parts) + "\n</div>")
 

@@ -280,12 +280,18 @@ def test_breakdown_table_shows_gap_and_change_with_intervals(compared: Path) -> 
     evil = _row(tables, "&lt;script&gt;alert(1)&lt;/script&gt; West")
     assert "\u22124.1 points (\u221211.9 to 3.8)" in evil
     assert "not distinguishable from noise" in evil
-    assert "no earlier year" in evil  # no change row for it
+    # no change row for it: 2024 had the indicator but no figure for this group (e.g. grouped otherwise)
+    assert "no 2024 figure for this group" in evil and "no earlier year" not in evil
     north_west = _row(tables, "North West")
     assert north_west.count(">suppressed<") == 2 and "0.0" not in north_west
     assert "The group&#x27;s own figure is suppressed." in tables
     overall_2025 = _row(tables, "2025")
     assert "+4.3 points (\u22122.0 to 10.6)" in overall_2025 and "from 38.0% in 2024" in overall_2025
+
+
+def test_a_group_of_an_indicator_first_asked_this_year_has_no_earlier_year(compared: Path) -> None:
+    toronto = _row(charts.data_table("WELL-01"), "Toronto")  # WELL-01 has 2025 only
+    assert "no earlier year" in toronto and "figure for this group" not in toronto
 
 
 def test_tables_without_comparison_views_still_render(warehouse: Path) -> None:
