@@ -57,6 +57,16 @@ def build_report(paths: Paths, engine: str = "auto", progress=lambda _m: None, f
     return result
 
 
+# French typography: a no-break space inside « », so that a line never ends on « or starts with ».
+# Texts come from many places (report strings, the catalogue's French, questionnaire wording, the
+# pages' prose, which pandoc wraps at any space): the rendered page is where they all meet.
+_AFTER_OPENING, _BEFORE_CLOSING = re.compile(r"«[ \t\r\n]+"), re.compile(r"[ \t\r\n]+»")
+
+
+def french_spacing(page: str) -> str:
+    return _BEFORE_CLOSING.sub("\u00a0»", _AFTER_OPENING.sub("«\u00a0", page))
+
+
 def _site_key(base: str, pdf_link: bool, french_link: bool = False) -> str:
     links = ("\0pdf-link" if pdf_link else "") + ("\0french-link" if french_link else "")
     return hashlib.sha256(f"{base}{links}".encode()).hexdigest() if links else base
@@ -88,6 +98,8 @@ def build_french_report(paths: Paths, engine: str, progress, force: bool, key: s
     progress("rendering the French report")
     result = render_project(paths.reports / FRENCH_PROJECT, engine=engine, env=_page_env(paths, pdf, "fr"),
                             progress=progress)
+    for page in result.pages:
+        page.write_text(french_spacing(page.read_text(encoding="utf-8")), encoding="utf-8")
     record_output(paths.site, FRENCH_PROJECT, {"engine": result.engine, "inputs_key": key,
                                                "pages": [str(p.relative_to(paths.site)) for p in result.pages]})
     return result

@@ -319,3 +319,13 @@ def _methods_items_of(section: str) -> list[str]:
 
     items = re.findall(r"<li[^>]*>(.*?)</li>", section, re.S)
     return [" ".join(html_module.unescape(re.sub(r"<[^>]+>", "", i)).replace("\u2019", "'").split()) for i in items]
+
+
+def test_french_quotation_marks_never_part_from_their_words(sites) -> None:
+    # « and » stay on the line of the words they enclose: the space inside them does not break.
+    paths, _ = sites
+    for name in ("fr/index.html", "fr/methods.html"):
+        text = (paths.site / name).read_text(encoding="utf-8")
+        assert text.count("«") >= 3 and text.count("«") == text.count("»"), name
+        assert re.findall(r"«\s", text) == ["«\u00a0"] * text.count("«"), name
+        assert re.findall(r"\s»", text) == ["\u00a0»"] * text.count("»"), name
