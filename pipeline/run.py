@@ -11,7 +11,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import duckdb
 
@@ -205,13 +205,34 @@ def _refuse_mixing(con, synthetic: bool, paths: Paths) -> None:
 
 
 def derivations_sha256(paths: Paths) -> str:
-    """What the derived answers stored at load were computed from: surveys/derived.yaml and the
-    reference tables it names."""
+    """surveys/derived.yaml and the whole of the reference tables it names: what warehouses built
+    before the per-wave fingerprint (derived_inputs_sha256) recorded."""
     path = derived_path(paths.surveys)
     digest = hashlib.sha256(path.read_bytes())
     for name in sorted(load_derivations(path).references):
         digest.update((path.parent / name).read_bytes())
     return digest.hexdigest()
+
+
+def derived_inputs_sha256(paths: Paths, waves: Iterable[int]) -> str:
+    """What the derived answers stored for `waves` were computed from: surveys/derived.yaml and, of
+    each reference table it names, only what those waves read (their rate year and its caveat, that
+    year's rates, the source). Why not the whole table: every new wave needs a new year of rates and
+    its own `rate_year_for_wave` line (runbook step 1), which changes nothing stored; counting them
+    would demand a rebuild from exports every year, and the raw exports of published waves are deleted."""
+    path = derived_path(paths.surveys)
+    digest = hashlib.sha256(path.read_bytes())
+    for name, table in sorted(load_derivations(path).references.items()):
+        for wave in sorted(waves):
+            chosen = table.rate_year_for_wave.get(wave)  # none: the line was removed, which counts as a change
+            rates = table.rates.get(chosen.year) if chosen else None
+            used = [name, wave, table.cited(), chosen.model_dump() if chosen else None, rates]
+            digest.update(json.dumps(used, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _loaded_waves(con) -> list[int]:
+    return [w for (w,) in con.execute("SELECT DISTINCT wave FROM load_ledger ORDER BY wave").fetchall()]
 
 
 def _changed_questionnaires(con, paths: Paths, loading: set[int], groups: GroupCodes,
@@ -251,11 +272,21 @@ def _refuse_stale_derivations(con, paths: Paths) -> None:
     """Derived answers (below_living_wage) are computed from the raw answers at load and the raw
     values are not kept: after their definitions change, the stored ones are stale, and only a
     rebuild from the exports can compute them again."""
-    stored = [v for (v,) in con.execute("SELECT value FROM warehouse_meta WHERE key = 'derived_sha256'").fetchall()]
-    if not stored or stored[0] == derivations_sha256(paths):
+    stored = dict(con.execute("SELECT key, value FROM warehouse_meta WHERE key IN "
+                              "('derived_inputs_sha256', 'derived_sha256')").fetchall())
+    if "derived_inputs_sha256" in stored:
+        if stored["derived_inputs_sha256"] == derived_inputs_sha256(paths, _loaded_waves(con)):
+            return
+    elif stored.get("derived_sha256", derivations_sha256(paths)) == derivations_sha256(paths):
+        # nothing recorded yet, or a warehouse from before the per-wave fingerprint and nothing changed
+        # since: record the per-wave one now, so that next year's rates added later are not a change
+        if stored:
+            con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('derived_inputs_sha256', ?)",
+                        [derived_inputs_sha256(paths, _loaded_waves(con))])
         return
     raise RunError(
-        f"{derived_path(paths.surveys)}: this file or a reference table it names (e.g. the living-wage rates) "
+        f"{derived_path(paths.surveys)}: this file or a reference table it names (e.g. the living-wage rates or "
+        "rate year of a wave already loaded) "
         "changed since the warehouse was built, so the derived answers it stores (such as below_living_wage) "
         "were computed with the old definitions. Nothing was loaded. Rebuild the warehouse from the exports: "
         "`make clean-warehouse`, then `consult run` (every export loaded so far must still be in data/raw/); "
@@ -344,7 +375,8 @@ def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, cat
         write_run(con, loads, run_id, paths.living_wage_file)
         return_freed_memory()  # the de-identified frames, now in the warehouse
         if loads:
-            con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('derived_sha256', ?)", [derivations_sha256(paths)])
+            con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('derived_inputs_sha256', ?)",
+                        [derived_inputs_sha256(paths, _loaded_waves(con))])
         # k-anonymity over every wave's stored respondents, old and new, before anything is computed
         protect_microdata(con, privacy)
         compute(con, catalogue, load_rules(paths.disclosure_file), merged_code_labels(privacy))

@@ -32,12 +32,33 @@ def test_an_unchanged_definition_lets_the_next_run_through(loaded: Paths) -> Non
     assert [f.status for f in summary.files] and all(f.status == "already loaded" for f in summary.files)
 
 
+# A year of rates a loaded wave was compared with (synthetic 2025 uses the 2024 rates), revised.
+REVISED_2024_RATE = ("  2024: {1: 26.00,", "  2024: {1: 26.50,")
+# Next year's rates and the new wave's rate year: what runbook step 1 asks for every year.
+NEXT_YEAR = ("rates:\n", "rates:\n  2025: {1: 27.70, 2: 24.00, 3: 23.50, 4: 22.40, 5: 23.00, 6: 22.10, 7: 21.60, "
+             "8: 21.00, 9: 21.50, 10: 20.20}\n")
+
+
+def edit(path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, old
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def add_next_year(paths: Paths) -> None:
+    table = paths.surveys / "reference" / "living_wage.yaml"
+    edit(table, *NEXT_YEAR)
+    table.write_text(table.read_text(encoding="utf-8").rstrip("\n") + "\n  2026: {year: 2025}\n", encoding="utf-8")
+
+
 @pytest.mark.parametrize("changed", ["derived.yaml", "reference/living_wage.yaml"])
 def test_a_changed_definition_stops_the_run_and_says_how_to_rebuild(loaded: Paths, changed: str) -> None:
     before = digest(loaded)
     target = loaded.surveys / changed
-    # a real edit: a rate or a label changes; any byte counts, as the stored answers cannot be checked
-    target.write_text(target.read_text(encoding="utf-8") + "\n# revised\n", encoding="utf-8")
+    if changed == "derived.yaml":  # any byte counts, as the stored answers cannot be checked
+        target.write_text(target.read_text(encoding="utf-8") + "\n# revised\n", encoding="utf-8")
+    else:  # a rate a loaded wave was compared with
+        edit(target, *REVISED_2024_RATE)
     with pytest.raises(RunError) as error:
         run_load(loaded)
     message = str(error.value)
@@ -59,3 +80,37 @@ def test_after_a_rebuild_the_new_definition_is_used(loaded: Paths) -> None:
     summary = run_load(loaded)
     assert summary.totals()["loaded"] > 0
     assert run_load(loaded).totals()["loaded"] == 0  # and the rebuilt warehouse is accepted from then on
+
+
+def test_next_years_rates_and_rate_year_are_not_a_change(loaded: Paths) -> None:
+    """Runbook step 1 for a new wave: its rates and rate year change nothing stored, so the run goes
+    on (a rebuild would need every past export, deleted once published)."""
+    before = digest(loaded)
+    add_next_year(loaded)
+    summary = run_load(loaded)
+    assert [f.status for f in summary.files] and all(f.status == "already loaded" for f in summary.files)
+    assert digest(loaded) == before
+    # a loaded wave's rates revised afterwards still stop the run
+    edit(loaded.surveys / "reference" / "living_wage.yaml", *REVISED_2024_RATE)
+    with pytest.raises(RunError, match="make clean-warehouse"):
+        run_load(loaded)
+
+
+def test_a_loaded_waves_rate_year_removed_stops_the_run(loaded: Paths) -> None:
+    edit(loaded.surveys / "reference" / "living_wage.yaml", "  2025: {year: 2024}\n", "")
+    with pytest.raises(RunError, match="make clean-warehouse"):
+        run_load(loaded)
+
+
+def test_a_warehouse_from_before_the_per_wave_record_takes_next_years_rates(loaded: Paths) -> None:
+    """Warehouses built before recorded one checksum of derived.yaml and the whole rates file: a run
+    with them unchanged records what each wave read, and next year's rates then go through."""
+    files = [loaded.surveys / "derived.yaml", loaded.surveys / "reference" / "living_wage.yaml"]
+    whole_files = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+    con = duckdb.connect(str(loaded.warehouse))
+    con.execute("DELETE FROM warehouse_meta WHERE key LIKE 'derived%'")
+    con.execute("INSERT INTO warehouse_meta VALUES ('derived_sha256', ?)", [whole_files])
+    con.close()
+    run_load(loaded)
+    add_next_year(loaded)
+    assert all(f.status == "already loaded" for f in run_load(loaded).files)
