@@ -1073,40 +1073,59 @@ def question_signatures(con: duckdb.DuckDBPyConnection) -> dict[int, dict[str, s
 
 def comparability_of(
     indicator: Indicator, catalogue: Catalogue, before: int, after: int, signatures: dict[int, dict[str, str]]
-) -> Comparability:
+) -> Comparability | None:
     """The stated comparability of two waves; unstated means comparable, which is only allowed when
-    every question the indicator uses was asked the same way in both."""
+    every question the indicator uses was asked the same way in both (else None: a statement is missing)."""
     for stated in indicator.comparability:
         if stated.waves == (before, after):
             return stated
-    changed = [
-        c for c in concepts_used(indicator, catalogue)
-        if signatures.get(before, {}).get(c) != signatures.get(after, {}).get(c)
-    ]
-    if changed:
-        raise IndicatorError(
-            f"{catalogue.path}: {indicator.id}: {', '.join(changed)} asked differently in {before} and {after} "
-            "(wording, answers or items differ); say whether the figures still compare by adding to the "
-            f"indicator: comparability: [{{waves: [{before}, {after}], status: comparable, "
-            "comparable_with_caveat or not_comparable, note: why}]"
-        )
+    if changed_concepts(indicator, catalogue, before, after, signatures):
+        return None
     return Comparability(waves=(before, after), status="comparable")
+
+
+def changed_concepts(indicator: Indicator, catalogue: Catalogue, before: int, after: int,
+                     signatures: dict[int, dict[str, str]]) -> list[str]:
+    return [c for c in concepts_used(indicator, catalogue)
+            if signatures.get(before, {}).get(c) != signatures.get(after, {}).get(c)]
 
 
 def change_rows(estimates: pd.DataFrame, catalogue: Catalogue, signatures: dict[int, dict[str, str]]) -> pd.DataFrame:
     """Each wave against the previous wave that has the indicator, overall and for every group in
     both: the change in percentage points (Newcombe) or score points (Welch), as far as they compare."""
-    rows = []
+    rows, unstated = [], []
     for indicator in catalogue.indicators:
         cells = estimates[estimates["indicator_id"] == indicator.id]
         waves = sorted(int(w) for w in cells["wave"].unique())
         for before, after in zip(waves, waves[1:]):
             verdict = comparability_of(indicator, catalogue, before, after, signatures)
+            if verdict is None:
+                unstated.append((indicator, before, after))
+                continue
             pairs = cells[cells["wave"] == after].merge(
                 cells[cells["wave"] == before], on=["breakdown", "group_code"], suffixes=("", "_before")
             )
             rows += [_change(p, verdict) for p in pairs.itertuples()]
+    if unstated:
+        # every missing statement at once: a reworded question is often used by several indicators,
+        # and each run that stops here has read and checked every new export first
+        raise IndicatorError(_unstated_message(unstated, catalogue, signatures))
     return pd.DataFrame(rows, columns=CHANGE_COLUMNS + ["suppressed_now", "suppressed_before"])
+
+
+def _unstated_message(unstated: list[tuple[Indicator, int, int]], catalogue: Catalogue,
+                      signatures: dict[int, dict[str, str]]) -> str:
+    lines = [
+        f"{catalogue.path}: {len(unstated)} indicator(s) use a question asked differently in two waves (wording, "
+        "answers or items differ) without saying whether their figures still compare. Add to each indicator "
+        "named below: comparability: [{waves: [BEFORE, AFTER], status: comparable, comparable_with_caveat or "
+        "not_comparable, note: why}]"
+    ]
+    for indicator, before, after in unstated:
+        changed = changed_concepts(indicator, catalogue, before, after, signatures)
+        lines.append(f"  {indicator.id}: {', '.join(changed)} asked differently in {before} and {after}: "
+                     f"comparability: [{{waves: [{before}, {after}], status: ..., note: ...}}]")
+    return "\n".join(lines)
 
 
 def _change(p: Any, verdict: Comparability) -> dict[str, Any]:

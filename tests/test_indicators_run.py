@@ -258,3 +258,21 @@ def test_methods_entries_come_straight_from_the_definitions(loaded: Paths, monke
     groups = charts.breakdowns_md()
     assert "**Race.** Race categories of the Ontario Anti-Racism Data Standards" in groups
     assert "people who gave two or more answers form one group: More than one race category" in groups
+
+
+def test_every_missing_comparability_statement_is_named_at_once(loaded: Paths) -> None:
+    """A reworded question is often used by several indicators: the run names every indicator that
+    needs `comparability:`, not one per run (each run reads and checks the new exports again first)."""
+    text = loaded.indicators_file.read_text(encoding="utf-8")
+    removed = ["    comparability: *valued_2024_2025\n", "    comparability: *epi_2024_2025\n"]
+    blocks = text.split("  - id: ")[1:]
+    expected = {block.split("\n", 1)[0] for block in blocks if any(line in block for line in removed)}
+    assert len(expected) == 7  # 3 valued-by indicators, 4 precarity bands (read from the catalogue)
+    for line in removed:
+        text = text.replace(line, "")
+    loaded.indicators_file.write_text(text, encoding="utf-8")
+    with pytest.raises(IndicatorError) as error:
+        rebuild_indicators(loaded)
+    named = {line.split(":")[0].strip() for line in str(error.value).splitlines()[1:]}
+    assert named == expected
+    assert "asked differently in 2024 and 2025" in str(error.value)
