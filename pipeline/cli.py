@@ -667,7 +667,7 @@ def cmd_quarantine(args, paths: Paths) -> int:
     from dataclasses import asdict
 
     from pipeline.load import connect
-    from pipeline.qa import explained_problem, problem_meaning, quarantined_rows, wave_definitions
+    from pipeline.qa import by_export, explained_problem, problem_meaning, quarantined_rows, wave_definitions
 
     with connect(paths.warehouse, read_only=True):  # a clear error when there is no warehouse yet
         pass
@@ -682,9 +682,8 @@ def cmd_quarantine(args, paths: Paths) -> int:
     if not rows:
         print("No quarantined row" + (" in " + args.file if args.file else "") + " is waiting for a fix.")
         return 0
-    for name in dict.fromkeys(r.file for r in rows):
-        mine = [r for r in rows if r.file == name]
-        print(f"{name} (wave {mine[0].wave}): {len(mine)} quarantined row(s)")
+    for heading, mine in by_export(rows):
+        print(f"{heading}: {len(mine)} quarantined row(s)")
         for r in mine:
             status = "" if r.status == "waiting" else f" [{r.status}: {r.note}]"
             # one line per problem: a rules.yaml message may itself hold a "; "

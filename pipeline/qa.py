@@ -8,6 +8,7 @@ identify someone were never stored (`quarantine_issues.value` is NULL for them) 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,9 @@ class QuarantinedRow:
     status: str  # waiting | released | quarantined again
     problems: list[dict] = field(default_factory=list)  # rule, concept, column, value
     note: str = ""  # where it was released or quarantined again
+    # which export: names repeat (every wave's `export.csv`, a re-export saved over the first)
+    file_sha256: str = ""
+    loaded_at: str = ""
 
 
 def quarantined_rows(warehouse: Path | None = None, file: str | None = None) -> list[QuarantinedRow]:
@@ -169,7 +173,7 @@ def quarantined_rows(warehouse: Path | None = None, file: str | None = None) -> 
     (same keyed response id) was loaded later from a corrected export, `quarantined again` when a
     later export set it aside again (see that file), and `waiting` otherwise."""
     issues = query("""
-        SELECT l.file_name, l.wave, l.loaded_at, o.source_row, i.rule, i.concept, r.column_name, i.value,
+        SELECT l.file_sha256, l.file_name, l.wave, l.loaded_at, o.source_row, i.rule, i.concept, r.column_name, i.value,
                k.response_key, s.file_sha256 AS released_in
         FROM row_outcomes o JOIN load_ledger l USING (file_sha256)
         LEFT JOIN quarantine_issues i USING (file_sha256, source_row)
@@ -183,15 +187,16 @@ def quarantined_rows(warehouse: Path | None = None, file: str | None = None) -> 
     later = _quarantined_again(warehouse)
     rows: dict[tuple[str, int], QuarantinedRow] = {}
     for item in issues.itertuples(index=False):
-        entry = rows.get((item.file_name, int(item.source_row)))
+        entry = rows.get((item.file_sha256, int(item.source_row)))
         if entry is None:
             status, note = "waiting", ""
             if isinstance(item.released_in, str):
                 status, note = "released", f"loaded from {names.get(item.released_in, 'a later export')}"
-            elif isinstance(item.response_key, str) and (item.file_name, item.response_key) in later:
-                status, note = "quarantined again", f"see {later[(item.file_name, item.response_key)]}"
-            entry = QuarantinedRow(item.file_name, int(item.wave), int(item.source_row), status, note=note)
-            rows[(item.file_name, int(item.source_row))] = entry
+            elif isinstance(item.response_key, str) and (item.file_sha256, item.response_key) in later:
+                status, note = "quarantined again", f"see {later[(item.file_sha256, item.response_key)]}"
+            entry = QuarantinedRow(item.file_name, int(item.wave), int(item.source_row), status, note=note,
+                                   file_sha256=item.file_sha256, loaded_at=f"{item.loaded_at:%Y-%m-%d %H:%M}")
+            rows[(item.file_sha256, int(item.source_row))] = entry
         if isinstance(item.rule, str):
             entry.problems.append({"rule": item.rule, "concept": item.concept, "column": item.column_name or item.concept,
                                    "value": item.value if isinstance(item.value, str) else None})
@@ -199,15 +204,26 @@ def quarantined_rows(warehouse: Path | None = None, file: str | None = None) -> 
 
 
 def _quarantined_again(warehouse: Path | None) -> dict[tuple[str, str], str]:
-    """(file, response key) -> the later file that quarantined the same response again."""
+    """(file sha256, response key) -> the name of the later file that quarantined the same response again."""
     keys = query("""
-        SELECT l.file_name, l.loaded_at, k.response_key FROM quarantine_keys k JOIN load_ledger l USING (file_sha256)
-        ORDER BY l.loaded_at, l.file_name""", [], warehouse)
-    latest: dict[str, str] = {}
+        SELECT l.file_sha256, l.file_name, l.loaded_at, k.response_key FROM quarantine_keys k JOIN load_ledger l
+        USING (file_sha256) ORDER BY l.loaded_at, l.file_name""", [], warehouse)
+    latest: dict[str, tuple[str, str]] = {}
     for item in keys.itertuples(index=False):
-        latest[item.response_key] = item.file_name  # ordered: the last one wins
-    return {(item.file_name, item.response_key): latest[item.response_key]
-            for item in keys.itertuples(index=False) if latest[item.response_key] != item.file_name}
+        latest[item.response_key] = (item.file_sha256, item.file_name)  # ordered: the last one wins
+    return {(item.file_sha256, item.response_key): latest[item.response_key][1]
+            for item in keys.itertuples(index=False) if latest[item.response_key][0] != item.file_sha256}
+
+
+def by_export(rows: list[QuarantinedRow]) -> list[tuple[str, list[QuarantinedRow]]]:
+    """The rows grouped by the export they came from, each with a heading naming it: file and wave,
+    and when it was loaded where another export of the wave has the same name."""
+    groups: dict[str, list[QuarantinedRow]] = {}
+    for r in rows:
+        groups.setdefault(r.file_sha256, []).append(r)
+    named = Counter((g[0].file, g[0].wave) for g in groups.values())
+    return [(f"{g[0].file} (wave {g[0].wave}" + (f", loaded {g[0].loaded_at}" if named[g[0].file, g[0].wave] > 1 else "")
+             + ")", g) for g in groups.values()]
 
 
 def problem_text(problem: dict) -> str:
@@ -263,8 +279,8 @@ def quarantine_md(limit: int = EXAMPLES_PER_FILE) -> str:
     status = pd.DataFrame([(str(r.wave), r.file, r.status) for r in rows], columns=["Wave", "File", "Status"])
     status = status.value_counts().rename("Rows").reset_index().sort_values(["Wave", "File", "Status"])
     examples = []
-    for name in dict.fromkeys(r.file for r in rows):
-        examples += [r for r in rows if r.file == name][:limit]
+    for _, mine in by_export(rows):
+        examples += mine[:limit]
     table = pd.DataFrame([(str(r.wave), r.file, r.row, r.status, "; ".join(problem_text(p) for p in r.problems))
                           for r in examples], columns=["Wave", "File", "Row", "Status", "Problems"])
     return (

@@ -229,3 +229,47 @@ def test_the_run_summary_shows_the_identity_and_the_flags(tmp_path: Path, synthe
     for flag, count in flags.items():
         assert f"{flag} {count}" in line
     assert "`consult quarantine` lists them" in result.stdout
+
+
+def test_each_waves_export_csv_is_listed_apart(empty_project: Paths) -> None:
+    """The runbook names every wave's file `export.csv`: a quarantined row is listed under its own
+    export and wave, never merged with another file of the same name (same row number or not)."""
+    from pipeline.instrument import load_instrument
+
+    dated = {column: "2024-03-12 10:00:00" for column in ("StartDate", "EndDate", "RecordedDate")}
+    for wave, metadata in ((2024, dated), (2025, {})):
+        instrument = load_instrument(empty_project.surveys / str(wave) / "instrument.yaml")
+        rows = [response(wave * 10 + i, **metadata) for i in range(4)]
+        rows.append(response(wave * 10 + 4, {"hourly_wage": 2450}, **metadata))  # data row 5: line 8
+        if wave == 2025:
+            rows.append(response(wave * 10 + 5, {"paid_sick_days": "8"}))  # line 9
+        write_export(empty_project.raw / str(wave) / "export.csv", instrument, rows)
+    run_load(empty_project)
+
+    waiting = quarantined_rows(empty_project.warehouse)
+    assert sorted((r.wave, r.file, r.row, len(r.problems)) for r in waiting) == [
+        (2024, "export.csv", 8, 1), (2025, "export.csv", 8, 1), (2025, "export.csv", 9, 1)]
+    listed = consult(empty_project, "quarantine")
+    assert listed.returncode == 0, listed.stderr
+    assert "export.csv (wave 2024): 1 quarantined row(s)" in listed.stdout
+    assert "export.csv (wave 2025): 2 quarantined row(s)" in listed.stdout
+
+
+def test_a_re_export_saved_over_the_first_is_listed_apart(empty_project: Paths) -> None:
+    """Step 4 of the runbook: export again into the same folder; saved under the same name, the
+    response still wrong is 'quarantined again' in the first file and waiting in the second."""
+    from pipeline.instrument import load_instrument
+
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    target = empty_project.raw / "2025" / "export.csv"
+    bad = response(6, {"paid_sick_days": "8"})
+    write_export(target, instrument, [response(i) for i in range(5)] + [bad])  # line 9
+    run_load(empty_project)
+    write_export(target, instrument, [bad] + [response(i) for i in range(5)] + [response(7)])  # line 4
+    run_load(empty_project)
+
+    rows = {(r.row, r.status) for r in quarantined_rows(empty_project.warehouse)}
+    assert rows == {(9, "quarantined again"), (4, "waiting")}
+    listed = consult(empty_project, "quarantine", "--all")
+    headings = [line for line in listed.stdout.splitlines() if "quarantined row(s)" in line]
+    assert len(headings) == 2 and all(h.startswith("export.csv (wave 2025, loaded ") for h in headings)
