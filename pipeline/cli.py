@@ -71,10 +71,11 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from pipeline.retention import RetentionError
     from pipeline.wave import WaveError
     from pipeline.release import ReleaseError
+    from pipeline.translations import TranslationError  # `consult report --lang fr` after a new indicator
 
     return (ExportError, InstrumentError, StructuralError, WarehouseError, RunError, IndicatorError, RenderError,
             PrivacyError, QuoteReviewError, RetentionError, WaveError, ReleaseError, DerivationError, OSError,
-            RuleCountError)
+            RuleCountError, TranslationError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -329,3 +329,23 @@ def test_french_quotation_marks_never_part_from_their_words(sites) -> None:
         assert text.count("«") >= 3 and text.count("«") == text.count("»"), name
         assert re.findall(r"«\s", text) == ["«\u00a0"] * text.count("«"), name
         assert re.findall(r"\s»", text) == ["\u00a0»"] * text.count("»"), name
+
+
+def test_consult_report_in_french_names_a_missing_translation_without_a_traceback(loaded) -> None:
+    """An analyst adds an indicator for a new question (runbook step 1) and renders the French report:
+    the missing French is named in one message, as every known error is, not under a traceback."""
+    import subprocess
+    import sys
+
+    def add(data: dict) -> None:
+        new = dict(next(i for i in data["indicators"] if i["id"] == "PREC-04"), id="PREC-99", title="A new measure")
+        new.pop("comparability", None)
+        data["indicators"].append(new)
+
+    edit_yaml(loaded.indicators_file, add)
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "--root", str(loaded.root), "report", "--lang", "fr"],
+                            capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert result.returncode != 0
+    assert "error: the French report cannot be rendered" in result.stderr
+    assert "indicators.fr.yaml: indicator PREC-99 has no French title" in result.stderr
+    assert "Traceback" not in result.stderr
