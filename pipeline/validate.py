@@ -177,6 +177,7 @@ def validate(
     _repeated_ids(keys, already_seen, outcome, reason)
     in_scope = outcome == LOADED
     times = _timestamps(export)
+    _check_dates(export, instrument, times)
     issues, results, gx_result = _expectations(export, instrument, rules, view, times, in_scope, scrubber)
     for issue in issues:
         if outcome.at[issue.row] == LOADED:
@@ -282,6 +283,44 @@ def _check_wave(export: Export, instrument: Instrument) -> None:
                 f"{other.wave} instrument, against {own_matched} of the {instrument.wave} one. Put it in a "
                 f"folder named {other.wave} (e.g. data/raw/{other.wave}/)."
             )
+
+
+def _check_dates(export: Export, instrument: Instrument, times: pd.DataFrame) -> None:
+    """Every dated response outside the wave's collection window: another wave's export in this
+    wave's folder (one with the same question columns, which _check_wave cannot tell apart), or a
+    window typed wrong. Stopped, not quarantined: a file once loaded is skipped by its content, so
+    its rows would never load after the file is moved or the window corrected."""
+    outside = _outside_window(times, instrument.collection_window)
+    dated = times.notna().any(axis=1)
+    if not dated.any() or not outside[dated].all():
+        return
+    months = pd.concat([times[c] for c in times.columns]).dropna()
+    when = f"dated {months.min():%Y-%m} to {months.max():%Y-%m}"
+    window = instrument.collection_window
+    for other in _other_waves(instrument):
+        inside = int((~_outside_window(times, other.collection_window) & dated).sum())
+        if inside * 2 > int(dated.sum()):
+            raise StructuralError(
+                f"{export.path}: this looks like an export of the {other.wave} wave: all {int(dated.sum())} dated "
+                f"responses ({when}) fall outside the {instrument.wave} collection window ({window.start} to "
+                f"{window.end}), and {inside} inside {other.wave}'s. Nothing was loaded. Put it in a folder named "
+                f"{other.wave} (e.g. data/raw/{other.wave}/).")
+    raise StructuralError(
+        f"{export.path}: all {int(dated.sum())} dated responses ({when}) fall outside the {instrument.wave} "
+        f"collection window ({window.start} to {window.end}), so none could load. Nothing was loaded. If the file "
+        f"is in the wrong folder, move it to data/raw/<its wave>/; if the window is wrong, correct "
+        f"collection_window in {instrument.source or 'the instrument'}.")
+
+
+def _outside_window(times: pd.DataFrame, window) -> pd.Series:
+    """Rows started before the window opened or ended after it closed (as the window rule reads them)."""
+    outside = pd.Series(False, index=times.index)
+    if "started_at" in times:
+        outside |= (times["started_at"] < _midnight(window.start, times["started_at"])).fillna(False)
+    if "ended_at" in times:
+        ended = times["ended_at"]
+        outside |= (ended >= _midnight(window.end + dt.timedelta(days=1), ended)).fillna(False)
+    return outside
 
 
 def _other_waves(instrument: Instrument) -> list[Instrument]:

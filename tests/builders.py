@@ -144,3 +144,23 @@ def _rule_tests(node: Any) -> list[dict]:
         return []
     own = [node] if isinstance(node.get("question"), str) else []
     return own + [test for value in node.values() for test in _rule_tests(value)]
+
+
+def dated_a_year_later(source: Path, target: Path) -> Path:
+    """A copy of a Qualtrics export with every timestamp a year later: the next wave's export when
+    its questions did not change (an export copied as it is would be recognised as last year's)."""
+    import csv
+    import io
+
+    text = source.read_bytes().decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    stamps = [i for i, name in enumerate(rows[0]) if name in ("StartDate", "EndDate", "RecordedDate")]
+    for row in rows[3:]:  # after Qualtrics' three header rows
+        for i in stamps:
+            if row[i][:4].isdigit():
+                row[i] = f"{int(row[i][:4]) + 1}{row[i][4:]}"
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\r\n" if "\r\n" in text else "\n").writerows(rows)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"\xef\xbb\xbf" + out.getvalue().encode("utf-8"))
+    return target

@@ -9,6 +9,7 @@ import shutil
 import duckdb
 import pytest
 
+from builders import dated_a_year_later
 from pipeline.cli import main
 from pipeline.config import Paths
 from pipeline.status import project_status
@@ -216,8 +217,7 @@ def test_a_new_wave_without_its_living_wage_year_says_so_before_the_export(loade
     assert status_json(loaded, capsys)["next"]["command"] == "consult quotes"
 
     # with an export of 2026 waiting, a run would stop at it: it comes first for the whole project
-    (loaded.raw / "2026").mkdir(parents=True)
-    shutil.copyfile(loaded.synthetic / "2025" / "qualtrics-2025.csv", loaded.raw / "2026" / "export.csv")
+    dated_a_year_later(loaded.synthetic / "2025" / "qualtrics-2025.csv", loaded.raw / "2026" / "export.csv")
     shutil.rmtree(loaded.synthetic)  # real exports only (a synthetic warehouse beside them says to clean it first)
     shutil.rmtree(loaded.warehouse_dir)
     overall = status_json(loaded, capsys)["next"]

@@ -462,3 +462,43 @@ def test_a_consent_code_the_question_does_not_have_is_quarantined_not_a_no(tmp_p
     got, result = outcomes(tmp_path, [response(1, {"consent": "7"}), response(2, {"consent": "2"}), response(3)])
     assert got == [("quarantined", "invalid_code"), ("excluded", "no_consent"), ("loaded", None)]
     assert ("invalid_code", "consent", "7") in [(i.rule, i.concept, i.value) for i in result.issues if i.row == 0]
+
+
+def dated(number: int, day: str) -> dict:
+    return response(number, StartDate=f"{day} 10:00:00", EndDate=f"{day} 10:20:00", RecordedDate=f"{day} 10:20:00")
+
+
+def test_another_waves_export_with_the_same_columns_stops_before_anything_loads(empty_project) -> None:
+    """Next year's export saved in this year's folder, the questionnaire unchanged (same columns):
+    every response is outside this wave's window and inside the other's. Quarantined, its rows would
+    never load once the file is moved (a file loaded once is skipped by its content)."""
+    from pipeline.run import run_load
+    from test_load import query
+
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    # the 2024 window is 2024-03-04 to 2024-05-31: all but one inside it, that one undated
+    rows = [dated(i, f"2024-04-{10 + i:02d}") for i in range(6)] + [response(9, StartDate="", EndDate="")]
+    write_export(empty_project.raw / "2025" / "export.csv", instrument, rows)
+    with pytest.raises(StructuralError) as error:
+        run_load(empty_project)
+    message = str(error.value)
+    assert "export.csv: this looks like an export of the 2024 wave" in message
+    assert "all 6 dated responses (dated 2024-04 to 2024-04)" in message
+    assert "Put it in a folder named 2024" in message
+    assert "10:00" not in message  # timestamps are identifiers: the month only
+    assert not empty_project.warehouse.exists() or query(empty_project, "SELECT count(*) FROM load_ledger")[0][0] == 0
+
+
+def test_an_export_dated_outside_every_window_names_the_window_to_check(tmp_path: Path) -> None:
+    instrument = load_instrument(REPO / "surveys" / "2025" / "instrument.yaml")
+    path = write_export(tmp_path / "2025" / "export.csv", instrument, [dated(i, "2025-07-15") for i in range(3)])
+    with pytest.raises(StructuralError, match=r"all 3 dated responses \(dated 2025-07 to 2025-07\) fall outside the "
+                                              r"2025 collection window \(2025-03-03 to 2025-05-30\)") as error:
+        validate(read_export(path, instrument), instrument, b"k" * 32)
+    assert "correct collection_window in" in str(error.value) and "instrument.yaml" in str(error.value)
+
+
+def test_one_response_outside_the_window_is_still_only_quarantined(tmp_path: Path) -> None:
+    rows = [dated(1, "2025-03-10"), dated(2, "2025-07-15")]
+    got, _ = outcomes(tmp_path, rows)
+    assert got == [("loaded", None), ("quarantined", "outside_collection_window")]

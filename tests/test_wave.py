@@ -78,13 +78,12 @@ def test_both_waves_are_required(argv: list[str]) -> None:
 def test_a_new_wave_cannot_load_until_its_living_wage_year_is_set(empty_project: Paths, synthetic_exports,
                                                                    capsys) -> None:
     # As the checklist and the runbook say: no silent fallback to older rates. A real export of the
-    # new wave (here last year's, copied) stops the run before anything is stored.
-    import shutil
+    # new wave (here last year's, dated a year later) stops the run before anything is stored.
+    from builders import dated_a_year_later
 
     root = str(empty_project.root)
     assert main(["--root", root, "wave", "new", "2026", "--from", "2025"]) == 0
-    (empty_project.raw / "2026").mkdir(parents=True)
-    shutil.copy(synthetic_exports / "2025" / "qualtrics-2025.csv", empty_project.raw / "2026" / "export.csv")
+    dated_a_year_later(synthetic_exports / "2025" / "qualtrics-2025.csv", empty_project.raw / "2026" / "export.csv")
     capsys.readouterr()
     assert main(["--root", root, "run"]) != 0
     err = capsys.readouterr().err
