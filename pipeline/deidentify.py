@@ -461,9 +461,11 @@ def _rates_for(definition: Derivation, instrument: Instrument, table: ReferenceT
     if key.type not in (QuestionType.single, QuestionType.likert):
         raise DerivationError(f"{where}: compare.key {comparison.key!r} is not a single-choice question in {instrument.source}")
     answerable = [c.code for c in instrument.choices_of(key) if not c.missing]
-    if gaps := [code for code in answerable if code not in table.rates[year]]:
+    if gaps := [c for c in instrument.choices_of(key) if not c.missing and c.code not in table.rates[year]]:
+        # each code with its answer as respondents saw it: the rates are published by area name
+        named = ", ".join(f"{c.code} ({c.label.en})" for c in gaps)
         raise DerivationError(f"{table.path}: the {year} rates (used for wave {instrument.wave}) have no rate for "
-                              f"{comparison.key} answer(s) {', '.join(gaps)}; add them, or {definition.id} would "
+                              f"{comparison.key} answer(s) {named}; add them, or {definition.id} would "
                               "leave those respondents out")
     return {code: table.rates[year][code] for code in answerable}
 
