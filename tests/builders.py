@@ -149,9 +149,6 @@ def _rule_tests(node: Any) -> list[dict]:
 def dated_a_year_later(source: Path, target: Path) -> Path:
     """A copy of a Qualtrics export with every timestamp a year later: the next wave's export when
     its questions did not change (an export copied as it is would be recognised as last year's)."""
-    import csv
-    import io
-
     text = source.read_bytes().decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text, newline="")))
     stamps = [i for i, name in enumerate(rows[0]) if name in ("StartDate", "EndDate", "RecordedDate")]
