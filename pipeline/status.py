@@ -162,7 +162,7 @@ def release_state(paths: Paths, facts: dict) -> dict:
     from pipeline.release import read_release, release_key
 
     release = read_release(paths)
-    published = _published(paths, facts)
+    published = {**_published(paths, facts), "settings_stale": _stale_settings(paths, facts)}
     if release is None or not facts["exists"]:
         return {"state": "not built", **published}
     released = {(i["sha256"], int(i["wave"])) for i in release.get("inputs", [])}
@@ -171,6 +171,26 @@ def release_state(paths: Paths, facts: dict) -> dict:
     return {"state": "built" if current else "out of date", "version": str(release.get("version", "")),
             "date": str(release.get("date", "")), "waves": sorted(int(w) for w in release.get("waves", [])),
             **published}
+
+
+def _stale_settings(paths: Paths, facts: dict) -> str | None:
+    """Why surveys/release.yaml still describes an earlier year's release (dated before the latest
+    wave loaded), or None: the report and its open data would go out, and be cited, under last
+    year's version, date and address."""
+    from pipeline.release import ReleaseError, release_settings, settings_file
+
+    waves = [f["wave"] for f in facts["ledger"]] if facts["exists"] else []
+    try:
+        settings = release_settings(paths)
+    except ReleaseError:  # unreadable settings: the report and release commands say what is wrong
+        return None
+    if not waves or settings.date.year >= max(waves):
+        return None
+    latest = max(waves)
+    return (f"{settings_file(paths).relative_to(paths.root)} still describes an earlier release (version "
+            f"{settings.version}, dated {settings.date.isoformat()}) but the warehouse holds wave {latest}: set this "
+            f'release\'s version (e.g. "{latest}.1"), its publication date and its url there, then run '
+            "`consult report`. The report and its open data are cited by them.")
 
 
 def _published(paths: Paths, facts: dict) -> dict:
@@ -354,6 +374,8 @@ def _next_step(paths: Paths, status: dict, outputs: dict) -> dict:
         return _step(4, "consult audit", why)
     if release["version_taken"]:
         return _step(5, None, release["version_taken"])
+    if release["settings_stale"]:
+        return _step(5, None, release["settings_stale"])
     if report["state"] != "built" or wave not in report.get("waves", []):
         return _step(5, "consult report", f"The public report is {report['state']}"
                      + ("" if report["state"] != "built" else f" but does not include wave {wave}") + ".")

@@ -151,5 +151,20 @@ def checklist(paths: Paths, wave: int, source: int) -> list[str]:
         "responses, numeric values).",
         f"Checks: review {rel(paths.surveys / str(wave) / 'rules.yaml')} (cross-question rules, duplicate and "
         "data-quality thresholds).",
+        _release_item(paths, wave),
     ]
     return items
+
+
+def _release_item(paths: Paths, wave: int) -> str:
+    """The release settings to renew: the report and its open data are cited by their version, date and url."""
+    from pipeline.release import ReleaseError, release_settings, settings_file
+
+    try:
+        settings = release_settings(paths)
+        now = f" (now version {settings.version}, dated {settings.date.isoformat()}, {settings.url})"
+    except ReleaseError:
+        now = ""
+    return (f"Release: before publishing wave {wave}'s report, set its version (e.g. \"{wave}.1\"), publication date "
+            f"and url in {settings_file(paths).relative_to(paths.root)}{now}: citations of the report and its open "
+            "data name them.")

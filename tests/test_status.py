@@ -227,3 +227,29 @@ def test_a_new_wave_without_its_living_wage_year_says_so_before_the_export(loade
 
     _set_rate_year(loaded, 2026, 2024)
     assert status_json(loaded, capsys)["next"]["command"] == "consult run"
+
+
+def test_last_year_s_release_settings_come_before_the_report(loaded: Paths, capsys) -> None:
+    # A report of the 2025 wave under a release dated 2024 would be cited with last year's version,
+    # date and address: status says to renew them before the report is built.
+    root = ["--root", str(loaded.root)]
+    main([*root, "quotes"])
+    for wave in (2023, 2024, 2025):
+        path = loaded.root / "data" / "review" / str(wave) / "quotes.yaml"
+        path.write_text(path.read_text(encoding="utf-8").replace("status: pending", "status: rejected"),
+                        encoding="utf-8")
+    settings = loaded.surveys / "release.yaml"
+    text = settings.read_text(encoding="utf-8")
+    assert "\ndate: 2025-06-30\n" in text and '\nversion: "2025.1"\n' in text
+    settings.write_text(text.replace("\ndate: 2025-06-30\n", "\ndate: 2024-06-30\n")
+                        .replace('\nversion: "2025.1"\n', '\nversion: "2024.1"\n'), encoding="utf-8")
+    audit = loaded.warehouse_dir / "audit.json"
+    audit.write_text('{"passed": true, "checks": []}', encoding="utf-8")  # made after every input (mtime)
+    capsys.readouterr()
+    step = status_json(loaded, capsys)["next"]
+    assert step["command"] is None
+    assert ("surveys/release.yaml still describes an earlier release (version 2024.1, dated 2024-06-30) but the "
+            'warehouse holds wave 2025: set this release\'s version (e.g. "2025.1")') in step["why"]
+    settings.write_text(text, encoding="utf-8")  # this year's settings: the report is next
+    audit.write_text('{"passed": true, "checks": []}', encoding="utf-8")
+    assert status_json(loaded, capsys)["next"]["command"] == "consult report"

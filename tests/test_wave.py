@@ -38,6 +38,10 @@ def test_a_new_wave_keeps_every_question_and_moves_only_the_year(empty_project: 
     assert "living_wage.yaml" in out and "rate_year_for_wave" in out and "REQUIRED" in out
     assert "comparability" in out and "indicators.yaml" in out and "Collection window" in out
     assert "anonymize" in out.lower() and "Next:" in out
+    # and the release settings to renew, as they stand now (read here as plain YAML)
+    release = yaml.safe_load((empty_project.surveys / "release.yaml").read_text(encoding="utf-8"))
+    assert f'set its version (e.g. "2026.1"), publication date and url in surveys/release.yaml (now version ' \
+           f'{release["version"]}, dated {release["date"].isoformat()}' in " ".join(out.split())
 
 
 def test_an_existing_wave_or_a_missing_source_is_refused_and_nothing_changes(empty_project: Paths, capsys) -> None:
