@@ -41,7 +41,8 @@ def project_status(paths: Paths, today: dt.date | None = None) -> dict:
     conflict = _mixing_conflict(facts, synthetic, exports)
     unplaced = [str(f.path.relative_to(paths.root)) for f in exports if f.wave is None]
     ranked = sorted(statuses, key=lambda s: (s["next"]["stage"], s["wave"]))
-    overall = conflict or _unplaced_step(unplaced) or (ranked[0]["next"] if ranked else _first_wave_step(paths))
+    overall = (conflict or _unplaced_step(unplaced) or _practice_step(facts, exports)
+               or (ranked[0]["next"] if ranked else _first_wave_step(paths)))
     return {
         "source": "synthetic" if synthetic else "data/raw",
         "warehouse": {"exists": facts["exists"], "holds": facts["holds"]},
@@ -59,6 +60,16 @@ def _unplaced_step(unplaced: list[str]) -> dict | None:
         return None
     return _step(2, None, f"Move {', '.join(unplaced)} into the folder of its wave (e.g. data/raw/2025/), then run "
                  "`consult run`: the run stops at an export whose wave it cannot tell.")
+
+
+def _practice_step(facts: dict, exports: list[RawFile]) -> dict | None:
+    """A new project (no warehouse, no export): the runbook starts with a practice run on the
+    built-in synthetic consultation, not with next year's survey."""
+    if facts["exists"] or exports:
+        return None
+    return _step(0, "consult run", "Nothing is loaded yet. To practise, `consult run` loads the built-in synthetic "
+                 "consultation (invented people; every page then says SYNTHETIC) and renders its report. For real "
+                 "data, put a survey's export in data/raw/<wave>/ first (docs/runbook.md, step 2).")
 
 
 def _first_wave_step(paths: Paths) -> dict:

@@ -253,3 +253,12 @@ def test_last_year_s_release_settings_come_before_the_report(loaded: Paths, caps
     settings.write_text(text, encoding="utf-8")  # this year's settings: the report is next
     audit.write_text('{"passed": true, "checks": []}', encoding="utf-8")
     assert status_json(loaded, capsys)["next"]["command"] == "consult report"
+
+
+def test_a_new_project_starts_with_the_practice_run(empty_project: Paths, capsys) -> None:
+    step = status_json(empty_project, capsys)["next"]
+    assert step["command"] == "consult run" and "synthetic" in step["why"] and "data/raw/<wave>/" in step["why"]
+    # and the run it names is indeed the practice one (no export anywhere: the synthetic consultation)
+    assert main(["--root", str(empty_project.root), "run", "--no-report"]) == 0
+    assert "no export in data/raw/: generating the built-in synthetic consultation" in capsys.readouterr().err
+    assert status_json(empty_project, capsys)["source"] == "synthetic"
