@@ -212,7 +212,10 @@ def check_structure(export: Export, instrument: Instrument) -> None:
     if len(present) / max(1, len(questions)) < 0.5:
         raise StructuralError(
             f"{export.path}: only {len(present)} of {len(questions)} questions of the "
-            f"{instrument.wave} instrument were found; this looks like a different survey{sheets}"
+            f"{instrument.wave} instrument were found; this looks like a different survey{sheets}. Nothing was "
+            f"loaded. If it is, move it out of data/raw/ (`consult run` reads every file there); if it is this "
+            f"wave's export, check that the survey platform's column names match the instrument's aliases "
+            f"(`consult inspect {export.path}` lists the columns)"
         )
     missing = [q for q in questions if q.id not in present]
     if missing:

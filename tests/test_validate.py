@@ -448,6 +448,8 @@ def test_a_different_survey_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StructuralError) as error:
         validate(read_export(other, INSTRUMENT), INSTRUMENT, SECRET)
     assert str(other) in str(error.value) and "different survey" in str(error.value)
+    # what to do: move it out of data/raw/, or match the columns (and how to see them)
+    assert "move it out of data/raw/" in str(error.value) and f"consult inspect {other}" in str(error.value)
 
 
 def test_legacy_encoding_is_read(tmp_path: Path) -> None:
