@@ -89,16 +89,25 @@ def responses_md() -> str:
 
 # --- validation rules ----------------------------------------------------------------------------
 
+# Each loaded file with the name the tables show it by: its name, and when it was loaded where
+# another export of the same wave has the same name (the runbook's corrected re-export saved over the
+# first): the tables below count per file, never two files together.
+LEDGER_FILES = """SELECT file_sha256, wave, loaded_at,
+    CASE WHEN count(*) OVER (PARTITION BY wave, file_name) > 1
+         THEN file_name || ' (loaded ' || strftime(loaded_at, '%Y-%m-%d %H:%M:%S') || ')' ELSE file_name END AS file_name
+    FROM load_ledger"""
+
 
 def rules_md() -> str:
     """Which rules ran (per reason code), how many checks and failing rows; then the failing checks."""
-    rules = query("""
-        SELECT l.wave, l.file_name, r.rule, r.concept, r.column_name, r.expectation, r.rows_checked, r.rows_failed
-        FROM validation_rules r JOIN load_ledger l USING (file_sha256)
-        ORDER BY l.wave, l.file_name, r.rule, r.concept""")
+    rules = query(f"""
+        SELECT l.wave, l.file_sha256, l.file_name, r.rule, r.concept, r.column_name, r.expectation, r.rows_checked,
+               r.rows_failed
+        FROM validation_rules r JOIN ({LEDGER_FILES}) l USING (file_sha256)
+        ORDER BY l.wave, l.loaded_at, l.file_name, r.rule, r.concept""")
     if rules.empty:
         return "\nNo validation results are stored yet.\n"
-    by_code = rules.groupby(["wave", "file_name", "rule"], as_index=False).agg(
+    by_code = rules.groupby(["wave", "file_sha256", "file_name", "rule"], as_index=False, sort=False).agg(
         checks=("concept", "size"), rows_checked=("rows_checked", "max"), failures=("rows_failed", "sum"))
     summary = pd.DataFrame({
         "Wave": by_code["wave"].astype(str), "File": by_code["file_name"], "Rule": by_code["rule"],
@@ -298,10 +307,10 @@ def quarantine_md(limit: int = EXAMPLES_PER_FILE) -> str:
 
 def outcomes_md(outcome: str) -> str:
     """Rows with this outcome (excluded or duplicate), by file and reason."""
-    found = query("""
-        SELECT l.wave, l.file_name, coalesce(o.reason, '(none)') AS reason, count(*) AS n
-        FROM row_outcomes o JOIN load_ledger l USING (file_sha256)
-        WHERE o.outcome = ? GROUP BY ALL ORDER BY l.wave, l.file_name, reason""", [outcome])
+    found = query(f"""
+        SELECT l.wave, l.file_sha256, l.loaded_at, l.file_name, coalesce(o.reason, '(none)') AS reason, count(*) AS n
+        FROM row_outcomes o JOIN ({LEDGER_FILES}) l USING (file_sha256)
+        WHERE o.outcome = ? GROUP BY ALL ORDER BY l.wave, l.loaded_at, l.file_name, reason""", [outcome])
     table = pd.DataFrame({"Wave": found["wave"].astype(str), "File": found["file_name"], "Reason": found["reason"],
                           "What it means": found["reason"].map(_reason_help), "Rows": found["n"]})
     return _table(table, {"Rows"})

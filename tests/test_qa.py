@@ -273,3 +273,32 @@ def test_a_re_export_saved_over_the_first_is_listed_apart(empty_project: Paths) 
     listed = consult(empty_project, "quarantine", "--all")
     headings = [line for line in listed.stdout.splitlines() if "quarantined row(s)" in line]
     assert len(headings) == 2 and all(h.startswith("export.csv (wave 2025, loaded ") for h in headings)
+
+
+def test_the_qa_tables_count_a_re_export_saved_over_the_first_apart(empty_project: Paths,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules run and rows set aside are counted per file: two exports of one wave under one name
+    (the runbook's re-export saved over the first) are two files, told apart by their load time."""
+    from pipeline import qa
+    from pipeline.instrument import load_instrument
+
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    target = empty_project.raw / "2025" / "export.csv"
+    write_export(target, instrument, [response(i) for i in range(5)] + [response(6, {"paid_sick_days": "8"})])
+    run_load(empty_project)
+    write_export(target, instrument, [response(i) for i in range(7)])  # 5 seen before, 2 new
+    run_load(empty_project)
+    monkeypatch.setenv("CONSULT_WAREHOUSE", str(empty_project.warehouse))
+    ledger = query(empty_project, "SELECT strftime(loaded_at, '%Y-%m-%d %H:%M:%S'), rows_read, rows_duplicate "
+                                  "FROM load_ledger ORDER BY loaded_at")
+    assert [(read, dup) for _, read, dup in ledger] == [(6, 0), (7, 5)]
+    names = [f"export.csv (loaded {when})" for when, _, _ in ledger]
+    # duplicates: only the second file has any, 5 of them, on a row of its own
+    duplicates = qa.outcomes_md("duplicate")
+    assert names[1] in duplicates and names[0] not in duplicates
+    assert re.search(rf"\| 2025 \| {re.escape(names[1])} \|[^\n]*\| 5 \|", duplicates)
+    # the rules ran once per file: each file has its own rows, with its own rows checked
+    rules = qa.rules_md().split("### Checks that failed")[0]
+    assert all(name in rules for name in names)
+    failing = qa.rules_md().split("### Checks that failed")[1]
+    assert names[0] in failing and names[1] not in failing  # only the first file's paid_sick_days failed
