@@ -75,8 +75,9 @@ def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
         _no_progress_bar(con)
     except duckdb.IOException as exc:
         message = str(exc).splitlines()[0]
-        hint = (" Another `consult` run may be using it: wait for it to finish." if "lock" in message.lower()
-                else DAMAGED_HINT if any(sign in message for sign in DAMAGED_SIGNS) else "")
+        if "lock" in message.lower():
+            raise WarehouseError(_locked(path, message)) from None
+        hint = DAMAGED_HINT if any(sign in message for sign in DAMAGED_SIGNS) else ""
         raise WarehouseError(f"{path}: cannot open the warehouse ({message}).{hint}") from None
     except OSError as exc:
         raise WarehouseError(f"{path}: cannot create the warehouse folder ({exc.strerror})") from None
@@ -84,6 +85,15 @@ def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
         yield con
     finally:
         con.close()
+
+
+def _locked(path: Path, message: str) -> str:
+    """Another process holds the warehouse: said in words, with that process's number (DuckDB's own
+    text, with its lock and documentation link, means nothing to staff)."""
+    holder = re.search(r"\(PID (\d+)\)", message)
+    which = f" (process {holder.group(1)})" if holder else ""
+    return (f"{path}: the warehouse is in use by another program{which}. Another `consult` run may be using it: "
+            "wait for it to finish, then run the command again.")
 
 
 # What DuckDB says of a file cut short or that is not a database at all.

@@ -121,6 +121,9 @@ def test_two_runs_at_once_one_refuses_clearly(tmp_path: Path, synthetic_exports:
     assert second.returncode == 2
     assert "Another `consult` run may be using it" in second.stderr
     assert "Traceback" not in second.stderr
+    # in words, naming the process that holds it (not DuckDB's lock text and documentation link)
+    assert f"in use by another program (process {first.pid})" in second.stderr
+    assert "Conflicting lock" not in second.stderr and "duckdb.org" not in second.stderr
     first.communicate(timeout=300)
     assert first.returncode == 0
     assert state(paths) == finished_state
