@@ -146,9 +146,14 @@ def test_a_broken_instrument_is_the_wave_s_next_step_with_the_run_s_error(projec
     # the whole project's next step too: the run stops for every wave
     assert project_status(project)["next"] == step
 
+    assert_screen_shows(project, capsys, "Instrument:   surveys/2025/instrument.yaml (DOES NOT LOAD)", run_error)
+
+
+def assert_screen_shows(project: Paths, capsys, flagged: str, run_error: str) -> None:
+    """`consult status 2025` flags the file, names no command, and prints the run's error line by line."""
     assert main(["--root", str(project.root), "status", "2025"]) == 0
     out = capsys.readouterr().out
-    assert "Instrument:   surveys/2025/instrument.yaml (DOES NOT LOAD)" in out
+    assert flagged in out
     assert "`consult run`:" not in out and "Next: (no command)" in out
     for line in run_error.splitlines():  # every line of the error, each on its own line
         assert any(shown.strip() == line.strip() for shown in out.splitlines())
@@ -185,12 +190,7 @@ def test_a_broken_rules_file_is_the_wave_s_next_step_with_the_run_s_error(projec
     assert (wave["rules"], wave["rules_error"]) == ("surveys/2025/rules.yaml", run_error)
     assert project_status(project)["next"] == step  # the whole project's next step too
 
-    assert main(["--root", str(project.root), "status", "2025"]) == 0
-    out = capsys.readouterr().out
-    assert "Rules:        surveys/2025/rules.yaml (DOES NOT LOAD)" in out
-    assert "`consult run`:" not in out and "Next: (no command)" in out
-    for line in run_error.splitlines():  # every line of the error, each on its own line
-        assert any(shown.strip() == line.strip() for shown in out.splitlines())
+    assert_screen_shows(project, capsys, "Rules:        surveys/2025/rules.yaml (DOES NOT LOAD)", run_error)
 
 
 def _set_rate_year(paths: Paths, wave: int, year: int) -> None:
