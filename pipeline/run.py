@@ -290,8 +290,15 @@ def _refuse_stale_derivations(con, paths: Paths) -> None:
         "changed since the warehouse was built, so the derived answers it stores (such as below_living_wage) "
         "were computed with the old definitions. Nothing was loaded. Rebuild the warehouse from the exports: "
         "`make clean-warehouse`, then `consult run` (every export loaded so far must still be in data/raw/); "
-        "or put the old definitions back."
+        "or put the old definitions back." + ("" if "derived_inputs_sha256" in stored else UPGRADED_HINT)
     )
+
+
+# A warehouse built before the per-wave record holds one checksum of the whole files: a new year's
+# rates added before its first run on this version cannot be told from a revised rate, once.
+UPGRADED_HINT = (" This warehouse was built by an earlier version of the pipeline, which recorded the whole "
+                 "rates file: if you only added a new year's rates or a new wave's rate year, take those lines "
+                 "out again, run `consult run` once, then add them back (from then on they are not a change).")
 
 
 def instrument_for(paths: Paths, path: Path, wave: int) -> Instrument:

@@ -114,3 +114,30 @@ def test_a_warehouse_from_before_the_per_wave_record_takes_next_years_rates(load
     run_load(loaded)
     add_next_year(loaded)
     assert all(f.status == "already loaded" for f in run_load(loaded).files)
+
+
+def test_an_upgraded_warehouse_given_next_years_rates_first_says_how_to_go_on(loaded: Paths) -> None:
+    """The upgrade the other way round: next year's rates added before the first run on this
+    version. The old checksum cannot tell them from a revision, so the run refuses once, and says
+    what to do; doing it records what each wave read, and the rates then go through."""
+    files = [loaded.surveys / "derived.yaml", loaded.surveys / "reference" / "living_wage.yaml"]
+    whole_files = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+    con = duckdb.connect(str(loaded.warehouse))
+    con.execute("DELETE FROM warehouse_meta WHERE key LIKE 'derived%'")
+    con.execute("INSERT INTO warehouse_meta VALUES ('derived_sha256', ?)", [whole_files])
+    con.close()
+    rates = loaded.surveys / "reference" / "living_wage.yaml"
+    before = rates.read_text(encoding="utf-8")
+    add_next_year(loaded)
+    with pytest.raises(RunError, match="take those lines out again, run `consult run` once, then add them back"):
+        run_load(loaded)
+    with_next_year = rates.read_text(encoding="utf-8")
+    rates.write_text(before, encoding="utf-8")  # what the message says
+    run_load(loaded)
+    rates.write_text(with_next_year, encoding="utf-8")
+    assert all(f.status == "already loaded" for f in run_load(loaded).files)
+    # a warehouse of this version never gets the upgrade hint
+    edit(rates, *REVISED_2024_RATE)
+    with pytest.raises(RunError) as error:
+        run_load(loaded)
+    assert "earlier version" not in str(error.value)
