@@ -91,6 +91,22 @@ def test_surveymonkey_options_matrix_rows_and_other_text(tmp_path: Path) -> None
     assert {c.name: c.kind for c in export.columns}["Which tasks do you do? | Other (please specify)"] == "unknown"
 
 
+def test_grid_rows_worded_as_the_question_need_no_alias(tmp_path: Path) -> None:
+    # A grid built on the platform: its stem is the platform's own heading, each row is the question's
+    # wording (SurveyMonkey's matrix row under the stem, Google Forms' "Stem [Row]").
+    top = ["Respondent ID", "Collector ID", "Do you agree?", "In the past year, how often has this happened?"]
+    sub = ["", "", "Response", "Item A"]
+    rows = [["114", "431", "Yes", "Often"], ["115", "431", "No", "Never"]]
+    monkey = read_export(write(tmp_path, [top, sub, *rows], "monkey.csv"), INSTRUMENT)
+    assert monkey.platform == "surveymonkey"
+    assert answers(monkey, "item_a") == ["3", "1"]
+    header = ["Timestamp", "Do you agree?", "In the past year, how often has this happened? [Item A]"]
+    rows = [["3/10/2025 14:54:44", "Yes", "Sometimes"], ["3/10/2025 15:02:11", "No", ""]]
+    forms = read_export(write(tmp_path, [header, *rows], "forms.csv"), INSTRUMENT)
+    assert forms.platform == "googleforms"
+    assert answers(forms, "item_a") == ["2", None]
+
+
 def test_limesurvey_codes_submit_date_and_localised_metadata(tmp_path: Path) -> None:
     header = ["Antwort ID", "Datum Abgeschickt", "Letzte Seite", "Start-Sprache", "Q1", "Q3[SQ001]", "Q3[SQ002]",
               "Q3[SQ003]", "Q3[other]", "Q5"]

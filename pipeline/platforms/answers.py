@@ -110,6 +110,16 @@ def map_columns(layout: Layout, instrument: Instrument) -> Mapping:
             if concept and concept in mapping.direct:  # Kobo writes both forms: the joined column wins
                 mapping.concept_of[column.index] = concept
                 break
+    # 4. One row of a grid whose row text is the question's own wording: SurveyMonkey's matrix row
+    # under its stem, Google Forms' and LimeSurvey's "Stem [Row]". The stem is the platform's own
+    # heading, not in the instrument, so the row text is all there is to match.
+    for column in candidates:
+        if column.index in mapping.concept_of:
+            continue
+        for _, row_text in _option_readings(column):
+            concept = wordings.get(normalised(row_text))
+            if concept and questions[concept].type is not QuestionType.multiple and take(column, concept):
+                break
     return mapping
 
 
