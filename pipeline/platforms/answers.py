@@ -27,6 +27,7 @@ from pipeline.platforms.common import (
     SourceColumn,
     each_distinct,
     filled,
+    folded as folded_text,
     identifier_role,
     normalised,
 )
@@ -352,7 +353,7 @@ def _split_labels(cell: str, labels: tuple[tuple[str, str], ...], separator: re.
     """Read a cell as labels joined by commas, longest labels first; a piece that is no label
     (Google Forms' "Other" answer) is kept as typed, up to the next comma."""
     text = " ".join(cell.split())
-    folded = text.casefold()
+    folded = folded_text(text)
     if len(folded) != len(text):
         return None
 
