@@ -91,6 +91,51 @@ def test_surveymonkey_options_matrix_rows_and_other_text(tmp_path: Path) -> None
     assert {c.name: c.kind for c in export.columns}["Which tasks do you do? | Other (please specify)"] == "unknown"
 
 
+def test_grid_rows_worded_as_the_question_need_no_alias(tmp_path: Path) -> None:
+    # A grid built on the platform: its stem is the platform's own heading, each row is the question's
+    # wording (SurveyMonkey's matrix row under the stem, Google Forms' "Stem [Row]").
+    top = ["Respondent ID", "Collector ID", "Do you agree?", "In the past year, how often has this happened?"]
+    sub = ["", "", "Response", "Item A"]
+    rows = [["114", "431", "Yes", "Often"], ["115", "431", "No", "Never"]]
+    monkey = read_export(write(tmp_path, [top, sub, *rows], "monkey.csv"), INSTRUMENT)
+    assert monkey.platform == "surveymonkey"
+    assert answers(monkey, "item_a") == ["3", "1"]
+    header = ["Timestamp", "Do you agree?", "In the past year, how often has this happened? [Item A]"]
+    rows = [["3/10/2025 14:54:44", "Yes", "Sometimes"], ["3/10/2025 15:02:11", "No", ""]]
+    forms = read_export(write(tmp_path, [header, *rows], "forms.csv"), INSTRUMENT)
+    assert forms.platform == "googleforms"
+    assert answers(forms, "item_a") == ["2", None]
+
+
+APOSTROPHES = Instrument.model_validate({
+    "wave": 2025, "title": {"en": "Test", "fr": "Test"}, "languages": ["en", "fr"],
+    "collection_window": {"start": "2025-01-01", "end": "2025-12-31"},
+    "sections": [{"id": "main", "title": {"en": "Main", "fr": "Principal"}, "questions": [
+        {"id": "sick_days", "type": "single", "label": {"en": "Do you get paid sick days?",
+                                                        "fr": "Avez-vous des congés de maladie payés d'office?"},
+         "choices": [{"code": 1, "label": {"en": "Yes", "fr": "Oui"}},
+                     {"code": 3, "label": {"en": "Don't know", "fr": "Je ne sais pas"}}], "aliases": ["Q1"]},
+        {"id": "grounds", "type": "multiple", "label": {"en": "Why?", "fr": "Pourquoi?"},
+         "choices": [{"code": 8, "label": {"en": "Age", "fr": "L'âge"}},
+                     {"code": 9, "label": {"en": "Language", "fr": "La langue"}}], "aliases": ["Q2"]},
+    ]}],
+})
+
+
+def test_typographic_apostrophes_match_the_instruments_straight_ones(tmp_path: Path) -> None:
+    # The questionnaire typed in a word processor: ’ where the instrument has ', invisible on screen.
+    header = ["Horodateur", "Avez-vous des congés de maladie payés d\u2019office?", "Pourquoi?"]
+    rows = [["14/03/2025 10:00:00", "Je ne sais pas", "L\u2019âge, La langue"],
+            ["15/03/2025 11:00:00", "Oui", "La langue"]]
+    forms = read_export(write(tmp_path, [header, *rows], "forms.csv"), APOSTROPHES)
+    assert answers(forms, "sick_days") == ["3", "1"]
+    assert answers(forms, "grounds") == [["8", "9"], ["9"]]
+    top = ["Respondent ID", "Collector ID", "Do you get paid sick days?"]
+    rows = [["114", "431", "Don\u2019t know"], ["115", "431", "Yes"]]
+    monkey = read_export(write(tmp_path, [top, ["", "", "Response"], *rows], "monkey.csv"), APOSTROPHES)
+    assert answers(monkey, "sick_days") == ["3", "1"]
+
+
 def test_limesurvey_codes_submit_date_and_localised_metadata(tmp_path: Path) -> None:
     header = ["Antwort ID", "Datum Abgeschickt", "Letzte Seite", "Start-Sprache", "Q1", "Q3[SQ001]", "Q3[SQ002]",
               "Q3[SQ003]", "Q3[other]", "Q5"]

@@ -27,6 +27,7 @@ from pipeline.platforms.common import (
     SourceColumn,
     each_distinct,
     filled,
+    folded as folded_text,
     identifier_role,
     normalised,
 )
@@ -109,6 +110,16 @@ def map_columns(layout: Layout, instrument: Instrument) -> Mapping:
                 break
             if concept and concept in mapping.direct:  # Kobo writes both forms: the joined column wins
                 mapping.concept_of[column.index] = concept
+                break
+    # 4. One row of a grid whose row text is the question's own wording: SurveyMonkey's matrix row
+    # under its stem, Google Forms' and LimeSurvey's "Stem [Row]". The stem is the platform's own
+    # heading, not in the instrument, so the row text is all there is to match.
+    for column in candidates:
+        if column.index in mapping.concept_of:
+            continue
+        for _, row_text in _option_readings(column):
+            concept = wordings.get(normalised(row_text))
+            if concept and questions[concept].type is not QuestionType.multiple and take(column, concept):
                 break
     return mapping
 
@@ -342,7 +353,7 @@ def _split_labels(cell: str, labels: tuple[tuple[str, str], ...], separator: re.
     """Read a cell as labels joined by commas, longest labels first; a piece that is no label
     (Google Forms' "Other" answer) is kept as typed, up to the next comma."""
     text = " ".join(cell.split())
-    folded = text.casefold()
+    folded = folded_text(text)
     if len(folded) != len(text):
         return None
 

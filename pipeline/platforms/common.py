@@ -207,9 +207,23 @@ def plain(text: str) -> str:
     return _SPACES.sub(" ", html.unescape(_TAGS.sub("", _BREAKS.sub(" ", text)))).strip()
 
 
+# Word processors, phones and some survey editors write typographic apostrophes and quotes where
+# the instrument has straight ones ("Don’t know", "D’accord", "l’âge"): the person comparing the
+# two cannot see the difference, so the comparison ignores it. One character for one, so that
+# positions in a folded text are positions in the original.
+TYPOGRAPHIC = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'", "\u201b": "'",
+                             "\u201c": '"', "\u201d": '"', "\u201f": '"', "\u2033": '"'})
+
+
+def folded(text: str) -> str:
+    """Case and typographic apostrophes and quotes ignored."""
+    return text.translate(TYPOGRAPHIC).casefold()
+
+
 def normalised(text: str) -> str:
-    """For comparing a header or an answer with the instrument's wording: case and spacing ignored."""
-    return plain(text).casefold().rstrip(" *:")
+    """For comparing a header or an answer with the instrument's wording: case, spacing and
+    typographic apostrophes and quotes ignored."""
+    return folded(plain(text)).rstrip(" *:")
 
 
 def compact(name: str) -> str:
