@@ -136,6 +136,14 @@ def test_typographic_apostrophes_match_the_instruments_straight_ones(tmp_path: P
     assert answers(monkey, "sick_days") == ["3", "1"]
 
 
+def test_a_space_before_french_punctuation_matches_the_instrument_without(tmp_path: Path) -> None:
+    # French typography: "payés d'office ?" (a no-break space, or a plain one) is the instrument's "d'office?"
+    header = ["Horodateur", "Avez-vous des congés de maladie payés d'office\u00a0?", "Pourquoi ?"]
+    rows = [["14/03/2025 10:00:00", "Je ne sais pas", "L'âge, La langue"]]
+    forms = read_export(write(tmp_path, [header, *rows], "forms.csv"), APOSTROPHES)
+    assert answers(forms, "sick_days") == ["3"] and answers(forms, "grounds") == [["8", "9"]]
+
+
 def test_limesurvey_codes_submit_date_and_localised_metadata(tmp_path: Path) -> None:
     header = ["Antwort ID", "Datum Abgeschickt", "Letzte Seite", "Start-Sprache", "Q1", "Q3[SQ001]", "Q3[SQ002]",
               "Q3[SQ003]", "Q3[other]", "Q5"]

@@ -220,10 +220,15 @@ def folded(text: str) -> str:
     return text.translate(TYPOGRAPHIC).casefold()
 
 
+# French typography puts a (no-break) space before ? ! : ; ("Avez-vous des congés payés ?"), English
+# none: a form typed either way is the same question.
+_BEFORE_PUNCTUATION = re.compile(r"\s+(?=[?!:;])")
+
+
 def normalised(text: str) -> str:
-    """For comparing a header or an answer with the instrument's wording: case, spacing and
-    typographic apostrophes and quotes ignored."""
-    return folded(plain(text)).rstrip(" *:")
+    """For comparing a header or an answer with the instrument's wording: case, spacing (also before
+    ? ! : ;) and typographic apostrophes and quotes ignored."""
+    return folded(_BEFORE_PUNCTUATION.sub("", plain(text))).rstrip(" *:")
 
 
 def compact(name: str) -> str:
