@@ -221,7 +221,7 @@ def check_structure(export: Export, instrument: Instrument) -> None:
     if missing:
         names = ", ".join(f"{q.id} (column {q.aliases[0] if q.aliases else q.id})" for q in missing)
         unknown = unknown_columns(export)
-        hint = (f" The file has columns the instrument does not know: {', '.join(unknown[:10])}. If the "
+        hint = (f" The file has columns the instrument does not know: {', '.join(unknown[:10])}{_more(unknown, 10)}. If the "
                 "platform renamed a question, add the new column name to its aliases in "
                 f"{instrument.source or 'the instrument'}." if unknown else
                 " Export every question of the survey (no column filter).")
@@ -324,6 +324,11 @@ def _outside_window(times: pd.DataFrame, window) -> pd.Series:
         ended = times["ended_at"]
         outside |= (ended >= _midnight(window.end + dt.timedelta(days=1), ended)).fillna(False)
     return outside
+
+
+def _more(items: list, shown: int) -> str:
+    """What a list cut to its first `shown` items leaves out, said (a reader would take it as whole)."""
+    return f" and {len(items) - shown} more" if len(items) > shown else ""
 
 
 def _other_waves(instrument: Instrument) -> list[Instrument]:

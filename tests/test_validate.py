@@ -504,3 +504,14 @@ def test_one_response_outside_the_window_is_still_only_quarantined(tmp_path: Pat
     rows = [dated(1, "2025-03-10"), dated(2, "2025-07-15")]
     got, _ = outcomes(tmp_path, rows)
     assert got == [("loaded", None), ("quarantined", "outside_collection_window")]
+
+
+def test_a_long_list_of_unknown_columns_says_how_many_it_leaves_out(tmp_path: Path) -> None:
+    path = write_export(tmp_path / "2025" / "export.csv", INSTRUMENT, [response(1)])
+    renamed = [q.aliases[0] for q in INSTRUMENT.questions if q.aliases][:12]
+    for number, alias in enumerate(renamed, start=1):
+        rewrite_header(path, alias, f"Renamed{number}")
+    with pytest.raises(StructuralError) as error:
+        validate(read_export(path, INSTRUMENT), INSTRUMENT, SECRET)
+    message = str(error.value)
+    assert "Renamed1, Renamed2" in message and "Renamed10 and 2 more." in message and "Renamed11" not in message
