@@ -219,12 +219,17 @@ def check_structure(export: Export, instrument: Instrument) -> None:
         )
     missing = [q for q in questions if q.id not in present]
     if missing:
-        names = ", ".join(f"{q.id} (column {q.aliases[0] if q.aliases else q.id})" for q in missing)
+        worded = export.platform in WORDED_HEADERS
+        names = ", ".join(f"{q.id} ({_quoted(q.label.en)})" if worded else f"{q.id} (column {q.aliases[0] if q.aliases else q.id})"
+                          for q in missing)
         unknown = unknown_columns(export)
-        hint = (f" The file has columns the instrument does not know: {', '.join(unknown[:10])}{_more(unknown, 10)}. If the "
-                "platform renamed a question, add the new column name to its aliases in "
-                f"{instrument.source or 'the instrument'}." if unknown else
-                " Export every question of the survey (no column filter).")
+        rename = (f"On {export.platform}, columns are named by the question's text: make each question's text on the "
+                  f"platform the instrument's wording (case, spacing and apostrophes aside), or add the column's text "
+                  f"to the question's aliases in {instrument.source or 'the instrument'}." if worded else
+                  "If the platform renamed a question, add the new column name to its aliases in "
+                  f"{instrument.source or 'the instrument'}.")
+        hint = (f" The file has columns the instrument does not know: {', '.join(unknown[:10])}{_more(unknown, 10)}. "
+                f"{rename}" if unknown else " Export every question of the survey (no column filter).")
         if twice := _repeated_names(export):
             hint += f" Some column names appear more than once ({', '.join(twice[:10])}): was one renamed by mistake?"
         raise StructuralError(
@@ -324,6 +329,15 @@ def _outside_window(times: pd.DataFrame, window) -> pd.Series:
         ended = times["ended_at"]
         outside |= (ended >= _midnight(window.end + dt.timedelta(days=1), ended)).fillna(False)
     return outside
+
+
+# Platforms whose exports name a question's column by its text (no column names to set): a missing
+# question is named by its wording, and the fix is the wording, not a column name.
+WORDED_HEADERS = frozenset({"surveymonkey", "googleforms"})
+
+
+def _quoted(text: str) -> str:
+    return "“" + " ".join(text.split()) + "”"
 
 
 def _more(items: list, shown: int) -> str:

@@ -7,6 +7,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from pipeline.ingest import Export, read_export
 from pipeline.instrument import Instrument
 
@@ -142,6 +144,21 @@ def test_a_space_before_french_punctuation_matches_the_instrument_without(tmp_pa
     rows = [["14/03/2025 10:00:00", "Je ne sais pas", "L'âge, La langue"]]
     forms = read_export(write(tmp_path, [header, *rows], "forms.csv"), APOSTROPHES)
     assert answers(forms, "sick_days") == ["3"] and answers(forms, "grounds") == [["8", "9"]]
+
+
+def test_a_question_missing_from_a_form_is_named_by_its_wording(tmp_path: Path) -> None:
+    # Google Forms names a column by the question's text: there is no column name to set, so the
+    # message names the question by its wording and says to match the wording.
+    from pipeline.validate import StructuralError, check_structure
+
+    header = ["Timestamp", "Do you get paid sick days?", "Why did this happen?"]
+    rows = [["3/14/2025 10:00:00", "Yes", "Age"]]
+    export = read_export(write(tmp_path, [header, *rows], "forms.csv"), APOSTROPHES)
+    with pytest.raises(StructuralError) as error:
+        check_structure(export, APOSTROPHES)
+    message = str(error.value)
+    assert "grounds (“Why?”)" in message and "column Q2" not in message
+    assert "Why did this happen?" in message and "columns are named by the question's text" in message
 
 
 def test_limesurvey_codes_submit_date_and_localised_metadata(tmp_path: Path) -> None:
