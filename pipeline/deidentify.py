@@ -502,7 +502,13 @@ _DECIMALS = r"(?:\.\d{3,}|,\d{4,})"
 COORDINATES = (rf"(?<![\d.,])[-+−]?(?:90|[1-8]?\d){_DECIMALS}(?:\s?°)?(?:\s?[NS]\b)?(?:\s*[,;]\s*|\s+)"
                rf"[-+−]?(?:180|1[0-7]\d|[1-9]?\d){_DECIMALS}(?:\s?°)?(?:\s?[EW]\b)?(?!\.?\d)")
 EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
-URL = r"\b(?:https?://|www\.)\S+"
+# A URL with its scheme or www, or a bare web address ("mypeerstory.wordpress.com", "linkedin.com/in/
+# jane-doe"): people leave the scheme out, and a personal page names its owner. A bare one needs a
+# top-level domain people use for their own pages, right after a dot, so that a word stuck to the
+# next sentence ("the agency.Then") or a file name ("notes.txt") is no address.
+_WEB_TOP_LEVEL = r"(?:com|ca|org|net|info|biz|io|me|ly|app|blog|site|online|social|tv|gg)"
+_BARE_URL = rf"(?<![\w@./-])(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+{_WEB_TOP_LEVEL}\b(?![@-])(?:/\S*)?"
+URL = rf"\b(?:https?://|www\.)\S+|{_BARE_URL}"
 # A social media handle (@mariag_peer): an @ not inside a word (emails are gone by now), then
 # letters, digits, _ and inner dots, at least one letter ("@ 5pm" and "@5" are not handles).
 HANDLE = r"(?<![\w@])@(?=[\w.]*[^\W\d_])\w(?:[\w.]*\w)?"
@@ -764,7 +770,7 @@ _JOINS = ".,-/:"  # characters that join a number to what touches it (then a dig
 _SIGNS = {
     EMAIL: re.compile("@"),
     SPELLED_EMAIL: re.compile(r"@|[(\[{<]\s*at\s*[)\]}>]|\sat\s", re.IGNORECASE),
-    URL: re.compile(r"https?://|www\.", re.IGNORECASE),
+    URL: re.compile(rf"https?://|www\.|\w\.{_WEB_TOP_LEVEL}\b", re.IGNORECASE),
     HANDLE: re.compile("@"),
     IPV6: re.compile(r"::|[0-9a-f]:[0-9a-f]{1,4}:[0-9a-f]", re.IGNORECASE),
 }

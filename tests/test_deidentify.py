@@ -17,6 +17,10 @@ SCRUBBER = load_scrubber(REPO / "surveys" / "deidentification.yaml")
         ("Call (416) 555-0199 ext. 22 after 5", "Call [PHONE] after 5"),
         ("Call +1 613.555.0143 please", "Call [PHONE] please"),
         ("See www.my-blog.ca/story for more", "See [URL] for more"),
+        # web addresses without http:// or www., as people type them
+        ("my story is on kwamepeer.wordpress.com too", "my story is on [URL] too"),
+        ("see linkedin.com/in/kwame-b-peer for my work", "see [URL] for my work"),
+        ("We are at 211ontario.ca.", "We are at [URL]."),
         ("I live near M5V 2T6 downtown", "I live near [POSTAL_CODE] downtown"),
         ("my SIN is 046-454-286", "my SIN is [SIN]"),
         ("I live at 71 Crystal Stream Suite 158.", "I live at [ADDRESS]."),
@@ -32,6 +36,11 @@ def test_findings_become_typed_placeholders(text: str, expected: str) -> None:
 
 def test_ordinary_text_is_left_alone() -> None:
     text = "Hope this helps. Will it change? I worked 3 years with 12 people on 2 teams."
+    assert SCRUBBER.scrub(text) == (text, 0)
+
+
+def test_a_missing_space_or_a_file_name_is_no_web_address() -> None:
+    text = "I asked the agency.Then I kept notes.txt, 24.50 an hour, e.g. the co-op."
     assert SCRUBBER.scrub(text) == (text, 0)
 
 
@@ -185,7 +194,8 @@ def test_gps_coordinates(text: str, expected: str) -> None:
         ("maria_l [at] yahoo [dot] ca", "[EMAIL]"),
         ("maria.leaktwo@gmail dot com", "[EMAIL]"),  # not an @handle with the name left before it
         ("I applied at indeed.com and worked at a dot com; reach me at maria (at) gmail (dot) com",
-         "I applied at indeed.com and worked at a dot com; reach me at [EMAIL]"),
+         # " at indeed.com" is no email (a web address now, [URL], since bare addresses are found)
+         "I applied at [URL] and worked at a dot com; reach me at [EMAIL]"),
     ],
 )
 def test_emails_spelled_out(text: str, expected: str) -> None:
