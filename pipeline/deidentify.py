@@ -683,7 +683,9 @@ class Scrubber:
         before = tokens[i - 1].group().lower() if i else ""
         capital = _capitalised(tokens[i].group())
         if not capital and before not in ROLES:
-            return False  # only a role makes a lower-case word a name ("my supervisor sarah")
+            # only a role ("my supervisor sarah") or the writer's own introduction ("my name is jane")
+            # makes a lower-case word a name: many type their name in lower case
+            return self._introduced_in_lower_case(text, tokens[i])
         if self._introduced(text, tokens[i]):
             return True
         word = self._plain(tokens[i].group())
@@ -717,6 +719,15 @@ class Scrubber:
             return False
         return not SELF_DESCRIBED.search(before) or THEN_AND.match(text, token.end()) is not None
 
+    def _introduced_in_lower_case(self, text: str, token: re.Match) -> bool:
+        """Whether a lower-case word follows one of the INTRODUCTIONS ("my name is jane", "signed,
+        tess"): a name unless it is an ordinary word ("my name is not", "my name is withheld" is one
+        word too many to matter)."""
+        plain = self._plain(token.group())
+        if plain in self.not_surnames or plain in self.ordinary:
+            return False
+        return INTRODUCED.search(text[max(0, token.start() - 24):token.start()]) is not None
+
     def _continues(self, text: str, tokens: list[re.Match], i: int) -> int:
         """Where the surname that token `i` starts after a name ends (0 if it starts none): a capitalised
         word after a single space, even an ordinary word ("Tony Brown", "Katie Young"), since one
@@ -728,6 +739,8 @@ class Scrubber:
             word = tokens[j].group()
             if _capitalised(word):
                 return j + 1 if self._plain(word) not in self.not_surnames else 0
+            if not _capitalised(tokens[i - 1].group()) and self._plain(word) in self.last_names:
+                return j + 1  # a name typed in lower case, and its known surname ("sarah thompson")
             if word.lower() not in self.particles:
                 return 0
             j += 1

@@ -86,6 +86,8 @@ def test_ordinary_numbers_are_not_phone_numbers(text: str) -> None:
     ("text", "expected"),
     [
         ("my supervisor Kwame said no", "my supervisor [NAME] said no"),  # a role, then a name no list needs
+        ("my manager sarah thompson yells", "my manager [NAME] yells"),  # in lower case, its known surname too
+        ("my coworker dave keeps asking", "my coworker [NAME] keeps asking"),  # no surname: the next word stays
         ("Dr. Okonkwo signed it", "Dr. [NAME] signed it"),  # a title, then any capitalised word
         ("I told Sarah about it", "I told [NAME] about it"),  # a known given name mid-sentence
         ("Sarah's team is kind", "[NAME]'s team is kind"),
@@ -213,6 +215,11 @@ def test_emails_spelled_out(text: str, expected: str) -> None:
         ("Thanks. Signed, Thirza Okonjo", "Thanks. Signed, [NAME]"),
         ("Je m'appelle Ifeoluwa Leakfour et je travaille la nuit.", "Je m'appelle [NAME] et je travaille la nuit."),
         ("Mon nom est Zorblat. My name is Not important.", "Mon nom est [NAME]. My name is Not important."),
+        # typed in lower case, as many do: still the writer's own name, with its known surname
+        ("my name is jane doe and I want the results", "my name is [NAME] and I want the results"),
+        ("thanks. signed, tess o'reilly, peer worker", "thanks. signed, [NAME], peer worker"),
+        ("je m'appelle zorblat et je travaille la nuit", "je m'appelle [NAME] et je travaille la nuit"),
+        ("my name is not on any list", "my name is not on any list"),
     ],
 )
 def test_names_after_an_introduction(text: str, expected: str) -> None:
