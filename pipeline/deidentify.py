@@ -65,7 +65,7 @@ def deidentify(export: Export, validation: Validation, instrument: Instrument, s
     respondents = pd.DataFrame({"respondent_key": keys.values, "wave": instrument.wave})
     rows = export.answers.index.get_indexer(kept)  # where the kept rows are: one lookup, not one per column
     stored = [q for q in instrument.questions if q.disclosure is not Disclosure.direct and q.id in export.answers]
-    texts = _OpenText(scrubber, _own_identifiers(export, rows))
+    texts = _OpenText(scrubber, _own_identifiers(export, rows, scrubber.own_answers))
     for question in stored:
         if question.type is QuestionType.text:
             texts.add(question.id, _kept(export.answers[question.id], rows))
@@ -173,7 +173,7 @@ class _OpenText:
     """Open answers, scrubbed. A text that holds none of its respondent's own identifiers is scrubbed
     the same way wherever it appears, so each distinct such text is scrubbed once."""
 
-    def __init__(self, scrubber: "Scrubber", own: list[list[Any]]):
+    def __init__(self, scrubber: "Scrubber", own: list[tuple[str | None, list[Any]]]):
         self.scrubber = scrubber
         self.own = own  # per identifier column: each kept row's value
         self.once: dict[str, tuple[str, int]] = {}
@@ -200,11 +200,12 @@ class _OpenText:
         return frame
 
 
-def _scrub_once(scrubber: "Scrubber", text: str, own: list[list[Any]], position: int,
+def _scrub_once(scrubber: "Scrubber", text: str, own: list[tuple[str | None, list[Any]]], position: int,
                 once: dict[str, tuple[str, int]]) -> tuple[str, int]:
     """`text` scrubbed, with its respondent's own identifiers (`own`, at `position`) when it holds
     them; otherwise the same text is scrubbed once (`once` keeps the results)."""
-    mine = [str(column[position]) for column in own if column[position]]
+    mine = {str(column[position]): label or _own_label(str(column[position]))
+            for label, column in own if column[position]}
     if any(_mentions(text, value) for value in mine if len(value) > 2):
         return scrubber.scrub(text, extra=mine)
     if text not in once:
@@ -215,7 +216,7 @@ def _scrub_once(scrubber: "Scrubber", text: str, own: list[list[Any]], position:
 def scrub_texts(texts: list[str | None], export: Export, rows: np.ndarray, scrubber: "Scrubber") -> list[str | None]:
     """Text typed where it is not an open answer (a value failing validation, at the positions
     `rows` of the export), scrubbed as open answers are, its row's own names and email included."""
-    own = _own_identifiers(export, rows)
+    own = _own_identifiers(export, rows, scrubber.own_answers)
     once: dict[str, tuple[str, int]] = {}
     return [None if text is None else _scrub_once(scrubber, text, own, position, once)[0]
             for position, text in enumerate(texts)]
@@ -229,18 +230,30 @@ def only_what_deidentify_reads(export: Export) -> Export:
     return replace(export, metadata=export.metadata.iloc[:, :0], identifiers=export.identifiers[own])
 
 
-def _own_identifiers(export: Export, rows: np.ndarray) -> list[list[Any]]:
-    """The kept rows' own names and emails (a list per column, None where missing): scrubbed from
-    their free text even when no pattern knows them."""
-    columns = [export.identifiers[c] for c in OWN_IDENTIFIERS if c in export.identifiers]
+def _own_identifiers(export: Export, rows: np.ndarray,
+                     own_answers: Mapping[str, str] | None = None) -> list[tuple[str | None, list[Any]]]:
+    """The kept rows' own names and emails (a list per column, None where missing), each with its
+    placeholder (None: [EMAIL] or [NAME], as the value reads): scrubbed from their free text even when
+    no pattern knows them. With them the answers to the `direct` questions of `own_answers` (question
+    -> placeholder, surveys/deidentification.yaml): an employer named where the questionnaire asks
+    for it, never stored, is often named again in a comment."""
+    columns: list[tuple[str | None, pd.Series]] = [(None, export.identifiers[c]) for c in OWN_IDENTIFIERS
+                                                   if c in export.identifiers]
     # the questions asking for them too (contact_email): a platform column of the same role is not them
-    columns += [export.answers[concept] for role, concept in export.identifier_questions.items()
+    columns += [(None, export.answers[concept]) for role, concept in export.identifier_questions.items()
                 if role in OWN_IDENTIFIERS and concept in export.answers]
+    columns += [(label, export.answers[concept]) for concept, label in (own_answers or {}).items()
+                if concept in export.answers]
     own = []
-    for column in columns:
+    for label, column in columns:
         values = column.iloc[rows]
-        own.append([None if missing else value for value, missing in zip(values.tolist(), values.isna().tolist())])
+        own.append((label, [None if missing else value for value, missing in zip(values.tolist(), values.isna().tolist())]))
     return own
+
+
+def _own_label(value: str) -> str:
+    """The placeholder of a row's own name or email."""
+    return "EMAIL" if "@" in value else "NAME"
 
 
 def _mentions(text: str, value: str) -> bool:
@@ -626,8 +639,9 @@ class Scrubber:
     def __init__(self, organizations: Iterable[str], places: Iterable[str], first_names: Iterable[str],
                  last_names: Iterable[str] = (), ordinary_words: Iterable[str] = (),
                  sentence_openers: Iterable[str] = (), not_surnames: Iterable[str] = (),
-                 surname_particles: Iterable[str] = ()):
+                 surname_particles: Iterable[str] = (), own_answers: Mapping[str, str] | None = None):
         self.patterns = compiled_patterns()
+        self.own_answers = dict(own_answers or {})  # direct question -> placeholder (see _own_identifiers)
         self.lists = [("ORGANIZATION", _names_regex(organizations)), ("PLACE", _names_regex(places))]
         self.generic = [("ORGANIZATION", re.compile(ORGANIZATION_PATTERN)),
                         *[("PLACE", re.compile(rx)) for rx in PLACE_PATTERNS]]
@@ -638,10 +652,13 @@ class Scrubber:
         self.not_surnames = {w.lower() for w in not_surnames} | CALENDAR_WORDS
         self.particles = {w.lower() for w in surname_particles}
 
-    def scrub(self, text: str, extra: Iterable[str] = ()) -> tuple[str, int]:
+    def scrub(self, text: str, extra: Iterable[str] | Mapping[str, str] = ()) -> tuple[str, int]:
+        """`extra`: the row's own values (names, email, answers of own_answers), with their placeholder
+        when a mapping."""
+        labels = dict(extra) if isinstance(extra, Mapping) else {value: _own_label(value) for value in extra}
         count = 0
-        for value in sorted({e for e in extra if len(e) > 2}, key=len, reverse=True):
-            text, n = re.subn(re.escape(value), "[NAME]" if "@" not in value else "[EMAIL]", text, flags=re.IGNORECASE)
+        for value in sorted({e for e in labels if len(e) > 2}, key=len, reverse=True):
+            text, n = re.subn(re.escape(value), f"[{labels[value]}]", text, flags=re.IGNORECASE)
             count += n
         # these hold digits a phone search would take
         early = self.patterns[:BEFORE_PHONES] if DIGIT.search(text) else self.patterns[:UNNUMBERED]
@@ -905,6 +922,7 @@ def load_scrubber(config_path: Path | None) -> Scrubber:
         sentence_openers=config.get("sentence_openers") or [],
         not_surnames=config.get("not_surnames") or [],
         surname_particles=config.get("surname_particles") or [],
+        own_answers=config.get("own_answers") or {},
     )
 
 
