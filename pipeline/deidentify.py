@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -257,10 +258,38 @@ def _own_label(value: str) -> str:
 
 
 def _mentions(text: str, value: str) -> bool:
-    """Whether `text` holds `value` as the scrubber matches it (ignoring case)."""
-    if text.isascii() and value.isascii():  # ASCII only: what re.IGNORECASE matches is exactly this
+    """Whether `text` holds `value` as the scrubber matches it (ignoring case and accents)."""
+    if text.isascii() and value.isascii():  # ASCII only: what own_value_pattern matches is exactly this
         return value.lower() in text.lower()
-    return re.search(re.escape(value), text, re.IGNORECASE) is not None
+    return own_value_pattern(value).search(text) is not None
+
+
+@lru_cache(maxsize=1)
+def _accented_forms() -> dict[str, str]:
+    """Each ASCII letter with its accented forms (Latin-1 and Latin Extended-A: French, Spanish,
+    Portuguese, Polish, Turkish, ... names): "e" -> "eèéêëēĕėęě"."""
+    forms: dict[str, str] = {}
+    for code in range(0xC0, 0x180):
+        char = chr(code)
+        base = unicodedata.normalize("NFKD", char)[0].lower()
+        if base.isascii() and base.isalpha() and char.lower() != base:
+            forms[base] = forms.get(base, base) + char.lower()
+    return forms
+
+
+@lru_cache(maxsize=4096)
+def own_value_pattern(value: str) -> re.Pattern:
+    """A row's own name or email as found in its free text: any case, with or without its accents.
+    The platform's name field and the answer are typed apart: "Belanger" there, "Bélanger" here
+    (or the other way round) is the same person."""
+    forms = _accented_forms()
+    pieces = []
+    for char in unicodedata.normalize("NFKD", value):
+        if unicodedata.combining(char):
+            continue  # the accent of the letter before, which its class below already allows
+        base = char.lower()
+        pieces.append(f"[{forms[base]}]" if base in forms else re.escape(char))
+    return re.compile("".join(pieces), re.IGNORECASE)
 
 
 # --- derived answers (surveys/derived.yaml) ----------------------------------------------------
@@ -658,7 +687,7 @@ class Scrubber:
         labels = dict(extra) if isinstance(extra, Mapping) else {value: _own_label(value) for value in extra}
         count = 0
         for value in sorted({e for e in labels if len(e) > 2}, key=len, reverse=True):
-            text, n = re.subn(re.escape(value), f"[{labels[value]}]", text, flags=re.IGNORECASE)
+            text, n = own_value_pattern(value).subn(f"[{labels[value]}]", text)
             count += n
         # these hold digits a phone search would take
         early = self.patterns[:BEFORE_PHONES] if DIGIT.search(text) else self.patterns[:UNNUMBERED]

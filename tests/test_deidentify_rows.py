@@ -195,3 +195,18 @@ def test_the_employer_a_respondent_named_leaves_their_own_open_answers(tmp_path)
         ("Nobody at [ORGANIZATION] is paid for training", 1), (said, 0), None]
     assert texts_by_row(data, "comments_changes") == [None, None, ("[ORGANIZATION] pays badly", 1)]
     assert not data.open_text["text"].str.contains("Maple Peer", case=False).any()
+
+
+def test_own_names_leave_their_text_with_or_without_their_accents(tmp_path) -> None:
+    """The platform's name fields and the answers are typed apart: a name with its accents in one and
+    without in the other is still the respondent's own. Names no list knows, in lower case: only the
+    row's own identifiers can find them."""
+    rows = [
+        response(1, {"comments_changes": "ask zebulonne quixbélanger about it"}, RecipientFirstName="Zébulonne",
+                 RecipientLastName="Quixbelanger", RecipientEmail="zq@mail.test"),
+        response(2, {"comments_changes": "ask zebulonne quixbélanger about it"}),
+    ]
+    data = deidentified(exported(tmp_path, rows))
+    # by hand: first and last name side by side, each found once, become one [NAME]; row 2 names nobody it owns
+    assert texts_by_row(data, "comments_changes") == [("ask [NAME] about it", 2),
+                                                      ("ask zebulonne quixbélanger about it", 0)]
