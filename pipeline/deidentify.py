@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -65,7 +66,7 @@ def deidentify(export: Export, validation: Validation, instrument: Instrument, s
     respondents = pd.DataFrame({"respondent_key": keys.values, "wave": instrument.wave})
     rows = export.answers.index.get_indexer(kept)  # where the kept rows are: one lookup, not one per column
     stored = [q for q in instrument.questions if q.disclosure is not Disclosure.direct and q.id in export.answers]
-    texts = _OpenText(scrubber, _own_identifiers(export, rows))
+    texts = _OpenText(scrubber, _own_identifiers(export, rows, scrubber.own_answers))
     for question in stored:
         if question.type is QuestionType.text:
             texts.add(question.id, _kept(export.answers[question.id], rows))
@@ -173,7 +174,7 @@ class _OpenText:
     """Open answers, scrubbed. A text that holds none of its respondent's own identifiers is scrubbed
     the same way wherever it appears, so each distinct such text is scrubbed once."""
 
-    def __init__(self, scrubber: "Scrubber", own: list[list[Any]]):
+    def __init__(self, scrubber: "Scrubber", own: list[tuple[str | None, list[Any]]]):
         self.scrubber = scrubber
         self.own = own  # per identifier column: each kept row's value
         self.once: dict[str, tuple[str, int]] = {}
@@ -200,11 +201,12 @@ class _OpenText:
         return frame
 
 
-def _scrub_once(scrubber: "Scrubber", text: str, own: list[list[Any]], position: int,
+def _scrub_once(scrubber: "Scrubber", text: str, own: list[tuple[str | None, list[Any]]], position: int,
                 once: dict[str, tuple[str, int]]) -> tuple[str, int]:
     """`text` scrubbed, with its respondent's own identifiers (`own`, at `position`) when it holds
     them; otherwise the same text is scrubbed once (`once` keeps the results)."""
-    mine = [str(column[position]) for column in own if column[position]]
+    mine = {str(column[position]): label or _own_label(str(column[position]))
+            for label, column in own if column[position]}
     if any(_mentions(text, value) for value in mine if len(value) > 2):
         return scrubber.scrub(text, extra=mine)
     if text not in once:
@@ -215,7 +217,7 @@ def _scrub_once(scrubber: "Scrubber", text: str, own: list[list[Any]], position:
 def scrub_texts(texts: list[str | None], export: Export, rows: np.ndarray, scrubber: "Scrubber") -> list[str | None]:
     """Text typed where it is not an open answer (a value failing validation, at the positions
     `rows` of the export), scrubbed as open answers are, its row's own names and email included."""
-    own = _own_identifiers(export, rows)
+    own = _own_identifiers(export, rows, scrubber.own_answers)
     once: dict[str, tuple[str, int]] = {}
     return [None if text is None else _scrub_once(scrubber, text, own, position, once)[0]
             for position, text in enumerate(texts)]
@@ -229,25 +231,65 @@ def only_what_deidentify_reads(export: Export) -> Export:
     return replace(export, metadata=export.metadata.iloc[:, :0], identifiers=export.identifiers[own])
 
 
-def _own_identifiers(export: Export, rows: np.ndarray) -> list[list[Any]]:
-    """The kept rows' own names and emails (a list per column, None where missing): scrubbed from
-    their free text even when no pattern knows them."""
-    columns = [export.identifiers[c] for c in OWN_IDENTIFIERS if c in export.identifiers]
+def _own_identifiers(export: Export, rows: np.ndarray,
+                     own_answers: Mapping[str, str] | None = None) -> list[tuple[str | None, list[Any]]]:
+    """The kept rows' own names and emails (a list per column, None where missing), each with its
+    placeholder (None: [EMAIL] or [NAME], as the value reads): scrubbed from their free text even when
+    no pattern knows them. With them the answers to the `direct` questions of `own_answers` (question
+    -> placeholder, surveys/deidentification.yaml): an employer named where the questionnaire asks
+    for it, never stored, is often named again in a comment."""
+    columns: list[tuple[str | None, pd.Series]] = [(None, export.identifiers[c]) for c in OWN_IDENTIFIERS
+                                                   if c in export.identifiers]
     # the questions asking for them too (contact_email): a platform column of the same role is not them
-    columns += [export.answers[concept] for role, concept in export.identifier_questions.items()
+    columns += [(None, export.answers[concept]) for role, concept in export.identifier_questions.items()
                 if role in OWN_IDENTIFIERS and concept in export.answers]
+    columns += [(label, export.answers[concept]) for concept, label in (own_answers or {}).items()
+                if concept in export.answers]
     own = []
-    for column in columns:
+    for label, column in columns:
         values = column.iloc[rows]
-        own.append([None if missing else value for value, missing in zip(values.tolist(), values.isna().tolist())])
+        own.append((label, [None if missing else value for value, missing in zip(values.tolist(), values.isna().tolist())]))
     return own
 
 
+def _own_label(value: str) -> str:
+    """The placeholder of a row's own name or email."""
+    return "EMAIL" if "@" in value else "NAME"
+
+
 def _mentions(text: str, value: str) -> bool:
-    """Whether `text` holds `value` as the scrubber matches it (ignoring case)."""
-    if text.isascii() and value.isascii():  # ASCII only: what re.IGNORECASE matches is exactly this
+    """Whether `text` holds `value` as the scrubber matches it (ignoring case and accents)."""
+    if text.isascii() and value.isascii():  # ASCII only: what own_value_pattern matches is exactly this
         return value.lower() in text.lower()
-    return re.search(re.escape(value), text, re.IGNORECASE) is not None
+    return own_value_pattern(value).search(text) is not None
+
+
+@lru_cache(maxsize=1)
+def _accented_forms() -> dict[str, str]:
+    """Each ASCII letter with its accented forms (Latin-1 and Latin Extended-A: French, Spanish,
+    Portuguese, Polish, Turkish, ... names): "e" -> "eèéêëēĕėęě"."""
+    forms: dict[str, str] = {}
+    for code in range(0xC0, 0x180):
+        char = chr(code)
+        base = unicodedata.normalize("NFKD", char)[0].lower()
+        if base.isascii() and base.isalpha() and char.lower() != base:
+            forms[base] = forms.get(base, base) + char.lower()
+    return forms
+
+
+@lru_cache(maxsize=4096)
+def own_value_pattern(value: str) -> re.Pattern:
+    """A row's own name or email as found in its free text: any case, with or without its accents.
+    The platform's name field and the answer are typed apart: "Belanger" there, "Bélanger" here
+    (or the other way round) is the same person."""
+    forms = _accented_forms()
+    pieces = []
+    for char in unicodedata.normalize("NFKD", value):
+        if unicodedata.combining(char):
+            continue  # the accent of the letter before, which its class below already allows
+        base = char.lower()
+        pieces.append(f"[{forms[base]}]" if base in forms else re.escape(char))
+    return re.compile("".join(pieces), re.IGNORECASE)
 
 
 # --- derived answers (surveys/derived.yaml) ----------------------------------------------------
@@ -502,7 +544,13 @@ _DECIMALS = r"(?:\.\d{3,}|,\d{4,})"
 COORDINATES = (rf"(?<![\d.,])[-+−]?(?:90|[1-8]?\d){_DECIMALS}(?:\s?°)?(?:\s?[NS]\b)?(?:\s*[,;]\s*|\s+)"
                rf"[-+−]?(?:180|1[0-7]\d|[1-9]?\d){_DECIMALS}(?:\s?°)?(?:\s?[EW]\b)?(?!\.?\d)")
 EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
-URL = r"\b(?:https?://|www\.)\S+"
+# A URL with its scheme or www, or a bare web address ("mypeerstory.wordpress.com", "linkedin.com/in/
+# jane-doe"): people leave the scheme out, and a personal page names its owner. A bare one needs a
+# top-level domain people use for their own pages, right after a dot, so that a word stuck to the
+# next sentence ("the agency.Then") or a file name ("notes.txt") is no address.
+_WEB_TOP_LEVEL = r"(?:com|ca|org|net|info|biz|io|me|ly|app|blog|site|online|social|tv|gg)"
+_BARE_URL = rf"(?<![\w@./-])(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+{_WEB_TOP_LEVEL}\b(?![@-])(?:/\S*)?"
+URL = rf"\b(?:https?://|www\.)\S+|{_BARE_URL}"
 # A social media handle (@mariag_peer): an @ not inside a word (emails are gone by now), then
 # letters, digits, _ and inner dots, at least one letter ("@ 5pm" and "@5" are not handles).
 HANDLE = r"(?<![\w@])@(?=[\w.]*[^\W\d_])\w(?:[\w.]*\w)?"
@@ -620,8 +668,9 @@ class Scrubber:
     def __init__(self, organizations: Iterable[str], places: Iterable[str], first_names: Iterable[str],
                  last_names: Iterable[str] = (), ordinary_words: Iterable[str] = (),
                  sentence_openers: Iterable[str] = (), not_surnames: Iterable[str] = (),
-                 surname_particles: Iterable[str] = ()):
+                 surname_particles: Iterable[str] = (), own_answers: Mapping[str, str] | None = None):
         self.patterns = compiled_patterns()
+        self.own_answers = dict(own_answers or {})  # direct question -> placeholder (see _own_identifiers)
         self.lists = [("ORGANIZATION", _names_regex(organizations)), ("PLACE", _names_regex(places))]
         self.generic = [("ORGANIZATION", re.compile(ORGANIZATION_PATTERN)),
                         *[("PLACE", re.compile(rx)) for rx in PLACE_PATTERNS]]
@@ -632,10 +681,13 @@ class Scrubber:
         self.not_surnames = {w.lower() for w in not_surnames} | CALENDAR_WORDS
         self.particles = {w.lower() for w in surname_particles}
 
-    def scrub(self, text: str, extra: Iterable[str] = ()) -> tuple[str, int]:
+    def scrub(self, text: str, extra: Iterable[str] | Mapping[str, str] = ()) -> tuple[str, int]:
+        """`extra`: the row's own values (names, email, answers of own_answers), with their placeholder
+        when a mapping."""
+        labels = dict(extra) if isinstance(extra, Mapping) else {value: _own_label(value) for value in extra}
         count = 0
-        for value in sorted({e for e in extra if len(e) > 2}, key=len, reverse=True):
-            text, n = re.subn(re.escape(value), "[NAME]" if "@" not in value else "[EMAIL]", text, flags=re.IGNORECASE)
+        for value in sorted({e for e in labels if len(e) > 2}, key=len, reverse=True):
+            text, n = own_value_pattern(value).subn(f"[{labels[value]}]", text)
             count += n
         # these hold digits a phone search would take
         early = self.patterns[:BEFORE_PHONES] if DIGIT.search(text) else self.patterns[:UNNUMBERED]
@@ -677,7 +729,9 @@ class Scrubber:
         before = tokens[i - 1].group().lower() if i else ""
         capital = _capitalised(tokens[i].group())
         if not capital and before not in ROLES:
-            return False  # only a role makes a lower-case word a name ("my supervisor sarah")
+            # only a role ("my supervisor sarah") or the writer's own introduction ("my name is jane")
+            # makes a lower-case word a name: many type their name in lower case
+            return self._introduced_in_lower_case(text, tokens[i])
         if self._introduced(text, tokens[i]):
             return True
         word = self._plain(tokens[i].group())
@@ -711,6 +765,15 @@ class Scrubber:
             return False
         return not SELF_DESCRIBED.search(before) or THEN_AND.match(text, token.end()) is not None
 
+    def _introduced_in_lower_case(self, text: str, token: re.Match) -> bool:
+        """Whether a lower-case word follows one of the INTRODUCTIONS ("my name is jane", "signed,
+        tess"): a name unless it is an ordinary word ("my name is not", "my name is withheld" is one
+        word too many to matter)."""
+        plain = self._plain(token.group())
+        if plain in self.not_surnames or plain in self.ordinary:
+            return False
+        return INTRODUCED.search(text[max(0, token.start() - 24):token.start()]) is not None
+
     def _continues(self, text: str, tokens: list[re.Match], i: int) -> int:
         """Where the surname that token `i` starts after a name ends (0 if it starts none): a capitalised
         word after a single space, even an ordinary word ("Tony Brown", "Katie Young"), since one
@@ -722,6 +785,8 @@ class Scrubber:
             word = tokens[j].group()
             if _capitalised(word):
                 return j + 1 if self._plain(word) not in self.not_surnames else 0
+            if not _capitalised(tokens[i - 1].group()) and self._plain(word) in self.last_names:
+                return j + 1  # a name typed in lower case, and its known surname ("sarah thompson")
             if word.lower() not in self.particles:
                 return 0
             j += 1
@@ -764,7 +829,7 @@ _JOINS = ".,-/:"  # characters that join a number to what touches it (then a dig
 _SIGNS = {
     EMAIL: re.compile("@"),
     SPELLED_EMAIL: re.compile(r"@|[(\[{<]\s*at\s*[)\]}>]|\sat\s", re.IGNORECASE),
-    URL: re.compile(r"https?://|www\.", re.IGNORECASE),
+    URL: re.compile(rf"https?://|www\.|\w\.{_WEB_TOP_LEVEL}\b", re.IGNORECASE),
     HANDLE: re.compile("@"),
     IPV6: re.compile(r"::|[0-9a-f]:[0-9a-f]{1,4}:[0-9a-f]", re.IGNORECASE),
 }
@@ -886,6 +951,7 @@ def load_scrubber(config_path: Path | None) -> Scrubber:
         sentence_openers=config.get("sentence_openers") or [],
         not_surnames=config.get("not_surnames") or [],
         surname_particles=config.get("surname_particles") or [],
+        own_answers=config.get("own_answers") or {},
     )
 
 

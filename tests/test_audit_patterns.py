@@ -68,6 +68,7 @@ def test_a_phone_number_and_an_email_in_the_report_fail_the_audit_without_showin
 @pytest.mark.parametrize("spelled, kind", [
     ("(416) 555-0199 ext. 12", "phone"), ("+1 905 555 0177", "phone"), ("4165550123", "phone"),
     ("kwame dot b at gmail dot com", "email"), ("www.facebook.com/kwame.b.peer", "url"),
+    ("kwamepeer.wordpress.com", "url"), ("linkedin.com/in/kwame-b-peer", "url"),
     ("@kwame_peer", "handle"), ("198.51.100.23", "ip_address"), ("K1A 0B1", "postal_code"),
     ("12 Maple Grove Crescent", "street_address"), ("046 454 286", "social_insurance_number"),
 ])

@@ -17,6 +17,10 @@ SCRUBBER = load_scrubber(REPO / "surveys" / "deidentification.yaml")
         ("Call (416) 555-0199 ext. 22 after 5", "Call [PHONE] after 5"),
         ("Call +1 613.555.0143 please", "Call [PHONE] please"),
         ("See www.my-blog.ca/story for more", "See [URL] for more"),
+        # web addresses without http:// or www., as people type them
+        ("my story is on kwamepeer.wordpress.com too", "my story is on [URL] too"),
+        ("see linkedin.com/in/kwame-b-peer for my work", "see [URL] for my work"),
+        ("We are at 211ontario.ca.", "We are at [URL]."),
         ("I live near M5V 2T6 downtown", "I live near [POSTAL_CODE] downtown"),
         ("my SIN is 046-454-286", "my SIN is [SIN]"),
         ("I live at 71 Crystal Stream Suite 158.", "I live at [ADDRESS]."),
@@ -32,6 +36,11 @@ def test_findings_become_typed_placeholders(text: str, expected: str) -> None:
 
 def test_ordinary_text_is_left_alone() -> None:
     text = "Hope this helps. Will it change? I worked 3 years with 12 people on 2 teams."
+    assert SCRUBBER.scrub(text) == (text, 0)
+
+
+def test_a_missing_space_or_a_file_name_is_no_web_address() -> None:
+    text = "I asked the agency.Then I kept notes.txt, 24.50 an hour, e.g. the co-op."
     assert SCRUBBER.scrub(text) == (text, 0)
 
 
@@ -77,6 +86,8 @@ def test_ordinary_numbers_are_not_phone_numbers(text: str) -> None:
     ("text", "expected"),
     [
         ("my supervisor Kwame said no", "my supervisor [NAME] said no"),  # a role, then a name no list needs
+        ("my manager sarah thompson yells", "my manager [NAME] yells"),  # in lower case, its known surname too
+        ("my coworker dave keeps asking", "my coworker [NAME] keeps asking"),  # no surname: the next word stays
         ("Dr. Okonkwo signed it", "Dr. [NAME] signed it"),  # a title, then any capitalised word
         ("I told Sarah about it", "I told [NAME] about it"),  # a known given name mid-sentence
         ("Sarah's team is kind", "[NAME]'s team is kind"),
@@ -185,7 +196,8 @@ def test_gps_coordinates(text: str, expected: str) -> None:
         ("maria_l [at] yahoo [dot] ca", "[EMAIL]"),
         ("maria.leaktwo@gmail dot com", "[EMAIL]"),  # not an @handle with the name left before it
         ("I applied at indeed.com and worked at a dot com; reach me at maria (at) gmail (dot) com",
-         "I applied at indeed.com and worked at a dot com; reach me at [EMAIL]"),
+         # " at indeed.com" is no email (a web address now, [URL], since bare addresses are found)
+         "I applied at [URL] and worked at a dot com; reach me at [EMAIL]"),
     ],
 )
 def test_emails_spelled_out(text: str, expected: str) -> None:
@@ -203,6 +215,11 @@ def test_emails_spelled_out(text: str, expected: str) -> None:
         ("Thanks. Signed, Thirza Okonjo", "Thanks. Signed, [NAME]"),
         ("Je m'appelle Ifeoluwa Leakfour et je travaille la nuit.", "Je m'appelle [NAME] et je travaille la nuit."),
         ("Mon nom est Zorblat. My name is Not important.", "Mon nom est [NAME]. My name is Not important."),
+        # typed in lower case, as many do: still the writer's own name, with its known surname
+        ("my name is jane doe and I want the results", "my name is [NAME] and I want the results"),
+        ("thanks. signed, tess o'reilly, peer worker", "thanks. signed, [NAME], peer worker"),
+        ("je m'appelle zorblat et je travaille la nuit", "je m'appelle [NAME] et je travaille la nuit"),
+        ("my name is not on any list", "my name is not on any list"),
     ],
 )
 def test_names_after_an_introduction(text: str, expected: str) -> None:

@@ -178,3 +178,35 @@ def test_a_number_written_with_an_underscore_is_not_a_number(tmp_path) -> None:
     validation = validate(export, INSTRUMENT, secret_key())
     assert validation.outcome.tolist() == ["quarantined"]
     assert [(i.rule, i.concept) for i in validation.issues] == [("not_a_number", "hourly_wage")]
+
+
+def test_the_employer_a_respondent_named_leaves_their_own_open_answers(tmp_path) -> None:
+    """employer_name is `direct` (never stored); written again in a comment, with any case, it is an
+    [ORGANIZATION] there (surveys/deidentification.yaml: own_answers), and only in its owner's text."""
+    said = "Nobody at sunrise recovery house is paid for training"
+    rows = [
+        response(1, {"employer_name": "Sunrise Recovery House", "comments_other": said}),
+        response(2, {"employer_name": "Maple Peer Co-op", "comments_other": said}),
+        response(3, {"comments_changes": "SUNRISE RECOVERY HOUSE pays badly", "employer_name": "Sunrise Recovery House"}),
+    ]
+    data = deidentified(exported(tmp_path, rows))
+    # by hand: no list knows the name and "House" names no organization, so only the row's own answer finds it
+    assert texts_by_row(data, "comments_other") == [
+        ("Nobody at [ORGANIZATION] is paid for training", 1), (said, 0), None]
+    assert texts_by_row(data, "comments_changes") == [None, None, ("[ORGANIZATION] pays badly", 1)]
+    assert not data.open_text["text"].str.contains("Maple Peer", case=False).any()
+
+
+def test_own_names_leave_their_text_with_or_without_their_accents(tmp_path) -> None:
+    """The platform's name fields and the answers are typed apart: a name with its accents in one and
+    without in the other is still the respondent's own. Names no list knows, in lower case: only the
+    row's own identifiers can find them."""
+    rows = [
+        response(1, {"comments_changes": "ask zebulonne quixbélanger about it"}, RecipientFirstName="Zébulonne",
+                 RecipientLastName="Quixbelanger", RecipientEmail="zq@mail.test"),
+        response(2, {"comments_changes": "ask zebulonne quixbélanger about it"}),
+    ]
+    data = deidentified(exported(tmp_path, rows))
+    # by hand: first and last name side by side, each found once, become one [NAME]; row 2 names nobody it owns
+    assert texts_by_row(data, "comments_changes") == [("ask [NAME] about it", 2),
+                                                      ("ask zebulonne quixbélanger about it", 0)]
