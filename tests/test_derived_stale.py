@@ -102,15 +102,20 @@ def test_a_loaded_waves_rate_year_removed_stops_the_run(loaded: Paths) -> None:
         run_load(loaded)
 
 
-def test_a_warehouse_from_before_the_per_wave_record_takes_next_years_rates(loaded: Paths) -> None:
-    """Warehouses built before recorded one checksum of derived.yaml and the whole rates file: a run
-    with them unchanged records what each wave read, and next year's rates then go through."""
-    files = [loaded.surveys / "derived.yaml", loaded.surveys / "reference" / "living_wage.yaml"]
+def built_before_the_per_wave_record(paths: Paths) -> None:
+    """The warehouse as an earlier version left it: one checksum of derived.yaml and the whole rates file."""
+    files = [paths.surveys / "derived.yaml", paths.surveys / "reference" / "living_wage.yaml"]
     whole_files = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
-    con = duckdb.connect(str(loaded.warehouse))
+    con = duckdb.connect(str(paths.warehouse))
     con.execute("DELETE FROM warehouse_meta WHERE key LIKE 'derived%'")
     con.execute("INSERT INTO warehouse_meta VALUES ('derived_sha256', ?)", [whole_files])
     con.close()
+
+
+def test_a_warehouse_from_before_the_per_wave_record_takes_next_years_rates(loaded: Paths) -> None:
+    """Warehouses built before recorded one checksum of derived.yaml and the whole rates file: a run
+    with them unchanged records what each wave read, and next year's rates then go through."""
+    built_before_the_per_wave_record(loaded)
     run_load(loaded)
     add_next_year(loaded)
     assert all(f.status == "already loaded" for f in run_load(loaded).files)
@@ -120,12 +125,7 @@ def test_an_upgraded_warehouse_given_next_years_rates_first_says_how_to_go_on(lo
     """The upgrade the other way round: next year's rates added before the first run on this
     version. The old checksum cannot tell them from a revision, so the run refuses once, and says
     what to do; doing it records what each wave read, and the rates then go through."""
-    files = [loaded.surveys / "derived.yaml", loaded.surveys / "reference" / "living_wage.yaml"]
-    whole_files = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
-    con = duckdb.connect(str(loaded.warehouse))
-    con.execute("DELETE FROM warehouse_meta WHERE key LIKE 'derived%'")
-    con.execute("INSERT INTO warehouse_meta VALUES ('derived_sha256', ?)", [whole_files])
-    con.close()
+    built_before_the_per_wave_record(loaded)
     rates = loaded.surveys / "reference" / "living_wage.yaml"
     before = rates.read_text(encoding="utf-8")
     add_next_year(loaded)
