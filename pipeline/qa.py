@@ -92,9 +92,10 @@ def responses_md() -> str:
 # Each loaded file with the name the tables show it by: its name, and when it was loaded where
 # another export of the same wave has the same name (the runbook's corrected re-export saved over the
 # first): the tables below count per file, never two files together.
-LEDGER_FILES = """SELECT file_sha256, wave, loaded_at,
+LOAD_TIME = "%Y-%m-%d %H:%M:%S"  # how a file's load time tells it from a same-named one (a re-run can be within a minute)
+LEDGER_FILES = f"""SELECT file_sha256, wave, loaded_at,
     CASE WHEN count(*) OVER (PARTITION BY wave, file_name) > 1
-         THEN file_name || ' (loaded ' || strftime(loaded_at, '%Y-%m-%d %H:%M:%S') || ')' ELSE file_name END AS file_name
+         THEN file_name || ' (loaded ' || strftime(loaded_at, '{LOAD_TIME}') || ')' ELSE file_name END AS file_name
     FROM load_ledger"""
 
 
@@ -204,7 +205,7 @@ def quarantined_rows(warehouse: Path | None = None, file: str | None = None) -> 
             elif isinstance(item.response_key, str) and (item.file_sha256, item.response_key) in later:
                 status, note = "quarantined again", f"see {later[(item.file_sha256, item.response_key)]}"
             entry = QuarantinedRow(item.file_name, int(item.wave), int(item.source_row), status, note=note,
-                                   file_sha256=item.file_sha256, loaded_at=f"{item.loaded_at:%Y-%m-%d %H:%M}")
+                                   file_sha256=item.file_sha256, loaded_at=item.loaded_at.strftime(LOAD_TIME))
             rows[(item.file_sha256, int(item.source_row))] = entry
         if isinstance(item.rule, str):
             entry.problems.append({"rule": item.rule, "concept": item.concept, "column": item.column_name or item.concept,
