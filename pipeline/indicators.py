@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -31,7 +31,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.anonymity import PRIVACY_FILE, PrivacyRules, load_privacy_rules
-from pipeline.deidentify import DerivedConcept, derived_concepts, derived_path, load_derivations
+from pipeline.deidentify import DerivedConcept, Derivations, derived_concepts, derived_path, load_derivations
 from pipeline.derivation import linked_families
 from pipeline.disclosure import DisclosureRules, rules_sha256, suppress, suppress_changes, suppress_gaps
 from pipeline.instrument import Instrument, read_yaml_model
@@ -1109,11 +1109,43 @@ def change_rows(estimates: pd.DataFrame, catalogue: Catalogue, signatures: dict[
     if unstated:
         # every missing statement at once: a reworded question is often used by several indicators,
         # and each run that stops here has read and checked every new export first
-        raise IndicatorError(_unstated_message(unstated, catalogue, signatures))
+        raise IndicatorError(unstated_message(unstated, catalogue, signatures))
     return pd.DataFrame(rows, columns=CHANGE_COLUMNS + ["suppressed_now", "suppressed_before"])
 
 
-def _unstated_message(unstated: list[tuple[Indicator, int, int]], catalogue: Catalogue,
+def unstated_comparability(catalogue: Catalogue, instruments: dict[int, Instrument],
+                            derivations: Derivations) -> str | None:
+    """The message change_rows would stop a run with, foreseen from the questionnaires alone (no
+    export read). `instruments`: the waves that will have responses, by wave. None when every
+    change of wording is stated."""
+    unstated, signatures = foreseen_unstated(catalogue, instruments, derivations)
+    return unstated_message(unstated, catalogue, signatures) if unstated else None
+
+
+def foreseen_unstated(catalogue: Catalogue, instruments: dict[int, Instrument], derivations: Derivations
+                      ) -> tuple[list[tuple[Indicator, int, int]], dict[int, dict[str, str]]]:
+    """The (indicator, before, after) pairs change_rows would find without a statement, and the
+    question signatures: each wave's questions written as a load writes them (catalogue_frames), in
+    a database in memory, and compared as the run compares the stored ones."""
+    from pipeline.load import _write_catalogue, ensure_schema
+
+    with duckdb.connect() as con:
+        ensure_schema(con)
+        for instrument in instruments.values():
+            # a wave whose rate year is not set yet has none: the signature does not read it
+            derived = [replace(a.concept, reference_year=a.concept.reference_year or 0)
+                       for a in derived_concepts(instrument, derivations, need_rates=False)]
+            _write_catalogue(con, instrument, derived)
+        signatures = question_signatures(con)
+    unstated = []
+    for indicator in catalogue.indicators:
+        waves = [w for w in sorted(signatures) if _available(indicator, set(signatures[w]), catalogue)]
+        unstated += [(indicator, before, after) for before, after in zip(waves, waves[1:])
+                     if comparability_of(indicator, catalogue, before, after, signatures) is None]
+    return unstated, signatures
+
+
+def unstated_message(unstated: list[tuple[Indicator, int, int]], catalogue: Catalogue,
                       signatures: dict[int, dict[str, str]]) -> str:
     lines = [
         f"{catalogue.path}: {len(unstated)} indicator(s) use a question asked differently in two waves (wording, "

@@ -20,7 +20,8 @@ from pipeline.config import Paths, export_files
 from pipeline.deidentify import (deidentify, derived_path, load_derivations, load_scrubber, only_what_deidentify_reads,
                                  rescrub_stored, scrub_lists_sha256)
 from pipeline.disclosure import load_rules, rules_sha256
-from pipeline.indicators import compute, load_checked_catalogue, merged_code_labels
+from pipeline.indicators import (IndicatorError, compute, load_checked_catalogue, merged_code_labels,
+                                 unstated_comparability)
 from pipeline.ingest import Export, ExportError, file_sha256, read_export
 from pipeline.instrument import Instrument, available_waves, instrument_path, load_instrument
 from pipeline.load import (
@@ -174,11 +175,15 @@ def _prepare_new_files(con, paths: Paths, files: list[Path], synthetic: bool, su
     """Read, validate and de-identify every file not loaded before; nothing is written yet."""
     done = loaded_hashes(con)
     seen = seen_response_keys(con)
+    hashes = {path: file_sha256(path) for path in files}
+    new_waves = {wave_of(path, wave) for path, sha in hashes.items() if sha not in done}
+    if new_waves:  # before any export is read: a large one takes minutes to read and check
+        _refuse_unstated_comparability(con, paths, new_waves)
     loads: list[FileLoad] = []
     for number, path in enumerate(files, start=1):
         progress(f"[{number}/{len(files)}] {path.name}")
         file_wave = wave_of(path, wave)
-        sha = file_sha256(path)
+        sha = hashes[path]
         if sha in done:  # loaded before, or the same content under another name in this run
             summary.files.append(FileSummary(path.name, file_wave, "already loaded"))
             continue
@@ -191,6 +196,19 @@ def _prepare_new_files(con, paths: Paths, files: list[Path], synthetic: bool, su
         loads.append(item)
         summary.files.append(_file_summary(item))
     return loads
+
+
+def _refuse_unstated_comparability(con, paths: Paths, new_waves: set[int]) -> None:
+    """Stop before reading the exports when the indicators would stop the run anyway: a question
+    asked differently in two waves with figures, and no `comparability:` statement saying whether they
+    compare (the same message as the indicators stage gives, foreseen from the questionnaires)."""
+    waves = new_waves | {w for (w,) in con.execute("SELECT DISTINCT wave FROM load_ledger").fetchall()}
+    instruments = {w: load_instrument(instrument_path(paths.surveys, w)) for w in sorted(waves)
+                   if instrument_path(paths.surveys, w).exists()}  # a missing one stops at its export
+    catalogue = load_checked_catalogue(paths.indicators_file, paths.surveys)
+    message = unstated_comparability(catalogue, instruments, load_derivations(derived_path(paths.surveys)))
+    if message:
+        raise IndicatorError(message + "\nNothing was loaded: add the statements, then run `consult run` again.")
 
 
 def _refuse_mixing(con, synthetic: bool, paths: Paths) -> None:

@@ -36,8 +36,9 @@ def project_status(paths: Paths, today: dt.date | None = None) -> dict:
     derivations = _load_derivations(paths)
     waves = sorted(set(available_waves(paths.surveys)) | {f["wave"] for f in facts["ledger"]}
                    | {f.wave for f in exports if f.wave is not None})
-    statuses = [_wave_status(paths, wave, exports, synthetic, facts, outputs, retention, today, derivations)
-                for wave in waves]
+    unstated = _unstated_comparability(paths, facts, exports, derivations)
+    statuses = [_wave_status(paths, wave, exports, synthetic, facts, outputs, retention, today, derivations,
+                             unstated) for wave in waves]
     conflict = _mixing_conflict(facts, synthetic, exports)
     unplaced = [str(f.path.relative_to(paths.root)) for f in exports if f.wave is None]
     ranked = sorted(statuses, key=lambda s: (s["next"]["stage"], s["wave"]))
@@ -236,7 +237,7 @@ def _mixing_conflict(facts: dict, synthetic: bool, exports: list[RawFile]) -> di
 
 
 def _wave_status(paths: Paths, wave: int, exports: list[RawFile], synthetic: bool, facts: dict, outputs: dict,
-                 retention: int, today: dt.date, derivations: Derivations | str) -> dict:
+                 retention: int, today: dt.date, derivations: Derivations | str, unstated: dict[int, str]) -> dict:
     from pipeline.quotes import read_review, review_file
 
     ledger = [f for f in facts["ledger"] if f["wave"] == wave]
@@ -259,6 +260,7 @@ def _wave_status(paths: Paths, wave: int, exports: list[RawFile], synthetic: boo
         "rules": str(rules.relative_to(paths.root)) if rules.exists() else None,
         "rules_error": _rules_error(instrument),
         "derived_error": _derived_error(instrument, derivations),
+        "comparability_error": unstated.get(wave),
         "exports": [{"file": str(f.path.relative_to(paths.root)), "sha256": f.sha256, "bytes": f.bytes,
                      "loaded": f.sha256 in loaded_shas} for f in mine],
         "files_loaded": len(ledger),
@@ -326,6 +328,29 @@ def _derived_error(instrument: Instrument | None, derivations: Derivations | str
     return None
 
 
+def _unstated_comparability(paths: Paths, facts: dict, exports: list[RawFile],
+                            derivations: Derivations | str) -> dict[int, str]:
+    """By wave: the indicators' missing `comparability:` statements between it and the wave before,
+    which stop `consult run` (foreseen from the questionnaires, as the run checks before reading an
+    export). The waves counted: those loaded or with an export, and any started after them."""
+    from pipeline.indicators import IndicatorError, foreseen_unstated, load_checked_catalogue, unstated_message
+
+    if isinstance(derivations, str):
+        return {}  # its own message says what to fix first
+    loaded = {f["wave"] for f in facts["ledger"]} | {f.wave for f in exports if f.wave is not None}
+    latest = max(loaded, default=0)
+    waves = sorted(loaded | {w for w in available_waves(paths.surveys) if w > latest})
+    try:
+        catalogue = load_checked_catalogue(paths.indicators_file, paths.surveys)
+        instruments = {w: load_instrument(instrument_path(paths.surveys, w)) for w in waves
+                       if instrument_path(paths.surveys, w).exists()}
+        unstated, signatures = foreseen_unstated(catalogue, instruments, derivations)
+    except (IndicatorError, InstrumentError, DerivationError):
+        return {}  # a broken definition is reported as itself
+    return {w: unstated_message([u for u in unstated if u[2] == w], catalogue, signatures)
+            for w in sorted({after for _, _, after in unstated})}
+
+
 def _warnings(status: dict, retention: int) -> list[str]:
     wave, raw = status["wave"], status["raw_exports"]
     notes = []
@@ -365,6 +390,11 @@ def _next_step(paths: Paths, status: dict, outputs: dict) -> dict:
         then = "" if waiting else f". Then, when the survey closes, export the responses into data/raw/{wave}/"
         return _step(1 if waiting else 8, None, f"Wave {wave}'s export cannot be loaded yet (`consult wave new` "
                      f"listed it as REQUIRED): {status['derived_error']}{then}.")
+    if status["comparability_error"]:
+        # the run stops before reading an export: first when one waits or figures are recomputed
+        now = waiting or status["files_loaded"]
+        then = "" if now else f"\nThen, when the survey closes, export the responses into data/raw/{wave}/."
+        return _step(1 if now else 8, None, f"`consult run` would stop: {status['comparability_error']}{then}")
     if waiting:
         return _step(2, "consult run", f"{len(waiting)} export(s) of wave {wave} not loaded yet: "
                      + ", ".join(e["file"] for e in waiting))

@@ -276,3 +276,44 @@ def test_every_missing_comparability_statement_is_named_at_once(loaded: Paths) -
     named = {line.split(":")[0].strip() for line in str(error.value).splitlines()[1:]}
     assert named == expected
     assert "asked differently in 2024 and 2025" in str(error.value)
+
+
+def _without_statements(paths: Paths) -> None:
+    """indicators.yaml without its 2024-2025 comparability statements (two reworded questions)."""
+    text = paths.indicators_file.read_text(encoding="utf-8")
+    for line in ("    comparability: *valued_2024_2025\n", "    comparability: *epi_2024_2025\n"):
+        assert line in text
+        text = text.replace(line, "")
+    paths.indicators_file.write_text(text, encoding="utf-8")
+
+
+def test_a_missing_comparability_statement_is_foreseen_from_the_questionnaires(loaded: Paths) -> None:
+    """`consult run` checks the statements before reading any export: the questionnaires alone must
+    give the very message the indicators stage gives from the stored questions."""
+    from pipeline.deidentify import derived_path, load_derivations
+    from pipeline.indicators import load_catalogue, unstated_comparability
+    from pipeline.instrument import instrument_path, load_instrument
+
+    instruments = {w: load_instrument(instrument_path(loaded.surveys, w)) for w in (2023, 2024, 2025)}
+    derivations = load_derivations(derived_path(loaded.surveys))
+    assert unstated_comparability(load_catalogue(loaded.indicators_file), instruments, derivations) is None
+    _without_statements(loaded)
+    with pytest.raises(IndicatorError) as stored:
+        rebuild_indicators(loaded)
+    foreseen = unstated_comparability(load_catalogue(loaded.indicators_file), instruments, derivations)
+    assert foreseen == str(stored.value)
+
+
+def test_the_run_stops_before_reading_any_export_when_a_statement_is_missing(
+        project: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.run as run
+
+    _without_statements(project)
+    read = []
+    monkeypatch.setattr(run, "read_export", lambda path, *a, **k: read.append(path))
+    with pytest.raises(IndicatorError) as error:
+        run.run_load(project)
+    assert "DISR-07: valued_people_served asked differently in 2024 and 2025" in str(error.value)
+    assert "Nothing was loaded" in str(error.value)
+    assert read == []
+    assert not project.warehouse.exists()

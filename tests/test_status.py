@@ -262,3 +262,40 @@ def test_a_new_project_starts_with_the_practice_run(empty_project: Paths, capsys
     assert main(["--root", str(empty_project.root), "run", "--no-report"]) == 0
     assert "no export in data/raw/: generating the built-in synthetic consultation" in capsys.readouterr().err
     assert status_json(empty_project, capsys)["source"] == "synthetic"
+
+
+def test_a_reworded_question_without_a_comparability_statement_says_so_before_the_export(
+        loaded: Paths, capsys) -> None:
+    """Rewording a question in next year's questionnaire makes `consult run` stop until indicators.yaml
+    says whether the years still compare: status says so as soon as the wave is started, and the run
+    agrees (stopping before it reads the export)."""
+    root = ["--root", str(loaded.root)]
+    assert main([*root, "wave", "new", "2026", "--from", "2025"]) == 0
+    capsys.readouterr()
+    _set_rate_year(loaded, 2026, 2024)
+    questionnaire = loaded.surveys / "2026" / "instrument.yaml"
+    asked = questionnaire.read_text(encoding="utf-8")
+    assert status_json(loaded, capsys, "2026")["waves"][0]["next"]["why"].startswith("Wave 2026 has no export yet")
+
+    said = 'en: "I feel valued by the people I support."'
+    assert said in asked
+    questionnaire.write_text(asked.replace(said, 'en: "The people I support value my work."'), encoding="utf-8")
+    step = status_json(loaded, capsys, "2026")["waves"][0]["next"]
+    assert "DISR-07: valued_people_served asked differently in 2025 and 2026" in step["why"]
+    assert "comparability:" in step["why"]
+    assert step["why"].index("comparability") < step["why"].index("data/raw/2026/")  # before the export
+    assert status_json(loaded, capsys, "2025")["waves"][0]["comparability_error"] is None
+    assert status_json(loaded, capsys)["next"]["command"] == "consult quotes"  # older waves' steps first
+
+    # with its export waiting (beside the loaded ones: a practice wave), the run would stop: first for
+    # the whole project, and the run agrees, leaving the warehouse as it was
+    dated_a_year_later(loaded.synthetic / "2025" / "qualtrics-2025.csv", loaded.synthetic / "2026" / "export.csv")
+    before = loaded.warehouse.read_bytes()
+    overall = status_json(loaded, capsys)["next"]
+    assert "DISR-07: valued_people_served asked differently in 2025 and 2026" in overall["why"]
+    assert main([*root, "run", "--no-report"]) != 0
+    assert "DISR-07: valued_people_served asked differently in 2025 and 2026" in capsys.readouterr().err
+    assert loaded.warehouse.read_bytes() == before
+
+    questionnaire.write_text(asked, encoding="utf-8")  # worded as before: nothing to state
+    assert status_json(loaded, capsys)["next"]["command"] == "consult run"
