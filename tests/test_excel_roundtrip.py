@@ -23,6 +23,7 @@ from pipeline.config import Paths
 from pipeline.ingest import ExportError, read_export
 from pipeline.instrument import load_instrument
 from pipeline.run import run_load
+from pipeline.validate import StructuralError
 from test_load import snapshot
 
 COMMENT = "Plus de formation à Montréal — l’équipe est épuisée"
@@ -81,3 +82,62 @@ def test_a_row_with_more_fields_than_the_header_is_still_refused(empty_project: 
     with pytest.raises(ExportError, match=r"opened-in-excel.csv: row 7 has \d+ fields but the header has"):
         run_load(empty_project)
     assert not empty_project.warehouse.exists() or snapshot(empty_project).get("load_ledger", []) == []
+
+
+def test_windows_1252_text_reads_as_the_same_answers(empty_project: Paths) -> None:
+    # Excel's "CSV (Comma delimited)": Windows-1252, no byte order mark, rows without their empty end.
+    original = export_with_comments(empty_project, "original.csv")
+    records = records_of(original)
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    expected = read_export(original, instrument).answers
+    assert COMMENT in expected["comments_other"].tolist()
+    original.unlink()
+    trimmed = [*records[:3], *map(without_trailing_blanks, records[3:])]
+    excel = save_as_excel(empty_project.raw / "2025" / "windows.csv", trimmed, encoding="cp1252")
+    assert not excel.read_bytes().startswith(b"\xef\xbb\xbf") and "’".encode("cp1252") in excel.read_bytes()
+    assert read_export(excel, instrument).answers.equals(expected)
+
+
+# --- dates Excel wrote in the computer's own format -------------------------------------------------
+
+TIMES = ("StartDate", "EndDate", "RecordedDate")
+# All inside the 2025 collection window (2025-03-03 to 2025-05-30) whichever of day and month comes
+# first: a wrong guess would load silently.
+AMBIGUOUS_DAYS = ["2025-04-03", "2025-04-05", "2025-05-04", "2025-04-04", "2025-05-03", "2025-03-04"]
+
+
+def export_dated(paths: Paths, days: list[str], layout: str) -> Path:
+    """A Qualtrics export started on `days` at 10:00, its dates saved by Excel as `layout`
+    (strftime codes)."""
+    import datetime as dt
+
+    instrument = load_instrument(paths.surveys / "2025" / "instrument.yaml")
+    rows = [response(i, StartDate=f"{day} 10:00:00", EndDate=f"{day} 10:20:00", RecordedDate=f"{day} 10:20:00")
+            for i, day in enumerate(days)]
+    path = write_export(paths.raw / "2025" / "dated.csv", instrument, rows)
+    records = records_of(path)
+    columns = [records[0].index(name) for name in TIMES]
+    for record in records[3:]:
+        for column in columns:
+            record[column] = dt.datetime.strptime(record[column], "%Y-%m-%d %H:%M:%S").strftime(layout)
+    return save_as_excel(path, records)
+
+
+def test_dates_whose_day_and_month_cannot_be_told_apart_are_refused(empty_project: Paths) -> None:
+    export_dated(empty_project, AMBIGUOUS_DAYS, "%d/%m/%Y %H:%M")
+    with pytest.raises(StructuralError) as error:
+        run_load(empty_project)
+    message = str(error.value)
+    for phrase in ("dated.csv: row 4, column StartDate", "03/06 is 3 June or March 6", "Excel", ".xlsx",
+                   "Nothing was loaded"):
+        assert phrase in message
+    assert not empty_project.warehouse.exists() or snapshot(empty_project).get("load_ledger", []) == []
+
+
+@pytest.mark.parametrize("layout", ["%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M", "%Y-%m-%d %H:%M"],
+                         ids=["day first", "month first", "no seconds"])
+def test_dates_whose_order_the_file_shows_load(empty_project: Paths, layout: str) -> None:
+    # One response on the 20th shows which number is the day; every response is in the window.
+    export_dated(empty_project, [*AMBIGUOUS_DAYS, "2025-04-20"], layout)
+    run_load(empty_project)
+    assert warehouse_rows(empty_project, "SELECT rows_read, rows_loaded FROM load_ledger") == [(7, 7)]
