@@ -207,6 +207,7 @@ def check_structure(export: Export, instrument: Instrument) -> None:
         raise StructuralError(f"{export.path}: the export has a header but no responses (if this file is not a "
                               f"survey export, move it out of data/raw/){sheets}")
     _check_wave(export, instrument)
+    _refuse_rounded_ids(export)
     present = set(export.answers.columns)
     questions = instrument.questions
     if len(present) / max(1, len(questions)) < 0.5:
@@ -426,6 +427,27 @@ def secret_key() -> bytes:
             handle.write(os.urandom(32).hex().encode())
     with open(path, "rb") as handle:
         return handle.read().strip()
+
+
+# A number as Excel shows one too long for its cell: 1.23457E+11 (French Excel: 1,23457E+11).
+EXCEL_ROUNDED = r"^\s*\d(?:[.,]\d+)?E\+\d+\s*$"
+
+
+def _refuse_rounded_ids(export: Export) -> None:
+    """Response ids Excel rewrote as 1.23457E+11: different responses then share an id, and all but
+    one would be counted as duplicates and never loaded."""
+    if "response_id" not in export.identifiers:
+        return
+    rounded = export.identifiers["response_id"].astype("string").str.match(EXCEL_ROUNDED, case=False)
+    positions = np.flatnonzero(rounded.fillna(False).to_numpy(dtype=bool))
+    if len(positions):
+        column = _source_columns(export).get("response_id", "response_id")
+        raise StructuralError(
+            f"{export.path}: row {export.source_row(int(positions[0]))}, column {column}: the response id is "
+            f"written as a rounded number (like 1.23457E+11), as Excel saves long numbers, in {len(positions)} "
+            "rows. Different responses would then share an id and be counted as duplicates. Export the file "
+            "again from the platform and put it in the wave's folder without opening it in Excel (or, from "
+            "Excel, save it as an Excel Workbook (.xlsx)). Nothing was loaded.")
 
 
 def _response_keys(export: Export, secret: bytes) -> pd.Series:

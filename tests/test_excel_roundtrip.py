@@ -8,6 +8,8 @@ staff load it. Each variant is built from a platform export here, as Excel write
 | saved "CSV (Comma delimited)": Windows-1252, no BOM   | read as the same text, never mojibake           |
 | dates as 03/06/2025 14:22, day and month undecidable  | StructuralError naming file, row, column, fix   |
 | dates as 13/06/2025 14:22 or 2025-06-03 14:22         | read (the file shows the order)                 |
+| response ids written as 1.23457E+11                   | StructuralError: they would count as duplicates |
+| French Excel: `;`, decimal commas, Windows-1252       | read as the original                            |
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pipeline.config import Paths
 from pipeline.ingest import ExportError, read_export
 from pipeline.instrument import load_instrument
 from pipeline.run import run_load
-from pipeline.validate import StructuralError
+from pipeline.validate import StructuralError, numbers
 from test_load import snapshot
 
 COMMENT = "Plus de formation à Montréal — l’équipe est épuisée"
@@ -141,3 +143,41 @@ def test_dates_whose_order_the_file_shows_load(empty_project: Paths, layout: str
     export_dated(empty_project, [*AMBIGUOUS_DAYS, "2025-04-20"], layout)
     run_load(empty_project)
     assert warehouse_rows(empty_project, "SELECT rows_read, rows_loaded FROM load_ledger") == [(7, 7)]
+
+
+def test_response_ids_excel_rounded_are_refused_not_counted_as_duplicates(empty_project: Paths) -> None:
+    # Excel shows a long numeric id as 1.23457E+11 and saves it so: eight responses, one id.
+    path = export_with_comments(empty_project, "rounded-ids.csv")
+    records = records_of(path)
+    column = records[0].index("ResponseId")
+    for number, record in enumerate(records[3:]):
+        record[column] = "1.23457E+11" if number else "R_first0000001"
+    save_as_excel(path, records)
+    with pytest.raises(StructuralError) as error:
+        run_load(empty_project)
+    for phrase in ("rounded-ids.csv: row 5, column ResponseId", "rounded number", "in 7 rows", "duplicates",
+                   "Excel Workbook (.xlsx)", "Nothing was loaded"):
+        assert phrase in str(error.value)
+    assert not empty_project.warehouse.exists() or snapshot(empty_project).get("load_ledger", []) == []
+
+
+def test_french_excel_semicolons_decimal_commas_and_windows_1252_read_as_the_original(empty_project: Paths) -> None:
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    rows = [response(i, {"hourly_wage": 23.5 + i, "comments_other": COMMENT if i % 2 else None}) for i in range(6)]
+    original = write_export(empty_project.raw / "2025" / "original.csv", instrument, rows)
+    export = read_export(original, instrument)
+    expected, records = export.answers, records_of(original)
+    wage = records[0].index(next(c.name for c in export.columns if c.maps_to == "hourly_wage"))
+    original.unlink()
+    for record in records[3:]:
+        record[wage] = record[wage].replace(".", ",")  # 23,5
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, delimiter=";", lineterminator="\r\n").writerows(
+        [*records[:3], *map(without_trailing_blanks, records[3:])])
+    french = empty_project.raw / "2025" / "francais.csv"
+    french.write_bytes(buffer.getvalue().encode("cp1252"))
+    answers = read_export(french, instrument).answers
+    assert answers.drop(columns="hourly_wage").equals(expected.drop(columns="hourly_wage"))
+    assert numbers(answers["hourly_wage"]).tolist() == [23.5 + i for i in range(6)]  # as validation reads them
+    run_load(empty_project)
+    assert warehouse_rows(empty_project, "SELECT rows_read, rows_loaded FROM load_ledger") == [(6, 6)]
