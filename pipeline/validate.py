@@ -207,6 +207,7 @@ def check_structure(export: Export, instrument: Instrument) -> None:
         raise StructuralError(f"{export.path}: the export has a header but no responses (if this file is not a "
                               f"survey export, move it out of data/raw/){sheets}")
     _check_wave(export, instrument)
+    _refuse_rounded_ids(export)
     present = set(export.answers.columns)
     questions = instrument.questions
     if len(present) / max(1, len(questions)) < 0.5:
@@ -426,6 +427,27 @@ def secret_key() -> bytes:
             handle.write(os.urandom(32).hex().encode())
     with open(path, "rb") as handle:
         return handle.read().strip()
+
+
+# A number as Excel shows one too long for its cell: 1.23457E+11 (French Excel: 1,23457E+11).
+EXCEL_ROUNDED = r"^\s*\d(?:[.,]\d+)?E\+\d+\s*$"
+
+
+def _refuse_rounded_ids(export: Export) -> None:
+    """Response ids Excel rewrote as 1.23457E+11: different responses then share an id, and all but
+    one would be counted as duplicates and never loaded."""
+    if "response_id" not in export.identifiers:
+        return
+    rounded = export.identifiers["response_id"].astype("string").str.match(EXCEL_ROUNDED, case=False)
+    positions = np.flatnonzero(rounded.fillna(False).to_numpy(dtype=bool))
+    if len(positions):
+        column = _source_columns(export).get("response_id", "response_id")
+        raise StructuralError(
+            f"{export.path}: row {export.source_row(int(positions[0]))}, column {column}: the response id is "
+            f"written as a rounded number (like 1.23457E+11), as Excel saves long numbers, in {len(positions)} "
+            "rows. Different responses would then share an id and be counted as duplicates. Export the file "
+            "again from the platform and put it in the wave's folder without opening it in Excel (or, from "
+            "Excel, save it as an Excel Workbook (.xlsx)). Nothing was loaded.")
 
 
 def _response_keys(export: Export, secret: bytes) -> pd.Series:
@@ -703,12 +725,44 @@ def _durations(export: Export) -> pd.Series:
 def _timestamps(export: Export) -> pd.DataFrame:
     """Start and end of each response as datetimes (NaT when missing or unreadable). In memory only."""
     values = {name: export.identifiers[name] for name in TIMESTAMPS if name in export.identifiers}
+    _refuse_undecidable_dates(export, values)
     read = {name: _read_datetimes(v) for name, v in values.items()}
     parsed = {name: stamps for name, (stamps, _) in read.items()}
     # One layout per file: the dates that are not ISO are day first when any of them must be.
     if any(day_first for _, day_first in read.values()):
         parsed = {name: _parse_datetimes(v, day_first=True) for name, v in values.items()}
     return pd.DataFrame(parsed, index=export.answers.index)
+
+
+# Platforms that write dates year first (2025-06-03 14:22:05). A date written day and month first
+# in their export was rewritten by a spreadsheet: Excel saves dates in the computer's own format.
+YEAR_FIRST_PLATFORMS = frozenset({"qualtrics", "limesurvey", "kobo", "redcap"})
+DAY_AND_MONTH = r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-]\d{2,4}\b"
+
+
+def _refuse_undecidable_dates(export: Export, values: dict[str, pd.Series]) -> None:
+    """Stop when a spreadsheet rewrote the dates as 03/06/2025 and nothing in the file says whether
+    that is 3 June or March 6 (no day above 12): a guess would move responses in or out of the
+    collection window and match the wrong resubmissions, without anyone knowing."""
+    if export.platform not in YEAR_FIRST_PLATFORMS or not values:
+        return
+    parts = {name: v.astype("string").str.extract(DAY_AND_MONTH).astype(float) for name, v in values.items()}
+    every = pd.concat(parts.values())
+    if ((every[0] > 12) | (every[1] > 12)).any():
+        return  # some date can be read one way only: the file shows the order (see _day_first)
+    for name, part in parts.items():
+        undecided = np.flatnonzero((part[0] != part[1]) & part[0].notna())
+        if len(undecided):
+            column = _source_columns(export).get(name, name)
+            raise StructuralError(
+                f"{export.path}: row {export.source_row(int(undecided[0]))}, column {column}: the dates are "
+                "written with the day and the month before the year (like 03/06/2025) and none has a number above 12 "
+                "before the year, so it cannot be told "
+                "whether 03/06 is 3 June or March 6. The survey platform writes dates year first "
+                "(2025-06-03 14:22:05): the file was most likely opened in Excel and saved again as CSV. Export "
+                "it again from the platform and put it in the wave's folder without opening it in Excel (or, "
+                "from Excel, save it as an Excel Workbook (.xlsx), which keeps the dates as they were). "
+                "Nothing was loaded.")
 
 
 def _day_first(values: pd.Series) -> bool:

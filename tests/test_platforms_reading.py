@@ -164,15 +164,15 @@ def test_row_numbers_of_a_long_file_count_records_not_lines(tmp_path: Path) -> N
 
 
 def test_a_long_file_cut_off_mid_row_is_refused_with_its_row_number(tmp_path: Path) -> None:
-    text = table(MANY) + "R100,1\n\n"
+    text = table(MANY) + "R100,1"  # the download stopped mid-row: no line end after it
     with pytest.raises(ExportError, match=r"row 102 has only 2 of the header's 4 fields .* truncated"):
         read(tmp_path, text.encode())
 
 
-def test_a_short_row_in_a_long_file_is_refused_with_its_row_and_line(tmp_path: Path) -> None:
+def test_a_split_row_in_a_long_file_is_refused_with_its_row_and_line(tmp_path: Path) -> None:
     # A quoted answer over two lines at record 11 puts every later row one line further down.
     rows = [*MANY[:10], ["R10", "1", "20", "two\nlines"], *MANY[11:90]]
-    text = table(rows) + "R90,2\n" + table(MANY[91:]).split("\n", 1)[1]
+    text = table(rows) + "R90,2\n\nnorth end,20,ok\n" + table(MANY[91:]).split("\n", 1)[1]  # a blank line too
     with pytest.raises(ExportError, match=r"export.csv: row 92 \(line 93 of the file\) has only 2 of the "
                                           r"header's 4 fields, ending at column 2 \(region\)"):
         read(tmp_path, text.encode())
@@ -188,6 +188,20 @@ def test_an_answer_split_by_an_unquoted_line_break_is_refused(tmp_path: Path, re
     with pytest.raises(ExportError, match=r"export.csv: row 7 \(line 7 of the file\) has only 3 of the header's 4 "
                                           r"fields, ending at column 3 \(wage\): an answer with a line break"):
         read(tmp_path, ("\n".join(lines) + "\n").encode())
+
+
+# Excel saves a row without the empty cells after its last filled one: those rows are read as blanks,
+# the last row too when a line end follows it (a file cut off mid-row has none).
+@pytest.mark.parametrize("records", [10, 100], ids=["short file", "long file"])
+@pytest.mark.parametrize("comment", ["ok", '5" tall'], ids=["columnar reader", "strict reader"])
+def test_rows_saved_by_excel_without_their_empty_last_fields_read_as_blanks(tmp_path: Path, records: int,
+                                                                            comment: str) -> None:
+    rows = [[f"R{i}", "1", "20" if i % 4 else "", comment if i % 2 else ""] for i in range(records)]
+    lines = [",".join(r).rstrip(",") for r in [["response_id", "region", "wage", "comment"], *rows]]
+    export, _ = read(tmp_path, ("\r\n".join(lines) + "\r\n").encode())
+    assert export.rows == records
+    assert export.answers["wage"].tolist() == [r[2] or None for r in rows]
+    assert export.answers["comment"].tolist() == [r[3] or None for r in rows]
 
 
 @pytest.mark.parametrize("line_end", ["\n", "\r\n", "\r"])

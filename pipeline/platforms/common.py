@@ -84,9 +84,10 @@ def data_records(table: Table, header_rows: int, width: int) -> tuple[list[np.nd
 
     A record with more non-empty fields than the header is an error: the file was cut or a
     delimiter is unquoted, and guessing which column is which would load answers to the wrong question.
-    So is a CSV record with fewer fields than the header: platforms write every field of every
-    row, so the rest of it is elsewhere (an answer's line break outside quotes splits a response
-    into two short rows) or lost, and padding it would load half a response and a made-up one.
+    A CSV record with fewer fields than the header ends in blanks: Excel saves a row without the
+    empty cells after its last answer. Two cases are not blanks and are refused: a last record cut
+    off mid-row (no line end after it), and the pieces of one response split over several rows by an
+    answer's line break outside quotes (padding them would load half a response and a made-up one).
     """
     kept = _filled_records(table, header_rows)
     if table.lengths is not None:  # None: the fast reader found every record as wide as the first
@@ -127,10 +128,10 @@ def _filled_records(table: Table, header_rows: int) -> np.ndarray:
 
 
 def _refuse_truncated(table: Table, kept: np.ndarray, width: int) -> None:
-    """A file cut off mid-row ends with a record shorter than all the others: platforms write every
-    field of every row, so a short last record means the rest of it was lost, not left empty. Not so
-    a worksheet: a row may end at its last filled cell (a sheet written without its size)."""
-    if table.sheet is not None or not len(kept):
+    """A file cut off mid-row ends with a record shorter than all the others and no line end after
+    it. A last record that ends with its line end is whole: its last answers were blank (Excel drops
+    the empty cells at the end of a row). Not so a worksheet: a row may end at its last filled cell."""
+    if table.sheet is not None or not len(kept) or table.ends_with_line_end:
         return
     lengths = table.lengths[kept]
     if lengths[-1] < width and (lengths[:-1] >= width).all():
@@ -150,21 +151,44 @@ def _refuse_wide(table: Table, kept: np.ndarray, width: int) -> None:
 
 
 def _refuse_short(table: Table, kept: np.ndarray, width: int) -> None:
-    """A CSV row with fewer fields than the header (a worksheet row just ends at its last value)."""
-    if table.sheet is not None:
+    """Refuse a response split over two rows by an answer's line break outside quotes: a short row,
+    then (blank lines aside) a row that starts with the rest of that answer, not with what the first
+    column holds in the other rows (a date, a response id). A short row followed by a row that starts
+    as the others do is whole: Excel drops the empty cells at the end of a row."""
+    if table.sheet is not None or len(kept) < 2:
         return
-    short = kept[table.lengths[kept] < width]
-    if not len(short):
+    short = table.lengths[kept] < width
+    after_short = kept[1:][short[:-1]]  # a record right after a short one (blank records are not kept)
+    if not len(after_short):
         return
-    position = int(short[0])
+    others = np.setdiff1d(kept, after_short, assume_unique=True)
+    usual = set(_shapes(table.columns[0][others[:SHAPE_SAMPLE]]))
+    odd = np.flatnonzero([shape not in usual for shape in _shapes(table.columns[0][after_short])])
+    if not len(odd):
+        return
+    position = int(kept[np.searchsorted(kept, after_short[odd[0]]) - 1])
     length = int(table.lengths[position])
     name = (table.head[0] + [""] * width)[max(length - 1, 0)].strip() if table.head else ""
     column = f"column {length} ({name})" if name else f"column {length}"
     raise ReadError(
         f"row {position + 1} (line {_line_of(table, position)} of the file) has only {length} of the header's "
-        f"{width} fields, ending at {column}: an answer with a line break splits a response over two rows "
-        "unless it is in quotes; put that answer in double quotes (\"...\") or export the file again"
+        f"{width} fields, ending at {column}: an answer with a line break splits a response over two rows unless it "
+        "is in quotes (the next row holds the rest of this response); put that answer in double quotes (\"...\") "
+        "or export the file again"
     )
+
+
+SHAPE_SAMPLE = 10_000  # first cells of ordinary rows looked at: enough to see every layout they have
+
+
+def _shapes(cells: np.ndarray) -> list[str]:
+    """Each cell's layout: numbers as 9, words (letters, maybe with digits) as a, spaces as one space,
+    other characters kept ("2025-03-10 10:00" -> "9-9-9 9:9", "R_3kJx8P" -> "a_a", "and a real
+    contract" -> "a a a a"), worked out once per distinct cell."""
+    positions, distinct = pd.factorize(pd.Series(cells, dtype=object).fillna(""))
+    shapes = (pd.Series(distinct, dtype="string").str.strip().str.replace(r"\d+", "9", regex=True)
+              .str.replace(r"[^\W_]*[^\W\d_][^\W_]*", "a", regex=True).str.replace(r"\s+", " ", regex=True))
+    return shapes.to_numpy(dtype=object)[positions].tolist()
 
 
 def _line_of(table: Table, position: int) -> int:

@@ -8,8 +8,9 @@ A CSV is read by pandas' C parser when that gives exactly what the strict `csv` 
 quoting, no record wider than the first, no field over csv's size limit), and by the `csv` module
 otherwise, so that a damaged file gets the same error naming its row. The C parser pads a short
 record with empty fields, so the fields of every record are counted from the bytes as well
-(`_record_lengths`): a record shorter than the header (a row cut off, or a response split in two by
-an answer's line break that is not in quotes) is refused by the adapters, not read padded.
+(`_record_lengths`): the adapters read a record shorter than the header as ending in blanks (as
+Excel saves a row whose last cells are empty), but refuse a last record cut off mid-row and
+records that are the pieces of one response split by an answer's line break not in quotes.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Table:
     lengths: np.ndarray | None = None  # each record's field count (0 for an empty line); None: every
     # record that is not an empty line has the first record's width (the fast reader counts them)
     sheet: str | None = None  # the worksheet name, for Excel files
+    ends_with_line_end: bool = True  # a CSV whose last record ends with a line end: not cut off mid-row
 
     @classmethod
     def from_records(cls, records: list[list[str]], sheet: str | None = None) -> "Table":
@@ -119,6 +121,7 @@ def read_raw(path: Path) -> RawFile:
     del data, text
     codec = "utf-8-sig" if encoding == "utf-8-sig" else "utf-8"
     table = _fast_table(payload, codec, delimiter) or Table.from_records(parse_csv(payload.decode(codec), delimiter))
+    table.ends_with_line_end = payload.endswith((b"\n", b"\r"))
     return RawFile(path, [table], "csv", encoding, delimiter, line_ends)
 
 
