@@ -725,11 +725,11 @@ def _durations(export: Export) -> pd.Series:
 def _timestamps(export: Export) -> pd.DataFrame:
     """Start and end of each response as datetimes (NaT when missing or unreadable). In memory only."""
     values = {name: export.identifiers[name] for name in TIMESTAMPS if name in export.identifiers}
-    _refuse_undecidable_dates(export, values)
     read = {name: _read_datetimes(v) for name, v in values.items()}
-    parsed = {name: stamps for name, (stamps, _) in read.items()}
+    _refuse_undecidable_dates(export, {name: values[name][not_iso] for name, (_, _, not_iso) in read.items()})
+    parsed = {name: stamps for name, (stamps, _, _) in read.items()}
     # One layout per file: the dates that are not ISO are day first when any of them must be.
-    if any(day_first for _, day_first in read.values()):
+    if any(day_first for _, day_first, _ in read.values()):
         parsed = {name: _parse_datetimes(v, day_first=True) for name, v in values.items()}
     return pd.DataFrame(parsed, index=export.answers.index)
 
@@ -751,11 +751,12 @@ def _refuse_undecidable_dates(export: Export, values: dict[str, pd.Series]) -> N
     if ((every[0] > 12) | (every[1] > 12)).any():
         return  # some date can be read one way only: the file shows the order (see _day_first)
     for name, part in parts.items():
-        undecided = np.flatnonzero((part[0] != part[1]) & part[0].notna())
-        if len(undecided):
+        undecided = part.index[((part[0] != part[1]) & part[0].notna()).to_numpy(dtype=bool)]
+        if len(undecided):  # only the dates not written year first are here: their index says where
             column = _source_columns(export).get(name, name)
+            position = export.identifiers.index.get_loc(undecided[0])
             raise StructuralError(
-                f"{export.path}: row {export.source_row(int(undecided[0]))}, column {column}: the dates are "
+                f"{export.path}: row {export.source_row(int(position))}, column {column}: the dates are "
                 "written with the day and the month before the year (like 03/06/2025) and none has a number above 12 "
                 "before the year, so it cannot be told "
                 "whether 03/06 is 3 June or March 6. The survey platform writes dates year first "
@@ -784,8 +785,8 @@ def _parse_datetimes(values: pd.Series, day_first: bool | None = None) -> pd.Ser
     return _read_datetimes(values, day_first)[0]
 
 
-def _read_datetimes(values: pd.Series, day_first: bool | None = None) -> tuple[pd.Series, bool]:
-    """_parse_datetimes, and whether the dates that are not ISO were read day first."""
+def _read_datetimes(values: pd.Series, day_first: bool | None = None) -> tuple[pd.Series, bool, pd.Series]:
+    """_parse_datetimes, whether the dates that are not ISO were read day first, and which those are."""
     try:
         parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
     except ValueError:  # offsets that differ from row to row
@@ -799,7 +800,7 @@ def _read_datetimes(values: pd.Series, day_first: bool | None = None) -> tuple[p
         if day_first is None:
             day_first = _day_first(local[retry])
         parsed[retry] = pd.to_datetime(local[retry], errors="coerce", format="mixed", dayfirst=day_first)
-    return parsed, bool(day_first)
+    return parsed, bool(day_first), retry
 
 
 # An offset from UTC right after a time of day (10:00, 10:00:00, 10:00:00.123), then nothing else.

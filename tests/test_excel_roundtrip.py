@@ -108,9 +108,9 @@ TIMES = ("StartDate", "EndDate", "RecordedDate")
 AMBIGUOUS_DAYS = ["2025-04-03", "2025-04-05", "2025-05-04", "2025-04-04", "2025-05-03", "2025-03-04"]
 
 
-def export_dated(paths: Paths, days: list[str], layout: str) -> Path:
+def export_dated(paths: Paths, days: list[str], layout: str, as_written: int = 0) -> Path:
     """A Qualtrics export started on `days` at 10:00, its dates saved by Excel as `layout`
-    (strftime codes)."""
+    (strftime codes), but for the first `as_written` responses."""
     import datetime as dt
 
     instrument = load_instrument(paths.surveys / "2025" / "instrument.yaml")
@@ -119,7 +119,7 @@ def export_dated(paths: Paths, days: list[str], layout: str) -> Path:
     path = write_export(paths.raw / "2025" / "dated.csv", instrument, rows)
     records = records_of(path)
     columns = [records[0].index(name) for name in TIMES]
-    for record in records[3:]:
+    for record in records[3 + as_written:]:
         for column in columns:
             record[column] = dt.datetime.strptime(record[column], "%Y-%m-%d %H:%M:%S").strftime(layout)
     return save_as_excel(path, records)
@@ -134,6 +134,14 @@ def test_dates_whose_day_and_month_cannot_be_told_apart_are_refused(empty_projec
                    "Nothing was loaded"):
         assert phrase in message
     assert not empty_project.warehouse.exists() or snapshot(empty_project).get("load_ledger", []) == []
+
+
+def test_an_undecidable_date_after_dates_as_the_platform_wrote_them_is_named_by_its_own_row(
+        empty_project: Paths) -> None:
+    # the first two responses keep the platform's dates; the third (4 May, 04/05) is the first undecidable
+    export_dated(empty_project, AMBIGUOUS_DAYS, "%d/%m/%Y %H:%M", as_written=2)
+    with pytest.raises(StructuralError, match=r"dated.csv: row 6, column StartDate"):
+        run_load(empty_project)
 
 
 @pytest.mark.parametrize("layout", ["%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M", "%Y-%m-%d %H:%M"],
