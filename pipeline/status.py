@@ -238,7 +238,7 @@ def _mixing_conflict(facts: dict, synthetic: bool, exports: list[RawFile]) -> di
 
 def _wave_status(paths: Paths, wave: int, exports: list[RawFile], synthetic: bool, facts: dict, outputs: dict,
                  retention: int, today: dt.date, derivations: Derivations | str, unstated: dict[int, str]) -> dict:
-    from pipeline.quotes import read_review, review_file
+    from pipeline.quotes import read_review, review_file, review_source
 
     ledger = [f for f in facts["ledger"] if f["wave"] == wave]
     loaded_shas = {f["sha256"] for f in ledger}
@@ -271,6 +271,8 @@ def _wave_status(paths: Paths, wave: int, exports: list[RawFile], synthetic: boo
         "quarantine_waiting": facts["waiting"].get(wave, 0),
         "exclusion_reasons": facts["excluded"].get(wave, {}),
         "quotes": None if quotes is None else {s: quotes.get(s, 0) for s in ("pending", "approved", "rejected")},
+        # the practice run's quotes, still there while no real export is loaded (the first real run removes them)
+        "quotes_from_practice": quotes is not None and not synthetic and review_source(review) == "synthetic",
         "raw_exports": {"state": "kept" if mine else ("purged" if purged else "none"), "purged": purged,
                         "missing": sorted(f["file"] for f in ledger if f["sha256"] in gone),
                         "days_since_loaded": days, "past_retention": days is not None and days > retention},
@@ -486,7 +488,9 @@ def _wave_lines(s: dict, status: dict) -> list[str]:
         lines.append("  Excluded:     " + ", ".join(f"{k} {v}" for k, v in s["exclusion_reasons"].items()))
     if s["quotes"] is not None:
         q = s["quotes"]
-        lines.append(f"  Quotes:       {q['pending']} waiting for review, {q['approved']} approved, {q['rejected']} rejected")
+        counts = f"{q['pending']} waiting for review, {q['approved']} approved, {q['rejected']} rejected"
+        lines.append(f"  Quotes:       from the practice run (synthetic answers: {counts}); removed by the first "
+                     "run on real exports" if s["quotes_from_practice"] else f"  Quotes:       {counts}")
     if s["files_loaded"]:
         audit, report, release = status["audit"], status["report"], status["release"]
         lines.append(f"  Audit:        {audit['state']} ({audit['file']})")

@@ -299,3 +299,20 @@ def test_a_reworded_question_without_a_comparability_statement_says_so_before_th
 
     questionnaire.write_text(asked, encoding="utf-8")  # worded as before: nothing to state
     assert status_json(loaded, capsys)["next"]["command"] == "consult run"
+
+
+def test_practice_quotes_are_named_as_such_once_real_exports_wait(loaded: Paths, capsys) -> None:
+    """After the practice run and `make clean-warehouse`, the practice run's review files are still
+    there until the first real run removes them: status must not count them as this year's quotes."""
+    root = ["--root", str(loaded.root)]
+    assert main([*root, "quotes"]) == 0
+    capsys.readouterr()
+    assert status_json(loaded, capsys, "2025")["waves"][0]["quotes_from_practice"] is False  # practice: real work
+    dated_a_year_later(loaded.synthetic / "2025" / "qualtrics-2025.csv", loaded.raw / "2026" / "export.csv")
+    shutil.rmtree(loaded.synthetic)
+    shutil.rmtree(loaded.warehouse_dir)
+    wave = status_json(loaded, capsys, "2025")["waves"][0]
+    assert wave["quotes"]["pending"] > 0 and wave["quotes_from_practice"] is True
+    assert main([*root, "status", "2025"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "Quotes:" in line)
+    assert "from the practice run" in line and "removed by the first run on real exports" in line
