@@ -275,7 +275,9 @@ def _wave_status(paths: Paths, wave: int, exports: list[RawFile], synthetic: boo
         "quotes_from_practice": quotes is not None and not synthetic and review_source(review) == "synthetic",
         "raw_exports": {"state": "kept" if mine else ("purged" if purged else "none"), "purged": purged,
                         "missing": sorted(f["file"] for f in ledger if f["sha256"] in gone),
-                        "days_since_loaded": days, "past_retention": days is not None and days > retention},
+                        "days_since_loaded": days,
+                        # invented answers hold no identifier: the retention period is for real exports
+                        "past_retention": days is not None and days > retention and not (mine and synthetic)},
         "data": ("synthetic" if synthetic else "real") if mine else (facts["holds"] if ledger else None),
     }
     status["warnings"] = _warnings(status, retention)
@@ -500,7 +502,10 @@ def _wave_lines(s: dict, status: dict) -> list[str]:
                                                               if release["state"] != "not built" else "")
                      + (f"; published {release['published'][release['version']]}"
                         if release.get("version") in release["published"] else ""))
-    if raw["days_since_loaded"] is not None:
+    if raw["days_since_loaded"] is not None and s["data"] == "synthetic":
+        lines.append("  Raw exports:  the synthetic consultation's (invented answers, data/synthetic/): no retention "
+                     "period")
+    elif raw["days_since_loaded"] is not None:
         lines.append(f"  Raw exports:  kept {raw['days_since_loaded']} day(s) since loaded (retention "
                      f"{status['retention_days']} days)")
     lines += [f"  ! {w}" for w in s["warnings"]]

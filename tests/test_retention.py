@@ -110,13 +110,26 @@ def test_a_warehouse_made_before_purges_were_recorded_gets_the_table(loaded: Pat
     assert [r[0] for r in purge_records(loaded)] == ["qualtrics-2023.csv"]
 
 
-def test_status_warns_when_raw_exports_are_kept_past_the_retention_period(loaded: Paths) -> None:
-    con = duckdb.connect(str(loaded.warehouse), read_only=True)
-    loaded_on = con.execute("SELECT min(loaded_at) FROM load_ledger WHERE wave = 2024").fetchall()[0][0].date()
-    con.close()
+def test_status_warns_when_raw_exports_are_kept_past_the_retention_period(loaded: Paths, capsys) -> None:
     privacy = loaded.surveys / "privacy.yaml"
     privacy.write_text(privacy.read_text(encoding="utf-8").replace("raw_retention_days: 365", "raw_retention_days: 30"),
                        encoding="utf-8")
+    # the practice run's invented answers hold no identifier: no retention period for them
+    practice = project_status(loaded, today=dt.date.today() + dt.timedelta(days=400))["waves"]
+    assert not any(s["raw_exports"]["past_retention"] for s in practice)
+    assert not any("retention period" in w for s in practice for w in s["warnings"])
+    assert main(["--root", str(loaded.root), "status", "2024"]) == 0
+    assert "Raw exports:  the synthetic consultation's (invented answers, data/synthetic/): no retention period" \
+        in capsys.readouterr().out
+    # the same exports as real ones
+    for folder in loaded.synthetic.iterdir():
+        shutil.copytree(folder, loaded.raw / folder.name)
+    shutil.rmtree(loaded.synthetic)
+    loaded.warehouse.unlink()
+    run_load(loaded)
+    con = duckdb.connect(str(loaded.warehouse), read_only=True)
+    loaded_on = con.execute("SELECT min(loaded_at) FROM load_ledger WHERE wave = 2024").fetchall()[0][0].date()
+    con.close()
     on_time = project_status(loaded, today=loaded_on + dt.timedelta(days=30))["waves"]
     late = project_status(loaded, today=loaded_on + dt.timedelta(days=31))["waves"]
     wave_2024 = next(s for s in late if s["wave"] == 2024)
