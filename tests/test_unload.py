@@ -117,6 +117,9 @@ def test_figures_after_unload_equal_a_warehouse_that_never_loaded_it(loaded: Pat
     assert sorted(query(loaded, counts)) == sorted(query(never, counts))
     stored = "SELECT r.wave, a.concept, a.value, count(*) FROM answers a JOIN respondents r USING (respondent_key) GROUP BY ALL"
     assert sorted(query(loaded, stored)) == sorted(query(never, stored))
+    # k-anonymity was worked out again over the respondents left (no group under k)
+    protected = "SELECT wave, k, respondents, smallest_class >= k FROM anonymity_summary ORDER BY wave"
+    assert query(loaded, protected) == query(never, protected)
 
 
 def test_the_next_run_loads_nothing_and_rebuilds_report_and_release(loaded: Paths) -> None:
@@ -234,3 +237,22 @@ def test_unloading_a_waves_only_export_empties_the_wave_and_the_next_run_still_w
     (same_name_twice.root / "moved.csv").rename(current)  # the right file, back: it loads again
     summary = run_load(same_name_twice)
     assert [(f.file, f.status, f.loaded) for f in summary.files] == [("export.csv", "loaded", 13)]
+
+
+def test_an_export_others_count_duplicates_of_is_refused_until_they_go(empty_project: Paths,
+                                                                      tmp_path: Path) -> None:
+    """b.csv repeats 6 responses a.csv loaded (counted as duplicates): a.csv alone cannot go, or
+    those responses would be lost; once b.csv is unloaded, it can."""
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    first = write_export(empty_project.raw / "2025" / "a.csv", instrument, [response(i) for i in range(12)])
+    second = write_export(empty_project.raw / "2025" / "b.csv", instrument, [response(i) for i in range(6, 19)])
+    run_load(empty_project)
+    for path in (first, second):
+        path.rename(tmp_path / path.name)
+    before = snapshot(empty_project)
+    with pytest.raises(UnloadError, match=r"b\.csv \(wave 2025: 6 row\(s\)\)"):
+        unload(empty_project, "a.csv", confirm=True)
+    assert snapshot(empty_project) == before
+    unload(empty_project, "b.csv", confirm=True)
+    unload(empty_project, "a.csv", confirm=True)
+    assert query(empty_project, "SELECT count(*) FROM load_ledger") == [(0,)]
