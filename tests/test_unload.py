@@ -16,6 +16,7 @@ from pipeline import unload as unload_module
 from pipeline.cli import main
 from pipeline.config import Paths
 from pipeline.instrument import load_instrument
+from pipeline.load import WarehouseError
 from pipeline.quotes import read_review, refresh_review_files, review_file, write_review
 from pipeline.anonymity import load_privacy_rules, privacy_path
 from pipeline.run import run_load
@@ -256,3 +257,42 @@ def test_an_export_others_count_duplicates_of_is_refused_until_they_go(empty_pro
     unload(empty_project, "b.csv", confirm=True)
     unload(empty_project, "a.csv", confirm=True)
     assert query(empty_project, "SELECT count(*) FROM load_ledger") == [(0,)]
+
+
+# --- the warehouse busy or not writable --------------------------------------------------------------
+
+
+def test_a_run_holding_the_warehouse_is_named_and_nothing_changes(loaded: Paths, capsys: pytest.CaptureFixture) -> None:
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(120)", str(loaded.warehouse)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["--root", str(loaded.root), "unload", WRONG, "--yes"]) == 2
+        err = capsys.readouterr().err
+        assert f"in use by another program (process {holder.pid})" in err and "Traceback" not in err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert query(loaded, f"SELECT count(*) FROM load_ledger WHERE file_name = '{WRONG}'") == [(1,)]
+
+
+def test_a_read_only_warehouse_is_a_clear_error(loaded: Paths, tmp_path: Path) -> None:
+    import subprocess
+
+    kept = tmp_path / "kept"
+    shutil.copytree(loaded.warehouse_dir, kept)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256M", "tmpfs", str(loaded.warehouse_dir)], check=True)
+    try:
+        shutil.copytree(kept, loaded.warehouse_dir, dirs_exist_ok=True)
+        before = snapshot(loaded)
+        subprocess.run(["mount", "-o", "remount,ro", str(loaded.warehouse_dir)], check=True)
+        with pytest.raises(WarehouseError) as error:
+            unload(loaded, WRONG, confirm=True)
+        assert str(loaded.warehouse) in str(error.value)
+        assert snapshot(loaded) == before
+    finally:
+        subprocess.run(["umount", str(loaded.warehouse_dir)], check=False)
