@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import duckdb
 
@@ -22,12 +21,13 @@ from pipeline.anonymity import load_checked_privacy_rules, load_privacy_rules, p
 from pipeline.config import Paths
 from pipeline.disclosure import load_rules
 from pipeline.indicators import compute, load_checked_catalogue, merged_code_labels
-from pipeline.load import DAMAGED_HINT, DAMAGED_SIGNS, WarehouseError, connect, ensure_schema
+from pipeline.load import (DAMAGED_HINT, DAMAGED_SIGNS, MEMORY_LIMIT_VARIABLE, WarehouseError, connect, ensure_schema,
+                           memory_limit)
 
 # Per-wave tables of what a wave's loads brought (its questionnaire, reference rates, protection
 # record): they go with the wave's last export, as in a warehouse that never loaded it.
 WAVE_TABLES = ("concepts", "choices", "derived_concepts", "living_wage", "column_protection", "anonymity_summary")
-LOAD_TIME = "%Y-%m-%d %H:%M:%S"
+LOAD_TIME = "%Y-%m-%d %H:%M:%S"  # as qa.LOAD_TIME shows loads (qa.py pulls in the chart code: not imported)
 HASH_START = re.compile(r"^[0-9a-fA-F]{6,64}$")  # at least 6 hex digits: short enough to type, rarely shared
 
 
@@ -106,16 +106,14 @@ def unload(paths: Paths, which: str, wave: int | None = None, confirm: bool = Fa
             ensure_schema(con)
             con.execute("BEGIN TRANSACTION")
             try:
-                derived_current = _derived_record_current(con, paths)
-                remove_file(con, target)
-                if derived_current:
-                    _write_derived_record(con, paths)
-                protect_microdata(con, privacy)  # the wave's k-anonymity, without the file's respondents
-                compute(con, catalogue, load_rules(paths.disclosure_file), merged_code_labels(privacy))
+                _remove_and_recompute(con, paths, target, catalogue, privacy)
                 con.execute("COMMIT")
             except BaseException:
                 _rollback(con)
                 raise
+    except duckdb.OutOfMemoryException:
+        raise WarehouseError(f"{paths.warehouse}: the database ran out of its memory budget ({memory_limit()}). "
+                             f"Nothing was removed. Raise it (e.g. {MEMORY_LIMIT_VARIABLE}=8GB) and run again.") from None
     except (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException) as exc:  # full disk, read-only
         message = str(exc).splitlines()[0]
         hint = DAMAGED_HINT if any(sign in message for sign in DAMAGED_SIGNS) else (
@@ -128,10 +126,25 @@ def unload(paths: Paths, which: str, wave: int | None = None, confirm: bool = Fa
     return plan
 
 
-def remove_file(con: duckdb.DuckDBPyConnection, target: LoadedFile) -> list[int]:
+def _remove_and_recompute(con: duckdb.DuckDBPyConnection, paths: Paths, target: LoadedFile, catalogue,
+                          privacy) -> None:
+    """The unload itself, inside the caller's transaction: checked again (another command may have
+    changed the warehouse since the file was looked up), removed, then what is worked out from
+    whole waves is worked out again by the functions `consult run` uses."""
+    _still_loaded(con, target)
+    _refuse_dependants(con, target)
+    derived_current = _derived_record_current(con, paths)
+    remove_file(con, target)
+    if derived_current:
+        _write_derived_record(con, paths)
+    protect_microdata(con, privacy)  # k-anonymity of the wave, over the respondents left
+    compute(con, catalogue, load_rules(paths.disclosure_file), merged_code_labels(privacy))
+
+
+def remove_file(con: duckdb.DuckDBPyConnection, target: LoadedFile) -> None:
     """Delete every row keyed by the file, and everything of the respondents it brought (each
     respondent comes from exactly one file). Tables are found by their key column, so a table
-    added later is not forgotten. The caller holds the transaction. Returns the waves left empty."""
+    added later is not forgotten. The caller holds the transaction."""
     tables = _base_tables(con)
     chosen = "SELECT respondent_key FROM respondents WHERE file_sha256 = ?"
     for table in sorted(t for t, columns in tables.items() if "respondent_key" in columns and t != "respondents"):
@@ -140,10 +153,9 @@ def remove_file(con: duckdb.DuckDBPyConnection, target: LoadedFile) -> list[int]
         _delete(con, f"DELETE FROM {table} WHERE file_sha256 = ?", [target.sha256])
     still = {w for (w,) in con.execute("SELECT DISTINCT wave FROM load_ledger").fetchall()}
     if target.wave in still:
-        return []
-    for table in WAVE_TABLES:
+        return
+    for table in WAVE_TABLES:  # the wave's last export: nothing of the wave stays
         _delete(con, f"DELETE FROM {table} WHERE wave = ?", [target.wave])
-    return [target.wave]
 
 
 def _delete(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> None:
@@ -202,6 +214,12 @@ def _forget_quotes(paths: Paths, wave: int, ids: set[str]) -> None:
     decided = read_review(path)
     if ids & set(decided):
         write_review(path, wave, [q for i, q in decided.items() if i not in ids])
+
+
+def _still_loaded(con: duckdb.DuckDBPyConnection, target: LoadedFile) -> None:
+    if not con.execute("SELECT count(*) FROM load_ledger WHERE file_sha256 = ?", [target.sha256]).fetchall()[0][0]:
+        raise UnloadError(f"{target.name}: no longer loaded (another command took it back meanwhile). Nothing was "
+                          "changed.")
 
 
 def _refuse_dependants(con: duckdb.DuckDBPyConnection, target: LoadedFile) -> None:

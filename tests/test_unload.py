@@ -6,7 +6,6 @@ import hashlib
 import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from builders import response, write_export
