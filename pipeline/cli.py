@@ -72,10 +72,11 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from pipeline.wave import WaveError
     from pipeline.release import ReleaseError
     from pipeline.translations import TranslationError  # `consult report --lang fr` after a new indicator
+    from pipeline.unload import UnloadError
 
     return (ExportError, InstrumentError, StructuralError, WarehouseError, RunError, IndicatorError, RenderError,
             PrivacyError, QuoteReviewError, RetentionError, WaveError, ReleaseError, DerivationError, OSError,
-            RuleCountError, TranslationError)
+            RuleCountError, TranslationError, UnloadError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,6 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
                 "is published, recording each file's name, hash and size in the warehouse. Refuses before.")
     p.add_argument("wave", type=int, help="the wave whose exports to delete")
     p.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+
+    p = command("unload", cmd_unload, "Take back an export loaded by mistake (wrong wave folder, a test export, "
+                "a file from another consultation): without --yes, only show what would be removed; with --yes, "
+                "remove its rows and its respondents' answers from the warehouse in one step and recompute "
+                "k-anonymity and the indicators. Move the file out of data/raw/<wave>/ first.")
+    p.add_argument("file", help="the export's name as `consult status` or `consult quarantine` show it (e.g. "
+                   "export.csv), or the start of its content hash (at least 6 characters)")
+    p.add_argument("--wave", type=int, help="the wave, when exports of several waves have that name")
+    p.add_argument("--yes", action="store_true", help="really remove it (without: only show what would go)")
     return parser
 
 
@@ -781,6 +791,29 @@ def cmd_purge_raw(args, paths: Paths) -> int:
     else:
         print(f"Deleted {len(purge.files)} raw export(s) of wave {args.wave}, recorded in the warehouse (name, hash, "
               f"size, date; release {purge.release_version}):\n{listed}\nNext: `consult status`.")
+    return 0
+
+
+def cmd_unload(args, paths: Paths) -> int:
+    from pipeline.unload import LOAD_TIME, unload
+
+    done = unload(paths, args.file, wave=args.wave, confirm=args.yes)
+    f = done.file
+    verb = "Removed" if done.removed else "Would remove"
+    print(f"{verb} {f.name} (wave {f.wave}, loaded {f.loaded_at.strftime(LOAD_TIME)}, sha256 {f.sha256[:12]}...):")
+    print(f"  responses loaded: {f.loaded}, with all their answers and data-quality flags")
+    print(f"  rows quarantined: {f.quarantined}, excluded: {f.excluded}, duplicates: {f.duplicates} "
+          f"(of {f.read} rows read)")
+    print(f"  open-text answers: {done.open_text}; candidate quotes: {done.quotes} "
+          f"({done.quotes_decided} already approved or rejected: their review entries go too)")
+    print(f"  then k-anonymity and the indicators are worked out again without it"
+          + (f"; wave {f.wave} has no other export, so its copy of the questionnaire goes too"
+             if done.last_of_wave else ""))
+    if not done.removed:
+        again = f"consult unload {args.file}" + (f" --wave {args.wave}" if args.wave is not None else "")
+        print(f"Nothing was changed. To remove it: `{again} --yes`.")
+        return 0
+    print("Next: `consult run` renders the report, the QA report and the release again without it.")
     return 0
 
 
