@@ -795,7 +795,8 @@ def cmd_purge_raw(args, paths: Paths) -> int:
 
 
 def cmd_unload(args, paths: Paths) -> int:
-    from pipeline.unload import LOAD_TIME, unload
+    from pipeline.load import LOAD_TIME
+    from pipeline.unload import unload
 
     done = unload(paths, args.file, wave=args.wave, confirm=args.yes)
     f = done.file

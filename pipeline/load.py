@@ -102,6 +102,28 @@ DAMAGED_HINT = (" The file is damaged (cut short, or not a DuckDB database). Res
                 "from the exports: `make clean-warehouse`, then `consult run` with every export loaded so far in data/raw/.")
 
 
+# How a file's load time is shown where it tells the file from a same-named one (the QA tables,
+# `consult quarantine`, `consult unload`): to the second, as a re-run can be within a minute.
+LOAD_TIME = "%Y-%m-%d %H:%M:%S"
+
+
+def write_error(path: Path, exc: BaseException, nothing: str) -> WarehouseError | None:
+    """What to tell staff when writing the warehouse failed with `exc` (`nothing`: what did not
+    happen, e.g. "Nothing was loaded."), or None for any other error: out of its memory budget, a
+    full disk or a read-only folder, a damaged file."""
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return WarehouseError(
+            f"{path}: the database ran out of its memory budget ({memory_limit()}). {nothing} If the machine has "
+            f"more memory, raise it (e.g. {MEMORY_LIMIT_VARIABLE}=8GB) and run again.")
+    if isinstance(exc, (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException)):
+        message = str(exc).splitlines()[0]
+        if any(sign in message for sign in DAMAGED_SIGNS):
+            return WarehouseError(f"{path}: could not read the warehouse ({message}).{DAMAGED_HINT}")
+        return WarehouseError(f"{path}: could not write the warehouse ({message}). {nothing} Free some disk space "
+                              "or fix the folder's permissions, then run again.")
+    return None
+
+
 def _no_progress_bar(con: duckdb.DuckDBPyConnection) -> None:
     """DuckDB draws its progress bar on standard output, even into a file or a pipe: it would corrupt
     `consult audit --json` and the logs (the commands say what they do themselves)."""

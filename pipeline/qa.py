@@ -18,7 +18,7 @@ import pandas as pd
 from pipeline.charts import md_text, query
 from pipeline.config import project_paths
 from pipeline.instrument import Instrument, InstrumentError, instrument_path, load_instrument
-from pipeline.load import RESPONSES_BY_WAVE
+from pipeline.load import LOAD_TIME, RESPONSES_BY_WAVE
 from pipeline.validate import NO_VALUE_RULES, RULE_HELP
 from pipeline.wave_rules import WaveRules, load_wave_rules
 
@@ -92,7 +92,6 @@ def responses_md() -> str:
 # Each loaded file with the name the tables show it by: its name, and when it was loaded where
 # another export of the same wave has the same name (the runbook's corrected re-export saved over the
 # first): the tables below count per file, never two files together.
-LOAD_TIME = "%Y-%m-%d %H:%M:%S"  # how a file's load time tells it from a same-named one (a re-run can be within a minute)
 LEDGER_FILES = f"""SELECT file_sha256, wave, loaded_at,
     CASE WHEN count(*) OVER (PARTITION BY wave, file_name) > 1
          THEN file_name || ' (loaded ' || strftime(loaded_at, '{LOAD_TIME}') || ')' ELSE file_name END AS file_name

@@ -25,9 +25,6 @@ from pipeline.indicators import (IndicatorError, compute, load_checked_catalogue
 from pipeline.ingest import Export, ExportError, file_sha256, read_export
 from pipeline.instrument import Instrument, available_waves, instrument_path, load_instrument
 from pipeline.load import (
-    DAMAGED_HINT,
-    DAMAGED_SIGNS,
-    MEMORY_LIMIT_VARIABLE,
     FileLoad,
     GroupCodes,
     WarehouseError,
@@ -35,10 +32,10 @@ from pipeline.load import (
     ensure_schema,
     holds_synthetic,
     loaded_hashes,
-    memory_limit,
     questionnaire_changed,
     refresh_questionnaire,
     seen_response_keys,
+    write_error,
     write_run,
 )
 from pipeline.validate import secret_key, unknown_columns, validate
@@ -152,19 +149,8 @@ def run_load(
         if created:  # a first run that failed leaves no empty warehouse behind
             for leftover in (paths.warehouse, paths.warehouse.with_name(paths.warehouse.name + ".wal")):
                 leftover.unlink(missing_ok=True)
-        if isinstance(exc, duckdb.OutOfMemoryException):
-            raise WarehouseError(
-                f"{paths.warehouse}: the database ran out of its memory budget ({memory_limit()}). Nothing was "
-                f"loaded. If the machine has more memory, raise it (e.g. {MEMORY_LIMIT_VARIABLE}=8GB) and run again."
-            ) from None
-        if isinstance(exc, (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException)):  # full disk, read-only
-            message = str(exc).splitlines()[0]
-            if any(sign in message for sign in DAMAGED_SIGNS):
-                raise WarehouseError(f"{paths.warehouse}: could not read the warehouse ({message}).{DAMAGED_HINT}") from None
-            raise WarehouseError(
-                f"{paths.warehouse}: could not write the warehouse ({message}). "
-                "Nothing was loaded; free some disk space or fix the folder's permissions, then run again."
-            ) from None
+        if (told := write_error(paths.warehouse, exc, "Nothing was loaded.")) is not None:
+            raise told from None
         raise
     _keep_run_record(paths, summary, loads)
     return summary

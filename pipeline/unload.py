@@ -21,13 +21,11 @@ from pipeline.anonymity import load_checked_privacy_rules, load_privacy_rules, p
 from pipeline.config import Paths
 from pipeline.disclosure import load_rules
 from pipeline.indicators import compute, load_checked_catalogue, merged_code_labels
-from pipeline.load import (DAMAGED_HINT, DAMAGED_SIGNS, MEMORY_LIMIT_VARIABLE, WarehouseError, connect, ensure_schema,
-                           memory_limit)
+from pipeline.load import LOAD_TIME, connect, ensure_schema, write_error
 
 # Per-wave tables of what a wave's loads brought (its questionnaire, reference rates, protection
 # record): they go with the wave's last export, as in a warehouse that never loaded it.
 WAVE_TABLES = ("concepts", "choices", "derived_concepts", "living_wage", "column_protection", "anonymity_summary")
-LOAD_TIME = "%Y-%m-%d %H:%M:%S"  # as qa.LOAD_TIME shows loads (qa.py pulls in the chart code: not imported)
 HASH_START = re.compile(r"^[0-9a-fA-F]{6,64}$")  # at least 6 hex digits: short enough to type, rarely shared
 
 
@@ -111,15 +109,10 @@ def unload(paths: Paths, which: str, wave: int | None = None, confirm: bool = Fa
             except BaseException:
                 _rollback(con)
                 raise
-    except duckdb.OutOfMemoryException:
-        raise WarehouseError(f"{paths.warehouse}: the database ran out of its memory budget ({memory_limit()}). "
-                             f"Nothing was removed. Raise it (e.g. {MEMORY_LIMIT_VARIABLE}=8GB) and run again.") from None
-    except (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException) as exc:  # full disk, read-only
-        message = str(exc).splitlines()[0]
-        hint = DAMAGED_HINT if any(sign in message for sign in DAMAGED_SIGNS) else (
-            " Free some disk space or fix the folder's permissions, then run the command again.")
-        raise WarehouseError(f"{paths.warehouse}: could not write the warehouse ({message}). Nothing was "
-                             f"removed.{hint}") from None
+    except duckdb.Error as exc:
+        if (told := write_error(paths.warehouse, exc, "Nothing was removed.")) is not None:
+            raise told from None
+        raise
     plan.removed = True
     _forget_quotes(paths, target.wave, set(plan.quote_ids))
     _keep_record(paths, plan)
@@ -149,7 +142,8 @@ def remove_file(con: duckdb.DuckDBPyConnection, target: LoadedFile) -> None:
     chosen = "SELECT respondent_key FROM respondents WHERE file_sha256 = ?"
     for table in sorted(t for t, columns in tables.items() if "respondent_key" in columns and t != "respondents"):
         _delete(con, f"DELETE FROM {table} WHERE respondent_key IN ({chosen})", [target.sha256])
-    for table in sorted(t for t, columns in tables.items() if "file_sha256" in columns):
+    # not the record that its raw export was deleted (`consult purge-raw`): that stays true
+    for table in sorted(t for t, columns in tables.items() if "file_sha256" in columns and t != "purges"):
         _delete(con, f"DELETE FROM {table} WHERE file_sha256 = ?", [target.sha256])
     still = {w for (w,) in con.execute("SELECT DISTINCT wave FROM load_ledger").fetchall()}
     if target.wave in still:

@@ -220,9 +220,15 @@ def test_unload_by_hash_start_once_the_file_is_gone(same_name_twice: Paths) -> N
     first = query(same_name_twice, "SELECT file_sha256 FROM load_ledger WHERE rows_loaded = 12")[0][0]
     with pytest.raises(UnloadError, match="2 loaded exports match"):
         unload(same_name_twice, "export.csv", confirm=True)
+    import duckdb
+
+    with duckdb.connect(str(same_name_twice.warehouse)) as con:  # as `consult purge-raw` records its deletion
+        con.execute("INSERT INTO purges VALUES (?, 'export.csv', 2025, 1234, DATE '2026-06-02', '2025.1')", [first])
     unload(same_name_twice, first[:8], confirm=True)
     assert query(same_name_twice, "SELECT rows_loaded FROM load_ledger") == [(13,)]
     assert query(same_name_twice, "SELECT count(*) FROM respondents") == [(13,)]
+    # that the raw export was deleted stays recorded: unloading does not undo the deletion
+    assert query(same_name_twice, "SELECT file_sha256 FROM purges") == [(first,)]
 
 
 def test_unloading_a_waves_only_export_empties_the_wave_and_the_next_run_still_works(
