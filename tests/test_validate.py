@@ -573,3 +573,20 @@ def test_a_french_google_sheet_is_read_day_first_even_when_no_day_is_above_12(tm
     # an English "Timestamp" says nothing of the layout: with no day above 12, month first
     got, _ = form_outcomes(google_form(tmp_path / "en", stamps))
     assert got == [("quarantined", "outside_collection_window"), ("loaded", None)]
+
+
+def test_a_redcap_export_is_checked_by_its_survey_timestamp_and_not_completed_is_no_date(tmp_path: Path) -> None:
+    """REDCap records only when a survey was submitted (`<form>_timestamp`), and writes
+    "[not completed]" for a form entered by staff: that is no time, not an unreadable one."""
+    from pipeline.synth import redcap_csv
+
+    stamps = ["2025-03-10 10:20:00", "[not completed]", "2025-06-02 09:00:00"]
+    rows = [response(i, RecordedDate=stamp) for i, stamp in enumerate(stamps, start=1)]
+    path = tmp_path / "2025" / "redcap.csv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(redcap_csv(INSTRUMENT, rows))
+    export = read_export(path, INSTRUMENT)
+    assert export.platform == "redcap" and "started_at" not in export.identifiers
+    result = validate(export, INSTRUMENT, SECRET)
+    got = list(zip(result.outcome.tolist(), result.reason.tolist()))
+    assert got == [("loaded", None), ("loaded", None), ("quarantined", "outside_collection_window")]
