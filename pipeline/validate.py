@@ -80,7 +80,7 @@ RULE_HELP = {
     "invalid_code": "an answer code the question does not have",
     "not_a_number": "a numeric answer that is not a number",
     "out_of_range": "a number outside the question's range",
-    "not_a_date": "a date, or the response's start or end time, that cannot be read",
+    "not_a_date": "a date, or the response's start, end or submission time, that cannot be read",
     "required_missing": "a required question was shown but not answered",
     "skip_logic": "an answer to a question the skip logic hid",
     OUTSIDE_WINDOW: "started before the collection window opened or ended after it closed (submitted outside "
@@ -336,9 +336,11 @@ def _outside_window(times: pd.DataFrame, window) -> pd.Series:
 def _outside(name: str, stamps: pd.Series, window) -> pd.Series:
     """On datetimes, not dates: a start before the first day's midnight, an end from the midnight
     after the last day; a submission time (the only one some platforms record) either."""
-    before = None if name == "ended_at" else stamps < _midnight(window.start, stamps)
-    after = None if name == "started_at" else stamps >= _midnight(window.end + dt.timedelta(days=1), stamps)
-    return after if before is None else before if after is None else before | after
+    before = stamps < _midnight(window.start, stamps)
+    after = stamps >= _midnight(window.end + dt.timedelta(days=1), stamps)
+    if name == "started_at":
+        return before
+    return after if name == "ended_at" else before | after
 
 
 # Platforms whose exports name a question's column by its text (no column names to set): a missing
@@ -891,7 +893,8 @@ def _question_rules(question: Question, instrument: Instrument, view: AnswerView
 def _window_rules(export: Export, instrument: Instrument, times: pd.DataFrame,
                   columns: dict[str, pd.Series], source: dict[str, str]) -> list[dict]:
     """Responses started before the collection window opened or ended after it closed (or, with
-    only a submission time, submitted outside it: see _timestamps). The timestamps are identifiers: only the derived true/false columns reach Great Expectations."""
+    only a submission time, submitted outside it: see _timestamps). The timestamps are
+    identifiers: only the derived true/false columns reach Great Expectations."""
     window = instrument.collection_window
     specs = []
     for name in times.columns:
