@@ -13,7 +13,8 @@ Checks, each passing or failing on its own:
   programming); a range of width zero means it is disclosed.
 - identifier scan: no identifier value of the raw exports (names, emails, IPs, coordinates, response
   ids, exact timestamps, direct-identifier answers) appears in any output: warehouse tables, the
-  report, run records, QA output, quote review files.
+  report, run records, QA output, quote review files. In any case, with or without accents, as the
+  scrubber matches a respondent's own name ("Belanger" in the export, "Bélanger" in a report).
 - identifier pattern scan: nothing the scrubber's precise detectors find (emails, phone numbers, URLs,
   @handles, IP addresses, social insurance numbers, postal codes, street addresses:
   deidentify.precise_findings) in any text column of the warehouse or any output file, whether or
@@ -51,7 +52,7 @@ from pipeline.anonymity import (
     privacy_path,
 )
 from pipeline.config import Paths, export_files
-from pipeline.deidentify import precise_findings
+from pipeline.deidentify import fold_accents, precise_findings
 from pipeline.derivation import CHANGE, GAP, Contradiction, disclosures, linked_families, wave_systems, withheld_gaps
 from pipeline.disclosure import DisclosureRules, add_no_group, load_rules
 from pipeline.indicators import load_catalogue
@@ -542,8 +543,10 @@ def _distinct_values(values: Iterable) -> tuple[list[str], list]:
 
 
 def _needle_of(value: str | int | float) -> str:
-    """A value as the audit searches for it: its lower-case tokens, joined by one space."""
-    return " ".join(TOKEN.findall(str(value).lower()))
+    """A value as the audit searches for it: its lower-case tokens without accents, joined by one
+    space. Accents are folded as the scrubber folds them (deidentify.fold_accents): a name typed
+    "Belanger" on the platform and "Bélanger" in a report (or the other way round) is one person."""
+    return " ".join(TOKEN.findall(fold_accents(str(value).lower())))
 
 
 def _token_texts(texts: list[str]) -> list[str]:
@@ -556,7 +559,7 @@ def _token_texts(texts: list[str]) -> list[str]:
     if joined.isascii():  # the usual case: ASCII's token characters are [A-Za-z0-9_], lower case its own
         joined = ASCII_SPACES.sub(b" ", joined.encode("ascii").translate(ASCII_TOKENS)).decode("ascii")
     else:
-        joined = NOT_TOKEN.sub(" ", joined.lower())
+        joined = NOT_TOKEN.sub(" ", fold_accents(joined.lower()))  # one call over the whole batch
     # every run between tokens (not across texts) is now one space
     joined = joined.replace(" " + SEPARATOR, SEPARATOR).replace(SEPARATOR + " ", SEPARATOR).strip(" ")
     return joined.split(SEPARATOR) if texts else []
@@ -837,7 +840,7 @@ class NeedleIndex:
 
 def _matches(text: str, index: NeedleIndex) -> Iterator[str]:
     """The kind of every needle occurrence in the text, one per occurrence."""
-    return _token_matches(TOKEN.findall(text.lower()), index)
+    return _token_matches(TOKEN.findall(fold_accents(text.lower())), index)
 
 
 def _matches_among(texts: list[str], index: NeedleIndex) -> Iterator[str]:

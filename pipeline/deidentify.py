@@ -277,6 +277,25 @@ def _accented_forms() -> dict[str, str]:
     return forms
 
 
+@lru_cache(maxsize=1)
+def accent_folding() -> dict[int, str | None]:
+    """A str.translate table taking lower-case text to the letters own_value_pattern matches
+    alike: each accented form of _accented_forms to its ASCII letter, and a combining accent (as
+    in a decomposed "é") dropped, as own_value_pattern drops it from the value. For a search that
+    cannot use a pattern per value (the release audit's millions of identifier values)."""
+    table: dict[int, str | None] = {ord(form): base for base, forms in _accented_forms().items() for form in forms[1:]}
+    table.update(dict.fromkeys(COMBINING_ACCENTS))
+    return table
+
+
+COMBINING_ACCENTS = range(0x300, 0x370)  # Unicode's block of combining diacritical marks
+
+
+def fold_accents(text: str) -> str:
+    """Lower-case `text` without its accents ("bélanger" -> "belanger"): see accent_folding."""
+    return text if text.isascii() else text.translate(accent_folding())
+
+
 @lru_cache(maxsize=4096)
 def own_value_pattern(value: str) -> re.Pattern:
     """A row's own name or email as found in its free text: any case, with or without its accents.

@@ -61,6 +61,7 @@ class Export:
     variant: str = ""
     source_rows: np.ndarray | None = None  # each response's row number in the file
     notes: list[str] = field(default_factory=list)
+    day_first: bool = False  # the platform writes dates day first (Layout.day_first)
 
     @property
     def rows(self) -> int:
@@ -112,6 +113,7 @@ def read_export(path: Path, instrument: Instrument, platform: str | None = None,
         variant=layout.variant,
         source_rows=layout.source_rows,
         notes=layout.notes,
+        day_first=layout.day_first,
     )
 
 

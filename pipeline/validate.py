@@ -62,6 +62,9 @@ OUTSIDE_WINDOW = "outside_collection_window"
 # Rules whose failing value says nothing more than the rule itself (or is an exact timestamp).
 NO_VALUE_RULES = {"required_missing", OUTSIDE_WINDOW}
 TIMESTAMPS = ("started_at", "ended_at")  # identifier columns: checked, never shown
+# What the window rule reads when an export has neither a start nor an end time (Google Forms,
+# REDCap): the submission time, which must then fall inside the window.
+SUBMITTED_AT = "recorded_at"
 PREVIEW, SPAM = "preview", "spam"
 # Rows that are not answers of the consultation, by the platform's own response type (Qualtrics'
 # Status, exported as a number or as text; its DistributionChannel says "preview" too). Imported
@@ -77,10 +80,11 @@ RULE_HELP = {
     "invalid_code": "an answer code the question does not have",
     "not_a_number": "a numeric answer that is not a number",
     "out_of_range": "a number outside the question's range",
-    "not_a_date": "a date, or the response's start or end time, that cannot be read",
+    "not_a_date": "a date, or the response's start, end or submission time, that cannot be read",
     "required_missing": "a required question was shown but not answered",
     "skip_logic": "an answer to a question the skip logic hid",
-    OUTSIDE_WINDOW: "started before the collection window opened or ended after it closed",
+    OUTSIDE_WINDOW: "started before the collection window opened or ended after it closed (submitted outside "
+                    "it, for a platform that records only the submission time)",
     "incomplete": "the respondent did not finish the questionnaire",
     PREVIEW: "a preview or test response made while building the survey (the platform's response type)",
     SPAM: "a response the survey platform flagged as spam",
@@ -324,12 +328,19 @@ def _check_dates(export: Export, instrument: Instrument, times: pd.DataFrame) ->
 def _outside_window(times: pd.DataFrame, window) -> pd.Series:
     """Rows started before the window opened or ended after it closed (as the window rule reads them)."""
     outside = pd.Series(False, index=times.index)
-    if "started_at" in times:
-        outside |= (times["started_at"] < _midnight(window.start, times["started_at"])).fillna(False)
-    if "ended_at" in times:
-        ended = times["ended_at"]
-        outside |= (ended >= _midnight(window.end + dt.timedelta(days=1), ended)).fillna(False)
+    for name in times.columns:
+        outside |= _outside(name, times[name], window).fillna(False)
     return outside
+
+
+def _outside(name: str, stamps: pd.Series, window) -> pd.Series:
+    """On datetimes, not dates: a start before the first day's midnight, an end from the midnight
+    after the last day; a submission time (the only one some platforms record) either."""
+    before = stamps < _midnight(window.start, stamps)
+    after = stamps >= _midnight(window.end + dt.timedelta(days=1), stamps)
+    if name == "started_at":
+        return before
+    return after if name == "ended_at" else before | after
 
 
 # Platforms whose exports name a question's column by its text (no column names to set): a missing
@@ -723,13 +734,19 @@ def _durations(export: Export) -> pd.Series:
 
 
 def _timestamps(export: Export) -> pd.DataFrame:
-    """Start and end of each response as datetimes (NaT when missing or unreadable). In memory only."""
-    values = {name: export.identifiers[name] for name in TIMESTAMPS if name in export.identifiers}
-    read = {name: _read_datetimes(v) for name, v in values.items()}
+    """Start and end of each response as datetimes (NaT when missing or unreadable), or its
+    submission time when the export has neither (SUBMITTED_AT). In memory only."""
+    names = [name for name in TIMESTAMPS if name in export.identifiers]
+    if not names and SUBMITTED_AT in export.identifiers:
+        names = [SUBMITTED_AT]
+    values = {name: export.identifiers[name] for name in names}
+    # day first when the platform says so (a French Google Sheet), else when some date must be
+    given = True if export.day_first else None
+    read = {name: _read_datetimes(v, given) for name, v in values.items()}
     _refuse_undecidable_dates(export, {name: values[name][not_iso] for name, (_, _, not_iso) in read.items()})
     parsed = {name: stamps for name, (stamps, _, _) in read.items()}
     # One layout per file: the dates that are not ISO are day first when any of them must be.
-    if any(day_first for _, day_first, _ in read.values()):
+    if given is None and any(day_first for _, day_first, _ in read.values()):
         parsed = {name: _parse_datetimes(v, day_first=True) for name, v in values.items()}
     return pd.DataFrame(parsed, index=export.answers.index)
 
@@ -875,15 +892,14 @@ def _question_rules(question: Question, instrument: Instrument, view: AnswerView
 
 def _window_rules(export: Export, instrument: Instrument, times: pd.DataFrame,
                   columns: dict[str, pd.Series], source: dict[str, str]) -> list[dict]:
-    """Responses started before the collection window opened or ended after it closed. The
-    timestamps are identifiers: only the derived true/false columns reach Great Expectations."""
+    """Responses started before the collection window opened or ended after it closed (or, with
+    only a submission time, submitted outside it: see _timestamps). The timestamps are
+    identifiers: only the derived true/false columns reach Great Expectations."""
     window = instrument.collection_window
     specs = []
     for name in times.columns:
         stamps, raw = times[name], export.identifiers[name]
-        # On datetimes, not dates: before the first day's midnight, or from the midnight after the last day.
-        outside = (stamps < _midnight(window.start, stamps)) if name == "started_at" \
-            else (stamps >= _midnight(window.end + dt.timedelta(days=1), stamps))
+        outside = _outside(name, stamps, window)
         columns[f"{name}__unreadable"] = raw.notna() & stamps.isna()
         columns[f"{name}__outside_window"] = outside.fillna(False).astype(bool)
         specs.append(_identifier_spec("not_a_date", name, f"{name}__unreadable", source.get(name, name)))

@@ -196,3 +196,37 @@ def test_people_in_no_group_worked_out_from_the_total_are_a_disclosure() -> None
     # once the largest group is hidden with them, 12 + 6 people in B or in no group is all that shows
     cells[1] = ("region", "A", 30, 15, COMPLEMENT)
     assert check_derivability(estimates(cells), rules=DisclosureRules(min_group_n=10, min_cell=5)).passed
+
+
+def test_a_name_is_found_with_or_without_its_accents(tmp_path: Path) -> None:
+    """The platform's name fields and what staff or respondents type are written apart: "Belanger"
+    in the export and "Bélanger" in a report (or the other way round, or the accent typed as a
+    separate combining mark) are the same person, as the scrubber already takes them to be."""
+    paths = make_project(tmp_path / "project")
+    rows = [response(i, {"paid_sick_days": "1" if i <= 15 else "2"}) for i in range(1, 31)]
+    rows[0].update(RecipientFirstName="Sophie", RecipientLastName="Bélanger")
+    rows[1].update(RecipientFirstName="Marc", RecipientLastName="Cote")
+    write_export(paths.raw / "2025" / "export.csv", INSTRUMENT, rows)
+    run_load(paths)
+    assert consult(paths).returncode == 0
+    full_name = [{"where": "reports/_site/index.html", "identifier": "full_name", "occurrences": 1}]
+    for planted in ("Thanks to Sophie Belanger", "Thanks to SOPHIE BÉLANGER", "Thanks to Marc Côté",
+                    "Thanks to Marc Co\u0302te\u0301"):
+        plant(paths, planted)
+        assert consult(paths).returncode == 1, planted
+        assert identifier_finds(paths) == full_name, planted
+    plant(paths, "Thanks to Marc Cotton")  # a name that only starts the same is no finding
+    assert consult(paths).returncode == 0
+
+
+def test_a_warehouse_text_holding_a_name_without_its_accents_is_found(tmp_path: Path) -> None:
+    paths = make_project(tmp_path / "project")
+    rows = [response(i, {"paid_sick_days": "1" if i <= 15 else "2"}) for i in range(1, 31)]
+    rows[0].update(RecipientFirstName="Hélène", RecipientLastName="Lévesque")
+    write_export(paths.raw / "2025" / "export.csv", INSTRUMENT, rows)
+    run_load(paths)
+    with duckdb.connect(str(paths.warehouse)) as con:
+        con.execute("CREATE TABLE notes (note VARCHAR)")
+        con.execute("INSERT INTO notes VALUES ('Ask helene levesque about it'), ('nothing here')")
+    assert consult(paths).returncode == 1
+    assert identifier_finds(paths) == [{"where": "warehouse notes.note", "identifier": "full_name", "occurrences": 1}]

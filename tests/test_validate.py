@@ -515,3 +515,78 @@ def test_a_long_list_of_unknown_columns_says_how_many_it_leaves_out(tmp_path: Pa
         validate(read_export(path, INSTRUMENT), INSTRUMENT, SECRET)
     message = str(error.value)
     assert "Renamed1, Renamed2" in message and "Renamed10 and 2 more." in message and "Renamed11" not in message
+
+
+# --- a platform that records only the submission time (Google Forms) ---------------------------
+
+
+def google_form(folder: Path, stamps: list[str], timestamp: str = "Timestamp") -> Path:
+    """A Google Forms responses CSV of the 2025 questionnaire, one response per stamp, the
+    timestamp column named and written as given (a French sheet: "Horodateur", day first)."""
+    from pipeline.synth import googleforms_csv
+
+    data = googleforms_csv(INSTRUMENT, [response(i) for i in range(1, len(stamps) + 1)]).decode("utf-8")
+    records = list(csv.reader(io.StringIO(data, newline="")))
+    records[0][0] = timestamp
+    for record, stamp in zip(records[1:], stamps):
+        record[0] = stamp
+    path = folder / "2025" / "form.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows(records)
+    return path
+
+
+def form_outcomes(path: Path) -> tuple[list[tuple[str, str | None]], object]:
+    export = read_export(path, INSTRUMENT)
+    assert export.platform == "googleforms" and "started_at" not in export.identifiers
+    result = validate(export, INSTRUMENT, SECRET)
+    return list(zip(result.outcome.tolist(), result.reason.tolist())), result
+
+
+def test_a_google_form_is_checked_against_the_window_by_its_submission_time(tmp_path: Path) -> None:
+    # The 2025 window is 2025-03-03 to 2025-05-30, both days included; Google writes M/D/YYYY.
+    stamps = ["3/2/2025 23:50:00", "3/3/2025 0:00:00", "5/30/2025 23:59:59", "5/31/2025 0:05:00"]
+    got, result = form_outcomes(google_form(tmp_path, stamps))
+    assert got == [("quarantined", "outside_collection_window"), ("loaded", None), ("loaded", None),
+                   ("quarantined", "outside_collection_window")]
+    found = {(i.source_row, i.rule, i.concept, i.column, i.value) for i in result.issues}
+    assert found == {(2, "outside_collection_window", "recorded_at", "Timestamp", None),
+                     (5, "outside_collection_window", "recorded_at", "Timestamp", None)}
+    kept = json.dumps(result.gx_result, default=str)  # the submission time is an identifier too
+    assert "3/2/2025" not in kept and "5/31/2025" not in kept
+
+
+def test_a_google_form_submitted_entirely_outside_the_window_stops_the_load(tmp_path: Path) -> None:
+    path = google_form(tmp_path, ["7/15/2025 10:00:00", "7/16/2025 11:30:00", "8/1/2025 9:00:00"])
+    with pytest.raises(StructuralError, match=r"form\.csv: all 3 dated responses \(dated 2025-07 to 2025-08\) fall "
+                                              r"outside the 2025 collection window \(2025-03-03 to 2025-05-30\)"):
+        form_outcomes(path)
+
+
+def test_a_french_google_sheet_is_read_day_first_even_when_no_day_is_above_12(tmp_path: Path) -> None:
+    """"06/03/2025" in a French sheet is 6 March (inside the window), "05/06/2025" 5 June (after it
+    closed); read month first they would be 3 June and 6 May, the other way round."""
+    stamps = ["06/03/2025 10:00:00", "05/06/2025 10:00:00"]
+    got, _ = form_outcomes(google_form(tmp_path / "fr", stamps, timestamp="Horodateur"))
+    assert got == [("loaded", None), ("quarantined", "outside_collection_window")]
+    # an English "Timestamp" says nothing of the layout: with no day above 12, month first
+    got, _ = form_outcomes(google_form(tmp_path / "en", stamps))
+    assert got == [("quarantined", "outside_collection_window"), ("loaded", None)]
+
+
+def test_a_redcap_export_is_checked_by_its_survey_timestamp_and_not_completed_is_no_date(tmp_path: Path) -> None:
+    """REDCap records only when a survey was submitted (`<form>_timestamp`), and writes
+    "[not completed]" for a form entered by staff: that is no time, not an unreadable one."""
+    from pipeline.synth import redcap_csv
+
+    stamps = ["2025-03-10 10:20:00", "[not completed]", "2025-06-02 09:00:00"]
+    rows = [response(i, RecordedDate=stamp) for i, stamp in enumerate(stamps, start=1)]
+    path = tmp_path / "2025" / "redcap.csv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(redcap_csv(INSTRUMENT, rows))
+    export = read_export(path, INSTRUMENT)
+    assert export.platform == "redcap" and "started_at" not in export.identifiers
+    result = validate(export, INSTRUMENT, SECRET)
+    got = list(zip(result.outcome.tolist(), result.reason.tolist()))
+    assert got == [("loaded", None), ("loaded", None), ("quarantined", "outside_collection_window")]

@@ -50,6 +50,9 @@ class Layout:
     derived: dict[str, list[str | None]] = field(default_factory=dict)  # metadata the platform implies
     derived_identifiers: dict[str, list[str | None]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what `consult inspect` should tell a person
+    # dates that are not ISO are written day first, as the platform says (a French Google Sheet):
+    # read so even when no day is above 12, which alone would not tell 03/04 from 4 March
+    day_first: bool = False
 
     @property
     def size(self) -> int:

@@ -36,6 +36,9 @@ OWN_COLUMNS = {
     **dict.fromkeys(["username", "nom d'utilisateur", "nutzername"], (IDENTIFIER, "username")),
     **dict.fromkeys(["score", "total score", "note", "punktzahl", "puntuación"], (METADATA, "score")),
 }
+# The timestamp's name in a French form, whose sheet writes dates day first (14/03/2025 10:00:00).
+# An English "Timestamp" may be either (month first in the US, day first in Canada or the UK).
+DAY_FIRST_TIMESTAMP_NAMES = {"horodateur", "horodatage"}
 TIMESTAMP_VALUE = re.compile(r"^\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}[ T,]+\d{1,2}:\d{2}(:\d{2})?")
 
 
@@ -65,6 +68,7 @@ class GoogleForms:
         cells, numbers = data_records(raw.main, 1, width)
         detection = self.detect(raw)
         variant = detection.variant if detection else "responses CSV"
-        layout = Layout(self.name, variant, 1, columns, cells, numbers, values="labels", multi_separator=", ")
+        layout = Layout(self.name, variant, 1, columns, cells, numbers, values="labels", multi_separator=", ",
+                        day_first=bool(columns) and normalised(columns[0].name) in DAY_FIRST_TIMESTAMP_NAMES)
         layout.derived["finished"] = ["1"] * layout.size  # a Google Form keeps submitted responses only
         return layout

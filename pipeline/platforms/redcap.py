@@ -101,10 +101,17 @@ class REDCap:
         statuses = [c.index for c in columns if c.role and c.role.startswith("form_status")]
         if statuses:
             layout.derived["finished"] = [_finished(s) for s in zip(*(layout.cells[i] for i in statuses))]
+        if "recorded_at" in roles:  # the collection window reads it: REDCap's placeholder is no time
+            stamps = layout.cells[roles["recorded_at"]]
+            layout.derived_identifiers["recorded_at"] = np.where(filled(stamps) & (stamps != NOT_COMPLETED), stamps, None)
         if "event" in roles:  # longitudinal: the same record answers once per event
             layout.derived_identifiers["response_id"] = [
                 f"{record}|{event}" for record, event in zip(layout.cells[0], layout.cells[roles["event"]])]
         return layout
+
+
+# A survey's `_timestamp` when it was not submitted through the survey link (entered by staff).
+NOT_COMPLETED = "[not completed]"
 
 
 def _finished(statuses: tuple[str, ...]) -> str:
