@@ -262,3 +262,16 @@ def test_a_new_project_starts_with_the_practice_run(empty_project: Paths, capsys
     assert main(["--root", str(empty_project.root), "run", "--no-report"]) == 0
     assert "no export in data/raw/: generating the built-in synthetic consultation" in capsys.readouterr().err
     assert status_json(empty_project, capsys)["source"] == "synthetic"
+
+
+def test_a_passed_audit_stays_passed_when_the_quotes_are_refreshed_with_nothing_new(loaded: Paths, capsys) -> None:
+    # Every `consult run` refreshes every wave's quotes file before auditing, and the audit is reused (not
+    # written again) when nothing changed: with ten waves, status then sent staff to `consult audit` each time.
+    root = ["--root", str(loaded.root)]
+    assert main([*root, "quotes"]) == 0
+    assert main([*root, "audit"]) == 0
+    capsys.readouterr()
+    assert status_json(loaded, capsys)["audit"]["state"] == "passed"
+    assert main([*root, "quotes"]) == 0  # the same candidates and decisions as before
+    capsys.readouterr()
+    assert status_json(loaded, capsys)["audit"]["state"] == "passed"
