@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 CONSULT := $(VENV)/bin/consult
 
 .DEFAULT_GOAL := report
-.PHONY: help report run test synth indicators bench clean clean-warehouse clean-all
+.PHONY: help report run test synth indicators bench bench-decade clean clean-warehouse clean-all
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ test: $(STAMP) $(BROWSER_DEPS) ## Run the test suite (the browser tests need Deb
 
 bench: $(STAMP) ## Benchmark every stage at 10k/100k/1M responses vs DuckDB read_csv (docs/benchmarks.md; < 20 min)
 	@$(VENV)/bin/python bench/run.py
+
+bench-decade: $(STAMP) ## Ten yearly waves added one by one (wave new + consult run each), timed (~15 min)
+	@$(VENV)/bin/python bench/decade.py $$(mktemp -d)
 
 clean: ## Remove the rendered report and the synthetic exports (keeps the warehouse)
 	rm -rf reports/_site reports/.quarto data/synthetic data/synthetic-platforms .pytest_cache

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import duckdb
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -777,13 +779,64 @@ def compute(
     if not estimates.empty:
         check_partitions(estimates, catalogue)
         # figures linked across tables by their definitions are protected together (derivation.py)
-        families = linked_families(con, catalogue, kinds, estimates)
-        estimates = suppress(add_intervals(estimates), rules, families)
+        estimates = suppress_by_wave(con, add_intervals(estimates), catalogue, kinds, rules)
         gaps = suppress_gaps(gap_rows(estimates), rules)
         changes = suppress_changes(change_rows(estimates, catalogue, question_signatures(con)))
     _store(con, catalogue, kinds, estimates, gaps, changes, group_labels or {})
     con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('disclosure_sha256', ?)", [rules_sha256(rules)])
     return estimates
+
+
+# What suppress() adds to each cell: a wave's outcome, as kept in suppression_memo.
+SUPPRESSION_OUTCOME = ["suppression", "suppressed", "no_group", "gaps_withheld"]
+# The code that decides suppression: a change to it must not reuse outcomes it did not make.
+_SUPPRESSION_CODE = [Path(__file__).with_name(name) for name in ("disclosure.py", "derivation.py")]
+
+
+def suppress_by_wave(con: duckdb.DuckDBPyConnection, cells: pd.DataFrame, catalogue: Catalogue,
+                     kinds: dict[str, str], rules: DisclosureRules) -> pd.DataFrame:
+    """suppress() wave by wave, reusing the stored outcome of every wave whose inputs are unchanged.
+
+    Why: no hidden cell of one wave depends on another wave's figures (tables, linked indicators and
+    partitions are all within a wave), and the linked families and complementary suppression are the
+    costliest part of compute(): with a decade of waves, each yearly load solved all ten again although
+    only the new wave changed. The result is the same as suppress() over all waves at once."""
+    stored = {w: (f, o) for w, f, o in con.execute("SELECT wave, fingerprint, outcome FROM suppression_memo").fetchall()}
+    parts, memo = [], []
+    for wave, in_wave in cells.groupby("wave", sort=True):
+        wave = int(wave)
+        fingerprint = _suppression_fingerprint(con, wave, in_wave, catalogue, kinds, rules)
+        if stored.get(wave, ("",))[0] == fingerprint:
+            columns = zip(*json.loads(stored[wave][1]))
+            done = in_wave.assign(**{name: list(values) for name, values in zip(SUPPRESSION_OUTCOME, columns)})
+            done = done.astype({"suppressed": bool, "gaps_withheld": bool})
+        else:
+            done = suppress(in_wave, rules, linked_families(con, catalogue, kinds, in_wave))
+        parts.append(done)
+        outcome = [[None if v is None else (bool(v) if isinstance(v, (bool, np.bool_)) else v) for v in row]
+                   for row in done[SUPPRESSION_OUTCOME].itertuples(index=False)]
+        memo.append((wave, fingerprint, json.dumps(outcome)))
+    con.execute("DELETE FROM suppression_memo")
+    if memo:
+        con.executemany("INSERT INTO suppression_memo VALUES (?, ?, ?)", memo)
+    return pd.concat(parts).loc[cells.index]
+
+
+def _suppression_fingerprint(con: duckdb.DuckDBPyConnection, wave: int, cells: pd.DataFrame, catalogue: Catalogue,
+                             kinds: dict[str, str], rules: DisclosureRules) -> str:
+    """Everything a wave's suppression is worked out from: its cells (all columns, exact values), the
+    answer codes its linked families read, the indicator definitions, the concepts' types, the
+    disclosure rules and the code of disclosure.py and derivation.py."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([catalogue.sha256, rules_sha256(rules), sorted(kinds.items()),
+                              list(cells.columns), [str(t) for t in cells.dtypes]]).encode())
+    digest.update(pd.util.hash_pandas_object(cells, index=False).to_numpy().tobytes())
+    codes = con.execute("SELECT concept, list(code ORDER BY code) FROM choices WHERE wave = ? AND NOT missing "
+                        "GROUP BY concept ORDER BY concept", [wave]).fetchall()
+    digest.update(json.dumps(codes).encode())
+    for path in _SUPPRESSION_CODE:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _aggregate(

@@ -183,7 +183,11 @@ def write_review(path: Path, wave: int, entries: list[Quote], source: str | None
         rows.append(row)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = yaml.safe_dump({"source": source, "quotes": rows}, sort_keys=False, allow_unicode=True, width=100)
-    path.write_text(HEADER.format(wave=wave, origin=ORIGINS[source]) + body, encoding="utf-8")
+    text = HEADER.format(wave=wave, origin=ORIGINS[source]) + body
+    # Unchanged: not written again. Every `consult run` refreshes every wave's file, and `consult status`
+    # dates the audit against them: a rewrite with the same words made a passed audit read "out of date".
+    if not (path.exists() and path.read_text(encoding="utf-8") == text):
+        path.write_text(text, encoding="utf-8")
 
 
 def published_quotes(paths: Paths, rules: QuoteRules | None = None) -> list[Quote]:

@@ -316,3 +316,16 @@ def test_practice_quotes_are_named_as_such_once_real_exports_wait(loaded: Paths,
     assert main([*root, "status", "2025"]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if "Quotes:" in line)
     assert "from the practice run" in line and "removed by the first run on real exports" in line
+
+
+def test_a_passed_audit_stays_passed_when_the_quotes_are_refreshed_with_nothing_new(loaded: Paths, capsys) -> None:
+    # Every `consult run` refreshes every wave's quotes file before auditing, and the audit is reused (not
+    # written again) when nothing changed: with ten waves, status then sent staff to `consult audit` each time.
+    root = ["--root", str(loaded.root)]
+    assert main([*root, "quotes"]) == 0
+    assert main([*root, "audit"]) == 0
+    capsys.readouterr()
+    assert status_json(loaded, capsys)["audit"]["state"] == "passed"
+    assert main([*root, "quotes"]) == 0  # the same candidates and decisions as before
+    capsys.readouterr()
+    assert status_json(loaded, capsys)["audit"]["state"] == "passed"

@@ -306,6 +306,14 @@ CREATE TABLE IF NOT EXISTS release_publications (
     tables           VARCHAR NOT NULL     -- JSON: each data table's SHA-256, to name what changed
 );
 
+-- Each wave's disclosure-control outcome (pipeline/indicators.py, suppress_by_wave) with a fingerprint of
+-- everything it was worked out from: a later load reuses it for the waves whose fingerprint is unchanged.
+CREATE TABLE IF NOT EXISTS suppression_memo (
+    wave        INTEGER PRIMARY KEY,
+    fingerprint VARCHAR NOT NULL,       -- SHA-256 of the wave's cells, answer codes, definitions, rules, code
+    outcome     VARCHAR NOT NULL        -- JSON: per cell in order, suppression, suppressed, no_group, gaps_withheld
+);
+
 -- Small key/value facts about the warehouse (e.g. the hash of the indicator definitions).
 CREATE TABLE IF NOT EXISTS warehouse_meta (
     key   VARCHAR PRIMARY KEY,
