@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -781,7 +781,8 @@ def compute(
         # figures linked across tables by their definitions are protected together (derivation.py)
         estimates = suppress_by_wave(con, add_intervals(estimates), catalogue, kinds, rules)
         gaps = suppress_gaps(gap_rows(estimates), rules)
-        changes = suppress_changes(change_rows(estimates, catalogue, question_signatures(con)))
+        signatures = question_signatures(con, group_labels or {})
+        changes = suppress_changes(change_rows(estimates, catalogue, signatures))
     _store(con, catalogue, kinds, estimates, gaps, changes, group_labels or {})
     con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('disclosure_sha256', ?)", [rules_sha256(rules)])
     return estimates
@@ -1101,17 +1102,24 @@ GAP_COLUMNS = ["indicator_id", "wave", "breakdown", "group_code", "group_label",
 # --- across waves ------------------------------------------------------------------------------
 
 
-def question_signatures(con: duckdb.DuckDBPyConnection) -> dict[int, dict[str, str]]:
-    """What each loaded wave asked, per concept: type, wording and answers (codes, wording, points)."""
+def question_signatures(con: duckdb.DuckDBPyConnection,
+                        protection_codes: Iterable[tuple[str, str]] = ()) -> dict[int, dict[str, str]]:
+    """What each loaded wave asked, per concept: type, wording and answers (codes, wording, points).
+    `protection_codes`: the (question, code) pairs k-anonymity merges answers into (surveys/privacy.yaml),
+    left out: a wave stores those it used, and a smaller wave may use more, but that is not a question
+    asked differently."""
+    pairs = [{"concept": concept, "code": code} for concept, code in sorted(protection_codes)]
     rows = con.execute(
         """
         SELECT c.wave, c.concept, c.type, c.label_en,
                list(struct_pack(code := ch.code, label := ch.label_en, score := ch.score, missing := ch.missing)
                     ORDER BY ch.code) FILTER (WHERE ch.code IS NOT NULL)
         FROM concepts c LEFT JOIN choices ch ON ch.wave = c.wave AND ch.concept = c.concept
+            AND NOT list_contains($pairs::STRUCT(concept VARCHAR, code VARCHAR)[],
+                                  {'concept': ch.concept, 'code': ch.code})
         GROUP BY c.wave, c.concept, c.type, c.label_en
         ORDER BY c.wave, c.concept
-        """
+        """, {"pairs": pairs}
     ).fetchall()
     signatures: dict[int, dict[str, str]] = {}
     for wave, concept, kind, label, answers in rows:

@@ -317,3 +317,18 @@ def test_the_run_stops_before_reading_any_export_when_a_statement_is_missing(
     assert "Nothing was loaded" in str(error.value)
     assert read == []
     assert not project.warehouse.exists()
+
+
+def test_answers_k_anonymity_merged_in_one_wave_only_are_not_a_question_asked_differently(loaded: Paths) -> None:
+    """A smaller wave may need its living-wage areas merged into North and South (surveys/privacy.yaml),
+    which stores those two codes among the wave's answers; the question was asked the same way, so the
+    years still compare without a statement (a decade of yearly loads stopped here)."""
+    with duckdb.connect(str(loaded.warehouse)) as con:
+        con.execute("INSERT INTO choices VALUES (2025, 'lw_region', 'north', 'North', 'Nord', NULL, false), "
+                    "(2025, 'lw_region', 'south', 'South', 'Sud', NULL, false)")
+    before = query(loaded, "SELECT comparability FROM indicator_changes WHERE indicator_id = 'PREC-03' "
+                           "AND wave = 2025 AND breakdown = 'all'")
+    rebuild_indicators(loaded)
+    after = query(loaded, "SELECT comparability FROM indicator_changes WHERE indicator_id = 'PREC-03' "
+                          "AND wave = 2025 AND breakdown = 'all'")
+    assert after == before == [("comparable",)]
