@@ -662,8 +662,20 @@ def _after_load(args, paths: Paths, summary, started: float, build_reports) -> i
             print_summary(summary)
             return EXIT_FAILED
     print_summary(summary)
+    if stale := _stale_release_settings(paths):  # last, where it is read: before anything is published
+        say(f"note: {stale}")
     say(f"done in {time.monotonic() - started:.1f} s")
     return 0
+
+
+def _stale_release_settings(paths: Paths) -> str | None:
+    """`consult status`'s reminder that surveys/release.yaml still names last year's release."""
+    from pipeline.load import connect
+    from pipeline.status import stale_release_settings
+
+    with connect(paths.warehouse, read_only=True) as con:
+        waves = [w for (w,) in con.execute("SELECT DISTINCT wave FROM load_ledger").fetchall()]
+    return stale_release_settings(paths, waves)
 
 
 def cmd_qa(args, paths: Paths) -> int:

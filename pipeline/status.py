@@ -186,12 +186,15 @@ def release_state(paths: Paths, facts: dict) -> dict:
 
 
 def _stale_settings(paths: Paths, facts: dict) -> str | None:
+    return stale_release_settings(paths, [f["wave"] for f in facts["ledger"]] if facts["exists"] else [])
+
+
+def stale_release_settings(paths: Paths, waves: list[int]) -> str | None:
     """Why surveys/release.yaml still describes an earlier year's release (dated before the latest
-    wave loaded), or None: the report and its open data would go out, and be cited, under last
-    year's version, date and address."""
+    of the `waves` loaded), or None: the report and its open data would go out, and be cited, under
+    last year's version, date and address."""
     from pipeline.release import ReleaseError, release_settings, settings_file
 
-    waves = [f["wave"] for f in facts["ledger"]] if facts["exists"] else []
     try:
         settings = release_settings(paths)
     except ReleaseError:  # unreadable settings: the report and release commands say what is wrong

@@ -329,3 +329,19 @@ def test_a_passed_audit_stays_passed_when_the_quotes_are_refreshed_with_nothing_
     assert main([*root, "quotes"]) == 0  # the same candidates and decisions as before
     capsys.readouterr()
     assert status_json(loaded, capsys)["audit"]["state"] == "passed"
+
+
+def test_consult_run_ends_with_the_release_settings_reminder(loaded: Paths, capsys) -> None:
+    """A run renders the report under surveys/release.yaml's version and date: when those are last
+    year's, the run itself says so (status names it only once the quotes are reviewed)."""
+    root = ["--root", str(loaded.root)]
+    assert main([*root, "run", "--no-report"]) == 0
+    assert "release.yaml still describes an earlier release" not in "".join(capsys.readouterr())
+    settings = loaded.surveys / "release.yaml"
+    text = settings.read_text(encoding="utf-8")
+    settings.write_text(text.replace("\ndate: 2025-06-30\n", "\ndate: 2024-06-30\n")
+                        .replace('\nversion: "2025.1"\n', '\nversion: "2024.1"\n'), encoding="utf-8")
+    assert main([*root, "run", "--no-report"]) == 0
+    said = "".join(capsys.readouterr())
+    assert ("note: surveys/release.yaml still describes an earlier release (version 2024.1, dated 2024-06-30) but "
+            "the warehouse holds wave 2025") in said
