@@ -21,6 +21,7 @@ from pipeline.retention import RawFile, purged_files, raw_exports
 from pipeline.wave_rules import RULES_FILE, RulesError, load_wave_rules
 
 ROW_KEYS = ("read", "loaded", "quarantined", "excluded", "duplicates")
+DONE = 9  # the stage of a wave whose cycle is done
 
 
 def project_status(paths: Paths, today: dt.date | None = None) -> dict:
@@ -438,7 +439,7 @@ def _next_step(paths: Paths, status: dict, outputs: dict) -> dict:
         return _step(7, f"consult purge-raw {wave}", f"Release {release['version']} includes wave {wave}. Once "
                      "reports/_site/ is published, delete the raw exports (they hold identifiers).")
     later = any(w > wave for w in available_waves(paths.surveys))
-    return _step(9, None if later else f"consult wave new {wave + 1} --from {wave}",
+    return _step(DONE, None if later else f"consult wave new {wave + 1} --from {wave}",
                  f"Wave {wave} is done: published" + (" and its raw exports purged." if status["raw_exports"]["purged"]
                                                       else ".")
                  + ("" if later else " Next year, start the new wave from this one."))
@@ -452,6 +453,9 @@ def status_lines(status: dict, wave: int | None = None) -> list[str]:
     shown = [s for s in status["waves"] if wave is None or s["wave"] == wave]
     lines: list[str] = []
     for s in shown:
+        if wave is None and _finished(s):  # a decade of waves: the finished ones in a line each
+            lines += [f"{s['next']['why']} Details: `consult status {s['wave']}`.", ""]
+            continue
         lines += _wave_lines(s, status)
         lines.append("")
     if status["exports_without_wave"]:
@@ -461,6 +465,12 @@ def status_lines(status: dict, wave: int | None = None) -> list[str]:
     lines.append("Next: " + (f"`{step['command']}`" if step["command"] else "(no command)"))
     lines.append(_indented("      ", step["why"]))
     return lines
+
+
+def _finished(s: dict) -> bool:
+    """A wave whose cycle is done: published, its raw exports purged (what is left to say about it,
+    e.g. quarantined rows never fixed, no longer calls for anything)."""
+    return s["next"]["stage"] == DONE
 
 
 def _wave_lines(s: dict, status: dict) -> list[str]:

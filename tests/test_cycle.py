@@ -147,3 +147,11 @@ def test_a_whole_cycle(project: Paths, cycle, capsys) -> None:
     assert done["next"]["command"] is None and "done" in done["next"]["why"]
     assert state["report"]["state"] == "built" and state["release"]["state"] == "built"
     assert state["next"]["command"] == "consult purge-raw 2023"
+    # on the screen a finished wave is one line (ten waves would otherwise fill several screens)
+    assert main(["--root", str(project.root), "status"]) == 0
+    screen = capsys.readouterr().out.splitlines()
+    assert f"{done['next']['why']} Details: `consult status 2025`." in screen
+    assert not any(line.startswith("Wave 2025 (") for line in screen)
+    assert any(line.startswith("Wave 2024 (") for line in screen)  # not finished: in full
+    assert main(["--root", str(project.root), "status", "2025"]) == 0
+    assert "Wave 2025 (" in capsys.readouterr().out
