@@ -519,6 +519,15 @@ def _axis_title(info: dict[str, Any]) -> str:
     return ui("axis_percent") if _is_percent(info) else ui("axis_score")
 
 
+def _bar_axis_title(text: str) -> dict[str, Any]:
+    """The value axis title of the bar charts, ending at the plot's right edge.
+
+    plotly.js centres an axis title on the plot area, which the region names push to the right: on a
+    phone the title ran past the chart and was cut. Anchored right, it grows leftwards under the names."""
+    return dict(text=text, xref="paper", x=1, xanchor="right", yref="paper", y=0, yanchor="top",
+                yshift=-28, showarrow=False)
+
+
 def _hover(row: pd.Series, info: dict[str, Any]) -> str:
     return ui("hover", value=fmt_value(row["estimate"], info), interval=fmt_interval(row, info), n=fmt_n(row["n"]))
 
@@ -650,12 +659,15 @@ def region_figure(indicator_id: str) -> go.Figure | None:
     fig.update_layout(
         _layout(
             height=110 + 46 * len(rows),
-            xaxis=dict(title=dict(text=_axis_title(info)), range=[0, 115], tickvals=[0, 20, 40, 60, 80, 100],
+            # Quarters, drawn level: at 320 CSS px (reflow) fifths were turned on end by plotly.js
+            # and ran into the axis title.
+            xaxis=dict(range=[0, 115], tickvals=[0, 25, 50, 75, 100], tickangle=0,
                        showgrid=True, gridcolor=GRID, zeroline=True, zerolinecolor=MUTED),
             yaxis=dict(categoryorder="array", categoryarray=labels, automargin=True, ticksuffix="  "),
         )
     )
     fig.update_layout(margin=dict(t=40))
+    fig.add_annotation(_bar_axis_title(_axis_title(info)))
     return fig
 
 
@@ -743,7 +755,8 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
         )
     for before, after in pairs:
         fig.add_annotation(
-            x=(before + after) / 2, y=0.1, yref="paper", text=ui("not_comparable"), showarrow=False,
+            # Above the plot, over the break: down among the points it ran into them on a phone.
+            x=(before + after) / 2, y=1, yref="paper", yanchor="bottom", text=ui("not_comparable"), showarrow=False,
             font=dict(color=MUTED, size=13, style="italic"),
         )
     fig.update_layout(
