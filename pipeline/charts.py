@@ -838,7 +838,10 @@ def _table(caption: str, head: list[str], body: list[str], notes: list[str], tab
     return (
         f'<div class="table-scroll" role="region" tabindex="0" aria-labelledby="caption-{table_id}">'
         f'<table class="data-table" id="{table_id}" data-quarto-disable-processing="true">'
-        f'<caption id="caption-{table_id}">{caption}</caption><thead><tr>{header}</tr></thead>'
+        # The caption's text in its own box, as wide as the scroll box (styles.css): a caption is as
+        # wide as its table, so on a phone it ran off the screen and had to be scrolled to be read.
+        f'<caption id="caption-{table_id}"><span class="caption-text">{caption}</span></caption>'
+        f'<thead><tr>{header}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>{foot}</div>"
     )
 

@@ -416,6 +416,24 @@ def test_tap_targets_are_24_px_or_spaced_apart(on_device, device: str, name: str
     assert not crowded, (device, crowded[:3])
 
 
+@pytest.mark.parametrize("name", PAGES)
+def test_every_table_caption_is_read_without_scrolling_sideways_on_a_phone(browser, site: Paths, name: str) -> None:
+    o = Opened(browser, site.site / name, **DEVICES["phone-360"])
+    try:
+        o.page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
+        captions = o.page.evaluate("""() => [...document.querySelectorAll('.table-scroll')].map(box => {
+            const shown = box.getBoundingClientRect(), caption = box.querySelector('caption');
+            const range = document.createRange(); range.selectNodeContents(caption);
+            const text = range.getBoundingClientRect();
+            return {id: caption.id, wide: box.scrollWidth > box.clientWidth,
+                    inside: text.left >= shown.left - 1 && text.right <= shown.right + 1};
+        })""")
+    finally:
+        o.close()
+    assert any(c["wide"] for c in captions), "some table should be wider than a phone"
+    assert [c["id"] for c in captions if not c["inside"]] == []
+
+
 # --- accessibility, console, network ------------------------------------------------------------
 
 
