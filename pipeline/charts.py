@@ -12,6 +12,7 @@ import functools
 import html
 import os
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -519,6 +520,15 @@ def _axis_title(info: dict[str, Any]) -> str:
     return ui("axis_percent") if _is_percent(info) else ui("axis_score")
 
 
+def _bar_axis_title(text: str) -> dict[str, Any]:
+    """The value axis title of the bar charts, ending at the plot's right edge.
+
+    plotly.js centres an axis title on the plot area, which the region names push to the right: on a
+    phone the title ran past the chart and was cut. Anchored right, it grows leftwards under the names."""
+    return dict(text=text, xref="paper", x=1, xanchor="right", yref="paper", y=0, yanchor="top",
+                yshift=-28, showarrow=False)
+
+
 def _hover(row: pd.Series, info: dict[str, Any]) -> str:
     return ui("hover", value=fmt_value(row["estimate"], info), interval=fmt_interval(row, info), n=fmt_n(row["n"]))
 
@@ -576,6 +586,26 @@ def _summary(rows: pd.DataFrame, info: dict[str, Any], name_col: str) -> str:
     return "; ".join(parts) + "."
 
 
+LABEL_CHARS = 12  # a group name wider than this wraps (regions are 10 at most): on a phone it took the bars' room
+ROW_PX, LINE_PX = 46, 18  # height of one bar's row, and of one line of its name
+
+
+def _wrapped_label(name: Any) -> str:
+    """A group name as plotly.js tick text: escaped, broken into lines of LABEL_CHARS at most.
+
+    plotly.js never wraps tick labels, so one long name pushed the bars off a phone's screen. Quotes
+    stay as they are: plotly.js shows &quot; literally, and with < and > escaped no tag can open."""
+    text = "" if _missing(name) else str(name)
+    lines = textwrap.wrap(text, LABEL_CHARS, break_long_words=True, break_on_hyphens=False) or [""]
+    return "<br>".join(html.escape(line, quote=False) for line in lines)
+
+
+def _row_px(ticktext: list[str]) -> int:
+    """Every row as tall as the longest name needs, so wrapped names never run into each other."""
+    lines = max((t.count("<br>") + 1 for t in ticktext), default=1)
+    return max(ROW_PX, LINE_PX * lines + 10)
+
+
 def region_figure(indicator_id: str) -> go.Figure | None:
     """Bars by Ontario Health region, latest wave. Suppressed regions get a text label, never a bar."""
     info = indicator(_safe_id(indicator_id))
@@ -588,6 +618,7 @@ def region_figure(indicator_id: str) -> go.Figure | None:
         return None
     rows = rows.iloc[::-1]  # horizontal bars draw bottom-up: reverse to read top-down
     labels = [esc(label) for label in rows["group_label"]]  # plotly.js reads labels as HTML
+    ticktext = [_wrapped_label(label) for label in rows["group_label"]]
     hidden_mask = rows.apply(_suppressed, axis=1).astype(bool)
     shown, hidden = rows[~hidden_mask], rows[hidden_mask]
     fig = go.Figure()
@@ -649,13 +680,17 @@ def region_figure(indicator_id: str) -> go.Figure | None:
         )
     fig.update_layout(
         _layout(
-            height=110 + 46 * len(rows),
-            xaxis=dict(title=dict(text=_axis_title(info)), range=[0, 115], tickvals=[0, 20, 40, 60, 80, 100],
+            height=110 + _row_px(ticktext) * len(rows),
+            # Quarters, drawn level: at 320 CSS px (reflow) fifths were turned on end by plotly.js
+            # and ran into the axis title.
+            xaxis=dict(range=[0, 115], tickvals=[0, 25, 50, 75, 100], tickangle=0,
                        showgrid=True, gridcolor=GRID, zeroline=True, zerolinecolor=MUTED),
-            yaxis=dict(categoryorder="array", categoryarray=labels, automargin=True, ticksuffix="  "),
+            yaxis=dict(categoryorder="array", categoryarray=labels, tickmode="array", tickvals=labels,
+                       ticktext=ticktext, automargin=True, ticksuffix="  "),
         )
     )
     fig.update_layout(margin=dict(t=40))
+    fig.add_annotation(_bar_axis_title(_axis_title(info)))
     return fig
 
 
@@ -743,7 +778,8 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
         )
     for before, after in pairs:
         fig.add_annotation(
-            x=(before + after) / 2, y=0.1, yref="paper", text=ui("not_comparable"), showarrow=False,
+            # Above the plot, over the break: down among the points it ran into them on a phone.
+            x=(before + after) / 2, y=1, yref="paper", yanchor="bottom", text=ui("not_comparable"), showarrow=False,
             font=dict(color=MUTED, size=13, style="italic"),
         )
     fig.update_layout(
@@ -802,7 +838,10 @@ def _table(caption: str, head: list[str], body: list[str], notes: list[str], tab
     return (
         f'<div class="table-scroll" role="region" tabindex="0" aria-labelledby="caption-{table_id}">'
         f'<table class="data-table" id="{table_id}" data-quarto-disable-processing="true">'
-        f'<caption id="caption-{table_id}">{caption}</caption><thead><tr>{header}</tr></thead>'
+        # The caption's text in its own box, as wide as the scroll box (styles.css): a caption is as
+        # wide as its table, so on a phone it ran off the screen and had to be scrolled to be read.
+        f'<caption id="caption-{table_id}"><span class="caption-text">{caption}</span></caption>'
+        f'<thead><tr>{header}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>{foot}</div>"
     )
 

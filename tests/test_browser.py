@@ -101,10 +101,10 @@ def browser() -> Iterator:
 class Opened:
     """A page opened from disk, with every console error and every request that tried to leave."""
 
-    def __init__(self, browser, path: Path) -> None:
+    def __init__(self, browser, path: Path, **device) -> None:
         self.errors: list[str] = []
         self.outside: list[str] = []
-        self.context = browser.new_context()
+        self.context = browser.new_context(**device)
         self.context.route("**/*", self._route)
         self.page = self.context.new_page()
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
@@ -310,6 +310,128 @@ def test_every_control_is_reachable_with_the_keyboard_in_order(fresh, name: str)
     missed = [controls[i] for i in range(len(controls)) if i not in set(reached)]
     assert not missed, missed[:5]
     assert reached == sorted(reached)  # focus follows the reading order
+
+
+# --- on a phone, and zoomed in (WCAG 1.4.10 reflow, 2.5.8 target size) ----------------------------
+
+# Phones readers use, and a 1280 px laptop window at 400% zoom: 320 CSS px wide (WCAG 1.4.10).
+DEVICES = {
+    "phone-360": dict(viewport={"width": 360, "height": 740}, device_scale_factor=3, is_mobile=True, has_touch=True),
+    "phone-390": dict(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True),
+    "reflow-320": dict(viewport={"width": 320, "height": 256}),
+}
+TARGET = 24  # CSS px, WCAG 2.5.8
+
+# Every text plotly.js drew in each chart: outside the chart (cut off by its SVG), run past the plot
+# area by a data label (clipped there), or on top of another text.
+CHART_TEXT_JS = """() => [...document.querySelectorAll('div.js-plotly-plot')].map(div => {
+  const box = div.getBoundingClientRect();
+  const area = div.querySelector('rect.nsewdrag').getBoundingClientRect();
+  const texts = [...div.querySelectorAll('svg.main-svg text')].filter(t => t.textContent.trim())
+    .map(t => ({text: t.textContent.trim(), r: t.getBoundingClientRect(), plot: !!t.closest('g.plot')}))
+    .filter(t => t.r.width > 0);
+  const out = (r, b) => r.left < b.left - 1 || r.right > b.right + 1 || r.top < b.top - 1 || r.bottom > b.bottom + 1;
+  const cut = texts.filter(t => out(t.r, box) || (t.plot && (t.r.left < area.left - 1 || t.r.right > area.right + 1)))
+    .map(t => t.text);
+  const overlaps = [];
+  texts.forEach((a, i) => texts.slice(i + 1).forEach(b => {
+    const w = Math.min(a.r.right, b.r.right) - Math.max(a.r.left, b.r.left);
+    const h = Math.min(a.r.bottom, b.r.bottom) - Math.max(a.r.top, b.r.top);
+    if (w > 1 && h > 1) overlaps.push([a.text, b.text]);
+  }));
+  return {id: div.id, width: box.width, cut, overlaps};
+})"""
+
+# Controls a finger must hit, with their boxes. A link inside running text is exempt from 2.5.8.
+TARGETS_JS = """() => {
+  const inText = e => e.tagName === 'A' && getComputedStyle(e).display === 'inline'
+    && [...e.parentElement.childNodes].some(n => n !== e && n.textContent.trim());
+  return [...document.querySelectorAll('a[href], button, summary, input, select, textarea')]
+    .filter(e => e.getClientRects().length && !e.closest('details:not([open]) > :not(summary)'))
+    .map(e => { const r = e.getBoundingClientRect();
+      return {html: e.outerHTML.slice(0, 100), tag: e.tagName, inText: inText(e),
+              x: r.left + scrollX, y: r.top + scrollY, w: r.width, h: r.height}; });
+}"""
+
+
+@pytest.fixture(scope="module")
+def on_device(browser, site: Paths) -> Iterator:
+    """Both pages on each device, opened once and only read."""
+    pages: dict[tuple[str, str], Opened] = {}
+
+    def open_page(device: str, name: str) -> Opened:
+        if (device, name) not in pages:
+            pages[device, name] = Opened(browser, site.site / name, **DEVICES[device])
+        return pages[device, name]
+
+    yield open_page
+    for page in pages.values():
+        page.close()
+
+
+def _too_close(target: dict, others: list[dict]) -> bool:
+    """WCAG 2.5.8 spacing: a 24 px circle on an undersized target's centre must not touch another target."""
+    cx, cy = target["x"] + target["w"] / 2, target["y"] + target["h"] / 2
+    for o in others:
+        if o is target:
+            continue
+        dx = max(o["x"] - cx, 0, cx - (o["x"] + o["w"]))
+        dy = max(o["y"] - cy, 0, cy - (o["y"] + o["h"]))
+        if (dx * dx + dy * dy) ** 0.5 < TARGET / 2:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", PAGES)
+def test_the_page_never_scrolls_sideways_on_a_phone_or_zoomed_in(on_device, device: str, name: str) -> None:
+    page = on_device(device, name).page
+    width, wide = page.evaluate("() => [document.documentElement.clientWidth, document.documentElement.scrollWidth]")
+    assert wide <= width, (device, name, wide, width)  # tables scroll inside their own box, not the page
+    assert page.evaluate("() => document.documentElement.scrollWidth") == DEVICES[device]["viewport"]["width"]
+
+
+@pytest.mark.parametrize("device", ["phone-360", "reflow-320"])
+def test_every_chart_fits_its_box_and_no_label_covers_another_on_a_phone(on_device, device: str) -> None:
+    page = on_device(device, "index.html").page
+    charts = page.evaluate(CHART_TEXT_JS)
+    assert len(charts) > 40
+    for chart in charts:
+        assert chart["width"] <= DEVICES[device]["viewport"]["width"], chart["id"]
+        assert not chart["cut"], (device, chart["id"], chart["cut"])
+        assert not chart["overlaps"], (device, chart["id"], chart["overlaps"])
+
+
+@pytest.mark.parametrize("device", ["phone-360", "reflow-320"])
+@pytest.mark.parametrize("name", PAGES)
+def test_tap_targets_are_24_px_or_spaced_apart(on_device, device: str, name: str) -> None:
+    page = on_device(device, name).page
+    targets = page.evaluate(TARGETS_JS)
+    assert len(targets) > (100 if name == "index.html" else 20)
+    # Buttons and disclosure summaries stand alone: no spacing excuse, at least 24 x 24.
+    small = [t["html"] for t in targets if t["tag"] in ("BUTTON", "SUMMARY") and min(t["w"], t["h"]) < TARGET - 0.5]
+    assert not small, (device, small[:3])
+    others = [t for t in targets if not t["inText"]]
+    crowded = [t["html"] for t in others if min(t["w"], t["h"]) < TARGET - 0.5 and _too_close(t, targets)]
+    assert not crowded, (device, crowded[:3])
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_table_caption_is_read_without_scrolling_sideways_on_a_phone(browser, site: Paths, name: str) -> None:
+    o = Opened(browser, site.site / name, **DEVICES["phone-360"])
+    try:
+        o.page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
+        captions = o.page.evaluate("""() => [...document.querySelectorAll('.table-scroll')].map(box => {
+            const shown = box.getBoundingClientRect(), caption = box.querySelector('caption');
+            const range = document.createRange(); range.selectNodeContents(caption);
+            const text = range.getBoundingClientRect();
+            return {id: caption.id, wide: box.scrollWidth > box.clientWidth,
+                    inside: text.left >= shown.left - 1 && text.right <= shown.right + 1};
+        })""")
+    finally:
+        o.close()
+    assert any(c["wide"] for c in captions), "some table should be wider than a phone"
+    assert [c["id"] for c in captions if not c["inside"]] == []
 
 
 # --- accessibility, console, network ------------------------------------------------------------
