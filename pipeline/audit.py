@@ -291,27 +291,10 @@ def check_l_diversity(con: duckdb.DuckDBPyConnection, micro: MicrodataRules, cla
     details, below = [], 0
     l_min = micro.l_diversity.l
     for wave, (_, table) in classes.items():
-        # a respondent's answer: its code, or for a multiple choice its codes sorted and joined by ','
-        # (only those are gathered per respondent: any other question has one answer row at most)
-        rows = con.execute(
-            f"""
-            WITH sensitive AS (SELECT concept, type = 'multiple' AS several FROM concepts
-                               WHERE wave = $wave AND disclosure = 'sensitive' AND stored AND type <> 'text'),
-            given AS (
-                SELECT c.class, c.rid, a.concept, a.value, s.several
-                FROM answers a JOIN choices ch ON ch.wave = a.wave AND ch.concept = a.concept AND ch.code = a.value
-                JOIN sensitive s ON s.concept = a.concept
-                JOIN {table} c USING (respondent_key)
-                WHERE a.wave = $wave AND NOT ch.missing),
-            answered AS (
-                SELECT class, concept, value FROM given WHERE NOT several
-                UNION ALL
-                SELECT class, concept, array_to_string(list_sort(list(value)), ',') FROM given WHERE several
-                GROUP BY class, rid, concept),
-            diversity AS (SELECT concept, class, count(DISTINCT value) AS l FROM answered GROUP BY ALL)
-            SELECT concept, min(l), count(*), count(*) FILTER (WHERE l < $l)
-            FROM diversity GROUP BY concept ORDER BY concept
-            """, {"wave": wave, "l": l_min}).fetchall()
+        sensitive = con.execute(
+            "SELECT concept, type = 'multiple' FROM concepts WHERE wave = ? AND disclosure = 'sensitive' AND stored "
+            "AND type <> 'text' ORDER BY concept", [wave]).fetchall()
+        rows = con.execute(_diversity(table, sensitive), {"wave": wave, "l": l_min}).fetchall() if sensitive else []
         for concept, lowest, groups, low in rows:
             below += low
             details.append({"wave": wave, "question": concept, "l": int(lowest), "groups": int(groups),
@@ -321,6 +304,51 @@ def check_l_diversity(con: duckdb.DuckDBPyConnection, micro: MicrodataRules, cla
     note = "" if micro.l_diversity.enforce else " (reported, not enforced)"
     return Check("l-diversity", passed,
                  f"lowest l {worst}; {below} group-question pairs under l = {l_min}{note}", details)
+
+
+def _diversity(table: str, sensitive: list[tuple[str, bool]]) -> str:
+    """SQL of each sensitive question's l-diversity in a wave (parameters $wave, $l): its lowest l,
+    its groups (classes in `table` with an answer) and those under l, by question.
+
+    Shaped for a million respondents: the questions are a literal IN list (the answers are stored
+    concept by concept, so the scan skips the other questions' row groups), and each answer is an
+    integer code (vid: one per question and non-missing code) with its question's number (cid), so
+    the large GROUP BYs are over integers, not strings. A group's different answers to a question
+    of at most 63 codes are counted as the bits set in the OR of one bit per code (idx: the code's
+    place in its question): one group by (question, class), where a count(DISTINCT) needs a second
+    one by (question, class, code), 8 million groups at a million responses. A respondent's answer
+    to a multiple choice is its codes gathered and sorted (the same choices, the same answer); only
+    those are gathered per respondent, any other question having one answer row at most."""
+    listed = ", ".join(_sql_text(c) for c, _ in sensitive)
+    several = ", ".join(_sql_text(c) for c, multiple in sensitive if multiple)
+    several = f"concept IN ({several})" if several else "false"  # IN (NULL) would be NULL: no answer kept
+    return f"""
+        WITH codes AS (
+            SELECT concept, code, {several} AS several, count(*) OVER (PARTITION BY concept) <= 63 AS few,
+                   (dense_rank() OVER (ORDER BY concept))::INTEGER AS cid, (row_number() OVER ())::INTEGER AS vid,
+                   (row_number() OVER (PARTITION BY concept) - 1)::INTEGER AS idx
+            FROM choices WHERE wave = $wave AND NOT missing AND concept IN ({listed})),
+        given AS (
+            SELECT c.class, c.rid, k.cid, k.vid, k.idx, k.several, k.few
+            FROM answers a JOIN codes k ON k.concept = a.concept AND k.code = a.value
+            JOIN {table} c USING (respondent_key)
+            WHERE a.wave = $wave AND a.concept IN ({listed})),
+        diversity AS (
+            SELECT cid, class, bit_count(bit_or(1::BIGINT << idx)) AS l FROM given WHERE NOT several AND few
+            GROUP BY cid, class
+            UNION ALL
+            SELECT cid, class, count(DISTINCT vid) AS l FROM given WHERE NOT several AND NOT few GROUP BY cid, class
+            UNION ALL
+            SELECT cid, class, count(DISTINCT answer) AS l
+            FROM (SELECT cid, class, list_sort(list(vid)) AS answer FROM given WHERE several GROUP BY class, rid, cid)
+            GROUP BY cid, class)
+        SELECT q.concept, min(l), count(*), count(*) FILTER (WHERE l < $l)
+        FROM diversity JOIN (SELECT DISTINCT concept, cid FROM codes) q USING (cid)
+        GROUP BY q.concept ORDER BY q.concept"""
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 # --- published tables -------------------------------------------------------------------------
