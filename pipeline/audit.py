@@ -45,7 +45,6 @@ import numpy as np
 import pandas as pd
 
 from pipeline.anonymity import (
-    NOT_ANSWERED,
     AuditRules,
     MicrodataRules,
     load_privacy_rules,
@@ -204,30 +203,54 @@ def key_concepts(con: duckdb.DuckDBPyConnection, wave: int, micro: MicrodataRule
     return [c for c in micro.key_quasi_identifiers if c in asked]
 
 
-def _classes(concepts: list[str]) -> str:
-    """SQL for one wave's respondents (parameter: the wave) and their equivalence class: the stored
-    values of the key quasi-identifiers, each as its codes joined by ',' (or NOT_ANSWERED), joined by '|'.
-    Parameters: $wave, and $concepts when there are key concepts. One column per key concept, joined
-    in their order: no ordered aggregate per respondent (its cost grows faster than the respondents)."""
+def _classes(concepts: list[str], sets: dict[str, bool]) -> str:
+    """SQL for one wave's respondents (parameter: $wave) and their key quasi-identifiers' stored
+    values, one column per key concept (NULL: not answered): respondents with the same columns are
+    one equivalence class. `sets`: the multiple-choice key concepts, each with whether its codes fit
+    in a bit mask (at most 63 different values).
+
+    Shaped for a million respondents: the concepts are a literal IN list (the answers are stored
+    concept by concept, so the scan skips the other concepts' row groups), and each value is first
+    made an integer (idx: its rank among its concept's values), so the aggregate per respondent
+    is over integers, not strings. A multiple choice's answer is the set of its codes: the OR of one
+    bit per code (or, past 63 codes, their sorted distinct list), gathered in the same aggregate
+    (no list per respondent and concept to sort and join). Any other question has one answer row
+    at most."""
     if not concepts:
-        return "SELECT respondent_key, 'all' AS class FROM respondents WHERE wave = $wave"
-    columns = ", ".join(f"max(value) FILTER (WHERE concept = $concepts[{i}]) AS c{i}"
-                        for i in range(1, len(concepts) + 1))
-    joined = " || '|' || ".join(f"coalesce(c{i}, '{NOT_ANSWERED}')" for i in range(1, len(concepts) + 1))
-    # codes are gathered per respondent for a multiple choice only (any other question: one row at most)
+        return "SELECT respondent_key, 'all' AS c1 FROM respondents WHERE wave = $wave"
+    columns = []
+    for i, concept in enumerate(concepts, 1):
+        this = f"FILTER (WHERE concept = {_sql_text(concept)})"
+        if concept not in sets:
+            columns.append(f"max(idx) {this} AS c{i}")
+        elif sets[concept]:
+            columns.append(f"bit_or(1::BIGINT << idx) {this} AS c{i}")
+        else:
+            columns.append(f"list_sort(list_distinct(list(idx) {this})) AS c{i}")
     return f"""
         WITH given AS (
-            SELECT a.respondent_key, a.concept, a.value, c.type = 'multiple' AS several
-            FROM answers a JOIN concepts c ON c.wave = a.wave AND c.concept = a.concept
-            WHERE a.wave = $wave AND list_contains($concepts, a.concept)),
-        stored AS (
-            SELECT respondent_key, concept, value FROM given WHERE NOT several
-            UNION ALL
-            SELECT respondent_key, concept, array_to_string(list_sort(list_distinct(list(value))), ',') FROM given
-            WHERE several GROUP BY respondent_key, concept),
-        by_respondent AS (SELECT respondent_key, {columns} FROM stored GROUP BY respondent_key)
-        SELECT r.respondent_key, {joined} AS class
+            SELECT respondent_key, concept, value FROM answers
+            WHERE wave = $wave AND concept IN ({", ".join(map(_sql_text, concepts))})),
+        codes AS (
+            SELECT concept, value, (row_number() OVER (PARTITION BY concept ORDER BY value) - 1)::INTEGER AS idx
+            FROM (SELECT DISTINCT concept, value FROM given)),
+        by_respondent AS (
+            SELECT respondent_key, {", ".join(columns)}
+            FROM given JOIN codes USING (concept, value) GROUP BY respondent_key)
+        SELECT r.respondent_key, {", ".join(f"c{i}" for i in range(1, len(concepts) + 1))}
         FROM respondents r LEFT JOIN by_respondent USING (respondent_key) WHERE r.wave = $wave"""
+
+
+def _key_sets(con: duckdb.DuckDBPyConnection, wave: int, concepts: list[str]) -> dict[str, bool]:
+    """The multiple-choice concepts among these, each with whether its values fit in a bit mask."""
+    several = [c for (c,) in con.execute("SELECT concept FROM concepts WHERE wave = ? AND type = 'multiple' "
+                                         "AND list_contains(?, concept)", [wave, concepts]).fetchall()]
+    if not several:
+        return {}
+    counts = dict(con.execute(f"SELECT concept, count(DISTINCT value) FROM answers WHERE wave = ? "
+                              f"AND concept IN ({', '.join(map(_sql_text, several))}) GROUP BY concept",
+                              [wave]).fetchall())
+    return {c: counts.get(c, 0) <= 63 for c in several}
 
 
 # Each wave's key concepts, and the temporary table of its respondents' classes (equivalence_classes).
@@ -238,26 +261,23 @@ Classes = dict[int, tuple[list[str], str]]
 def equivalence_classes(con: duckdb.DuckDBPyConnection, micro: MicrodataRules) -> Iterator[Classes]:
     """Every wave's respondents with their equivalence class, computed once for the k-anonymity and
     l-diversity checks, as temporary tables of the connection (allowed on a read-only one): each
-    respondent a number (rid) and its class a number (the rank of its `_classes` value), integer
+    respondent a number (rid) and its class a number (the rank of its `_classes` values), integer
     keys being much cheaper to group by than the strings. Dropped on leaving: the identifier scan
     reads every table the connection shows, temporary ones included."""
     classes: Classes = {}
     for wave in _waves(con):
         concepts = key_concepts(con, wave, micro)
         classes[wave] = (concepts, f"audit_classes_{wave}")
+        order = ", ".join(f"c{i}" for i in range(1, max(len(concepts), 1) + 1))
         con.execute(f"""CREATE OR REPLACE TEMP TABLE {classes[wave][1]} AS
                         SELECT respondent_key, (row_number() OVER ())::INTEGER AS rid,
-                               (dense_rank() OVER (ORDER BY class))::INTEGER AS class
-                        FROM ({_classes(concepts)})""", {"wave": wave} | _concepts(concepts))
+                               (dense_rank() OVER (ORDER BY {order}))::INTEGER AS class
+                        FROM ({_classes(concepts, _key_sets(con, wave, concepts))})""", {"wave": wave})
     yield classes
     # not on an error: it reaches the caller as it is (an out-of-memory one, say), and closing the
     # connection drops the tables anyway
     for _, table in classes.values():
         con.execute(f"DROP TABLE temp.{table}")
-
-
-def _concepts(concepts: list[str]) -> dict:
-    return {"concepts": concepts} if concepts else {}
 
 
 def check_k_anonymity(con: duckdb.DuckDBPyConnection, micro: MicrodataRules, classes: Classes | None = None) -> Check:

@@ -56,6 +56,17 @@ def test_groups_are_the_key_answers_whatever_their_order_and_unanswered_is_a_gro
                               "generalised_to": {"region": "as asked"}}]
 
 
+def test_a_multiple_choice_of_more_codes_than_a_bit_mask_holds_is_still_one_set() -> None:
+    # r1 and r2 also chose 70 more roles, in opposite orders: still one class (r3 is not in it).
+    con = warehouse()
+    more = [f"z{i}" for i in range(70)]
+    con.executemany("INSERT INTO answers VALUES (?, 2025, 'roles', ?)",
+                    [("r1", v) for v in more] + [("r2", v) for v in reversed(more)])
+    check = check_k_anonymity(con, RULES)
+    assert (check.details[0]["groups"], check.details[0]["smallest_group"], check.details[0]["respondents_at_risk"]) \
+        == (4, 1, 2)
+
+
 def test_l_diversity_counts_the_different_answers_in_each_group() -> None:
     # burnout: r1 and r2 answer 1 and 2 (l 2); r3's 9 is a missing code, so its group has no answer;
     # r4 and r5 both 1 (l 1); r6 alone (l 1). grounds: r1 x (l 1); r4 and r5 both x and y (l 1).
