@@ -588,6 +588,10 @@ def _summary(rows: pd.DataFrame, info: dict[str, Any], name_col: str) -> str:
 
 LABEL_CHARS = 12  # a group name wider than this wraps (regions are 10 at most): on a phone it took the bars' room
 ROW_PX, LINE_PX = 46, 18  # height of one bar's row, and of one line of its name
+# At 320 CSS px a value label ("100,0 %" and its padding) takes 40 % of the value axis's length:
+# past INSIDE_FROM (on the 0-115 axis) it does not fit after the interval, so it is drawn inside its
+# bar, when the bar is solid up to INSIDE_ROOM; otherwise the axis is made long enough for it.
+INSIDE_FROM, INSIDE_ROOM, LABEL_SHARE = 70.0, 50.0, 0.4
 
 
 def _wrapped_label(name: Any) -> str:
@@ -642,19 +646,31 @@ def region_figure(indicator_id: str) -> go.Figure | None:
             hoverinfo="y+text",
         )
     )
-    # Value labels sit just past the interval so they never collide with the error bar.
-    fig.add_trace(
-        go.Scatter(
-            name="value labels",
-            mode="text",
-            y=[esc(v) for v in shown["group_label"]],
-            x=list(shown["ci_high"].fillna(shown["estimate"])),
-            text=[f"  {fmt_value(v, info)}" for v in shown["estimate"]],
-            textposition="middle right",
-            textfont=dict(size=14, color=INK),
-            hoverinfo="skip",
+    # Value labels sit just past the interval so they never collide with the error bar. Past
+    # INSIDE_FROM there is no room left on a phone ("81,9 %" ran off the plot at 320 CSS px): the
+    # label goes inside the bar, in white, ending where the interval starts.
+    high = shown["ci_high"].fillna(shown["estimate"])
+    low = shown["ci_low"].fillna(shown["estimate"])
+    inside = ((high > INSIDE_FROM) & (low >= INSIDE_ROOM)).to_numpy()
+    axis_end = max([115.0, *(5.0 * np.ceil(high[~inside] / (1 - LABEL_SHARE) / 5))])
+    for name, part, x, position, colour in (("value labels", ~inside, high, "middle right", INK),
+                                            ("value labels inside", inside, low, "middle left", "#ffffff")):
+        if not part.any():
+            continue
+        values = shown["estimate"][part]
+        fig.add_trace(
+            go.Scatter(
+                name=name,
+                mode="text",
+                y=[esc(v) for v in shown["group_label"][part]],
+                x=list(x[part]),
+                text=[f"  {fmt_value(v, info)}" if colour == INK else f"{fmt_value(v, info)}{NBSP}{NBSP}"
+                      for v in values],
+                textposition=position,
+                textfont=dict(size=14, color=colour),
+                hoverinfo="skip",
+            )
         )
-    )
     if not hidden.empty:
         fig.add_trace(
             go.Scatter(
@@ -683,7 +699,7 @@ def region_figure(indicator_id: str) -> go.Figure | None:
             height=110 + _row_px(ticktext) * len(rows),
             # Quarters, drawn level: at 320 CSS px (reflow) fifths were turned on end by plotly.js
             # and ran into the axis title.
-            xaxis=dict(range=[0, 115], tickvals=[0, 25, 50, 75, 100], tickangle=0,
+            xaxis=dict(range=[0, float(axis_end)], tickvals=[0, 25, 50, 75, 100], tickangle=0,
                        showgrid=True, gridcolor=GRID, zeroline=True, zerolinecolor=MUTED),
             yaxis=dict(categoryorder="array", categoryarray=labels, tickmode="array", tickvals=labels,
                        ticktext=ticktext, automargin=True, ticksuffix="  "),
