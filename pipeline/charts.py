@@ -273,6 +273,12 @@ def esc(text: Any) -> str:
     return html.escape("" if _missing(text) else str(text), quote=True)
 
 
+def plot_text(text: Any) -> str:
+    """Escape data text for plotly.js, which reads its texts as a little HTML: with <, > and & escaped
+    no tag can open. Quotes stay as typed: plotly.js does not decode &quot;, it showed it literally."""
+    return html.escape("" if _missing(text) else str(text), quote=False)
+
+
 def md_text(text: Any) -> str:
     """Escape data text for markdown: HTML first, then markdown/pandoc punctuation ($ is math, @ a citation).
 
@@ -601,7 +607,7 @@ def _wrapped_label(name: Any) -> str:
     stay as they are: plotly.js shows &quot; literally, and with < and > escaped no tag can open."""
     text = "" if _missing(name) else str(name)
     lines = textwrap.wrap(text, LABEL_CHARS, break_long_words=True, break_on_hyphens=False) or [""]
-    return "<br>".join(html.escape(line, quote=False) for line in lines)
+    return "<br>".join(plot_text(line) for line in lines)
 
 
 def _row_px(ticktext: list[str]) -> int:
@@ -621,7 +627,7 @@ def region_figure(indicator_id: str) -> go.Figure | None:
     if rows.empty:
         return None
     rows = rows.iloc[::-1]  # horizontal bars draw bottom-up: reverse to read top-down
-    labels = [esc(label) for label in rows["group_label"]]  # plotly.js reads labels as HTML
+    labels = [plot_text(label) for label in rows["group_label"]]  # plotly.js reads labels as HTML
     ticktext = [_wrapped_label(label) for label in rows["group_label"]]
     hidden_mask = rows.apply(_suppressed, axis=1).astype(bool)
     shown, hidden = rows[~hidden_mask], rows[hidden_mask]
@@ -630,7 +636,7 @@ def region_figure(indicator_id: str) -> go.Figure | None:
         go.Bar(
             name="estimate",
             orientation="h",
-            y=[esc(v) for v in shown["group_label"]],
+            y=[plot_text(v) for v in shown["group_label"]],
             x=list(shown["estimate"]),
             marker=dict(color=BLUE),
             error_x=dict(
@@ -662,7 +668,7 @@ def region_figure(indicator_id: str) -> go.Figure | None:
             go.Scatter(
                 name=name,
                 mode="text",
-                y=[esc(v) for v in shown["group_label"][part]],
+                y=[plot_text(v) for v in shown["group_label"][part]],
                 x=list(x[part]),
                 text=[f"  {fmt_value(v, info)}" if colour == INK else f"{fmt_value(v, info)}{NBSP}{NBSP}"
                       for v in values],
@@ -676,12 +682,12 @@ def region_figure(indicator_id: str) -> go.Figure | None:
             go.Scatter(
                 name="suppressed",
                 mode="text",
-                y=[esc(v) for v in hidden["group_label"]],
+                y=[plot_text(v) for v in hidden["group_label"]],
                 x=[0.0] * len(hidden),
                 text=[f"  {ui('suppressed')}"] * len(hidden),
                 textposition="middle right",
                 textfont=dict(size=14, color=MUTED, style="italic"),
-                hovertext=[esc(_reason(r)) for _, r in hidden.iterrows()],
+                hovertext=[plot_text(_reason(r)) for _, r in hidden.iterrows()],
                 hoverinfo="y+text",
             )
         )
@@ -790,7 +796,7 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
     for _, row in hidden.iterrows():
         fig.add_annotation(
             x=int(row["wave"]), y=0.1, yref="paper", text=ui("suppressed"), showarrow=False,
-            font=dict(color=MUTED, size=14, style="italic"), hovertext=esc(_reason(row)),
+            font=dict(color=MUTED, size=14, style="italic"), hovertext=plot_text(_reason(row)),
         )
     for before, after in pairs:
         fig.add_annotation(

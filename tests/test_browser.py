@@ -487,3 +487,21 @@ def test_script_in_a_quote_or_a_group_name_shows_as_text_and_never_runs(opened: 
                           f"chart-{ind}-region")
     assert any(XSS.split("<img")[0] in t for t in ticks), ticks
     assert page.evaluate("() => [...document.querySelectorAll('img')].filter(i => i.getAttribute('src') === 'x').length") == 0
+
+
+def test_a_quote_in_a_group_name_shows_as_typed_in_the_chart(fresh) -> None:
+    # plotly.js decodes &lt; and &gt; but not &quot;: a name escaped for HTML attributes showed
+    # `onerror=&quot;window...` in the hover box. Quotes show as typed, and still no tag opens.
+    page = fresh("index.html").page
+    ind, _, _ = XSS_GROUP
+    shown = page.evaluate("""(id) => {
+        const div = document.getElementById(id), ours = y => String(y).startsWith('Toronto');
+        const curve = div.data.findIndex(t => t.hoverinfo !== 'skip' && [...(t.y || [])].some(ours));
+        Plotly.Fx.hover(div, [{curveNumber: curve, pointNumber: [...div.data[curve].y].findIndex(ours)}]);
+        return {hover: [...div.querySelectorAll('.hoverlayer text')].map(t => t.textContent).join(' '),
+                ticks: [...div.querySelectorAll('.ytick text')].map(t => t.textContent).join(' ')};
+    }""", f"chart-{ind}-region")
+    assert "Toronto" in shown["hover"], shown
+    assert 'onerror="window.__xss=2"' in shown["hover"], shown
+    assert "&quot;" not in shown["hover"] + shown["ticks"], shown
+    assert page.evaluate("() => window.__xss") is None
