@@ -273,6 +273,12 @@ def esc(text: Any) -> str:
     return html.escape("" if _missing(text) else str(text), quote=True)
 
 
+def plot_text(text: Any) -> str:
+    """Escape data text for plotly.js, which reads its texts as a little HTML: with <, > and & escaped
+    no tag can open. Quotes stay as typed: plotly.js does not decode &quot;, it showed it literally."""
+    return html.escape("" if _missing(text) else str(text), quote=False)
+
+
 def md_text(text: Any) -> str:
     """Escape data text for markdown: HTML first, then markdown/pandoc punctuation ($ is math, @ a citation).
 
@@ -588,6 +594,10 @@ def _summary(rows: pd.DataFrame, info: dict[str, Any], name_col: str) -> str:
 
 LABEL_CHARS = 12  # a group name wider than this wraps (regions are 10 at most): on a phone it took the bars' room
 ROW_PX, LINE_PX = 46, 18  # height of one bar's row, and of one line of its name
+# At 320 CSS px a value label ("100,0 %" and its padding) takes 40 % of the value axis's length:
+# past INSIDE_FROM (on the 0-115 axis) it does not fit after the interval, so it is drawn inside its
+# bar, when the bar is solid up to INSIDE_ROOM; otherwise the axis is made long enough for it.
+INSIDE_FROM, INSIDE_ROOM, LABEL_SHARE = 70.0, 50.0, 0.4
 
 
 def _wrapped_label(name: Any) -> str:
@@ -597,7 +607,7 @@ def _wrapped_label(name: Any) -> str:
     stay as they are: plotly.js shows &quot; literally, and with < and > escaped no tag can open."""
     text = "" if _missing(name) else str(name)
     lines = textwrap.wrap(text, LABEL_CHARS, break_long_words=True, break_on_hyphens=False) or [""]
-    return "<br>".join(html.escape(line, quote=False) for line in lines)
+    return "<br>".join(plot_text(line) for line in lines)
 
 
 def _row_px(ticktext: list[str]) -> int:
@@ -617,7 +627,7 @@ def region_figure(indicator_id: str) -> go.Figure | None:
     if rows.empty:
         return None
     rows = rows.iloc[::-1]  # horizontal bars draw bottom-up: reverse to read top-down
-    labels = [esc(label) for label in rows["group_label"]]  # plotly.js reads labels as HTML
+    labels = [plot_text(label) for label in rows["group_label"]]  # plotly.js reads labels as HTML
     ticktext = [_wrapped_label(label) for label in rows["group_label"]]
     hidden_mask = rows.apply(_suppressed, axis=1).astype(bool)
     shown, hidden = rows[~hidden_mask], rows[hidden_mask]
@@ -626,7 +636,7 @@ def region_figure(indicator_id: str) -> go.Figure | None:
         go.Bar(
             name="estimate",
             orientation="h",
-            y=[esc(v) for v in shown["group_label"]],
+            y=[plot_text(v) for v in shown["group_label"]],
             x=list(shown["estimate"]),
             marker=dict(color=BLUE),
             error_x=dict(
@@ -642,30 +652,42 @@ def region_figure(indicator_id: str) -> go.Figure | None:
             hoverinfo="y+text",
         )
     )
-    # Value labels sit just past the interval so they never collide with the error bar.
-    fig.add_trace(
-        go.Scatter(
-            name="value labels",
-            mode="text",
-            y=[esc(v) for v in shown["group_label"]],
-            x=list(shown["ci_high"].fillna(shown["estimate"])),
-            text=[f"  {fmt_value(v, info)}" for v in shown["estimate"]],
-            textposition="middle right",
-            textfont=dict(size=14, color=INK),
-            hoverinfo="skip",
+    # Value labels sit just past the interval so they never collide with the error bar. Past
+    # INSIDE_FROM there is no room left on a phone ("81,9 %" ran off the plot at 320 CSS px): the
+    # label goes inside the bar, in white, ending where the interval starts.
+    high = shown["ci_high"].fillna(shown["estimate"])
+    low = shown["ci_low"].fillna(shown["estimate"])
+    inside = ((high > INSIDE_FROM) & (low >= INSIDE_ROOM)).to_numpy()
+    axis_end = max([115.0, *(5.0 * np.ceil(high[~inside] / (1 - LABEL_SHARE) / 5))])
+    for name, part, x, position, colour in (("value labels", ~inside, high, "middle right", INK),
+                                            ("value labels inside", inside, low, "middle left", "#ffffff")):
+        if not part.any():
+            continue
+        values = shown["estimate"][part]
+        fig.add_trace(
+            go.Scatter(
+                name=name,
+                mode="text",
+                y=[plot_text(v) for v in shown["group_label"][part]],
+                x=list(x[part]),
+                text=[f"  {fmt_value(v, info)}" if colour == INK else f"{fmt_value(v, info)}{NBSP}{NBSP}"
+                      for v in values],
+                textposition=position,
+                textfont=dict(size=14, color=colour),
+                hoverinfo="skip",
+            )
         )
-    )
     if not hidden.empty:
         fig.add_trace(
             go.Scatter(
                 name="suppressed",
                 mode="text",
-                y=[esc(v) for v in hidden["group_label"]],
+                y=[plot_text(v) for v in hidden["group_label"]],
                 x=[0.0] * len(hidden),
                 text=[f"  {ui('suppressed')}"] * len(hidden),
                 textposition="middle right",
                 textfont=dict(size=14, color=MUTED, style="italic"),
-                hovertext=[esc(_reason(r)) for _, r in hidden.iterrows()],
+                hovertext=[plot_text(_reason(r)) for _, r in hidden.iterrows()],
                 hoverinfo="y+text",
             )
         )
@@ -683,7 +705,7 @@ def region_figure(indicator_id: str) -> go.Figure | None:
             height=110 + _row_px(ticktext) * len(rows),
             # Quarters, drawn level: at 320 CSS px (reflow) fifths were turned on end by plotly.js
             # and ran into the axis title.
-            xaxis=dict(range=[0, 115], tickvals=[0, 25, 50, 75, 100], tickangle=0,
+            xaxis=dict(range=[0, float(axis_end)], tickvals=[0, 25, 50, 75, 100], tickangle=0,
                        showgrid=True, gridcolor=GRID, zeroline=True, zerolinecolor=MUTED),
             yaxis=dict(categoryorder="array", categoryarray=labels, tickmode="array", tickvals=labels,
                        ticktext=ticktext, automargin=True, ticksuffix="  "),
@@ -774,7 +796,7 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
     for _, row in hidden.iterrows():
         fig.add_annotation(
             x=int(row["wave"]), y=0.1, yref="paper", text=ui("suppressed"), showarrow=False,
-            font=dict(color=MUTED, size=14, style="italic"), hovertext=esc(_reason(row)),
+            font=dict(color=MUTED, size=14, style="italic"), hovertext=plot_text(_reason(row)),
         )
     for before, after in pairs:
         fig.add_annotation(

@@ -76,7 +76,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) -> Pat
     shutil.copytree(loaded_template, root, symlinks=True)
     paths = Paths(root)
     _plant_hostile_text(paths)
-    build_report(paths, engine="offline")
+    build_report(paths, engine="offline", french=True)  # the French pages too: their labels are longer
     build_release(paths)  # after the report: rendering replaces the whole site
     return paths
 
@@ -392,8 +392,9 @@ def test_the_page_never_scrolls_sideways_on_a_phone_or_zoomed_in(on_device, devi
 
 
 @pytest.mark.parametrize("device", ["phone-360", "reflow-320"])
-def test_every_chart_fits_its_box_and_no_label_covers_another_on_a_phone(on_device, device: str) -> None:
-    page = on_device(device, "index.html").page
+@pytest.mark.parametrize("name", ["index.html", "fr/index.html"])  # "81,9 %" is wider than "81.9%"
+def test_every_chart_fits_its_box_and_no_label_covers_another_on_a_phone(on_device, device: str, name: str) -> None:
+    page = on_device(device, name).page
     charts = page.evaluate(CHART_TEXT_JS)
     assert len(charts) > 40
     for chart in charts:
@@ -486,3 +487,21 @@ def test_script_in_a_quote_or_a_group_name_shows_as_text_and_never_runs(opened: 
                           f"chart-{ind}-region")
     assert any(XSS.split("<img")[0] in t for t in ticks), ticks
     assert page.evaluate("() => [...document.querySelectorAll('img')].filter(i => i.getAttribute('src') === 'x').length") == 0
+
+
+def test_a_quote_in_a_group_name_shows_as_typed_in_the_chart(fresh) -> None:
+    # plotly.js decodes &lt; and &gt; but not &quot;: a name escaped for HTML attributes showed
+    # `onerror=&quot;window...` in the hover box. Quotes show as typed, and still no tag opens.
+    page = fresh("index.html").page
+    ind, _, _ = XSS_GROUP
+    shown = page.evaluate("""(id) => {
+        const div = document.getElementById(id), ours = y => String(y).startsWith('Toronto');
+        const curve = div.data.findIndex(t => t.hoverinfo !== 'skip' && [...(t.y || [])].some(ours));
+        Plotly.Fx.hover(div, [{curveNumber: curve, pointNumber: [...div.data[curve].y].findIndex(ours)}]);
+        return {hover: [...div.querySelectorAll('.hoverlayer text')].map(t => t.textContent).join(' '),
+                ticks: [...div.querySelectorAll('.ytick text')].map(t => t.textContent).join(' ')};
+    }""", f"chart-{ind}-region")
+    assert "Toronto" in shown["hover"], shown
+    assert 'onerror="window.__xss=2"' in shown["hover"], shown
+    assert "&quot;" not in shown["hover"] + shown["ticks"], shown
+    assert page.evaluate("() => window.__xss") is None

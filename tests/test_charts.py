@@ -414,3 +414,25 @@ def test_one_hidden_figure_reads_in_the_singular(warehouse: Path, monkeypatch: p
     assert "1 of the 5 figures for 2025 is suppressed to protect respondents" in charts.figure_footer("PREC-01", _settings())
     monkeypatch.setenv("CONSULT_LANG", "fr")
     assert "1 des 5 chiffres de 2025 est masqué" in charts.figure_footer("PREC-01", _settings())
+
+
+def test_quotes_in_data_text_show_as_typed_in_the_charts_and_no_tag_opens(warehouse: Path) -> None:
+    # plotly.js decodes &lt; &gt; &amp; and numeric entities, not &quot;: a reason or name escaped
+    # for an HTML attribute showed `&quot;` in the chart. What plotly.js shows keeps quotes as typed.
+    reason = 'merged with "<b>Other</b>"'
+    con = duckdb.connect(str(warehouse))
+    con.execute("UPDATE published_estimates SET group_label = 'North \"West\" <i>', suppression = ? "
+                "WHERE indicator_id = 'PREC-01' AND group_code = '1'", [reason])
+    con.execute("UPDATE published_estimates SET suppressed = true, estimate = NULL, n = NULL, count = NULL, "
+                "ci_low = NULL, ci_high = NULL, suppression = ? "
+                "WHERE indicator_id = 'PREC-01' AND wave = 2024 AND breakdown = 'all'", [reason])
+    con.close()
+    region, trend = charts.region_figure("PREC-01"), charts.trend_figure("PREC-01")
+    hidden = next(t for t in region.data if t.name == "suppressed")
+    shown = [*region.layout.yaxis.ticktext, *hidden.hovertext, *(a.hovertext for a in trend.layout.annotations)]
+    assert 'merged with "&lt;b&gt;Other&lt;/b&gt;"' in hidden.hovertext
+    assert 'merged with "&lt;b&gt;Other&lt;/b&gt;"' in [a.hovertext for a in trend.layout.annotations]
+    assert any('North "West"' in t for t in region.layout.yaxis.ticktext)
+    assert not [t for t in shown if "&quot;" in t or "<b>" in t or "<i>" in t]
+    # the bars and their names still meet: every category has its tick
+    assert set(hidden.y) <= set(region.layout.yaxis.tickvals)
