@@ -22,6 +22,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from pipeline.config import HOLD_WAREHOUSE_VARIABLE
+
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 BLUE = "#0072B2"
 VERMILLION = "#D55E00"
@@ -94,12 +96,24 @@ def query(sql: str, params: list[Any] | None = None, warehouse: Path | None = No
 @functools.lru_cache(maxsize=1024)
 def _cached_query(sql: str, params: tuple, path: str, *file_identity: int) -> pd.DataFrame:
     """A page asks the same questions many times; the file's identity keys the cache, so a
-    rewritten warehouse is read afresh. No connection stays open (a writer may come next)."""
+    rewritten warehouse is read afresh. No connection stays open (a writer may come next), unless
+    the page's kernel lives for that page only (HOLD_WAREHOUSE_VARIABLE: see _held_connection)."""
+    if os.environ.get(HOLD_WAREHOUSE_VARIABLE) == "1":
+        return _held_connection(path, *file_identity).execute(sql, list(params)).df()
     con = duckdb.connect(path, read_only=True)
     try:
         return con.execute(sql, list(params)).df()
     finally:
         con.close()
+
+
+@functools.lru_cache(maxsize=4)
+def _held_connection(path: str, *file_identity: int) -> duckdb.DuckDBPyConnection:
+    """One read-only connection per warehouse file (its identity: a rewritten file gets its own).
+    Opening the warehouse for each of a page's ~150 questions cost about 20 ms each (3 s a page): a
+    kernel that runs one page and ends (the offline engine's) keeps one, closed with it. Not a
+    kernel that may outlive the page (Quarto's, a notebook's): a writer may come next."""
+    return duckdb.connect(path, read_only=True)
 
 
 def _has_table(name: str) -> bool:

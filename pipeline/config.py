@@ -8,6 +8,9 @@ from pathlib import Path
 
 WAREHOUSE_FILE = "consultation.duckdb"
 EXPORT_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx")
+# Set by the offline engine, whose kernels each run one page and end: the report's cells may then keep
+# one read-only connection to the warehouse for the kernel's life (pipeline/charts.py).
+HOLD_WAREHOUSE_VARIABLE = "CONSULT_HOLD_WAREHOUSE"
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ from typing import Any
 
 import yaml
 
+from pipeline.config import HOLD_WAREHOUSE_VARIABLE
+
 __all__ = ["RenderError", "RenderResult", "choose_engine", "engine_description", "render_project"]
 
 Progress = Callable[[str], None]
@@ -1157,7 +1159,8 @@ def _render_offline(root: Path, extra: dict[str, str], say: Progress) -> RenderR
     try:
         with tempfile.TemporaryDirectory(prefix="consult-render-") as tmp:
             work = Path(tmp)
-            run = SiteRun(project, _kernel_env(extra, description), description, titles,
+            env = {**_kernel_env(extra, description), HOLD_WAREHOUSE_VARIABLE: "1"}  # a kernel per page
+            run = SiteRun(project, env, description, titles,
                           _write_chrome(work), _write_kernelspec(work), work, staging, say)
             for page, (body, raw) in zip(pages, _execute_pages(pages, run)):
                 _render_page(page, run, body, raw)

@@ -436,3 +436,26 @@ def test_quotes_in_data_text_show_as_typed_in_the_charts_and_no_tag_opens(wareho
     assert not [t for t in shown if "&quot;" in t or "<b>" in t or "<i>" in t]
     # the bars and their names still meet: every category has its tick
     assert set(hidden.y) <= set(region.layout.yaxis.tickvals)
+
+
+def test_a_page_s_kernel_opens_the_warehouse_once_only_when_the_engine_says_so(
+        warehouse: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The offline engine runs each page in its own kernel, which may keep one connection (a page
+    asks ~150 questions; opening the file for each cost ~3 s a page). Any other kernel (Quarto's, a
+    notebook's) may outlive the page: it never keeps the warehouse open, a writer may come next."""
+    opened = []
+    real = duckdb.connect
+    monkeypatch.setattr(charts.duckdb, "connect", lambda *a, **k: opened.append(a) or real(*a, **k))
+
+    def ask_three() -> list:
+        charts._cached_query.cache_clear()
+        return [charts.query(f"SELECT {n} AS n")["n"].iloc[0] for n in (1, 2, 3)]
+
+    assert ask_three() == [1, 2, 3] and len(opened) == 3
+    opened.clear()
+    monkeypatch.setenv("CONSULT_HOLD_WAREHOUSE", "1")
+    assert ask_three() == [1, 2, 3] and len(opened) == 1
+    # a rewritten warehouse (another file) is read afresh, through a connection of its own
+    warehouse.write_bytes(warehouse.read_bytes())
+    assert ask_three() == [1, 2, 3] and len(opened) == 2
+    charts._held_connection.cache_clear()
