@@ -54,7 +54,7 @@ from pipeline.config import Paths, export_files
 from pipeline.deidentify import fold_accents, precise_findings
 from pipeline.derivation import CHANGE, GAP, Contradiction, disclosures, linked_families, wave_systems, withheld_gaps
 from pipeline.disclosure import DisclosureRules, add_no_group, load_rules
-from pipeline.indicators import load_catalogue
+from pipeline.indicators import load_catalogue, sql_literal
 from pipeline.load import connect
 
 AUDIT_FILE = "audit.json"
@@ -220,7 +220,7 @@ def _classes(concepts: list[str], sets: dict[str, bool]) -> str:
         return "SELECT respondent_key, 'all' AS c1 FROM respondents WHERE wave = $wave"
     columns = []
     for i, concept in enumerate(concepts, 1):
-        this = f"FILTER (WHERE concept = {_sql_text(concept)})"
+        this = f"FILTER (WHERE concept = {sql_literal(concept)})"
         if concept not in sets:
             columns.append(f"max(idx) {this} AS c{i}")
         elif sets[concept]:
@@ -230,7 +230,7 @@ def _classes(concepts: list[str], sets: dict[str, bool]) -> str:
     return f"""
         WITH given AS (
             SELECT respondent_key, concept, value FROM answers
-            WHERE wave = $wave AND concept IN ({", ".join(map(_sql_text, concepts))})),
+            WHERE wave = $wave AND concept IN ({", ".join(map(sql_literal, concepts))})),
         codes AS (
             SELECT concept, value, (row_number() OVER (PARTITION BY concept ORDER BY value) - 1)::INTEGER AS idx
             FROM (SELECT DISTINCT concept, value FROM given)),
@@ -248,7 +248,7 @@ def _key_sets(con: duckdb.DuckDBPyConnection, wave: int, concepts: list[str]) ->
     if not several:
         return {}
     counts = dict(con.execute(f"SELECT concept, count(DISTINCT value) FROM answers WHERE wave = ? "
-                              f"AND concept IN ({', '.join(map(_sql_text, several))}) GROUP BY concept",
+                              f"AND concept IN ({', '.join(map(sql_literal, several))}) GROUP BY concept",
                               [wave]).fetchall())
     return {c: counts.get(c, 0) <= 63 for c in several}
 
@@ -339,8 +339,8 @@ def _diversity(table: str, sensitive: list[tuple[str, bool]]) -> str:
     one by (question, class, code), 8 million groups at a million responses. A respondent's answer
     to a multiple choice is its codes gathered and sorted (the same choices, the same answer); only
     those are gathered per respondent, any other question having one answer row at most."""
-    listed = ", ".join(_sql_text(c) for c, _ in sensitive)
-    several = ", ".join(_sql_text(c) for c, multiple in sensitive if multiple)
+    listed = ", ".join(sql_literal(c) for c, _ in sensitive)
+    several = ", ".join(sql_literal(c) for c, multiple in sensitive if multiple)
     several = f"concept IN ({several})" if several else "false"  # IN (NULL) would be NULL: no answer kept
     return f"""
         WITH codes AS (
@@ -365,10 +365,6 @@ def _diversity(table: str, sensitive: list[tuple[str, bool]]) -> str:
         SELECT q.concept, min(l), count(*), count(*) FILTER (WHERE l < $l)
         FROM diversity JOIN (SELECT DISTINCT concept, cid FROM codes) q USING (cid)
         GROUP BY q.concept ORDER BY q.concept"""
-
-
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 # --- published tables -------------------------------------------------------------------------

@@ -262,7 +262,8 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _lit(value: str) -> str:
+def sql_literal(value: str) -> str:
+    """A text as an SQL string literal (quotes doubled), for values written into a statement."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -292,8 +293,8 @@ def build_wide(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> dict[str
                 "ORDER BY wave, respondent_key")
     source = {}
     for k, (value, concepts) in enumerate(batches):
-        listed = ", ".join(_lit(c) for c in concepts)
-        values = ", ".join(f"{value.format(concept=_lit(c))} AS {_q(c)}" for c in concepts)
+        listed = ", ".join(sql_literal(c) for c in concepts)
+        values = ", ".join(f"{value.format(concept=sql_literal(c))} AS {_q(c)}" for c in concepts)
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE wide_part{k} AS "
             f"SELECT {', '.join('p.' + _q(c) for c in concepts)} FROM wide_keys k LEFT JOIN ("
@@ -353,7 +354,7 @@ def _item_points(item: str, score: Score, types: dict[str, str], scored: set[str
         return _q(item + "__score") if item in scored else None
     if item not in types:
         return None
-    cases = " ".join(f"WHEN {_lit(code)} THEN {float(p)!r}" for code, p in score.points.items())
+    cases = " ".join(f"WHEN {sql_literal(code)} THEN {float(p)!r}" for code, p in score.points.items())
     return f"(CASE {_q(item)} {cases} END)::DOUBLE"
 
 
@@ -367,7 +368,7 @@ def build_groups(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, kinds: di
                 parts.append(_answer_groups_sql(name, breakdown))
         elif all(c in kinds for g in breakdown.groups for c in _rule_concepts(g.rule)):
             parts += [
-                f"SELECT respondent_key, {_lit(name)}, {_lit(g.code)}, {_lit(g.label)} FROM respondent_wide "
+                f"SELECT respondent_key, {sql_literal(name)}, {sql_literal(g.code)}, {sql_literal(g.label)} FROM respondent_wide "
                 f"WHERE {compile_rule(g.rule, kinds)}"
                 for g in breakdown.groups
             ]
@@ -412,17 +413,17 @@ def _answer_groups_sql(name: str, breakdown: Breakdown) -> str:
     labels = dict(breakdown.labels or {})
     if breakdown.more_than_one is not None:  # a list of the answers given (no-answer codes left out)
         combined = breakdown.more_than_one
-        code = f"CASE WHEN len({column}) > 1 THEN {_lit(combined.code)} ELSE {column}[1] END"
+        code = f"CASE WHEN len({column}) > 1 THEN {sql_literal(combined.code)} ELSE {column}[1] END"
         where = f"len({column}) > 0"
         labels[combined.code] = combined.label
     label = "coalesce(ch.label_en, g.code)"
     if labels:
-        cases = " ".join(f"WHEN {_lit(c)} THEN {_lit(text)}" for c, text in labels.items())
+        cases = " ".join(f"WHEN {sql_literal(c)} THEN {sql_literal(text)}" for c, text in labels.items())
         label = f"CASE g.code {cases} ELSE {label} END"
     return (
-        f"SELECT g.respondent_key, {_lit(name)}, g.code, {label} "
+        f"SELECT g.respondent_key, {sql_literal(name)}, g.code, {label} "
         f"FROM (SELECT w.respondent_key, w.wave, {code} AS code FROM respondent_wide w WHERE {where}) g "
-        f"LEFT JOIN choices ch ON ch.wave = g.wave AND ch.concept = {_lit(breakdown.question)} AND ch.code = g.code"
+        f"LEFT JOIN choices ch ON ch.wave = g.wave AND ch.concept = {sql_literal(breakdown.question)} AND ch.code = g.code"
     )
 
 
@@ -444,7 +445,7 @@ def compile_rule(expr: Expr, kinds: dict[str, str]) -> str:
     if expr.not_in is not None:
         parts.append(f"NOT {_membership(column, kind, expr.not_in)}")
     if expr.only is not None:
-        listed = ", ".join(_lit(c) for c in expr.only)
+        listed = ", ".join(sql_literal(c) for c in expr.only)
         parts.append(f"(len({column}) > 0 AND list_has_all([{listed}], {column}))" if kind == "multiple"
                      else f"{column} IN ({listed})")
     if expr.below is not None:
@@ -460,7 +461,7 @@ def compile_rule(expr: Expr, kinds: dict[str, str]) -> str:
 
 
 def _membership(column: str, kind: str, codes: list[str]) -> str:
-    listed = ", ".join(_lit(c) for c in codes)
+    listed = ", ".join(sql_literal(c) for c in codes)
     if kind == "multiple":
         return f"list_has_any({column}, [{listed}])"
     return f"{column} IN ({listed})"
@@ -858,11 +859,11 @@ def _aggregate(
     _number_group_sets(con)
     members = ", ".join(_member_sql(order, i, kinds, waves[i.id]) for order, i in enumerate(indicators))
     wanted = ", ".join(
-        f"({order}, {_lit(b)})" for order, i in enumerate(indicators) for b in catalogue.breakdowns_of(i)
+        f"({order}, {sql_literal(b)})" for order, i in enumerate(indicators) for b in catalogue.breakdowns_of(i)
     ) or "(NULL::INTEGER, NULL::VARCHAR)"  # no breakdown at all: no row
     details = ", ".join(
-        f"({order}, {_lit(i.id)}, {_lit(i.kind)}, {catalogue.min_n_of(i)}, "
-        f"{_lit(i.partition) if i.partition else 'NULL::VARCHAR'})" for order, i in enumerate(indicators))
+        f"({order}, {sql_literal(i.id)}, {sql_literal(i.kind)}, {catalogue.min_n_of(i)}, "
+        f"{sql_literal(i.partition) if i.partition else 'NULL::VARCHAR'})" for order, i in enumerate(indicators))
     sums = ("sum(p.n)::BIGINT AS {0}n, sum(p.count)::BIGINT AS {0}count, "
             "sum(p.total) AS {0}total, sum(p.total_sq) AS {0}total_sq")
     sql = f"""
