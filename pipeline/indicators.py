@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -795,6 +796,15 @@ SUPPRESSION_OUTCOME = ["suppression", "suppressed", "no_group", "gaps_withheld"]
 _SUPPRESSION_CODE = [Path(__file__).with_name(name) for name in ("disclosure.py", "derivation.py")]
 
 
+@functools.cache
+def _suppression_code_sha256() -> str:
+    """The hash of the code that decides suppression, read once per process (it cannot change under it)."""
+    digest = hashlib.sha256()
+    for path in _SUPPRESSION_CODE:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def suppress_by_wave(con: duckdb.DuckDBPyConnection, cells: pd.DataFrame, catalogue: Catalogue,
                      kinds: dict[str, str], rules: DisclosureRules) -> pd.DataFrame:
     """suppress() wave by wave, reusing the stored outcome of every wave whose inputs are unchanged.
@@ -836,8 +846,7 @@ def _suppression_fingerprint(con: duckdb.DuckDBPyConnection, wave: int, cells: p
     codes = con.execute("SELECT concept, list(code ORDER BY code) FROM choices WHERE wave = ? AND NOT missing "
                         "GROUP BY concept ORDER BY concept", [wave]).fetchall()
     digest.update(json.dumps(codes).encode())
-    for path in _SUPPRESSION_CODE:
-        digest.update(path.read_bytes())
+    digest.update(_suppression_code_sha256().encode())
     return digest.hexdigest()
 
 
