@@ -1321,6 +1321,28 @@ def breakdown_titles() -> dict[str, str]:
     return titles
 
 
+def many_comparisons_md() -> str:
+    """For "What the figures can and cannot claim": how many gaps and changes the latest year's tables
+    give, how many of them 95% intervals would call beyond chance if nothing truly differed (1 in 20),
+    and how many are. Why: a reader scanning dozens of tables for the "beyond chance" ones should know
+    that some are expected by chance alone. Counts only; "" before any comparison exists."""
+    from pipeline.indicators import CHANGE_DOWN, CHANGE_UP, GAP_DOWN, GAP_UP, NOISE
+
+    if not (_has_table("published_gaps") and _has_table("published_changes")):
+        return ""
+    latest = "JOIN (SELECT indicator_id, max(wave) AS wave FROM published_estimates GROUP BY ALL) USING (indicator_id, wave)"
+    gaps = query(f"SELECT count(*) AS made, count(*) FILTER (WHERE statement IN (?, ?)) AS beyond FROM published_gaps "
+                 f"{latest} WHERE statement IN (?, ?, ?)", [GAP_UP, GAP_DOWN, GAP_UP, GAP_DOWN, NOISE]).iloc[0]
+    changes = query(f"SELECT count(*) AS made, count(*) FILTER (WHERE statement IN (?, ?)) AS beyond FROM "
+                    f"published_changes {latest} WHERE statement IN (?, ?, ?)",
+                    [CHANGE_UP, CHANGE_DOWN, CHANGE_UP, CHANGE_DOWN, NOISE]).iloc[0]
+    if gaps["made"] + changes["made"] == 0:
+        return ""
+    return "\n" + ui("many_comparisons", gaps=fmt_n(gaps["made"]), changes=fmt_n(changes["made"]),
+                     gaps_chance=fmt_n(round(gaps["made"] / 20)), changes_chance=fmt_n(round(changes["made"] / 20)),
+                     gaps_beyond=fmt_n(gaps["beyond"]), changes_beyond=fmt_n(changes["beyond"])) + "\n"
+
+
 def breakdowns_md() -> str:
     """How respondents are grouped, one entry per breakdown, straight from the definitions."""
     if not _has_table("indicator_breakdowns"):

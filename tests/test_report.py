@@ -131,3 +131,22 @@ def test_the_methods_page_says_how_many_answers_privacy_protection_removed(rende
     for concept, wave, cells, respondents in removed:
         shown = [c.strip() for c in re.findall(r">([^<]*)</td>", rows[re.sub(r"\s+", " ", labels[concept])])]
         assert shown[[2023, 2024, 2025].index(wave)] == f"{round(100 * cells / respondents)}%"
+
+
+def test_the_methods_page_says_how_many_beyond_chance_results_chance_alone_would_give(rendered: Paths) -> None:
+    """Counted here from the intervals themselves (a gap or change is beyond chance when its 95% interval
+    leaves out zero), for each indicator's latest year, not from the statements the page counts."""
+    con = duckdb.connect(str(rendered.warehouse), read_only=True)
+    latest = "JOIN (SELECT indicator_id, max(wave) AS wave FROM indicator_estimates GROUP BY ALL) USING (indicator_id, wave)"
+    counts = [con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {low} > 0 OR {high} < 0) FROM {table} {latest} "
+        f"WHERE NOT suppressed AND NOT isnan({low}) AND NOT isnan({high})").fetchone()
+        for table, low, high in (("indicator_gaps", "gap_low", "gap_high"), ("indicator_changes", "change_low", "change_high"))]
+    con.close()
+    (gaps, gaps_beyond), (changes, changes_beyond) = counts
+    assert gaps > 100 and changes > 100 and 0 < gaps_beyond < gaps and 0 < changes_beyond < changes
+    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", pages(rendered)["methods.html"])))
+    assert (f"the report's tables give {gaps:,} gaps between a group and everyone else and {changes:,} changes "
+            "since the year before") in text.replace("\u2019", "'")
+    assert f"about {round(gaps / 20):,} of the gaps and {round(changes / 20):,} of the changes" in text
+    assert f"In this report, {gaps_beyond:,} gaps and {changes_beyond:,} changes do." in text
