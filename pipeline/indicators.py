@@ -18,12 +18,14 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import json
 import math
+import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -1112,8 +1114,34 @@ GAP_COLUMNS = ["indicator_id", "wave", "breakdown", "group_code", "group_label",
 # --- across waves ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One answer option as the waves are compared: code, English wording, points, "no answer"."""
+    code: str
+    label: str
+    score: float | None
+    missing: bool
+
+
+@dataclass(frozen=True)
+class Asked:
+    """How one wave asked one concept, as far as comparing waves goes: two waves asked it the same
+    way exactly when these are equal. French wording is not compared. A derived answer also carries
+    how each question it is worked out from was asked (`reads`, in order; their names are only for
+    describing a change, not compared)."""
+    kind: str
+    label: str
+    answers: tuple[Answer, ...] = ()
+    reads: tuple[Asked | None, ...] | None = None
+    read_names: tuple[str, ...] = field(default=(), compare=False)
+
+
+# wave -> concept -> how it was asked
+Signatures = dict[int, dict[str, Asked]]
+
+
 def question_signatures(con: duckdb.DuckDBPyConnection,
-                        protection_codes: Iterable[tuple[str, str]] = ()) -> dict[int, dict[str, str]]:
+                        protection_codes: Iterable[tuple[str, str]] = ()) -> Signatures:
     """What each loaded wave asked, per concept: type, wording and answers (codes, wording, points).
     `protection_codes`: the (question, code) pairs k-anonymity merges answers into (surveys/privacy.yaml),
     left out: a wave stores those it used, and a smaller wave may use more, but that is not a question
@@ -1131,19 +1159,20 @@ def question_signatures(con: duckdb.DuckDBPyConnection,
         ORDER BY c.wave, c.concept
         """, {"pairs": pairs}
     ).fetchall()
-    signatures: dict[int, dict[str, str]] = {}
+    signatures: Signatures = {}
     for wave, concept, kind, label, answers in rows:
-        signatures.setdefault(wave, {})[concept] = repr((kind, label, answers))
+        signatures.setdefault(wave, {})[concept] = Asked(kind, label, tuple(Answer(**a) for a in answers or ()))
     # a derived answer changes with any question it is worked out from
     for wave, concept, reads in con.execute("SELECT wave, concept, reads FROM derived_concepts ORDER BY ALL").fetchall():
         asked = signatures.get(wave, {})
         if concept in asked:
-            asked[concept] = repr((asked[concept], [asked.get(r) for r in reads.split(", ")]))
+            names = tuple(reads.split(", "))
+            asked[concept] = replace(asked[concept], reads=tuple(asked.get(r) for r in names), read_names=names)
     return signatures
 
 
 def comparability_of(
-    indicator: Indicator, catalogue: Catalogue, before: int, after: int, signatures: dict[int, dict[str, str]]
+    indicator: Indicator, catalogue: Catalogue, before: int, after: int, signatures: Signatures
 ) -> Comparability | None:
     """The stated comparability of two waves; unstated means comparable, which is only allowed when
     every question the indicator uses was asked the same way in both (else None: a statement is missing)."""
@@ -1156,12 +1185,12 @@ def comparability_of(
 
 
 def changed_concepts(indicator: Indicator, catalogue: Catalogue, before: int, after: int,
-                     signatures: dict[int, dict[str, str]]) -> list[str]:
+                     signatures: Signatures) -> list[str]:
     return [c for c in concepts_used(indicator, catalogue)
             if signatures.get(before, {}).get(c) != signatures.get(after, {}).get(c)]
 
 
-def change_rows(estimates: pd.DataFrame, catalogue: Catalogue, signatures: dict[int, dict[str, str]]) -> pd.DataFrame:
+def change_rows(estimates: pd.DataFrame, catalogue: Catalogue, signatures: Signatures) -> pd.DataFrame:
     """Each wave against the previous wave that has the indicator, overall and for every group in
     both: the change in percentage points (Newcombe) or score points (Welch), as far as they compare."""
     rows, unstated = [], []
@@ -1194,7 +1223,7 @@ def unstated_comparability(catalogue: Catalogue, instruments: dict[int, Instrume
 
 
 def foreseen_unstated(catalogue: Catalogue, instruments: dict[int, Instrument], derivations: Derivations
-                      ) -> tuple[list[tuple[Indicator, int, int]], dict[int, dict[str, str]]]:
+                      ) -> tuple[list[tuple[Indicator, int, int]], Signatures]:
     """The (indicator, before, after) pairs change_rows would find without a statement, and the
     question signatures: each wave's questions written as a load writes them (catalogue_frames), in
     a database in memory, and compared as the run compares the stored ones."""
@@ -1217,18 +1246,168 @@ def foreseen_unstated(catalogue: Catalogue, instruments: dict[int, Instrument], 
 
 
 def unstated_message(unstated: list[tuple[Indicator, int, int]], catalogue: Catalogue,
-                      signatures: dict[int, dict[str, str]]) -> str:
+                      signatures: Signatures) -> str:
+    """Why the run stops (and status says it would): each indicator missing a statement, then what
+    changed in each question it uses, so the analyst can judge without comparing the files by hand."""
     lines = [
         f"{catalogue.path}: {len(unstated)} indicator(s) use a question asked differently in two waves (wording, "
         "answers or items differ) without saying whether their figures still compare. Add to each indicator "
         "named below: comparability: [{waves: [BEFORE, AFTER], status: comparable, comparable_with_caveat or "
         "not_comparable, note: why}]"
     ]
+    changes: dict[tuple[str, int, int], None] = {}  # each question once, however many indicators use it
     for indicator, before, after in unstated:
         changed = changed_concepts(indicator, catalogue, before, after, signatures)
+        changes.update(dict.fromkeys((c, before, after) for c in changed))
         lines.append(f"  {indicator.id}: {', '.join(changed)} asked differently in {before} and {after}: "
                      f"comparability: [{{waves: [{before}, {after}], status: ..., note: ...}}]")
+    lines.append(f"{WHAT_CHANGED} (English wording and answers are compared; {REMOVED_MARK} words were removed, "
+                 f"{ADDED_MARK} words added):")
+    for concept, before, after in changes:
+        score = next((s for s, d in catalogue.scores.items() if concept in d.items), None)
+        item = f", an item of {score}" if score else ""
+        lines.append(f"  {concept} ({before} -> {after}{item}):")
+        described = describe_change(signatures.get(before, {}).get(concept), signatures.get(after, {}).get(concept),
+                                    before, after)
+        lines += [f"    {line}" for line in described]
     return "\n".join(lines)
+
+
+# --- what changed between two waves' ways of asking a question -----------------------------------
+
+WHAT_CHANGED = "What changed"
+# Word changes marked as `git diff --word-diff` marks them: plain characters that read in any terminal.
+REMOVED_MARK, ADDED_MARK = "[-...-]", "{+...+}"
+CONTEXT_WORDS = 6  # unchanged words shown on each side of a change; the rest become "..."
+CHANGED_WORDS = 12  # a longer run of removed or added words is shortened in its middle
+LABEL_CHARS = 60  # an answer's wording longer than this is shortened
+COSMETIC = "only punctuation/capitals/spaces changed: most likely `comparable`"
+
+
+def describe_change(old: Asked | None, new: Asked | None, before: int, after: int) -> list[str]:
+    """What differs between two waves' ways of asking one concept, a line each. Every field that
+    makes two signatures unequal is described, so a difference never reads as nothing."""
+    if old is None:
+        return [f"added in {after} (not asked in {before})"]
+    if new is None:
+        return [f"removed in {after} (asked in {before}, not in {after})"]
+    lines = []
+    if old.kind != new.kind:
+        lines.append(f"question type: {old.kind} -> {new.kind}")
+    if old.label != new.label:
+        lines.append(f"wording: {text_change(old.label, new.label)}")
+    lines += _answer_changes(old.answers, new.answers)
+    lines += _read_changes(old, new, before, after)
+    if not lines and old != new:  # cannot happen while the fields above are all Asked compares
+        lines.append("asked differently in a way this message cannot describe: compare the two instrument.yaml files")
+    if lines and only_cosmetic(old, new):
+        lines.append(COSMETIC)
+    return lines
+
+
+def text_change(old: str, new: str) -> str:
+    """A word diff of two wordings, shortened around the changes."""
+    if old.split() == new.split():  # the words are the same: only spaces or line breaks moved
+        return f"only spaces changed: {_clip(new.split(), 2 * CONTEXT_WORDS)}"
+    old_words, new_words = old.split(), new.split()
+    parts = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old_words, b=new_words, autojunk=False).get_opcodes():
+        if op == "equal":
+            parts.append(_context(old_words[i1:i2], head=i1 > 0, tail=i2 < len(old_words)))
+            continue
+        if i2 > i1:
+            parts.append(f"[-{_clip(old_words[i1:i2], CHANGED_WORDS)}-]")
+        if j2 > j1:
+            parts.append(f"{{+{_clip(new_words[j1:j2], CHANGED_WORDS)}+}}")
+    return " ".join(p for p in parts if p)
+
+
+def _context(words: list[str], head: bool, tail: bool) -> str:
+    """Unchanged words between changes: only the few next to a change (`head`: one comes before,
+    `tail`: one comes after)."""
+    keep_head, keep_tail = CONTEXT_WORDS * head, CONTEXT_WORDS * tail
+    if len(words) <= keep_head + keep_tail + 3:  # "..." for fewer than 4 words hides nothing worth hiding
+        return " ".join(words)
+    return " ".join([*words[:keep_head], "...", *words[len(words) - keep_tail:]])
+
+
+def _clip(words: list[str], most: int) -> str:
+    if len(words) <= most:
+        return " ".join(words)
+    half = most // 2
+    return " ".join([*words[:half], "...", *words[-half:]])
+
+
+def _label(text: str) -> str:
+    return f'"{text}"' if len(text) <= LABEL_CHARS else f'"{text[:LABEL_CHARS - 3].rstrip()}..."'
+
+
+def _code_order(code: str) -> tuple:
+    return (0, int(code), code) if code.isdigit() else (1, 0, code)
+
+
+def _answer_changes(old: tuple[Answer, ...], new: tuple[Answer, ...]) -> list[str]:
+    """Answer options added, removed, reworded, given other points or another meaning, by code."""
+    was, now = {a.code: a for a in old}, {a.code: a for a in new}
+    lines = []
+    for code in sorted(was.keys() | now.keys(), key=_code_order):
+        a, b = was.get(code), now.get(code)
+        if a is None:
+            lines.append(f"answer {code} added: {_label(b.label)}")
+        elif b is None:
+            lines.append(f"answer {code} removed: {_label(a.label)}")
+        else:
+            if a.label != b.label:
+                lines.append(f"answer {code} reworded: {_label(a.label)} -> {_label(b.label)}")
+            if a.score != b.score:
+                lines.append(f"answer {code} {_label(b.label)} points: {_points(a.score)} -> {_points(b.score)}")
+            if a.missing != b.missing:
+                meaning = "now means" if b.missing else "no longer means"
+                lines.append(f"answer {code} {_label(b.label)} {meaning} \"no answer\" (missing)")
+    return lines
+
+
+def _points(score: float | None) -> str:
+    return "none" if score is None else f"{score:g}"
+
+
+def _read_changes(old: Asked, new: Asked, before: int, after: int) -> list[str]:
+    """A derived answer: what changed in the questions it is worked out from."""
+    if old.reads == new.reads:
+        return []
+    if old.reads is None or new.reads is None:
+        derived = after if new.reads is not None else before
+        return [f"a derived answer (surveys/derived.yaml) in {derived} only"]
+    lines = []
+    if old.read_names != new.read_names:
+        lines.append(f"worked out from {', '.join(new.read_names)} (in {before}: {', '.join(old.read_names)})")
+    for name, read_old, read_new in zip(new.read_names, old.reads, new.reads):
+        if read_old != read_new:
+            lines.append(f"worked out from {name}, which changed:")
+            lines += [f"  {line}" for line in describe_change(read_old, read_new, before, after)]
+    if len(old.reads) != len(new.reads) and not lines:
+        lines.append(f"worked out from {len(new.reads)} questions (in {before}: {len(old.reads)})")
+    return lines
+
+
+def _plain(text: str) -> str:
+    """A wording without its punctuation, capitals and spaces: equal when only those changed."""
+    return "".join(ch for ch in text.casefold() if not ch.isspace() and not unicodedata.category(ch).startswith("P"))
+
+
+def only_cosmetic(old: Asked | None, new: Asked | None) -> bool:
+    """Whether two ways of asking differ at most in the punctuation, capitals or spaces of their
+    wording (the question's and its answers'): the same codes, points and meanings."""
+    if old is None or new is None or old.kind != new.kind or _plain(old.label) != _plain(new.label):
+        return False
+    if [(a.code, a.score, a.missing) for a in old.answers] != [(a.code, a.score, a.missing) for a in new.answers]:
+        return False
+    if any(_plain(a.label) != _plain(b.label) for a, b in zip(old.answers, new.answers)):
+        return False
+    if old.reads is None or new.reads is None:
+        return old.reads is None and new.reads is None
+    return len(old.reads) == len(new.reads) and all(
+        a == b or only_cosmetic(a, b) for a, b in zip(old.reads, new.reads))
 
 
 def _change(p: Any, verdict: Comparability) -> dict[str, Any]:

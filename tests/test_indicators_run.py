@@ -273,9 +273,15 @@ def test_every_missing_comparability_statement_is_named_at_once(loaded: Paths) -
     loaded.indicators_file.write_text(text, encoding="utf-8")
     with pytest.raises(IndicatorError) as error:
         rebuild_indicators(loaded)
-    named = {line.split(":")[0].strip() for line in str(error.value).splitlines()[1:]}
+    listed = str(error.value).split("\nWhat changed", 1)[0]  # then each question's changes, once
+    named = {line.split(":")[0].strip() for line in listed.splitlines()[1:]}
     assert named == expected
     assert "asked differently in 2024 and 2025" in str(error.value)
+    # and what changed, each question once: the words reworded, the score's items added
+    said = str(error.value).split("\nWhat changed", 1)[1]
+    assert "valued_people_served (2024 -> 2025):\n    wording: I feel [-respected-] {+valued+} by the people I support." in said
+    assert "epi_on_call (2024 -> 2025, an item of epi_score):\n    added in 2025 (not asked in 2024)" in said
+    assert said.count("valued_people_served") == 1
 
 
 def _without_statements(paths: Paths) -> None:
