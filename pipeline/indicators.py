@@ -1436,6 +1436,56 @@ CHANGE_COLUMNS = ["indicator_id", "wave", "previous_wave", "breakdown", "group_c
 
 # --- storing -------------------------------------------------------------------------------------
 
+
+def score_rows(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> list[tuple]:
+    """indicator_scores: every item of every score, with its wording and points as the loaded
+    questionnaires give them (the choices table) or as the score sets them (`points`). Kept with
+    the figures, so what a score is made of is read from the warehouse, like the catalogue."""
+    wording: dict[str, dict[int, str]] = {}
+    for wave, concept, label in con.execute("SELECT wave, concept, label_en FROM concepts ORDER BY wave").fetchall():
+        wording.setdefault(concept, {})[wave] = label
+    choices: dict[str, dict[int, list[tuple]]] = {}
+    for wave, concept, code, label, points, missing in con.execute(
+            "SELECT wave, concept, code, label_en, score, missing FROM choices ORDER BY wave, concept, "
+            "TRY_CAST(code AS INTEGER) NULLS LAST, code").fetchall():
+        choices.setdefault(concept, {}).setdefault(wave, []).append((code, label, points, missing))
+    rows, order = [], 0
+    for name, score in catalogue.scores.items():
+        for item in score.items:
+            asked = wording.get(item, {})
+            points = {wave: _points_text(answers, score.points) for wave, answers in choices.get(item, {}).items()}
+            rows.append((name, score.title, score.definition.strip(), item, _by_wave(asked), _by_wave(points),
+                         ", ".join(str(w) for w in sorted(asked)), score.item_max, score.min_items,
+                         _scaling_text(score), order))
+            order += 1
+    return rows
+
+
+def _points_text(answers: list[tuple], points: dict[str, float] | None) -> str:
+    """One wave's answers to an item with their points: the score's own, else the questionnaire's.
+    An answer without points is not counted (as _item_points computes it)."""
+    parts = []
+    for code, label, asked_points, missing in answers:
+        value = (points or {}).get(code) if points is not None else (None if missing else asked_points)
+        parts.append(f"{code} ({label}) = {_number(value)} points" if value is not None
+                     else f"{code} ({label}) not counted")
+    return ", ".join(parts)
+
+
+def _by_wave(texts: dict[int, str]) -> str:
+    # One text when every wave says the same (the usual case), else each wave's.
+    if len(set(texts.values())) <= 1:
+        return next(iter(texts.values()), "")
+    return "; ".join(f"in {wave}: {text}" for wave, text in sorted(texts.items()))
+
+
+def _scaling_text(score: Score) -> str:
+    # The words of _score_sql: 100 x the average points of the items answered / item_max.
+    return (f"The average points of the items answered, divided by {_number(score.item_max)} (the most an item "
+            f"gives) and multiplied by 100, so from 0 to 100; someone who answered fewer than {score.min_items} "
+            f"of the {len(score.items)} items has no score. Items a year did not ask count as not answered.")
+
+
 ESTIMATE_COLUMNS = ["indicator_id", "wave", "breakdown", "group_code", "group_label", "n", "count", "estimate",
                     "ci_low", "ci_high", "suppressed", "suppression"]
 
@@ -1477,6 +1527,10 @@ def _store(
                   for order, (name, b) in enumerate(catalogue.breakdowns.items())]
     con.execute("DELETE FROM indicator_catalogue")
     con.execute("DELETE FROM indicator_breakdowns")
+    con.execute("DELETE FROM indicator_scores")
+    if scores := score_rows(con, catalogue):
+        con.executemany("INSERT INTO indicator_scores (score, title, definition, item, wording, points, waves, "
+                        "item_max, min_items, scaling, sort_order) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", scores)
     if rows:
         con.executemany(
             "INSERT INTO indicator_catalogue (indicator_id, title, domain, kind, unit, definition, population, "

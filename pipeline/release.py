@@ -6,7 +6,8 @@ What is in it:
   with the reason);
 - `gaps.csv` (each group against everyone else) and `changes.csv` (each wave against the previous
   one): one tidy table each, for every indicator;
-- `indicators.csv` and `breakdowns.csv`: the catalogue and the groupings, to read the tables by;
+- `indicators.csv`, `scores.csv` and `breakdowns.csv`: the catalogue, what each score it names is
+  made of (questions, wording, points, scaling) and the groupings, to read the tables by;
 - `datapackage.json` (Frictionless), `CITATION.cff`, `README.md`, `release.json` (what was
   released from what) and `SHA256SUMS` (every other file's checksum).
 
@@ -206,13 +207,28 @@ CATALOGUE_FIELDS: list[Field] = [
     ("population", "string", "Who is counted, in plain language."),
     ("population_rule", "string", "The denominator as a rule, with question ids and answer codes."),
     ("condition_rule", "string", "The numerator as a rule (percentages only)."),
-    ("score", "string", "The score averaged (average scores only)."),
-    ("questions", "string", "The questions used (concept ids, comma-separated)."),
+    ("score", "string", "The score averaged (average scores only): its questions, their points and the 0-100 "
+     "scaling are in scores.csv."),
+    ("questions", "string", "The questions and scores the rules name (ids, comma-separated). A score (e.g. "
+     "epi_score) is made of several questions: scores.csv lists them with their wording and points."),
     ("breakdowns", "string", "The breakdowns the indicator is shown by (comma-separated)."),
     ("min_n", "integer", "The indicator's smallest reportable group (the suppression rules apply on top)."),
     ("waves", "string", "Years with figures."),
     ("comparability", "string", "How the years compare."),
     ("caveats", "string", "What to keep in mind when reading the figures."),
+]
+SCORE_FIELDS: list[Field] = [
+    ("score", "string", "The score's id, as indicators.csv names it (columns score and questions, and the rules)."),
+    ("title", "string", "The score's name."),
+    ("item", "string", "One question the score is made of (question id); one row per question."),
+    ("wording", "string", "The question as asked (English), year by year when the wording changed."),
+    ("points", "string", "The points each answer code gives, and the answers not counted (as no answer); "
+     "year by year when they changed."),
+    ("waves", "string", "Years whose questionnaire asked the question (comma-separated)."),
+    ("item_max", "number", "The most points one question gives."),
+    ("min_items", "integer", "The fewest questions someone must answer to have a score."),
+    ("scaling", "string", "How the points become a score from 0 to 100, partial answers included, in words."),
+    ("definition", "string", "What the score measures and how, in plain language."),
 ]
 BREAKDOWN_FIELDS: list[Field] = [
     ("breakdown", "string", "The breakdown id used in the tables."),
@@ -241,6 +257,10 @@ _CHANGES_SQL = """
            h.statement, h.suppressed, h.suppression
     FROM published_changes h JOIN indicator_catalogue c USING (indicator_id)
 """
+_SCORES_SQL = """
+    SELECT score, title, item, wording, points, waves, item_max, min_items, scaling, definition
+    FROM indicator_scores ORDER BY sort_order
+"""
 _CATALOGUE_SQL = """
     SELECT indicator_id, title, domain, kind, unit, definition, population, population_rule, condition_rule,
            value AS score, questions, breakdowns, min_n, waves, comparability, caveats
@@ -261,6 +281,19 @@ def _with_status(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "suppression_reason": r["suppression"] if r["suppressed"] else None} for r in rows]
 
 
+def _scores(con) -> list[dict[str, Any]]:
+    # A warehouse made before indicator_scores existed, opened read-only, has no such table.
+    present = con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = 'indicator_scores'").fetchall()
+    return _records(con, _SCORES_SQL) if present else []
+
+
+def _used_scores(scores: list[dict[str, Any]], catalogue: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items of the scores some indicator names (as its score or among its questions)."""
+    named = {name.strip() for info in catalogue for name in [str(info["score"] or ""),
+                                                              *str(info["questions"] or "").split(",")]}
+    return [row for row in scores if row["score"] in named]
+
+
 def _group_rank(code: str) -> tuple:
     # 'all' first, answer codes in questionnaire (numeric) order, merged groups after.
     return (-1, 0, "") if code == "all" else (0, int(code), "") if code.isdigit() else (1, 0, code)
@@ -276,6 +309,7 @@ class Tables:
             self.catalogue = sorted(_records(con, _CATALOGUE_SQL), key=lambda r: r["indicator_id"])
             self.breakdowns = _records(con, "SELECT breakdown, title, definition, groups FROM indicator_breakdowns "
                                             "ORDER BY sort_order, breakdown")
+            self.scores = _used_scores(_scores(con), self.catalogue)
             self.estimates = _with_status(_records(con, _ESTIMATES_SQL))
             self.gaps = _with_status(_records(con, _GAPS_SQL))
             self.changes = _with_status(_records(con, _CHANGES_SQL))
@@ -388,6 +422,8 @@ with the number of respondents, the 95% confidence interval and whether the figu
 - `gaps.csv`: each group against everyone else in its breakdown, for every indicator and year.
 - `changes.csv`: each year against the previous year with the indicator, for every indicator.
 - `indicators.csv`: what each indicator measures, who is counted, the questions and rules used.
+- `scores.csv`: what each score is made of (e.g. `epi_score`, named in `indicators.csv`): its
+  questions, their wording, the points of each answer, and how the points become 0 to 100.
 - `breakdowns.csv`: how respondents are grouped.
 - `datapackage.json`: a Frictionless Data Package describing every table and column.
 - `CITATION.cff`: how to cite the data, for reference managers.
@@ -478,7 +514,7 @@ def datapackage(settings: ReleaseSettings, tables: Tables, resources: list[dict[
 
 
 def figure_files(tables: Tables) -> dict[str, bytes]:
-    """The release's data tables (CSV): every figure, the catalogue and the breakdowns they are read
+    """The release's data tables (CSV): every figure, the catalogue, scores and breakdowns they are read
     by. What a version's citation pins: they depend on the warehouse only, not on the settings."""
     return {name: data for name, data, _resource in _tables(tables)}
 
@@ -503,6 +539,9 @@ def _tables(tables: Tables) -> Iterator[tuple[str, bytes, dict[str, Any]]]:
          CHANGE_FIELDS, tables.sorted(tables.changes), ["indicator_id", "wave", "breakdown", "group"]),
         ("indicators", "The indicator catalogue", "What each indicator measures, who is counted, the questions "
          "and rules used, and how the years compare.", CATALOGUE_FIELDS, tables.catalogue, ["indicator_id"]),
+        ("scores", "The scores", "What each score the indicators name is made of: one row per question, with "
+         "its wording, the points of each answer, and how the points become a score from 0 to 100.", SCORE_FIELDS,
+         tables.scores, ["score", "item"]),
         ("breakdowns", "The breakdowns", "How respondents are grouped in the tables.", BREAKDOWN_FIELDS,
          tables.breakdowns, ["breakdown"]),
     ]

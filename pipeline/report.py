@@ -121,11 +121,12 @@ def inputs_key(paths: Paths, engine: str) -> str:
 
 def hash_published(paths: Paths, digest) -> None:
     """Feed `digest` everything that leaves the warehouse: the published figures, the catalogue,
-    the breakdowns, the question wording and the ledger (also the open data release's key)."""
+    the breakdowns, the scores, the question wording and the ledger (also the open data release's key)."""
     with connect(paths.warehouse, read_only=True) as con:  # a clear error when there is no warehouse
         shown = [name for (name,) in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'published%' "
-            "OR table_name IN ('indicator_catalogue', 'indicator_breakdowns', 'concepts', 'choices') ORDER BY 1"
+            "OR table_name IN ('indicator_catalogue', 'indicator_breakdowns', 'indicator_scores', 'concepts', "
+            "'choices') ORDER BY 1"
         ).fetchall()]
         queries = [f"SELECT * FROM {name} ORDER BY ALL" for name in shown]
         queries.append("SELECT file_sha256, wave, synthetic, rows_read, rows_loaded, rows_quarantined, "

@@ -140,7 +140,7 @@ def run_load(
             current = {"indicators_sha256": catalogue.sha256, "privacy_sha256": privacy.sha256,
                        "disclosure_sha256": rules_sha256(load_rules(paths.disclosure_file))}
             rescrub = _scrub_lists_changed(con, paths)
-            if not loads and not reworded and not rescrub and stored == current:
+            if not loads and not reworded and not rescrub and stored == current and _scores_described(con, catalogue):
                 progress("nothing new to load; indicators are up to date")
                 return summary
             _write_atomically(con, paths, loads, run_id, catalogue, privacy, progress, reworded, groups, rescrub)
@@ -154,6 +154,12 @@ def run_load(
         raise
     _keep_run_record(paths, summary, loads)
     return summary
+
+
+def _scores_described(con, catalogue) -> bool:
+    """indicator_scores holds the catalogue's scores: a warehouse made before that table existed
+    has it empty, and gets it from one indicator run (the figures come out the same)."""
+    return not catalogue.scores or con.execute("SELECT count(*) FROM indicator_scores").fetchall()[0][0] > 0
 
 
 def _prepare_new_files(con, paths: Paths, files: list[Path], synthetic: bool, summary: RunSummary,

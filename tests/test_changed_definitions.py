@@ -7,12 +7,13 @@ from __future__ import annotations
 import duckdb
 
 from builders import warehouse_rows as query
-from pipeline.audit import check_published_cells
+from pipeline.audit import AuditReport, check_published_cells
 from pipeline.cli import main
 from pipeline.config import Paths
 from pipeline.disclosure import load_rules
 from pipeline.instrument import instrument_path
 from pipeline.quotes import published_quotes, wave_review
+from pipeline.release import build_release, release_dir
 from pipeline.run import run_load
 
 STRICTER = "min_group_n: 15\nmin_cell: 5\ncomplementary: true\n"  # than the 11 the figures were made with
@@ -53,6 +54,23 @@ def test_a_corrected_score_applies_to_the_waves_already_loaded(loaded: Paths) ->
                               WHERE a.concept = 'cbi_burnt_out' AND a.value = '2'""")
     assert scored == [(80.0,)]
     assert query(loaded, groups) == generalised  # k-anonymity's groups are kept
+    # what the release says of the score is the corrected points too (stored with the figures)
+    points, = query(loaded, "SELECT points FROM indicator_scores WHERE item = 'cbi_burnt_out'")[0]
+    assert "2 (To a high degree) = 80 points" in points and "= 75 points" not in points
+    assert not run_load(loaded).indicators_rebuilt  # and only once
+
+
+def test_a_warehouse_made_before_scores_were_stored_describes_them_at_the_next_run(loaded: Paths) -> None:
+    figures = query(loaded, "SELECT * FROM indicator_estimates ORDER BY ALL")
+    con = duckdb.connect(str(loaded.warehouse))
+    con.execute("DROP TABLE indicator_scores")  # as in a warehouse made before the table existed
+    con.close()
+    build_release(loaded, audit=AuditReport([]))  # the release still builds, with no score described
+    assert (release_dir(loaded) / "scores.csv").read_text(encoding="utf-8").count("\n") == 1  # the header
+    assert run_load(loaded).indicators_rebuilt
+    described = {score for (score,) in query(loaded, "SELECT DISTINCT score FROM indicator_scores")}
+    assert described == {"epi_score", "burnout_score", "moral_distress_score"}
+    assert query(loaded, "SELECT * FROM indicator_estimates ORDER BY ALL") == figures  # the same figures
     assert not run_load(loaded).indicators_rebuilt  # and only once
 
 

@@ -67,7 +67,8 @@ def test_the_data_package_validates_and_describes_every_table(released: Paths) -
     described = {r["path"] for r in package["resources"]}
     csvs = {p.name for p in folder.glob("*.csv")}
     indicators = {i for (i,) in warehouse(released, "SELECT indicator_id FROM indicator_catalogue")}
-    assert csvs == {f"{i}.csv" for i in indicators} | {"gaps.csv", "changes.csv", "indicators.csv", "breakdowns.csv"}
+    assert csvs == {f"{i}.csv" for i in indicators} | {"gaps.csv", "changes.csv", "indicators.csv", "scores.csv",
+                                                      "breakdowns.csv"}
     assert csvs | {"README.md", "CITATION.cff"} == described
     # Every field is described, the licence and version are the configured ones.
     settings = yaml.safe_load((released.surveys / "release.yaml").read_text(encoding="utf-8"))
@@ -138,6 +139,91 @@ def test_a_merged_answer_a_rule_names_is_given_its_label_in_the_catalogue_and_br
                      for row in rows(folder / name))
     for (_question, code), label in merged.items():
         assert f"{code} ({label})" in text, code
+
+
+def instrument_questions(surveys: Path) -> dict[int, dict[str, dict]]:
+    """Wave -> question id -> the question as its instrument YAML writes it, with its choice set
+    (named or inline) resolved: read here, not by the pipeline's instrument loader."""
+    waves = {}
+    for path in sorted(surveys.glob("*/instrument.yaml")):
+        instrument = yaml.safe_load(path.read_text(encoding="utf-8"))
+        sets = instrument.get("choice_sets") or {}
+        questions = {}
+        for section in instrument["sections"]:
+            for question in section["questions"]:
+                choices = question.get("choices") or []
+                resolved = sets[choices] if isinstance(choices, str) else choices
+                questions[question["id"]] = question | {"choices": resolved}
+        waves[instrument["wave"]] = questions
+    return waves
+
+
+def test_scores_csv_describes_every_score_an_indicator_uses(released: Paths) -> None:
+    # Read independently of the pipeline: surveys/indicators.yaml and the instruments, as YAML.
+    catalogue = yaml.safe_load(released.indicators_file.read_text(encoding="utf-8"))
+    scores = catalogue["scores"]
+    used = {name for i in catalogue["indicators"] for name in [*i["questions"], i.get("value")] if name in scores}
+    assert {"epi_score", "burnout_score", "moral_distress_score"} <= used
+    waves = instrument_questions(released.surveys)
+    released_rows = rows(release_dir(released) / "scores.csv")
+    assert {r["score"] for r in released_rows} == used
+    for name in sorted(used):
+        score, mine = scores[name], [r for r in released_rows if r["score"] == name]
+        assert [r["item"] for r in mine] == score["items"], name  # every item, in the catalogue's order
+        for row in mine:
+            assert (row["title"], row["definition"]) == (score["title"], score["definition"].strip())
+            assert float(row["item_max"]) == score["item_max"] and int(row["min_items"]) == score["min_items"]
+            assert f"divided by {score['item_max']:g}" in row["scaling"]
+            assert f"fewer than {score['min_items']} of the {len(score['items'])} items" in row["scaling"]
+            asked = {wave: questions[row["item"]] for wave, questions in waves.items() if row["item"] in questions}
+            assert asked, row["item"]
+            assert row["waves"] == ", ".join(str(w) for w in sorted(asked))
+            for question in asked.values():
+                assert question["label"]["en"] in row["wording"], row["item"]
+                for choice in question["choices"]:
+                    label = f"{choice['code']} ({choice['label']['en']})"
+                    points = (score["points"].get(choice["code"]) if "points" in score
+                              else None if choice.get("missing") else choice.get("score"))
+                    said = f"{label} = {points:g} points" if points is not None else f"{label} not counted"
+                    assert said in row["points"], (row["item"], said)
+    # Percentages built on a score (PREC-02: epi_score at least 75) find it there too.
+    catalogue_rows = {r["indicator_id"]: r for r in rows(release_dir(released) / "indicators.csv")}
+    assert "epi_score" in catalogue_rows["PREC-02"]["condition_rule"]
+    assert "epi_score" in catalogue_rows["PREC-02"]["questions"].split(", ")
+
+
+def test_the_data_dictionary_and_readme_describe_scores_csv(released: Paths) -> None:
+    folder = release_dir(released)
+    package = json.loads((folder / "datapackage.json").read_text(encoding="utf-8"))
+    resources = {r["path"]: r for r in package["resources"]}
+    schema = resources["scores.csv"]["schema"]
+    with (folder / "scores.csv").open(encoding="utf-8", newline="") as handle:
+        header = next(csv.reader(handle))
+    assert [f["name"] for f in schema["fields"]] == header
+    assert {"score", "item", "wording", "points", "item_max", "min_items", "scaling"} <= set(header)
+    assert all(f["description"].strip() for f in schema["fields"])
+    assert schema["primaryKey"] == ["score", "item"]
+    catalogue = {f["name"]: f["description"] for f in resources["indicators.csv"]["schema"]["fields"]}
+    assert "scores.csv" in catalogue["score"] and "scores.csv" in catalogue["questions"]
+    assert "`scores.csv`" in (folder / "README.md").read_text(encoding="utf-8")
+    release = read_release(released)
+    assert release["audit"] == "passed" and "scores.csv" in {f["path"] for f in release["files"]}
+
+
+def test_the_audit_reads_scores_csv(loaded: Paths) -> None:
+    # An email in a score's wording (stored in the warehouse, so the table is also a finding) is
+    # found in the released file itself: the audit scans scores.csv like every release file.
+    con = duckdb.connect(str(loaded.warehouse))
+    con.execute("UPDATE indicator_scores SET wording = wording || ' Write to someone@example.org.' "
+                "WHERE item = 'epi_paid_missed_day'")
+    con.close()
+    build_release(loaded, audit=PASSED)
+    from pipeline.audit import run_audit
+
+    report = run_audit(loaded)
+    patterns = next(c for c in report.checks if c.name == "no identifier pattern in any output")
+    assert not report.passed and not patterns.passed
+    assert any(d["where"].endswith("data/scores.csv") for d in patterns.details), patterns.details
 
 
 def test_the_readme_gives_licence_caveats_and_citation(released: Paths) -> None:

@@ -228,6 +228,25 @@ ALTER TABLE indicator_catalogue ADD COLUMN IF NOT EXISTS min_n INTEGER;         
 ALTER TABLE indicator_catalogue ADD COLUMN IF NOT EXISTS comparability VARCHAR;    -- stated wave pairs, in words
 ALTER TABLE indicator_catalogue ADD COLUMN IF NOT EXISTS waves VARCHAR;            -- waves with figures
 
+-- The scores of surveys/indicators.yaml (e.g. epi_score), one row per question they are made of,
+-- with that question's wording and points as the loaded questionnaires give them: written with the
+-- figures, so the open data release says what each score it reports is made of. Added after
+-- warehouses were made without it (IF NOT EXISTS): theirs is filled at the next indicator run.
+CREATE TABLE IF NOT EXISTS indicator_scores (
+    score       VARCHAR NOT NULL,
+    title       VARCHAR NOT NULL,
+    definition  VARCHAR NOT NULL,
+    item        VARCHAR NOT NULL,   -- a question id
+    wording     VARCHAR NOT NULL,   -- as asked (English), by wave when it changed; '' when no wave asked it
+    points      VARCHAR NOT NULL,   -- points by answer code, in words, by wave when they changed
+    waves       VARCHAR NOT NULL,   -- waves whose questionnaire asked it, comma-separated
+    item_max    DOUBLE NOT NULL,
+    min_items   INTEGER NOT NULL,
+    scaling     VARCHAR NOT NULL,   -- how the points become 0-100, partial answers included, in words
+    sort_order  INTEGER NOT NULL,   -- catalogue order of the score, then of its items
+    PRIMARY KEY (score, item)
+);
+
 -- How respondents are grouped (the `breakdowns` of surveys/indicators.yaml), for the methods page.
 CREATE TABLE IF NOT EXISTS indicator_breakdowns (
     breakdown   VARCHAR PRIMARY KEY,
