@@ -216,6 +216,19 @@ def load_catalogue(path: Path) -> Catalogue:
     return catalogue.model_copy(update={"sha256": hashlib.sha256(raw).hexdigest(), "path": str(path)})
 
 
+def _check_score(name: str, score: Score) -> None:
+    """A question listed twice would count twice in the average; a minimum above the number of
+    questions would leave everyone without a score; points over a zero maximum cannot be scaled."""
+    if twice := sorted({item for item in score.items if score.items.count(item) > 1}):
+        raise IndicatorError(f"scores.{name}.items: {twice[0]!r} is listed twice (each question counts once)")
+    if not 1 <= score.min_items <= len(score.items):
+        raise IndicatorError(f"scores.{name}.min_items: {score.min_items} is not between 1 and the number of "
+                             f"items ({len(score.items)})")
+    if score.item_max <= 0:
+        raise IndicatorError(f"scores.{name}.item_max: {score.item_max:g} must be above 0 (the most points an "
+                             "item gives)")
+
+
 def _check_structure(catalogue: Catalogue) -> None:
     """What the schema cannot say: references between definitions."""
     ids = [i.id for i in catalogue.indicators]
@@ -223,6 +236,8 @@ def _check_structure(catalogue: Catalogue) -> None:
         raise IndicatorError("an indicator id is used twice")
     if unknown := [b for b in catalogue.default_breakdowns if b not in catalogue.breakdowns]:
         raise IndicatorError(f"default_breakdowns: {unknown[0]!r} is not defined under breakdowns")
+    for name, score in catalogue.scores.items():
+        _check_score(name, score)
     for indicator in catalogue.indicators:
         if indicator.kind == "proportion" and indicator.condition is None:
             raise IndicatorError(f"{indicator.id} is a proportion but has no condition")

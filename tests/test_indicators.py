@@ -668,3 +668,21 @@ def test_a_concept_asked_only_in_a_wave_not_yet_loaded_is_not_an_error(tmp_path)
     # the rest and leaves DISR-04 out, rather than failing.
     catalogue = load_checked_catalogue(INDICATORS, REPO_SURVEYS)
     assert any(i.id == "DISR-04" for i in catalogue.indicators)
+
+
+@pytest.mark.parametrize("old, new, what", [
+    # a question listed twice would weigh double in the average
+    ("items: [moral_acted_against_values, moral_witnessed_harm, moral_betrayed]",
+     "items: [moral_acted_against_values, moral_witnessed_harm, moral_betrayed, moral_witnessed_harm]",
+     "scores.moral_distress_score.items: 'moral_witnessed_harm' is listed twice"),
+    # more answers required than there are questions: nobody would have a score
+    ("    item_max: 100\n    min_items: 4", "    item_max: 100\n    min_items: 8",
+     "scores.burnout_score.min_items: 8 is not between 1 and the number of items (7)"),
+    ("    item_max: 10\n    min_items: 7", "    item_max: 0\n    min_items: 7",
+     "scores.epi_score.item_max: 0 must be above 0"),
+])
+def test_a_score_that_cannot_be_computed_as_written_names_the_file_and_the_score(tmp_path, old, new, what):
+    path = broken_copy(tmp_path, old, new)
+    with pytest.raises(IndicatorError) as error:
+        load_catalogue(path)
+    assert str(error.value).startswith(f"{path}: ") and what in str(error.value)
