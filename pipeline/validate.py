@@ -50,7 +50,7 @@ from pipeline.instrument import (
     load_instrument,
 )
 from pipeline.quality import MOSTLY_EMPTY, SPEEDER, STRAIGHTLINING, quality_flags, rule_flags
-from pipeline.wave_rules import CrossRule, Duplicates, Requirement, WaveRules, load_wave_rules
+from pipeline.wave_rules import CrossRule, Duplicates, Requirement, WaveRules, load_wave_rules, rules_path
 
 if TYPE_CHECKING:
     from pipeline.deidentify import Scrubber
@@ -180,7 +180,7 @@ def validate(
     keys = _response_keys(export, secret)
     _repeated_ids(keys, already_seen, outcome, reason)
     in_scope = outcome == LOADED
-    times = _timestamps(export)
+    times = _timestamps(export, instrument, rules.date_order, _rules_file(instrument, rules))
     _check_dates(export, instrument, times)
     issues, results, gx_result = _expectations(export, instrument, rules, view, times, in_scope, scrubber)
     for issue in issues:
@@ -194,6 +194,11 @@ def validate(
         rule_flags({r.id: _rule_fails(view, r) & in_scope for r in rules.by_severity("flag")}),
     ], ignore_index=True)
     return Validation(outcome, reason, issues, results, keys, gx_result, flags)
+
+
+def _rules_file(instrument: Instrument, rules: WaveRules) -> str:
+    """The wave's rules.yaml, as error messages name it (the file may not exist yet)."""
+    return rules.source or str(rules_path(instrument) or f"surveys/{instrument.wave}/rules.yaml")
 
 
 # --- structure: problems that stop the whole file ---------------------------------------------
@@ -733,42 +738,149 @@ def _durations(export: Export) -> pd.Series:
     return numbers(export.metadata["duration_s"])
 
 
-def _timestamps(export: Export) -> pd.DataFrame:
+def _timestamps(export: Export, instrument: Instrument, date_order: str | None = None,
+                rules_file: str = "rules.yaml") -> pd.DataFrame:
     """Start and end of each response as datetimes (NaT when missing or unreadable), or its
-    submission time when the export has neither (SUBMITTED_AT). In memory only."""
+    submission time when the export has neither (SUBMITTED_AT). In memory only. `date_order`: the
+    wave's rules.yaml setting (day_first, month_first or None), declared in `rules_file`."""
     names = [name for name in TIMESTAMPS if name in export.identifiers]
     if not names and SUBMITTED_AT in export.identifiers:
         names = [SUBMITTED_AT]
-    values = {name: export.identifiers[name] for name in names}
-    # day first when the platform says so (a French Google Sheet), else when some date must be
-    given = True if export.day_first else None
-    read = {name: _read_datetimes(v, given) for name, v in values.items()}
-    _refuse_undecidable_dates(export, {name: values[name][not_iso] for name, (_, _, not_iso) in read.items()})
-    parsed = {name: stamps for name, (stamps, _, _) in read.items()}
-    # One layout per file: the dates that are not ISO are day first when any of them must be.
-    if given is None and any(day_first for _, day_first, _ in read.values()):
-        parsed = {name: _parse_datetimes(v, day_first=True) for name, v in values.items()}
-    return pd.DataFrame(parsed, index=export.answers.index)
+    iso: dict[str, pd.Series] = {}
+    others: dict[str, pd.Series] = {}  # the dates that are not ISO, as written: their layout is to be found
+    for name in names:
+        parsed, local, retry = _read_iso(export.identifiers[name])
+        iso[name] = parsed
+        if retry.any():
+            others[name] = local[retry]
+    stamps = pd.DataFrame(iso, index=export.answers.index)
+    if not others:
+        return stamps
+    # One layout per file: every date that is not ISO is read the same way.
+    parts = {name: _day_and_month(text) for name, text in others.items()}
+    day_first = _known_order(export, parts, date_order, rules_file)
+    if day_first is not None:
+        return _with_others(stamps, others, day_first)
+    _refuse_undecidable_dates(export, parts)
+    return _with_others(stamps, others, _by_window(export, instrument, stamps, parts, rules_file))
+
+
+def _day_and_month(text: pd.Series) -> pd.DataFrame:
+    """The two numbers before the year of dates like 03/06/2025 (columns 0 and 1), and the year
+    (column 2); NaN for other layouts. Vectorised: only the dates that are not ISO get here."""
+    return text.astype("string").str.extract(DAY_AND_MONTH).astype(float)
+
+
+def _known_order(export: Export, parts: dict[str, pd.DataFrame], date_order: str | None,
+                 rules_file: str) -> bool | None:
+    """Whether the dates that are not ISO are day first, when something says so: the wave's
+    rules.yaml, the platform (a French Google Sheet), or a date that can be read one way only (a
+    number above 12 before the month or before the day). None: both readings are possible."""
+    every = pd.concat(parts.values())
+    first_only, second_only = bool((every[0] > 12).any()), bool((every[1] > 12).any())
+    if date_order is not None:
+        _refuse_contradicted_order(export, parts, date_order, rules_file)
+        return date_order == "day_first"
+    if export.day_first or first_only:
+        return True
+    if second_only or not _differ(every).any():
+        return False  # month first, or the two readings give the same dates
+    return None
+
+
+def _differ(part: pd.DataFrame) -> pd.Series:
+    """Dates whose day-first and month-first readings are different days (03/06, not 03/03)."""
+    return ((part[0] != part[1]) & part[0].notna() & part[1].notna()).fillna(False).astype(bool)
+
+
+def _with_others(stamps: pd.DataFrame, others: dict[str, pd.Series], day_first: bool) -> pd.DataFrame:
+    """The ISO timestamps with the other dates read day first or month first."""
+    stamps = stamps.copy()
+    for name, text in others.items():  # other layouts (e.g. 3/10/2025 10:00) are parsed one by one
+        stamps.loc[text.index, name] = pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=day_first)
+    return stamps
+
+
+def _by_window(export: Export, instrument: Instrument, stamps: pd.DataFrame, parts: dict[str, pd.DataFrame],
+               rules_file: str) -> bool:
+    """Whether dates that read both ways (03/06/2025 with no day above 12, e.g. an English Google
+    Sheet: month first in the US, day first in Canada) are day first, by the reading that fits the
+    collection window. Stop when the window does not tell them apart: a guess would move responses
+    in or out of the window and match the wrong resubmissions, without anyone knowing."""
+    window = instrument.collection_window
+    day, month = _read_days(stamps, parts, True), _read_days(stamps, parts, False)
+    out_day, out_month = int(_outside_window(day, window).sum()), int(_outside_window(month, window).sum())
+    if _clearly_fewer(out_day, out_month) or _clearly_fewer(out_month, out_day):
+        return _clearly_fewer(out_day, out_month)
+    name, part = next((name, part) for name, part in parts.items() if _differ(part).any())
+    column = _source_columns(export).get(name, name)
+    position = export.identifiers.index.get_loc(part.index[_differ(part).to_numpy()][0])
+    dated = int(day.notna().any(axis=1).sum())
+    raise StructuralError(
+        f"{export.path}: row {export.source_row(int(position))}, column {column}: the dates are written with the "
+        "day and the month before the year (like 03/06/2025) and none has a number above 12 before the year, so "
+        "it cannot be told whether 03/06 is 3 June or March 6 (a Google Sheet writes dates as its locale does: "
+        "month first in the US, day first in Canada or the UK). The collection window "
+        f"({window.start} to {window.end}) does not tell either: read day first, {out_day} of the {dated} dated "
+        f"responses fall outside it; read month first, {out_month}. Nothing was loaded. Say how this wave's "
+        f"exports write dates: add the line `date_order: day_first` (03/06/2025 is 3 June) or "
+        f"`date_order: month_first` (03/06/2025 is March 6) to {rules_file}, then run again.")
+
+
+def _read_days(stamps: pd.DataFrame, parts: dict[str, pd.DataFrame], day_first: bool) -> pd.DataFrame:
+    """The ISO timestamps with the other dates as their day alone (midnight), read day or month
+    first: built from the numbers already found (vectorised, not parsed again), and enough for the
+    window, which counts whole local days."""
+    stamps = stamps.copy()
+    for name, part in parts.items():
+        year = part[2].where(part[2] >= 100, part[2] + 2000)  # Excel's 3/6/25
+        day, month = (part[0], part[1]) if day_first else (part[1], part[0])
+        days = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": day}), errors="coerce")
+        stamps.loc[part.index, name] = days.astype(stamps[name].dtype)
+    return stamps
+
+
+def _clearly_fewer(outside: int, other: int) -> bool:
+    """One reading leaves clearly fewer responses outside the window than the other: none when the
+    other leaves some out, or at most a tenth as many (a few test responses sent before the survey
+    opened do not hide the layout of hundreds of real ones)."""
+    return outside < other and outside * 10 <= other
+
+
+def _refuse_contradicted_order(export: Export, parts: dict[str, pd.DataFrame], date_order: str,
+                               rules_file: str) -> None:
+    """A date that can only be read the other way than rules.yaml says: the setting is wrong, or the
+    file comes from a sheet that writes dates differently. Reading it as declared would give no date."""
+    place = 1 if date_order == "day_first" else 0  # the month's place, as declared
+    for name, part in parts.items():
+        wrong = part.index[(part[place] > 12).fillna(False).to_numpy(dtype=bool)]
+        if len(wrong):
+            column = _source_columns(export).get(name, name)
+            position = export.identifiers.index.get_loc(wrong[0])
+            declared, other = ("day first", "month first") if date_order == "day_first" else ("month first", "day first")
+            raise StructuralError(
+                f"{export.path}: row {export.source_row(int(position))}, column {column}: {rules_file} says this "
+                f"wave's dates are written {declared} (date_order: {date_order}), but this date has a number above "
+                f"12 where the month would be, so it is written {other}. Nothing was loaded. Correct date_order in "
+                f"{rules_file}, or remove it (each file's dates are then read as the file and the collection "
+                "window show).")
 
 
 # Platforms that write dates year first (2025-06-03 14:22:05). A date written day and month first
 # in their export was rewritten by a spreadsheet: Excel saves dates in the computer's own format.
 YEAR_FIRST_PLATFORMS = frozenset({"qualtrics", "limesurvey", "kobo", "redcap"})
-DAY_AND_MONTH = r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-]\d{2,4}\b"
+DAY_AND_MONTH = r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2,4})\b"  # day or month, month or day, year
 
 
-def _refuse_undecidable_dates(export: Export, values: dict[str, pd.Series]) -> None:
+def _refuse_undecidable_dates(export: Export, parts: dict[str, pd.DataFrame]) -> None:
     """Stop when a spreadsheet rewrote the dates as 03/06/2025 and nothing in the file says whether
     that is 3 June or March 6 (no day above 12): a guess would move responses in or out of the
-    collection window and match the wrong resubmissions, without anyone knowing."""
-    if export.platform not in YEAR_FIRST_PLATFORMS or not values:
+    collection window and match the wrong resubmissions, without anyone knowing. `parts`: the day
+    and month places of the dates that are not ISO (see _day_and_month), when neither shows the order."""
+    if export.platform not in YEAR_FIRST_PLATFORMS:
         return
-    parts = {name: v.astype("string").str.extract(DAY_AND_MONTH).astype(float) for name, v in values.items()}
-    every = pd.concat(parts.values())
-    if ((every[0] > 12) | (every[1] > 12)).any():
-        return  # some date can be read one way only: the file shows the order (see _day_first)
     for name, part in parts.items():
-        undecided = part.index[((part[0] != part[1]) & part[0].notna()).to_numpy(dtype=bool)]
+        undecided = part.index[_differ(part).to_numpy()]
         if len(undecided):  # only the dates not written year first are here: their index says where
             column = _source_columns(export).get(name, name)
             position = export.identifiers.index.get_loc(undecided[0])
@@ -798,12 +910,19 @@ def _parse_datetimes(values: pd.Series, day_first: bool | None = None) -> pd.Ser
     ISO 8601: 10:00:00-05:00) is dropped: the time is read as the local time written, as the
     collection window is in local days, and one file may mix offsets (daylight saving time).
     Dates that are not ISO (3/10/2025) are read month first unless `day_first` (by default: when
-    some of them can only be day first, see _day_first)."""
-    return _read_datetimes(values, day_first)[0]
+    some of them can only be day first, see _day_first). The response timestamps are read by
+    _timestamps, which also looks at the wave's rules.yaml and collection window."""
+    parsed, local, retry = _read_iso(values)
+    if retry.any():  # other layouts (e.g. 3/10/2025 10:00) are rare: parsed one by one
+        if day_first is None:
+            day_first = _day_first(local[retry])
+        parsed[retry] = pd.to_datetime(local[retry], errors="coerce", format="mixed", dayfirst=day_first)
+    return parsed
 
 
-def _read_datetimes(values: pd.Series, day_first: bool | None = None) -> tuple[pd.Series, bool, pd.Series]:
-    """_parse_datetimes, whether the dates that are not ISO were read day first, and which those are."""
+def _read_iso(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """The ISO datetimes of `values` (NaT elsewhere, vectorised), the values with any UTC offset
+    dropped, and which of them are not ISO (to be read in another layout)."""
     try:
         parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
     except ValueError:  # offsets that differ from row to row
@@ -812,12 +931,7 @@ def _read_datetimes(values: pd.Series, day_first: bool | None = None) -> tuple[p
     if parsed is None or getattr(parsed.dtype, "tz", None) is not None:
         local = values.astype("string").str.strip().str.replace(UTC_OFFSET, r"\1", regex=True)
         parsed = pd.to_datetime(local, errors="coerce", format="ISO8601")
-    retry = parsed.isna() & local.notna()
-    if retry.any():  # other layouts (e.g. 3/10/2025 10:00) are rare: parsed one by one
-        if day_first is None:
-            day_first = _day_first(local[retry])
-        parsed[retry] = pd.to_datetime(local[retry], errors="coerce", format="mixed", dayfirst=day_first)
-    return parsed, bool(day_first), retry
+    return parsed, local, parsed.isna() & local.notna()
 
 
 # An offset from UTC right after a time of day (10:00, 10:00:00, 10:00:00.123), then nothing else.

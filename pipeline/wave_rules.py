@@ -2,7 +2,8 @@
 
 The instrument generates most checks by itself (codes, ranges, required answers, skip logic). This
 file adds what the instrument cannot say: rules across questions (`rules:`), how a person answering
-twice is recognised (`duplicates:`), and the thresholds of the data-quality flags (`quality:`).
+twice is recognised (`duplicates:`), the thresholds of the data-quality flags (`quality:`), and
+how the wave's exports write dates when they cannot show it themselves (`date_order:`).
 The file is optional: without it a wave gets no cross-question rules and the defaults below.
 The format is documented in the comments of surveys/2025/rules.yaml.
 """
@@ -145,10 +146,18 @@ class Quality(Strict):
     mostly_empty: MostlyEmpty = MostlyEmpty()
 
 
+# How dates that are not year first (03/06/2025) are written in the wave's exports: a Google
+# Sheet writes them in its locale (month first in the US, day first in Canada or the UK), which
+# nothing in the file says when no day is above 12. None: worked out from the file (see
+# validate._timestamps).
+DateOrder = Literal["day_first", "month_first"]
+
+
 class WaveRules(Strict):
     rules: list[CrossRule] = Field(default_factory=list)
     duplicates: Duplicates = Duplicates()
     quality: Quality = Quality()
+    date_order: DateOrder | None = None
     source: str = ""  # filled in by load_wave_rules
     sha256: str = ""
 

@@ -58,6 +58,22 @@ def write_export(path: Path, instrument: Instrument, rows: list[dict[str, Any]])
     return path
 
 
+def write_google_form(path: Path, instrument: Instrument, stamps: list[str], timestamp: str = "Timestamp") -> Path:
+    """A Google Forms responses CSV, one valid response per stamp, the timestamp column named and
+    written exactly as given (a French sheet: "Horodateur"; a sheet's locale: 3/6/2025 or 06/03/2025)."""
+    from pipeline.synth import googleforms_csv
+
+    data = googleforms_csv(instrument, [response(i) for i in range(1, len(stamps) + 1)]).decode("utf-8")
+    records = list(csv.reader(io.StringIO(data, newline="")))
+    records[0][0] = timestamp
+    for record, stamp in zip(records[1:], stamps):
+        record[0] = stamp
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows(records)
+    return path
+
+
 def complete_answers(instrument: Instrument, **overrides: Any) -> dict[str, Any]:
     """BASE_ANSWERS plus an answer to every other question a paid peer supporter is shown (no free
     text), each grid item's code different from the previous item's, so no grid is straight-lined."""

@@ -19,6 +19,8 @@ exactly as it was, or a load whose bad rows are quarantined with the right reaso
 | another survey (shared real exports)     | StructuralError "different survey", or what the file is   |
 | another wave's export in this wave folder| StructuralError naming the wave it belongs to             |
 | a wave folder without an instrument      | RunError naming the file and the missing instrument       |
+| a Google Form dated 03/06/2025-style that| StructuralError naming the row, the column and rules.yaml's |
+| neither layout fits the window better    | date_order setting                                        |
 | bad codes, out-of-range numbers, skip    | loaded; those rows quarantined, one reason per failed rule|
 | logic, dates outside the window          |                                                           |
 | repeated and resubmitted responses       | loaded once; the rest counted as duplicates               |
@@ -34,7 +36,7 @@ from typing import Callable
 
 import pytest
 
-from builders import complete_answers, response, write_export
+from builders import complete_answers, response, write_export, write_google_form
 from conftest import SHARED_FIXTURES
 from pipeline.config import Paths
 from pipeline.ingest import ExportError
@@ -214,6 +216,13 @@ def no_instrument(paths: Paths) -> Path:
     return write_export(paths.raw / "2031" / "export.csv", instrument_of(paths), [response(1)])
 
 
+def undecidable_google_form(paths: Paths) -> Path:
+    """An English sheet, no day above 12: 6 March and 5 June, or June 3 and May 6 (one inside the
+    window either way)."""
+    return write_google_form(paths.raw / "2025" / "form.csv", instrument_of(paths),
+                             ["06/03/2025 10:00:00", "05/06/2025 10:00:00"])
+
+
 def shared(relative: str) -> Callable[[Paths], Path]:
     def copy(paths: Paths) -> Path:
         target = paths.raw / "2025" / Path(relative).name
@@ -241,6 +250,9 @@ FAILURES = [
                                           "'Responses' (7 rows)", "must be on the first sheet"]),
     (another_wave, StructuralError, ["2024 questionnaire, not 2025", "data/raw/2024/"]),
     (no_instrument, RunError, ["no instrument for wave 2031", "2023, 2024, 2025"]),
+    (undecidable_google_form, StructuralError, ["row 2, column Timestamp", "3 June or March 6",
+                                                "date_order: day_first", "date_order: month_first",
+                                                "surveys/2025/rules.yaml", "Nothing was loaded"]),
     (shared("qualtrics/qualtrics-modern-3row.csv"), StructuralError, ["different survey"]),
     (shared("qualtrics/qualtrics-legacy-2row.csv"), StructuralError, ["different survey"]),
     (shared("surveymonkey/surveymonkey-2row-excerpt.csv"), StructuralError, ["different survey"]),
