@@ -630,6 +630,27 @@ def _row_px(ticktext: list[str]) -> int:
     return max(ROW_PX, LINE_PX * lines + 10)
 
 
+# A bar's label is an annotation on an opaque backing (the bar's blue inside it, the page's white
+# past it): plotly.js draws annotations above the dashed Ontario line, so the line is broken where
+# it would cross a label, whatever the screen's width. Scatter text has no backing: the line ran
+# through white labels inside the bars and dark ones past them.
+LABEL_GAP, LABEL_PAD = 4, 2  # px between the interval and a label's backing; backing around the text
+
+
+def _bar_label(group: str, x: float, text: str, inside: bool) -> dict[str, Any]:
+    """One value label: inside the bar it ends where the interval starts, else it starts past it."""
+    return dict(x=x, y=group, text=text, showarrow=False, borderpad=LABEL_PAD,
+                xanchor="right" if inside else "left", xshift=-LABEL_GAP if inside else LABEL_GAP,
+                bgcolor=BLUE if inside else "#ffffff", font=dict(size=14, color="#ffffff" if inside else INK))
+
+
+def _suppressed_label(group: str, reason: str) -> dict[str, Any]:
+    """The word "suppressed" where a hidden group's bar would start, its reason on hover."""
+    return dict(x=0.0, y=group, text=ui("suppressed"), showarrow=False, borderpad=LABEL_PAD, xanchor="left",
+                xshift=LABEL_GAP + 4, bgcolor="#ffffff", font=dict(size=14, color=MUTED, style="italic"),
+                hovertext=reason)
+
+
 def region_figure(indicator_id: str) -> go.Figure | None:
     """Bars by Ontario Health region, latest wave. Suppressed regions get a text label, never a bar."""
     info = indicator(_safe_id(indicator_id))
@@ -673,38 +694,25 @@ def region_figure(indicator_id: str) -> go.Figure | None:
     low = shown["ci_low"].fillna(shown["estimate"])
     inside = ((high > INSIDE_FROM) & (low >= INSIDE_ROOM)).to_numpy()
     axis_end = max([115.0, *(5.0 * np.ceil(high[~inside] / (1 - LABEL_SHARE) / 5))])
-    for name, part, x, position, colour in (("value labels", ~inside, high, "middle right", INK),
-                                            ("value labels inside", inside, low, "middle left", "#ffffff")):
-        if not part.any():
-            continue
-        values = shown["estimate"][part]
-        fig.add_trace(
-            go.Scatter(
-                name=name,
-                mode="text",
-                y=[plot_text(v) for v in shown["group_label"][part]],
-                x=list(x[part]),
-                text=[f"  {fmt_value(v, info)}" if colour == INK else f"{fmt_value(v, info)}{NBSP}{NBSP}"
-                      for v in values],
-                textposition=position,
-                textfont=dict(size=14, color=colour),
-                hoverinfo="skip",
-            )
-        )
+    for group, value, at, within in zip(shown["group_label"], shown["estimate"], np.where(inside, low, high), inside):
+        fig.add_annotation(_bar_label(plot_text(group), float(at), fmt_value(value, info), within))
     if not hidden.empty:
+        # The word is an annotation (with its backing, like the values); the trace keeps the rows
+        # and the reason on hover, its markers unseen.
         fig.add_trace(
             go.Scatter(
                 name="suppressed",
-                mode="text",
+                mode="markers",
                 y=[plot_text(v) for v in hidden["group_label"]],
                 x=[0.0] * len(hidden),
-                text=[f"  {ui('suppressed')}"] * len(hidden),
-                textposition="middle right",
-                textfont=dict(size=14, color=MUTED, style="italic"),
+                text=[ui("suppressed")] * len(hidden),
+                marker=dict(size=24, opacity=0),
                 hovertext=[plot_text(_reason(r)) for _, r in hidden.iterrows()],
                 hoverinfo="y+text",
             )
         )
+        for group, row in zip(hidden["group_label"], hidden.to_dict("records")):
+            fig.add_annotation(_suppressed_label(plot_text(group), plot_text(_reason(row))))
     overall = _overall(est, wave)
     if overall is not None and not _suppressed(overall):
         fig.add_vline(

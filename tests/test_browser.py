@@ -200,7 +200,7 @@ def test_suppressed_groups_are_labelled_never_drawn_as_bars(opened: dict[str, Op
         traces = {t["name"]: t for t in _plot_data(page, f"chart-{ind}-region")}
         assert html.escape(label) not in traces["estimate"]["y"]
         assert html.escape(label) in traces["suppressed"]["y"]
-    texts = page.evaluate("(id) => [...document.querySelectorAll(`#${id} g.trace text`)].map(t => t.textContent.trim())",
+    texts = page.evaluate("(id) => [...document.querySelectorAll(`#${id} g.annotation text`)].map(t => t.textContent.trim())",
                           f"chart-{hidden[0][0]}-region")
     assert "suppressed" in texts
 
@@ -321,14 +321,17 @@ DEVICES = {
     "reflow-320": dict(viewport={"width": 320, "height": 256}),
 }
 TARGET = 24  # CSS px, WCAG 2.5.8
+# The same pages on a laptop, for the chart checks that matter at every width.
+LAYOUTS = {**DEVICES, "desktop-1280": dict(viewport={"width": 1280, "height": 800})}
 
 # Every text plotly.js drew in each chart: outside the chart (cut off by its SVG), run past the plot
-# area by a data label (clipped there), or on top of another text.
+# area by a data label (clipped there), or on top of another text. Data labels drawn as trace text sit
+# in g.scatterlayer (plotly.js 3 has no g.plot: with that selector the plot-area check never ran).
 CHART_TEXT_JS = """() => [...document.querySelectorAll('div.js-plotly-plot')].map(div => {
   const box = div.getBoundingClientRect();
   const area = div.querySelector('rect.nsewdrag').getBoundingClientRect();
   const texts = [...div.querySelectorAll('svg.main-svg text')].filter(t => t.textContent.trim())
-    .map(t => ({text: t.textContent.trim(), r: t.getBoundingClientRect(), plot: !!t.closest('g.plot')}))
+    .map(t => ({text: t.textContent.trim(), r: t.getBoundingClientRect(), plot: !!t.closest('g.scatterlayer')}))
     .filter(t => t.r.width > 0);
   const out = (r, b) => r.left < b.left - 1 || r.right > b.right + 1 || r.top < b.top - 1 || r.bottom > b.bottom + 1;
   const cut = texts.filter(t => out(t.r, box) || (t.plot && (t.r.left < area.left - 1 || t.r.right > area.right + 1)))
@@ -361,7 +364,7 @@ def on_device(browser, site: Paths) -> Iterator:
 
     def open_page(device: str, name: str) -> Opened:
         if (device, name) not in pages:
-            pages[device, name] = Opened(browser, site.site / name, **DEVICES[device])
+            pages[device, name] = Opened(browser, site.site / name, **LAYOUTS[device])
         return pages[device, name]
 
     yield open_page
@@ -400,6 +403,87 @@ def test_every_chart_fits_its_box_and_no_label_covers_another_on_a_phone(on_devi
     for chart in charts:
         assert chart["width"] <= DEVICES[device]["viewport"]["width"], chart["id"]
         assert not chart["cut"], (device, chart["id"], chart["cut"])
+        assert not chart["overlaps"], (device, chart["id"], chart["overlaps"])
+
+
+# The dashed Ontario line of a bar chart, and every text it crosses that is not on an opaque backing
+# drawn after the line (so over it). A label's backing must hold the whole text. Labels on a backing
+# (the values, "suppressed") must also stay inside the plot area: they are annotations, never clipped.
+ONTARIO_LINE_JS = """() => [...document.querySelectorAll('div.js-plotly-plot')]
+  .filter(div => div.querySelector('.shapelayer path')).map(div => {
+  const line = div.querySelector('.shapelayer path'), g = line.getBoundingClientRect();
+  const half = parseFloat(getComputedStyle(line).strokeWidth) / 2;  // a path's box leaves out its stroke
+  const l = {left: g.left - half, right: g.right + half, top: g.top, bottom: g.bottom};
+  const area = div.querySelector('rect.nsewdrag').getBoundingClientRect();
+  const meet = (a, b) => Math.min(a.right, b.right) - Math.max(a.left, b.left) > 0
+                         && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 1;
+  const holds = (b, r) => b.left <= r.left + 1 && b.right >= r.right - 1 && b.top <= r.top + 1 && b.bottom >= r.bottom - 1;
+  const opaque = e => { const s = getComputedStyle(e);
+    return s.fill !== 'none' && !/^rgba\\(.*,\\s*0\\)$/.test(s.fill) && +s.fillOpacity >= 0.99 && +s.opacity >= 0.99; };
+  const backing = t => { const bg = t.closest('g.annotation')?.querySelector('rect.bg');
+    return bg && opaque(bg) && (line.compareDocumentPosition(bg) & Node.DOCUMENT_POSITION_FOLLOWING) ? bg : null; };
+  const texts = [...div.querySelectorAll('svg.main-svg text')].filter(t => t.textContent.trim())
+    .map(t => ({text: t.textContent.trim(), r: t.getBoundingClientRect(), bg: backing(t)})).filter(t => t.r.width > 0);
+  return {id: div.id,
+          crossed: texts.filter(t => meet(t.r, l) && !(t.bg && holds(t.bg.getBoundingClientRect(), t.r))).map(t => t.text),
+          backed: texts.filter(t => t.bg).length,
+          outside: texts.filter(t => t.bg && (t.r.left < area.left - 1 || t.r.right > area.right + 1)).map(t => t.text)};
+})"""
+
+
+@pytest.mark.parametrize("device", ["desktop-1280", "phone-360", "reflow-320"])
+@pytest.mark.parametrize("name", ["index.html", "fr/index.html"])
+def test_the_ontario_line_never_runs_through_a_bar_label(on_device, device: str, name: str) -> None:
+    # White labels inside the bars, dark ones past them and "suppressed" were crossed by the dashed
+    # line wherever the Ontario figure fell on them: at 320 px, 10 of the English charts.
+    charts = on_device(device, name).page.evaluate(ONTARIO_LINE_JS)
+    assert len(charts) > 30
+    for chart in charts:
+        assert not chart["crossed"], (device, chart["id"], chart["crossed"])
+        assert not chart["outside"], (device, chart["id"], chart["outside"])
+    assert sum(chart["backed"] for chart in charts) > 6 * 30  # every value label has its backing
+
+
+# A trend chart's value labels and notes: inside the plot area on every side (scatter text past it is
+# clipped; the notes above it stay in the chart), clear of the line and the intervals (points along
+# each path, in screen pixels) and of each other.
+TREND_TEXT_JS = """() => [...document.querySelectorAll('div.js-plotly-plot')].filter(div => div.id.endsWith('-trend'))
+  .map(div => {
+  const box = div.getBoundingClientRect(), area = div.querySelector('rect.nsewdrag').getBoundingClientRect();
+  const labels = [...div.querySelectorAll('g.scatterlayer text')].filter(t => t.textContent.trim())
+    .map(t => ({text: t.textContent.trim(), r: t.getBoundingClientRect()}));
+  const notes = [...div.querySelectorAll('g.annotation text')].map(t => ({text: t.textContent.trim(), r: t.getBoundingClientRect()}));
+  const out = (r, b) => r.left < b.left - 1 || r.right > b.right + 1 || r.top < b.top - 1 || r.bottom > b.bottom + 1;
+  const crossed = new Set();
+  for (const path of div.querySelectorAll('g.scatterlayer path.js-line, g.scatterlayer g.errorbar path')) {
+    const m = path.getScreenCTM(), length = path.getTotalLength();
+    for (let s = 0; s <= length; s += 1) {
+      const p = path.getPointAtLength(s).matrixTransform(m);
+      labels.filter(t => p.x > t.r.left + 1 && p.x < t.r.right - 1 && p.y > t.r.top + 2 && p.y < t.r.bottom - 2)
+        .forEach(t => crossed.add(t.text));
+    }
+  }
+  const all = [...labels, ...notes], overlaps = [];
+  all.forEach((a, i) => all.slice(i + 1).forEach(b => {
+    if (Math.min(a.r.right, b.r.right) - Math.max(a.r.left, b.r.left) > 1
+        && Math.min(a.r.bottom, b.r.bottom) - Math.max(a.r.top, b.r.top) > 1) overlaps.push([a.text, b.text]);
+  }));
+  return {id: div.id, labels: labels.length, notes: notes.map(n => n.text),
+          outside: [...labels.filter(t => out(t.r, area)), ...notes.filter(t => out(t.r, box))].map(t => t.text),
+          crossed: [...crossed], overlaps};
+})"""
+
+
+@pytest.mark.parametrize("device", ["desktop-1280", "phone-360", "reflow-320"])
+@pytest.mark.parametrize("name", ["index.html", "fr/index.html"])  # "12,3 %" is wider than "12.3%"
+def test_trend_labels_stay_in_the_plot_clear_of_the_line_and_of_each_other(on_device, device: str,
+                                                                            name: str) -> None:
+    charts = on_device(device, name).page.evaluate(TREND_TEXT_JS)
+    assert len(charts) > 30 and all(chart["labels"] >= 2 for chart in charts)
+    assert any(chart["notes"] for chart in charts)  # some years do not compare: their note is checked too
+    for chart in charts:
+        assert not chart["outside"], (device, chart["id"], chart["outside"])
+        assert not chart["crossed"], (device, chart["id"], chart["crossed"])
         assert not chart["overlaps"], (device, chart["id"], chart["overlaps"])
 
 

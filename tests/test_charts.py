@@ -459,3 +459,19 @@ def test_a_page_s_kernel_opens_the_warehouse_once_only_when_the_engine_says_so(
     warehouse.write_bytes(warehouse.read_bytes())
     assert ask_three() == [1, 2, 3] and len(opened) == 2
     charts._held_connection.cache_clear()
+
+
+def test_bar_labels_sit_on_a_backing_the_ontario_line_cannot_cross(warehouse: Path) -> None:
+    # Trace text has no backing: the dashed Ontario line ran through it. Annotations have one and
+    # plotly.js draws them over shapes: every value and every "suppressed" is one, on an opaque colour.
+    fig = charts.region_figure("PREC-01")
+    bars = next(t for t in fig.data if t.type == "bar")
+    hidden = next(t for t in fig.data if t.name == "suppressed")
+    labels = [a for a in fig.layout.annotations if a.bgcolor]
+    assert sorted(a.y for a in labels) == sorted([*bars.y, *hidden.y])
+    assert not [t for t in fig.data if t.type == "scatter" and "text" in (t.mode or "")]
+    for label in labels:
+        inside = label.font.color == "#ffffff"
+        assert label.bgcolor == (charts.BLUE if inside else "#ffffff"), label
+    assert [a.hovertext for a in labels if a.text == "suppressed"] == list(hidden.hovertext)
+    assert any(s.line.dash == "dash" for s in fig.layout.shapes)
