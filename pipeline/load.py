@@ -23,7 +23,7 @@ import pandas as pd
 from pipeline.anonymity import HELD_ANSWERS, hold_answers
 from pipeline.deidentify import Deidentified, DerivedConcept, load_reference_table
 from pipeline.ingest import Export
-from pipeline.instrument import Disclosure, Instrument
+from pipeline.instrument import Disclosure, Instrument, show_if_text, unit_text
 from pipeline.validate import Validation
 
 
@@ -262,7 +262,10 @@ def _write_file(con: duckdb.DuckDBPyConnection, item: FileLoad, run_id: str, now
     _append(con, "open_text", data.open_text)
 
 
-CONCEPT_COLUMNS = ["wave", "concept", "section", "type", "disclosure", "stored", "label_en", "label_fr"]
+CONCEPT_COLUMNS = ["wave", "concept", "section", "type", "disclosure", "stored", "label_en", "label_fr", "show_if",
+                   "unit"]
+# Kept only since warehouses record them: NULL in the waves stored before (not recorded, not compared).
+RECORDED_LATER = ["show_if", "unit"]
 CHOICE_COLUMNS = ["wave", "concept", "code", "label_en", "label_fr", "score", "missing"]
 DERIVED = "derived"  # the section of the derived answers in `concepts`
 
@@ -275,7 +278,8 @@ def catalogue_frames(instrument: Instrument, derived: Sequence[DerivedConcept] =
     for section, questions in sections:
         for q in questions:
             concept_rows.append((wave, q.id, section, q.type.value, q.disclosure.value,
-                                 q.disclosure is not Disclosure.direct, q.label.en, q.label.fr))
+                                 q.disclosure is not Disclosure.direct, q.label.en, q.label.fr,
+                                 show_if_text(q.show_if), unit_text(q.unit)))
             for c in instrument.choices_of(q):
                 choice_rows.append((wave, q.id, c.code, c.label.en, c.label.fr, c.score, c.missing))
     return (pd.DataFrame(concept_rows, columns=CONCEPT_COLUMNS), pd.DataFrame(choice_rows, columns=CHOICE_COLUMNS))
@@ -312,8 +316,20 @@ def questionnaire_changed(con: duckdb.DuckDBPyConnection, instrument: Instrument
     def rows(frame: pd.DataFrame) -> set[tuple]:
         return {tuple(None if pd.isna(v) else v for v in row) for row in frame.itertuples(index=False)}
 
-    stored = stored_questionnaire(con, instrument.wave, groups)
-    return any(rows(old) != rows(new) for old, new in zip(stored, catalogue_frames(instrument)))
+    (old_concepts, old_choices), (concepts, choices) = (stored_questionnaire(con, instrument.wave, groups),
+                                                         catalogue_frames(instrument))
+    if instrument.wave in unrecorded_waves(con):  # stored before these were kept: not a change
+        old_concepts, concepts = (f.drop(columns=RECORDED_LATER) for f in (old_concepts, concepts))
+    return rows(old_concepts) != rows(concepts) or rows(old_choices) != rows(choices)
+
+
+def unrecorded_waves(con: duckdb.DuckDBPyConnection) -> set[int]:
+    """The waves stored before the warehouse kept who is asked each question and the units
+    (`show_if`, `unit` NULL, or a warehouse without those columns): for them these are not
+    compared with other waves, so that a warehouse made before does not stop over waves it
+    reported on (a wave loaded again records them)."""
+    test = "true" if lacks_recorded_later(con) else "show_if IS NULL"
+    return {w for (w,) in con.execute(f"SELECT DISTINCT wave FROM concepts WHERE {test}").fetchall()}
 
 
 def refresh_questionnaire(con: duckdb.DuckDBPyConnection, instrument: Instrument, groups: GroupCodes) -> None:
@@ -322,12 +338,31 @@ def refresh_questionnaire(con: duckdb.DuckDBPyConnection, instrument: Instrument
     answers stay, and so do the groups k-anonymity stored values in (it runs again only on new
     answers or new rules). The stored answers of a question now marked a direct identifier go."""
     wave = instrument.wave
+    unrecorded = wave in unrecorded_waves(con)
     con.execute(f"DELETE {_QUESTIONNAIRE_CHOICES}", {"wave": wave, "derived": DERIVED, "groups": _group_pairs(groups)})
     con.execute("DELETE FROM concepts WHERE wave = ? AND section <> ?", [wave, DERIVED])
     concepts, choices = catalogue_frames(instrument)
     _append(con, "concepts", concepts)
     _append(con, "choices", choices)
+    if unrecorded:  # stays "not recorded", as the check before the run (from the questionnaires) took it
+        forget_recorded_later(con, {wave})
     _drop_unstored(con, wave)
+
+
+def lacks_recorded_later(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether `concepts` has no columns for who is asked and units: a warehouse made before, opened
+    read-only (its schema is brought up to date only when it is written to)."""
+    present = {c for (c,) in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'concepts'").fetchall()}
+    return not set(RECORDED_LATER) <= present
+
+
+def forget_recorded_later(con: duckdb.DuckDBPyConnection, waves: set[int]) -> None:
+    """Who is asked and the units of `waves` as "not recorded", as a warehouse made before holds them."""
+    if not waves:
+        return
+    con.execute(f"UPDATE concepts SET {', '.join(f'{c} = NULL' for c in RECORDED_LATER)} "
+                "WHERE list_contains($waves, wave)", {"waves": sorted(waves)})
 
 
 def _drop_unstored(con: duckdb.DuckDBPyConnection, wave: int) -> None:

@@ -35,6 +35,7 @@ from pipeline.load import (
     questionnaire_changed,
     refresh_questionnaire,
     seen_response_keys,
+    unrecorded_waves,
     write_error,
     write_run,
 )
@@ -192,7 +193,9 @@ def _refuse_unstated_comparability(con, paths: Paths, new_waves: set[int]) -> No
     instruments = {w: load_instrument(instrument_path(paths.surveys, w)) for w in sorted(waves)
                    if instrument_path(paths.surveys, w).exists()}  # a missing one stops at its export
     catalogue = load_checked_catalogue(paths.indicators_file, paths.surveys)
-    message = unstated_comparability(catalogue, instruments, load_derivations(derived_path(paths.surveys)))
+    # waves stored before who is asked and units were kept stay so, unless loaded again now
+    unrecorded = unrecorded_waves(con) - new_waves
+    message = unstated_comparability(catalogue, instruments, load_derivations(derived_path(paths.surveys)), unrecorded)
     if message:
         raise IndicatorError(message + "\nNothing was loaded: add the statements, then run `consult run` again.")
 
@@ -253,7 +256,8 @@ def _changed_questionnaires(con, paths: Paths, loading: set[int], groups: GroupC
         instrument = load_instrument(path)
         if questionnaire_changed(con, instrument, groups):
             progress(f"{path.relative_to(paths.root)}: the questionnaire changed since wave {wave} was loaded "
-                     "(wording, scores or answer codes): the warehouse's copy is updated and the indicators recomputed")
+                     "(wording, scores, answer codes, who is asked or units): the warehouse's copy is updated and "
+                     "the indicators recomputed")
             changed.append(instrument)
     return changed
 

@@ -120,6 +120,11 @@ CREATE TABLE IF NOT EXISTS concepts (
     label_fr    VARCHAR NOT NULL,
     PRIMARY KEY (wave, concept)
 );
+-- added after warehouses were made without them: who is asked (the canonical show_if as JSON, ''
+-- for everyone) and a numeric answer's unit ('' for none). A wave stored before keeps NULL: "not
+-- recorded", which the comparison of waves does not compare (pipeline/indicators.py, Asked).
+ALTER TABLE concepts ADD COLUMN IF NOT EXISTS show_if VARCHAR;
+ALTER TABLE concepts ADD COLUMN IF NOT EXISTS unit VARCHAR;
 
 CREATE TABLE IF NOT EXISTS choices (
     wave      INTEGER NOT NULL,
