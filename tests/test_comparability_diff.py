@@ -250,7 +250,8 @@ def compare(tmp_path: Path, before: dict[str, Any], after: dict[str, Any], catal
     path = tmp_path / "indicators.yaml"
     path.write_text(yaml.safe_dump(catalogue), encoding="utf-8")
     instruments = {2024: Instrument.model_validate(before), 2025: Instrument.model_validate(after)}
-    return unstated_comparability(load_catalogue(path), instruments, NO_DERIVED, unrecorded)
+    stored_before = {"unrecorded": unrecorded} if unrecorded else {}
+    return unstated_comparability(load_catalogue(path), instruments, NO_DERIVED, **stored_before)
 
 
 def with_hours() -> dict[str, Any]:
