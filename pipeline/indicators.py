@@ -1129,27 +1129,30 @@ class Asked:
     way exactly when these are equal. French wording is not compared. A derived answer also carries
     how each question it is worked out from was asked (`reads`, in order; their names are only for
     describing a change, not compared). `asked_of` (who is asked: the canonical show_if, "" for
-    everyone) and `unit` ("" for none) are None when not recorded (a wave stored before the
-    warehouse kept them): then they are not compared, so that such a warehouse keeps running."""
+    everyone) and `unit` ("" for none) are not compared between two waves stored before the
+    warehouse kept them (`stored_before`: a warehouse made before keeps running), nor when unknown
+    (None: such a wave not filled in yet)."""
     kind: str
     label: str
     answers: tuple[Answer, ...] = ()
     reads: tuple[Asked | None, ...] | None = None
     read_names: tuple[str, ...] = field(default=(), compare=False)
-    asked_of: str | None = field(default=None, compare=False)  # compared in __eq__: unknown matches any
+    asked_of: str | None = field(default=None, compare=False)  # compared in __eq__ (see above)
     unit: str | None = field(default=None, compare=False)
+    stored_before: bool = field(default=False, compare=False)
     asked_of_words: str = field(default="", compare=False)  # for describing a change only
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Asked):
             return NotImplemented
         return ((self.kind, self.label, self.answers, self.reads) == (other.kind, other.label, other.answers, other.reads)
-                and not _differ(self.asked_of, other.asked_of) and not _differ(self.unit, other.unit))
+                and not _differ(self, other, "asked_of") and not _differ(self, other, "unit"))
 
 
-def _differ(old: str | None, new: str | None) -> bool:
-    """Whether a recorded property differs: not recorded in either wave is not a difference."""
-    return old is not None and new is not None and old != new
+def _differ(old: Asked, new: Asked, name: str) -> bool:
+    """Whether two waves' `asked_of` or `unit` differ, where compared (see Asked)."""
+    a, b = getattr(old, name), getattr(new, name)
+    return not (old.stored_before and new.stored_before) and a is not None and b is not None and a != b
 
 
 # wave -> concept -> how it was asked
@@ -1183,11 +1186,9 @@ def question_signatures(con: duckdb.DuckDBPyConnection,
     labels = {(wave, concept, a["code"]): a["label"] for wave, concept, *_, answers in rows for a in answers or ()}
     signatures: Signatures = {}
     for wave, concept, kind, label, shown_to, unit_of, answers in rows:
-        recorded = wave not in unrecorded
         signatures.setdefault(wave, {})[concept] = Asked(
-            kind, label, tuple(Answer(**a) for a in answers or ()),
-            asked_of=shown_to if recorded else None, unit=unit_of if recorded else None,
-            asked_of_words=_who_is_asked(shown_to, wave, kinds, labels) if recorded else "")
+            kind, label, tuple(Answer(**a) for a in answers or ()), asked_of=shown_to, unit=unit_of,
+            stored_before=wave in unrecorded, asked_of_words=_who_is_asked(shown_to, wave, kinds, labels))
     # a derived answer changes with any question it is worked out from
     for wave, concept, reads in con.execute("SELECT wave, concept, reads FROM derived_concepts ORDER BY ALL").fetchall():
         asked = signatures.get(wave, {})
@@ -1273,8 +1274,8 @@ def foreseen_unstated(catalogue: Catalogue, instruments: dict[int, Instrument], 
     """The (indicator, before, after) pairs change_rows would find without a statement, and the
     question signatures: each wave's questions written as a load writes them (catalogue_frames), in
     a database in memory, and compared as the run compares the stored ones. `unrecorded`: the waves
-    a warehouse made before holds without who is asked and units (unrecorded_waves), as it holds them."""
-    from pipeline.load import _write_catalogue, ensure_schema, forget_recorded_later
+    a warehouse made before stored before it kept who is asked and units (unrecorded_waves)."""
+    from pipeline.load import _write_catalogue, ensure_schema, mark_unrecorded
 
     with duckdb.connect() as con:
         ensure_schema(con)
@@ -1283,7 +1284,7 @@ def foreseen_unstated(catalogue: Catalogue, instruments: dict[int, Instrument], 
             derived = [replace(a.concept, reference_year=a.concept.reference_year or 0)
                        for a in derived_concepts(instrument, derivations, need_rates=False)]
             _write_catalogue(con, instrument, derived)
-        forget_recorded_later(con, set(unrecorded))
+        mark_unrecorded(con, set(unrecorded))
         signatures = question_signatures(con)
     unstated = []
     for indicator in catalogue.indicators:
@@ -1345,9 +1346,9 @@ def describe_change(old: Asked | None, new: Asked | None, before: int, after: in
     if old.label != new.label:
         lines.append(f"wording: {text_change(old.label, new.label)}")
     lines += _answer_changes(old.answers, new.answers)
-    if _differ(old.asked_of, new.asked_of):
+    if _differ(old, new, "asked_of"):
         lines.append(f"who is asked: in {before} {old.asked_of_words}; in {after} {new.asked_of_words}")
-    if _differ(old.unit, new.unit):
+    if _differ(old, new, "unit"):
         lines.append(f"unit: {old.unit or 'none'} -> {new.unit or 'none'}")
     lines += _read_changes(old, new, before, after)
     if not lines and old != new:  # cannot happen while the fields above are all Asked compares
@@ -1452,7 +1453,7 @@ def only_cosmetic(old: Asked | None, new: Asked | None) -> bool:
     wording (the question's and its answers'): the same codes, points and meanings."""
     if old is None or new is None or old.kind != new.kind or _plain(old.label) != _plain(new.label):
         return False
-    if _differ(old.asked_of, new.asked_of) or _differ(old.unit, new.unit):  # other people, another scale
+    if _differ(old, new, "asked_of") or _differ(old, new, "unit"):  # other people, another scale
         return False
     if [(a.code, a.score, a.missing) for a in old.answers] != [(a.code, a.score, a.missing) for a in new.answers]:
         return False

@@ -264,8 +264,9 @@ def _write_file(con: duckdb.DuckDBPyConnection, item: FileLoad, run_id: str, now
 
 CONCEPT_COLUMNS = ["wave", "concept", "section", "type", "disclosure", "stored", "label_en", "label_fr", "show_if",
                    "unit"]
-# Kept only since warehouses record them: NULL in the waves stored before (not recorded, not compared).
+# Kept only since warehouses record them (see unrecorded_waves).
 RECORDED_LATER = ["show_if", "unit"]
+UNRECORDED_KEY = "waves_before_show_if"  # warehouse_meta: the waves stored before they were
 CHOICE_COLUMNS = ["wave", "concept", "code", "label_en", "label_fr", "score", "missing"]
 DERIVED = "derived"  # the section of the derived answers in `concepts`
 
@@ -316,20 +317,28 @@ def questionnaire_changed(con: duckdb.DuckDBPyConnection, instrument: Instrument
     def rows(frame: pd.DataFrame) -> set[tuple]:
         return {tuple(None if pd.isna(v) else v for v in row) for row in frame.itertuples(index=False)}
 
-    (old_concepts, old_choices), (concepts, choices) = (stored_questionnaire(con, instrument.wave, groups),
-                                                         catalogue_frames(instrument))
-    if instrument.wave in unrecorded_waves(con):  # stored before these were kept: not a change
-        old_concepts, concepts = (f.drop(columns=RECORDED_LATER) for f in (old_concepts, concepts))
-    return rows(old_concepts) != rows(concepts) or rows(old_choices) != rows(choices)
+    stored = stored_questionnaire(con, instrument.wave, groups)
+    return any(rows(old) != rows(new) for old, new in zip(stored, catalogue_frames(instrument)))
 
 
 def unrecorded_waves(con: duckdb.DuckDBPyConnection) -> set[int]:
-    """The waves stored before the warehouse kept who is asked each question and the units
-    (`show_if`, `unit` NULL, or a warehouse without those columns): for them these are not
-    compared with other waves, so that a warehouse made before does not stop over waves it
-    reported on (a wave loaded again records them)."""
-    test = "true" if lacks_recorded_later(con) else "show_if IS NULL"
-    return {w for (w,) in con.execute(f"SELECT DISTINCT wave FROM concepts WHERE {test}").fetchall()}
+    """The waves stored before the warehouse kept who is asked each question and the units. Two of
+    them are not compared on those (a warehouse made before must not stop over waves it reported
+    on); one of them and a later wave are, with what its questionnaire says (the next run fills it
+    in, as it rewrites a changed questionnaire's copy). Listed in warehouse_meta when the schema is
+    brought up to date; a warehouse still without the columns (opened read-only) lists none yet."""
+    if lacks_recorded_later(con):
+        return {w for (w,) in con.execute("SELECT DISTINCT wave FROM concepts").fetchall()}
+    listed = con.execute("SELECT value FROM warehouse_meta WHERE key = ?", [UNRECORDED_KEY]).fetchall()
+    return {int(w) for (value,) in listed for w in value.split(",")}
+
+
+def mark_unrecorded(con: duckdb.DuckDBPyConnection, waves: set[int]) -> None:
+    """List `waves` as stored before who is asked and units were kept (for the comparison from the
+    questionnaires to take them as the warehouse does)."""
+    if waves:
+        con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES (?, ?)",
+                    [UNRECORDED_KEY, ",".join(str(w) for w in sorted(waves))])
 
 
 def refresh_questionnaire(con: duckdb.DuckDBPyConnection, instrument: Instrument, groups: GroupCodes) -> None:
@@ -338,14 +347,11 @@ def refresh_questionnaire(con: duckdb.DuckDBPyConnection, instrument: Instrument
     answers stay, and so do the groups k-anonymity stored values in (it runs again only on new
     answers or new rules). The stored answers of a question now marked a direct identifier go."""
     wave = instrument.wave
-    unrecorded = wave in unrecorded_waves(con)
     con.execute(f"DELETE {_QUESTIONNAIRE_CHOICES}", {"wave": wave, "derived": DERIVED, "groups": _group_pairs(groups)})
     con.execute("DELETE FROM concepts WHERE wave = ? AND section <> ?", [wave, DERIVED])
     concepts, choices = catalogue_frames(instrument)
     _append(con, "concepts", concepts)
     _append(con, "choices", choices)
-    if unrecorded:  # stays "not recorded", as the check before the run (from the questionnaires) took it
-        forget_recorded_later(con, {wave})
     _drop_unstored(con, wave)
 
 
@@ -355,14 +361,6 @@ def lacks_recorded_later(con: duckdb.DuckDBPyConnection) -> bool:
     present = {c for (c,) in con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'concepts'").fetchall()}
     return not set(RECORDED_LATER) <= present
-
-
-def forget_recorded_later(con: duckdb.DuckDBPyConnection, waves: set[int]) -> None:
-    """Who is asked and the units of `waves` as "not recorded", as a warehouse made before holds them."""
-    if not waves:
-        return
-    con.execute(f"UPDATE concepts SET {', '.join(f'{c} = NULL' for c in RECORDED_LATER)} "
-                "WHERE list_contains($waves, wave)", {"waves": sorted(waves)})
 
 
 def _drop_unstored(con: duckdb.DuckDBPyConnection, wave: int) -> None:

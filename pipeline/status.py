@@ -353,10 +353,7 @@ def _unstated_comparability(paths: Paths, facts: dict, exports: list[RawFile],
         catalogue = load_checked_catalogue(paths.indicators_file, paths.surveys)
         instruments = {w: load_instrument(instrument_path(paths.surveys, w)) for w in waves
                        if instrument_path(paths.surveys, w).exists()}
-        # as the run takes them: waves stored before who is asked and units were kept, unless loaded again
-        done = {f["sha256"] for f in facts["ledger"]}
-        unrecorded = facts.get("unrecorded", set()) - {f.wave for f in exports if f.sha256 not in done}
-        unstated, signatures = foreseen_unstated(catalogue, instruments, derivations, unrecorded)
+        unstated, signatures = foreseen_unstated(catalogue, instruments, derivations, facts.get("unrecorded", set()))
     except (IndicatorError, InstrumentError, DerivationError):
         return {}  # a broken definition is reported as itself
     return {w: unstated_message([u for u in unstated if u[2] == w], catalogue, signatures)

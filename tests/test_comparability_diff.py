@@ -312,19 +312,22 @@ def test_a_unit_with_other_spaces_is_the_same_unit(tmp_path: Path) -> None:
                    with_hours()) is None
 
 
-def test_waves_stored_before_compare_no_show_if_nor_unit(tmp_path: Path) -> None:
-    """A warehouse made before kept neither: its waves are not compared on them (its runs go on),
-    and everything else still is."""
+def test_waves_stored_before_are_not_compared_with_each_other_on_show_if_nor_unit(tmp_path: Path) -> None:
+    """A warehouse made before kept neither: two of its waves are not compared on them (its runs go
+    on), a later wave is compared with them, and everything else still is."""
     before, after = routed(2024, PAID_ONLY, unit="hours per week"), routed(2025, unit="hours per month")
-    assert compare(tmp_path, before, after, with_hours(), unrecorded={2024}) is None
+    assert compare(tmp_path, before, after, with_hours(), unrecorded={2024, 2025}) is None
+    said = changes(compare(tmp_path, before, after, with_hours(), unrecorded={2024}))
+    assert "who is asked: in 2024 only if eligible_role is 1 (Paid); in 2025 everyone" in said
+    assert "unit: hours per week -> hours per month" in said
     after["sections"][0]["questions"][1]["label"]["en"] = WORDING.replace("past", "last")
-    assert "[-past-] {+last+}" in compare(tmp_path, before, after, with_hours(), unrecorded={2024})
+    assert "[-past-] {+last+}" in compare(tmp_path, before, after, with_hours(), unrecorded={2024, 2025})
 
 
 def test_an_older_warehouse_without_the_columns_still_runs(tmp_path: Path) -> None:
     """A warehouse made before the columns existed: read as it is (read-only) and once its schema is
-    brought up to date, its waves compare neither who is asked nor units, and its questionnaires'
-    copies are not rewritten for them; a wave loaded again records them."""
+    brought up to date, two of its waves compare neither who is asked nor units; the next run fills
+    them in from the questionnaires, and a wave loaded later is compared with them."""
     from pipeline.indicators import question_signatures
     from pipeline.load import (_write_catalogue, ensure_schema, questionnaire_changed, refresh_questionnaire,
                                unrecorded_waves)
@@ -340,21 +343,24 @@ def test_an_older_warehouse_without_the_columns_still_runs(tmp_path: Path) -> No
         con.execute("ALTER TABLE concepts DROP COLUMN show_if")
         con.execute("ALTER TABLE concepts DROP COLUMN unit")
         con.execute("DELETE FROM warehouse_meta WHERE key = 'schema_sha256'")
-        before = question_signatures(con)
-        assert before[2024]["dismissed"] == before[2025]["dismissed"] and before[2024]["hours"] == before[2025]["hours"]
-        assert unrecorded_waves(con) == {2024, 2025}
+
+        def same(signatures: dict) -> bool:
+            return all(signatures[2024][c] == signatures[2025][c] for c in ("dismissed", "hours"))
+
+        assert unrecorded_waves(con) == {2024, 2025} and same(question_signatures(con))
         ensure_schema(con)  # the first run with this version
-        assert unrecorded_waves(con) == {2024, 2025}
-        now = question_signatures(con)
-        assert now[2024]["dismissed"] == now[2025]["dismissed"] and now[2024]["hours"] == now[2025]["hours"]
-        for instrument in instruments.values():
+        assert unrecorded_waves(con) == {2024, 2025} and same(question_signatures(con))
+        for wave, instrument in instruments.items():  # the run fills them in ...
+            assert questionnaire_changed(con, instrument, {})
+            refresh_questionnaire(con, instrument, {})
             assert not questionnaire_changed(con, instrument, {})
-        refresh_questionnaire(con, instruments[2024], {})  # a reworded question's copy rewritten: still unrecorded
+        assert unrecorded_waves(con) == {2024, 2025} and same(question_signatures(con))  # ... still not compared
+        later = routed(2026, PAID_ONLY, unit="hours per week")
+        _write_catalogue(con, Instrument.model_validate(later))  # a new wave, loaded
+        signatures = question_signatures(con)
         assert unrecorded_waves(con) == {2024, 2025}
-        _write_catalogue(con, instruments[2025])  # loaded again: recorded
-        assert unrecorded_waves(con) == {2024}
-        assert con.execute("SELECT show_if, unit FROM concepts WHERE wave = 2025 AND concept = 'hours'").fetchall() \
-            == [("", "hours per month")]
+        assert signatures[2025]["dismissed"] != signatures[2026]["dismissed"]
+        assert signatures[2025]["hours"] != signatures[2026]["hours"]
 
 
 def test_the_stored_questions_give_the_same_message_as_the_questionnaires(tmp_path: Path) -> None:
@@ -377,3 +383,25 @@ def test_the_stored_questions_give_the_same_message_as_the_questionnaires(tmp_pa
     assert unstated_message(unstated, catalogue, stored) == unstated_message(unstated, catalogue, foreseen)
     assert "who is asked:" in unstated_message(unstated, catalogue, stored)
     assert "unit: hours per week -> hours per month" in unstated_message(unstated, catalogue, stored)
+
+
+def test_the_run_and_status_say_the_same_for_a_warehouse_made_before(tmp_path: Path) -> None:
+    """2024 stored before who is asked was kept, 2025 new: compared, and said the same by both."""
+    from pipeline.load import ensure_schema, mark_unrecorded
+    from pipeline.run import _refuse_unstated_comparability
+    from pipeline.status import _unstated_comparability
+
+    paths = project(tmp_path, routed(2025))
+    (paths.surveys / "2024" / "instrument.yaml").write_text(yaml.safe_dump(routed(2024, PAID_ONLY)), encoding="utf-8")
+    with duckdb.connect() as con:
+        ensure_schema(con)
+        mark_unrecorded(con, {2024})
+        with pytest.raises(IndicatorError) as run:
+            _refuse_unstated_comparability(con, paths, {2024, 2025})
+    said = _unstated_comparability(paths, {"ledger": [], "unrecorded": {2024}}, [],
+                                   load_derivations(derived_path(paths.surveys)))
+    assert str(run.value) == said[2025] + "\nNothing was loaded: add the statements, then run `consult run` again."
+    assert "who is asked: in 2024 only if eligible_role is 1 (Paid); in 2025 everyone" in said[2025]
+    both = _unstated_comparability(paths, {"ledger": [], "unrecorded": {2024, 2025}}, [],
+                                   load_derivations(derived_path(paths.surveys)))
+    assert both == {}
