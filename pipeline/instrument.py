@@ -258,16 +258,27 @@ def _code_key(code: str) -> tuple:
 
 
 def canonical_show_if(show_if: ShowIf) -> dict[str, Any]:
-    """Skip logic as plain data that is equal exactly when the meaning is: each condition's codes
-    sorted and once, the parts of an all/any sorted and once, an all/any of one part that part.
-    How the YAML was written (flow or block style, quotes, the order of codes) does not count."""
+    """Skip logic as plain data that is equal when the meaning is: each condition's codes sorted and
+    once, the parts of an all/any sorted and once, an all/any inside an all/any of the same kind
+    spread into it, the conditions of an `any` on one question made one (either code is one of
+    them), an all/any of one part that part. How the YAML was written (flow or block style,
+    quotes, the order of codes) does not count."""
     if isinstance(show_if, Condition):
         return {"question": show_if.question, "in": sorted(set(show_if.in_), key=_code_key)}
     key = "all" if isinstance(show_if, AllOf) else "any"
+    parts: list[dict[str, Any]] = []
+    for part in map(canonical_show_if, getattr(show_if, key)):
+        parts += part[key] if key in part else [part]
+    if key == "any":  # not for `all`: of a multiple choice question, "1 and 2 selected" is not "1 or 2"
+        codes: dict[str, set[str]] = {}
+        for part in parts:
+            if "question" in part:
+                codes.setdefault(part["question"], set()).update(part["in"])
+        parts = [p for p in parts if "question" not in p] + [
+            {"question": q, "in": sorted(c, key=_code_key)} for q, c in codes.items()]
     # conditions first, by the question they depend on (the order they are described in), then groups
-    parts = {(p.get("question", "\uffff"), json.dumps(p, sort_keys=True)): p
-             for p in map(canonical_show_if, getattr(show_if, key))}
-    ordered = [parts[k] for k in sorted(parts)]
+    unique = {(p.get("question", "\uffff"), json.dumps(p, sort_keys=True)): p for p in parts}
+    ordered = [unique[k] for k in sorted(unique)]
     return ordered[0] if len(ordered) == 1 else {key: ordered}
 
 

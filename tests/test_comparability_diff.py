@@ -276,6 +276,20 @@ def test_a_changed_show_if_stops_and_says_who_is_asked_in_each_wave(
     assert COSMETIC not in message
 
 
+def test_both_of_two_answers_of_a_multiple_choice_is_not_either(tmp_path: Path) -> None:
+    """Conditions of an `all` are not merged: "1 and 2 selected" asks fewer people than "1 or 2"."""
+    def role_multiple(asked: dict[str, Any]) -> dict[str, Any]:
+        asked["sections"][0]["questions"][0]["type"] = "multiple"
+        return asked
+
+    both = {"all": [PAID_ONLY, {"question": "eligible_role", "in": [2]}]}
+    message = compare(tmp_path, role_multiple(routed(2024, both)),
+                      role_multiple(routed(2025, {"question": "eligible_role", "in": [1, 2]})))
+    assert message is not None
+    assert ("who is asked: in 2024 only if all of: (eligible_role includes 1 (Paid)); (eligible_role includes 2 "
+            "(Volunteer)); in 2025 only if eligible_role includes any of 1 (Paid), 2 (Volunteer)") in message
+
+
 def test_a_changed_show_if_is_not_cosmetic_even_beside_a_comma(tmp_path: Path) -> None:
     """Other people asked is never "only punctuation", even when the wording's change is."""
     message = compare(tmp_path, routed(2024, PAID_ONLY),
@@ -288,6 +302,9 @@ def test_a_changed_show_if_is_not_cosmetic_even_beside_a_comma(tmp_path: Path) -
     ({"question": "eligible_role", "in": [1, 2]}, {"question": "eligible_role", "in": ["2", "1", 2]}),
     (PAID_ONLY, {"all": [PAID_ONLY]}),
     ({"any": [PAID_ONLY, {"question": "hours", "in": [0]}]}, {"any": [{"question": "hours", "in": ["0"]}, PAID_ONLY]}),
+    ({"question": "eligible_role", "in": [1, 2]}, {"any": [PAID_ONLY, {"question": "eligible_role", "in": [2]}]}),
+    ({"all": [PAID_ONLY, {"question": "hours", "in": [0]}]}, {"all": [{"all": [{"question": "hours", "in": [0]}]},
+                                                                      PAID_ONLY]}),
     (yaml.safe_load("{question: eligible_role, in: [2, 1]}"),
      yaml.safe_load("question: eligible_role\nin:\n  - '1'\n  - '2'\n")),
 ])
