@@ -258,7 +258,8 @@ def _changed_questionnaires(con, paths: Paths, loading: set[int], groups: GroupC
             continue
         if _unfilled(con, wave):
             progress(f"wave {wave} was loaded before the warehouse kept who is asked each question and the units: "
-                     f"they are filled in from {path.relative_to(paths.root)} (not compared with earlier such waves)")
+                     f"they are filled in from {path.relative_to(paths.root)} (waves loaded before are not compared on them "
+                     "with each other, a new wave is)")
         else:
             progress(f"{path.relative_to(paths.root)}: the questionnaire changed since wave {wave} was loaded "
                      "(wording, scores, answer codes, who is asked or units): the warehouse's copy is updated and "
