@@ -1143,12 +1143,31 @@ class Asked:
     """How one wave asked one concept, as far as comparing waves goes: two waves asked it the same
     way exactly when these are equal. French wording is not compared. A derived answer also carries
     how each question it is worked out from was asked (`reads`, in order; their names are only for
-    describing a change, not compared)."""
+    describing a change, not compared). `asked_of` (who is asked: the canonical show_if, "" for
+    everyone) and `unit` ("" for none) are not compared between two waves stored before the
+    warehouse kept them (`stored_before`: a warehouse made before keeps running), nor when unknown
+    (None: such a wave not filled in yet)."""
     kind: str
     label: str
     answers: tuple[Answer, ...] = ()
     reads: tuple[Asked | None, ...] | None = None
     read_names: tuple[str, ...] = field(default=(), compare=False)
+    asked_of: str | None = field(default=None, compare=False)  # compared in __eq__ (see above)
+    unit: str | None = field(default=None, compare=False)
+    stored_before: bool = field(default=False, compare=False)
+    asked_of_words: str = field(default="", compare=False)  # for describing a change only
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Asked):
+            return NotImplemented
+        return ((self.kind, self.label, self.answers, self.reads) == (other.kind, other.label, other.answers, other.reads)
+                and not _differ(self, other, "asked_of") and not _differ(self, other, "unit"))
+
+
+def _differ(old: Asked, new: Asked, name: str) -> bool:
+    """Whether two waves' `asked_of` or `unit` differ, where compared (see Asked)."""
+    a, b = getattr(old, name), getattr(new, name)
+    return not (old.stored_before and new.stored_before) and a is not None and b is not None and a != b
 
 
 # wave -> concept -> how it was asked
@@ -1161,22 +1180,30 @@ def question_signatures(con: duckdb.DuckDBPyConnection,
     `protection_codes`: the (question, code) pairs k-anonymity merges answers into (surveys/privacy.yaml),
     left out: a wave stores those it used, and a smaller wave may use more, but that is not a question
     asked differently."""
+    from pipeline.load import lacks_recorded_later, unrecorded_waves
+
     pairs = [{"concept": concept, "code": code} for concept, code in sorted(protection_codes)]
+    unrecorded = unrecorded_waves(con)
+    asked_of, unit = ("NULL", "NULL") if lacks_recorded_later(con) else ("c.show_if", "c.unit")
     rows = con.execute(
-        """
-        SELECT c.wave, c.concept, c.type, c.label_en,
+        f"""
+        SELECT c.wave, c.concept, c.type, c.label_en, {asked_of}, {unit},
                list(struct_pack(code := ch.code, label := ch.label_en, score := ch.score, missing := ch.missing)
                     ORDER BY ch.code) FILTER (WHERE ch.code IS NOT NULL)
         FROM concepts c LEFT JOIN choices ch ON ch.wave = c.wave AND ch.concept = c.concept
             AND NOT list_contains($pairs::STRUCT(concept VARCHAR, code VARCHAR)[],
-                                  {'concept': ch.concept, 'code': ch.code})
-        GROUP BY c.wave, c.concept, c.type, c.label_en
+                                  {{'concept': ch.concept, 'code': ch.code}})
+        GROUP BY ALL
         ORDER BY c.wave, c.concept
         """, {"pairs": pairs}
     ).fetchall()
+    kinds = {(wave, concept): kind for wave, concept, kind, *_ in rows}
+    labels = {(wave, concept, a["code"]): a["label"] for wave, concept, *_, answers in rows for a in answers or ()}
     signatures: Signatures = {}
-    for wave, concept, kind, label, answers in rows:
-        signatures.setdefault(wave, {})[concept] = Asked(kind, label, tuple(Answer(**a) for a in answers or ()))
+    for wave, concept, kind, label, shown_to, unit_of, answers in rows:
+        signatures.setdefault(wave, {})[concept] = Asked(
+            kind, label, tuple(Answer(**a) for a in answers or ()), asked_of=shown_to, unit=unit_of,
+            stored_before=wave in unrecorded, asked_of_words=_who_is_asked(shown_to, wave, kinds, labels))
     # a derived answer changes with any question it is worked out from
     for wave, concept, reads in con.execute("SELECT wave, concept, reads FROM derived_concepts ORDER BY ALL").fetchall():
         asked = signatures.get(wave, {})
@@ -1184,6 +1211,26 @@ def question_signatures(con: duckdb.DuckDBPyConnection,
             names = tuple(reads.split(", "))
             asked[concept] = replace(asked[concept], reads=tuple(asked.get(r) for r in names), read_names=names)
     return signatures
+
+
+def _who_is_asked(shown_to: str | None, wave: int, kinds: dict[tuple[int, str], str],
+                  labels: dict[tuple[int, str, str], str]) -> str:
+    """Who a wave asks a question, in words: "everyone", or "only if" its skip logic put as the
+    indicators' rules are (describe_rule: ids and codes, with the answers' wording)."""
+    if not shown_to:
+        return "everyone"
+    wave_kinds = {concept: kind for (w, concept), kind in kinds.items() if w == wave}
+    wave_labels = {(concept, code): label for (w, concept, code), label in labels.items() if w == wave}
+    return f"only if {describe_rule(_show_if_rule(json.loads(shown_to)), wave_kinds, wave_labels)}"
+
+
+def _show_if_rule(canonical: dict[str, Any]) -> Expr:
+    """Canonical skip logic (instrument.canonical_show_if) as the indicator rule meaning the same."""
+    if "all" in canonical:
+        return AllRule(all=[_show_if_rule(part) for part in canonical["all"]])
+    if "any" in canonical:
+        return AnyRule(any=[_show_if_rule(part) for part in canonical["any"]])
+    return Rule.model_validate({"question": canonical["question"], "in": canonical["in"]})
 
 
 def comparability_of(
@@ -1229,20 +1276,21 @@ def change_rows(estimates: pd.DataFrame, catalogue: Catalogue, signatures: Signa
 
 
 def unstated_comparability(catalogue: Catalogue, instruments: dict[int, Instrument],
-                            derivations: Derivations) -> str | None:
+                            derivations: Derivations, unrecorded: Iterable[int] = ()) -> str | None:
     """The message change_rows would stop a run with, foreseen from the questionnaires alone (no
-    export read). `instruments`: the waves that will have responses, by wave. None when every
-    change of wording is stated."""
-    unstated, signatures = foreseen_unstated(catalogue, instruments, derivations)
+    export read). `instruments`: the waves that will have responses, by wave; `unrecorded` as for
+    foreseen_unstated. None when every change of wording is stated."""
+    unstated, signatures = foreseen_unstated(catalogue, instruments, derivations, unrecorded)
     return unstated_message(unstated, catalogue, signatures) if unstated else None
 
 
-def foreseen_unstated(catalogue: Catalogue, instruments: dict[int, Instrument], derivations: Derivations
-                      ) -> tuple[list[tuple[Indicator, int, int]], Signatures]:
+def foreseen_unstated(catalogue: Catalogue, instruments: dict[int, Instrument], derivations: Derivations,
+                      unrecorded: Iterable[int] = ()) -> tuple[list[tuple[Indicator, int, int]], Signatures]:
     """The (indicator, before, after) pairs change_rows would find without a statement, and the
     question signatures: each wave's questions written as a load writes them (catalogue_frames), in
-    a database in memory, and compared as the run compares the stored ones."""
-    from pipeline.load import _write_catalogue, ensure_schema
+    a database in memory, and compared as the run compares the stored ones. `unrecorded`: the waves
+    a warehouse made before stored before it kept who is asked and units (unrecorded_waves)."""
+    from pipeline.load import _write_catalogue, ensure_schema, mark_unrecorded
 
     with duckdb.connect() as con:
         ensure_schema(con)
@@ -1251,6 +1299,7 @@ def foreseen_unstated(catalogue: Catalogue, instruments: dict[int, Instrument], 
             derived = [replace(a.concept, reference_year=a.concept.reference_year or 0)
                        for a in derived_concepts(instrument, derivations, need_rates=False)]
             _write_catalogue(con, instrument, derived)
+        mark_unrecorded(con, set(unrecorded))
         signatures = question_signatures(con)
     unstated = []
     for indicator in catalogue.indicators:
@@ -1266,8 +1315,8 @@ def unstated_message(unstated: list[tuple[Indicator, int, int]], catalogue: Cata
     changed in each question it uses, so the analyst can judge without comparing the files by hand."""
     lines = [
         f"{catalogue.path}: {len(unstated)} indicator(s) use a question asked differently in two waves (wording, "
-        "answers or items differ) without saying whether their figures still compare. Add to each indicator "
-        "named below: comparability: [{waves: [BEFORE, AFTER], status: comparable, comparable_with_caveat or "
+        "answers, items, who is asked or unit differ) without saying whether their figures still compare. Add to "
+        "each indicator named below: comparability: [{waves: [BEFORE, AFTER], status: comparable, comparable_with_caveat or "
         "not_comparable, note: why}]"
     ]
     changes: dict[tuple[str, int, int], None] = {}  # each question once, however many indicators use it
@@ -1276,8 +1325,8 @@ def unstated_message(unstated: list[tuple[Indicator, int, int]], catalogue: Cata
         changes.update(dict.fromkeys((c, before, after) for c in changed))
         lines.append(f"  {indicator.id}: {', '.join(changed)} asked differently in {before} and {after}: "
                      f"comparability: [{{waves: [{before}, {after}], status: ..., note: ...}}]")
-    lines.append(f"{WHAT_CHANGED} (English wording and answers are compared; {REMOVED_MARK} words were removed, "
-                 f"{ADDED_MARK} words added):")
+    lines.append(f"{WHAT_CHANGED} (English wording and answers, who is asked and units are compared; {REMOVED_MARK} "
+                 f"words were removed, {ADDED_MARK} words added):")
     for concept, before, after in changes:
         score = next((s for s, d in catalogue.scores.items() if concept in d.items), None)
         item = f", an item of {score}" if score else ""
@@ -1312,6 +1361,10 @@ def describe_change(old: Asked | None, new: Asked | None, before: int, after: in
     if old.label != new.label:
         lines.append(f"wording: {text_change(old.label, new.label)}")
     lines += _answer_changes(old.answers, new.answers)
+    if _differ(old, new, "asked_of"):
+        lines.append(f"who is asked: in {before} {old.asked_of_words}; in {after} {new.asked_of_words}")
+    if _differ(old, new, "unit"):
+        lines.append(f"unit: {old.unit or 'none'} -> {new.unit or 'none'}")
     lines += _read_changes(old, new, before, after)
     if not lines and old != new:  # cannot happen while the fields above are all Asked compares
         lines.append("asked differently in a way this message cannot describe: compare the two instrument.yaml files")
@@ -1414,6 +1467,8 @@ def only_cosmetic(old: Asked | None, new: Asked | None) -> bool:
     """Whether two ways of asking differ at most in the punctuation, capitals or spaces of their
     wording (the question's and its answers'): the same codes, points and meanings."""
     if old is None or new is None or old.kind != new.kind or _plain(old.label) != _plain(new.label):
+        return False
+    if _differ(old, new, "asked_of") or _differ(old, new, "unit"):  # other people, another scale
         return False
     if [(a.code, a.score, a.missing) for a in old.answers] != [(a.code, a.score, a.missing) for a in new.answers]:
         return False

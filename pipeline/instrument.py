@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
@@ -250,6 +251,48 @@ def _conditions(show_if: ShowIf | None) -> list[Condition]:
 def conditions_of(question: Question) -> list[Condition]:
     """Every elementary condition in a question's skip logic."""
     return _conditions(question.show_if)
+
+
+def _code_key(code: str) -> tuple:
+    return (0, int(code), code) if code.isdigit() else (1, 0, code)
+
+
+def canonical_show_if(show_if: ShowIf) -> dict[str, Any]:
+    """Skip logic as plain data that is equal when the meaning is: each condition's codes sorted and
+    once, the parts of an all/any sorted and once, an all/any inside an all/any of the same kind
+    spread into it, the conditions of an `any` on one question made one (either code is one of
+    them), an all/any of one part that part. How the YAML was written (flow or block style,
+    quotes, the order of codes) does not count."""
+    if isinstance(show_if, Condition):
+        return {"question": show_if.question, "in": sorted(set(show_if.in_), key=_code_key)}
+    key = "all" if isinstance(show_if, AllOf) else "any"
+    parts: list[dict[str, Any]] = []
+    for part in map(canonical_show_if, getattr(show_if, key)):
+        parts += part[key] if key in part else [part]
+    if key == "any":  # not for `all`: of a multiple choice question, "1 and 2 selected" is not "1 or 2"
+        codes: dict[str, set[str]] = {}
+        for part in parts:
+            if "question" in part:
+                codes.setdefault(part["question"], set()).update(part["in"])
+        parts = [p for p in parts if "question" not in p] + [
+            {"question": q, "in": sorted(c, key=_code_key)} for q, c in codes.items()]
+    # conditions first, by the question they depend on (the order they are described in), then groups
+    unique = {(p.get("question", "\uffff"), json.dumps(p, sort_keys=True)): p for p in parts}
+    ordered = [unique[k] for k in sorted(unique)]
+    return ordered[0] if len(ordered) == 1 else {key: ordered}
+
+
+def show_if_text(show_if: ShowIf | None) -> str:
+    """Who is asked a question, as the warehouse stores it: "" for everyone, else the canonical
+    skip logic as compact JSON (two waves ask the same people exactly when these are equal)."""
+    if show_if is None:
+        return ""
+    return json.dumps(canonical_show_if(show_if), sort_keys=True, separators=(",", ":"))
+
+
+def unit_text(unit: str | None) -> str:
+    """A numeric answer's unit as stored: "" for none; spaces do not count."""
+    return " ".join((unit or "").split())
 
 
 Model = TypeVar("Model", bound=BaseModel)

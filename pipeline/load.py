@@ -23,7 +23,7 @@ import pandas as pd
 from pipeline.anonymity import HELD_ANSWERS, hold_answers
 from pipeline.deidentify import Deidentified, DerivedConcept, load_reference_table
 from pipeline.ingest import Export
-from pipeline.instrument import Disclosure, Instrument
+from pipeline.instrument import Disclosure, Instrument, show_if_text, unit_text
 from pipeline.validate import Validation
 
 
@@ -262,7 +262,11 @@ def _write_file(con: duckdb.DuckDBPyConnection, item: FileLoad, run_id: str, now
     _append(con, "open_text", data.open_text)
 
 
-CONCEPT_COLUMNS = ["wave", "concept", "section", "type", "disclosure", "stored", "label_en", "label_fr"]
+CONCEPT_COLUMNS = ["wave", "concept", "section", "type", "disclosure", "stored", "label_en", "label_fr", "show_if",
+                   "unit"]
+# Kept only since warehouses record them (see unrecorded_waves).
+RECORDED_LATER = ["show_if", "unit"]
+UNRECORDED_KEY = "waves_before_show_if"  # warehouse_meta: the waves stored before they were
 CHOICE_COLUMNS = ["wave", "concept", "code", "label_en", "label_fr", "score", "missing"]
 DERIVED = "derived"  # the section of the derived answers in `concepts`
 
@@ -275,7 +279,8 @@ def catalogue_frames(instrument: Instrument, derived: Sequence[DerivedConcept] =
     for section, questions in sections:
         for q in questions:
             concept_rows.append((wave, q.id, section, q.type.value, q.disclosure.value,
-                                 q.disclosure is not Disclosure.direct, q.label.en, q.label.fr))
+                                 q.disclosure is not Disclosure.direct, q.label.en, q.label.fr,
+                                 show_if_text(q.show_if), unit_text(q.unit)))
             for c in instrument.choices_of(q):
                 choice_rows.append((wave, q.id, c.code, c.label.en, c.label.fr, c.score, c.missing))
     return (pd.DataFrame(concept_rows, columns=CONCEPT_COLUMNS), pd.DataFrame(choice_rows, columns=CHOICE_COLUMNS))
@@ -316,6 +321,26 @@ def questionnaire_changed(con: duckdb.DuckDBPyConnection, instrument: Instrument
     return any(rows(old) != rows(new) for old, new in zip(stored, catalogue_frames(instrument)))
 
 
+def unrecorded_waves(con: duckdb.DuckDBPyConnection) -> set[int]:
+    """The waves stored before the warehouse kept who is asked each question and the units. Two of
+    them are not compared on those (a warehouse made before must not stop over waves it reported
+    on); one of them and a later wave are, with what its questionnaire says (the next run fills it
+    in, as it rewrites a changed questionnaire's copy). Listed in warehouse_meta when the schema is
+    brought up to date; a warehouse still without the columns (opened read-only) lists none yet."""
+    if lacks_recorded_later(con):
+        return {w for (w,) in con.execute("SELECT DISTINCT wave FROM concepts").fetchall()}
+    listed = con.execute("SELECT value FROM warehouse_meta WHERE key = ?", [UNRECORDED_KEY]).fetchall()
+    return {int(w) for (value,) in listed for w in value.split(",")}
+
+
+def mark_unrecorded(con: duckdb.DuckDBPyConnection, waves: set[int]) -> None:
+    """List `waves` as stored before who is asked and units were kept (for the comparison from the
+    questionnaires to take them as the warehouse does)."""
+    if waves:
+        con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES (?, ?)",
+                    [UNRECORDED_KEY, ",".join(str(w) for w in sorted(waves))])
+
+
 def refresh_questionnaire(con: duckdb.DuckDBPyConnection, instrument: Instrument, groups: GroupCodes) -> None:
     """Rewrite a loaded wave's questions from its current questionnaire (wording, scores, codes that
     mean no answer, disclosure class), as loading another export of the wave would; its derived
@@ -328,6 +353,14 @@ def refresh_questionnaire(con: duckdb.DuckDBPyConnection, instrument: Instrument
     _append(con, "concepts", concepts)
     _append(con, "choices", choices)
     _drop_unstored(con, wave)
+
+
+def lacks_recorded_later(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether `concepts` has no columns for who is asked and units: a warehouse made before, opened
+    read-only (its schema is brought up to date only when it is written to)."""
+    present = {c for (c,) in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'concepts'").fetchall()}
+    return not set(RECORDED_LATER) <= present
 
 
 def _drop_unstored(con: duckdb.DuckDBPyConnection, wave: int) -> None:

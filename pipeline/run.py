@@ -25,6 +25,7 @@ from pipeline.indicators import (IndicatorError, compute, load_checked_catalogue
 from pipeline.ingest import Export, ExportError, file_sha256, read_export
 from pipeline.instrument import Instrument, available_waves, instrument_path, load_instrument
 from pipeline.load import (
+    DERIVED,
     FileLoad,
     GroupCodes,
     WarehouseError,
@@ -35,6 +36,7 @@ from pipeline.load import (
     questionnaire_changed,
     refresh_questionnaire,
     seen_response_keys,
+    unrecorded_waves,
     write_error,
     write_run,
 )
@@ -198,7 +200,8 @@ def _refuse_unstated_comparability(con, paths: Paths, new_waves: set[int]) -> No
     instruments = {w: load_instrument(instrument_path(paths.surveys, w)) for w in sorted(waves)
                    if instrument_path(paths.surveys, w).exists()}  # a missing one stops at its export
     catalogue = load_checked_catalogue(paths.indicators_file, paths.surveys)
-    message = unstated_comparability(catalogue, instruments, load_derivations(derived_path(paths.surveys)))
+    message = unstated_comparability(catalogue, instruments, load_derivations(derived_path(paths.surveys)),
+                                     unrecorded_waves(con))
     if message:
         raise IndicatorError(message + "\nNothing was loaded: add the statements, then run `consult run` again.")
 
@@ -257,11 +260,24 @@ def _changed_questionnaires(con, paths: Paths, loading: set[int], groups: GroupC
         if wave in loading or not path.exists():
             continue
         instrument = load_instrument(path)
-        if questionnaire_changed(con, instrument, groups):
+        if not questionnaire_changed(con, instrument, groups):
+            continue
+        if _unfilled(con, wave):
+            progress(f"wave {wave} was loaded before the warehouse kept who is asked each question and the units: "
+                     f"they are filled in from {path.relative_to(paths.root)} (waves loaded before are not compared on them "
+                     "with each other, a new wave is)")
+        else:
             progress(f"{path.relative_to(paths.root)}: the questionnaire changed since wave {wave} was loaded "
-                     "(wording, scores or answer codes): the warehouse's copy is updated and the indicators recomputed")
-            changed.append(instrument)
+                     "(wording, scores, answer codes, who is asked or units): the warehouse's copy is updated and "
+                     "the indicators recomputed")
+        changed.append(instrument)
     return changed
+
+
+def _unfilled(con, wave: int) -> bool:
+    """Whether the wave's copy has no who-is-asked yet (stored before the warehouse kept it)."""
+    return con.execute("SELECT count(*) FROM concepts WHERE wave = ? AND section <> ? AND show_if IS NULL",
+                       [wave, DERIVED]).fetchall()[0][0] > 0
 
 
 def _scrub_lists_changed(con, paths: Paths) -> str | None:

@@ -88,11 +88,11 @@ def _step(stage: int, command: str | None, why: str) -> dict:
 
 
 def _warehouse_facts(paths: Paths) -> dict:
-    facts: dict = {"exists": paths.warehouse.exists(), "holds": None, "ledger": [], "purged": {},
+    facts: dict = {"exists": paths.warehouse.exists(), "holds": None, "ledger": [], "purged": {}, "unrecorded": set(),
                    "quarantine": {}, "waiting": Counter(), "excluded": {}, "changed_at": None, "responses": {}}
     if not facts["exists"]:
         return facts
-    from pipeline.load import RESPONSES_BY_WAVE, data_source
+    from pipeline.load import RESPONSES_BY_WAVE, data_source, unrecorded_waves
     from pipeline.qa import quarantined_rows
 
     with connect(paths.warehouse, read_only=True) as con:
@@ -102,6 +102,7 @@ def _warehouse_facts(paths: Paths) -> dict:
             "SELECT file_sha256, file_name, wave, loaded_at, rows_read, rows_loaded, rows_quarantined, rows_excluded, "
             "rows_duplicate FROM load_ledger ORDER BY wave, loaded_at, file_name").fetchall()]
         facts["purged"] = purged_files(con)
+        facts["unrecorded"] = unrecorded_waves(con)
         facts["responses"] = {int(r[0]): dict(zip(ROW_KEYS, map(int, r[2:]))) for r in con.execute(
             f"SELECT wave, synthetic, read, loaded, quarantined, excluded, duplicates FROM ({RESPONSES_BY_WAVE})"
         ).fetchall()}
@@ -352,7 +353,7 @@ def _unstated_comparability(paths: Paths, facts: dict, exports: list[RawFile],
         catalogue = load_checked_catalogue(paths.indicators_file, paths.surveys)
         instruments = {w: load_instrument(instrument_path(paths.surveys, w)) for w in waves
                        if instrument_path(paths.surveys, w).exists()}
-        unstated, signatures = foreseen_unstated(catalogue, instruments, derivations)
+        unstated, signatures = foreseen_unstated(catalogue, instruments, derivations, facts.get("unrecorded", set()))
     except (IndicatorError, InstrumentError, DerivationError):
         return {}  # a broken definition is reported as itself
     return {w: unstated_message([u for u in unstated if u[2] == w], catalogue, signatures)

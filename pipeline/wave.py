@@ -143,9 +143,10 @@ def checklist(paths: Paths, wave: int, source: int) -> list[str]:
     items += [
         f"Collection window: {rel(instrument_path(paths.surveys, wave))} has the same days as {source}, moved to "
         f"{wave}. Set the real start and end dates (responses outside them are quarantined).",
-        f"Questions: if any question's wording, answers or items changed from {source}, change them in the "
-        f"instrument (keep each question's `id`), and say whether each indicator using it still compares under "
-        f"`comparability:` in {rel(paths.indicators_file)} (the run stops until you do).",
+        f"Questions: if any question's wording, answers, items, who is asked it (`show_if`) or its `unit` "
+        f"changed from {source}, change them in the instrument (keep each question's `id`), and say whether each "
+        f"indicator using it still compares under `comparability:` in {rel(paths.indicators_file)} (the run stops "
+        "until you do).",
         "Platform: build or copy the questionnaire on the survey platform so its column names match the "
         "instrument's `aliases`, and set the export settings in docs/runbook.md (e.g. Qualtrics: anonymize "
         "responses, numeric values).",

@@ -203,16 +203,222 @@ def project(tmp_path: Path, later: dict[str, Any]) -> Paths:
     return paths
 
 
-def test_the_run_and_status_say_the_same(tmp_path: Path) -> None:
+@pytest.mark.parametrize("later, shown", [
+    (questionnaire(2025, WORDING.replace("past", "last")), "[-past-] {+last+}"),
+    ({**questionnaire(2025), "sections": [{**questionnaire(2025)["sections"][0], "questions": [
+        questionnaire(2025)["sections"][0]["questions"][0],
+        {**questionnaire(2025)["sections"][0]["questions"][1], "show_if": {"question": "eligible_role", "in": [1]}},
+    ]}]}, "who is asked: in 2024 everyone; in 2025 only if eligible_role is 1 (Paid)"),
+])
+def test_the_run_and_status_say_the_same(tmp_path: Path, later: dict[str, Any], shown: str) -> None:
     from pipeline.load import ensure_schema
     from pipeline.run import _refuse_unstated_comparability
     from pipeline.status import _unstated_comparability
 
-    paths = project(tmp_path, questionnaire(2025, WORDING.replace("past", "last")))
+    paths = project(tmp_path, later)
     with duckdb.connect() as con:
         ensure_schema(con)
         with pytest.raises(IndicatorError) as run:
             _refuse_unstated_comparability(con, paths, {2024, 2025})
     said = _unstated_comparability(paths, {"ledger": []}, [], load_derivations(derived_path(paths.surveys)))
     assert str(run.value) == said[2025] + "\nNothing was loaded: add the statements, then run `consult run` again."
-    assert "[-past-] {+last+}" in said[2025]
+    assert shown in said[2025]
+
+
+# --- who is asked (show_if) and units ----------------------------------------------------------
+
+PAID_ONLY = {"question": "eligible_role", "in": [1]}
+
+
+def routed(wave: int, show_if: Any = None, unit: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """A questionnaire whose role question has two answers, its `dismissed` asked of `show_if`
+    (everyone when None) and a numeric `hours` question in `unit`."""
+    asked = questionnaire(wave, **kwargs)
+    role, dismissed = asked["sections"][0]["questions"]
+    role["choices"].append({"code": 2, "label": {"en": "Volunteer", "fr": "Bénévole"}})
+    if show_if is not None:
+        dismissed["show_if"] = show_if
+    hours = {"id": "hours", "type": "numeric", "label": {"en": "Hours worked?", "fr": "Heures travaillées?"}}
+    if unit is not None:
+        hours["unit"] = unit
+    asked["sections"][0]["questions"].append(hours)
+    return asked
+
+
+def compare(tmp_path: Path, before: dict[str, Any], after: dict[str, Any], catalogue: dict = CATALOGUE,
+            unrecorded: set[int] = frozenset()) -> str | None:
+    path = tmp_path / "indicators.yaml"
+    path.write_text(yaml.safe_dump(catalogue), encoding="utf-8")
+    instruments = {2024: Instrument.model_validate(before), 2025: Instrument.model_validate(after)}
+    stored_before = {"unrecorded": unrecorded} if unrecorded else {}
+    return unstated_comparability(load_catalogue(path), instruments, NO_DERIVED, **stored_before)
+
+
+def with_hours() -> dict[str, Any]:
+    catalogue = deepcopy(CATALOGUE)
+    catalogue["indicators"][0]["questions"] = ["dismissed", "hours"]
+    return catalogue
+
+
+@pytest.mark.parametrize("before, after, said", [
+    (PAID_ONLY, None, "who is asked: in 2024 only if eligible_role is 1 (Paid); in 2025 everyone"),
+    (None, {"question": "eligible_role", "in": [1, 2]},
+     "who is asked: in 2024 everyone; in 2025 only if eligible_role is one of 1 (Paid), 2 (Volunteer)"),
+    (PAID_ONLY, {"any": [PAID_ONLY, {"question": "hours", "in": [0]}]},
+     "who is asked: in 2024 only if eligible_role is 1 (Paid); in 2025 only if at least one of: "
+     "(eligible_role is 1 (Paid)); (hours is 0)"),
+])
+def test_a_changed_show_if_stops_and_says_who_is_asked_in_each_wave(
+        tmp_path: Path, before: Any, after: Any, said: str) -> None:
+    message = compare(tmp_path, routed(2024, before), routed(2025, after))
+    assert message is not None and "DISM-01: dismissed asked differently in 2024 and 2025" in message
+    assert f"  dismissed (2024 -> 2025):\n    {said}" in changes(message)
+    assert COSMETIC not in message
+
+
+def test_both_of_two_answers_of_a_multiple_choice_is_not_either(tmp_path: Path) -> None:
+    """Conditions of an `all` are not merged: "1 and 2 selected" asks fewer people than "1 or 2"."""
+    def role_multiple(asked: dict[str, Any]) -> dict[str, Any]:
+        asked["sections"][0]["questions"][0]["type"] = "multiple"
+        return asked
+
+    both = {"all": [PAID_ONLY, {"question": "eligible_role", "in": [2]}]}
+    message = compare(tmp_path, role_multiple(routed(2024, both)),
+                      role_multiple(routed(2025, {"question": "eligible_role", "in": [1, 2]})))
+    assert message is not None
+    assert ("who is asked: in 2024 only if all of: (eligible_role includes 1 (Paid)); (eligible_role includes 2 "
+            "(Volunteer)); in 2025 only if eligible_role includes any of 1 (Paid), 2 (Volunteer)") in message
+
+
+def test_a_changed_show_if_is_not_cosmetic_even_beside_a_comma(tmp_path: Path) -> None:
+    """Other people asked is never "only punctuation", even when the wording's change is."""
+    message = compare(tmp_path, routed(2024, PAID_ONLY),
+                      routed(2025, wording=WORDING.replace("past 12 months", "past 12 months,")))
+    assert message is not None and "who is asked:" in message
+    assert COSMETIC not in message
+
+
+@pytest.mark.parametrize("before, after", [
+    ({"question": "eligible_role", "in": [1, 2]}, {"question": "eligible_role", "in": ["2", "1", 2]}),
+    (PAID_ONLY, {"all": [PAID_ONLY]}),
+    ({"any": [PAID_ONLY, {"question": "hours", "in": [0]}]}, {"any": [{"question": "hours", "in": ["0"]}, PAID_ONLY]}),
+    ({"question": "eligible_role", "in": [1, 2]}, {"any": [PAID_ONLY, {"question": "eligible_role", "in": [2]}]}),
+    ({"all": [PAID_ONLY, {"question": "hours", "in": [0]}]}, {"all": [{"all": [{"question": "hours", "in": [0]}]},
+                                                                      PAID_ONLY]}),
+    (yaml.safe_load("{question: eligible_role, in: [2, 1]}"),
+     yaml.safe_load("question: eligible_role\nin:\n  - '1'\n  - '2'\n")),
+])
+def test_a_show_if_written_differently_asks_the_same_people(tmp_path: Path, before: Any, after: Any) -> None:
+    """The order of codes, quotes, YAML style, a one-part all/any: the same people are asked."""
+    assert compare(tmp_path, routed(2024, before), routed(2025, after)) is None
+
+
+@pytest.mark.parametrize("before, after, said", [
+    ("hours per week", "hours per month", "unit: hours per week -> hours per month"),
+    (None, "CAD per hour", "unit: none -> CAD per hour"),
+])
+def test_a_changed_unit_stops_and_is_described(tmp_path: Path, before: str | None, after: str, said: str) -> None:
+    message = compare(tmp_path, routed(2024, unit=before), routed(2025, unit=after), with_hours())
+    assert message is not None and "DISM-01: hours asked differently in 2024 and 2025" in message
+    assert f"  hours (2024 -> 2025):\n    {said}" in changes(message)
+    assert COSMETIC not in message
+
+
+def test_a_unit_with_other_spaces_is_the_same_unit(tmp_path: Path) -> None:
+    assert compare(tmp_path, routed(2024, unit="hours per week"), routed(2025, unit=" hours  per week"),
+                   with_hours()) is None
+
+
+def test_waves_stored_before_are_not_compared_with_each_other_on_show_if_nor_unit(tmp_path: Path) -> None:
+    """A warehouse made before kept neither: two of its waves are not compared on them (its runs go
+    on), a later wave is compared with them, and everything else still is."""
+    before, after = routed(2024, PAID_ONLY, unit="hours per week"), routed(2025, unit="hours per month")
+    assert compare(tmp_path, before, after, with_hours(), unrecorded={2024, 2025}) is None
+    said = changes(compare(tmp_path, before, after, with_hours(), unrecorded={2024}))
+    assert "who is asked: in 2024 only if eligible_role is 1 (Paid); in 2025 everyone" in said
+    assert "unit: hours per week -> hours per month" in said
+    after["sections"][0]["questions"][1]["label"]["en"] = WORDING.replace("past", "last")
+    assert "[-past-] {+last+}" in compare(tmp_path, before, after, with_hours(), unrecorded={2024, 2025})
+
+
+def test_an_older_warehouse_without_the_columns_still_runs(tmp_path: Path) -> None:
+    """A warehouse made before the columns existed: read as it is (read-only) and once its schema is
+    brought up to date, two of its waves compare neither who is asked nor units; the next run fills
+    them in from the questionnaires, and a wave loaded later is compared with them."""
+    from pipeline.indicators import question_signatures
+    from pipeline.load import (_write_catalogue, ensure_schema, questionnaire_changed, refresh_questionnaire,
+                               unrecorded_waves)
+
+    instruments = {2024: Instrument.model_validate(routed(2024, PAID_ONLY, unit="hours per week")),
+                   2025: Instrument.model_validate(routed(2025, unit="hours per month"))}
+    with duckdb.connect(str(tmp_path / "old.duckdb")) as con:
+        ensure_schema(con)
+        for instrument in instruments.values():
+            _write_catalogue(con, instrument)
+        # the warehouse as made before: no such columns, and its schema's fingerprint then
+        con.execute("DROP VIEW respondent_columns")
+        con.execute("ALTER TABLE concepts DROP COLUMN show_if")
+        con.execute("ALTER TABLE concepts DROP COLUMN unit")
+        con.execute("DELETE FROM warehouse_meta WHERE key = 'schema_sha256'")
+
+        def same(signatures: dict) -> bool:
+            return all(signatures[2024][c] == signatures[2025][c] for c in ("dismissed", "hours"))
+
+        assert unrecorded_waves(con) == {2024, 2025} and same(question_signatures(con))
+        ensure_schema(con)  # the first run with this version
+        assert unrecorded_waves(con) == {2024, 2025} and same(question_signatures(con))
+        for wave, instrument in instruments.items():  # the run fills them in ...
+            assert questionnaire_changed(con, instrument, {})
+            refresh_questionnaire(con, instrument, {})
+            assert not questionnaire_changed(con, instrument, {})
+        assert unrecorded_waves(con) == {2024, 2025} and same(question_signatures(con))  # ... still not compared
+        later = routed(2026, PAID_ONLY, unit="hours per week")
+        _write_catalogue(con, Instrument.model_validate(later))  # a new wave, loaded
+        signatures = question_signatures(con)
+        assert unrecorded_waves(con) == {2024, 2025}
+        assert signatures[2025]["dismissed"] != signatures[2026]["dismissed"]
+        assert signatures[2025]["hours"] != signatures[2026]["hours"]
+
+
+def test_the_stored_questions_give_the_same_message_as_the_questionnaires(tmp_path: Path) -> None:
+    """The indicators stage reads the warehouse's copy of the questions; the check before the run
+    and `consult status` write the questionnaires in memory: the same message, new columns included."""
+    from pipeline.indicators import foreseen_unstated, question_signatures, unstated_message
+    from pipeline.load import _write_catalogue, ensure_schema
+
+    path = tmp_path / "indicators.yaml"
+    path.write_text(yaml.safe_dump(with_hours()), encoding="utf-8")
+    catalogue = load_catalogue(path)
+    instruments = {2024: Instrument.model_validate(routed(2024, PAID_ONLY, unit="hours per week")),
+                   2025: Instrument.model_validate(routed(2025, unit="hours per month"))}
+    unstated, foreseen = foreseen_unstated(catalogue, instruments, NO_DERIVED)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        ensure_schema(con)
+        for instrument in instruments.values():
+            _write_catalogue(con, instrument)
+        stored = question_signatures(con)
+    assert unstated_message(unstated, catalogue, stored) == unstated_message(unstated, catalogue, foreseen)
+    assert "who is asked:" in unstated_message(unstated, catalogue, stored)
+    assert "unit: hours per week -> hours per month" in unstated_message(unstated, catalogue, stored)
+
+
+def test_the_run_and_status_say_the_same_for_a_warehouse_made_before(tmp_path: Path) -> None:
+    """2024 stored before who is asked was kept, 2025 new: compared, and said the same by both."""
+    from pipeline.load import ensure_schema, mark_unrecorded
+    from pipeline.run import _refuse_unstated_comparability
+    from pipeline.status import _unstated_comparability
+
+    paths = project(tmp_path, routed(2025))
+    (paths.surveys / "2024" / "instrument.yaml").write_text(yaml.safe_dump(routed(2024, PAID_ONLY)), encoding="utf-8")
+    with duckdb.connect() as con:
+        ensure_schema(con)
+        mark_unrecorded(con, {2024})
+        with pytest.raises(IndicatorError) as run:
+            _refuse_unstated_comparability(con, paths, {2024, 2025})
+    said = _unstated_comparability(paths, {"ledger": [], "unrecorded": {2024}}, [],
+                                   load_derivations(derived_path(paths.surveys)))
+    assert str(run.value) == said[2025] + "\nNothing was loaded: add the statements, then run `consult run` again."
+    assert "who is asked: in 2024 only if eligible_role is 1 (Paid); in 2025 everyone" in said[2025]
+    both = _unstated_comparability(paths, {"ledger": [], "unrecorded": {2024, 2025}}, [],
+                                   load_derivations(derived_path(paths.surveys)))
+    assert both == {}

@@ -120,6 +120,11 @@ CREATE TABLE IF NOT EXISTS concepts (
     label_fr    VARCHAR NOT NULL,
     PRIMARY KEY (wave, concept)
 );
+-- added after warehouses were made without them: who is asked (the canonical show_if as JSON, ''
+-- for everyone) and a numeric answer's unit ('' for none). The waves stored before are listed in
+-- warehouse_meta (below) and filled in from their questionnaires at the next run.
+ALTER TABLE concepts ADD COLUMN IF NOT EXISTS show_if VARCHAR;
+ALTER TABLE concepts ADD COLUMN IF NOT EXISTS unit VARCHAR;
 
 CREATE TABLE IF NOT EXISTS choices (
     wave      INTEGER NOT NULL,
@@ -338,6 +343,12 @@ CREATE TABLE IF NOT EXISTS warehouse_meta (
     key   VARCHAR PRIMARY KEY,
     value VARCHAR NOT NULL
 );
+-- The waves stored before who is asked and units were kept (comma-separated): two of them are not
+-- compared on those (pipeline/load.py, unrecorded_waves), so a warehouse made before keeps running.
+INSERT INTO warehouse_meta
+SELECT 'waves_before_show_if', string_agg(DISTINCT wave::VARCHAR, ',' ORDER BY wave::VARCHAR)
+FROM concepts WHERE show_if IS NULL HAVING count(*) > 0
+ON CONFLICT DO NOTHING;
 
 -- What may leave the warehouse: suppressed cells carry no number, only the reason.
 CREATE OR REPLACE VIEW published_estimates AS
