@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import functools
 import html
+import math
 import os
 import re
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import numpy as np
@@ -764,6 +765,74 @@ def has_trend(indicator_id: str) -> bool:
     return (not est.empty) and est["wave"].nunique() > 1
 
 
+# The trend chart at its narrowest: at 320 CSS px its plot area is about 186 px wide, and each year
+# of the x axis range (first - 0.5 to latest + 0.5) gets an equal slot of it. A value label at 14 px
+# is at most "100,0 %" (about 57 px in French); a year tick at 15 px is about 36 px.
+PHONE_PLOT_PX = 186
+VALUE_LABEL_PX = 60  # the widest value label and a gap
+YEAR_TICK_PX = 46  # a year and a gap
+SUPPRESSED_TOP = 16  # on the 0-110 axis: the top of a "suppressed" note (drawn at 10% of the plot height)
+SUPPRESSED_HALF_PX = 40  # half a "suppressed" (or "supprimé") note at 14 px, and a gap
+TOP_CENTER, TOP_RIGHT, TOP_LEFT = "top center", "top right", "top left"
+
+
+class TrendLabel(NamedTuple):
+    wave: int
+    y: float  # the label sits just above this value
+    position: str  # plotly textposition
+
+
+def _year_px(waves: list[int]) -> float:
+    """The width of one year on the x axis at 320 CSS px."""
+    return PHONE_PLOT_PX / (max(waves) - min(waves) + 1)
+
+
+def trend_ticks(waves: list[int]) -> list[int]:
+    """Years named on the x axis: all of them while a phone has room, otherwise every k-th year
+    counted back from the latest (the year readers look for), so the names never run together."""
+    step = max(1, math.ceil(YEAR_TICK_PX / _year_px(waves)))
+    if step == 1:
+        return list(waves)
+    latest = max(waves)
+    return [w for w in waves if (latest - w) % step == 0]
+
+
+def trend_labels(waves: list[int], points: list[tuple[int, float, float]]) -> list[TrendLabel]:
+    """Which values of a trend chart carry a label, and where: the same at every width.
+
+    waves: every wave of the chart (suppressed ones too); points: (wave, estimate, top of interval)
+    of the waves with a value. While a year's room at 320 px holds the widest label, every value is
+    labelled, centred above its interval (as with three years). With more years the labels of
+    neighbouring years would run into each other on a phone (four years) and even on a desktop (ten):
+    then only the latest value is labelled, and the first where both fit. The first reads rightwards
+    from its point and the latest leftwards, so neither runs past the plot's edge, each above all it
+    spans at 320 px (the intervals of the years under it, the line on to the next year, a "suppressed"
+    note); a wider screen gives each year more room, so the label spans less and stays clear there too."""
+    if not points:
+        return []
+    slot = _year_px(waves)
+    if slot >= VALUE_LABEL_PX:
+        return [TrendLabel(w, top, TOP_CENTER) for w, _, top in points]
+    span = VALUE_LABEL_PX / slot  # in years, the label's width at 320 px
+    shown = {w for w, _, _ in points}
+    suppressed = [w for w in waves if w not in shown]
+
+    def clear_above(at: int, direction: int) -> float:
+        ahead = sorted((p for p in points if 0 <= (p[0] - at) * direction), key=lambda p: abs(p[0] - at))
+        under = [p for p in ahead if abs(p[0] - at) <= span]
+        beyond = [p for p in ahead if abs(p[0] - at) > span][:1]  # the line runs on to it: its point bounds it
+        heights = [max(est, top) for _, est, top in under] + [est for _, est, _ in beyond]
+        reach = SUPPRESSED_HALF_PX / slot  # a note is centred on its year, so it reaches either side
+        heights += [SUPPRESSED_TOP for w in suppressed if -reach <= (w - at) * direction <= span + reach]
+        return max(heights)
+
+    first, latest = min(shown), max(shown)
+    labels = [TrendLabel(latest, clear_above(latest, -1), TOP_LEFT)]
+    if (latest - first) * slot >= 2 * VALUE_LABEL_PX:  # room for both (not when the years between are suppressed)
+        labels.insert(0, TrendLabel(first, clear_above(first, 1), TOP_RIGHT))
+    return labels
+
+
 def trend_figure(indicator_id: str) -> go.Figure | None:
     """Ontario-wide value per wave with intervals; a suppressed wave is labelled, not plotted."""
     info = indicator(_safe_id(indicator_id))
@@ -802,15 +871,22 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
             hoverinfo="x+text",
         )
     )
-    # Value labels above the interval's upper end, clear of both the line and the error bar.
+    # Value labels above the interval's upper end, clear of both the line and the error bar. Every
+    # year has one while a phone leaves each year room for it; past that, only the first and the
+    # latest (see trend_labels): hovering or tapping a point, the caption and the table give them all.
+    placed = trend_labels(waves, [
+        (int(r["wave"]), float(r["estimate"]), float(r["estimate"] if _missing(r["ci_high"]) else r["ci_high"]))
+        for _, r in shown.iterrows()])
+    by_wave = {int(r["wave"]): r for _, r in shown.iterrows()}
     fig.add_trace(
         go.Scatter(
             name="value labels",
             mode="text",
-            x=[int(w) for w in shown["wave"]],
-            y=list(shown["ci_high"].fillna(shown["estimate"])),
-            text=[fmt_value(v, info) for v in shown["estimate"]],
-            textposition="top center",
+            x=[label.wave for label in placed],
+            y=[label.y for label in placed],
+            text=[fmt_value(by_wave[label.wave]["estimate"], info) for label in placed],
+            textposition=(TOP_CENTER if all(label.position == TOP_CENTER for label in placed)
+                          else [label.position for label in placed]),
             textfont=dict(size=14, color=INK),
             hoverinfo="skip",
         )
@@ -829,7 +905,8 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
     fig.update_layout(
         _layout(
             height=340,
-            xaxis=dict(title=dict(text=ui("axis_year")), tickvals=waves, ticktext=[str(w) for w in waves],
+            xaxis=dict(title=dict(text=ui("axis_year")), tickvals=(ticks := trend_ticks(waves)),
+                       ticktext=[str(w) for w in ticks],
                        range=[min(waves) - 0.5, max(waves) + 0.5], showgrid=False),
             yaxis=dict(title=dict(text=ui("axis_percentage") if _is_percent(info) else ui("axis_score")),
                        range=[0, 110], tickvals=[0, 20, 40, 60, 80, 100], automargin=True,

@@ -487,6 +487,97 @@ def test_trend_labels_stay_in_the_plot_clear_of_the_line_and_of_each_other(on_de
         assert not chart["overlaps"], (device, chart["id"], chart["overlaps"])
 
 
+# --- a decade of waves -------------------------------------------------------------------------
+
+
+def _add_waves(paths: Paths, last: int) -> None:
+    """The latest wave's estimates, gaps and changes copied to every year up to `last`, each year's
+    figures a point or two from the year before: close values are where labels run into each other."""
+    con = duckdb.connect(str(paths.warehouse))
+    try:
+        (latest,) = con.execute("SELECT max(wave) FROM indicator_estimates").fetchone()
+        for wave in range(latest + 1, last + 1):
+            shift = (wave * 37 % 7 - 3) * 0.8  # -2.4 .. +2.4
+            moved = ", ".join(f"CASE WHEN {c} IS NULL THEN NULL ELSE least(greatest({c} + {shift}, 0), 100) END AS {c}"
+                              for c in ("estimate", "ci_low", "ci_high"))
+            con.execute(f"INSERT INTO indicator_estimates SELECT * REPLACE ({wave} AS wave, {moved}) "
+                        "FROM indicator_estimates WHERE wave = ?", [latest])
+            con.execute(f"INSERT INTO indicator_gaps SELECT * REPLACE ({wave} AS wave) FROM indicator_gaps "
+                        "WHERE wave = ?", [latest])
+            # Comparable with the year before: the synthetic consultation's own breaks are kept.
+            con.execute(f"INSERT INTO indicator_changes SELECT * REPLACE ({wave} AS wave, {wave - 1} AS previous_wave, "
+                        "'comparable' AS comparability, '' AS comparability_note) "
+                        "FROM indicator_changes WHERE wave = ?", [latest])
+    finally:
+        con.close()
+
+
+WAVES = {"4-years": 2026, "10-years": 2032}  # the synthetic consultation has 2023-2025
+
+
+@pytest.fixture(scope="module", params=list(WAVES))
+def decade_site(request, browser, tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) -> Iterator:
+    """The report of 4 and of 10 yearly waves, both languages, with each page opened once per layout."""
+    from pipeline.report import build_report
+
+    root = tmp_path_factory.mktemp(f"waves-{request.param}") / "project"
+    shutil.copytree(loaded_template, root, symlinks=True)
+    paths = Paths(root)
+    _add_waves(paths, WAVES[request.param])
+    build_report(paths, engine="offline", french=True)
+    pages: dict[tuple[str, str], Opened] = {}
+
+    def open_page(device: str, name: str) -> Opened:
+        if (device, name) not in pages:
+            pages[device, name] = Opened(browser, paths.site / name, **LAYOUTS[device])
+        return pages[device, name]
+
+    yield WAVES[request.param], open_page
+    for page in pages.values():
+        page.close()
+
+
+# The latest year's value as the chart's data holds it (the label trace's point at the last year), and
+# the year names under the axis: none on another.
+TREND_LATEST_JS = """() => [...document.querySelectorAll('div.js-plotly-plot')].filter(div => div.id.endsWith('-trend'))
+  .map(div => {
+  const line = div.data[0], labels = div.data[1];
+  const years = Array.from(line.x).filter((x, i) => line.y[i] !== null && Number.isInteger(x));
+  const latest = Math.max(...years), at = Array.from(labels.x).indexOf(latest);
+  const ticks = [...div.querySelectorAll('g.xtick text')].map(t => ({text: t.textContent.trim(), r: t.getBoundingClientRect()}));
+  const clash = [];
+  ticks.forEach((a, i) => ticks.slice(i + 1).forEach(b => {
+    if (Math.min(a.r.right, b.r.right) - Math.max(a.r.left, b.r.left) > -4) clash.push([a.text, b.text]); }));
+  return {id: div.id, latest, lastYear: String(Math.max(...Array.from(line.x).filter(Number.isInteger))),
+          text: at < 0 ? null : (Array.isArray(labels.text) ? labels.text[at] : labels.text),
+          drawn: [...div.querySelectorAll('g.scatterlayer text')].map(t => t.textContent.trim()),
+          ticks: ticks.map(t => t.text), clash};
+})"""
+
+
+@pytest.mark.parametrize("device", ["desktop-1280", "phone-360", "reflow-320"])
+@pytest.mark.parametrize("name", ["index.html", "fr/index.html"])
+def test_trend_labels_stay_readable_with_many_years(decade_site, device: str, name: str) -> None:
+    # With a fourth year, neighbouring labels ran into each other on a phone; with ten, on a desktop
+    # too, and the first and latest labels ran past the plot's edges.
+    last, open_page = decade_site
+    page = open_page(device, name).page
+    charts = page.evaluate(TREND_TEXT_JS)
+    assert len(charts) > 30 and any(chart["notes"] for chart in charts)
+    for chart in charts:
+        assert chart["labels"] >= 1, (device, chart["id"])
+        assert not chart["outside"], (device, chart["id"], chart["outside"])
+        assert not chart["crossed"], (device, chart["id"], chart["crossed"])
+        assert not chart["overlaps"], (device, chart["id"], chart["overlaps"])
+    latest = page.evaluate(TREND_LATEST_JS)
+    assert len(latest) == len(charts) and sum(chart["latest"] == last for chart in latest) > 30
+    for chart in latest:
+        # The latest year with a value is labelled, and the label is drawn (not clipped away).
+        assert chart["text"] and chart["text"] in chart["drawn"], (device, chart["id"], chart)
+        assert not chart["clash"], (device, chart["id"], chart["ticks"])
+        assert chart["lastYear"] in chart["ticks"], (device, chart["id"], chart["ticks"])  # the year readers cite
+
+
 @pytest.mark.parametrize("device", ["phone-360", "reflow-320"])
 @pytest.mark.parametrize("name", PAGES)
 def test_tap_targets_are_24_px_or_spaced_apart(on_device, device: str, name: str) -> None:

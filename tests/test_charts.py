@@ -475,3 +475,75 @@ def test_bar_labels_sit_on_a_backing_the_ontario_line_cannot_cross(warehouse: Pa
         assert label.bgcolor == (charts.BLUE if inside else "#ffffff"), label
     assert [a.hovertext for a in labels if a.text == "suppressed"] == list(hidden.hovertext)
     assert any(s.line.dash == "dash" for s in fig.layout.shapes)
+
+
+# --- trend labels with many years ----------------------------------------------------------------
+
+
+def _label_box(label: charts.TrendLabel, waves: list[int]) -> tuple[float, float]:
+    """The label's left and right ends at 320 CSS px, in px from the plot's left edge."""
+    slot = charts.PHONE_PLOT_PX / (max(waves) - min(waves) + 1)
+    at = (label.wave - min(waves) + 0.5) * slot
+    width = charts.VALUE_LABEL_PX
+    return {"top center": (at - width / 2, at + width / 2), "top right": (at, at + width),
+            "top left": (at - width, at)}[label.position]
+
+
+@pytest.mark.parametrize("years", range(2, 11))
+def test_trend_labels_fit_a_phone_and_always_name_the_latest_year(years: int) -> None:
+    waves = list(range(2023, 2023 + years))
+    # Close values, each interval reaching above its neighbours' points: labels collide if crowded.
+    points = [(w, 40.0 + (w % 3), 44.0 + (w % 3)) for w in waves]
+    labels = charts.trend_labels(waves, points)
+    assert [label.wave for label in labels][-1] == waves[-1]  # what readers cite
+    assert labels[0].wave == waves[0]  # the first year: there is room for it at every count
+    if years <= 3:  # as today: every value, centred above its interval
+        assert labels == [charts.TrendLabel(w, top, "top center") for w, _, top in points]
+    else:  # a fourth year leaves a year 46 px at 320 px, less than a French "57,3 %"
+        assert [label.wave for label in labels] == [waves[0], waves[-1]]
+    boxes = [_label_box(label, waves) for label in labels]
+    assert all(0 <= left and right <= charts.PHONE_PLOT_PX for left, right in boxes), boxes  # never clipped
+    assert all(a[1] <= b[0] for a, b in zip(boxes, boxes[1:])), boxes  # never on each other
+    slot = charts.PHONE_PLOT_PX / years
+    for label, (left, right) in zip(labels, boxes):
+        # Above every interval and point under it at 320 px, and the point the line runs on to.
+        under = [(est, top) for w, est, top in points if left - 4 < (w - 2023 + 0.5) * slot < right + 4]
+        assert label.y >= max(max(e, t) for e, t in under)
+
+
+def test_trend_labels_rise_above_a_suppressed_note_and_skip_a_suppressed_latest_year() -> None:
+    waves = list(range(2023, 2033))
+    points = [(w, 3.0, 6.0) for w in waves if w not in (2031, 2032)]
+    labels = charts.trend_labels(waves, points)
+    assert [label.wave for label in labels] == [2023, 2030]  # 2032 shows "suppressed" where its value would be
+    assert labels[-1].y >= charts.SUPPRESSED_TOP and labels[0].y == 6.0
+    # Only the last two years with a value: the latest alone, the first's label would run into it.
+    labels = charts.trend_labels(waves, [(w, 3.0, 6.0) for w in (2031, 2032)])
+    assert [label.wave for label in labels] == [2032]
+
+
+@pytest.mark.parametrize("years", [3, 4, 10])
+def test_year_ticks_stay_apart_on_a_phone_and_name_the_latest_year(years: int) -> None:
+    waves = list(range(2023, 2023 + years))
+    ticks = charts.trend_ticks(waves)
+    assert ticks[-1] == waves[-1] and set(ticks) <= set(waves)
+    slot = charts.PHONE_PLOT_PX / years
+    assert all((b - a) * slot >= charts.YEAR_TICK_PX for a, b in zip(ticks, ticks[1:]))
+    if years <= 4:  # a year's name fits each year's room: all named, as before
+        assert ticks == waves
+
+
+def test_a_decade_of_waves_labels_the_first_and_latest_values_only(warehouse: Path) -> None:
+    con = duckdb.connect(str(warehouse))
+    for wave in range(2026, 2033):
+        con.execute("INSERT INTO published_estimates SELECT * REPLACE (? AS wave, estimate + ? AS estimate, "
+                    "ci_low + ? AS ci_low, ci_high + ? AS ci_high) FROM published_estimates "
+                    "WHERE indicator_id = 'PREC-01' AND wave = 2025 AND breakdown = 'all'", [wave] + [wave % 3] * 3)
+    con.close()
+    fig = charts.trend_figure("PREC-01")
+    line, labels = fig.data
+    assert list(line.x) == list(range(2024, 2033))  # every year still drawn, and hovered
+    assert list(labels.x) == [2024, 2032] and list(labels.text) == ["38.0%", "43.3%"]
+    assert list(labels.textposition) == ["top right", "top left"]
+    assert list(fig.layout.xaxis.tickvals) == [2026, 2029, 2032]
+    assert charts.trend_chart("PREC-01") == charts.trend_chart("PREC-01")  # byte-reproducible
