@@ -39,7 +39,7 @@ from pipeline.anonymity import PRIVACY_FILE, PrivacyRules, load_privacy_rules
 from pipeline.deidentify import DerivedConcept, Derivations, derived_concepts, derived_path, load_derivations
 from pipeline.derivation import linked_families
 from pipeline.disclosure import DisclosureRules, rules_sha256, suppress, suppress_changes, suppress_gaps
-from pipeline.instrument import Instrument, read_yaml_model
+from pipeline.instrument import Instrument, code_order, read_yaml_model
 
 Z_95 = 1.959963984540054
 NOISE = "not distinguishable from noise"
@@ -1410,15 +1410,11 @@ def _label(text: str) -> str:
     return f'"{text}"' if len(text) <= LABEL_CHARS else f'"{text[:LABEL_CHARS - 3].rstrip()}..."'
 
 
-def _code_order(code: str) -> tuple:
-    return (0, int(code), code) if code.isdigit() else (1, 0, code)
-
-
 def _answer_changes(old: tuple[Answer, ...], new: tuple[Answer, ...]) -> list[str]:
     """Answer options added, removed, reworded, given other points or another meaning, by code."""
     was, now = {a.code: a for a in old}, {a.code: a for a in new}
     lines = []
-    for code in sorted(was.keys() | now.keys(), key=_code_order):
+    for code in sorted(was.keys() | now.keys(), key=code_order):
         a, b = was.get(code), now.get(code)
         if a is None:
             lines.append(f"answer {code} added: {_label(b.label)}")

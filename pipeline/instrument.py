@@ -253,7 +253,8 @@ def conditions_of(question: Question) -> list[Condition]:
     return _conditions(question.show_if)
 
 
-def _code_key(code: str) -> tuple:
+def code_order(code: str) -> tuple:
+    """Answer codes in questionnaire (numeric) order, text codes after."""
     return (0, int(code), code) if code.isdigit() else (1, 0, code)
 
 
@@ -264,7 +265,7 @@ def canonical_show_if(show_if: ShowIf) -> dict[str, Any]:
     them), an all/any of one part that part. How the YAML was written (flow or block style,
     quotes, the order of codes) does not count."""
     if isinstance(show_if, Condition):
-        return {"question": show_if.question, "in": sorted(set(show_if.in_), key=_code_key)}
+        return {"question": show_if.question, "in": sorted(set(show_if.in_), key=code_order)}
     key = "all" if isinstance(show_if, AllOf) else "any"
     parts: list[dict[str, Any]] = []
     for part in map(canonical_show_if, getattr(show_if, key)):
@@ -275,7 +276,7 @@ def canonical_show_if(show_if: ShowIf) -> dict[str, Any]:
             if "question" in part:
                 codes.setdefault(part["question"], set()).update(part["in"])
         parts = [p for p in parts if "question" not in p] + [
-            {"question": q, "in": sorted(c, key=_code_key)} for q, c in codes.items()]
+            {"question": q, "in": sorted(c, key=code_order)} for q, c in codes.items()]
     # conditions first, by the question they depend on (the order they are described in), then groups
     unique = {(p.get("question", "\uffff"), json.dumps(p, sort_keys=True)): p for p in parts}
     ordered = [unique[k] for k in sorted(unique)]
