@@ -25,8 +25,8 @@ def _warehouse(path: Path, men: int) -> list[int]:
     con = duckdb.connect(str(path))
     ensure_schema(con)
     con.execute(f"""INSERT INTO concepts VALUES
-        ({WAVE}, 'gender', 'demographics', 'single', 'quasi', true, 'Gender', 'Genre'),
-        ({WAVE}, 'tenure', 'work', 'single', 'none', true, 'Tenure', 'Ancienneté')""")
+        ({WAVE}, 'gender', 'demographics', 'single', 'quasi', true, 'Gender', 'Genre', '', ''),
+        ({WAVE}, 'tenure', 'work', 'single', 'none', true, 'Tenure', 'Ancienneté', '', '')""")
     con.executemany(f"INSERT INTO choices VALUES ({WAVE}, 'gender', ?, ?, ?, NULL, ?)",
                     [("1", "Man", "Homme", False), ("2", "Woman", "Femme", False), ("3", "Non-binary", "Non binaire", False),
                      ("4", "Another", "Autre", False), ("99", "Prefer not to answer", "Préfère ne pas répondre", True)])

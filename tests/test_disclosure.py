@@ -439,7 +439,7 @@ def linked_warehouse(result: pd.DataFrame) -> duckdb.DuckDBPyConnection:
     con.execute(schema_sql())
     for concept, kind, codes in (("eligible_role", "single", ["1", "2", "3"]),
                                  ("incivility_ignored", "likert", ["1", "2", "3", "4", "5"])):
-        con.execute("INSERT INTO concepts VALUES (2025, ?, 'work', ?, 'none', true, ?, ?)", [concept, kind, concept, concept])
+        con.execute("INSERT INTO concepts VALUES (2025, ?, 'work', ?, 'none', true, ?, ?, '', '')", [concept, kind, concept, concept])
         con.executemany("INSERT INTO choices VALUES (2025, ?, ?, ?, ?, NULL, false)",
                         [[concept, c, c, c] for c in codes])
     con.executemany(
