@@ -1415,12 +1415,13 @@ def many_comparisons_md() -> str:
 
     if not (_has_table("published_gaps") and _has_table("published_changes")):
         return ""
-    latest = "JOIN (SELECT indicator_id, max(wave) AS wave FROM published_estimates GROUP BY ALL) USING (indicator_id, wave)"
-    gaps = query(f"SELECT count(*) AS made, count(*) FILTER (WHERE statement IN (?, ?)) AS beyond FROM published_gaps "
-                 f"{latest} WHERE statement IN (?, ?, ?)", [GAP_UP, GAP_DOWN, GAP_UP, GAP_DOWN, NOISE]).iloc[0]
-    changes = query(f"SELECT count(*) AS made, count(*) FILTER (WHERE statement IN (?, ?)) AS beyond FROM "
-                    f"published_changes {latest} WHERE statement IN (?, ?, ?)",
-                    [CHANGE_UP, CHANGE_DOWN, CHANGE_UP, CHANGE_DOWN, NOISE]).iloc[0]
+    def counted(view: str, up: str, down: str) -> pd.Series:
+        # each indicator's latest year; comparisons with a verdict (not "not comparable"), and those beyond chance
+        return query(f"SELECT count(*) AS made, count(*) FILTER (WHERE statement IN (?, ?)) AS beyond "
+                     f"FROM {view} JOIN (SELECT indicator_id, max(wave) AS wave FROM published_estimates GROUP BY ALL) "
+                     "USING (indicator_id, wave) WHERE statement IN (?, ?, ?)", [up, down, up, down, NOISE]).iloc[0]
+
+    gaps, changes = counted("published_gaps", GAP_UP, GAP_DOWN), counted("published_changes", CHANGE_UP, CHANGE_DOWN)
     if gaps["made"] + changes["made"] == 0:
         return ""
     return "\n" + ui("many_comparisons", gaps=fmt_n(gaps["made"]), changes=fmt_n(changes["made"]),

@@ -1197,13 +1197,17 @@ def question_signatures(con: duckdb.DuckDBPyConnection,
         ORDER BY c.wave, c.concept
         """, {"pairs": pairs}
     ).fetchall()
-    kinds = {(wave, concept): kind for wave, concept, kind, *_ in rows}
-    labels = {(wave, concept, a["code"]): a["label"] for wave, concept, *_, answers in rows for a in answers or ()}
+    # each wave's question types and answer wording, for putting its skip logic in words
+    kinds: dict[int, dict[str, str]] = {}
+    labels: dict[int, dict[tuple[str, str], str]] = {}
+    for wave, concept, kind, *_, answers in rows:
+        kinds.setdefault(wave, {})[concept] = kind
+        labels.setdefault(wave, {}).update({(concept, a["code"]): a["label"] for a in answers or ()})
     signatures: Signatures = {}
     for wave, concept, kind, label, shown_to, unit_of, answers in rows:
         signatures.setdefault(wave, {})[concept] = Asked(
             kind, label, tuple(Answer(**a) for a in answers or ()), asked_of=shown_to, unit=unit_of,
-            stored_before=wave in unrecorded, asked_of_words=_who_is_asked(shown_to, wave, kinds, labels))
+            stored_before=wave in unrecorded, asked_of_words=_who_is_asked(shown_to, kinds[wave], labels[wave]))
     # a derived answer changes with any question it is worked out from
     for wave, concept, reads in con.execute("SELECT wave, concept, reads FROM derived_concepts ORDER BY ALL").fetchall():
         asked = signatures.get(wave, {})
@@ -1213,15 +1217,12 @@ def question_signatures(con: duckdb.DuckDBPyConnection,
     return signatures
 
 
-def _who_is_asked(shown_to: str | None, wave: int, kinds: dict[tuple[int, str], str],
-                  labels: dict[tuple[int, str, str], str]) -> str:
+def _who_is_asked(shown_to: str | None, kinds: dict[str, str], labels: dict[tuple[str, str], str]) -> str:
     """Who a wave asks a question, in words: "everyone", or "only if" its skip logic put as the
-    indicators' rules are (describe_rule: ids and codes, with the answers' wording)."""
+    indicators' rules are (describe_rule: ids and codes, with the wave's answer wording)."""
     if not shown_to:
         return "everyone"
-    wave_kinds = {concept: kind for (w, concept), kind in kinds.items() if w == wave}
-    wave_labels = {(concept, code): label for (w, concept, code), label in labels.items() if w == wave}
-    return f"only if {describe_rule(_show_if_rule(json.loads(shown_to)), wave_kinds, wave_labels)}"
+    return f"only if {describe_rule(_show_if_rule(json.loads(shown_to)), kinds, labels)}"
 
 
 def _show_if_rule(canonical: dict[str, Any]) -> Expr:
@@ -1532,7 +1533,7 @@ def _points_text(answers: list[tuple], points: dict[str, float] | None) -> str:
     An answer without points is not counted (as _item_points computes it)."""
     parts = []
     for code, label, asked_points, missing in answers:
-        value = (points or {}).get(code) if points is not None else (None if missing else asked_points)
+        value = points.get(code) if points is not None else (None if missing else asked_points)
         parts.append(f"{code} ({label}) = {_number(value)} points" if value is not None
                      else f"{code} ({label}) not counted")
     return ", ".join(parts)
