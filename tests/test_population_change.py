@@ -182,6 +182,9 @@ def test_a_statement_needs_a_note_and_an_earlier_wave(tmp_path: Path) -> None:
         catalogue_with(tmp_path, "{since: 2024, status: comparable, note: ' '}")
     with pytest.raises(RulesError, match="since: 2025 must be the wave before 2025"):
         catalogue_with(tmp_path / "later", "{since: 2025, status: comparable, note: Same.}")
+    # copied from another wave's rules.yaml: it would apply to the wrong change
+    with pytest.raises(RulesError, match="since: 2023, but the wave before 2025 is 2024"):
+        catalogue_with(tmp_path / "other", "{since: 2023, status: comparable, note: Same.}")
 
 
 def test_the_catalogue_file_cannot_state_population_changes(tmp_path: Path) -> None:
