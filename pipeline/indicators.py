@@ -651,10 +651,18 @@ def population_in_words(indicator: Indicator, kinds: dict[str, str], words: Rule
     return " ".join([text + ".", *derived_notes]) if derived_notes else text
 
 
-def comparability_text(indicator: Indicator) -> str:
+def comparability_text(indicator: Indicator, populations: dict[int, PopulationChange] | None = None,
+                       waves: Iterable[int] = ()) -> str:
+    """The indicator's comparability statements in words; then each change of who is in scope
+    (`populations`, by wave) that its figures (`waves`) span, as the methods page shows them."""
+    waves = set(waves)
+    spanned = [(p.since, w, p) for w, p in sorted((populations or {}).items())
+               if any(x < w for x in waves) and any(x >= w for x in waves)]
     return " ".join(
-        f"{c.waves[0]} to {c.waves[1]}: {c.status.replace('_', ' ')}." + (f" {c.note.strip()}" if c.note.strip() else "")
-        for c in indicator.comparability
+        [f"{c.waves[0]} to {c.waves[1]}: {c.status.replace('_', ' ')}." + (f" {c.note.strip()}" if c.note.strip() else "")
+         for c in indicator.comparability]
+        + [f"{before} to {after}: {p.status.replace('_', ' ')} (who is in scope changed). {p.note.strip()}"
+           for before, after, p in spanned]
     )
 
 
@@ -1623,7 +1631,8 @@ def _store(
         (i.id, i.title, i.domain, i.kind, i.unit, i.definition.strip(), i.population_text, ", ".join(i.questions),
          i.caveats.strip(), order, population_rule_text(i, kinds, labels, _derived_notes(i, catalogue, derived)),
          describe_rule(i.condition, kinds, labels) if i.condition is not None else "",
-         i.value or "", ", ".join(catalogue.breakdowns_of(i)), catalogue.min_n_of(i), comparability_text(i),
+         i.value or "", ", ".join(catalogue.breakdowns_of(i)), catalogue.min_n_of(i),
+         comparability_text(i, catalogue.population_changes, waves.get(i.id, [])),
          ", ".join(str(w) for w in sorted(waves.get(i.id, []))))
         for order, i in enumerate(catalogue.indicators)
     ]

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from pipeline.deidentify import derived_path, load_derivations
-from pipeline.indicators import IndicatorError, change_rows, comparability_of, load_catalogue, load_checked_catalogue
+from pipeline.indicators import (IndicatorError, change_rows, comparability_of, comparability_text, load_catalogue,
+                                 load_checked_catalogue)
 from pipeline.instrument import Instrument
 from pipeline.population import describe_inclusion_change, same_population, unstated_population_changes
 from test_comparability_diff import CATALOGUE, project, questionnaire
@@ -160,6 +161,14 @@ def test_not_comparable_populations_break_every_trend_across_them(tmp_path: Path
     change = change_rows(estimates, catalogue, {}).iloc[0]
     assert (change["comparability"], change["statement"]) == ("not_comparable", "not comparable")
     assert change["comparability_note"] == "Volunteers now in scope." and pd.isna(change["change"])
+
+
+def test_the_methods_page_says_it_where_an_indicator_spans_the_change(tmp_path: Path) -> None:
+    catalogue = catalogue_with(tmp_path, "{since: 2024, status: comparable, note: 'Same people, new rule names.'}")
+    indicator, populations = catalogue.indicators[0], catalogue.population_changes
+    assert comparability_text(indicator, populations, [2024, 2025]) == (
+        "2024 to 2025: comparable (who is in scope changed). Same people, new rule names.")
+    assert comparability_text(indicator, populations, [2025]) == ""  # no figure before it
 
 
 def test_a_comparable_population_adds_its_note_and_still_asks_about_changed_questions(tmp_path: Path) -> None:
