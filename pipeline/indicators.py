@@ -40,7 +40,7 @@ from pipeline.derivation import linked_families
 from pipeline.disclosure import DisclosureRules, rules_sha256, suppress, suppress_changes, suppress_gaps
 from pipeline.instrument import (Instrument, available_waves, code_order, instrument_path, load_instrument, plain_text,
                                  read_yaml_model)
-from pipeline.wave_rules import RULES_FILE, PopulationChange, RulesError
+from pipeline.wave_rules import PopulationChange
 
 Z_95 = 1.959963984540054
 NOISE = "not distinguishable from noise"
@@ -213,15 +213,8 @@ def with_population_changes(catalogue: Catalogue, surveys_dir: Path) -> Catalogu
     """The catalogue with every wave's `population_change:` statement (its rules.yaml)."""
     from pipeline.population import population_statements
 
-    waves = available_waves(surveys_dir)
-    statements = population_statements({w: load_instrument(instrument_path(surveys_dir, w)) for w in waves})
-    for wave, stated in statements.items():
-        before = max((w for w in waves if w < wave), default=None)
-        if stated.since != before:  # it applies to the changes from the wave before: it must be that one
-            raise RulesError(f"{surveys_dir / str(wave) / RULES_FILE}: population_change: since: {stated.since}, but "
-                             f"the wave before {wave} is {before}: write since: {before}, or remove the statement if "
-                             "it was meant for another wave")
-    return catalogue.model_copy(update={"population_changes": statements})
+    instruments = {w: load_instrument(instrument_path(surveys_dir, w)) for w in available_waves(surveys_dir)}
+    return catalogue.model_copy(update={"population_changes": population_statements(instruments)})
 
 
 def population_sha256(catalogue: Catalogue) -> str:

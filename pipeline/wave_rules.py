@@ -26,6 +26,7 @@ from pipeline.instrument import (
     Strict,
     _conditions,
     _explain,
+    available_waves,
     parse_yaml,
 )
 
@@ -219,9 +220,13 @@ def load_wave_rules(instrument: Instrument) -> WaveRules:
         if problem:
             raise RulesError(f"{path}: rules[{number}] (id {rule.id}): {problem}")
     stated = rules.population_change
-    if stated is not None and stated.since >= instrument.wave:
-        raise RulesError(f"{path}: population_change: since: {stated.since} must be the wave before "
-                         f"{instrument.wave} (the one whose population this wave's is compared with)")
+    if stated is not None:
+        # it applies to the changes from the wave before: it must name that one (not be copied from another wave)
+        before = max((w for w in available_waves(path.parent.parent) if w < instrument.wave), default=None)
+        if stated.since != before:
+            raise RulesError(f"{path}: population_change: since: {stated.since}, but the wave before "
+                             f"{instrument.wave} is {before}: write since: {before}, or remove the statement if it "
+                             "was meant for another wave")
     return rules.model_copy(update={"source": str(path), "sha256": hashlib.sha256(raw).hexdigest()})
 
 
