@@ -23,7 +23,6 @@ import functools
 import hashlib
 import json
 import math
-import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -39,7 +38,9 @@ from pipeline.anonymity import PRIVACY_FILE, PrivacyRules, load_privacy_rules
 from pipeline.deidentify import DerivedConcept, Derivations, derived_concepts, derived_path, load_derivations
 from pipeline.derivation import linked_families
 from pipeline.disclosure import DisclosureRules, rules_sha256, suppress, suppress_changes, suppress_gaps
-from pipeline.instrument import Instrument, code_order, read_yaml_model
+from pipeline.instrument import (Instrument, available_waves, code_order, instrument_path, load_instrument, plain_text,
+                                 read_yaml_model)
+from pipeline.wave_rules import PopulationChange
 
 Z_95 = 1.959963984540054
 NOISE = "not distinguishable from noise"
@@ -187,6 +188,9 @@ class Catalogue(Strict):
     indicators: list[Indicator]
     sha256: str = ""
     path: str = ""
+    # Filled in by load_checked_catalogue, not written in indicators.yaml: by wave, the analyst's word
+    # on a change of who is in scope since the wave before (surveys/<wave>/rules.yaml, population_change).
+    population_changes: dict[int, PopulationChange] = {}
 
     def breakdowns_of(self, indicator: Indicator) -> list[str]:
         return indicator.breakdowns if indicator.breakdowns is not None else self.default_breakdowns
@@ -202,13 +206,30 @@ def load_checked_catalogue(path: Path, surveys_dir: Path) -> Catalogue:
         check_definitions(catalogue, instrument_kinds(surveys_dir))
     except IndicatorError as exc:
         raise IndicatorError(f"{path}: {exc}") from None
-    return catalogue
+    return with_population_changes(catalogue, surveys_dir)
+
+
+def with_population_changes(catalogue: Catalogue, surveys_dir: Path) -> Catalogue:
+    """The catalogue with every wave's `population_change:` statement (its rules.yaml)."""
+    from pipeline.population import population_statements
+
+    instruments = {w: load_instrument(instrument_path(surveys_dir, w)) for w in available_waves(surveys_dir)}
+    return catalogue.model_copy(update={"population_changes": population_statements(instruments)})
+
+
+def population_sha256(catalogue: Catalogue) -> str:
+    """What the population statements say (kept with the figures: changing one recomputes them)."""
+    said = {w: p.model_dump() for w, p in sorted(catalogue.population_changes.items())}
+    return hashlib.sha256(json.dumps(said, sort_keys=True).encode()).hexdigest()
 
 
 def load_catalogue(path: Path) -> Catalogue:
     """surveys/indicators.yaml, validated; errors name the file and the field (as for the instruments)."""
     catalogue, raw = read_yaml_model(path, Catalogue, IndicatorError, "indicator definitions",
                                      "default_breakdowns, default_min_n, breakdowns, scores and indicators")
+    if catalogue.population_changes:
+        raise IndicatorError(f"{path}: population_changes is not written here: a change of who is in scope is "
+                             "stated in the wave's rules.yaml (population_change)")
     try:
         _check_structure(catalogue)
     except IndicatorError as exc:
@@ -623,10 +644,18 @@ def population_in_words(indicator: Indicator, kinds: dict[str, str], words: Rule
     return " ".join([text + ".", *derived_notes]) if derived_notes else text
 
 
-def comparability_text(indicator: Indicator) -> str:
+def comparability_text(indicator: Indicator, populations: dict[int, PopulationChange] | None = None,
+                       waves: Iterable[int] = ()) -> str:
+    """The indicator's comparability statements in words; then each change of who is in scope
+    (`populations`, by wave) that its figures (`waves`) span, as the methods page shows them."""
+    waves = set(waves)
+    spanned = [(p.since, w, p) for w, p in sorted((populations or {}).items())
+               if any(x < w for x in waves) and any(x >= w for x in waves)]
     return " ".join(
-        f"{c.waves[0]} to {c.waves[1]}: {c.status.replace('_', ' ')}." + (f" {c.note.strip()}" if c.note.strip() else "")
-        for c in indicator.comparability
+        [f"{c.waves[0]} to {c.waves[1]}: {c.status.replace('_', ' ')}." + (f" {c.note.strip()}" if c.note.strip() else "")
+         for c in indicator.comparability]
+        + [f"{before} to {after}: {p.status.replace('_', ' ')} (who is in scope changed). {p.note.strip()}"
+           for before, after, p in spanned]
     )
 
 
@@ -1238,13 +1267,25 @@ def comparability_of(
     indicator: Indicator, catalogue: Catalogue, before: int, after: int, signatures: Signatures
 ) -> Comparability | None:
     """The stated comparability of two waves; unstated means comparable, which is only allowed when
-    every question the indicator uses was asked the same way in both (else None: a statement is missing)."""
-    for stated in indicator.comparability:
-        if stated.waves == (before, after):
-            return stated
-    if changed_concepts(indicator, catalogue, before, after, signatures):
+    every question the indicator uses was asked the same way in both (else None: a statement is missing).
+    A change of who is in scope between them (a wave's population_change) counts too: not comparable
+    whatever the questions, else the less comparable of the two statements, with both notes."""
+    crossed = [p for w, p in sorted(catalogue.population_changes.items()) if before < w <= after]
+    broken = [p.note.strip() for p in crossed if p.status == "not_comparable"]
+    if broken:
+        return Comparability(waves=(before, after), status="not_comparable", note=" ".join(broken))
+    own = next((stated for stated in indicator.comparability if stated.waves == (before, after)), None)
+    if own is None and changed_concepts(indicator, catalogue, before, after, signatures):
         return None
-    return Comparability(waves=(before, after), status="comparable")
+    own = own or Comparability(waves=(before, after), status="comparable")
+    if not crossed:
+        return own
+    status = max([own.status, *(p.status for p in crossed)], key=STATUS_ORDER.index)
+    note = " ".join(n for n in [own.note.strip(), *(p.note.strip() for p in crossed)] if n)
+    return Comparability(waves=(before, after), status=status, note=note)
+
+
+STATUS_ORDER = ["comparable", "comparable_with_caveat", "not_comparable"]  # least to most different
 
 
 def changed_concepts(indicator: Indicator, catalogue: Catalogue, before: int, after: int,
@@ -1455,21 +1496,18 @@ def _read_changes(old: Asked, new: Asked, before: int, after: int) -> list[str]:
     return lines
 
 
-def _plain(text: str) -> str:
-    """A wording without its punctuation, capitals and spaces: equal when only those changed."""
-    return "".join(ch for ch in text.casefold() if not ch.isspace() and not unicodedata.category(ch).startswith("P"))
-
-
 def only_cosmetic(old: Asked | None, new: Asked | None) -> bool:
     """Whether two ways of asking differ at most in the punctuation, capitals or spaces of their
-    wording (the question's and its answers'): the same codes, points and meanings."""
-    if old is None or new is None or old.kind != new.kind or _plain(old.label) != _plain(new.label):
+    wording (the question's and its answers') and unit: the same codes, points and meanings."""
+    if old is None or new is None or old.kind != new.kind or plain_text(old.label) != plain_text(new.label):
         return False
-    if _differ(old, new, "asked_of") or _differ(old, new, "unit"):  # other people, another scale
+    if _differ(old, new, "asked_of"):  # other people
+        return False
+    if _differ(old, new, "unit") and plain_text(old.unit or "") != plain_text(new.unit or ""):  # another scale
         return False
     if [(a.code, a.score, a.missing) for a in old.answers] != [(a.code, a.score, a.missing) for a in new.answers]:
         return False
-    if any(_plain(a.label) != _plain(b.label) for a, b in zip(old.answers, new.answers)):
+    if any(plain_text(a.label) != plain_text(b.label) for a, b in zip(old.answers, new.answers)):
         return False
     if old.reads is None or new.reads is None:
         return old.reads is None and new.reads is None
@@ -1586,7 +1624,8 @@ def _store(
         (i.id, i.title, i.domain, i.kind, i.unit, i.definition.strip(), i.population_text, ", ".join(i.questions),
          i.caveats.strip(), order, population_rule_text(i, kinds, labels, _derived_notes(i, catalogue, derived)),
          describe_rule(i.condition, kinds, labels) if i.condition is not None else "",
-         i.value or "", ", ".join(catalogue.breakdowns_of(i)), catalogue.min_n_of(i), comparability_text(i),
+         i.value or "", ", ".join(catalogue.breakdowns_of(i)), catalogue.min_n_of(i),
+         comparability_text(i, catalogue.population_changes, waves.get(i.id, [])),
          ", ".join(str(w) for w in sorted(waves.get(i.id, []))))
         for order, i in enumerate(catalogue.indicators)
     ]
@@ -1610,3 +1649,7 @@ def _store(
     con.execute(
         "INSERT OR REPLACE INTO warehouse_meta VALUES ('indicators_sha256', ?)", [catalogue.sha256]
     )
+    # only once a wave states a population change: a warehouse made before needs no recomputing
+    con.execute("DELETE FROM warehouse_meta WHERE key = 'population_sha256'")
+    if catalogue.population_changes:
+        con.execute("INSERT INTO warehouse_meta VALUES ('population_sha256', ?)", [population_sha256(catalogue)])

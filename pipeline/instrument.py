@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import unicodedata
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
@@ -289,6 +290,11 @@ def show_if_text(show_if: ShowIf | None) -> str:
     if show_if is None:
         return ""
     return json.dumps(canonical_show_if(show_if), sort_keys=True, separators=(",", ":"))
+
+
+def plain_text(text: str) -> str:
+    """A wording without its punctuation, capitals and spaces: equal when only those changed."""
+    return "".join(ch for ch in text.casefold() if not ch.isspace() and not unicodedata.category(ch).startswith("P"))
 
 
 def unit_text(unit: str | None) -> str:

@@ -333,6 +333,20 @@ def unrecorded_waves(con: duckdb.DuckDBPyConnection) -> set[int]:
     return {int(w) for (value,) in listed for w in value.split(",")}
 
 
+BEFORE_INCLUSION_KEY = "waves_before_inclusion_check"  # warehouse_meta, written by pipeline/sql/schema.sql
+
+
+def waves_before_inclusion_check(con: duckdb.DuckDBPyConnection) -> set[int]:
+    """The waves loaded before runs compared who is in scope between waves: two of them are not
+    compared (their figures may be published already; a warehouse made before keeps running), one
+    of them and a later wave are. Listed when the schema is brought up to date; a warehouse not
+    brought up to date yet (opened read-only) counts every wave it holds."""
+    listed = con.execute("SELECT value FROM warehouse_meta WHERE key = ?", [BEFORE_INCLUSION_KEY]).fetchall()
+    if not listed:
+        return {w for (w,) in con.execute("SELECT DISTINCT wave FROM load_ledger").fetchall()}
+    return {int(w) for (value,) in listed for w in value.split(",") if w}
+
+
 def mark_unrecorded(con: duckdb.DuckDBPyConnection, waves: set[int]) -> None:
     """List `waves` as stored before who is asked and units were kept (for the comparison from the
     questionnaires to take them as the warehouse does)."""

@@ -20,7 +20,7 @@ from pipeline.config import Paths, export_files
 from pipeline.deidentify import (deidentify, derived_path, load_derivations, load_scrubber, only_what_deidentify_reads,
                                  rescrub_stored, scrub_lists_sha256)
 from pipeline.disclosure import load_rules, rules_sha256
-from pipeline.indicators import (IndicatorError, compute, load_checked_catalogue, merged_code_labels,
+from pipeline.indicators import (IndicatorError, compute, load_checked_catalogue, merged_code_labels, population_sha256,
                                  unstated_comparability)
 from pipeline.ingest import Export, ExportError, file_sha256, read_export
 from pipeline.instrument import Instrument, available_waves, instrument_path, load_instrument
@@ -37,9 +37,11 @@ from pipeline.load import (
     refresh_questionnaire,
     seen_response_keys,
     unrecorded_waves,
+    waves_before_inclusion_check,
     write_error,
     write_run,
 )
+from pipeline.population import population_message, unstated_population_changes
 from pipeline.validate import secret_key, unknown_columns, validate
 
 Progress = Callable[[str], None]
@@ -138,9 +140,11 @@ def run_load(
             reworded = _changed_questionnaires(con, paths, {item.instrument.wave for item in loads}, groups, progress)
             stored = dict(con.execute(
                 "SELECT key, value FROM warehouse_meta WHERE key IN "
-                "('indicators_sha256', 'privacy_sha256', 'disclosure_sha256')").fetchall())
+                "('indicators_sha256', 'privacy_sha256', 'disclosure_sha256', 'population_sha256')").fetchall())
             current = {"indicators_sha256": catalogue.sha256, "privacy_sha256": privacy.sha256,
                        "disclosure_sha256": rules_sha256(load_rules(paths.disclosure_file))}
+            if catalogue.population_changes:  # a wave's population_change: stated, or changed since
+                current["population_sha256"] = population_sha256(catalogue)
             rescrub = _scrub_lists_changed(con, paths)
             if not loads and not reworded and not rescrub and stored == current and _scores_described(con, catalogue):
                 progress("nothing new to load; indicators are up to date")
@@ -195,15 +199,19 @@ def _prepare_new_files(con, paths: Paths, files: list[Path], synthetic: bool, su
 def _refuse_unstated_comparability(con, paths: Paths, new_waves: set[int]) -> None:
     """Stop before reading the exports when the indicators would stop the run anyway: a question
     asked differently in two waves with figures, and no `comparability:` statement saying whether they
-    compare (the same message as the indicators stage gives, foreseen from the questionnaires)."""
+    compare (the same message as the indicators stage gives, foreseen from the questionnaires); and
+    likewise when who is in scope changed between two waves with no `population_change:` statement."""
     waves = new_waves | {w for (w,) in con.execute("SELECT DISTINCT wave FROM load_ledger").fetchall()}
     instruments = {w: load_instrument(instrument_path(paths.surveys, w)) for w in sorted(waves)
                    if instrument_path(paths.surveys, w).exists()}  # a missing one stops at its export
     catalogue = load_checked_catalogue(paths.indicators_file, paths.surveys)
-    message = unstated_comparability(catalogue, instruments, load_derivations(derived_path(paths.surveys)),
-                                     unrecorded_waves(con))
-    if message:
-        raise IndicatorError(message + "\nNothing was loaded: add the statements, then run `consult run` again.")
+    messages = [population_message(unstated) for unstated in
+                [unstated_population_changes(instruments, waves_before_inclusion_check(con))] if unstated]
+    messages += filter(None, [unstated_comparability(catalogue, instruments, load_derivations(derived_path(paths.surveys)),
+                                                     unrecorded_waves(con))])
+    if messages:
+        raise IndicatorError("\n".join(messages)
+                             + "\nNothing was loaded: add the statements, then run `consult run` again.")
 
 
 def _refuse_mixing(con, synthetic: bool, paths: Paths) -> None:

@@ -89,10 +89,11 @@ def _step(stage: int, command: str | None, why: str) -> dict:
 
 def _warehouse_facts(paths: Paths) -> dict:
     facts: dict = {"exists": paths.warehouse.exists(), "holds": None, "ledger": [], "purged": {}, "unrecorded": set(),
+                   "before_inclusion": set(),
                    "quarantine": {}, "waiting": Counter(), "excluded": {}, "changed_at": None, "responses": {}}
     if not facts["exists"]:
         return facts
-    from pipeline.load import RESPONSES_BY_WAVE, data_source, unrecorded_waves
+    from pipeline.load import RESPONSES_BY_WAVE, data_source, unrecorded_waves, waves_before_inclusion_check
     from pipeline.qa import quarantined_rows
 
     with connect(paths.warehouse, read_only=True) as con:
@@ -103,6 +104,7 @@ def _warehouse_facts(paths: Paths) -> dict:
             "rows_duplicate FROM load_ledger ORDER BY wave, loaded_at, file_name").fetchall()]
         facts["purged"] = purged_files(con)
         facts["unrecorded"] = unrecorded_waves(con)
+        facts["before_inclusion"] = waves_before_inclusion_check(con)
         facts["responses"] = {int(r[0]): dict(zip(ROW_KEYS, map(int, r[2:]))) for r in con.execute(
             f"SELECT wave, synthetic, read, loaded, quarantined, excluded, duplicates FROM ({RESPONSES_BY_WAVE})"
         ).fetchall()}
@@ -339,10 +341,11 @@ def _derived_error(instrument: Instrument | None, derivations: Derivations | str
 
 def _unstated_comparability(paths: Paths, facts: dict, exports: list[RawFile],
                             derivations: Derivations | str) -> dict[int, str]:
-    """By wave: the indicators' missing `comparability:` statements between it and the wave before,
-    which stop `consult run` (foreseen from the questionnaires, as the run checks before reading an
+    """By wave: a change of who is in scope with no `population_change:` statement, and the
+    indicators' missing `comparability:` statements, between it and the wave before, which stop `consult run` (foreseen from the questionnaires, as the run checks before reading an
     export). The waves counted: those loaded or with an export, and any started after them."""
     from pipeline.indicators import IndicatorError, foreseen_unstated, load_checked_catalogue, unstated_message
+    from pipeline.population import population_message, unstated_population_changes
 
     if isinstance(derivations, str):
         return {}  # its own message says what to fix first
@@ -354,10 +357,15 @@ def _unstated_comparability(paths: Paths, facts: dict, exports: list[RawFile],
         instruments = {w: load_instrument(instrument_path(paths.surveys, w)) for w in waves
                        if instrument_path(paths.surveys, w).exists()}
         unstated, signatures = foreseen_unstated(catalogue, instruments, derivations, facts.get("unrecorded", set()))
+        populations = unstated_population_changes(instruments, facts.get("before_inclusion", set()))
     except (IndicatorError, InstrumentError, DerivationError):
         return {}  # a broken definition is reported as itself
-    return {w: unstated_message([u for u in unstated if u[2] == w], catalogue, signatures)
-            for w in sorted({after for _, _, after in unstated})}
+    said: dict[int, list[str]] = {}  # as `consult run` says it: who is in scope first, then the questions
+    for before, after in populations:
+        said.setdefault(after.wave, []).append(population_message([(before, after)]))
+    for wave in sorted({after for _, _, after in unstated}):
+        said.setdefault(wave, []).append(unstated_message([u for u in unstated if u[2] == wave], catalogue, signatures))
+    return {wave: "\n".join(lines) for wave, lines in sorted(said.items())}
 
 
 def _warnings(status: dict, retention: int) -> list[str]:

@@ -23,6 +23,7 @@ from pipeline.instrument import (
     load_instrument,
     parse_yaml,
 )
+from pipeline.wave_rules import RULES_FILE
 
 ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 
@@ -69,7 +70,10 @@ def new_wave(paths: Paths, wave: int, source: int) -> NewWave:
 
 def _copy(path: Path, target: Path, source: int, wave: int) -> Path:
     if path.suffix.lower() in (".yaml", ".yml"):
-        target.write_text(updated_text(path.read_text(encoding="utf-8"), source, wave), encoding="utf-8")
+        text = updated_text(path.read_text(encoding="utf-8"), source, wave)
+        if path.name == RULES_FILE:  # a change of who is in scope is the source wave's, not the new one's
+            text = without_block(text, "population_change")
+        target.write_text(text, encoding="utf-8")
     else:
         shutil.copyfile(path, target)
     return target
@@ -91,6 +95,17 @@ def updated_text(text: str, source: int, wave: int) -> str:
         elif block == "collection_window":
             lines[number] = ISO_DATE.sub(lambda m: _shift(m, wave - source), line)
     return "".join(lines)
+
+
+def without_block(text: str, key: str) -> str:
+    """The YAML text without the top-level `key:` and its indented lines."""
+    kept, inside = [], False
+    for line in text.splitlines(keepends=True):
+        if line[:1] and not line[:1].isspace():  # a top-level line (key or comment) ends the block
+            inside = line.split(":", 1)[0] == key
+        if not inside:
+            kept.append(line)
+    return "".join(kept)
 
 
 def _shift(match: re.Match, years: int) -> str:

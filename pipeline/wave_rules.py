@@ -26,6 +26,7 @@ from pipeline.instrument import (
     Strict,
     _conditions,
     _explain,
+    available_waves,
     parse_yaml,
 )
 
@@ -153,11 +154,29 @@ class Quality(Strict):
 DateOrder = Literal["day_first", "month_first"]
 
 
+class PopulationChange(Strict):
+    """The analyst's word on a change of who is in scope (the instrument's `inclusion:` rules) since
+    the wave before (`since`): whether this wave's figures still compare with that wave's. It
+    applies to every indicator's change across the two (as an indicator's `comparability:` does)."""
+    since: int
+    status: Literal["comparable", "comparable_with_caveat", "not_comparable"]
+    note: str
+
+    @model_validator(mode="after")
+    def _explained(self) -> "PopulationChange":
+        if not self.note.strip():
+            raise ValueError("population_change needs a note saying who is in scope now and why the figures "
+                             "do or do not compare")
+        return self
+
+
 class WaveRules(Strict):
     rules: list[CrossRule] = Field(default_factory=list)
     duplicates: Duplicates = Duplicates()
     quality: Quality = Quality()
     date_order: DateOrder | None = None
+    # Who is in scope changed since the wave before: do the figures still compare (pipeline/population.py)?
+    population_change: PopulationChange | None = None
     source: str = ""  # filled in by load_wave_rules
     sha256: str = ""
 
@@ -200,6 +219,14 @@ def load_wave_rules(instrument: Instrument) -> WaveRules:
         problem = _mismatch(rule, instrument)
         if problem:
             raise RulesError(f"{path}: rules[{number}] (id {rule.id}): {problem}")
+    stated = rules.population_change
+    if stated is not None:
+        # it applies to the changes from the wave before: it must name that one (not be copied from another wave)
+        before = max((w for w in available_waves(path.parent.parent) if w < instrument.wave), default=None)
+        if stated.since != before:
+            raise RulesError(f"{path}: population_change: since: {stated.since}, but the wave before "
+                             f"{instrument.wave} is {before}: write since: {before}, or remove the statement if it "
+                             "was meant for another wave")
     return rules.model_copy(update={"source": str(path), "sha256": hashlib.sha256(raw).hexdigest()})
 
 

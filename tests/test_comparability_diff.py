@@ -329,6 +329,13 @@ def test_a_unit_with_other_spaces_is_the_same_unit(tmp_path: Path) -> None:
                    with_hours()) is None
 
 
+@pytest.mark.parametrize("after", ["Hours per week", "hours per week.", "hours-per week"])
+def test_a_unit_differing_only_in_capitals_or_punctuation_reads_as_cosmetic(tmp_path: Path, after: str) -> None:
+    """As a wording that changed only there: said so, with `comparable` most likely."""
+    message = compare(tmp_path, routed(2024, unit="hours per week"), routed(2025, unit=after), with_hours())
+    assert message is not None and f"unit: hours per week -> {after}\n    {COSMETIC}" in changes(message)
+
+
 def test_waves_stored_before_are_not_compared_with_each_other_on_show_if_nor_unit(tmp_path: Path) -> None:
     """A warehouse made before kept neither: two of its waves are not compared on them (its runs go
     on), a later wave is compared with them, and everything else still is."""

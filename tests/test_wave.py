@@ -63,6 +63,18 @@ def test_a_copy_the_definitions_refuse_leaves_no_half_made_wave(empty_project: P
     assert not (empty_project.surveys / "2026").exists()
 
 
+def test_a_population_change_stays_with_its_wave(empty_project: Paths) -> None:
+    """2025's word on who is in scope since 2024 is not 2026's: the copy leaves it out (it would
+    otherwise say `since: 2024` of 2026 and be refused), and keeps what follows it."""
+    rules = empty_project.surveys / "2025" / "rules.yaml"
+    rules.write_text(rules.read_text(encoding="utf-8") + "population_change:\n  since: 2024\n  status: comparable\n"
+                     "  note: Same people.\n# kept\ndate_order: day_first\n", encoding="utf-8")
+    assert main(["--root", str(empty_project.root), "wave", "new", "2026", "--from", "2025"]) == 0
+    copied = (empty_project.surveys / "2026" / "rules.yaml").read_text(encoding="utf-8")
+    assert "population_change" not in yaml.safe_load(copied) and "Same people" not in copied
+    assert "# kept\ndate_order: day_first\n" in copied
+
+
 def test_the_window_moves_by_whole_years_and_29_february_becomes_28() -> None:
     text = ("# Wave 2024 questionnaire\nwave: 2024\ntitle:\n  en: Consultation 2024\n"
             "collection_window:\n  start: 2024-02-29\n  end: 2024-05-30\n"

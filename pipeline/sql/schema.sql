@@ -349,6 +349,13 @@ INSERT INTO warehouse_meta
 SELECT 'waves_before_show_if', string_agg(DISTINCT wave::VARCHAR, ',' ORDER BY wave::VARCHAR)
 FROM concepts WHERE show_if IS NULL HAVING count(*) > 0
 ON CONFLICT DO NOTHING;
+-- The waves loaded before runs compared who is in scope (the instruments' `inclusion:` rules)
+-- between waves (comma-separated, '' for none): two of them are not compared (pipeline/load.py,
+-- waves_before_inclusion_check), so a warehouse made before does not stop over years it published.
+INSERT INTO warehouse_meta
+SELECT 'waves_before_inclusion_check', coalesce(string_agg(DISTINCT wave::VARCHAR, ',' ORDER BY wave::VARCHAR), '')
+FROM load_ledger
+ON CONFLICT DO NOTHING;
 
 -- What may leave the warehouse: suppressed cells carry no number, only the reason.
 CREATE OR REPLACE VIEW published_estimates AS
