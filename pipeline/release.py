@@ -692,19 +692,32 @@ def check_version(paths: Paths, tables: Tables | None = None) -> None:
     changed = sorted(name for name in {*files, *before}
                      if before.get(name) != (_sha256(files[name]) if name in files else None))
     shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+    suggestion = _next_version(settings.version, _latest_wave(paths))
     raise VersionPublished(
         f"{settings_file(paths)}: version {settings.version} was published on {published['published_on']} "
         f"(recorded by `consult mark-published`) and the figures have changed since ({len(changed)} data "
         f"table(s): {shown}). A citation of version {settings.version} must keep pointing at the numbers it "
-        f"quotes: set a new version in surveys/release.yaml ({_next_version(settings.version)}) and its release "
+        f"quotes: set a new version in surveys/release.yaml ({suggestion}) and its release "
         "date, then run the command again. Nothing was rendered or released: reports/_site/ is as it was.",
-        settings.version, published["published_on"], _next_version(settings.version))
+        settings.version, published["published_on"], suggestion)
 
 
-def _next_version(version: str) -> str:
-    """The suggestion in a refusal: the last number of the version plus one."""
+def _next_version(version: str, latest_wave: int | None = None) -> str:
+    """The suggestion in a refusal: a later year's first version when the warehouse now holds a
+    wave after the version's year (as `consult status` suggests for a new wave), else the last
+    number of the version plus one (a correction)."""
     head, _, last = version.rpartition(".")
+    if latest_wave is not None and head.isdigit() and latest_wave > int(head):
+        return f'e.g. version: "{latest_wave}.1"'
     return f'e.g. version: "{head}.{int(last) + 1}"' if head and last.isdigit() else 'a version not used before'
+
+
+def _latest_wave(paths: Paths) -> int | None:
+    from pipeline.load import connect
+
+    with connect(paths.warehouse, read_only=True) as con:
+        (latest,) = con.execute("SELECT max(wave) FROM load_ledger").fetchone()
+    return None if latest is None else int(latest)
 
 
 @dataclass

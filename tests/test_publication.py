@@ -118,3 +118,13 @@ def test_mark_published_refuses_a_release_that_may_not_be_the_one_published(load
     with pytest.raises(ReleaseError, match="was not built from the current data and definitions"):
         mark_published(loaded)
     assert publications(loaded) == {}
+
+
+def test_the_refusal_suggests_the_new_year_s_version_once_a_later_wave_is_loaded() -> None:
+    # The same advice as `consult status` gives for a new wave ("2026.1"), not a correction of 2025's.
+    from pipeline.release import _next_version
+
+    assert _next_version("2025.1", 2026) == 'e.g. version: "2026.1"'
+    assert _next_version("2025.1", 2025) == 'e.g. version: "2025.2"'  # same year: a correction
+    assert _next_version("2025.3", None) == 'e.g. version: "2025.4"'
+    assert _next_version("spring", 2026) == "a version not used before"
