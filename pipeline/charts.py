@@ -783,6 +783,8 @@ TOP_CENTER, TOP_RIGHT, TOP_LEFT = "top center", "top right", "top left"
 # axis on the left (58 px to the chart's edge) or into the right margin (20 px), never past the edge.
 BREAK_NOTE_PX = 112
 BREAK_ROOM_LEFT_PX, BREAK_ROOM_RIGHT_PX = 50, 16
+MARKER, LABELLED_MARKER = 10, 14  # px: a trend point, and one whose value is labelled (some are not)
+LABELLED_LIFT = 1.0  # on the 0-110 axis: a larger point's label rises by its extra radius (2 px on a 270 px plot)
 BREAK_KEY_SHIFT = 20  # px: the key of the break marks, one row above them
 
 
@@ -879,6 +881,16 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
         at = waves.index(after)
         for values, empty in ((x, (before + after) / 2), (y, None), (up, None), (down, None), (hover, "")):
             values.insert(at, empty)
+    # Value labels above the interval's upper end, clear of both the line and the error bar. Every
+    # year has one while a phone leaves each year room for it; past that, only the first and the
+    # latest (see trend_labels): hovering or tapping a point, the caption and the table give them all.
+    placed = trend_labels(waves, [
+        (int(r["wave"]), float(r["estimate"]), float(r["estimate"] if _missing(r["ci_high"]) else r["ci_high"]))
+        for _, r in shown.iterrows()])
+    # Where only some values are labelled, their points are drawn larger: the first label reads
+    # rightwards from its point, over the next year's, and the larger point says which it belongs to.
+    labelled = {label.wave for label in placed} if len(placed) < len(shown) else set()
+    sizes = [LABELLED_MARKER if isinstance(v, int) and v in labelled else MARKER for v in x]
     fig = go.Figure(
         go.Scatter(
             name="Ontario",
@@ -887,26 +899,20 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
             y=y,
             connectgaps=False,
             line=dict(color=BLUE, width=3),
-            marker=dict(color=BLUE, size=10),
+            marker=dict(color=BLUE, size=sizes if labelled else MARKER),
             error_y=dict(type="data", symmetric=False, array=up, arrayminus=down,
                          color=INK, thickness=1.5, width=8),
             hovertext=hover,
             hoverinfo="x+text",
         )
     )
-    # Value labels above the interval's upper end, clear of both the line and the error bar. Every
-    # year has one while a phone leaves each year room for it; past that, only the first and the
-    # latest (see trend_labels): hovering or tapping a point, the caption and the table give them all.
-    placed = trend_labels(waves, [
-        (int(r["wave"]), float(r["estimate"]), float(r["estimate"] if _missing(r["ci_high"]) else r["ci_high"]))
-        for _, r in shown.iterrows()])
     by_wave = {int(r["wave"]): r for _, r in shown.iterrows()}
     fig.add_trace(
         go.Scatter(
             name="value labels",
             mode="text",
             x=[label.wave for label in placed],
-            y=[label.y for label in placed],
+            y=[label.y + (LABELLED_LIFT if label.wave in labelled else 0) for label in placed],
             text=[fmt_value(by_wave[label.wave]["estimate"], info) for label in placed],
             textposition=(TOP_CENTER if all(label.position == TOP_CENTER for label in placed)
                           else [label.position for label in placed]),
