@@ -771,9 +771,21 @@ def has_trend(indicator_id: str) -> bool:
 PHONE_PLOT_PX = 186
 VALUE_LABEL_PX = 60  # the widest value label and a gap
 YEAR_TICK_PX = 46  # a year and a gap
-SUPPRESSED_TOP = 16  # on the 0-110 axis: the top of a "suppressed" note (drawn at 10% of the plot height)
+# On the 0-110 axis: the top of a "suppressed" note, and a gap. The note stands on 10% of the plot
+# height (plotly.js anchors a note that low by its bottom) and is 16 px tall: its top is at 17.5 on a
+# 270 px plot, 18 on a 250 px one (a chart with a key above its breaks). It was 16, and a low label
+# above a suppressed year sat on the note's top.
+SUPPRESSED_TOP = 20
 SUPPRESSED_HALF_PX = 40  # half a "suppressed" (or "supprimé") note at 14 px, and a gap
 TOP_CENTER, TOP_RIGHT, TOP_LEFT = "top center", "top right", "top left"
+# A "not comparable" note above the plot at 320 px: "non comparable" at 13 px italic is 106 px wide
+# ("not comparable" 103), with a gap. Centred on its break, it may run past the plot area over the y
+# axis on the left (58 px to the chart's edge) or into the right margin (20 px), never past the edge.
+BREAK_NOTE_PX = 112
+BREAK_ROOM_LEFT_PX, BREAK_ROOM_RIGHT_PX = 50, 16
+MARKER, LABELLED_MARKER = 10, 14  # px: a trend point, and one whose value is labelled (some are not)
+LABELLED_LIFT = 1.0  # on the 0-110 axis: a larger point's label rises by its extra radius (2 px on a 270 px plot)
+BREAK_KEY_SHIFT = 20  # px: the key of the break marks, one row above them
 
 
 class TrendLabel(NamedTuple):
@@ -833,6 +845,19 @@ def trend_labels(waves: list[int], points: list[tuple[int, float, float]]) -> li
     return labels
 
 
+def trend_break_notes_fit(waves: list[int], pairs: list[tuple[int, int]]) -> bool:
+    """True when each break of a trend chart can carry its whole "not comparable" note at 320 px
+    (so at every width: a wider screen gives each year more room): centred above its break, clear of
+    the next break's note and inside the chart. Two breaks in a row (a year that compares with
+    neither neighbour) or a break in a chart of many years leave too little room: the breaks are then
+    marked, and the mark is explained once above them (see trend_figure)."""
+    slot = _year_px(waves)
+    centres = [((before + after) / 2 - (min(waves) - 0.5)) * slot for before, after in pairs]
+    half = BREAK_NOTE_PX / 2
+    inside = all(c - half >= -BREAK_ROOM_LEFT_PX and c + half <= PHONE_PLOT_PX + BREAK_ROOM_RIGHT_PX for c in centres)
+    return inside and all(b - a >= BREAK_NOTE_PX for a, b in zip(centres, centres[1:]))
+
+
 def trend_figure(indicator_id: str) -> go.Figure | None:
     """Ontario-wide value per wave with intervals; a suppressed wave is labelled, not plotted."""
     info = indicator(_safe_id(indicator_id))
@@ -856,6 +881,16 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
         at = waves.index(after)
         for values, empty in ((x, (before + after) / 2), (y, None), (up, None), (down, None), (hover, "")):
             values.insert(at, empty)
+    # Value labels above the interval's upper end, clear of both the line and the error bar. Every
+    # year has one while a phone leaves each year room for it; past that, only the first and the
+    # latest (see trend_labels): hovering or tapping a point, the caption and the table give them all.
+    placed = trend_labels(waves, [
+        (int(r["wave"]), float(r["estimate"]), float(r["estimate"] if _missing(r["ci_high"]) else r["ci_high"]))
+        for _, r in shown.iterrows()])
+    # Where only some values are labelled, their points are drawn larger: the first label reads
+    # rightwards from its point, over the next year's, and the larger point says which it belongs to.
+    labelled = {label.wave for label in placed} if len(placed) < len(shown) else set()
+    sizes = [LABELLED_MARKER if isinstance(v, int) and v in labelled else MARKER for v in x]
     fig = go.Figure(
         go.Scatter(
             name="Ontario",
@@ -864,26 +899,20 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
             y=y,
             connectgaps=False,
             line=dict(color=BLUE, width=3),
-            marker=dict(color=BLUE, size=10),
+            marker=dict(color=BLUE, size=sizes if labelled else MARKER),
             error_y=dict(type="data", symmetric=False, array=up, arrayminus=down,
                          color=INK, thickness=1.5, width=8),
             hovertext=hover,
             hoverinfo="x+text",
         )
     )
-    # Value labels above the interval's upper end, clear of both the line and the error bar. Every
-    # year has one while a phone leaves each year room for it; past that, only the first and the
-    # latest (see trend_labels): hovering or tapping a point, the caption and the table give them all.
-    placed = trend_labels(waves, [
-        (int(r["wave"]), float(r["estimate"]), float(r["estimate"] if _missing(r["ci_high"]) else r["ci_high"]))
-        for _, r in shown.iterrows()])
     by_wave = {int(r["wave"]): r for _, r in shown.iterrows()}
     fig.add_trace(
         go.Scatter(
             name="value labels",
             mode="text",
             x=[label.wave for label in placed],
-            y=[label.y for label in placed],
+            y=[label.y + (LABELLED_LIFT if label.wave in labelled else 0) for label in placed],
             text=[fmt_value(by_wave[label.wave]["estimate"], info) for label in placed],
             textposition=(TOP_CENTER if all(label.position == TOP_CENTER for label in placed)
                           else [label.position for label in placed]),
@@ -896,10 +925,22 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
             x=int(row["wave"]), y=0.1, yref="paper", text=ui("suppressed"), showarrow=False,
             font=dict(color=MUTED, size=14, style="italic"), hovertext=plot_text(_reason(row)),
         )
+    # Each break is labelled above the plot, over the gap in the line (down among the points the note
+    # ran into them on a phone), the full sentence on hover. Where the notes have no room side by side
+    # at 320 px (two breaks in a row, or many years), each break gets a mark instead, and one key above
+    # the marks says what it means: the caption says it for every pair of years.
+    whole = trend_break_notes_fit(waves, pairs)
     for before, after in pairs:
         fig.add_annotation(
-            # Above the plot, over the break: down among the points it ran into them on a phone.
-            x=(before + after) / 2, y=1, yref="paper", yanchor="bottom", text=ui("not_comparable"), showarrow=False,
+            x=(before + after) / 2, y=1, yref="paper", yanchor="bottom", showarrow=False,
+            text=ui("not_comparable") if whole else ui("not_comparable_mark"),
+            font=dict(color=MUTED, size=13, style="italic") if whole else dict(color=INK, size=15),
+            hovertext=ui("trend_not_comparable", before=before, after=after),
+        )
+    if pairs and not whole:
+        fig.add_annotation(
+            x=0, xref="paper", xanchor="left", y=1, yref="paper", yanchor="bottom", yshift=BREAK_KEY_SHIFT,
+            text=ui("not_comparable_key", mark=ui("not_comparable_mark")), showarrow=False,
             font=dict(color=MUTED, size=13, style="italic"),
         )
     fig.update_layout(
@@ -913,6 +954,8 @@ def trend_figure(indicator_id: str) -> go.Figure | None:
                        showgrid=True, gridcolor=GRID, zeroline=True, zerolinecolor=MUTED),
         )
     )
+    if pairs and not whole:  # a row above the marks for their key
+        fig.update_layout(margin=dict(t=fig.layout.margin.t + BREAK_KEY_SHIFT))
     return fig
 
 

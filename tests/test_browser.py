@@ -512,18 +512,49 @@ def _add_waves(paths: Paths, last: int) -> None:
         con.close()
 
 
-WAVES = {"4-years": 2026, "10-years": 2032}  # the synthetic consultation has 2023-2025
+def _break_years(paths: Paths, after: list[int], suppressed: list[int]) -> None:
+    """Every indicator's Ontario-wide figure of each year in `after` not comparable with the year
+    before; in every other indicator, the Ontario-wide figure of each year in `suppressed` suppressed."""
+    con = duckdb.connect(str(paths.warehouse))
+    try:
+        for wave in after:
+            con.execute("UPDATE indicator_changes SET comparability = 'not_comparable', comparability_note = "
+                        "'The question changed.', change = NULL, change_low = NULL, change_high = NULL "
+                        "WHERE breakdown = 'all' AND wave = ?", [wave])
+        ids = [i for (i,) in con.execute("SELECT DISTINCT indicator_id FROM indicator_estimates ORDER BY 1").fetchall()]
+        for wave in suppressed:
+            con.execute("UPDATE indicator_estimates SET suppressed = true WHERE breakdown = 'all' AND wave = ? "
+                        "AND indicator_id IN (SELECT unnest(?))", [wave, ids[::2]])
+    finally:
+        con.close()
+
+
+# The synthetic consultation has 2023-2025: each case adds yearly waves up to its last year, then makes
+# the years in its breaks not comparable with the year before (every indicator) and suppresses the
+# Ontario-wide figure of its suppressed years (every other indicator).
+WAVES = {
+    "4-years": dict(last=2026, breaks=[], suppressed=[]),
+    "10-years": dict(last=2032, breaks=[], suppressed=[]),
+    # Two breaks in a row (2024|2025, 2025|2026): their notes ran into each other on a phone; a
+    # suppressed year beside a break.
+    "4-years-two-breaks": dict(last=2026, breaks=[2025, 2026], suppressed=[2024]),
+    # Breaks in a row at the right edge of ten years, and beside a suppressed year.
+    "10-years-breaks": dict(last=2032, breaks=[2027, 2028, 2030, 2031, 2032], suppressed=[2029]),
+}
 
 
 @pytest.fixture(scope="module", params=list(WAVES))
 def decade_site(request, browser, tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) -> Iterator:
-    """The report of 4 and of 10 yearly waves, both languages, with each page opened once per layout."""
+    """The report of 4 and of 10 yearly waves (some with years that do not compare), both languages,
+    with each page opened once per layout."""
     from pipeline.report import build_report
 
+    case = WAVES[request.param]
     root = tmp_path_factory.mktemp(f"waves-{request.param}") / "project"
     shutil.copytree(loaded_template, root, symlinks=True)
     paths = Paths(root)
-    _add_waves(paths, WAVES[request.param])
+    _add_waves(paths, case["last"])
+    _break_years(paths, case["breaks"], case["suppressed"])
     build_report(paths, engine="offline", french=True)
     pages: dict[tuple[str, str], Opened] = {}
 
@@ -532,7 +563,7 @@ def decade_site(request, browser, tmp_path_factory: pytest.TempPathFactory, load
             pages[device, name] = Opened(browser, paths.site / name, **LAYOUTS[device])
         return pages[device, name]
 
-    yield WAVES[request.param], open_page
+    yield case["last"], open_page
     for page in pages.values():
         page.close()
 
@@ -555,11 +586,42 @@ TREND_LATEST_JS = """() => [...document.querySelectorAll('div.js-plotly-plot')].
 })"""
 
 
+# Each break of a trend line (the empty point between two years that do not compare) and the notes
+# drawn over it: centred on the gap (within 3 px on screen), with what they read; and the chart's
+# other notes (a key, "suppressed").
+TREND_BREAKS_JS = """() => [...document.querySelectorAll('div.js-plotly-plot')].filter(div => div.id.endsWith('-trend'))
+  .map(div => {
+  const line = div.data[0], xa = div._fullLayout.xaxis, left = div.querySelector('svg.main-svg').getBoundingClientRect().left;
+  const drawn = i => { const t = div.querySelector(`g.annotation[data-index="${i}"] text`);
+    const r = t && t.getBoundingClientRect();
+    return r && r.width > 0 ? {text: t.textContent.trim(), centre: (r.left + r.right) / 2} : null; };
+  const notes = (div.layout.annotations || []).map((a, i) => ({...drawn(i), x: a.xref === 'paper' ? null : a.x}));
+  const gaps = Array.from(line.x).filter((x, i) => line.y[i] === null && !Number.isInteger(x));
+  return {id: div.id, breaks: gaps.map(x => ({x, at: left + xa._offset + xa.l2p(x),
+            notes: notes.filter(n => n.x === x && n.text).map(n => ({text: n.text, centre: n.centre}))})),
+          others: notes.filter(n => n.x === null && n.text).map(n => n.text)};
+})"""
+NOT_COMPARABLE = {"index.html": "not comparable", "fr/index.html": "non comparable"}
+
+# Each point of a trend line as drawn (its year, its box) and each value label's box.
+TREND_POINTS_JS = """() => [...document.querySelectorAll('div.js-plotly-plot')].filter(div => div.id.endsWith('-trend'))
+  .map(div => {
+  const line = div.data[0], years = Array.from(line.x).filter((x, i) => line.y[i] !== null);
+  const box = e => { const r = e.getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top, bottom: r.bottom}; };
+  const points = [...div.querySelectorAll('g.scatterlayer g.trace')[0].querySelectorAll('path.point')]
+    .map((p, i) => ({year: years[i], ...box(p)}));
+  return {id: div.id, labelled: Array.from(div.data[1].x), points,
+          labels: [...div.querySelectorAll('g.scatterlayer text')].filter(t => t.textContent.trim()).map(box)};
+})"""
+
+
 @pytest.mark.parametrize("device", ["desktop-1280", "phone-360", "reflow-320"])
 @pytest.mark.parametrize("name", ["index.html", "fr/index.html"])
 def test_trend_labels_stay_readable_with_many_years(decade_site, device: str, name: str) -> None:
     # With a fourth year, neighbouring labels ran into each other on a phone; with ten, on a desktop
-    # too, and the first and latest labels ran past the plot's edges.
+    # too, and the first and latest labels ran past the plot's edges. Two breaks in a row (2024|2025,
+    # 2025|2026) had their "not comparable" notes on top of each other on a phone, and a break between
+    # the last two of ten years ran its note past the chart's right edge.
     last, open_page = decade_site
     page = open_page(device, name).page
     charts = page.evaluate(TREND_TEXT_JS)
@@ -569,6 +631,31 @@ def test_trend_labels_stay_readable_with_many_years(decade_site, device: str, na
         assert not chart["outside"], (device, chart["id"], chart["outside"])
         assert not chart["crossed"], (device, chart["id"], chart["crossed"])
         assert not chart["overlaps"], (device, chart["id"], chart["overlaps"])
+    # Every break stays labelled, just over its gap: in words, or (no room for the words side by side
+    # on a phone) with a mark that a key in the same chart explains.
+    breaks = page.evaluate(TREND_BREAKS_JS)
+    assert len(breaks) == len(charts) and any(chart["breaks"] for chart in breaks)
+    words = NOT_COMPARABLE[name]
+    for chart in breaks:
+        for gap in chart["breaks"]:
+            assert len(gap["notes"]) == 1 and abs(gap["notes"][0]["centre"] - gap["at"]) < 3, (device, chart["id"], gap)
+        marks = {gap["notes"][0]["text"] for gap in chart["breaks"]}
+        assert marks <= {words, "\u2260"}, (device, chart["id"], marks)
+        if "\u2260" in marks:
+            assert f"\u2260 {words}" in chart["others"] and len(marks) == 1, (device, chart["id"], chart)
+    # Where only some values are labelled, their points are drawn larger than the others (the first
+    # label reads rightwards over the next year's point), and no point reaches the figures of a label:
+    # a text's box holds some 3 px below its figures at 14 px (ordinary points come 2.4 px into it at
+    # 360 px; the larger ones, had their labels not risen with them, 3.4 px).
+    meet = lambda a, b: min(a["right"], b["right"]) - max(a["left"], b["left"]) > 1 and \
+        min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > 3
+    for chart in page.evaluate(TREND_POINTS_JS):
+        big = [p["right"] - p["left"] for p in chart["points"] if p["year"] in chart["labelled"]]
+        small = [p["right"] - p["left"] for p in chart["points"] if p["year"] not in chart["labelled"]]
+        if small:
+            assert big and min(big) > max(small) + 2, (device, chart["id"], big, small)
+        assert not [p["year"] for p in chart["points"] if any(meet(p, label) for label in chart["labels"])], \
+            (device, chart["id"])
     latest = page.evaluate(TREND_LATEST_JS)
     assert len(latest) == len(charts) and sum(chart["latest"] == last for chart in latest) > 30
     for chart in latest:

@@ -547,3 +547,14 @@ def test_a_decade_of_waves_labels_the_first_and_latest_values_only(warehouse: Pa
     assert list(labels.textposition) == ["top right", "top left"]
     assert list(fig.layout.xaxis.tickvals) == [2026, 2029, 2032]
     assert charts.trend_chart("PREC-01") == charts.trend_chart("PREC-01")  # byte-reproducible
+
+
+def test_break_notes_give_way_to_marks_where_they_would_meet_on_a_phone() -> None:
+    # Whole notes where each has room at 320 px: one break among three or four years.
+    assert charts.trend_break_notes_fit([2023, 2024, 2025], [(2024, 2025)])
+    assert charts.trend_break_notes_fit(list(range(2023, 2027)), [(2025, 2026)])
+    # Two breaks in a row: the two notes were drawn on top of each other at 320 and 360 px.
+    assert not charts.trend_break_notes_fit(list(range(2023, 2027)), [(2024, 2025), (2025, 2026)])
+    assert not charts.trend_break_notes_fit([2023, 2024, 2025], [(2023, 2024), (2024, 2025)])
+    # The last two of ten years: a whole note would run past the chart's right edge.
+    assert not charts.trend_break_notes_fit(list(range(2023, 2033)), [(2031, 2032)])
