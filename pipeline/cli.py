@@ -156,12 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "consultation.pdf (static charts; it runs every page again, so it takes about as long as the site)")
     p.add_argument("--lang", choices=["en", "fr"], default="en", help="fr: also the French report, "
                    "reports/_site/fr/index.html (same figure ids; French text from surveys/indicators.fr.yaml)")
+    _verbose_arg(p)
 
     p = command("qa", cmd_qa, "Render the internal QA report (data/warehouse/qa/index.html, never published): "
                 "the load ledger, validation rules and failures, quarantine, exclusions, duplicates, data-quality flags.")
     p.add_argument("--engine", choices=["auto", "quarto", "offline"], default="auto",
                    help="how to render: Quarto, the built-in offline engine, or auto (Quarto when installed)")
     p.add_argument("--force", action="store_true", help="render even when nothing changed since the last time")
+    _verbose_arg(p)
 
     p = command("quarantine", cmd_quarantine, "List the quarantined rows still waiting for a fix at the source: "
                 "file, row number, failed rules, columns and (non-identifying) values. To release a row, fix the "
@@ -215,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["auto", "quarto", "offline"], default="auto",
                    help="how to render: Quarto, the built-in offline engine, or auto (Quarto when installed)")
     p.add_argument("--no-report", action="store_true", help="stop after the indicators (no report, no QA report)")
+    _verbose_arg(p)
 
     p = command("status", cmd_status, "Where each wave stands: exports found and loaded, rows quarantined and why, "
                 "quotes waiting for review, disclosure audit, report and release built or out of date, raw exports "
@@ -258,6 +261,27 @@ def _file_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="a survey export (CSV or .xlsx, from any supported platform)")
     p.add_argument("--wave", type=int, help="the wave (default: the folder name, e.g. data/raw/2025/)")
     _platform_arg(p)
+
+
+def _verbose_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true", help="while rendering, also name each code cell as it runs "
+                   "(to find a slow or stuck one) and the render engine's own messages")
+
+
+def _render_progress(args) -> Callable[[str], None]:
+    """What rendering prints: one line per page, and the cell-by-cell detail only with --verbose."""
+    from pipeline.render import Detail
+
+    verbose = getattr(args, "verbose", False)
+    return lambda message: None if isinstance(message, Detail) and not verbose else say(message)
+
+
+def _rendered(what: str, result) -> str:
+    """The line naming a rendered report, or saying it is unchanged (nothing changed since it was rendered)."""
+    where = result.output_dir / "index.html"
+    if not result.rendered:
+        return f"{what} unchanged (same data, definitions and report sources): {where}"
+    return f"{what} rendered by {result.engine}: {where}"
 
 
 def _platform_arg(p: argparse.ArgumentParser) -> None:
@@ -473,15 +497,16 @@ def cmd_report(args, paths: Paths) -> int:
     before = _audit_passes(paths)
     if before is None:
         return EXIT_FAILED
-    result = build_report(paths, engine=args.engine, progress=say, force=args.force, french=args.lang == "fr",
-                          pdf=args.pdf)
-    say(f"report rendered by {result.engine}: {result.output_dir / 'index.html'}")
+    progress = _render_progress(args)
+    result = build_report(paths, engine=args.engine, progress=progress, force=args.force,
+                          french=args.lang == "fr", pdf=args.pdf)
+    say(_rendered("report", result))
     if args.pdf:
         from pipeline.report import build_pdf_report
 
-        pdf = build_pdf_report(paths, engine=args.engine, progress=say, force=args.force)
+        pdf = build_pdf_report(paths, engine=args.engine, progress=progress, force=args.force)
         say(f"PDF rendered by {pdf.engine}: {pdf.path}")
-    audit = _audit_passes(paths, rendered=True, earlier=before)
+    audit = _audit_passes(paths, rendered=True, earlier=before, quiet=True)  # said once, after the release
     if audit is None or not _report_labelled(paths):
         return EXIT_FAILED
     if not _release(paths, audit):  # rendering replaces the whole site, release included
@@ -491,11 +516,12 @@ def cmd_report(args, paths: Paths) -> int:
     return 0
 
 
-def _audit_passes(paths: Paths, rendered: bool = False, earlier=None):
+def _audit_passes(paths: Paths, rendered: bool = False, earlier=None, quiet: bool = False):
     """The disclosure audit gate: no public report from a run that fails it. After rendering, the
     pages are checked too, and removed if they hold anything they must not (`earlier`: the audit
     before rendering, whose warehouse checks are reused). Returns the audit report when it
-    passes, None when it fails."""
+    passes, None when it fails. `quiet`: say nothing when it passes (the release's audit, next,
+    says it for both)."""
     import shutil
 
     from pipeline.audit import AuditReport, audit_file, run_audit
@@ -506,7 +532,7 @@ def _audit_passes(paths: Paths, rendered: bool = False, earlier=None):
     if earlier is None:
         shown = list(report.lines())
     elif report.passed:
-        shown = ["Disclosure audit of the rendered report and release: PASSED, same checks"]
+        shown = [] if quiet else ["Disclosure audit of the rendered report and release: PASSED, same checks"]
     else:
         failing = AuditReport([c for c in report.checks if not c.passed])
         shown = ["Disclosure audit of the rendered report and release: FAILED", *list(failing.lines())[1:]]
@@ -557,6 +583,7 @@ def _release(paths: Paths, audit=None) -> bool:
         if audit is None:  # `consult release` itself: say so and fail
             raise
         say(f"no open data release: {exc}")
+        say("Disclosure audit of the rendered report: PASSED, same checks")  # the one before was quiet
         return True
     return audit is None or _audit_passes(paths, rendered=True, earlier=audit) is not None
 
@@ -651,10 +678,10 @@ def _after_load(args, paths: Paths, summary, started: float, build_reports) -> i
         if not _version_free(paths):
             print_summary(summary)
             return EXIT_FAILED
-        result, qa = build_reports(paths, engine=args.engine, progress=say)
-        say(f"report rendered by {result.engine}: {result.output_dir / 'index.html'}")
-        say(f"internal QA report (never publish it): {qa.output_dir / 'index.html'}")
-        audit = _audit_passes(paths, rendered=True, earlier=before)
+        result, qa = build_reports(paths, engine=args.engine, progress=_render_progress(args))
+        say(_rendered("report", result))
+        say(_rendered("internal QA report (never publish it)", qa))
+        audit = _audit_passes(paths, rendered=True, earlier=before, quiet=True)  # said once, after the release
         if audit is None or not _report_labelled(paths):
             print_summary(summary)
             return EXIT_FAILED
@@ -681,8 +708,8 @@ def _stale_release_settings(paths: Paths) -> str | None:
 def cmd_qa(args, paths: Paths) -> int:
     from pipeline.report import build_qa_report
 
-    result = build_qa_report(paths, engine=args.engine, progress=say, force=args.force)
-    say(f"internal QA report (never publish it) rendered by {result.engine}: {result.output_dir / 'index.html'}")
+    result = build_qa_report(paths, engine=args.engine, progress=_render_progress(args), force=args.force)
+    say(_rendered("internal QA report (never publish it)", result))
     return 0
 
 

@@ -192,3 +192,34 @@ def test_the_audit_is_listed_in_full_once_and_later_passes_say_one_line(empty_pr
     assert any("file=index.html" in line for line in failed)  # the failing check in full
     assert not any("k-anonymity" in line for line in failed)  # not the checks that passed again
     assert not empty_project.site.exists()
+
+
+def test_a_run_says_each_thing_once_and_the_cells_only_when_asked(tmp_path: Path) -> None:
+    """`consult run` as an analyst reads it: no line per code cell (unless --verbose), no render-engine
+    jargon, the audit of the rendered report and release said once, and a run with nothing new says
+    the report is unchanged rather than "rendered"."""
+    from conftest import make_project
+
+    paths: Paths = make_project(tmp_path / "project")
+    instrument = load_instrument(paths.surveys / "2025" / "instrument.yaml")
+    write_export(paths.raw / "2025" / "export.csv", instrument, [response(i) for i in range(1, 40)])
+
+    first = consult("run", "--engine", "offline", root=paths.root)
+    assert first.returncode == 0, first.stderr
+    said = first.stderr.splitlines()
+    assert not [line for line in said if ": cell " in line]
+    assert not [line for line in said if "format.html" in line]
+    assert any(line.startswith("render index.qmd") for line in said)  # still one line per page
+    assert len([line for line in said if line.startswith("Disclosure audit of the rendered report")]) == 1
+    assert any(line.startswith("report rendered by ") for line in said)
+
+    again = consult("run", "--engine", "offline", root=paths.root)
+    assert again.returncode == 0, again.stderr
+    said = again.stderr.splitlines()
+    assert not [line for line in said if line.startswith("report rendered")]
+    assert f"report unchanged (same data, definitions and report sources): {paths.site / 'index.html'}" in said
+    assert len([line for line in said if line.startswith("Disclosure audit of the rendered report")]) == 1
+
+    verbose = consult("qa", "--engine", "offline", "--force", "--verbose", root=paths.root)
+    assert verbose.returncode == 0, verbose.stderr
+    assert "  index.qmd: cell 1" in verbose.stderr.splitlines()
