@@ -29,8 +29,8 @@ def say(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
+    if not getattr(args, "handler", None):  # `consult`, or `consult wave` without an action: its own help
+        getattr(args, "help_parser", parser).print_help()
         return 0
     paths = project_paths(Path(args.root) if args.root else None)
     try:
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, help_parser=p)
         return p
 
     p = command("synth", cmd_synth, "Write the built-in synthetic consultation: invented survey exports "

@@ -223,3 +223,13 @@ def test_a_run_says_each_thing_once_and_the_cells_only_when_asked(tmp_path: Path
     verbose = consult("qa", "--engine", "offline", "--force", "--verbose", root=paths.root)
     assert verbose.returncode == 0, verbose.stderr
     assert "  index.qmd: cell 1" in verbose.stderr.splitlines()
+
+
+def test_a_command_without_its_action_shows_its_own_actions() -> None:
+    # `consult wave` or `consult instrument` alone: the actions of that command, not the list of all commands.
+    for command, action in (("wave", "new"), ("instrument", "draft")):
+        result = consult(command)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"usage: consult {command} ")
+        assert f"    {action} " in result.stdout
+        assert "synth" not in result.stdout  # not the top-level list of commands
