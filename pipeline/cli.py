@@ -168,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("quarantine", cmd_quarantine, "List the quarantined rows still waiting for a fix at the source: "
                 "file, row number, failed rules, columns and (non-identifying) values. To release a row, fix the "
                 "response on the survey platform, export again into data/raw/<wave>/ and run `consult run`.")
-    p.add_argument("--file", help="only this export (file name as in the load ledger)")
+    p.add_argument("--file", help="only this export: its name (e.g. export.csv) or its path as `consult status` "
+                   "shows it (e.g. data/raw/2025/export.csv)")
     p.add_argument("--all", action="store_true", help="also rows already released or quarantined again later")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
 
@@ -719,9 +720,18 @@ def cmd_quarantine(args, paths: Paths) -> int:
     from pipeline.load import connect
     from pipeline.qa import by_export, explained_problem, problem_meaning, quarantined_rows, wave_definitions
 
-    with connect(paths.warehouse, read_only=True):  # a clear error when there is no warehouse yet
-        pass
-    rows = [r for r in quarantined_rows(paths.warehouse, args.file) if args.all or r.status == "waiting"]
+    from pipeline.unload import loaded_files
+
+    with connect(paths.warehouse, read_only=True) as con:  # a clear error when there is no warehouse yet
+        files = loaded_files(con)
+    # the ledger names files without their folder: `--file data/raw/2025/export.csv` (as status shows it) works too
+    name = Path(args.file).name if args.file else None
+    if name is not None and name not in {f.name for f in files}:
+        listed = "\n".join("  " + f.line() for f in files) or "  (none: nothing is loaded)"
+        say(f"error: {args.file}: no loaded export has this name. Loaded exports:\n{listed}\n"
+            "Next: `consult quarantine --file NAME` with one of these names, or `consult quarantine` for every export.")
+        return EXIT_BAD_INPUT
+    rows = [r for r in quarantined_rows(paths.warehouse, name) if args.all or r.status == "waiting"]
     definitions = wave_definitions(paths.surveys)
     for r in rows:  # what each failed check means, from the wave's own instrument and rules.yaml
         for p in r.problems:
@@ -730,7 +740,7 @@ def cmd_quarantine(args, paths: Paths) -> int:
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return 0
     if not rows:
-        print("No quarantined row" + (" in " + args.file if args.file else "") + " is waiting for a fix.")
+        print("No quarantined row" + (" in " + name if name else "") + " is waiting for a fix.")
         return 0
     for heading, mine in by_export(rows):
         print(f"{heading}: {len(mine)} quarantined row(s)")

@@ -302,3 +302,24 @@ def test_the_qa_tables_count_a_re_export_saved_over_the_first_apart(empty_projec
     assert all(name in rules for name in names)
     failing = qa.rules_md().split("### Checks that failed")[1]
     assert names[0] in failing and names[1] not in failing  # only the first file's paid_sick_days failed
+
+
+def test_quarantine_takes_the_export_path_status_shows_and_names_the_loaded_ones_for_an_unknown_name(
+        empty_project: Paths) -> None:
+    from pipeline.instrument import load_instrument
+
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    rows = [response(i) for i in range(5)] + [response(5, {"hourly_wage": 2450})]
+    write_export(empty_project.raw / "2025" / "export.csv", instrument, rows)
+    run_load(empty_project)
+
+    by_path = consult(empty_project, "quarantine", "--file", "data/raw/2025/export.csv")
+    assert by_path.returncode == 0, by_path.stderr
+    assert "export.csv (wave 2025): 1 quarantined row(s)" in by_path.stdout
+    assert "row 9: hourly_wage" in by_path.stdout
+
+    typo = consult(empty_project, "quarantine", "--file", "exprot.csv")
+    assert typo.returncode == 2
+    assert "No quarantined row" not in typo.stdout
+    assert typo.stderr.startswith("error: exprot.csv: no loaded export has this name. Loaded exports:\n  export.csv  wave 2025")
+    assert "Next: `consult quarantine --file NAME`" in typo.stderr
