@@ -384,7 +384,12 @@ def cmd_instrument_draft(args, paths: Paths) -> int:
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
-    say(f"wrote {out}. Check it, then save it as surveys/<wave>/instrument.yaml")
+    wave_folder = out.resolve().parent
+    if out.name == "instrument.yaml" and wave_folder.parent == paths.surveys.resolve() and wave_folder.name.isdigit():
+        say(f"wrote {out}. Check it (question types, disclosure, inclusion rules), then run "
+            f"`consult status {wave_folder.name}`.")
+    else:
+        say(f"wrote {out}. Check it, then save it as surveys/<wave>/instrument.yaml")
     return 0
 
 
