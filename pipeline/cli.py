@@ -644,7 +644,13 @@ def cmd_quotes(args, paths: Paths) -> int:
     from pipeline.anonymity import load_privacy_rules, privacy_path
     from pipeline.quotes import refresh_review_files, review_file
 
-    for wave, tally in refresh_review_files(paths, load_privacy_rules(privacy_path(paths)).quotes).items():
+    from pipeline.quotes import why_no_quotes
+
+    tallies = refresh_review_files(paths, load_privacy_rules(privacy_path(paths)).quotes)
+    for wave, tally in tallies.items():
+        if not sum(tally.values()):
+            print(f"{review_file(paths, wave)}: no quotes to review for wave {wave} ({why_no_quotes(paths, wave)})")
+            continue
         counts = ", ".join(f"{tally.get(s, 0)} {s}" for s in ("approved", "pending", "rejected"))
         print(f"{review_file(paths, wave)}: {counts}")
     return 0
@@ -652,7 +658,12 @@ def cmd_quotes(args, paths: Paths) -> int:
 
 def _quotes_next(args, paths: Paths) -> int:
     """`consult quotes` on its own: write the review files, then say what to do with them."""
+    from pipeline.quotes import review_waves, wave_review
+
     cmd_quotes(args, paths)
+    if not any(q.status == "pending" for wave in review_waves(paths) for q in wave_review(paths, wave)):
+        say("No quote is waiting for review. Next: `consult status` says what is left.")
+        return 0
     say("Next: `consult quotes review` (one quote at a time), or `consult quotes export --wave WAVE FILE.csv` to "
         "review them in a spreadsheet.")
     return 0
@@ -792,8 +803,14 @@ def cmd_wave_new(args, paths: Paths) -> int:
 def cmd_quotes_review(args, paths: Paths) -> int:
     from pipeline.quotes import review_interactively, review_waves, wave_review
 
+    from pipeline.quotes import why_no_quotes
+
     cmd_quotes(args, paths)  # candidates from the latest load first
     waves = [args.wave] if args.wave else review_waves(paths)
+    if args.wave and not wave_review(paths, args.wave):
+        print(f"No quotes to review for wave {args.wave} ({why_no_quotes(paths, args.wave)}). Next: `consult status "
+              f"{args.wave}` says what is left.")
+        return 0
     waiting = [q for wave in waves for q in wave_review(paths, wave) if q.status == "pending"]
     if not waiting:
         print("No quote is waiting for review. Next: `consult audit`.")
