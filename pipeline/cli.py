@@ -310,13 +310,17 @@ def cmd_synth(args, paths: Paths) -> int:
     return 0
 
 
-def _read(args, paths: Paths):
+def _read(args, paths: Paths, command: str):
     from pipeline.ingest import read_export
-    from pipeline.run import instrument_for, wave_of
+    from pipeline.run import RunError, instrument_for, wave_of
 
     path = Path(args.file)
     # --wave, when given, wins over the folder name (the help says the folder is the default)
-    wave = args.wave if args.wave is not None else wave_of(path.resolve())
+    try:
+        wave = args.wave if args.wave is not None else wave_of(path.resolve())
+    except RunError:
+        raise RunError(f"{path}: cannot tell the wave; give it with --wave (e.g. `consult {command} --wave 2025 "
+                       f"{args.file}`), or put the file in a folder named after it, e.g. data/raw/2025/") from None
     instrument = instrument_for(paths, path, wave)
     return read_export(path, instrument, platform=args.platform), instrument
 
@@ -324,7 +328,7 @@ def _read(args, paths: Paths):
 def cmd_ingest(args, paths: Paths) -> int:
     from pipeline.ingest import describe_columns
 
-    export, instrument = _read(args, paths)
+    export, instrument = _read(args, paths, "ingest")
     info = {
         "file": str(export.path), "platform": export.platform, "wave": instrument.wave,
         "header_rows": export.header_rows, "rows": export.rows, "columns": describe_columns(export),
@@ -420,8 +424,9 @@ def cmd_validate(args, paths: Paths) -> int:
     from pipeline.deidentify import load_scrubber
     from pipeline.validate import secret_key, unknown_columns, validate
 
-    export, instrument = _read(args, paths)
-    result = validate(export, instrument, secret_key(), _loaded_before(paths), scrubber=load_scrubber(paths.deid_file))
+    export, instrument = _read(args, paths, "validate")
+    result = validate(export, instrument, secret_key(), _loaded_before(paths), scrubber=load_scrubber(paths.deid_file),
+                      checking_only=True)
     counts = {o: result.count(o) for o in ("loaded", "quarantined", "excluded", "duplicate")}
     issues = [
         {"row": i.source_row, "rule": i.rule, "question": i.concept, "column": i.column, "value": i.value}
@@ -455,9 +460,9 @@ def cmd_deidentify(args, paths: Paths) -> int:
     from pipeline.instrument import Disclosure
     from pipeline.validate import secret_key, validate
 
-    export, instrument = _read(args, paths)
+    export, instrument = _read(args, paths, "deidentify")
     scrubber = load_scrubber(paths.deid_file)
-    result = validate(export, instrument, secret_key(), scrubber=scrubber)
+    result = validate(export, instrument, secret_key(), scrubber=scrubber, checking_only=True)
     micro = load_privacy_rules(privacy_path(paths)).microdata
     data = deidentify(export, result, instrument, scrubber, micro.numeric_quasi_identifiers)
     dropped = [c.name for c in export.columns if c.kind in ("identifier", "unknown")]

@@ -352,8 +352,12 @@ def instrument_for(paths: Paths, path: Path, wave: int) -> Instrument:
     instrument_file = instrument_path(paths.surveys, wave)
     if not instrument_file.exists():
         known = ", ".join(str(w) for w in available_waves(paths.surveys)) or "none"
+        latest = max(available_waves(paths.surveys), default=None)
+        start = (f"If {wave} is a new wave, start it with `consult wave new {wave} --from {latest}`; otherwise move "
+                 "the file into the folder of its wave." if latest is not None and wave > latest else
+                 "Move the file into the folder of its wave.")
         raise RunError(f"{path}: no instrument for wave {wave} ({instrument_file} is missing; "
-                       f"waves with an instrument: {known}). Is the file in the right folder?")
+                       f"waves with an instrument: {known}). {start}")
     return load_instrument(instrument_file)
 
 

@@ -61,7 +61,8 @@ def _unplaced_step(unplaced: list[str]) -> dict | None:
     if not unplaced:
         return None
     return _step(2, None, f"Move {', '.join(unplaced)} into the folder of its wave (e.g. data/raw/2025/), then run "
-                 "`consult run`: the run stops at an export whose wave it cannot tell.")
+                 "`consult run`: the run stops at an export whose wave it cannot tell.",
+                 todo="move the export into data/raw/<wave>/ (the folder named after its wave)")
 
 
 def _practice_step(facts: dict, exports: list[RawFile]) -> dict | None:
@@ -80,8 +81,9 @@ def _first_wave_step(paths: Paths) -> dict:
                  "(`consult instrument draft` writes a starting one from an export).")
 
 
-def _step(stage: int, command: str | None, why: str) -> dict:
-    return {"stage": stage, "command": command, "why": why}
+def _step(stage: int, command: str | None, why: str, todo: str | None = None) -> dict:
+    """`todo`: for a step no command does, what to do, for the `Next:` line."""
+    return {"stage": stage, "command": command, "why": why, **({"todo": todo} if todo else {})}
 
 
 # --- facts ------------------------------------------------------------------------------------
@@ -486,7 +488,7 @@ def status_lines(status: dict, wave: int | None = None) -> list[str]:
         lines.append("Exports not in a folder named after their wave (move them, e.g. to data/raw/2025/): "
                      + ", ".join(status["exports_without_wave"]))
     step = shown[0]["next"] if wave is not None and shown else status["next"]
-    lines.append("Next: " + (f"`{step['command']}`" if step["command"] else "(no command)"))
+    lines.append("Next: " + (f"`{step['command']}`" if step["command"] else step.get("todo", "(no command)")))
     lines.append(_indented("      ", step["why"]))
     return lines
 

@@ -233,3 +233,31 @@ def test_a_command_without_its_action_shows_its_own_actions() -> None:
         assert result.stdout.startswith(f"usage: consult {command} ")
         assert f"    {action} " in result.stdout
         assert "synth" not in result.stdout  # not the top-level list of commands
+
+
+def test_errors_about_where_a_file_is_say_what_to_do(tmp_path: Path) -> None:
+    from conftest import SHARED_FIXTURES, make_project
+
+    instrument = load_instrument(REPO / "surveys" / "2025" / "instrument.yaml")
+    loose = write_export(tmp_path / "x.csv", instrument, [response(1), response(2)])
+    no_wave = consult("validate", str(loose))
+    assert no_wave.returncode == 2
+    assert f"cannot tell the wave; give it with --wave (e.g. `consult validate --wave 2025 {loose}`)" in no_wave.stderr
+
+    later = write_export(tmp_path / "2030" / "export.csv", instrument, [response(1), response(2)])
+    unknown = consult("validate", str(later))
+    assert unknown.returncode == 2
+    assert "no instrument for wave 2030" in unknown.stderr
+    assert "If 2030 is a new wave, start it with `consult wave new 2030 --from 2025`" in unknown.stderr
+
+    # Checking a file loads nothing: the error does not speak of loading it or moving it out of data/raw/.
+    other = consult("deidentify", str(SHARED_FIXTURES / "googleforms" / "googleforms-responses.csv"), "--wave", "2025")
+    assert other.returncode == 2 and "this looks like a different survey" in other.stderr
+    assert "loaded" not in other.stderr and "move it out" not in other.stderr
+    assert "check it against that survey's wave instead (--wave WAVE)" in other.stderr
+
+    paths: Paths = make_project(tmp_path / "project")
+    write_export(paths.raw / "loose.csv", instrument, [response(1), response(2)])
+    status = consult("status", root=paths.root)
+    assert "Next: move the export into data/raw/<wave>/ (the folder named after its wave)" in status.stdout
+    assert "(no command)" not in status.stdout
