@@ -420,6 +420,24 @@ def _loaded_before(paths: Paths) -> set[str]:
             return set()
 
 
+def _already_loaded(paths: Paths, path: Path):
+    """The loaded export with this file's content (a run skips it), or None."""
+    import duckdb
+
+    from pipeline.ingest import file_sha256
+    from pipeline.load import connect
+    from pipeline.unload import loaded_files
+
+    if not paths.warehouse.exists():
+        return None
+    sha = file_sha256(path)
+    with connect(paths.warehouse, read_only=True) as con:
+        try:
+            return next((f for f in loaded_files(con) if f.sha256 == sha), None)
+        except duckdb.CatalogException:  # a warehouse file without the schema holds no load
+            return None
+
+
 def cmd_validate(args, paths: Paths) -> int:
     from pipeline.deidentify import load_scrubber
     from pipeline.validate import secret_key, unknown_columns, validate
@@ -433,10 +451,17 @@ def cmd_validate(args, paths: Paths) -> int:
         for i in result.issues
     ]
     flags = result.flag_counts()
+    loaded = _already_loaded(paths, Path(args.file))
     if args.json:
         print(json.dumps({"file": str(export.path), "rows": export.rows, **counts, "issues": issues, "flags": flags,
-                          "not_stored": unknown_columns(export)}, indent=2))
+                          "not_stored": unknown_columns(export), "already_loaded": loaded is not None}, indent=2))
         return 0
+    if loaded is not None:
+        from pipeline.load import LOAD_TIME
+
+        print(f"{export.path}: already loaded (same content as {loaded.name}, wave {loaded.wave}, loaded "
+              f"{loaded.loaded_at.strftime(LOAD_TIME)}): `consult run` skips it, so it would load nothing. "
+              "Below: what was checked in it.")
     print(f"{export.path}: {export.rows} rows read")
     for outcome, n in counts.items():
         reasons = result.reason[result.outcome == outcome].value_counts()

@@ -261,3 +261,19 @@ def test_errors_about_where_a_file_is_say_what_to_do(tmp_path: Path) -> None:
     status = consult("status", root=paths.root)
     assert "Next: move the export into data/raw/<wave>/ (the folder named after its wave)" in status.stdout
     assert "(no command)" not in status.stdout
+
+
+def test_validate_says_a_run_would_skip_a_file_already_loaded(tmp_path: Path) -> None:
+    from conftest import make_project
+
+    paths: Paths = make_project(tmp_path / "project")
+    instrument = load_instrument(paths.surveys / "2025" / "instrument.yaml")
+    path = write_export(paths.raw / "2025" / "export.csv", instrument, [response(i) for i in range(1, 4)])
+    before = consult("validate", str(path), root=paths.root)
+    assert "already loaded" not in before.stdout
+    assert consult("load", root=paths.root).returncode == 0
+    after = consult("validate", str(path), root=paths.root)
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.startswith(f"{path}: already loaded (same content as export.csv, wave 2025, loaded ")
+    assert "`consult run` skips it, so it would load nothing." in after.stdout
+    assert json.loads(consult("validate", str(path), "--json", root=paths.root).stdout)["already_loaded"] is True
