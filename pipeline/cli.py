@@ -497,8 +497,10 @@ def cmd_deidentify(args, paths: Paths) -> int:
     print(f"  direct-identifier questions dropped ({len(direct)}): " + ", ".join(direct))
     print(f"  coded answers kept: {len(data.answers)}; open answers kept: {len(data.open_text)}, "
           f"with {int(data.open_text['placeholders'].sum()) if len(data.open_text) else 0} findings replaced")
+    asked = {q.id for q in instrument.questions}
     for concept, rule in micro.numeric_quasi_identifiers.items():
-        print(f"  {concept}: {rule.describe()}")
+        if concept in asked:  # only the rules that apply to this wave's questionnaire
+            print(f"  {concept}: {rule.describe()}")
     print("  key quasi-identifiers are generalised for k-anonymity when loaded (surveys/privacy.yaml)")
     return 0
 

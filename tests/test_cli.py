@@ -277,3 +277,26 @@ def test_validate_says_a_run_would_skip_a_file_already_loaded(tmp_path: Path) ->
     assert after.stdout.startswith(f"{path}: already loaded (same content as export.csv, wave 2025, loaded ")
     assert "`consult run` skips it, so it would load nothing." in after.stdout
     assert json.loads(consult("validate", str(path), "--json", root=paths.root).stdout)["already_loaded"] is True
+
+
+def test_deidentify_shows_only_the_rounding_rules_of_questions_the_wave_has(tmp_path: Path) -> None:
+    from conftest import SHARED_FIXTURES, make_project
+    from pipeline.platforms.draft import draft_instrument
+
+    paths: Paths = make_project(tmp_path / "project")
+    export = SHARED_FIXTURES / "googleforms" / "googleforms-responses.csv"
+    (paths.surveys / "2027").mkdir()
+    (paths.surveys / "2027" / "instrument.yaml").write_text(draft_instrument(export).as_yaml(2027), encoding="utf-8")
+    target = paths.raw / "2027" / "x.csv"
+    target.parent.mkdir()
+    target.write_bytes(export.read_bytes())
+    result = consult("deidentify", str(target), root=paths.root)
+    assert result.returncode == 0, result.stderr
+    assert "respondents would be stored" in result.stdout
+    assert "hourly_wage" not in result.stdout and "hours_per_week" not in result.stdout
+
+    instrument = load_instrument(paths.surveys / "2025" / "instrument.yaml")
+    wages = write_export(paths.raw / "2025" / "export.csv", instrument, [response(1), response(2)])
+    asked = consult("deidentify", str(wages), root=paths.root)
+    assert asked.returncode == 0, asked.stderr
+    assert "  hourly_wage: rounded to the nearest 0.5" in asked.stdout
