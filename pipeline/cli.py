@@ -23,7 +23,10 @@ EXIT_FAILED = 1
 
 
 def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    # One write per line: the report and the QA report render side by side, and print() writes the
+    # line and its end separately, so two threads' lines could run together.
+    sys.stderr.write(f"{message}\n")
+    sys.stderr.flush()
 
 
 def main(argv: list[str] | None = None) -> int:

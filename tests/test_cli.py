@@ -209,7 +209,7 @@ def test_a_run_says_each_thing_once_and_the_cells_only_when_asked(tmp_path: Path
     said = first.stderr.splitlines()
     assert not [line for line in said if ": cell " in line]
     assert not [line for line in said if "format.html" in line]
-    assert any(line.startswith("render index.qmd") for line in said)  # still one line per page
+    assert any(line.startswith("render index.qmd") for line in said), first.stderr  # still one line per page
     assert len([line for line in said if line.startswith("Disclosure audit of the rendered report")]) == 1
     assert any(line.startswith("report rendered by ") for line in said)
 
