@@ -23,14 +23,17 @@ EXIT_FAILED = 1
 
 
 def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    # One write per line: the report and the QA report render side by side, and print() writes the
+    # line and its end separately, so two threads' lines could run together.
+    sys.stderr.write(f"{message}\n")
+    sys.stderr.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
+    if not getattr(args, "handler", None):  # `consult`, or `consult wave` without an action: its own help
+        getattr(args, "help_parser", parser).print_help()
         return 0
     paths = project_paths(Path(args.root) if args.root else None)
     try:
@@ -92,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, help_parser=p)
         return p
 
     p = command("synth", cmd_synth, "Write the built-in synthetic consultation: invented survey exports "
@@ -156,17 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "consultation.pdf (static charts; it runs every page again, so it takes about as long as the site)")
     p.add_argument("--lang", choices=["en", "fr"], default="en", help="fr: also the French report, "
                    "reports/_site/fr/index.html (same figure ids; French text from surveys/indicators.fr.yaml)")
+    _verbose_arg(p)
 
     p = command("qa", cmd_qa, "Render the internal QA report (data/warehouse/qa/index.html, never published): "
                 "the load ledger, validation rules and failures, quarantine, exclusions, duplicates, data-quality flags.")
     p.add_argument("--engine", choices=["auto", "quarto", "offline"], default="auto",
                    help="how to render: Quarto, the built-in offline engine, or auto (Quarto when installed)")
     p.add_argument("--force", action="store_true", help="render even when nothing changed since the last time")
+    _verbose_arg(p)
 
     p = command("quarantine", cmd_quarantine, "List the quarantined rows still waiting for a fix at the source: "
                 "file, row number, failed rules, columns and (non-identifying) values. To release a row, fix the "
                 "response on the survey platform, export again into data/raw/<wave>/ and run `consult run`.")
-    p.add_argument("--file", help="only this export (file name as in the load ledger)")
+    p.add_argument("--file", help="only this export: its name (e.g. export.csv) or its path as `consult status` "
+                   "shows it (e.g. data/raw/2025/export.csv)")
     p.add_argument("--all", action="store_true", help="also rows already released or quarantined again later")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
 
@@ -215,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["auto", "quarto", "offline"], default="auto",
                    help="how to render: Quarto, the built-in offline engine, or auto (Quarto when installed)")
     p.add_argument("--no-report", action="store_true", help="stop after the indicators (no report, no QA report)")
+    _verbose_arg(p)
 
     p = command("status", cmd_status, "Where each wave stands: exports found and loaded, rows quarantined and why, "
                 "quotes waiting for review, disclosure audit, report and release built or out of date, raw exports "
@@ -260,6 +267,27 @@ def _file_args(p: argparse.ArgumentParser) -> None:
     _platform_arg(p)
 
 
+def _verbose_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true", help="while rendering, also name each code cell as it runs "
+                   "(to find a slow or stuck one) and the render engine's own messages")
+
+
+def _render_progress(args) -> Callable[[str], None]:
+    """What rendering prints: one line per page, and the cell-by-cell detail only with --verbose."""
+    from pipeline.render import Detail
+
+    verbose = getattr(args, "verbose", False)
+    return lambda message: None if isinstance(message, Detail) and not verbose else say(message)
+
+
+def _rendered(what: str, result) -> str:
+    """The line naming a rendered report, or saying it is unchanged (nothing changed since it was rendered)."""
+    where = result.output_dir / "index.html"
+    if not result.rendered:
+        return f"{what} unchanged (same data, definitions and report sources): {where}"
+    return f"{what} rendered by {result.engine}: {where}"
+
+
 def _platform_arg(p: argparse.ArgumentParser) -> None:
     from pipeline.platforms import PLATFORMS
 
@@ -285,13 +313,17 @@ def cmd_synth(args, paths: Paths) -> int:
     return 0
 
 
-def _read(args, paths: Paths):
+def _read(args, paths: Paths, command: str):
     from pipeline.ingest import read_export
-    from pipeline.run import instrument_for, wave_of
+    from pipeline.run import RunError, instrument_for, wave_of
 
     path = Path(args.file)
     # --wave, when given, wins over the folder name (the help says the folder is the default)
-    wave = args.wave if args.wave is not None else wave_of(path.resolve())
+    try:
+        wave = args.wave if args.wave is not None else wave_of(path.resolve())
+    except RunError:
+        raise RunError(f"{path}: cannot tell the wave; give it with --wave (e.g. `consult {command} --wave 2025 "
+                       f"{args.file}`), or put the file in a folder named after it, e.g. data/raw/2025/") from None
     instrument = instrument_for(paths, path, wave)
     return read_export(path, instrument, platform=args.platform), instrument
 
@@ -299,7 +331,7 @@ def _read(args, paths: Paths):
 def cmd_ingest(args, paths: Paths) -> int:
     from pipeline.ingest import describe_columns
 
-    export, instrument = _read(args, paths)
+    export, instrument = _read(args, paths, "ingest")
     info = {
         "file": str(export.path), "platform": export.platform, "wave": instrument.wave,
         "header_rows": export.header_rows, "rows": export.rows, "columns": describe_columns(export),
@@ -359,7 +391,12 @@ def cmd_instrument_draft(args, paths: Paths) -> int:
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
-    say(f"wrote {out}. Check it, then save it as surveys/<wave>/instrument.yaml")
+    wave_folder = out.resolve().parent
+    if out.name == "instrument.yaml" and wave_folder.parent == paths.surveys.resolve() and wave_folder.name.isdigit():
+        say(f"wrote {out}. Check it (question types, disclosure, inclusion rules), then run "
+            f"`consult status {wave_folder.name}`.")
+    else:
+        say(f"wrote {out}. Check it, then save it as surveys/<wave>/instrument.yaml")
     return 0
 
 
@@ -386,22 +423,48 @@ def _loaded_before(paths: Paths) -> set[str]:
             return set()
 
 
+def _already_loaded(paths: Paths, path: Path):
+    """The loaded export with this file's content (a run skips it), or None."""
+    import duckdb
+
+    from pipeline.ingest import file_sha256
+    from pipeline.load import connect
+    from pipeline.unload import loaded_files
+
+    if not paths.warehouse.exists():
+        return None
+    sha = file_sha256(path)
+    with connect(paths.warehouse, read_only=True) as con:
+        try:
+            return next((f for f in loaded_files(con) if f.sha256 == sha), None)
+        except duckdb.CatalogException:  # a warehouse file without the schema holds no load
+            return None
+
+
 def cmd_validate(args, paths: Paths) -> int:
     from pipeline.deidentify import load_scrubber
     from pipeline.validate import secret_key, unknown_columns, validate
 
-    export, instrument = _read(args, paths)
-    result = validate(export, instrument, secret_key(), _loaded_before(paths), scrubber=load_scrubber(paths.deid_file))
+    export, instrument = _read(args, paths, "validate")
+    result = validate(export, instrument, secret_key(), _loaded_before(paths), scrubber=load_scrubber(paths.deid_file),
+                      checking_only=True)
     counts = {o: result.count(o) for o in ("loaded", "quarantined", "excluded", "duplicate")}
     issues = [
         {"row": i.source_row, "rule": i.rule, "question": i.concept, "column": i.column, "value": i.value}
         for i in result.issues
     ]
     flags = result.flag_counts()
+    loaded = _already_loaded(paths, Path(args.file))
     if args.json:
         print(json.dumps({"file": str(export.path), "rows": export.rows, **counts, "issues": issues, "flags": flags,
-                          "not_stored": unknown_columns(export)}, indent=2))
+                          "not_stored": unknown_columns(export), "already_loaded": loaded is not None}, indent=2))
         return 0
+    if loaded is not None:
+        from pipeline.load import LOAD_TIME
+
+        print(f"{export.path}: already loaded (same content as {loaded.name}, wave {loaded.wave}, loaded "
+              f"{loaded.loaded_at.strftime(LOAD_TIME)}): `consult run` skips it, so it would load nothing. "
+              "Below: what was checked in it.")
     print(f"{export.path}: {export.rows} rows read")
     for outcome, n in counts.items():
         reasons = result.reason[result.outcome == outcome].value_counts()
@@ -425,9 +488,9 @@ def cmd_deidentify(args, paths: Paths) -> int:
     from pipeline.instrument import Disclosure
     from pipeline.validate import secret_key, validate
 
-    export, instrument = _read(args, paths)
+    export, instrument = _read(args, paths, "deidentify")
     scrubber = load_scrubber(paths.deid_file)
-    result = validate(export, instrument, secret_key(), scrubber=scrubber)
+    result = validate(export, instrument, secret_key(), scrubber=scrubber, checking_only=True)
     micro = load_privacy_rules(privacy_path(paths)).microdata
     data = deidentify(export, result, instrument, scrubber, micro.numeric_quasi_identifiers)
     dropped = [c.name for c in export.columns if c.kind in ("identifier", "unknown")]
@@ -437,8 +500,10 @@ def cmd_deidentify(args, paths: Paths) -> int:
     print(f"  direct-identifier questions dropped ({len(direct)}): " + ", ".join(direct))
     print(f"  coded answers kept: {len(data.answers)}; open answers kept: {len(data.open_text)}, "
           f"with {int(data.open_text['placeholders'].sum()) if len(data.open_text) else 0} findings replaced")
+    asked = {q.id for q in instrument.questions}
     for concept, rule in micro.numeric_quasi_identifiers.items():
-        print(f"  {concept}: {rule.describe()}")
+        if concept in asked:  # only the rules that apply to this wave's questionnaire
+            print(f"  {concept}: {rule.describe()}")
     print("  key quasi-identifiers are generalised for k-anonymity when loaded (surveys/privacy.yaml)")
     return 0
 
@@ -473,15 +538,16 @@ def cmd_report(args, paths: Paths) -> int:
     before = _audit_passes(paths)
     if before is None:
         return EXIT_FAILED
-    result = build_report(paths, engine=args.engine, progress=say, force=args.force, french=args.lang == "fr",
-                          pdf=args.pdf)
-    say(f"report rendered by {result.engine}: {result.output_dir / 'index.html'}")
+    progress = _render_progress(args)
+    result = build_report(paths, engine=args.engine, progress=progress, force=args.force,
+                          french=args.lang == "fr", pdf=args.pdf)
+    say(_rendered("report", result))
     if args.pdf:
         from pipeline.report import build_pdf_report
 
-        pdf = build_pdf_report(paths, engine=args.engine, progress=say, force=args.force)
+        pdf = build_pdf_report(paths, engine=args.engine, progress=progress, force=args.force)
         say(f"PDF rendered by {pdf.engine}: {pdf.path}")
-    audit = _audit_passes(paths, rendered=True, earlier=before)
+    audit = _audit_passes(paths, rendered=True, earlier=before, quiet=True)  # said once, after the release
     if audit is None or not _report_labelled(paths):
         return EXIT_FAILED
     if not _release(paths, audit):  # rendering replaces the whole site, release included
@@ -491,11 +557,12 @@ def cmd_report(args, paths: Paths) -> int:
     return 0
 
 
-def _audit_passes(paths: Paths, rendered: bool = False, earlier=None):
+def _audit_passes(paths: Paths, rendered: bool = False, earlier=None, quiet: bool = False):
     """The disclosure audit gate: no public report from a run that fails it. After rendering, the
     pages are checked too, and removed if they hold anything they must not (`earlier`: the audit
     before rendering, whose warehouse checks are reused). Returns the audit report when it
-    passes, None when it fails."""
+    passes, None when it fails. `quiet`: say nothing when it passes (the release's audit, next,
+    says it for both)."""
     import shutil
 
     from pipeline.audit import AuditReport, audit_file, run_audit
@@ -506,7 +573,7 @@ def _audit_passes(paths: Paths, rendered: bool = False, earlier=None):
     if earlier is None:
         shown = list(report.lines())
     elif report.passed:
-        shown = ["Disclosure audit of the rendered report and release: PASSED, same checks"]
+        shown = [] if quiet else ["Disclosure audit of the rendered report and release: PASSED, same checks"]
     else:
         failing = AuditReport([c for c in report.checks if not c.passed])
         shown = ["Disclosure audit of the rendered report and release: FAILED", *list(failing.lines())[1:]]
@@ -557,6 +624,7 @@ def _release(paths: Paths, audit=None) -> bool:
         if audit is None:  # `consult release` itself: say so and fail
             raise
         say(f"no open data release: {exc}")
+        say("Disclosure audit of the rendered report: PASSED, same checks")  # the one before was quiet
         return True
     return audit is None or _audit_passes(paths, rendered=True, earlier=audit) is not None
 
@@ -611,7 +679,13 @@ def cmd_quotes(args, paths: Paths) -> int:
     from pipeline.anonymity import load_privacy_rules, privacy_path
     from pipeline.quotes import refresh_review_files, review_file
 
-    for wave, tally in refresh_review_files(paths, load_privacy_rules(privacy_path(paths)).quotes).items():
+    from pipeline.quotes import why_no_quotes
+
+    tallies = refresh_review_files(paths, load_privacy_rules(privacy_path(paths)).quotes)
+    for wave, tally in tallies.items():
+        if not sum(tally.values()):
+            print(f"{review_file(paths, wave)}: no quotes to review for wave {wave} ({why_no_quotes(paths, wave)})")
+            continue
         counts = ", ".join(f"{tally.get(s, 0)} {s}" for s in ("approved", "pending", "rejected"))
         print(f"{review_file(paths, wave)}: {counts}")
     return 0
@@ -619,7 +693,12 @@ def cmd_quotes(args, paths: Paths) -> int:
 
 def _quotes_next(args, paths: Paths) -> int:
     """`consult quotes` on its own: write the review files, then say what to do with them."""
+    from pipeline.quotes import review_waves, wave_review
+
     cmd_quotes(args, paths)
+    if not any(q.status == "pending" for wave in review_waves(paths) for q in wave_review(paths, wave)):
+        say("No quote is waiting for review. Next: `consult status` says what is left.")
+        return 0
     say("Next: `consult quotes review` (one quote at a time), or `consult quotes export --wave WAVE FILE.csv` to "
         "review them in a spreadsheet.")
     return 0
@@ -651,10 +730,10 @@ def _after_load(args, paths: Paths, summary, started: float, build_reports) -> i
         if not _version_free(paths):
             print_summary(summary)
             return EXIT_FAILED
-        result, qa = build_reports(paths, engine=args.engine, progress=say)
-        say(f"report rendered by {result.engine}: {result.output_dir / 'index.html'}")
-        say(f"internal QA report (never publish it): {qa.output_dir / 'index.html'}")
-        audit = _audit_passes(paths, rendered=True, earlier=before)
+        result, qa = build_reports(paths, engine=args.engine, progress=_render_progress(args))
+        say(_rendered("report", result))
+        say(_rendered("internal QA report (never publish it)", qa))
+        audit = _audit_passes(paths, rendered=True, earlier=before, quiet=True)  # said once, after the release
         if audit is None or not _report_labelled(paths):
             print_summary(summary)
             return EXIT_FAILED
@@ -681,8 +760,8 @@ def _stale_release_settings(paths: Paths) -> str | None:
 def cmd_qa(args, paths: Paths) -> int:
     from pipeline.report import build_qa_report
 
-    result = build_qa_report(paths, engine=args.engine, progress=say, force=args.force)
-    say(f"internal QA report (never publish it) rendered by {result.engine}: {result.output_dir / 'index.html'}")
+    result = build_qa_report(paths, engine=args.engine, progress=_render_progress(args), force=args.force)
+    say(_rendered("internal QA report (never publish it)", result))
     return 0
 
 
@@ -692,9 +771,18 @@ def cmd_quarantine(args, paths: Paths) -> int:
     from pipeline.load import connect
     from pipeline.qa import by_export, explained_problem, problem_meaning, quarantined_rows, wave_definitions
 
-    with connect(paths.warehouse, read_only=True):  # a clear error when there is no warehouse yet
-        pass
-    rows = [r for r in quarantined_rows(paths.warehouse, args.file) if args.all or r.status == "waiting"]
+    from pipeline.unload import loaded_files
+
+    with connect(paths.warehouse, read_only=True) as con:  # a clear error when there is no warehouse yet
+        files = loaded_files(con)
+    # the ledger names files without their folder: `--file data/raw/2025/export.csv` (as status shows it) works too
+    name = Path(args.file).name if args.file else None
+    if name is not None and name not in {f.name for f in files}:
+        listed = "\n".join("  " + f.line() for f in files) or "  (none: nothing is loaded)"
+        say(f"error: {args.file}: no loaded export has this name. Loaded exports:\n{listed}\n"
+            "Next: `consult quarantine --file NAME` with one of these names, or `consult quarantine` for every export.")
+        return EXIT_BAD_INPUT
+    rows = [r for r in quarantined_rows(paths.warehouse, name) if args.all or r.status == "waiting"]
     definitions = wave_definitions(paths.surveys)
     for r in rows:  # what each failed check means, from the wave's own instrument and rules.yaml
         for p in r.problems:
@@ -703,7 +791,7 @@ def cmd_quarantine(args, paths: Paths) -> int:
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return 0
     if not rows:
-        print("No quarantined row" + (" in " + args.file if args.file else "") + " is waiting for a fix.")
+        print("No quarantined row" + (" in " + name if name else "") + " is waiting for a fix.")
         return 0
     for heading, mine in by_export(rows):
         print(f"{heading}: {len(mine)} quarantined row(s)")
@@ -750,8 +838,14 @@ def cmd_wave_new(args, paths: Paths) -> int:
 def cmd_quotes_review(args, paths: Paths) -> int:
     from pipeline.quotes import review_interactively, review_waves, wave_review
 
+    from pipeline.quotes import why_no_quotes
+
     cmd_quotes(args, paths)  # candidates from the latest load first
     waves = [args.wave] if args.wave else review_waves(paths)
+    if args.wave and not wave_review(paths, args.wave):
+        print(f"No quotes to review for wave {args.wave} ({why_no_quotes(paths, args.wave)}). Next: `consult status "
+              f"{args.wave}` says what is left.")
+        return 0
     waiting = [q for wave in waves for q in wave_review(paths, wave) if q.status == "pending"]
     if not waiting:
         print("No quote is waiting for review. Next: `consult audit`.")

@@ -263,10 +263,33 @@ def problem_meaning(problem: dict, definitions: tuple[Instrument, WaveRules] | N
         allowed = _allowed_range(definitions[0], problem["concept"])
         if allowed:
             return allowed
+    if rule == "invalid_code" and definitions is not None:
+        allowed = _allowed_codes(definitions[0], problem["concept"])
+        if allowed:
+            return allowed
     if rule in RULE_HELP:
         return RULE_HELP[rule]
     declared = {r.id: r.message for r in definitions[1].rules} if definitions is not None else {}
     return declared.get(rule, DECLARED_RULE)
+
+
+SHOWN_CODES = 10  # a longer list of codes ends with "..."
+
+
+def _allowed_codes(instrument: Instrument, concept: str) -> str | None:
+    """`an answer code the question does not have; its codes: 1 "Yes", 2 "No"`, from the instrument."""
+    question = next((q for q in instrument.questions if q.id == concept), None)
+    choices = instrument.choices_of(question) if question is not None else []
+    if not choices:
+        return None
+
+    def label(text: str) -> str:
+        text = " ".join(text.split())
+        return text if len(text) <= 40 else text[:39].rstrip() + "…"
+
+    shown = [f'{c.code} "{label(c.label.en)}"' for c in choices[:SHOWN_CODES]]
+    more = ", ..." if len(choices) > SHOWN_CODES else ""
+    return f"{RULE_HELP['invalid_code']}; its codes: {', '.join(shown)}{more}"
 
 
 def _allowed_range(instrument: Instrument, concept: str) -> str | None:

@@ -147,7 +147,32 @@ def refresh_review_files(paths: Paths, rules: QuoteRules) -> dict[int, Counter]:
         entries += [q for q in decided.values() if q.id not in current and q.status != "pending"]
         write_review(path, wave, entries, source)
         tallies[wave] = Counter(q.status for q in entries)
+    # A loaded wave with no candidate quote (no open-text question, or no open answer to quote) gets an
+    # empty file: its quotes are then done, rather than "no review file yet" for ever.
+    for wave in _loaded_waves(paths) - set(tallies):
+        path = review_file(paths, wave)
+        if not path.exists():
+            write_review(path, wave, [], source)
+            tallies[wave] = Counter()
     return tallies
+
+
+def _loaded_waves(paths: Paths) -> set[int]:
+    with connect(paths.warehouse, read_only=True) as con:
+        return {int(w) for (w,) in con.execute("SELECT DISTINCT wave FROM load_ledger").fetchall()}
+
+
+def why_no_quotes(paths: Paths, wave: int) -> str:
+    """Why a loaded wave has no quote to review, in a few words."""
+    from pipeline.instrument import InstrumentError, QuestionType, instrument_path, load_instrument
+
+    try:
+        instrument = load_instrument(instrument_path(paths.surveys, wave))
+    except (InstrumentError, OSError):
+        return "none of its open answers can be quoted"
+    if not any(q.type == QuestionType.text for q in instrument.questions):
+        return "it has no open-text question"
+    return "none of its open answers can be quoted (surveys/privacy.yaml sets how long a quote may be)"
 
 
 def _warehouse_source(paths: Paths) -> str | None:

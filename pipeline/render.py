@@ -86,6 +86,12 @@ class RenderResult:
     engine: str  # human-readable description, e.g. "Quarto 1.6.40"
     output_dir: Path
     pages: list[Path]  # written HTML files, in render order
+    rendered: bool = True  # False: nothing changed, the pages of the last rendering stay
+
+
+class Detail(str):
+    """A progress line shown only on request (`consult run --verbose`): one per executed cell, the
+    engine's own output. The page-level lines stay, so a long render still shows it is moving."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,7 +239,7 @@ def _run_streaming(cmd: list[str], cwd: Path, env: dict[str, str], say: Progress
                           stderr=subprocess.STDOUT, text=True) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
-            say(line.rstrip())
+            say(Detail(line.rstrip()))
             tail.append(line.rstrip())
     if proc.returncode != 0:
         raise RenderError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n" + "\n".join(tail))
@@ -645,7 +651,7 @@ def execute_page(page: Page, cells: list[Cell], *, cwd: Path, env: dict[str, str
         with client.setup_kernel(env=env, cleanup_kc=True):
             for pos, (cell, nb_cell) in enumerate(zip(cells, nb.cells)):
                 label = f" ({cell.label})" if cell.label else ""
-                say(f"  {page.out_rel.with_suffix('.qmd')}: cell {cell.index}{label}")
+                say(Detail(f"  {page.out_rel.with_suffix('.qmd')}: cell {cell.index}{label}"))
                 try:
                     client.execute_cell(nb_cell, pos)
                 except (CellControlSignal, DeadKernelError) as exc:
@@ -1151,7 +1157,7 @@ def _render_offline(root: Path, extra: dict[str, str], say: Progress) -> RenderR
         raise RenderError(f"{root}: no .qmd pages to render")
     description = engine_description("offline")
     if project.ignored_options:
-        say(f"offline engine ignores format.html options: {', '.join(project.ignored_options)}")
+        say(Detail(f"offline engine ignores format.html options: {', '.join(project.ignored_options)}"))
     # Parse every page before running anything: syntax errors surface in seconds.
     pages = [parse_page(src, root) for src in project.inputs]
     titles = {str(p.out_rel): str(page_options(project, p).get("title") or p.source.stem) for p in pages}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pipeline.config import Paths
 from pipeline.load import connect
-from pipeline.render import RenderResult, choose_engine, load_project, render_project
+from pipeline.render import Detail, RenderResult, choose_engine, load_project, render_project
 
 MANIFEST = "manifest.json"
 QA_PROJECT = "qa"  # reports/qa/: the internal QA report, its own Quarto project
@@ -44,8 +44,9 @@ def build_report(paths: Paths, engine: str = "auto", progress=lambda _m: None, f
                     french or (paths.site / FRENCH_PROJECT / "index.html").is_file())
     previous = _previous_manifest(paths.site)
     if not force and previous.get("inputs_key") == key and all((paths.site / p).is_file() for p in previous["pages"]):
-        progress("the report is up to date (same data, definitions and report sources): not rendered again")
-        result = RenderResult(previous["engine"], paths.site, [paths.site / p for p in previous["pages"]])
+        progress(Detail("the report is up to date (same data, definitions and report sources): not rendered again"))
+        result = RenderResult(previous["engine"], paths.site, [paths.site / p for p in previous["pages"]],
+                              rendered=False)
     else:
         key = _site_key(base, pdf, french)  # rendering replaces the whole folder, earlier PDF and French with it
         progress("rendering the report")
@@ -94,7 +95,7 @@ def build_french_report(paths: Paths, engine: str, progress, force: bool, key: s
     if not force and recorded.get("inputs_key") == key and all((paths.site / p).is_file() for p in recorded["pages"]):
         progress("the French report is up to date: not rendered again")
         return RenderResult(recorded["engine"], paths.site / FRENCH_PROJECT,
-                            [paths.site / p for p in recorded["pages"]])
+                            [paths.site / p for p in recorded["pages"]], rendered=False)
     progress("rendering the French report")
     result = render_project(paths.reports / FRENCH_PROJECT, engine=engine, env=_page_env(paths, pdf, "fr"),
                             progress=progress)
@@ -155,7 +156,7 @@ def build_reports(paths: Paths, engine: str = "auto",
     own kernel process, so on two cores the QA report adds next to nothing to the public report's
     time. The QA report's messages are marked [QA]."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        qa = pool.submit(build_qa_report, paths, engine, lambda message: progress(f"[QA] {message}"))
+        qa = pool.submit(build_qa_report, paths, engine, lambda message: progress(type(message)(f"[QA] {message}")))
         public = build_report(paths, engine=engine, progress=progress)
         return public, qa.result()
 
@@ -204,8 +205,9 @@ def build_qa_report(paths: Paths, engine: str = "auto", progress=lambda _m: None
     key = qa_inputs_key(paths, choose_engine(engine, shutil.which("quarto")))
     previous = _previous_manifest(output_dir)
     if not force and previous.get("inputs_key") == key and all((output_dir / p).is_file() for p in previous["pages"]):
-        progress("the QA report is up to date: not rendered again")
-        return RenderResult(previous["engine"], output_dir, [output_dir / p for p in previous["pages"]])
+        progress(Detail("the QA report is up to date: not rendered again"))
+        return RenderResult(previous["engine"], output_dir, [output_dir / p for p in previous["pages"]],
+                            rendered=False)
     env = {"CONSULT_WAREHOUSE": str(paths.warehouse), "CONSULT_HOME": str(paths.root)}
     progress("rendering the internal QA report")
     result = render_project(project, engine=engine, env=env, progress=progress)

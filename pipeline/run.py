@@ -177,6 +177,7 @@ def _prepare_new_files(con, paths: Paths, files: list[Path], synthetic: bool, su
     new_waves = {wave_of(path, wave) for path, sha in hashes.items() if sha not in done}
     if new_waves:  # before any export is read: a large one takes minutes to read and check
         _refuse_unstated_comparability(con, paths, new_waves)
+        _refuse_missing_rate_years(paths, new_waves)
     loads: list[FileLoad] = []
     for number, path in enumerate(files, start=1):
         progress(f"[{number}/{len(files)}] {path.name}")
@@ -194,6 +195,17 @@ def _prepare_new_files(con, paths: Paths, files: list[Path], synthetic: bool, su
         loads.append(item)
         summary.files.append(_file_summary(item))
     return loads
+
+
+def _refuse_missing_rate_years(paths: Paths, new_waves: set[int]) -> None:
+    """Every loaded wave is stored with the living-wage rates it is compared with (load.write_run):
+    a wave the table names no rate year for stops the run here, before its exports are read, rather
+    than after."""
+    from pipeline.deidentify import load_reference_table
+
+    table = load_reference_table(paths.living_wage_file)
+    for wave in sorted(new_waves):
+        table.year_for(wave)  # DerivationError: says what to add to surveys/reference/living_wage.yaml
 
 
 def _refuse_unstated_comparability(con, paths: Paths, new_waves: set[int]) -> None:
@@ -340,8 +352,12 @@ def instrument_for(paths: Paths, path: Path, wave: int) -> Instrument:
     instrument_file = instrument_path(paths.surveys, wave)
     if not instrument_file.exists():
         known = ", ".join(str(w) for w in available_waves(paths.surveys)) or "none"
+        latest = max(available_waves(paths.surveys), default=None)
+        start = (f"If {wave} is a new wave, start it with `consult wave new {wave} --from {latest}`; otherwise move "
+                 "the file into the folder of its wave." if latest is not None and wave > latest else
+                 "Move the file into the folder of its wave.")
         raise RunError(f"{path}: no instrument for wave {wave} ({instrument_file} is missing; "
-                       f"waves with an instrument: {known}). Is the file in the right folder?")
+                       f"waves with an instrument: {known}). {start}")
     return load_instrument(instrument_file)
 
 

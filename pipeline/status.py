@@ -61,7 +61,8 @@ def _unplaced_step(unplaced: list[str]) -> dict | None:
     if not unplaced:
         return None
     return _step(2, None, f"Move {', '.join(unplaced)} into the folder of its wave (e.g. data/raw/2025/), then run "
-                 "`consult run`: the run stops at an export whose wave it cannot tell.")
+                 "`consult run`: the run stops at an export whose wave it cannot tell.",
+                 todo="move the export into data/raw/<wave>/ (the folder named after its wave)")
 
 
 def _practice_step(facts: dict, exports: list[RawFile]) -> dict | None:
@@ -80,8 +81,9 @@ def _first_wave_step(paths: Paths) -> dict:
                  "(`consult instrument draft` writes a starting one from an export).")
 
 
-def _step(stage: int, command: str | None, why: str) -> dict:
-    return {"stage": stage, "command": command, "why": why}
+def _step(stage: int, command: str | None, why: str, todo: str | None = None) -> dict:
+    """`todo`: for a step no command does, what to do, for the `Next:` line."""
+    return {"stage": stage, "command": command, "why": why, **({"todo": todo} if todo else {})}
 
 
 # --- facts ------------------------------------------------------------------------------------
@@ -266,7 +268,7 @@ def _wave_status(paths: Paths, wave: int, exports: list[RawFile], synthetic: boo
         "instrument_error": broken,
         "rules": str(rules.relative_to(paths.root)) if rules.exists() else None,
         "rules_error": _rules_error(instrument),
-        "derived_error": _derived_error(instrument, derivations),
+        "derived_error": _derived_error(instrument, derivations) or _rate_year_error(paths, instrument),
         "comparability_error": unstated.get(wave),
         "exports": [{"file": str(f.path.relative_to(paths.root)), "sha256": f.sha256, "bytes": f.bytes,
                      "loaded": f.sha256 in loaded_shas} for f in mine],
@@ -339,6 +341,21 @@ def _derived_error(instrument: Instrument | None, derivations: Derivations | str
     return None
 
 
+def _rate_year_error(paths: Paths, instrument: Instrument | None) -> str | None:
+    """The run's check that the living-wage table names the rates a wave is compared with: every loaded
+    wave needs it (the warehouse keeps each wave's rates), whether the wave was started with
+    `consult wave new` or `consult instrument draft`, and whether or not it asks the wage."""
+    from pipeline.deidentify import load_reference_table
+
+    if instrument is None:
+        return None
+    try:
+        load_reference_table(paths.living_wage_file).year_for(instrument.wave)
+    except DerivationError as exc:
+        return str(exc)
+    return None
+
+
 def _unstated_comparability(paths: Paths, facts: dict, exports: list[RawFile],
                             derivations: Derivations | str) -> dict[int, str]:
     """By wave: a change of who is in scope with no `population_change:` statement, and the
@@ -405,8 +422,8 @@ def _next_step(paths: Paths, status: dict, outputs: dict) -> dict:
     if status["derived_error"] and (waiting or not status["files_loaded"]):
         # a load of this wave stops there: before its export (stage 8), or first when one waits (a run stops)
         then = "" if waiting else f". Then, when the survey closes, export the responses into data/raw/{wave}/"
-        return _step(1 if waiting else 8, None, f"Wave {wave}'s export cannot be loaded yet (`consult wave new` "
-                     f"listed it as REQUIRED): {status['derived_error']}{then}.")
+        return _step(1 if waiting else 8, None, f"Wave {wave}'s export cannot be loaded yet: "
+                     f"{status['derived_error']}{then}.")
     if status["comparability_error"]:
         # the run stops before reading an export: first when one waits or figures are recomputed
         now = waiting or status["files_loaded"]
@@ -471,7 +488,7 @@ def status_lines(status: dict, wave: int | None = None) -> list[str]:
         lines.append("Exports not in a folder named after their wave (move them, e.g. to data/raw/2025/): "
                      + ", ".join(status["exports_without_wave"]))
     step = shown[0]["next"] if wave is not None and shown else status["next"]
-    lines.append("Next: " + (f"`{step['command']}`" if step["command"] else "(no command)"))
+    lines.append("Next: " + (f"`{step['command']}`" if step["command"] else step.get("todo", "(no command)")))
     lines.append(_indented("      ", step["why"]))
     return lines
 

@@ -163,16 +163,19 @@ def validate(
     already_seen: set[str] | frozenset[str] = frozenset(),
     rules: WaveRules | None = None,
     scrubber: "Scrubber | None" = None,
+    checking_only: bool = False,
 ) -> Validation:
     """Give every row of `export` its outcome. `already_seen`: response keys loaded before;
     `rules`: the wave's rules.yaml (default: the file beside the instrument, if any); `scrubber`:
-    what failing values are scrubbed with (default: the one of the instrument's surveys folder)."""
+    what failing values are scrubbed with (default: the one of the instrument's surveys folder);
+    `checking_only`: for a command that loads nothing (validate, deidentify), whose errors then do
+    not speak of loading."""
     rules = rules if rules is not None else load_wave_rules(instrument)
     if scrubber is None:
         from pipeline.deidentify import scrubber_beside  # deidentify imports this module
 
         scrubber = scrubber_beside(instrument)
-    check_structure(export, instrument)
+    check_structure(export, instrument, checking_only)
     outcome = pd.Series(LOADED, index=export.answers.index, dtype=object)
     reason = _nones(export.answers.index)
     view = AnswerView(export.answers, instrument)
@@ -210,11 +213,12 @@ def _rules_file(instrument: Instrument, rules: WaveRules) -> str:
 WRITE_RESPONSE_IDS = {"qualtrics": "ResponseId", "surveymonkey": "Respondent ID", "redcap": "record_id"}
 
 
-def check_structure(export: Export, instrument: Instrument) -> None:
+def check_structure(export: Export, instrument: Instrument, checking_only: bool = False) -> None:
     sheets = "".join(f"; {note}" for note in export.notes if note.startswith("only the first sheet"))
     if export.rows == 0:
-        raise StructuralError(f"{export.path}: the export has a header but no responses (if this file is not a "
-                              f"survey export, move it out of data/raw/){sheets}")
+        raise StructuralError(f"{export.path}: the export has a header but no responses ("
+                              + ("check that this is the survey's export, with its responses" if checking_only else
+                                 "if this file is not a survey export, move it out of data/raw/") + f"){sheets}")
     _check_wave(export, instrument)
     _refuse_rounded_ids(export)
     present = set(export.answers.columns)
@@ -222,9 +226,12 @@ def check_structure(export: Export, instrument: Instrument) -> None:
     if len(present) / max(1, len(questions)) < 0.5:
         raise StructuralError(
             f"{export.path}: only {len(present)} of {len(questions)} questions of the "
-            f"{instrument.wave} instrument were found; this looks like a different survey{sheets}. Nothing was "
-            f"loaded. If it is, move it out of data/raw/ (`consult run` reads every file there); if it is this "
-            f"wave's export, check that the survey platform's column names match the instrument's aliases "
+            f"{instrument.wave} instrument were found; this looks like a different survey{sheets}. "
+            + (f"If it is, check it against that survey's wave instead (--wave WAVE); if it is this wave's export, "
+               if checking_only else
+               "Nothing was loaded. If it is, move it out of data/raw/ (`consult run` reads every file there); if it "
+               "is this wave's export, ")
+            + f"check that the survey platform's column names match the instrument's aliases "
             f"(`consult inspect {export.path}` lists the columns)"
         )
     missing = [q for q in questions if q.id not in present]

@@ -192,3 +192,111 @@ def test_the_audit_is_listed_in_full_once_and_later_passes_say_one_line(empty_pr
     assert any("file=index.html" in line for line in failed)  # the failing check in full
     assert not any("k-anonymity" in line for line in failed)  # not the checks that passed again
     assert not empty_project.site.exists()
+
+
+def test_a_run_says_each_thing_once_and_the_cells_only_when_asked(tmp_path: Path) -> None:
+    """`consult run` as an analyst reads it: no line per code cell (unless --verbose), no render-engine
+    jargon, the audit of the rendered report and release said once, and a run with nothing new says
+    the report is unchanged rather than "rendered"."""
+    from conftest import make_project
+
+    paths: Paths = make_project(tmp_path / "project")
+    instrument = load_instrument(paths.surveys / "2025" / "instrument.yaml")
+    write_export(paths.raw / "2025" / "export.csv", instrument, [response(i) for i in range(1, 40)])
+
+    first = consult("run", "--engine", "offline", root=paths.root)
+    assert first.returncode == 0, first.stderr
+    said = first.stderr.splitlines()
+    assert not [line for line in said if ": cell " in line]
+    assert not [line for line in said if "format.html" in line]
+    assert any(line.startswith("render index.qmd") for line in said), first.stderr  # still one line per page
+    assert len([line for line in said if line.startswith("Disclosure audit of the rendered report")]) == 1
+    assert any(line.startswith("report rendered by ") for line in said)
+
+    again = consult("run", "--engine", "offline", root=paths.root)
+    assert again.returncode == 0, again.stderr
+    said = again.stderr.splitlines()
+    assert not [line for line in said if line.startswith("report rendered")]
+    assert f"report unchanged (same data, definitions and report sources): {paths.site / 'index.html'}" in said
+    assert len([line for line in said if line.startswith("Disclosure audit of the rendered report")]) == 1
+
+    verbose = consult("qa", "--engine", "offline", "--force", "--verbose", root=paths.root)
+    assert verbose.returncode == 0, verbose.stderr
+    assert "  index.qmd: cell 1" in verbose.stderr.splitlines()
+
+
+def test_a_command_without_its_action_shows_its_own_actions() -> None:
+    # `consult wave` or `consult instrument` alone: the actions of that command, not the list of all commands.
+    for command, action in (("wave", "new"), ("instrument", "draft")):
+        result = consult(command)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"usage: consult {command} ")
+        assert f"    {action} " in result.stdout
+        assert "synth" not in result.stdout  # not the top-level list of commands
+
+
+def test_errors_about_where_a_file_is_say_what_to_do(tmp_path: Path) -> None:
+    from conftest import SHARED_FIXTURES, make_project
+
+    instrument = load_instrument(REPO / "surveys" / "2025" / "instrument.yaml")
+    loose = write_export(tmp_path / "x.csv", instrument, [response(1), response(2)])
+    no_wave = consult("validate", str(loose))
+    assert no_wave.returncode == 2
+    assert f"cannot tell the wave; give it with --wave (e.g. `consult validate --wave 2025 {loose}`)" in no_wave.stderr
+
+    later = write_export(tmp_path / "2030" / "export.csv", instrument, [response(1), response(2)])
+    unknown = consult("validate", str(later))
+    assert unknown.returncode == 2
+    assert "no instrument for wave 2030" in unknown.stderr
+    assert "If 2030 is a new wave, start it with `consult wave new 2030 --from 2025`" in unknown.stderr
+
+    # Checking a file loads nothing: the error does not speak of loading it or moving it out of data/raw/.
+    other = consult("deidentify", str(SHARED_FIXTURES / "googleforms" / "googleforms-responses.csv"), "--wave", "2025")
+    assert other.returncode == 2 and "this looks like a different survey" in other.stderr
+    assert "loaded" not in other.stderr and "move it out" not in other.stderr
+    assert "check it against that survey's wave instead (--wave WAVE)" in other.stderr
+
+    paths: Paths = make_project(tmp_path / "project")
+    write_export(paths.raw / "loose.csv", instrument, [response(1), response(2)])
+    status = consult("status", root=paths.root)
+    assert "Next: move the export into data/raw/<wave>/ (the folder named after its wave)" in status.stdout
+    assert "(no command)" not in status.stdout
+
+
+def test_validate_says_a_run_would_skip_a_file_already_loaded(tmp_path: Path) -> None:
+    from conftest import make_project
+
+    paths: Paths = make_project(tmp_path / "project")
+    instrument = load_instrument(paths.surveys / "2025" / "instrument.yaml")
+    path = write_export(paths.raw / "2025" / "export.csv", instrument, [response(i) for i in range(1, 4)])
+    before = consult("validate", str(path), root=paths.root)
+    assert "already loaded" not in before.stdout
+    assert consult("load", root=paths.root).returncode == 0
+    after = consult("validate", str(path), root=paths.root)
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.startswith(f"{path}: already loaded (same content as export.csv, wave 2025, loaded ")
+    assert "`consult run` skips it, so it would load nothing." in after.stdout
+    assert json.loads(consult("validate", str(path), "--json", root=paths.root).stdout)["already_loaded"] is True
+
+
+def test_deidentify_shows_only_the_rounding_rules_of_questions_the_wave_has(tmp_path: Path) -> None:
+    from conftest import SHARED_FIXTURES, make_project
+    from pipeline.platforms.draft import draft_instrument
+
+    paths: Paths = make_project(tmp_path / "project")
+    export = SHARED_FIXTURES / "googleforms" / "googleforms-responses.csv"
+    (paths.surveys / "2027").mkdir()
+    (paths.surveys / "2027" / "instrument.yaml").write_text(draft_instrument(export).as_yaml(2027), encoding="utf-8")
+    target = paths.raw / "2027" / "x.csv"
+    target.parent.mkdir()
+    target.write_bytes(export.read_bytes())
+    result = consult("deidentify", str(target), root=paths.root)
+    assert result.returncode == 0, result.stderr
+    assert "respondents would be stored" in result.stdout
+    assert "hourly_wage" not in result.stdout and "hours_per_week" not in result.stdout
+
+    instrument = load_instrument(paths.surveys / "2025" / "instrument.yaml")
+    wages = write_export(paths.raw / "2025" / "export.csv", instrument, [response(1), response(2)])
+    asked = consult("deidentify", str(wages), root=paths.root)
+    assert asked.returncode == 0, asked.stderr
+    assert "  hourly_wage: rounded to the nearest 0.5" in asked.stdout

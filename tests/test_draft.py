@@ -200,3 +200,14 @@ def test_answers_holding_emails_or_phone_numbers_never_become_choices(tmp_path: 
     assert found["how_can_we_reach_you"]["type"] == "text" and "choices" not in found["how_can_we_reach_you"]
     assert "jo@example.org" not in text and "416-555-0199" not in text
     assert [c["label"]["en"] for c in found["region"]["choices"]] == ["North", "South"]
+
+
+def test_a_draft_written_where_the_wave_reads_it_says_to_check_it_and_run_status(tmp_path: Path) -> None:
+    paths = make_project(tmp_path / "project")
+    out = paths.surveys / "2026" / "instrument.yaml"
+    source = SHARED_FIXTURES / "googleforms" / "googleforms-responses.csv"
+    result = consult("--root", str(paths.root), "instrument", "draft", str(source), "--wave", "2026", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == (f"wrote {out}. Check it (question types, disclosure, inclusion rules), then run "
+                                     "`consult status 2026`.")
+    assert "save it as" not in result.stderr

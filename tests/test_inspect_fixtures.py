@@ -182,3 +182,11 @@ def test_a_column_named_francophone_is_a_question_and_phone_columns_are_identifi
     phones = ["phone", "telephone", "phone_number", "HomePhone", "homephone", "Q7_phone"]
     assert found == {"francophone": ("question", None), "anglophone": ("question", None),
                      **{name: ("identifier", "phone") for name in phones}}
+
+
+def test_the_note_on_repeating_instruments_is_a_whole_sentence() -> None:
+    result = consult("inspect", str(SHARED_FIXTURES / "redcap" / "redcap-repeating-sparse.csv"))
+    assert result.returncode == 0, result.stderr
+    [note] = [line for line in result.stdout.splitlines() if "repeating instruments" in line]
+    assert note.endswith("one row per record (and event) is one response, so the answers in those rows are not "
+                         "loaded")

@@ -302,3 +302,57 @@ def test_the_qa_tables_count_a_re_export_saved_over_the_first_apart(empty_projec
     assert all(name in rules for name in names)
     failing = qa.rules_md().split("### Checks that failed")[1]
     assert names[0] in failing and names[1] not in failing  # only the first file's paid_sick_days failed
+
+
+def test_quarantine_takes_the_export_path_status_shows_and_names_the_loaded_ones_for_an_unknown_name(
+        empty_project: Paths) -> None:
+    from pipeline.instrument import load_instrument
+
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    rows = [response(i) for i in range(5)] + [response(5, {"hourly_wage": 2450})]
+    write_export(empty_project.raw / "2025" / "export.csv", instrument, rows)
+    run_load(empty_project)
+
+    by_path = consult(empty_project, "quarantine", "--file", "data/raw/2025/export.csv")
+    assert by_path.returncode == 0, by_path.stderr
+    assert "export.csv (wave 2025): 1 quarantined row(s)" in by_path.stdout
+    assert "row 9: hourly_wage" in by_path.stdout
+
+    typo = consult(empty_project, "quarantine", "--file", "exprot.csv")
+    assert typo.returncode == 2
+    assert "No quarantined row" not in typo.stdout
+    assert typo.stderr.startswith("error: exprot.csv: no loaded export has this name. Loaded exports:\n  export.csv  wave 2025")
+    assert "Next: `consult quarantine --file NAME`" in typo.stderr
+
+
+def test_an_invalid_code_is_explained_with_the_codes_the_question_has(empty_project: Paths) -> None:
+    from pipeline.instrument import load_instrument
+
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    write_export(empty_project.raw / "2025" / "export.csv", instrument,
+                 [response(i) for i in range(5)] + [response(5, {"paid_sick_days": "8"})])
+    run_load(empty_project)
+    listed = consult(empty_project, "quarantine")
+    assert listed.returncode == 0, listed.stderr
+    assert ("row 9: paid_sick_days (column Q15, value '8'): an answer code the question does not have; its codes: "
+            '1 "Yes", 2 "No", 3 "Don\'t know" [invalid_code]') in listed.stdout
+
+
+def test_a_long_list_of_codes_is_cut_short() -> None:
+    from pipeline.instrument import Choice, Labels
+    from pipeline.qa import problem_meaning
+
+    choices = [Choice(code=str(n), label=Labels(en=f"Region {n}", fr=f"Région {n}")) for n in range(1, 15)]
+
+    class Question:
+        id, choices_ = "region", choices
+
+    class Instrument:
+        questions = [Question()]
+
+        def choices_of(self, question):
+            return question.choices_
+
+    meaning = problem_meaning({"rule": "invalid_code", "concept": "region"}, (Instrument(), None))
+    assert meaning.endswith('its codes: 1 "Region 1", 2 "Region 2", 3 "Region 3", 4 "Region 4", 5 "Region 5", '
+                            '6 "Region 6", 7 "Region 7", 8 "Region 8", 9 "Region 9", 10 "Region 10", ...')

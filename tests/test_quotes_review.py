@@ -303,3 +303,38 @@ def test_a_quote_approved_with_its_text_edited_in_the_review_file_is_refused(loa
     second["text"] = stored[second["id"]]
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     assert {q.id for q in published_quotes(loaded)} == {first["id"], second["id"]}
+
+
+def test_a_wave_with_no_open_text_question_has_no_quotes_to_review_and_status_moves_on(tmp_path: Path, capsys) -> None:
+    """A questionnaire with no open-text question (here drafted from a Google Forms export): its quotes
+    are done once loaded, instead of `status` sending staff to `consult quotes`, which wrote nothing and
+    sent them to `consult quotes review`, which said to run `consult quotes`."""
+    import json
+    import shutil
+
+    from conftest import SHARED_FIXTURES, make_project
+    from pipeline.platforms.draft import draft_instrument
+    from pipeline.run import run_load
+
+    paths = make_project(tmp_path / "project")
+    export = SHARED_FIXTURES / "googleforms" / "googleforms-responses.csv"
+    (paths.surveys / "2026").mkdir()
+    (paths.surveys / "2026" / "instrument.yaml").write_text(draft_instrument(export).as_yaml(2026), encoding="utf-8")
+    rates = paths.surveys / "reference" / "living_wage.yaml"
+    rates.write_text(rates.read_text(encoding="utf-8").rstrip("\n") + "\n  2026: {year: 2024}\n", encoding="utf-8")
+    (paths.raw / "2026").mkdir()
+    shutil.copy(export, paths.raw / "2026" / "form.csv")
+    run_load(paths)
+    root = ["--root", str(paths.root)]
+
+    assert main([*root, "quotes"]) == 0
+    said = capsys.readouterr()
+    assert "no quotes to review for wave 2026 (it has no open-text question)" in said.out
+    assert "No quote is waiting for review." in said.err and "consult quotes review" not in said.err
+
+    assert main([*root, "quotes", "review", "--wave", "2026"]) == 0
+    assert "No quotes to review for wave 2026 (it has no open-text question)." in capsys.readouterr().out
+
+    assert main([*root, "status", "2026", "--json"]) == 0
+    step = json.loads(capsys.readouterr().out)["next"]
+    assert "quotes" not in (step["command"] or "") and "quotes" not in step["why"]

@@ -345,3 +345,27 @@ def test_consult_run_ends_with_the_release_settings_reminder(loaded: Paths, caps
     said = "".join(capsys.readouterr())
     assert ("note: surveys/release.yaml still describes an earlier release (version 2024.1, dated 2024-06-30) but "
             "the warehouse holds wave 2025") in said
+
+
+def test_a_wave_drafted_from_an_export_needs_its_living_wage_year_before_status_says_run(tmp_path, capsys) -> None:
+    """A wave started with `consult instrument draft` (not `consult wave new`, which lists the living-wage
+    year as REQUIRED): status names the missing rate year instead of sending staff to `consult run`, and
+    the run stops on it before reading the export."""
+    from conftest import SHARED_FIXTURES, make_project
+    from pipeline.platforms.draft import draft_instrument
+
+    paths = make_project(tmp_path / "project")
+    export = SHARED_FIXTURES / "googleforms" / "googleforms-responses.csv"
+    (paths.surveys / "2026").mkdir()
+    (paths.surveys / "2026" / "instrument.yaml").write_text(draft_instrument(export).as_yaml(2026), encoding="utf-8")
+    (paths.raw / "2026").mkdir()
+    shutil.copy(export, paths.raw / "2026" / "form.csv")
+
+    step = status_json(paths, capsys, "2026")["next"]
+    assert step["command"] is None
+    assert "no rate year is set for wave 2026" in step["why"] and "living_wage.yaml" in step["why"]
+
+    assert main(["--root", str(paths.root), "run"]) == 2
+    said = capsys.readouterr().err
+    assert "no rate year is set for wave 2026" in said
+    assert "read 79 rows" not in said  # stopped before reading the export

@@ -96,7 +96,8 @@ class REDCap:
             forms = sorted({cell.strip() for cell in cells[repeat][instance]})
             layout.notes.append(
                 f"{int(instance.sum())} rows are instances of repeating instruments ({', '.join(forms)}) "
-                "and are not read: one row per record (and event) is"
+                "and are not read: one row per record (and event) is one response, so the answers in those rows "
+                "are not loaded"
             )
         statuses = [c.index for c in columns if c.role and c.role.startswith("form_status")]
         if statuses:
