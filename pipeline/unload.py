@@ -221,9 +221,11 @@ def _refuse_dependants(con: duckdb.DuckDBPyConnection, target: LoadedFile) -> No
     gone nothing would hold those responses, so a warehouse without the file would have loaded them."""
     others = con.execute(
         "SELECT l.file_name, l.wave, count(*) FROM row_outcomes o JOIN load_ledger l USING (file_sha256) "
-        "WHERE o.outcome = 'duplicate' AND o.file_sha256 <> ? AND o.response_key IN "
-        "(SELECT response_key FROM seen_responses WHERE file_sha256 = ?) GROUP BY ALL ORDER BY ALL",
-        [target.sha256, target.sha256]).fetchall()
+        "WHERE o.outcome = 'duplicate' AND o.file_sha256 <> ? AND (o.response_key IN "
+        "(SELECT response_key FROM seen_responses WHERE file_sha256 = ?) OR o.content_key IN "
+        "(SELECT content_key FROM row_outcomes WHERE file_sha256 = ? AND outcome = 'loaded')) "
+        "GROUP BY ALL ORDER BY ALL",
+        [target.sha256, target.sha256, target.sha256]).fetchall()
     if others:
         named = ", ".join(f"{name} (wave {w}: {n} row(s))" for name, w, n in others)
         raise UnloadError(
