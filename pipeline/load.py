@@ -194,15 +194,19 @@ def holds_synthetic(con: duckdb.DuckDBPyConnection) -> bool | None:
     return None if not rows else bool(rows[0][0])
 
 
+# row_outcomes as read by commands that open the warehouse read-only (status, charts, unload): one
+# made before content keys, not yet given the column by a run, reads content_key as NULL.
+ROW_OUTCOMES = "(SELECT * FROM row_outcomes UNION ALL BY NAME SELECT NULL::VARCHAR AS content_key WHERE false)"
+
 # Responses per wave and what became of them (the public methods page, `consult status`): a
 # response read from several exports (a corrected re-export repeats the others) counts once, by its
 # keyed response id, with the best of its outcomes. Rows without a response id count once by their
 # content key, the n-th row of a file with a content with the n-th of every other file (two people
 # who answered alike in one file stay two); rows with neither (loaded before content keys) count each.
 RESPONSES_BY_WAVE = """
-    WITH numbered AS (
+    WITH numbered AS (  -- BY NAME: a warehouse not yet given content_key (opened read-only) reads it as NULL
         SELECT *, row_number() OVER (PARTITION BY file_sha256, content_key ORDER BY source_row) AS nth
-        FROM row_outcomes),
+        FROM """ + ROW_OUTCOMES + """),
     responses AS (
         SELECT l.wave, bool_or(l.synthetic) AS synthetic,
                min(CASE o.outcome WHEN 'loaded' THEN 1 WHEN 'quarantined' THEN 2
