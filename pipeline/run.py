@@ -239,9 +239,16 @@ def content_note(name: str, platform: str, validation: Validation, earlier: list
     keyed = validation.content_keys.notna()
     matched = int((validation.reason == SAME_CONTENT).sum())
     fresh = int((keyed & validation.outcome.isin(["loaded", "quarantined"])).sum())
+    files = ", ".join(earlier) if earlier else "an earlier export"
+    if matched and validation.content_answers_only:
+        return (f"{name}: this export has no response id, submission time or email, so {matched} row(s) were "
+                f"recognised as rows loaded before from {files} by their answers alone (counted as duplicates), "
+                f"{fresh} row(s) are new or changed. Two people who answered alike look the same: if this export "
+                "holds only responses not loaded before, those rows were set aside wrongly. Export with the response "
+                "id column (LimeSurvey: id; Kobo: _uuid) or the submission time when the platform has one (docs/"
+                "runbook.md, \"Exports without response ids\").")
     if not matched or not fresh:
         return None
-    files = ", ".join(earlier) if earlier else "an earlier export"
     return (f"{name}: {platform} exports have no response ids, so responses are recognised by their content "
             f"(submission time, email, answers): {matched} row(s) match rows loaded before from {files} (counted "
             f"as duplicates), {fresh} row(s) are new or changed. A response edited on the platform since the "

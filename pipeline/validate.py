@@ -138,6 +138,8 @@ class Validation:
     flags: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "flag", "detail"]))
     # keyed hashes of the content of the rows without a response id (None for rows with one)
     content_keys: pd.Series | None = None
+    # the export has no submission time, email or username: content keys are the answers alone
+    content_answers_only: bool = False
 
     def count(self, outcome: str) -> int:
         return int((self.outcome == outcome).sum())
@@ -212,7 +214,10 @@ def validate(
                       instrument),
         rule_flags({r.id: _rule_fails(view, r) & in_scope for r in rules.by_severity("flag")}),
     ], ignore_index=True)
-    return Validation(outcome, reason, issues, results, keys, gx_result, flags, content_keys=contents)
+    answers_only = not (bool(times.notna().to_numpy().any()) or any(
+        role in export.identifiers and bool(export.identifiers[role].notna().any()) for role in ("email", "username")))
+    return Validation(outcome, reason, issues, results, keys, gx_result, flags, content_keys=contents,
+                      content_answers_only=answers_only)
 
 
 def _rules_file(instrument: Instrument, rules: WaveRules) -> str:

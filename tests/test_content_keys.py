@@ -185,3 +185,18 @@ def test_unload_refuses_the_earlier_export_while_a_later_one_holds_its_rows_as_d
     first.rename(project.root / "form.csv")  # out of data/raw, as unload asks
     with pytest.raises(UnloadError, match=r"again\.csv \(wave 2025: 10 row\(s\)\)"):
         unload(project, "form.csv")
+
+
+def test_rows_recognised_by_their_answers_alone_are_said_to_be(tmp_path: Path) -> None:
+    from pipeline.run import content_note
+
+    # a table someone assembled: no response id, no time, no email (the form's first two columns dropped)
+    table = copy_of(form(tmp_path / "source.csv", STAMPS[:3]), tmp_path / "2025" / "table.csv",
+                    lambda records: [r[2:] for r in records])
+    first = checked(table)
+    assert first.count("loaded") == 3 and first.content_answers_only
+    later_file = copy_of(table, tmp_path / "2025" / "again.csv", lambda records: records)
+    later = checked(later_file, loaded_contents(first))
+    assert later.count("duplicate") == 3
+    note = content_note("again.csv", "csv", later, ["table.csv"])
+    assert note and "by their answers alone" in note and "set aside wrongly" in note
