@@ -558,11 +558,12 @@ def content_keys(export: Export, instrument: Instrument, times: pd.DataFrame, se
         values = export.answers[question.id].iloc[chosen]
         if question.type is QuestionType.multiple:
             parts.append([_cell(sorted(set(v))) if isinstance(v, list) else _cell(v) for v in values.tolist()])
-        elif question.type is QuestionType.numeric:
-            parsed = numbers(values).tolist()
-            parts.append([_cell(n) if n == n else _cell(v) for n, v in zip(parsed, values.tolist())])  # NaN: as written
-        else:
-            parts.append([_cell(v) for v in values.tolist()])
+        elif question.type is QuestionType.numeric:  # the number read; as written when it cannot be read
+            parts.append(_per_distinct(values, lambda d: pd.Series(
+                [_cell(n) if n == n else _cell(v) for n, v in zip(numbers(d).tolist(), d.tolist())], dtype=object)
+            ).tolist())
+        else:  # once per distinct value: a column repeats the same few codes
+            parts.append(_per_distinct(values, lambda d: pd.Series([_cell(v) for v in d.tolist()], dtype=object)).tolist())
     keyed = hmac.new(secret, CONTENT_KEY_VERSION.encode(), digestmod=hashlib.sha256)
     keys = []
     for row in zip(*parts) if parts else ([()] * len(chosen)):
