@@ -156,8 +156,9 @@ def test_a_corrected_google_forms_re_export_adds_no_respondent(project: Paths, c
     # the set-aside copy cannot be matched to its loaded original (no id): it counts apart, said so
     assert wave["responses"]["read"] == len(STAMPS) + 1
     assert wave["responses"]["loaded"] == len(STAMPS)
-    # only keyed hashes are kept: no timestamp in the clear
-    assert not warehouse_rows(project, "SELECT * FROM row_outcomes WHERE content_key LIKE '%2025%'")
+    # only keyed hashes are kept (64 hexadecimal digits), one per row read
+    assert warehouse_rows(project, "SELECT count(*), count(*) FILTER (WHERE regexp_full_match(content_key, "
+                                   "'[0-9a-f]{64}')) FROM row_outcomes") == [(2 * len(STAMPS), 2 * len(STAMPS))]
 
 
 def test_a_warehouse_with_id_less_rows_from_before_content_keys_stops_the_next_such_export(project: Paths) -> None:
