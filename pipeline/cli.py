@@ -407,20 +407,25 @@ def _concept_ids(paths: Paths) -> frozenset[str]:
                      for q in load_instrument(instrument_path(paths.surveys, wave)).questions)
 
 
-def _loaded_before(paths: Paths) -> set[str]:
-    """The responses the warehouse already holds (keyed ids), so that validate predicts what a run
-    would do: a response loaded before is a duplicate, not a row to load."""
+def _loaded_before(paths: Paths) -> tuple[set[str], dict[str, int]]:
+    """The responses the warehouse already holds (keyed ids, and content keys of rows without an id),
+    so that validate predicts what a run would do: a response loaded before is a duplicate, not a
+    row to load."""
     import duckdb
 
-    from pipeline.load import connect, seen_response_keys
+    from pipeline.load import connect, seen_content_keys, seen_response_keys
 
     if not paths.warehouse.exists():
-        return set()
+        return set(), {}
     with connect(paths.warehouse, read_only=True) as con:
         try:
-            return seen_response_keys(con)
+            keys = seen_response_keys(con)
         except duckdb.CatalogException:  # a warehouse file without the schema holds no response
-            return set()
+            return set(), {}
+        try:
+            return keys, seen_content_keys(con)
+        except duckdb.BinderException:  # a warehouse made before content keys (the next run adds the column)
+            return keys, {}
 
 
 def _already_loaded(paths: Paths, path: Path):
@@ -446,8 +451,9 @@ def cmd_validate(args, paths: Paths) -> int:
     from pipeline.validate import secret_key, unknown_columns, validate
 
     export, instrument = _read(args, paths, "validate")
-    result = validate(export, instrument, secret_key(), _loaded_before(paths), scrubber=load_scrubber(paths.deid_file),
-                      checking_only=True)
+    seen, contents = _loaded_before(paths)
+    result = validate(export, instrument, secret_key(), seen, scrubber=load_scrubber(paths.deid_file),
+                      seen_contents=contents, checking_only=True)
     counts = {o: result.count(o) for o in ("loaded", "quarantined", "excluded", "duplicate")}
     issues = [
         {"row": i.source_row, "rule": i.rule, "question": i.concept, "column": i.column, "value": i.value}
@@ -801,7 +807,10 @@ def cmd_quarantine(args, paths: Paths) -> int:
             for p in r.problems or [None]:
                 print(f"  row {r.row}{status}: " + (explained_problem(p) if p else "no reason recorded"))
     print("Fix each response on the survey platform, export again into data/raw/<wave>/ and run `consult run`: "
-          "the fixed rows load, the rows loaded before count as duplicates.")
+          "the fixed rows load, the rows loaded before count as duplicates (recognised by their response id, or, "
+          "on platforms without one such as Google Forms, by their unchanged submission time and answers). "
+          "Without response ids a fixed row cannot be matched to the row set aside, which stays counted as set "
+          "aside beside it.")
     return 0
 
 
@@ -957,6 +966,8 @@ def print_summary(summary) -> None:
     for f in read:
         if f.not_stored:
             print(f"  {f.file}: {_not_stored_note(f.not_stored, f.wave)}")
+        for note in f.notes:
+            print(f"  {note}")
     if any(f.quarantined for f in read):
         print("  quarantined rows: `consult quarantine` lists them with what to fix; details in the QA report")
     print("Next: `consult status` says what is left for each wave (quotes to review, audit, report, release).")

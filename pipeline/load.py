@@ -164,22 +164,55 @@ def seen_response_keys(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {row[0] for row in con.execute("SELECT response_key FROM seen_responses").fetchall()}
 
 
+def seen_content_keys(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """The content keys of the rows loaded without a response id, with how many rows loaded each."""
+    return dict(con.execute("SELECT content_key, count(*) FROM row_outcomes WHERE outcome = 'loaded' "
+                            "AND content_key IS NOT NULL GROUP BY content_key").fetchall())
+
+
+def unkeyed_loaded_files(con: duckdb.DuckDBPyConnection, wave: int) -> list[tuple[str, int]]:
+    """The wave's exports that loaded rows with neither a response id nor a content key (loaded before
+    the pipeline kept content keys), with how many: a later export without response ids cannot be
+    checked against them."""
+    return [(name, int(n)) for name, n in con.execute(
+        "SELECT l.file_name, count(*) FROM row_outcomes o JOIN load_ledger l USING (file_sha256) "
+        "WHERE l.wave = ? AND o.outcome = 'loaded' AND o.response_key IS NULL AND o.content_key IS NULL "
+        "GROUP BY l.file_name, l.loaded_at ORDER BY l.loaded_at", [wave]).fetchall()]
+
+
+def content_keyed_files(con: duckdb.DuckDBPyConnection, wave: int) -> list[str]:
+    """The wave's exports that loaded rows recognised by their content (no response id), oldest first."""
+    return [name for (name,) in con.execute(
+        "SELECT l.file_name FROM load_ledger l WHERE l.wave = ? AND EXISTS (SELECT 1 FROM row_outcomes o WHERE "
+        "o.file_sha256 = l.file_sha256 AND o.outcome = 'loaded' AND o.content_key IS NOT NULL) ORDER BY l.loaded_at",
+        [wave]).fetchall()]
+
+
 def holds_synthetic(con: duckdb.DuckDBPyConnection) -> bool | None:
     """True/False when the warehouse holds synthetic/real data, None when it is empty."""
     rows = con.execute("SELECT DISTINCT synthetic FROM load_ledger").fetchall()
     return None if not rows else bool(rows[0][0])
 
 
+# row_outcomes as read by commands that open the warehouse read-only (status, charts, unload): one
+# made before content keys, not yet given the column by a run, reads content_key as NULL.
+ROW_OUTCOMES = "(SELECT * FROM row_outcomes UNION ALL BY NAME SELECT NULL::VARCHAR AS content_key WHERE false)"
+
 # Responses per wave and what became of them (the public methods page, `consult status`): a
 # response read from several exports (a corrected re-export repeats the others) counts once, by its
-# keyed response id, with the best of its outcomes; rows without a response id count each.
+# keyed response id, with the best of its outcomes. Rows without a response id count once by their
+# content key, the n-th row of a file with a content with the n-th of every other file (two people
+# who answered alike in one file stay two); rows with neither (loaded before content keys) count each.
 RESPONSES_BY_WAVE = """
-    WITH responses AS (
+    WITH numbered AS (  -- BY NAME: a warehouse not yet given content_key (opened read-only) reads it as NULL
+        SELECT *, row_number() OVER (PARTITION BY file_sha256, content_key ORDER BY source_row) AS nth
+        FROM """ + ROW_OUTCOMES + """),
+    responses AS (
         SELECT l.wave, bool_or(l.synthetic) AS synthetic,
                min(CASE o.outcome WHEN 'loaded' THEN 1 WHEN 'quarantined' THEN 2
                                   WHEN 'excluded' THEN 3 ELSE 4 END) AS outcome
-        FROM row_outcomes o JOIN load_ledger l USING (file_sha256)
-        GROUP BY l.wave, coalesce(o.response_key, o.file_sha256 || '#' || o.source_row))
+        FROM numbered o JOIN load_ledger l USING (file_sha256)
+        GROUP BY l.wave, coalesce(o.response_key, o.content_key || '#' || o.nth, o.file_sha256 || '#' || o.source_row))
     SELECT wave, bool_or(synthetic) AS synthetic, count(*) AS read,
            count(*) FILTER (WHERE outcome = 1) AS loaded, count(*) FILTER (WHERE outcome = 3) AS excluded,
            count(*) FILTER (WHERE outcome = 4) AS duplicates, count(*) FILTER (WHERE outcome = 2) AS quarantined
@@ -205,6 +238,7 @@ def write_run(con: duckdb.DuckDBPyConnection, loads: list[FileLoad], run_id: str
         _write_file(con, item, run_id, now)
         item.data = None
         item.validation.response_keys = None
+        item.validation.content_keys = None
     _write_living_wage(con, living_wage_file, {item.instrument.wave for item in loads})
 
 
@@ -233,6 +267,8 @@ def _write_file(con: duckdb.DuckDBPyConnection, item: FileLoad, run_id: str, now
         "reason": validation.reason.values,
         "response_key": (validation.response_keys.reindex(validation.outcome.index).values
                          if validation.response_keys is not None else None),
+        "content_key": (validation.content_keys.reindex(validation.outcome.index).values
+                        if validation.content_keys is not None else None),
     })
     _append(con, "row_outcomes", outcomes)
     issues = pd.DataFrame(

@@ -30,19 +30,22 @@ from pipeline.load import (
     GroupCodes,
     WarehouseError,
     connect,
+    content_keyed_files,
     ensure_schema,
     holds_synthetic,
     loaded_hashes,
     questionnaire_changed,
     refresh_questionnaire,
+    seen_content_keys,
     seen_response_keys,
+    unkeyed_loaded_files,
     unrecorded_waves,
     waves_before_inclusion_check,
     write_error,
     write_run,
 )
 from pipeline.population import population_message, unstated_population_changes
-from pipeline.validate import secret_key, unknown_columns, validate
+from pipeline.validate import SAME_CONTENT, Validation, secret_key, unknown_columns, validate
 
 Progress = Callable[[str], None]
 
@@ -65,6 +68,7 @@ class FileSummary:
     flags: dict[str, int] = field(default_factory=dict)  # loaded respondents with each data-quality flag
     # columns matching no question of the instrument: not stored (a renamed question would be lost)
     not_stored: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the analyst should know about the file
 
 
 @dataclass
@@ -173,6 +177,8 @@ def _prepare_new_files(con, paths: Paths, files: list[Path], synthetic: bool, su
     """Read, validate and de-identify every file not loaded before; nothing is written yet."""
     done = loaded_hashes(con)
     seen = seen_response_keys(con)
+    contents = seen_content_keys(con)
+    keyed_in_run: dict[int, list[str]] = {}  # files of this run whose rows were keyed by content, by wave
     hashes = {path: file_sha256(path) for path in files}
     new_waves = {wave_of(path, wave) for path, sha in hashes.items() if sha not in done}
     if new_waves:  # before any export is read: a large one takes minutes to read and check
@@ -187,13 +193,24 @@ def _prepare_new_files(con, paths: Paths, files: list[Path], synthetic: bool, su
             summary.files.append(FileSummary(path.name, file_wave, "already loaded"))
             continue
         done.add(sha)
-        item = _prepare(paths, path, file_wave, synthetic, seen, progress)
+        item = _prepare(paths, path, file_wave, synthetic, seen, progress, contents)
         return_freed_memory()  # the file's raw frames
+        keyed = item.validation.content_keys is not None and item.validation.content_keys.notna().any()
+        if keyed:
+            _refuse_unkeyed_rows(con, path, file_wave)
         # Later files see the responses this file loads (not the ones it set aside or excluded:
         # those load when a corrected export brings them again).
         seen |= set(item.validation.keys_of("loaded"))
+        for key in item.validation.contents_of("loaded"):
+            contents[key] = contents.get(key, 0) + 1
         loads.append(item)
         summary.files.append(_file_summary(item))
+        if keyed:
+            earlier = content_keyed_files(con, file_wave) + keyed_in_run.get(file_wave, [])
+            if note := content_note(path.name, item.export.platform, item.validation, earlier):
+                summary.files[-1].notes.append(note)
+                progress(f"    {note}")
+            keyed_in_run.setdefault(file_wave, []).append(path.name)
     return loads
 
 
@@ -206,6 +223,52 @@ def _refuse_missing_rate_years(paths: Paths, new_waves: set[int]) -> None:
     table = load_reference_table(paths.living_wage_file)
     for wave in sorted(new_waves):
         table.year_for(wave)  # DerivationError: says what to add to surveys/reference/living_wage.yaml
+
+
+def _refuse_unkeyed_rows(con, path: Path, wave: int) -> None:
+    """An export without response ids, in a wave that loaded rows without response ids before the
+    pipeline recognised such rows by their content: those rows cannot be matched, and every one this
+    export repeats would be loaded a second time."""
+    unkeyed = unkeyed_loaded_files(con, wave)
+    if not unkeyed:
+        return
+    named = ", ".join(f"{name} ({n} response(s))" for name, n in unkeyed)
+    raise RunError(
+        f"{path}: this export has no response ids, so its responses are recognised by their content (submission "
+        f"time, email, answers); but wave {wave} holds responses without response ids loaded before the pipeline "
+        f"kept that content: {named}. Responses of theirs repeated here would be counted twice. Nothing was loaded. "
+        "Take those exports back and load them again, so their content is kept: move each out of "
+        f"data/raw/{wave}/, `consult unload <file> --yes`, put it back, then `consult run` (docs/runbook.md, "
+        "\"Taking back an export loaded by mistake\"). If this export replaces them (a later download of the same "
+        "responses), leave them out of data/raw/ instead. Or rebuild the warehouse: `make clean-warehouse`, then "
+        "`consult run`.")
+
+
+def content_note(name: str, platform: str, validation: Validation, earlier: list[str]) -> str | None:
+    """What to tell the analyst when an export without response ids repeats rows loaded before and
+    brings other rows: those are new responses, or responses edited on the platform since (their old
+    version stays loaded), which nothing can tell apart without a response id."""
+    keyed = validation.content_keys.notna()
+    matched = int((validation.reason == SAME_CONTENT).sum())
+    fresh = int((keyed & validation.outcome.isin(["loaded", "quarantined"])).sum())
+    files = ", ".join(earlier) if earlier else "an earlier export"
+    if matched and validation.content_answers_only:
+        return (f"{name}: this export has no response id, submission time or email, so {matched} row(s) were "
+                f"recognised as rows loaded before from {files} by their answers alone (counted as duplicates), "
+                f"{fresh} row(s) are new or changed. Two people who answered alike look the same: if this export "
+                "holds only responses not loaded before, those rows were set aside wrongly. Export with the response "
+                "id column (LimeSurvey: id; Kobo: _uuid) or the submission time when the platform has one (docs/"
+                "runbook.md, \"Exports without response ids\").")
+    if not matched or not fresh:
+        return None
+    return (f"{name}: {platform} exports have no response ids, so responses are recognised by their content "
+            f"(submission time, email, answers): {matched} row(s) match rows loaded before from {files} (counted "
+            f"as duplicates), {fresh} row(s) are new or changed. A response edited on the platform since the "
+            "earlier export cannot be told from a new one: it is loaded again and its old version stays loaded. "
+            "If the form lets respondents edit their responses, replace the earlier export(s) with this one "
+            f"instead: move them and this file out of data/raw/, `consult unload {name} --yes`, then `consult "
+            f"unload <file> --yes` for each earlier one, put only this file back and run `consult run` (docs/"
+            "runbook.md, \"Exports without response ids\").")
 
 
 def _refuse_unstated_comparability(con, paths: Paths, new_waves: set[int]) -> None:
@@ -361,12 +424,13 @@ def instrument_for(paths: Paths, path: Path, wave: int) -> Instrument:
     return load_instrument(instrument_file)
 
 
-def _prepare(paths: Paths, path: Path, wave: int, synthetic: bool, seen: set[str], progress: Progress) -> FileLoad:
+def _prepare(paths: Paths, path: Path, wave: int, synthetic: bool, seen: set[str], progress: Progress,
+             contents: dict[str, int] | None = None) -> FileLoad:
     instrument = instrument_for(paths, path, wave)
     export = read_export(path, instrument)
     progress(f"    read {export.rows} rows ({export.platform}); validating")
     scrubber = load_scrubber(paths.deid_file)  # failing values are scrubbed as open answers are
-    validation = validate(export, instrument, secret_key(), seen, scrubber=scrubber)
+    validation = validate(export, instrument, secret_key(), seen, scrubber=scrubber, seen_contents=contents)
     export = only_what_deidentify_reads(export)
     progress("    de-identifying")
     microdata = load_privacy_rules(privacy_path(paths)).microdata

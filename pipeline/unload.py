@@ -21,7 +21,7 @@ from pipeline.anonymity import load_checked_privacy_rules, load_privacy_rules, p
 from pipeline.config import Paths
 from pipeline.disclosure import load_rules
 from pipeline.indicators import compute, load_checked_catalogue, merged_code_labels
-from pipeline.load import LOAD_TIME, connect, ensure_schema, write_error
+from pipeline.load import LOAD_TIME, ROW_OUTCOMES, connect, ensure_schema, write_error
 
 # Per-wave tables of what a wave's loads brought (its questionnaire, reference rates, protection
 # record): they go with the wave's last export, as in a warehouse that never loaded it.
@@ -220,10 +220,12 @@ def _refuse_dependants(con: duckdb.DuckDBPyConnection, target: LoadedFile) -> No
     """Rows of other exports counted as duplicates of responses this file loaded: once the file is
     gone nothing would hold those responses, so a warehouse without the file would have loaded them."""
     others = con.execute(
-        "SELECT l.file_name, l.wave, count(*) FROM row_outcomes o JOIN load_ledger l USING (file_sha256) "
-        "WHERE o.outcome = 'duplicate' AND o.file_sha256 <> ? AND o.response_key IN "
-        "(SELECT response_key FROM seen_responses WHERE file_sha256 = ?) GROUP BY ALL ORDER BY ALL",
-        [target.sha256, target.sha256]).fetchall()
+        f"SELECT l.file_name, l.wave, count(*) FROM {ROW_OUTCOMES} o JOIN load_ledger l USING (file_sha256) "
+        "WHERE o.outcome = 'duplicate' AND o.file_sha256 <> ? AND (o.response_key IN "
+        "(SELECT response_key FROM seen_responses WHERE file_sha256 = ?) OR o.content_key IN "
+        f"(SELECT content_key FROM {ROW_OUTCOMES} WHERE file_sha256 = ? AND outcome = 'loaded')) "
+        "GROUP BY ALL ORDER BY ALL",
+        [target.sha256, target.sha256, target.sha256]).fetchall()
     if others:
         named = ", ".join(f"{name} (wave {w}: {n} row(s))" for name, w, n in others)
         raise UnloadError(

@@ -3,8 +3,11 @@
 Each row read gets exactly one outcome:
 - excluded: out of scope by the instrument's inclusion rules (no consent, ineligible) or incomplete;
 - duplicate: a repeated submission: the same platform response id (in this file: `same_response_id`,
-  or loaded before: `loaded_before`), or the same person answering twice (`resubmitted`, judged on
-  answers and timing with the thresholds of the wave's rules.yaml);
+  or loaded before: `loaded_before`); for a row without a response id (Google Forms, a plain table,
+  Kobo or LimeSurvey exported without their id column), the same content as a row loaded from an
+  earlier export (`loaded_before_same_content`: submission time, email or username, every answer);
+  or the same person answering twice (`resubmitted`, judged on answers and timing with the
+  thresholds of the wave's rules.yaml);
 - quarantined: fails one or more rules run by Great Expectations: rules generated from the
   instrument (codes, numbers, ranges, dates, required answers, skip logic, collection window) and
   the cross-question rules of rules.yaml. Each failed rule is one Issue (reason code, question,
@@ -30,7 +33,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
 LOADED, QUARANTINED, EXCLUDED, DUPLICATE = "loaded", "quarantined", "excluded", "duplicate"
 OUTCOMES = (LOADED, QUARANTINED, EXCLUDED, DUPLICATE)
 LOADED_BEFORE, SAME_RESPONSE_ID, RESUBMITTED = "loaded_before", "same_response_id", "resubmitted"
+SAME_CONTENT = "loaded_before_same_content"  # no response id: recognised by its content (content_keys)
 OUTSIDE_WINDOW = "outside_collection_window"
 # Rules whose failing value says nothing more than the rule itself (or is an exact timestamp).
 NO_VALUE_RULES = {"required_missing", OUTSIDE_WINDOW}
@@ -89,6 +93,8 @@ RULE_HELP = {
     PREVIEW: "a preview or test response made while building the survey (the platform's response type)",
     SPAM: "a response the survey platform flagged as spam",
     LOADED_BEFORE: "the same response (platform response id) was loaded from an earlier export",
+    SAME_CONTENT: "the same response (no response id on this platform: the same submission time, email and every "
+                  "answer) was loaded from an earlier export",
     SAME_RESPONSE_ID: "the same response (platform response id) appears twice in the file",
     RESUBMITTED: "the same person answered twice (judged on email or IP address, answers and timing)",
     SPEEDER: "finished implausibly fast for the questionnaire",
@@ -130,6 +136,10 @@ class Validation:
     response_keys: pd.Series | None = None  # keyed hashes of platform response ids
     gx_result: dict[str, Any] = field(default_factory=dict)
     flags: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "flag", "detail"]))
+    # keyed hashes of the content of the rows without a response id (None for rows with one)
+    content_keys: pd.Series | None = None
+    # the export has no submission time, email or username: content keys are the answers alone
+    content_answers_only: bool = False
 
     def count(self, outcome: str) -> int:
         return int((self.outcome == outcome).sum())
@@ -139,6 +149,12 @@ class Validation:
         if self.response_keys is None:
             return []
         return self.response_keys[self.outcome == outcome].dropna().tolist()
+
+    def contents_of(self, outcome: str) -> list[str]:
+        """Content keys of the rows with this outcome (only rows without a response id have one)."""
+        if self.content_keys is None:
+            return []
+        return self.content_keys[self.outcome == outcome].dropna().tolist()
 
     def loaded_flags(self, keys: pd.Series) -> pd.DataFrame:
         """Flags of the loaded rows under their respondent keys (`keys`: row -> key): no identifier."""
@@ -164,8 +180,11 @@ def validate(
     rules: WaveRules | None = None,
     scrubber: "Scrubber | None" = None,
     checking_only: bool = False,
+    seen_contents: Mapping[str, int] | None = None,
 ) -> Validation:
     """Give every row of `export` its outcome. `already_seen`: response keys loaded before;
+    `seen_contents`: content keys loaded before, with how many rows loaded each (rows without a
+    response id are recognised by them);
     `rules`: the wave's rules.yaml (default: the file beside the instrument, if any); `scrubber`:
     what failing values are scrubbed with (default: the one of the instrument's surveys folder);
     `checking_only`: for a command that loads nothing (validate, deidentify), whose errors then do
@@ -182,8 +201,10 @@ def validate(
     _exclusions(export, instrument, view, outcome, reason)
     keys = _response_keys(export, secret)
     _repeated_ids(keys, already_seen, outcome, reason)
-    in_scope = outcome == LOADED
     times = _timestamps(export, instrument, rules.date_order, _rules_file(instrument, rules))
+    contents = content_keys(export, instrument, times, secret, keys.isna())
+    _repeated_contents(contents, seen_contents or {}, outcome, reason)
+    in_scope = outcome == LOADED
     _check_dates(export, instrument, times)
     issues, results, gx_result = _expectations(export, instrument, rules, view, times, in_scope, scrubber)
     for issue in issues:
@@ -196,7 +217,10 @@ def validate(
                       instrument),
         rule_flags({r.id: _rule_fails(view, r) & in_scope for r in rules.by_severity("flag")}),
     ], ignore_index=True)
-    return Validation(outcome, reason, issues, results, keys, gx_result, flags)
+    answers_only = not (bool(times.notna().to_numpy().any()) or any(
+        role in export.identifiers and bool(export.identifiers[role].notna().any()) for role in ("email", "username")))
+    return Validation(outcome, reason, issues, results, keys, gx_result, flags, content_keys=contents,
+                      content_answers_only=answers_only)
 
 
 def _rules_file(instrument: Instrument, rules: WaveRules) -> str:
@@ -497,6 +521,94 @@ def _repeated_ids(keys: pd.Series, already_seen: set[str] | frozenset[str], outc
     reason[repeated] = SAME_RESPONSE_ID
 
 
+# --- rows without a response id: recognised by their content --------------------------------------
+#
+# Google Forms has no response id, nor has a plain table, nor a Kobo or LimeSurvey export made
+# without its id column. A corrected or later export repeats every response loaded before, so each
+# row without an id gets a content key: a keyed hash (the response ids' secret) of its submission
+# time (the parsed one, to the minute: Excel rewrites 2025-06-03 14:22:05 as 6/3/2025 14:22 and
+# drops the seconds; the text as written when it cannot be read), its email and username when the
+# export has them, and every answer as read (codes, numbers, sorted choices, trimmed text).
+# - Only rows loaded from earlier exports are matched, and each at most once: two rows of one export
+#   with the same content are two people (a file's rows are never merged with each other on content
+#   alone), and an earlier export that loaded a content twice matches two rows of a later one.
+# - A response the respondent edited on the platform after an earlier export (Google Forms' "allow
+#   response editing": the timestamp becomes the edit's and answers change) no longer matches: its
+#   new version loads beside the old. No id means this cannot be told apart from a new response;
+#   the run says so (pipeline/run.py, content_note) and how to replace the earlier export instead.
+# The key holds no identifier in the clear; like a response id's, it is stored, the content never.
+
+
+CONTENT_KEY_VERSION = "content-v1"
+
+
+def content_keys(export: Export, instrument: Instrument, times: pd.DataFrame, secret: bytes,
+                 rows: pd.Series) -> pd.Series:
+    """The content key of each row where `rows` is True (the rows without a response id); None elsewhere."""
+    index = export.answers.index
+    chosen = np.flatnonzero(rows.reindex(index, fill_value=False).to_numpy(dtype=bool))
+    out = _nones(index)
+    if not len(chosen):
+        return out
+    parts: list[list[str]] = []
+    for name in times.columns:
+        stamps = times[name].iloc[chosen]
+        written = export.identifiers[name].iloc[chosen] if name in export.identifiers else stamps
+        parts.append([f"{t:%Y-%m-%d %H:%M}" if not pd.isna(t) else _cell(w) for t, w in
+                      zip(stamps.tolist(), written.tolist())])
+    for role in ("email", "username"):
+        if role in export.identifiers:
+            parts.append([_cell(v) for v in _normalised(export.identifiers[role].iloc[chosen]).tolist()])
+    for question in instrument.questions:
+        if question.id not in export.answers:
+            continue
+        values = export.answers[question.id].iloc[chosen]
+        if question.type is QuestionType.multiple:
+            parts.append([_cell(sorted(set(v))) if isinstance(v, list) else _cell(v) for v in values.tolist()])
+        elif question.type is QuestionType.numeric:  # the number read; as written when it cannot be read
+            parts.append(_per_distinct(values, lambda d: pd.Series(
+                [_cell(n) if n == n else _cell(v) for n, v in zip(numbers(d).tolist(), d.tolist())], dtype=object)
+            ).tolist())
+        else:  # once per distinct value: a column repeats the same few codes
+            parts.append(_per_distinct(values, lambda d: pd.Series([_cell(v) for v in d.tolist()], dtype=object)).tolist())
+    keyed = hmac.new(secret, CONTENT_KEY_VERSION.encode(), digestmod=hashlib.sha256)
+    keys = []
+    for row in zip(*parts) if parts else ([()] * len(chosen)):
+        digest = keyed.copy()
+        digest.update("\x1f".join(row).encode("utf-8"))
+        keys.append(digest.hexdigest())
+    out.iloc[chosen] = keys
+    return out
+
+
+def _cell(value: Any) -> str:
+    """A cell as the content key reads it: missing as one mark, text trimmed with its spaces collapsed,
+    a whole number without its .0, a list as its items."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "\x00"
+    if isinstance(value, list):
+        return "\x1e".join(_cell(v) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = " ".join(str(value).split())
+    return text if text else "\x00"
+
+
+def _repeated_contents(contents: pd.Series, seen: Mapping[str, int], outcome: pd.Series, reason: pd.Series) -> None:
+    """Rows whose content was loaded before: as many as were loaded, in the file's order."""
+    if not seen:
+        return
+    left = dict(seen)
+    candidates = contents[contents.notna() & (outcome == LOADED)]
+    matched = []
+    for row, key in zip(candidates.index.tolist(), candidates.tolist()):
+        if left.get(key, 0) > 0:
+            left[key] -= 1
+            matched.append(row)
+    outcome.loc[matched] = DUPLICATE
+    reason.loc[matched] = SAME_CONTENT
+
+
 # --- the same person answering twice ------------------------------------------------------------
 #
 # A resubmission has a new response id, so it is recognised by who sent it and what it says.
@@ -515,7 +627,7 @@ def _repeated_ids(keys: pd.Series, already_seen: set[str] | frozenset[str], outc
 
 def _resubmissions(export: Export, instrument: Instrument, settings: Duplicates, times: pd.DataFrame,
                    outcome: pd.Series, reason: pd.Series) -> None:
-    pool = (outcome == LOADED) | (reason == LOADED_BEFORE)
+    pool = (outcome == LOADED) | reason.isin([LOADED_BEFORE, SAME_CONTENT])
     emails = _normalised(_person_email(export)).where(pool)
     ips = _normalised(export.identifiers["ip_address"]).where(pool) if "ip_address" in export.identifiers \
         else _nones(export.answers.index)
@@ -524,7 +636,7 @@ def _resubmissions(export: Export, instrument: Instrument, settings: Duplicates,
         return
     candidates = shared[shared].index
     sessions = _sessions(times, candidates)
-    earlier = set(candidates[(reason.loc[candidates] == LOADED_BEFORE).to_numpy()])
+    earlier = set(candidates[reason.loc[candidates].isin([LOADED_BEFORE, SAME_CONTENT]).to_numpy()])
     rows = sorted(sessions, key=lambda r: (r not in earlier, sessions[r][0] or dt.datetime.max, r))
     answers = _comparable(export.answers.loc[rows], instrument)
     # Plain dicts: the loop below reads one value at a time, which pandas' .at makes slow.

@@ -30,10 +30,18 @@ CREATE TABLE IF NOT EXISTS row_outcomes (
     -- the keyed hash of the row's platform response id (as seen_responses), or NULL without one:
     -- a response read again from a corrected re-export is counted once in the public report
     response_key VARCHAR,
+    -- for a row without a platform response id (Google Forms, plain tables...): the keyed hash of its
+    -- content (submission time, email or username, every answer; pipeline/validate.py content_keys).
+    -- A later export's row with the same content as a loaded one is a duplicate (each loaded row
+    -- matches one row at most), and is counted once in the public report
+    content_key VARCHAR,
     PRIMARY KEY (file_sha256, source_row)
 );
 -- added after warehouses were made without it (their rows keep NULL: counted as before, by row)
 ALTER TABLE row_outcomes ADD COLUMN IF NOT EXISTS response_key VARCHAR;
+-- likewise; rows loaded without a response id before it existed keep NULL, and a later export of
+-- their wave without response ids stops the run until they are taken back (pipeline/run.py)
+ALTER TABLE row_outcomes ADD COLUMN IF NOT EXISTS content_key VARCHAR;
 
 -- Every failed rule of every quarantined row. `value` is scrubbed as open answers are (names,
 -- emails, phone numbers... replaced by [NAME], [EMAIL], [PHONE]), NULL where any value could identify.
