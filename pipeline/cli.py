@@ -388,7 +388,7 @@ def _loaded_before(paths: Paths) -> set[str]:
 
 def cmd_validate(args, paths: Paths) -> int:
     from pipeline.deidentify import load_scrubber
-    from pipeline.validate import secret_key, unknown_columns, validate
+    from pipeline.validate import secret_key, unknown_columns, validate, value_text
 
     export, instrument = _read(args, paths)
     result = validate(export, instrument, secret_key(), _loaded_before(paths), scrubber=load_scrubber(paths.deid_file))
@@ -408,7 +408,7 @@ def cmd_validate(args, paths: Paths) -> int:
         detail = ", ".join(f"{r}: {c}" for r, c in reasons.items())
         print(f"  {outcome:<12} {n:>6}" + (f"   ({detail})" if detail else ""))
     for i in issues[:50]:
-        value = "" if i["value"] is None else f" (value {i['value']!r})"
+        value = "" if i["value"] is None else f" (value {value_text(i['value'])})"
         print(f"  row {i['row']}, question {i['question']}: {i['rule']}{value}")
     if len(issues) > 50:
         print(f"  ... and {len(issues) - 50} more; use --json for all")
