@@ -139,3 +139,27 @@ def test_what_of_a_failing_value_is_shown() -> None:
         assert shown_value(visible, known) == visible
     for hidden in [*STRANGERS, "ask Maria", "22 (ask Maria)", "1,Trudy", "trudy", "maria.g@gmail.com"]:
         assert shown_value(hidden, known) == not_shown(hidden)
+
+
+def test_a_name_stored_as_typed_before_is_not_shown_after_the_next_run(empty_project: Paths) -> None:
+    """A warehouse made before shown_value kept failing values as typed (its names scrubbed only when
+    a list knew them): the next `consult run` judges them again, and the QA listing no longer shows them."""
+    from pipeline.run import run_load
+
+    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
+    rows = [response(i) for i in range(3)] + [response(3, {"hourly_wage": "twenty"}), response(4, {"hourly_wage": "4000"})]
+    write_export(empty_project.raw / "2025" / "export.csv", instrument, rows)
+    run_load(empty_project)
+    con = duckdb.connect(str(empty_project.warehouse))  # as an older pipeline stored it
+    con.execute("UPDATE quarantine_issues SET value = 'Rivka Okonkwo-Bélanger' WHERE value = 'twenty'")
+    con.execute("DELETE FROM warehouse_meta WHERE key = 'shown_values'")
+    con.close()
+
+    run_load(empty_project)
+
+    con = duckdb.connect(str(empty_project.warehouse), read_only=True)
+    values = sorted(v for (v,) in con.execute("SELECT value FROM quarantine_issues WHERE concept = 'hourly_wage'").fetchall())
+    con.close()
+    assert values == [not_shown("Rivka Okonkwo-Bélanger"), "4000"]
+    listed = consult(empty_project, "quarantine")
+    assert "Rivka" not in listed and f"value {not_shown('Rivka Okonkwo-Bélanger')}" in listed
