@@ -506,7 +506,7 @@ def _audit_passes(paths: Paths, rendered: bool = False, earlier=None):
     if earlier is None:
         shown = list(report.lines())
     elif report.passed:
-        shown = ["Disclosure audit of the rendered report and release: PASSED, same checks"]
+        shown = [f"Disclosure audit of the rendered report and release: {report.verdict}, same checks"]
     else:
         failing = AuditReport([c for c in report.checks if not c.passed])
         shown = ["Disclosure audit of the rendered report and release: FAILED", *list(failing.lines())[1:]]
