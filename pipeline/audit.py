@@ -15,6 +15,14 @@ Checks, each passing or failing on its own:
   ids, exact timestamps, direct-identifier answers) appears in any output: warehouse tables, the
   report, run records, QA output, quote review files. In any case, with or without accents, as the
   scrubber matches a respondent's own name ("Belanger" in the export, "Bélanger" in a report).
+  The identifiers are those of the exports of the warehouse's own data (data/raw/ for real data,
+  data/synthetic/ for the synthetic consultation: the other's prove nothing). A loaded wave whose
+  exports are gone (deleted by `consult purge-raw` once published, the documented last step) has
+  nothing left to search for: the check is `not checked` for it, neither ok nor failed, and says
+  so, with the last audit that did search for its identifiers. It does not fail the audit: the
+  warehouse was searched while the exports were there, every later page is built from that
+  warehouse, and the pattern scan still runs; so `consult audit` and a new release version stay
+  possible after publication, but the verdict reads "PASSED, except ..." and names the waves.
 - identifier pattern scan: nothing the scrubber's precise detectors find (emails, phone numbers, URLs,
   @handles, IP addresses, social insurance numbers, postal codes, street addresses:
   deidentify.precise_findings) in any text column of the warehouse or any output file, whether or
@@ -34,6 +42,7 @@ import hashlib
 import itertools
 import json
 import operator
+import datetime as dt
 import re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -87,6 +96,16 @@ class Check:
     summary: str
     details: list[dict] = field(default_factory=list)
     equations: list[dict] = field(default_factory=list)  # what a derivability check solved, per wave
+    # the identifier check: the waves searched, and those it could not search (wave, reason, the
+    # last audit that did): `passed` then says only that nothing was found in what was searched
+    waves_checked: list[int] = field(default_factory=list)
+    not_checked: list[dict] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        if not self.passed:
+            return "FAIL"
+        return "not checked" if self.not_checked and not self.waves_checked else "ok"
 
 
 @dataclass
@@ -96,23 +115,39 @@ class AuditReport:
     # the warehouse tables' part of the key (warehouse_digest), for an audit reusing this one: not saved
     warehouse: str = field(default="", repr=False, compare=False)
 
+    audited_on: str = ""  # the day the checks were made (kept by a reuse: same checks)
+
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.checks)
 
+    @property
+    def exceptions(self) -> list[str]:
+        """What could not be checked, for the verdict: `the identifier check, which could not be run
+        for wave 2025 (its raw exports were deleted with purge-raw on 2026-06-02)`."""
+        return [f"the identifier check ({check.name}), which could not be run for " + "; ".join(
+                    f"wave {gap['wave']} ({gap['reason']})" for gap in check.not_checked)
+                for check in self.checks if check.not_checked]
+
+    @property
+    def verdict(self) -> str:
+        if not self.passed:
+            return "FAILED"
+        return "PASSED" + (", except " + " and ".join(self.exceptions) if self.exceptions else "")
+
     def to_json(self) -> str:
-        return json.dumps({"passed": self.passed, "key": self.key, "checks": [asdict(c) for c in self.checks]},
-                          indent=2) + "\n"
+        return json.dumps({"passed": self.passed, "verdict": self.verdict, "audited_on": self.audited_on,
+                           "key": self.key, "checks": [asdict(c) for c in self.checks]}, indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> AuditReport:
         data = json.loads(text)
-        return cls([Check(**c) for c in data["checks"]], data.get("key", ""))
+        return cls([Check(**c) for c in data["checks"]], data.get("key", ""), audited_on=data.get("audited_on", ""))
 
     def lines(self) -> Iterator[str]:
-        yield f"Disclosure audit: {'PASSED' if self.passed else 'FAILED'}"
+        yield f"Disclosure audit: {self.verdict}"
         for check in self.checks:
-            yield f"  [{'ok' if check.passed else 'FAIL'}] {check.name}: {check.summary}"
+            yield f"  [{check.state}] {check.name}: {check.summary}"
             if not check.passed:
                 for detail in check.details[:20]:
                     yield "         " + ", ".join(f"{k}={v}" for k, v in detail.items())
@@ -173,7 +208,9 @@ def run_audit(paths: Paths, write: bool = True, reuse: AuditReport | None = None
         return previous  # nothing it reads has changed since it passed: same checks, same answers
     privacy = load_privacy_rules(privacy_path(paths))
     tables = load_rules(paths.disclosure_file)
-    needles, unreadable = identifier_values(paths, privacy.audit)
+    with connect(paths.warehouse, read_only=True) as con:
+        source, coverage = identifier_sources(paths, con, previous)
+    needles, unreadable = identifier_values(paths, privacy.audit, source)
     with connect(paths.warehouse, read_only=True) as con:
         if reuse:
             checks = [c for c in reuse.checks if c.name not in OUTPUT_SCANS]
@@ -183,9 +220,9 @@ def run_audit(paths: Paths, write: bool = True, reuse: AuditReport | None = None
                           check_l_diversity(con, privacy.microdata, classes)]
             checks += [check_published_cells(con, tables), check_derivability(con, load_catalogue(paths.indicators_file), tables)]
         earlier = {c.name: c for c in reuse.checks} if reuse else {}
-        checks = [*checks, check_identifiers(paths, con, needles, unreadable, earlier.get(IDENTIFIER_CHECK)),
+        checks = [*checks, check_identifiers(paths, con, needles, unreadable, earlier.get(IDENTIFIER_CHECK), coverage),
                   check_identifier_patterns(paths, con, earlier.get(PATTERN_CHECK))]
-    report = AuditReport(checks, key, warehouse)
+    report = AuditReport(checks, key, warehouse, audited_on=dt.date.today().isoformat())
     if write:
         audit_file(paths).write_text(report.to_json(), encoding="utf-8")
     return report
@@ -492,11 +529,12 @@ def published_figures(con: duckdb.DuckDBPyConnection):
 Needles = dict[str, tuple[str, ...]]
 
 
-def identifier_values(paths: Paths, rules: AuditRules) -> tuple[Needles, list[dict]]:
-    """The identifier values of every raw export present (real and synthetic), as token sequences.
+def identifier_values(paths: Paths, rules: AuditRules, source: str | None = None) -> tuple[Needles, list[dict]]:
+    """The identifier values of the exports of `source` ('real': data/raw/, 'synthetic':
+    data/synthetic/; None, a warehouse holding nothing yet: both), as token sequences.
     Kept in memory for the command, which audits before and after rendering and after the release
     (reading a large export again costs as much as the first time); never written to disk."""
-    files = [*export_files(paths.raw), *export_files(paths.synthetic)]
+    files = _source_exports(paths, source)
     key = (rules.model_dump_json(), *(_file_key(paths, path) for path in files))
     if key not in _NEEDLES_READ:
         _NEEDLES_READ.clear()  # one set of exports at a time
@@ -506,6 +544,65 @@ def identifier_values(paths: Paths, rules: AuditRules) -> tuple[Needles, list[di
 
 
 _NEEDLES_READ: dict[tuple, tuple[Needles, list[dict]]] = {}
+
+
+def _source_exports(paths: Paths, source: str | None) -> list[Path]:
+    real = export_files(paths.raw) if source in ("real", None) else []
+    return [*real, *(export_files(paths.synthetic) if source in ("synthetic", None) else [])]
+
+
+@dataclass
+class Coverage:
+    """Which loaded waves the identifier check can search for: those whose loaded exports are all
+    still there. `missing`: per other wave, why not (wave, reason, last_checked)."""
+    waves: list[int] = field(default_factory=list)
+    missing: list[dict] = field(default_factory=list)
+
+
+def identifier_sources(paths: Paths, con: duckdb.DuckDBPyConnection,
+                       previous: AuditReport | None = None) -> tuple[str | None, Coverage]:
+    """What the warehouse holds ('real', 'synthetic', None when nothing), and which of its loaded
+    waves still have every loaded export to take identifiers from (by hash: a file of the same name
+    with other content is not the one loaded). A wave without is named with the reason (purged, with
+    the date, or removed by hand) and the last audit (`previous`) that searched its identifiers."""
+    from pipeline.ingest import file_sha256
+    from pipeline.load import data_source
+    from pipeline.retention import purged_files
+
+    try:
+        source = data_source(con)
+        loaded = con.execute("SELECT wave, file_sha256, file_name FROM load_ledger ORDER BY wave, file_name").fetchall()
+    except duckdb.CatalogException:  # a warehouse file without the schema: nothing loaded
+        return None, Coverage()
+    present = {file_sha256(path) for path in _source_exports(paths, source)}
+    purged = purged_files(con)
+    last = _last_checked(previous)
+    coverage = Coverage()
+    for wave, files in itertools.groupby(loaded, key=lambda row: int(row[0])):
+        gone = [(sha, name) for _, sha, name in files if sha not in present]
+        if not gone:
+            coverage.waves.append(wave)
+            continue
+        dates = sorted({purged[sha]["purged_on"] for sha, _ in gone if sha in purged})
+        if all(sha in purged for sha, _ in gone):
+            reason = f"its raw exports were deleted with purge-raw on {', '.join(dates)}"
+        else:
+            names = ", ".join(name for sha, name in gone if sha not in purged)
+            reason = (f"its loaded exports {names} are no longer in the exports folder, and were not deleted "
+                      "with purge-raw")
+        if wave in last:
+            reason += f"; last searched for, with no identifier found, by the audit of {last[wave]}"
+        coverage.missing.append({"wave": wave, "reason": reason, "last_checked": last.get(wave, "")})
+    return source, coverage
+
+
+def _last_checked(previous: AuditReport | None) -> dict[int, str]:
+    """The waves whose identifiers an earlier audit searched for without finding any, and when."""
+    check = next((c for c in previous.checks if c.name == IDENTIFIER_CHECK), None) if previous else None
+    if check is None or not check.passed:
+        return {}
+    last = {int(gap["wave"]): gap["last_checked"] for gap in check.not_checked if gap.get("last_checked")}
+    return {**last, **{int(w): previous.audited_on for w in check.waves_checked if previous.audited_on}}
 
 
 def _file_key(paths: Paths, path: Path) -> tuple:
@@ -650,9 +747,10 @@ def output_files(paths: Paths) -> list[Path]:
 
 
 def check_identifiers(paths: Paths, con: duckdb.DuckDBPyConnection, needles: Needles,
-                      unreadable: list[dict], earlier: Check | None = None) -> Check:
+                      unreadable: list[dict], earlier: Check | None = None, coverage: Coverage | None = None) -> Check:
     """`earlier`: this check, made in the same command on the same warehouse and needles: its
-    warehouse findings still hold, so only the files are read again."""
+    warehouse findings still hold, so only the files are read again. `coverage`: the loaded waves
+    whose identifiers are at hand, and the others (not checked, said in the summary)."""
     index = needle_index(needles)
     found: dict[tuple[str, str], int] = {}
     if earlier is not None:
@@ -671,9 +769,16 @@ def check_identifiers(paths: Paths, con: duckdb.DuckDBPyConnection, needles: Nee
     details = [{"where": where, "identifier": kind, "occurrences": n} for (where, kind), n in sorted(found.items())]
     details += [{"where": u["file"], "identifier": "the export could not be read to collect its identifiers",
                  "occurrences": 0, "problem": u["problem"]} for u in unreadable]
-    return Check(IDENTIFIER_CHECK, not details,
-                 f"{len(needles)} identifier values searched for in every warehouse table and {len(files)} output "
-                 f"files; {len(found)} places hold one", details)
+    summary = (f"{len(needles)} identifier values searched for in every warehouse table and {len(files)} output "
+               f"files; {len(found)} places hold one")
+    coverage = coverage or Coverage()
+    if coverage.missing:
+        gaps = "not checked for " + "; ".join(f"wave {gap['wave']} ({gap['reason']})" for gap in coverage.missing) \
+            + ": no export is left to take its identifiers from"
+        summary = f"{gaps}; waves {', '.join(map(str, coverage.waves))}: {summary}" if coverage.waves else \
+            f"{gaps}, so none was searched for" + (f" ({summary})" if needles or found else "")
+    return Check(IDENTIFIER_CHECK, not details, summary, details, waves_checked=coverage.waves,
+                 not_checked=coverage.missing)
 
 
 def _output_text(path: Path) -> str:

@@ -448,7 +448,7 @@ def _already_loaded(paths: Paths, path: Path):
 
 def cmd_validate(args, paths: Paths) -> int:
     from pipeline.deidentify import load_scrubber
-    from pipeline.validate import secret_key, unknown_columns, validate
+    from pipeline.validate import secret_key, unknown_columns, validate, value_text
 
     export, instrument = _read(args, paths, "validate")
     seen, contents = _loaded_before(paths)
@@ -477,7 +477,7 @@ def cmd_validate(args, paths: Paths) -> int:
         detail = ", ".join(f"{r}: {c}" for r, c in reasons.items())
         print(f"  {outcome:<12} {n:>6}" + (f"   ({detail})" if detail else ""))
     for i in issues[:50]:
-        value = "" if i["value"] is None else f" (value {i['value']!r})"
+        value = "" if i["value"] is None else f" (value {value_text(i['value'])})"
         print(f"  row {i['row']}, question {i['question']}: {i['rule']}{value}")
     if len(issues) > 50:
         print(f"  ... and {len(issues) - 50} more; use --json for all")
@@ -579,7 +579,7 @@ def _audit_passes(paths: Paths, rendered: bool = False, earlier=None, quiet: boo
     if earlier is None:
         shown = list(report.lines())
     elif report.passed:
-        shown = [] if quiet else ["Disclosure audit of the rendered report and release: PASSED, same checks"]
+        shown = [] if quiet else [f"Disclosure audit of the rendered report and release: {report.verdict}, same checks"]
     else:
         failing = AuditReport([c for c in report.checks if not c.passed])
         shown = ["Disclosure audit of the rendered report and release: FAILED", *list(failing.lines())[1:]]
@@ -630,7 +630,7 @@ def _release(paths: Paths, audit=None) -> bool:
         if audit is None:  # `consult release` itself: say so and fail
             raise
         say(f"no open data release: {exc}")
-        say("Disclosure audit of the rendered report: PASSED, same checks")  # the one before was quiet
+        say(f"Disclosure audit of the rendered report: {audit.verdict}, same checks")  # the one before was quiet
         return True
     return audit is None or _audit_passes(paths, rendered=True, earlier=audit) is not None
 

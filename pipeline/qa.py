@@ -3,7 +3,9 @@
 Everything here reads the warehouse READ-ONLY. The warehouse holds no identifier, so neither can
 anything built from it: rows are named by their row number in the export, values that could
 identify someone were never stored (`quarantine_issues.value` is NULL for them) and show as
-"(not shown)"; the others were stored scrubbed as open answers are ("22 (ask [NAME] [PHONE])"). Functions return markdown, printed from `#| output: asis` cells.
+"(not shown)"; the others were stored as `validate.shown_value` lets them through (a number, a code,
+a date, the question's own answer text; words that could be a name replaced by "(text of 22
+characters, not shown: it may identify someone)"), then scrubbed as open answers are. Functions return markdown, printed from `#| output: asis` cells.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pipeline.charts import md_text, query
 from pipeline.config import project_paths
 from pipeline.instrument import Instrument, InstrumentError, instrument_path, load_instrument
 from pipeline.load import LOAD_TIME, RESPONSES_BY_WAVE
-from pipeline.validate import NO_VALUE_RULES, RULE_HELP
+from pipeline.validate import NO_VALUE_RULES, RULE_HELP, value_text
 from pipeline.wave_rules import WaveRules, load_wave_rules
 
 EXAMPLES_PER_FILE = 20
@@ -243,7 +245,7 @@ def problem_text(problem: dict) -> str:
 def _where(problem: dict) -> str:
     where = f"column {problem['column']}"
     if problem["value"] is not None:
-        where += f", value {problem['value']!r}"
+        where += f", value {value_text(problem['value'])}"
     elif problem["rule"] not in NO_VALUE_RULES:
         where += f", value {HIDDEN}"
     return where
@@ -320,7 +322,8 @@ def quarantine_md(limit: int = EXAMPLES_PER_FILE) -> str:
         + "\n### Status\n\n*waiting*: still to be fixed at the source; *released*: loaded later from a "
           "corrected export; *quarantined again*: a later export set it aside again.\n" + _table(status, {"Rows"})
         + f"\n### Examples (first {limit} rows of each file)\n\nRow numbers count the header rows, as a "
-          f"spreadsheet does. {HIDDEN} marks a value that could identify someone: it was never stored.\n"
+          f"spreadsheet does. {HIDDEN} marks a value that could identify someone, and \"text of N characters, not "
+          "shown\" one holding words that could be a name: neither was stored.\n"
         + _table(table, {"Row"})
     )
 

@@ -623,6 +623,9 @@ def build_release(paths: Paths, audit=None, progress: Callable[[str], None] = la
             audit = run_audit(paths)
             if not audit.passed:
                 raise ReleaseError(_refusal(audit, paths, audit_file))
+        if audit.exceptions:  # a wave's raw exports purged: released, but never silently (docs/runbook.md, 9)
+            progress(f"warning: the disclosure audit {audit.verdict}: the files released now were not searched "
+                     "for that wave's identifiers (the warehouse they come from was, before the purge)")
         _swap_in(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -45,7 +45,8 @@ from pipeline.load import (
     write_run,
 )
 from pipeline.population import population_message, unstated_population_changes
-from pipeline.validate import SAME_CONTENT, Validation, secret_key, unknown_columns, validate
+from pipeline.validate import (SAME_CONTENT, SHOWN_VALUES_VERSION, Validation, mask_stored_values, secret_key,
+                               unknown_columns, validate)
 
 Progress = Callable[[str], None]
 
@@ -150,10 +151,13 @@ def run_load(
             if catalogue.population_changes:  # a wave's population_change: stated, or changed since
                 current["population_sha256"] = population_sha256(catalogue)
             rescrub = _scrub_lists_changed(con, paths)
-            if not loads and not reworded and not rescrub and stored == current and _scores_described(con, catalogue):
+            remask = _shown_values_outdated(con)
+            if not loads and not reworded and not rescrub and not remask and stored == current \
+                    and _scores_described(con, catalogue):
                 progress("nothing new to load; indicators are up to date")
                 return summary
-            _write_atomically(con, paths, loads, run_id, catalogue, privacy, progress, reworded, groups, rescrub)
+            _write_atomically(con, paths, loads, run_id, catalogue, privacy, progress, reworded, groups, rescrub,
+                              remask)
             summary.indicators_rebuilt = True
     except BaseException as exc:
         if created:  # a first run that failed leaves no empty warehouse behind
@@ -363,6 +367,15 @@ def _unfilled(con, wave: int) -> bool:
                        [wave, DERIVED]).fetchall()[0][0] > 0
 
 
+def _shown_values_outdated(con) -> bool:
+    """Whether failing values were stored under an older rule of what may be shown (a name typed as
+    a wage was stored as typed before validate.shown_value): they are judged again."""
+    stored = con.execute("SELECT value FROM warehouse_meta WHERE key = 'shown_values'").fetchall()
+    if stored and stored[0][0] == SHOWN_VALUES_VERSION:
+        return False
+    return con.execute("SELECT count(*) FROM quarantine_issues WHERE value IS NOT NULL").fetchall()[0][0] > 0
+
+
 def _scrub_lists_changed(con, paths: Paths) -> str | None:
     """Why the stored texts must be scrubbed again: they were scrubbed with other lists than
     surveys/deidentification.yaml's now, or with lists not recorded (warehouses from before this
@@ -481,7 +494,7 @@ def _file_summary(item: FileLoad) -> FileSummary:
 
 def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, catalogue, privacy, progress: Progress,
                       reworded: Sequence[Instrument] = (), groups: GroupCodes | None = None,
-                      rescrub: str | None = None) -> None:
+                      rescrub: str | None = None, remask: bool = False) -> None:
     progress(f"writing {len(loads)} file(s) to the warehouse and computing indicators")
     con.execute("BEGIN TRANSACTION")
     try:
@@ -493,6 +506,11 @@ def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, cat
                      "text(s) changed; the quotes among them wait for review again)")
         con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('scrub_lists_sha256', ?)",
                     [scrub_lists_sha256(paths.deid_file)])
+        if remask:  # values stored before shown_value decided what of a failing value is kept
+            masked = mask_stored_values(con, paths.surveys)
+            progress(f"failing values stored under an older rule judged again: {masked} replaced by "
+                     "\"(text of N characters, not shown)\" (they held words that could be a name)")
+        con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('shown_values', ?)", [SHOWN_VALUES_VERSION])
         write_run(con, loads, run_id, paths.living_wage_file)
         return_freed_memory()  # the de-identified frames, now in the warehouse
         if loads:

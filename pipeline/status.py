@@ -146,14 +146,20 @@ def audit_state(paths: Paths, facts: dict) -> dict:
     if not path.exists() or not facts["exists"]:
         return {"state": "not run", "file": shown}
     try:
-        passed = bool(json.loads(path.read_text(encoding="utf-8"))["passed"])
+        written = json.loads(path.read_text(encoding="utf-8"))
+        passed = bool(written["passed"])
     except (OSError, ValueError, KeyError, TypeError):
         return {"state": "not run", "file": shown}
+    # passed, but a check could not be run (the identifier check of a wave whose raw exports were
+    # purged): said beside "passed", which it does not change (pipeline/audit.py)
+    verdict = str(written.get("verdict") or "")
+    exception = verdict.split(", except ", 1)[1] if passed and ", except " in verdict else ""
     inputs = [*paths.surveys.rglob("*.yaml"), *(paths.root / "data" / "review").rglob("*.yaml")]
     changed = max([p.stat().st_mtime for p in inputs] + [facts["changed_at"] or 0])
     if path.stat().st_mtime < changed:
         return {"state": "out of date", "file": shown, "passed": passed}
-    return {"state": "passed" if passed else "failed", "file": shown}
+    return {"state": "passed" if passed else "failed", "file": shown,
+            **({"except": exception} if exception else {})}
 
 
 def report_state(paths: Paths, facts: dict) -> dict:
@@ -534,7 +540,8 @@ def _wave_lines(s: dict, status: dict) -> list[str]:
                      "run on real exports" if s["quotes_from_practice"] else f"  Quotes:       {counts}")
     if s["files_loaded"]:
         audit, report, release = status["audit"], status["report"], status["release"]
-        lines.append(f"  Audit:        {audit['state']} ({audit['file']})")
+        except_ = f", except {audit['except']}" if audit.get("except") else ""
+        lines.append(f"  Audit:        {audit['state']}{except_} ({audit['file']})")
         lines.append(f"  Report:       {report['state']} ({report['file']})")
         lines.append(f"  Release:      {release['state']}" + (f", version {release['version']} ({release['date']}), "
                                                               f"waves {', '.join(map(str, release['waves']))}"

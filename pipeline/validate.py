@@ -11,8 +11,8 @@ Each row read gets exactly one outcome:
 - quarantined: fails one or more rules run by Great Expectations: rules generated from the
   instrument (codes, numbers, ranges, dates, required answers, skip logic, collection window) and
   the cross-question rules of rules.yaml. Each failed rule is one Issue (reason code, question,
-  column, and the value, scrubbed of identifiers as open answers are, unless any value could identify
-  someone). Every failing row is found (not only the first 200 Great Expectations lists), and Great
+  column, and the value as `shown_value` lets it be shown: words that could be a name are never shown,
+  the rest scrubbed of identifiers as open answers are; none where any value could identify someone). Every failing row is found (not only the first 200 Great Expectations lists), and Great
   Expectations' count of them must agree;
 - loaded: everything else.
 So read = loaded + quarantined + excluded + duplicates, by construction. Data-quality flags
@@ -30,6 +30,7 @@ import gc
 import hashlib
 import hmac
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,7 +114,7 @@ class Issue:
     source_row: int  # row number as a spreadsheet shows it
     rule: str  # reason code, e.g. invalid_code
     concept: str  # the question (or identifier, for dates) the rule is about
-    value: str | None  # scrubbed of identifiers; None where any value could identify someone
+    value: str | None  # shown_value, then scrubbed; None where any value could identify someone
     column: str = ""  # the column as named in the export
 
 
@@ -1197,7 +1198,7 @@ def _expectations(export: Export, instrument: Instrument, rules: WaveRules, view
         _check_count(export, spec, outcome, len(failed))
         results.append(RuleResult(spec["rule"], spec["concept"], spec["source_column"],
                                   outcome.expectation_config.type, len(rows), len(failed)))
-        shown = _shown_values(export, view, frame, spec, failed, scrubber)
+        shown = _shown_values(export, instrument, view, frame, spec, failed, scrubber)
         issues += [Issue(int(row), export.source_row(int(row)), spec["rule"], spec["concept"], value,
                          spec["source_column"]) for row, value in zip(failed, shown)]
     issues.sort(key=lambda i: (i.row, i.rule, i.concept))
@@ -1241,11 +1242,12 @@ def _check_count(export: Export, spec: dict, outcome: Any, found: int) -> None:
     )
 
 
-def _shown_values(export: Export, view: AnswerView, frame: pd.DataFrame, spec: dict, failed: pd.Index,
-                  scrubber: "Scrubber") -> list[str | None]:
-    """The value each failing row shows staff, scrubbed as open answers are (a number typed as
-    "22 (ask Maria 416-555-0199)" would otherwise carry a name and a phone number into printed
-    output, the warehouse, the QA report and run records); None where any value could identify."""
+def _shown_values(export: Export, instrument: Instrument, view: AnswerView, frame: pd.DataFrame, spec: dict,
+                  failed: pd.Index, scrubber: "Scrubber") -> list[str | None]:
+    """The value each failing row shows staff: what `shown_value` lets through, then scrubbed as open
+    answers are (a phone number typed as a wage). This is the only value of a failing row that
+    reaches printed output, the warehouse, the QA report and run records; None where any value
+    could identify."""
     if spec["value_from"] is None or not len(failed):
         return [None] * len(failed)
     if spec["value_from"] == "unexpected":
@@ -1256,7 +1258,107 @@ def _shown_values(export: Export, view: AnswerView, frame: pd.DataFrame, spec: d
         return [None] * len(failed)
     from pipeline.deidentify import scrub_texts  # deidentify imports this module
 
-    return scrub_texts([_printable(v) for v in values], export, export.answers.index.get_indexer(failed), scrubber)
+    known = known_answers(instrument, spec["concept"])
+    shown = [shown_value(_printable(v), known) for v in values]
+    return scrub_texts(shown, export, export.answers.index.get_indexer(failed), scrubber)
+
+
+# --- what of a failing value may be shown -----------------------------------------------------
+# A value failing a check on a question that is not open text is shown to help staff fix the row
+# (a wage of 4000, a code 7, a date 31/31/2026), but never as typed when it holds words that could
+# be a name: "Rivka Okonkwo-Bélanger" typed as a wage is not one the scrubber knows, and a
+# respondent's own name is the only one it learns from the row. Letters are shown only where they
+# are the question's own answer text (a code or label of its choices) or words no one is named
+# (below); anything else is replaced by NOT_SHOWN. Open-text and direct questions show no value.
+NOT_SHOWN = "(text of {length} characters, not shown: it may identify someone)"
+_NOT_SHOWN = re.compile(r"^\(text of \d+ characters, not shown: it may identify someone\)$")
+_WORDS = re.compile(r"[^\W\d_]+")  # runs of letters, any alphabet
+# Words typed beside or instead of a number or a date that name no one: answer tokens (yes, FALSE,
+# n/a) and units. Compared in lower case, whole words only.
+PLAIN_WORDS = frozenset({
+    "yes", "no", "y", "n", "true", "false", "na", "n/a", "a", "none", "nil", "null", "nan", "unknown", "dk",
+    "oui", "non", "vrai", "faux", "aucun", "aucune", "nsp", "o",
+    "h", "hr", "hrs", "hour", "hours", "heure", "heures", "hre", "hres", "min", "mins", "minutes",
+    "day", "days", "jour", "jours", "week", "weeks", "wk", "semaine", "semaines", "month", "months", "mois",
+    "year", "years", "yr", "yrs", "an", "ans", "année", "années", "per", "par", "am", "pm", "t", "z", "k",
+    "cad", "usd", "dollars", "dollar", "approx", "about", "environ", "and", "et", "to", "or", "ou",
+    # amounts written out: what was meant is worth seeing to fix the row
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+    "fifteen", "twenty", "thirty", "forty", "fifty", "sixty", "hundred", "thousand", "half", "dozen",
+    "un", "une", "deux", "trois", "quatre", "cinq", "sept", "huit", "neuf", "dix", "douze", "quinze",
+    "vingt", "trente", "quarante", "cinquante", "soixante", "cent", "mille", "demi", "demie",
+    "lots", "many", "few", "several", "some", "more", "less", "than", "varies", "beaucoup", "plusieurs", "peu",
+    "plus", "moins", "que", "variable",
+})
+
+
+def known_answers(instrument: Instrument, concept: str) -> frozenset[str]:
+    """The question's own answer text (codes and labels of its choices, in every language), in
+    lower case: shown when typed where they fail a check, since the questionnaire wrote them."""
+    try:
+        question = instrument.question(concept)
+    except KeyError:  # an identifier (dates of the collection window): no answer text
+        return frozenset()
+    return frozenset(text.strip().casefold() for c in instrument.choices_of(question)
+                     for text in (c.code, c.label.en, c.label.fr))
+
+
+def shown_value(value: str | None, known: frozenset[str] = frozenset()) -> str | None:
+    """What of a value failing a check may be shown and stored: the value itself when it holds no
+    letters (a number, a code, a date: a phone number in it is scrubbed after), is one of the
+    question's `known` answers (whole, or each comma-separated part of a multiple choice), or whose
+    words are all PLAIN_WORDS; otherwise NOT_SHOWN with its length, as a name would be."""
+    if value is None:
+        return None
+    words = _WORDS.findall(value)
+    if not words or all(w.casefold() in PLAIN_WORDS for w in words):
+        return value
+    if value.strip().casefold() in known or all(p.strip().casefold() in known for p in value.split(",")):
+        return value
+    return NOT_SHOWN.format(length=len(value))
+
+
+# Bumped when shown_value lets less through: the values a warehouse stored before are then judged
+# again at the next `consult run` (mask_stored_values), so no name typed before stays stored.
+SHOWN_VALUES_VERSION = "1"
+
+
+def mask_stored_values(con: Any, surveys: Path) -> int:
+    """Judge the failing values already stored (quarantine_issues) by shown_value, with the answer
+    text of each wave's questionnaire; returns how many stored values were replaced. The stored
+    values were scrubbed already ("22 (ask [NAME] [PHONE])"): what is left of their words decides."""
+    rows = con.execute(
+        "SELECT DISTINCT l.wave, i.concept, i.value FROM quarantine_issues i JOIN load_ledger l USING (file_sha256) "
+        "WHERE i.value IS NOT NULL").fetchall()
+    instruments: dict[int, Instrument | None] = {}
+    changes = []
+    for wave, concept, value in rows:
+        if wave not in instruments:
+            path = instrument_path(surveys, int(wave))
+            instruments[wave] = load_instrument(path) if path.exists() else None
+        known = known_answers(instruments[wave], concept) if instruments[wave] is not None else frozenset()
+        if (shown := shown_value(value, known)) != value:
+            changes.append((wave, concept, value, shown))
+    if not changes:
+        return 0
+    con.register("masked", pd.DataFrame(changes, columns=["wave", "concept", "old", "new"]))
+    try:
+        return con.execute(
+            "UPDATE quarantine_issues SET value = m.new FROM masked m, load_ledger l "
+            "WHERE l.file_sha256 = quarantine_issues.file_sha256 AND l.wave = m.wave "
+            "AND quarantine_issues.concept = m.concept AND quarantine_issues.value = m.old").fetchall()[0][0]
+    finally:
+        con.unregister("masked")
+
+
+def is_not_shown(value: Any) -> bool:
+    """Whether a stored or printed value is NOT_SHOWN (a masked value, not one typed)."""
+    return isinstance(value, str) and bool(_NOT_SHOWN.match(value))
+
+
+def value_text(value: str) -> str:
+    """A failing value as staff read it: quoted as typed, or NOT_SHOWN as it is."""
+    return value if is_not_shown(value) else repr(value)
 
 
 def _printable(value: Any) -> str | None:

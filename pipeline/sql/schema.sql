@@ -43,8 +43,10 @@ ALTER TABLE row_outcomes ADD COLUMN IF NOT EXISTS response_key VARCHAR;
 -- their wave without response ids stops the run until they are taken back (pipeline/run.py)
 ALTER TABLE row_outcomes ADD COLUMN IF NOT EXISTS content_key VARCHAR;
 
--- Every failed rule of every quarantined row. `value` is scrubbed as open answers are (names,
--- emails, phone numbers... replaced by [NAME], [EMAIL], [PHONE]), NULL where any value could identify.
+-- Every failed rule of every quarantined row. `value`: what validate.shown_value lets through (a
+-- number, code, date or the question's own answer text; words that could be a name replaced by
+-- "(text of N characters, not shown: ...)"), then scrubbed as open answers are ([PHONE]...);
+-- NULL where any value could identify (open-text and direct questions).
 CREATE TABLE IF NOT EXISTS quarantine_issues (
     file_sha256  VARCHAR NOT NULL,
     source_row   INTEGER NOT NULL,
