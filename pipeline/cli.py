@@ -658,8 +658,19 @@ def cmd_mark_published(args, paths: Paths) -> int:
     else:
         print(f"Recorded: release {done.version} ({done.release_date}) published on {done.published_on}{practice}. "
               f"A report or release with other figures now needs a new version in surveys/release.yaml.")
+    if undecided := _undecided_quotes(paths):
+        print(f"Note: {undecided} never decided: the published report has none of them (only approved quotes are "
+              "published). Deciding them now only matters for a new version.")
     print("Next: `consult status` (then `consult purge-raw WAVE` to delete the raw exports this release holds).")
     return 0
+
+
+def _undecided_quotes(paths: Paths) -> str:
+    """'12 quote(s) of wave 2025' (and of other waves) still pending in the review files, or ''."""
+    from pipeline.quotes import review_waves, wave_review
+
+    pending = {wave: sum(q.status == "pending" for q in wave_review(paths, wave)) for wave in review_waves(paths)}
+    return " and ".join(f"{n} quote(s) of wave {wave}" for wave, n in sorted(pending.items()) if n)
 
 
 def cmd_release(args, paths: Paths) -> int:

@@ -295,9 +295,17 @@ def _wave_status(paths: Paths, wave: int, exports: list[RawFile], synthetic: boo
                         "past_retention": days is not None and days > retention and not (mine and synthetic)},
         "data": ("synthetic" if synthetic else "real") if mine else (facts["holds"] if ledger else None),
     }
+    status["published_in"] = _published_in(wave, outputs["release"])
     status["warnings"] = _warnings(status, retention)
     status["next"] = _next_step(paths, status, outputs)
     return status
+
+
+def _published_in(wave: int, release: dict) -> str | None:
+    """The version of surveys/release.yaml when it is recorded as published and holds this wave: its
+    figures are out, so what was left undecided (quotes, quarantined rows) stayed out of them."""
+    version = release.get("version")
+    return version if version in release.get("published", {}) and wave in release.get("waves", []) else None
 
 
 def _load_wave_instrument(paths: Paths, wave: int) -> tuple[Instrument | None, str | None]:
@@ -402,9 +410,18 @@ def _warnings(status: dict, retention: int) -> list[str]:
         notes.append(f"Loaded but no longer in the exports folder, and not purged with `consult purge-raw`: "
                      f"{', '.join(raw['missing'])}. The warehouse keeps what they brought; nothing to do unless "
                      "they were removed by mistake.")
-    if status["quarantine_waiting"]:
+    published, quotes = status["published_in"], status["quotes"]
+    if status["quarantine_waiting"] and published:
+        notes.append(f"{status['quarantine_waiting']} quarantined row(s) were never fixed: release {published}, "
+                     "published, does not count them. Loading them now would change its figures (a new version, "
+                     "docs/runbook.md step 8); `consult quarantine` lists them.")
+    elif status["quarantine_waiting"]:
         notes.append(f"{status['quarantine_waiting']} quarantined row(s) still wait for a fix at the source: "
                      "`consult quarantine` lists them.")
+    if published and quotes and quotes["pending"]:
+        notes.append(f"{quotes['pending']} quote(s) of wave {wave} were never decided: release {published} was "
+                     "published without them (only approved quotes are published). Decide them only for a new "
+                     f"version: `consult quotes review --wave {wave}`.")
     return notes
 
 
@@ -444,7 +461,7 @@ def _next_step(paths: Paths, status: dict, outputs: dict) -> dict:
                      "`consult run`.")
     if quotes is None:
         return _step(3, "consult quotes", f"Wave {wave}'s quotes have no review file yet: write it.")
-    if quotes["pending"]:
+    if quotes["pending"] and not status["published_in"]:  # once published, a warning says it (see _warnings)
         return _step(3, f"consult quotes review --wave {wave}", f"{quotes['pending']} quote(s) of wave {wave} wait "
                      "for a decision (or use `consult quotes export` to review them in a spreadsheet).")
     if audit["state"] != "passed":

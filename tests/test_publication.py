@@ -128,3 +128,28 @@ def test_the_refusal_suggests_the_new_year_s_version_once_a_later_wave_is_loaded
     assert _next_version("2025.1", 2025) == 'e.g. version: "2025.2"'  # same year: a correction
     assert _next_version("2025.3", None) == 'e.g. version: "2025.4"'
     assert _next_version("spring", 2026) == "a version not used before"
+
+
+def test_once_published_undecided_quotes_are_a_note_not_the_next_step(loaded: Paths, capsys) -> None:
+    # A release may go out with quotes still pending (only approved ones are published); afterwards
+    # status must not keep sending the analyst back to review them as if the cycle were unfinished.
+    root = ["--root", str(loaded.root)]
+    assert main([*root, "quotes"]) == 0
+    assert main([*root, "report"]) == 0
+    capsys.readouterr()
+    assert main([*root, "status", "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    latest = before["waves"][-1]
+    pending = latest["quotes"]["pending"]
+    assert pending > 0 and latest["next"]["command"] == f"consult quotes review --wave {latest['wave']}"
+
+    assert main([*root, "mark-published"]) == 0
+    out = capsys.readouterr().out
+    assert f"Note: " in out and f"{pending} quote(s) of wave {latest['wave']}" in out and "never decided" in out
+    assert main([*root, "status", "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)["waves"][-1]
+    assert after["published_in"] == "2025.1"
+    assert not (after["next"]["command"] or "").startswith("consult quotes review")
+    assert any(f"{pending} quote(s) of wave {latest['wave']} were never decided" in w for w in after["warnings"])
+    if after["quarantine_waiting"]:
+        assert any("were never fixed: release 2025.1, published, does not count them" in w for w in after["warnings"])
