@@ -221,11 +221,12 @@ def _prepare_new_files(con, paths: Paths, files: list[Path], synthetic: bool, su
 def _refuse_missing_rate_years(paths: Paths, new_waves: set[int]) -> None:
     """Every loaded wave is stored with the living-wage rates it is compared with (load.write_run):
     a wave the table names no rate year for stops the run here, before its exports are read, rather
-    than after."""
+    than after. A wave without an instrument is left to its export's own error (start it with
+    `consult wave new`), which says what to do first."""
     from pipeline.deidentify import load_reference_table
 
     table = load_reference_table(paths.living_wage_file)
-    for wave in sorted(new_waves):
+    for wave in sorted(w for w in new_waves if instrument_path(paths.surveys, w).exists()):
         table.year_for(wave)  # DerivationError: says what to add to surveys/reference/living_wage.yaml
 
 
