@@ -924,7 +924,7 @@ def cmd_unload(args, paths: Paths) -> int:
     from pipeline.load import LOAD_TIME
     from pipeline.unload import unload
 
-    done = unload(paths, args.file, wave=args.wave, confirm=args.yes)
+    done = unload(paths, args.file, wave=args.wave, confirm=args.yes, progress=say)
     f = done.file
     verb = "Removed" if done.removed else "Would remove"
     print(f"{verb} {f.name} (wave {f.wave}, loaded {f.loaded_at.strftime(LOAD_TIME)}, sha256 {f.sha256[:12]}...):")

@@ -81,6 +81,8 @@ def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
         raise WarehouseError(f"{path}: cannot open the warehouse ({message}).{hint}") from None
     except OSError as exc:
         raise WarehouseError(f"{path}: cannot create the warehouse folder ({exc.strerror})") from None
+    if not read_only:  # the lock is ours: a rewrite killed before its swap left its copy behind
+        _remove_rewrite_leftovers(path)
     try:
         yield con
     finally:
@@ -94,6 +96,93 @@ def _locked(path: Path, message: str) -> str:
     which = f" (process {holder.group(1)})" if holder else ""
     return (f"{path}: the warehouse is in use by another program{which}. Another `consult` run may be using it: "
             "wait for it to finish, then run the command again.")
+
+
+REWRITING = "rewriting the warehouse so that removed text leaves the file too"
+# Set in warehouse_meta by the transaction that removes stored text, absent from the rewritten copy:
+# a warehouse still holding it was not rewritten since (the process was killed, the disk was full),
+# and the next `consult run` rewrites it.
+REWRITE_PENDING = "rewrite_pending"
+
+
+def mark_rewrite_pending(con: duckdb.DuckDBPyConnection) -> None:
+    """Inside the transaction that removes or replaces stored text."""
+    con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES (?, 'stored text removed since the file was "
+                "last rewritten')", [REWRITE_PENDING])
+
+
+def rewrite_pending(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.execute("SELECT count(*) FROM warehouse_meta WHERE key = ?", [REWRITE_PENDING]).fetchall()[0][0])
+
+
+def rewrite_path(path: Path) -> Path:
+    """Where rewrite_warehouse builds the new file, beside the warehouse (same filesystem: the swap is atomic)."""
+    return path.with_name(path.name + ".compact")
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def _remove_rewrite_leftovers(path: Path) -> None:
+    fresh = rewrite_path(path)
+    for leftover in (fresh, _wal(fresh)):
+        leftover.unlink(missing_ok=True)
+
+
+def rewrite_warehouse(con: duckdb.DuckDBPyConnection, path: Path, progress=lambda _m: None) -> None:
+    """Write the warehouse afresh, once a committed change removed or replaced stored text (open
+    answers scrubbed again, failing values masked, an export unloaded): DuckDB keeps the old bytes
+    of updated and deleted rows in the file's free blocks, where `strings` finds the removed names
+    although no table holds them. `con` is the read-write connection that made the change (it holds
+    the warehouse's lock, so no other run has the file open); it must be closed right after.
+
+    Every table, view, macro, sequence, index and key is copied (COPY FROM DATABASE) into a new file
+    beside it, which is synced and only then swapped in over the old one (os.replace): a process
+    killed on the way leaves the old file, complete, and its copy, which the next read-write
+    connection removes (connect); the warehouse still says a rewrite is pending, so the next
+    `consult run` does it."""
+    progress(REWRITING)
+    fresh = rewrite_path(path)
+    _remove_rewrite_leftovers(path)
+    con.execute("CHECKPOINT")  # everything committed is in the file: its .wal holds nothing more
+    database = con.execute("SELECT current_database()").fetchall()[0][0]
+    quoted = str(fresh).replace("'", "''")
+    try:
+        con.execute(f"ATTACH '{quoted}' AS rewritten_warehouse")
+        try:
+            con.execute(f'COPY FROM DATABASE "{database.replace(chr(34), chr(34) * 2)}" TO rewritten_warehouse')
+            con.execute("DELETE FROM rewritten_warehouse.main.warehouse_meta WHERE key = ?", [REWRITE_PENDING])
+        finally:
+            con.execute("DETACH rewritten_warehouse")  # checkpoints the copy into its file
+        if _wal(fresh).exists():
+            raise WarehouseError(f"{fresh}: the rewritten warehouse was not written out whole; the warehouse "
+                                 "was left as it was")
+        _fsync(fresh)
+        # a .wal of the old file would be replayed into the new one; after the CHECKPOINT there is none,
+        # and what it could hold is in the file (and so in the copy)
+        _wal(path).unlink(missing_ok=True)
+        os.replace(fresh, path)
+    except (duckdb.Error, OSError) as exc:
+        _remove_rewrite_leftovers(path)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WarehouseError(
+            f"{path}: the change was written, but the warehouse file could not be rewritten afterwards ({message}), "
+            "so the text it removed may still be found in the file's unused space. Free some disk space (the "
+            "rewrite needs room for a second copy of the warehouse), then run `consult run`: it rewrites the "
+            "file.") from None
+    except BaseException:
+        _remove_rewrite_leftovers(path)
+        raise
+    _fsync(path.parent)  # the swap itself survives a power cut
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # What DuckDB says of a file cut short or that is not a database at all.
@@ -225,21 +314,24 @@ def data_source(con: duckdb.DuckDBPyConnection) -> str | None:
     return None if holds is None else "synthetic" if holds else "real"
 
 
-def write_run(con: duckdb.DuckDBPyConnection, loads: list[FileLoad], run_id: str, living_wage_file: Path) -> None:
+def write_run(con: duckdb.DuckDBPyConnection, loads: list[FileLoad], run_id: str, living_wage_file: Path) -> int:
     """Write every file of a run; the caller wraps this in a transaction. Each file's de-identified
     frames are released once written (`data` becomes None), and so are its response keys (keyed
     hashes of response ids): the warehouse holds them from then on, and a large export's would
     otherwise stay in memory for the rest of the run. Answers de-identification held apart (those to
     the key quasi-identifiers) go to anonymity's HELD_ANSWERS: the caller must then run
-    protect_microdata in the same transaction, which stores them."""
+    protect_microdata in the same transaction, which stores them. Returns how many answers stored
+    before went (of questions the questionnaire now marks direct identifiers)."""
+    removed = 0
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     for item in loads:
-        _write_catalogue(con, item.instrument, item.data.derived)
+        removed += _write_catalogue(con, item.instrument, item.data.derived)
         _write_file(con, item, run_id, now)
         item.data = None
         item.validation.response_keys = None
         item.validation.content_keys = None
     _write_living_wage(con, living_wage_file, {item.instrument.wave for item in loads})
+    return removed
 
 
 def _append(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
@@ -391,18 +483,19 @@ def mark_unrecorded(con: duckdb.DuckDBPyConnection, waves: set[int]) -> None:
                     [UNRECORDED_KEY, ",".join(str(w) for w in sorted(waves))])
 
 
-def refresh_questionnaire(con: duckdb.DuckDBPyConnection, instrument: Instrument, groups: GroupCodes) -> None:
+def refresh_questionnaire(con: duckdb.DuckDBPyConnection, instrument: Instrument, groups: GroupCodes) -> int:
     """Rewrite a loaded wave's questions from its current questionnaire (wording, scores, codes that
     mean no answer, disclosure class), as loading another export of the wave would; its derived
     answers stay, and so do the groups k-anonymity stored values in (it runs again only on new
-    answers or new rules). The stored answers of a question now marked a direct identifier go."""
+    answers or new rules). The stored answers of a question now marked a direct identifier go: returns
+    how many."""
     wave = instrument.wave
     con.execute(f"DELETE {_QUESTIONNAIRE_CHOICES}", {"wave": wave, "derived": DERIVED, "groups": _group_pairs(groups)})
     con.execute("DELETE FROM concepts WHERE wave = ? AND section <> ?", [wave, DERIVED])
     concepts, choices = catalogue_frames(instrument)
     _append(con, "concepts", concepts)
     _append(con, "choices", choices)
-    _drop_unstored(con, wave)
+    return _drop_unstored(con, wave)
 
 
 def lacks_recorded_later(con: duckdb.DuckDBPyConnection) -> bool:
@@ -413,26 +506,31 @@ def lacks_recorded_later(con: duckdb.DuckDBPyConnection) -> bool:
     return not set(RECORDED_LATER) <= present
 
 
-def _drop_unstored(con: duckdb.DuckDBPyConnection, wave: int) -> None:
+def _drop_unstored(con: duckdb.DuckDBPyConnection, wave: int) -> int:
     """The stored answers of questions the wave's questionnaire now marks as direct identifiers (a
-    class changed after a load): such answers are never kept."""
+    class changed after a load): such answers are never kept. Returns how many were removed."""
+    removed = 0
     for table in ("answers", "open_text"):
-        con.execute(f"DELETE FROM {table} WHERE wave = ? AND concept IN "
-                    "(SELECT concept FROM concepts WHERE wave = ? AND NOT stored)", [wave, wave])
+        removed += con.execute(f"DELETE FROM {table} WHERE wave = ? AND concept IN "
+                               "(SELECT concept FROM concepts WHERE wave = ? AND NOT stored)",
+                               [wave, wave]).fetchall()[0][0]
+    return removed
 
 
-def _write_catalogue(con: duckdb.DuckDBPyConnection, instrument: Instrument, derived: Sequence[DerivedConcept] = ()) -> None:
-    """The wave's questions, and its derived answers (section `derived`) with what they were worked out from."""
+def _write_catalogue(con: duckdb.DuckDBPyConnection, instrument: Instrument, derived: Sequence[DerivedConcept] = ()) -> int:
+    """The wave's questions, and its derived answers (section `derived`) with what they were worked out from.
+    Returns how many stored answers went (of questions now marked direct identifiers)."""
     wave = instrument.wave
     for table in ("concepts", "choices", "derived_concepts"):
         con.execute(f"DELETE FROM {table} WHERE wave = ?", [wave])
     concepts, choices = catalogue_frames(instrument, derived)
     _append(con, "concepts", concepts)
     _append(con, "choices", choices)
-    _drop_unstored(con, wave)
+    removed = _drop_unstored(con, wave)
     _append(con, "derived_concepts", pd.DataFrame(
         [(wave, d.question.id, ", ".join(d.reads), d.reference, d.reference_year, d.note) for d in derived],
         columns=["wave", "concept", "reads", "reference", "reference_year", "note"]))
+    return removed
 
 
 def _write_living_wage(con: duckdb.DuckDBPyConnection, path: Path, waves: set[int]) -> None:

@@ -35,7 +35,10 @@ from pipeline.load import (
     holds_synthetic,
     loaded_hashes,
     questionnaire_changed,
+    mark_rewrite_pending,
     refresh_questionnaire,
+    rewrite_pending,
+    rewrite_warehouse,
     seen_content_keys,
     seen_response_keys,
     unkeyed_loaded_files,
@@ -152,13 +155,18 @@ def run_load(
                 current["population_sha256"] = population_sha256(catalogue)
             rescrub = _scrub_lists_changed(con, paths)
             remask = _shown_values_outdated(con)
+            pending = rewrite_pending(con)  # an earlier removal whose rewrite did not happen
             if not loads and not reworded and not rescrub and not remask and stored == current \
                     and _scores_described(con, catalogue):
+                if pending:
+                    rewrite_warehouse(con, paths.warehouse, progress)
                 progress("nothing new to load; indicators are up to date")
                 return summary
-            _write_atomically(con, paths, loads, run_id, catalogue, privacy, progress, reworded, groups, rescrub,
-                              remask)
+            removed = _write_atomically(con, paths, loads, run_id, catalogue, privacy, progress, reworded, groups,
+                                        rescrub, remask)
             summary.indicators_rebuilt = True
+            if removed or pending:  # the committed change removed stored text: its old bytes leave the file too
+                rewrite_warehouse(con, paths.warehouse, progress)
     except BaseException as exc:
         if created:  # a first run that failed leaves no empty warehouse behind
             for leftover in (paths.warehouse, paths.warehouse.with_name(paths.warehouse.name + ".wal")):
@@ -495,24 +503,29 @@ def _file_summary(item: FileLoad) -> FileSummary:
 
 def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, catalogue, privacy, progress: Progress,
                       reworded: Sequence[Instrument] = (), groups: GroupCodes | None = None,
-                      rescrub: str | None = None, remask: bool = False) -> None:
+                      rescrub: str | None = None, remask: bool = False) -> bool:
+    """Returns whether stored text was removed or replaced (scrubbed again, masked, or the answers of a
+    question now marked a direct identifier): then the caller rewrites the warehouse file."""
     progress(f"writing {len(loads)} file(s) to the warehouse and computing indicators")
+    removed = 0
     con.execute("BEGIN TRANSACTION")
     try:
         for instrument in reworded:
-            refresh_questionnaire(con, instrument, groups or {})
+            removed += refresh_questionnaire(con, instrument, groups or {})
         if rescrub:  # before the new files: they were scrubbed with the current lists already
             changed = rescrub_stored(con, load_scrubber(paths.deid_file))
+            removed += changed
             progress(f"{rescrub}: the open answers stored were scrubbed again with its lists ({changed} stored "
                      "text(s) changed; the quotes among them wait for review again)")
         con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('scrub_lists_sha256', ?)",
                     [scrub_lists_sha256(paths.deid_file)])
         if remask:  # values stored before shown_value decided what of a failing value is kept
             masked = mask_stored_values(con, paths.surveys)
+            removed += masked
             progress(f"failing values stored under an older rule judged again: {masked} replaced by "
                      "\"(text of N characters, not shown)\" (they held words that could be a name)")
         con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('shown_values', ?)", [SHOWN_VALUES_VERSION])
-        write_run(con, loads, run_id, paths.living_wage_file)
+        removed += write_run(con, loads, run_id, paths.living_wage_file)
         return_freed_memory()  # the de-identified frames, now in the warehouse
         if loads:
             con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('derived_inputs_sha256', ?)",
@@ -520,10 +533,13 @@ def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, cat
         # k-anonymity over every wave's stored respondents, old and new, before anything is computed
         protect_microdata(con, privacy)
         compute(con, catalogue, load_rules(paths.disclosure_file), merged_code_labels(privacy))
+        if removed:
+            mark_rewrite_pending(con)
         con.execute("COMMIT")
     except BaseException:
         _rollback(con)
         raise
+    return removed > 0
 
 
 def _rollback(con) -> None:

@@ -21,7 +21,8 @@ from pipeline.anonymity import load_checked_privacy_rules, load_privacy_rules, p
 from pipeline.config import Paths
 from pipeline.disclosure import load_rules
 from pipeline.indicators import compute, load_checked_catalogue, merged_code_labels
-from pipeline.load import LOAD_TIME, ROW_OUTCOMES, connect, ensure_schema, write_error
+from pipeline.load import (LOAD_TIME, ROW_OUTCOMES, WarehouseError, connect, ensure_schema, mark_rewrite_pending,
+                           rewrite_warehouse, write_error)
 
 # Per-wave tables of what a wave's loads brought (its questionnaire, reference rates, protection
 # record): they go with the wave's last export, as in a warehouse that never loaded it.
@@ -87,9 +88,11 @@ def find_loaded(files: list[LoadedFile], which: str, wave: int | None = None) ->
     raise UnloadError(f"{which}: {len(named)} loaded exports match{where}; say which one ({how}):\n{choices}")
 
 
-def unload(paths: Paths, which: str, wave: int | None = None, confirm: bool = False) -> Unload:
+def unload(paths: Paths, which: str, wave: int | None = None, confirm: bool = False,
+           progress=lambda _m: None) -> Unload:
     """Without `confirm`, only say what would be removed. With it, remove the file's rows and its
-    respondents, and recompute k-anonymity and the indicators, all in one transaction."""
+    respondents, and recompute k-anonymity and the indicators, all in one transaction; then rewrite
+    the warehouse file, so that the removed rows' bytes leave it too."""
     catalogue = load_checked_catalogue(paths.indicators_file, paths.surveys)  # broken definitions: stop first
     privacy = load_checked_privacy_rules(privacy_path(paths), paths.surveys)
     with connect(paths.warehouse, read_only=True) as con:  # no warehouse, or a run holds it: said plainly
@@ -99,6 +102,7 @@ def unload(paths: Paths, which: str, wave: int | None = None, confirm: bool = Fa
     _refuse_if_still_read(paths, target)
     if not confirm:
         return plan
+    not_rewritten = None
     try:
         with connect(paths.warehouse) as con:
             ensure_schema(con)
@@ -109,6 +113,10 @@ def unload(paths: Paths, which: str, wave: int | None = None, confirm: bool = Fa
             except BaseException:
                 _rollback(con)
                 raise
+            try:
+                rewrite_warehouse(con, paths.warehouse, progress)
+            except WarehouseError as exc:  # the unload itself is done: recorded below, then said
+                not_rewritten = exc
     except duckdb.Error as exc:
         if (told := write_error(paths.warehouse, exc, "Nothing was removed.")) is not None:
             raise told from None
@@ -116,6 +124,8 @@ def unload(paths: Paths, which: str, wave: int | None = None, confirm: bool = Fa
     plan.removed = True
     _forget_quotes(paths, target.wave, set(plan.quote_ids))
     _keep_record(paths, plan)
+    if not_rewritten is not None:
+        raise not_rewritten
     return plan
 
 
@@ -132,6 +142,7 @@ def _remove_and_recompute(con: duckdb.DuckDBPyConnection, paths: Paths, target: 
         _write_derived_record(con, paths)
     protect_microdata(con, privacy)  # k-anonymity of the wave, over the respondents left
     compute(con, catalogue, load_rules(paths.disclosure_file), merged_code_labels(privacy))
+    mark_rewrite_pending(con)  # cleared by the rewrite that follows the commit
 
 
 def remove_file(con: duckdb.DuckDBPyConnection, target: LoadedFile) -> None:
