@@ -565,7 +565,6 @@ def identifier_sources(paths: Paths, con: duckdb.DuckDBPyConnection,
     waves still have every loaded export to take identifiers from (by hash: a file of the same name
     with other content is not the one loaded). A wave without is named with the reason (purged, with
     the date, or removed by hand) and the last audit (`previous`) that searched its identifiers."""
-    from pipeline.ingest import file_sha256
     from pipeline.load import data_source
     from pipeline.retention import purged_files
 
@@ -574,7 +573,7 @@ def identifier_sources(paths: Paths, con: duckdb.DuckDBPyConnection,
         loaded = con.execute("SELECT wave, file_sha256, file_name FROM load_ledger ORDER BY wave, file_name").fetchall()
     except duckdb.CatalogException:  # a warehouse file without the schema: nothing loaded
         return None, Coverage()
-    present = {file_sha256(path) for path in _source_exports(paths, source)}
+    present = {_export_sha256(path) for path in _source_exports(paths, source)}
     purged = purged_files(con)
     last = _last_checked(previous)
     coverage = Coverage()
@@ -594,6 +593,22 @@ def identifier_sources(paths: Paths, con: duckdb.DuckDBPyConnection,
             reason += f"; last searched for, with no identifier found, by the audit of {last[wave]}"
         coverage.missing.append({"wave": wave, "reason": reason, "last_checked": last.get(wave, "")})
     return source, coverage
+
+
+def _export_sha256(path: Path) -> str:
+    """An export's hash, read once per command while the file is unchanged (size and time): a run
+    audits three times (before and after rendering, after the release), and a large export takes
+    a second to hash each time."""
+    from pipeline.ingest import file_sha256
+
+    stat = path.stat()
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key not in _EXPORT_HASHES:
+        _EXPORT_HASHES[key] = file_sha256(path)
+    return _EXPORT_HASHES[key]
+
+
+_EXPORT_HASHES: dict[tuple, str] = {}
 
 
 def _last_checked(previous: AuditReport | None) -> dict[int, str]:
