@@ -39,18 +39,23 @@ def every_table(paths: Paths) -> dict[str, list[tuple]]:
     return {t: sorted(query(paths, f"SELECT * FROM {t}"), key=repr) for t in tables}
 
 
-def test_a_failing_value_masked_again_leaves_the_file(empty_project: Paths) -> None:
-    """A warehouse of an older pipeline kept a name typed as a wage: the next run masks it, and the
-    name is then nowhere in the file's bytes, while the data answer as before."""
-    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
-    rows = [response(i) for i in range(3)] + [response(3, {"hourly_wage": "twenty"}),
-                                              response(4, {"hourly_wage": "4000"})]
-    write_export(empty_project.raw / "2025" / "export.csv", instrument, rows)
-    run_load(empty_project)
-    con = duckdb.connect(str(empty_project.warehouse))  # as an older pipeline stored it
+def _name_stored_as_typed(project: Paths, *more: dict) -> None:
+    """A loaded warehouse holding NAME in a failing wage value, as an older pipeline stored it
+    (before shown_value masked such values)."""
+    instrument = load_instrument(project.surveys / "2025" / "instrument.yaml")
+    rows = [response(i) for i in range(3)] + [response(3, {"hourly_wage": "twenty"}), *more]
+    write_export(project.raw / "2025" / "export.csv", instrument, rows)
+    run_load(project)
+    con = duckdb.connect(str(project.warehouse))
     con.execute(f"UPDATE quarantine_issues SET value = 'Rivka {NAME}' WHERE value = 'twenty'")
     con.execute("DELETE FROM warehouse_meta WHERE key = 'shown_values'")
     con.close()
+
+
+def test_a_failing_value_masked_again_leaves_the_file(empty_project: Paths) -> None:
+    """A warehouse of an older pipeline kept a name typed as a wage: the next run masks it, and the
+    name is then nowhere in the file's bytes, while the data answer as before."""
+    _name_stored_as_typed(empty_project, response(4, {"hourly_wage": "4000"}))
     assert file_holds(empty_project, NAME)
 
     progress: list[str] = []
@@ -125,14 +130,7 @@ def test_a_rewrite_cut_short_leaves_the_old_warehouse_whole_and_the_next_run_doe
     """Killed before the swap: the old file stays in place, whole, with the change committed; the
     copy goes (a copy a killed process left behind: at the next read-write opening), and the next
     `consult run`, with nothing else to do, does the rewrite."""
-    instrument = load_instrument(empty_project.surveys / "2025" / "instrument.yaml")
-    rows = [response(i) for i in range(3)] + [response(3, {"hourly_wage": "twenty"})]
-    write_export(empty_project.raw / "2025" / "export.csv", instrument, rows)
-    run_load(empty_project)
-    con = duckdb.connect(str(empty_project.warehouse))  # as an older pipeline stored it
-    con.execute(f"UPDATE quarantine_issues SET value = 'Rivka {NAME}' WHERE value = 'twenty'")
-    con.execute("DELETE FROM warehouse_meta WHERE key = 'shown_values'")
-    con.close()
+    _name_stored_as_typed(empty_project)
 
     def killed(*_args) -> None:
         raise KeyboardInterrupt
