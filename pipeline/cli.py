@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["auto", "quarto", "offline"], default="auto",
                    help="how to render: Quarto, the built-in offline engine, or auto (Quarto when installed)")
     p.add_argument("--no-report", action="store_true", help="stop after the indicators (no report, no QA report)")
+    p.add_argument("--reload", type=int, action="append", default=[], metavar="WAVE",
+                   help="read this wave's loaded exports again and replace what they brought, in the same step "
+                        "(after its instrument's `inclusion:` rules changed); they must still be in its folder")
     _verbose_arg(p)
 
     p = command("status", cmd_status, "Where each wave stands: exports found and loaded, rows quarantined and why, "
@@ -726,7 +729,7 @@ def cmd_run(args, paths: Paths) -> int:
     from pipeline.run import run_load
 
     started = time.monotonic()
-    summary = run_load(paths, progress=say)
+    summary = run_load(paths, progress=say, reload=args.reload)
     try:
         return _after_load(args, paths, summary, started, build_reports)
     except KeyboardInterrupt:  # the load is committed: "nothing was written" would be wrong here

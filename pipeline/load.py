@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import duckdb
 import pandas as pd
@@ -331,6 +331,7 @@ def write_run(con: duckdb.DuckDBPyConnection, loads: list[FileLoad], run_id: str
         item.validation.response_keys = None
         item.validation.content_keys = None
     _write_living_wage(con, living_wage_file, {item.instrument.wave for item in loads})
+    record_inclusion(con, {item.instrument.wave: item.instrument for item in loads}.values())
     return removed
 
 
@@ -558,3 +559,29 @@ def ledger_identity_violations(con: duckdb.DuckDBPyConnection) -> list[tuple]:
             OR l.rows_duplicate <> count(*) FILTER (WHERE o.outcome = 'duplicate')
         """
     ).fetchall()
+
+
+def recorded_inclusion(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
+    """By loaded wave: the `inclusion:` rules its exports were loaded under (population.inclusion_record).
+    None for a wave loaded before the warehouse kept them, or a warehouse without the table yet
+    (opened read-only before a run brought its schema up to date)."""
+    if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = 'wave_inclusion'").fetchall():
+        return {}
+    return dict(con.execute("SELECT wave, rules FROM wave_inclusion").fetchall())
+
+
+def record_inclusion(con: duckdb.DuckDBPyConnection, instruments: Iterable[Instrument]) -> None:
+    """Keep the rules each wave's exports are being loaded under (the caller holds the transaction)."""
+    from pipeline.population import inclusion_record
+
+    for instrument in instruments:
+        con.execute("INSERT OR REPLACE INTO wave_inclusion VALUES (?, ?)", [instrument.wave, inclusion_record(instrument)])
+
+
+def record_known_inclusion(con: duckdb.DuckDBPyConnection, instruments: dict[int, Instrument]) -> None:
+    """A wave loaded before the warehouse kept its rules gets them when they are surely those it was
+    loaded under: its instrument file is byte for byte the one every export of it was loaded with."""
+    recorded = recorded_inclusion(con)
+    loaded = con.execute("SELECT wave, list(DISTINCT instrument_sha256) FROM load_ledger GROUP BY wave").fetchall()
+    record_inclusion(con, [instruments[wave] for wave, used in loaded
+                           if wave not in recorded and wave in instruments and used == [instruments[wave].sha256]])

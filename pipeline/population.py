@@ -9,6 +9,7 @@ statement then applies to every indicator's change across that boundary (indicat
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,4 +125,98 @@ def population_message(unstated: list[tuple[Instrument, Instrument]]) -> str:
             f"indicator's trend at {new.wave}: its changes from {old.wave} read \"not comparable\" (no figure), as for "
             f"a question stated not_comparable; with the other two the changes are computed and the note is shown "
             f"with them.)")
+    return "\n".join(lines)
+
+
+# --- a loaded wave's own rules, changed since its exports were loaded -------------------------
+
+
+def inclusion_record(instrument: Instrument) -> str:
+    """The wave's inclusion rules as stored beside its responses (wave_inclusion): rule names and the
+    codes each admits, in a canonical order so that the same rules always give the same text."""
+    rules = [{"rule": name, "question": c.question, "in": sorted(set(c.in_), key=code_order)}
+             for name, c in sorted(instrument.inclusion.items())]
+    return json.dumps(rules, ensure_ascii=False, sort_keys=True)
+
+
+def _admitted(record: str) -> dict[str, set[str]]:
+    """By question, the codes every rule on it admits (rule names and order do not change who is in)."""
+    admitted: dict[str, set[str]] = {}
+    for rule in json.loads(record):
+        codes = set(rule["in"])
+        admitted[rule["question"]] = admitted[rule["question"]] & codes if rule["question"] in admitted else codes
+    return admitted
+
+
+@dataclass(frozen=True)
+class RulesChangedSinceLoaded:
+    """A loaded wave whose current `inclusion:` rules admit other answers than those its exports were
+    loaded under."""
+    instrument: Instrument
+    recorded: str  # inclusion_record() of the rules its exports were loaded under
+
+
+def inclusion_changed_since_loaded(recorded: dict[int, str],
+                                   instruments: dict[int, Instrument]) -> list[RulesChangedSinceLoaded]:
+    """The loaded waves (`recorded`: wave_inclusion) whose instrument now admits other answers. A wave
+    with no record (loaded before the warehouse kept one) is not compared."""
+    return [RulesChangedSinceLoaded(instruments[wave], record) for wave, record in sorted(recorded.items())
+            if wave in instruments and _admitted(record) != _admitted(inclusion_record(instruments[wave]))]
+
+
+def describe_rules_changed(change: RulesChangedSinceLoaded) -> list[str]:
+    """What the current rules admit differently from the loaded ones, a plain line each, by question."""
+    instrument = change.instrument
+    was, now = _admitted(change.recorded), _admitted(inclusion_record(instrument))
+
+    def answers(question: str, codes: set[str]) -> str:
+        wording = {c.code: c.label.en for c in instrument.choices_of(instrument.question(question))} \
+            if instrument.question(question) is not None else {}
+        ordered = sorted(codes, key=code_order)
+        return ", ".join(f'{c} "{wording[c]}"' if wording.get(c) else c for c in ordered)
+
+    lines = []
+    for question in sorted(was.keys() | now.keys()):
+        before, after = was.get(question), now.get(question)
+        if before is None:
+            lines.append(f"{question}: new rule: only responses answering {answers(question, after)} are in scope "
+                         f"(the loaded responses were not selected on {question})")
+        elif after is None:
+            lines.append(f"{question}: rule dropped: the loaded responses were kept only when answering "
+                         f"{answers(question, before)}; the rules now keep every answer")
+        else:
+            if after - before:
+                lines.append(f"{question}: now also admits answer {answers(question, after - before)}")
+            if before - after:
+                lines.append(f"{question}: no longer admits answer {answers(question, before - after)}")
+    return lines
+
+
+def rules_changed_message(changes: list[RulesChangedSinceLoaded], files: dict[int, list[tuple[str, bool]]],
+                          folder: str) -> str:
+    """Why the run stops (and status says it would): which wave, what changed, the two ways out.
+    `files`: by wave, each loaded export's name and whether its raw file was purged since; `folder`:
+    where the run reads the wave's exports (data/raw/<wave> or data/synthetic/<wave>)."""
+    lines = []
+    for change in changes:
+        wave = change.instrument.wave
+        where = change.instrument.source or f"surveys/{wave}/instrument.yaml"
+        names = [name for name, _ in files.get(wave, [])]
+        purged = [name for name, gone in files.get(wave, []) if gone]
+        lines.append(f"{where}: the `inclusion:` rules changed since wave {wave}'s exports were loaded. What changed:")
+        lines += [f"  {line}" for line in describe_rules_changed(change)]
+        lines.append(f"The {wave} responses in the warehouse were kept or excluded under the old rules, and the "
+                     "responses excluded then were not kept, so the figures cannot follow the new rules without reading "
+                     "the exports again. Either put the old rules back in the instrument:")
+        rules = json.loads(change.recorded)
+        lines.append("  inclusion:" + ("" if rules else " {}"))
+        lines += [f"    {r['rule']}: {{question: {r['question']}, in: [{', '.join(r['in'])}]}}" for r in rules]
+        if purged:
+            lines.append(f"  (loading the wave again is not possible: the raw export(s) {', '.join(purged)} were "
+                         "deleted with `consult purge-raw`)")
+        else:
+            target = folder.replace("<wave>", str(wave))
+            lines.append(f"or load the wave's exports again under the new rules: `consult run --reload {wave}` (reads "
+                         f"{', '.join(names)} again from {target}/ and replaces what they brought, in one step; quote "
+                         "decisions are kept; docs/runbook.md, \"Changing who is in scope after loading\").")
     return "\n".join(lines)

@@ -34,8 +34,11 @@ from pipeline.load import (
     ensure_schema,
     holds_synthetic,
     loaded_hashes,
+    ROW_OUTCOMES,
     questionnaire_changed,
     mark_rewrite_pending,
+    record_known_inclusion,
+    recorded_inclusion,
     refresh_questionnaire,
     rewrite_pending,
     rewrite_warehouse,
@@ -47,7 +50,9 @@ from pipeline.load import (
     write_error,
     write_run,
 )
-from pipeline.population import population_message, unstated_population_changes
+from pipeline.unload import LoadedFile, loaded_files, remove_file
+from pipeline.population import (inclusion_changed_since_loaded, population_message, rules_changed_message,
+                                 unstated_population_changes)
 from pipeline.validate import (SAME_CONTENT, SHOWN_VALUES_VERSION, Validation, mask_stored_values, secret_key,
                                unknown_columns, validate)
 
@@ -123,7 +128,11 @@ def run_load(
     synthetic: bool | None = None,
     progress: Progress = lambda _m: None,
     wave: int | None = None,
+    reload: Sequence[int] = (),
 ) -> RunSummary:
+    """Load the exports not loaded yet and recompute everything, in one transaction. `reload`: waves
+    whose loaded exports are read again (after a change that applies when answers are read, such as
+    the instrument's `inclusion:` rules), replacing what they brought in the same transaction."""
     if files is None:
         files, synthetic = choose_source(paths)
         if synthetic and not files:
@@ -143,6 +152,17 @@ def run_load(
             ensure_schema(con)
             _refuse_mixing(con, synthetic, paths)
             _refuse_stale_derivations(con, paths)
+            changed = changed_inclusion_messages(con, paths, synthetic)
+            if stopping := [message for w, message in changed.items() if w not in reload]:
+                raise RunError("\n".join(stopping) + "\nNothing was loaded.")
+            reloading = _reload_plan(con, paths, files, set(reload), wave)
+            if reloading:  # taken out inside the transaction that loads them again: all or nothing (a
+                # failure before its commit closes the connection, which rolls the removal back)
+                con.execute("BEGIN TRANSACTION")
+                for target in reloading:
+                    remove_file(con, target)
+                files = _in_load_order(files, reloading, wave)
+                progress(f"loading again: {', '.join(t.name for t in reloading)} (--reload)")
             loads = _prepare_new_files(con, paths, files, synthetic, summary, progress, wave)
             groups = {concept: set(rule.group_codes()) for concept, rule in privacy.microdata.key_quasi_identifiers.items()}
             reworded = _changed_questionnaires(con, paths, {item.instrument.wave for item in loads}, groups, progress)
@@ -163,9 +183,9 @@ def run_load(
                 progress("nothing new to load; indicators are up to date")
                 return summary
             removed = _write_atomically(con, paths, loads, run_id, catalogue, privacy, progress, reworded, groups,
-                                        rescrub, remask)
+                                        rescrub, remask, began=bool(reloading))
             summary.indicators_rebuilt = True
-            if removed or pending:  # the committed change removed stored text: its old bytes leave the file too
+            if removed or pending or reloading:  # stored text was removed: its old bytes leave the file too
                 rewrite_warehouse(con, paths.warehouse, progress)
     except BaseException as exc:
         if created:  # a first run that failed leaves no empty warehouse behind
@@ -399,6 +419,81 @@ def _scrub_lists_changed(con, paths: Paths) -> str | None:
     return None
 
 
+def _reload_plan(con, paths: Paths, files: list[Path], waves: set[int], wave: int | None) -> list[LoadedFile]:
+    """The loaded exports of `waves`, oldest first, once each is known to be readable again: still in
+    the folder the run reads, byte for byte, and holding no response another wave's export repeats."""
+    from pipeline.retention import purged_files
+
+    if not waves:
+        return []
+    loaded = [f for f in loaded_files(con) if f.wave in waves]
+    present = {file_sha256(path) for path in files if wave_of(path, wave) in waves}
+    purged = purged_files(con)
+    folder = "data/synthetic" if holds_synthetic(con) else "data/raw"
+    for asked in sorted(waves - {f.wave for f in loaded}):
+        raise RunError(f"--reload {asked}: wave {asked} has no loaded export to load again (loaded waves: "
+                       f"{', '.join(str(w) for w in _loaded_waves(con)) or 'none'}). Nothing was loaded.")
+    for target in loaded:
+        where = f"{folder}/{target.wave}/"
+        if target.sha256 in purged:
+            raise RunError(f"--reload {target.wave}: {target.name} was deleted with `consult purge-raw`, so wave "
+                           f"{target.wave} cannot be read again. Nothing was loaded.")
+        if target.sha256 not in present:
+            raise RunError(f"--reload {target.wave}: {target.name} (sha256 {target.sha256[:12]}...) is not in {where} "
+                           "as it was loaded (moved, renamed to another folder, or changed since). Put the very file "
+                           f"back in {where} and run again. Nothing was loaded.")
+    _refuse_repeated_elsewhere(con, loaded)
+    return loaded
+
+
+def _refuse_repeated_elsewhere(con, targets: list[LoadedFile]) -> None:
+    """Rows of exports not read again that were counted as duplicates of responses the targets loaded:
+    read again under other rules, a response may not load, and nothing would hold it any more."""
+    shas = [t.sha256 for t in targets]
+    others = con.execute(
+        f"SELECT l.file_name, l.wave, count(*) FROM {ROW_OUTCOMES} o JOIN load_ledger l USING (file_sha256) "
+        "WHERE o.outcome = 'duplicate' AND NOT list_contains($shas, o.file_sha256) AND (o.response_key IN "
+        "(SELECT response_key FROM seen_responses WHERE list_contains($shas, file_sha256)) OR o.content_key IN "
+        f"(SELECT content_key FROM {ROW_OUTCOMES} WHERE list_contains($shas, file_sha256) AND outcome = 'loaded')) "
+        "GROUP BY ALL ORDER BY ALL", {"shas": shas}).fetchall()
+    if others:
+        named = ", ".join(f"{name} (wave {w}: {n} row(s))" for name, w, n in others)
+        raise RunError(f"--reload: exports of other waves hold rows counted as duplicates of responses these exports "
+                       f"loaded: {named}. Reading them again alone could lose those responses: add those waves to "
+                       "--reload. Nothing was loaded.")
+
+
+def _in_load_order(files: list[Path], targets: list[LoadedFile], wave: int | None) -> list[Path]:
+    """The exports loaded again first, in the order they were loaded (which of two copies of a
+    response loads follows that order), then the others as given."""
+    order = {(t.wave, t.sha256): n for n, t in enumerate(targets)}
+    keyed = [(order.get((wave_of(path, wave), file_sha256(path)), len(order)), n, path) for n, path in enumerate(files)]
+    return [path for _, _, path in sorted(keyed)]
+
+
+def _loaded_instruments(con, paths: Paths) -> dict[int, Instrument]:
+    """The current instrument of every loaded wave that has one."""
+    return {wave: load_instrument(instrument_path(paths.surveys, wave)) for wave in _loaded_waves(con)
+            if instrument_path(paths.surveys, wave).exists()}
+
+
+def changed_inclusion_messages(con, paths: Paths, synthetic: bool) -> dict[int, str]:
+    """By loaded wave whose `inclusion:` rules changed since its exports were loaded: what changed and
+    the ways out (the run stops before reading anything; `consult status` says it would)."""
+    from pipeline.retention import purged_files
+
+    changes = inclusion_changed_since_loaded(recorded_inclusion(con), _loaded_instruments(con, paths))
+    if not changes:
+        return {}
+    purged = purged_files(con)
+    files: dict[int, list[tuple[str, bool]]] = {}
+    for sha, name, wave in con.execute(
+            "SELECT file_sha256, file_name, wave FROM load_ledger ORDER BY loaded_at, file_name").fetchall():
+        files.setdefault(wave, []).append((name, sha in purged))
+    folder = "data/synthetic/<wave>" if synthetic else "data/raw/<wave>"
+    return {change.instrument.wave: rules_changed_message([change], files, folder) for change in changes}
+
+
 def _refuse_stale_derivations(con, paths: Paths) -> None:
     """Derived answers (below_living_wage) are computed from the raw answers at load and the raw
     values are not kept: after their definitions change, the stored ones are stale, and only a
@@ -503,12 +598,14 @@ def _file_summary(item: FileLoad) -> FileSummary:
 
 def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, catalogue, privacy, progress: Progress,
                       reworded: Sequence[Instrument] = (), groups: GroupCodes | None = None,
-                      rescrub: str | None = None, remask: bool = False) -> bool:
+                      rescrub: str | None = None, remask: bool = False, began: bool = False) -> bool:
     """Returns whether stored text was removed or replaced (scrubbed again, masked, or the answers of a
-    question now marked a direct identifier): then the caller rewrites the warehouse file."""
+    question now marked a direct identifier): then the caller rewrites the warehouse file. `began`: the
+    caller's transaction is open already (exports loaded again were taken out in it)."""
     progress(f"writing {len(loads)} file(s) to the warehouse and computing indicators")
     removed = 0
-    con.execute("BEGIN TRANSACTION")
+    if not began:
+        con.execute("BEGIN TRANSACTION")
     try:
         for instrument in reworded:
             removed += refresh_questionnaire(con, instrument, groups or {})
@@ -525,6 +622,7 @@ def _write_atomically(con, paths: Paths, loads: list[FileLoad], run_id: str, cat
             progress(f"failing values stored under an older rule judged again: {masked} replaced by "
                      "\"(text of N characters, not shown)\" (they held words that could be a name)")
         con.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('shown_values', ?)", [SHOWN_VALUES_VERSION])
+        record_known_inclusion(con, _loaded_instruments(con, paths))
         removed += write_run(con, loads, run_id, paths.living_wage_file)
         return_freed_memory()  # the de-identified frames, now in the warehouse
         if loads:

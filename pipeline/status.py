@@ -91,7 +91,7 @@ def _step(stage: int, command: str | None, why: str, todo: str | None = None) ->
 
 def _warehouse_facts(paths: Paths) -> dict:
     facts: dict = {"exists": paths.warehouse.exists(), "holds": None, "ledger": [], "purged": {}, "unrecorded": set(),
-                   "before_inclusion": set(),
+                   "before_inclusion": set(), "inclusion_changed": {},
                    "quarantine": {}, "waiting": Counter(), "excluded": {}, "changed_at": None, "responses": {}}
     if not facts["exists"]:
         return facts
@@ -107,6 +107,7 @@ def _warehouse_facts(paths: Paths) -> dict:
         facts["purged"] = purged_files(con)
         facts["unrecorded"] = unrecorded_waves(con)
         facts["before_inclusion"] = waves_before_inclusion_check(con)
+        facts["inclusion_changed"] = _inclusion_changed(con, paths, facts["holds"] == "synthetic")
         facts["responses"] = {int(r[0]): dict(zip(ROW_KEYS, map(int, r[2:]))) for r in con.execute(
             f"SELECT wave, synthetic, read, loaded, quarantined, excluded, duplicates FROM ({RESPONSES_BY_WAVE})"
         ).fetchall()}
@@ -118,6 +119,17 @@ def _warehouse_facts(paths: Paths) -> dict:
     stamps = [f["loaded_at"] for f in facts["ledger"]]
     facts["changed_at"] = max(stamps).replace(tzinfo=dt.timezone.utc).timestamp() if stamps else None
     return facts
+
+
+def _inclusion_changed(con, paths: Paths, synthetic: bool) -> dict[int, str]:
+    """By loaded wave: its `inclusion:` rules changed since its exports were loaded (the run stops).
+    A broken instrument is reported as itself."""
+    from pipeline.run import changed_inclusion_messages
+
+    try:
+        return changed_inclusion_messages(con, paths, synthetic)
+    except InstrumentError:
+        return {}
 
 
 def _waiting_reasons(rows: list) -> dict[int, dict[str, int]]:
@@ -276,6 +288,7 @@ def _wave_status(paths: Paths, wave: int, exports: list[RawFile], synthetic: boo
         "rules_error": _rules_error(instrument),
         "derived_error": _derived_error(instrument, derivations) or _rate_year_error(paths, instrument),
         "comparability_error": unstated.get(wave),
+        "inclusion_changed": facts["inclusion_changed"].get(wave),
         "exports": [{"file": str(f.path.relative_to(paths.root)), "sha256": f.sha256, "bytes": f.bytes,
                      "loaded": f.sha256 in loaded_shas} for f in mine],
         "files_loaded": len(ledger),
@@ -442,6 +455,11 @@ def _next_step(paths: Paths, status: dict, outputs: dict) -> dict:
     if status["rules_error"]:
         return _step(1, None, f"{status['rules']} does not load, so `consult run` would stop at the wave's next "
                      f"export. Fix it, then run `consult status {wave}` again. The error:\n{status['rules_error']}")
+    if status["inclusion_changed"]:
+        reload = f"consult run --reload {wave}"  # offered unless the wave's raw exports were purged
+        return _step(1, reload if f"`{reload}`" in status["inclusion_changed"] else None,
+                     f"`consult run` would stop: {status['inclusion_changed']}",
+                     todo="put the wave's old `inclusion:` rules back (see above)")
     if status["derived_error"] and (waiting or not status["files_loaded"]):
         # a load of this wave stops there: before its export (stage 8), or first when one waits (a run stops)
         then = "" if waiting else f". Then, when the survey closes, export the responses into data/raw/{wave}/"

@@ -26,7 +26,8 @@ from pipeline.load import (LOAD_TIME, ROW_OUTCOMES, WarehouseError, connect, ens
 
 # Per-wave tables of what a wave's loads brought (its questionnaire, reference rates, protection
 # record): they go with the wave's last export, as in a warehouse that never loaded it.
-WAVE_TABLES = ("concepts", "choices", "derived_concepts", "living_wage", "column_protection", "anonymity_summary")
+WAVE_TABLES = ("concepts", "choices", "derived_concepts", "living_wage", "column_protection", "anonymity_summary",
+               "wave_inclusion")
 HASH_START = re.compile(r"^[0-9a-fA-F]{6,64}$")  # at least 6 hex digits: short enough to type, rarely shared
 
 

@@ -329,6 +329,14 @@ CREATE TABLE IF NOT EXISTS purges (
     release_version  VARCHAR NOT NULL     -- the published release that holds the wave
 );
 
+-- The `inclusion:` rules (instrument.yaml) each wave's exports were loaded under, as JSON: the
+-- responses they excluded were not kept, so a run stops when a loaded wave's rules change
+-- (pipeline/population.py, inclusion_changed_since_loaded) rather than mix two populations.
+CREATE TABLE IF NOT EXISTS wave_inclusion (
+    wave   INTEGER PRIMARY KEY,
+    rules  VARCHAR NOT NULL
+);
+
 -- Release versions recorded as published (`consult mark-published`): a later report or release
 -- under the same version must hold the same figures (pipeline/release.py, check_version). Not named
 -- published_*: those are the views whose figures leave the warehouse.
