@@ -811,12 +811,16 @@ def _output_text(path: Path) -> str:
 
 @functools.cache
 def vendored_code() -> tuple[str, ...]:
-    """Libraries the pages embed as they come from their package (plotly.js): they hold no survey
+    """Libraries the pages embed as they come from their package (plotly.js: the vendored basic
+    bundle, or the full library plotly.py ships, see pipeline/plotly_bundle.py): they hold no survey
     answer, and their thousands of numeric constants (map projections: 79.4188, 48.5904) equal
     coordinates of a large export by chance. Only an exact copy is left out."""
     from plotly.offline import get_plotlyjs
 
-    return (get_plotlyjs(),)
+    from pipeline.plotly_bundle import basic_bundle_text
+
+    basic = basic_bundle_text()
+    return (get_plotlyjs(),) if basic is None else (basic, get_plotlyjs())
 
 
 def _warehouse_texts(con: duckdb.DuckDBPyConnection, index: NeedleIndex) -> Iterator[tuple[str, list[str]]]:

@@ -21,9 +21,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 
 from pipeline.config import HOLD_WAREHOUSE_VARIABLE
+from pipeline.plotly_bundle import check_traces, page_bundle
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 BLUE = "#0072B2"
@@ -512,14 +512,15 @@ def language_switch(page: str) -> str:
 
 
 def plotly_js() -> str:
-    """The whole plotly.js library inline, once per page, so pages work offline and self-contained.
+    """plotly.js inline, once per page, so pages work offline and self-contained: the basic bundle
+    (bar, pie, scatter: all the charts draw) while it matches plotly.py, see pipeline/plotly_bundle.py.
 
     Nothing for the printable PDF, whose charts are static images."""
     if for_print():
         return ""
     return (
         '<script type="text/javascript">window.PlotlyConfig = {MathJaxConfig: "local"};</script>\n'
-        f'<script type="text/javascript" charset="utf-8">{get_plotlyjs()}</script>'
+        f'<script type="text/javascript" charset="utf-8">{page_bundle().text}</script>'
     )
 
 
@@ -577,6 +578,7 @@ def chart_image(fig: go.Figure, div_id: str, label: str) -> str:
 
 
 def _figure_html(fig: go.Figure, div_id: str, label: str, caption: str) -> str:
+    check_traces({trace.type for trace in fig.data}, f"chart {div_id}")
     plot = chart_image(fig, div_id, label) if for_print() else fig.to_html(
         full_html=False,
         include_plotlyjs=False,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pipeline.config import Paths
 from pipeline.load import connect
+from pipeline.plotly_bundle import VENDOR, page_bundle
 from pipeline.render import Detail, RenderResult, choose_engine, load_project, render_project
 
 MANIFEST = "manifest.json"
@@ -50,6 +51,8 @@ def build_report(paths: Paths, engine: str = "auto", progress=lambda _m: None, f
     else:
         key = _site_key(base, pdf, french)  # rendering replaces the whole folder, earlier PDF and French with it
         progress("rendering the report")
+        if page_bundle().notice:
+            progress(page_bundle().notice)
         result = render_project(paths.reports, engine=engine, env=_page_env(paths, pdf, french_link=french),
                                 progress=progress)
         write_manifest(paths, result, key)
@@ -110,10 +113,13 @@ def inputs_key(paths: Paths, engine: str) -> str:
     """A hash of everything the report shows: the published figures, the ledger, the catalogue,
     the report's sources and the code that draws it. Same key, same report."""
     digest = hashlib.sha256(engine.encode())
+    digest.update(page_bundle().name.encode())  # after a plotly upgrade the pages change library
     hash_published(paths, digest)
     sources = sorted(p for p in paths.reports.rglob("*") if p.is_file()
                      and not {"_site", ".quarto", "qa"} & set(p.relative_to(paths.reports).parts))
-    code = [Path(__file__).with_name(n) for n in ("charts.py", "render.py", "report.py", "quotes.py")]
+    code = [Path(__file__).with_name(n) for n in ("charts.py", "render.py", "report.py", "quotes.py",
+                                                  "plotly_bundle.py")]
+    code += sorted(p for p in VENDOR.iterdir() if p.is_file())  # the plotly.js bundle the pages embed
     # Definitions (privacy rules, labels) and quote decisions change what a page says.
     decisions = sorted(paths.surveys.rglob("*.yaml")) + sorted((paths.root / "data" / "review").rglob("*.yaml"))
     hash_files(paths, digest, [*sources, *code, *decisions])
@@ -248,6 +254,7 @@ def write_manifest(paths: Paths, result: RenderResult, key: str) -> Path:
         "definitions": {str(p.relative_to(paths.root)): _sha256(p) for p in sorted(paths.surveys.rglob("*.yaml"))},
         "code_version": _code_version(paths.root),
         "python": platform.python_version(),
+        "plotly.js": page_bundle().name,  # the chart library inlined in the pages
         "packages": {name: _version(name) for name in sorted({*RECORDED_PACKAGES, *_declared_dependencies()})},
         "pages": [str(p.relative_to(result.output_dir)) for p in result.pages],
     }

@@ -8,6 +8,7 @@ Forms), some of them typed into open answers too."""
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import io
 import re
@@ -141,12 +142,13 @@ def leaks(text: str, identifiers: dict[str, set[str]]) -> set[str]:
 
 def outputs(paths: Paths) -> dict[str, str]:
     """Every output file's text (the plotly.js bundle, a library, left out) and every warehouse table."""
-    bundle = get_plotlyjs()
+    bundles = (get_plotlyjs(), (REPO / "pipeline" / "vendor" / "plotly-basic.min.js").read_text(encoding="utf-8"))
     texts = {}
     for folder in (paths.site, paths.warehouse_dir, paths.root / "data" / "review"):
         for path in sorted(folder.rglob("*")):
             if path.is_file() and path.suffix != ".duckdb" and not path.name.endswith(".wal"):
-                texts[str(path)] = path.read_text(encoding="utf-8", errors="replace").replace(bundle, "")
+                text = path.read_text(encoding="utf-8", errors="replace")
+                texts[str(path)] = functools.reduce(lambda kept, bundle: kept.replace(bundle, ""), bundles, text)
     con = duckdb.connect(str(paths.warehouse), read_only=True)
     for (table,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall():
         rows = con.execute(f'SELECT * FROM "{table}"').fetchall()
