@@ -64,7 +64,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from pipeline.deidentify import DerivationError
     from pipeline.indicators import IndicatorError
     from pipeline.ingest import ExportError
-    from pipeline.instrument import InstrumentError
+    from pipeline.instrument import DefinitionError, InstrumentError
     from pipeline.load import WarehouseError
     from pipeline.render import RenderError
     from pipeline.run import RunError
@@ -79,7 +79,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
     return (ExportError, InstrumentError, StructuralError, WarehouseError, RunError, IndicatorError, RenderError,
             PrivacyError, QuoteReviewError, RetentionError, WaveError, ReleaseError, DerivationError, OSError,
-            RuleCountError, TranslationError, UnloadError)
+            RuleCountError, TranslationError, UnloadError, DefinitionError)
 
 
 def build_parser() -> argparse.ArgumentParser:

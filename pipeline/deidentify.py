@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator, Literal, 
 
 import numpy as np
 import pandas as pd
-import yaml
 from pandas.api.types import infer_dtype
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.ingest import Export
-from pipeline.instrument import CONCEPT_ID, Choice, Disclosure, Instrument, Labels, Question, QuestionType, read_yaml_model
+from pipeline.instrument import (CONCEPT_ID, Choice, Disclosure, Instrument, Labels, Question, QuestionType, read_yaml,
+                                 read_yaml_model)
 from pipeline.validate import LOADED, Validation, numbers
 
 if TYPE_CHECKING:
@@ -929,7 +929,7 @@ def _names_regex(names: Iterable[str]) -> re.Pattern | None:
 @lru_cache(maxsize=4)
 def scrub_lists_sha256(config_path: Path) -> str:
     """What the scrubber reads from surveys/deidentification.yaml (its lists, not its comments), as one hash."""
-    config = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+    config = read_yaml(config_path) or {}
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
@@ -959,7 +959,7 @@ def load_scrubber(config_path: Path | None) -> Scrubber:
     """The scrubber of surveys/deidentification.yaml; None: the built-in patterns and name lists only."""
     config = {}
     if config_path is not None:
-        config = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+        config = read_yaml(config_path) or {}
     first, last = _faker_names()
     return Scrubber(
         [*config.get("organizations", []), *config.get("hospitals", [])],

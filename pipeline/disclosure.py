@@ -19,10 +19,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
-import yaml
 
 from pipeline.derivation import (Family, disclosures, family_cells, family_system, hides_something, still_fixed,
                                  withheld_gaps)
+from pipeline.instrument import read_yaml
 
 SMALL_GROUP = "fewer than {n} respondents in the group"
 SMALL_CELL = "fewer than {n} respondents answered one way"
@@ -52,7 +52,7 @@ def rules_sha256(rules: DisclosureRules) -> str:
 
 
 def load_rules(path: Path) -> DisclosureRules:
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    data = read_yaml(path) or {}
     return DisclosureRules(
         min_group_n=int(data.get("min_group_n", 10)),
         min_cell=int(data.get("min_cell", 5)),

@@ -316,13 +316,53 @@ def _timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
             None, None, f"{node.value!r} is not a date ({exc}); write dates as YYYY-MM-DD", node.start_mark) from None
 
 
+def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Any:
+    """A mapping that names a key twice is an error with both lines: YAML would keep the last one
+    silently, and a second `inclusion:` or `population_change:` typed lower down would quietly
+    replace the first (merge keys, `<<:`, may still be overridden)."""
+    first: dict[Any, yaml.Mark] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+            continue
+        key = loader.construct_object(key_node)
+        if key in first:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping", node.start_mark,
+                f"{key!r} is written twice (first on line {first[key].line + 1}): keep one", key_node.start_mark)
+        first[key] = key_node.start_mark
+    return yaml.constructor.SafeConstructor.construct_yaml_map(loader, node)
+
+
 _SafeLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+_SafeLoader.add_constructor("tag:yaml.org,2002:map", _mapping)
 SAFE_LOADER = _SafeLoader
 
 
 def parse_yaml(text: str | bytes) -> Any:
     """yaml.safe_load, with libyaml when available (every YAML file the pipeline reads goes through here)."""
     return yaml.load(text, Loader=SAFE_LOADER)
+
+
+class DefinitionError(ValueError):
+    """A definition file under surveys/ that cannot be read as YAML (the message names it and the line)."""
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's message without the stream name it gives text it was handed (the caller names the file)."""
+    return str(exc).replace('in "<byte string>", ', "").replace('in "<unicode string>", ', "")
+
+
+def read_yaml(path: str | Path, error: type[Exception] = DefinitionError) -> Any:
+    """A YAML file as data; unreadable, invalid or with a key written twice, `error` names the file and line."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{path}: cannot read the file ({exc.strerror})") from None
+    try:
+        return parse_yaml(raw)
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
 
 
 def read_yaml_model(path: str | Path, model: type[Model], error: type[Exception], what: str,
@@ -340,7 +380,7 @@ def read_yaml_model(path: str | Path, model: type[Model], error: type[Exception]
     try:
         data = parse_yaml(raw)
     except yaml.YAMLError as exc:
-        raise error(f"{path}: not valid YAML: {exc}") from None
+        raise error(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise error(f"{path}: expected a mapping with {expected}")
     try:

@@ -30,7 +30,7 @@ import yaml
 
 from pipeline.anonymity import QuoteRules, load_privacy_rules, privacy_path
 from pipeline.config import Paths
-from pipeline.instrument import parse_yaml
+from pipeline.instrument import parse_yaml, yaml_problem
 from pipeline.load import connect, data_source
 
 STATUSES = ("pending", "approved", "rejected")
@@ -106,7 +106,7 @@ def read_review(path: Path) -> dict[str, Quote]:
     try:
         data = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise QuoteReviewError(f"{path}: not valid YAML: {exc}") from None
+        raise QuoteReviewError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     entries = data.get("quotes") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise QuoteReviewError(f"{path}: expected a list under `quotes:`")

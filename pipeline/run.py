@@ -146,6 +146,7 @@ def run_load(
     summary = RunSummary(run_id, "synthetic" if synthetic else "data/raw")
     catalogue = load_checked_catalogue(paths.indicators_file, paths.surveys)
     privacy = load_checked_privacy_rules(privacy_path(paths), paths.surveys)
+    load_rules(paths.disclosure_file), scrub_lists_sha256(paths.deid_file)  # read later: a typo stops us now
     created = not paths.warehouse.exists()
     try:
         with connect(paths.warehouse) as con:

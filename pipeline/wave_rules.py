@@ -28,6 +28,7 @@ from pipeline.instrument import (
     _explain,
     available_waves,
     parse_yaml,
+    yaml_problem,
 )
 
 RULES_FILE = "rules.yaml"
@@ -208,7 +209,7 @@ def load_wave_rules(instrument: Instrument) -> WaveRules:
     try:
         data = parse_yaml(raw) or {}
     except yaml.YAMLError as exc:
-        raise RulesError(f"{path}: not valid YAML: {exc}") from None
+        raise RulesError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise RulesError(f"{path}: expected a mapping with rules, duplicates and quality")
     try:

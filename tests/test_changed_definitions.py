@@ -119,3 +119,23 @@ def test_a_question_marked_a_direct_identifier_after_the_load_loses_its_stored_a
     assert query(loaded, "SELECT stored FROM concepts WHERE wave = 2025 AND concept = 'comments_other'") == [(False,)]
     assert query(loaded, "SELECT count(*) FROM open_text WHERE wave = 2025 AND concept = 'comments_other'") == [(0,)]
     assert query(loaded, "SELECT count(*) FROM open_text WHERE wave = 2024 AND concept = 'comments_other'")[0][0] > 0
+
+
+def test_a_broken_definition_file_stops_the_run_before_any_export_is_read(project: Paths, capsys) -> None:
+    """disclosure.yaml and deidentification.yaml are read late in a run (after exports were read and
+    checked): a typo in either stops it at once, with the file and line, not a traceback."""
+    disclosure = project.disclosure_file.read_text(encoding="utf-8")
+    lines = disclosure.splitlines()
+    first = next(n for n, row in enumerate(lines, start=1) if row.startswith("min_cell:"))
+    project.disclosure_file.write_text(disclosure + "min_cell: 3\n", encoding="utf-8")
+    assert main(["--root", str(project.root), "run"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {project.disclosure_file}: not valid YAML" in err
+    assert f"'min_cell' is written twice (first on line {first}): keep one" in err
+    assert "Traceback" not in err and "validating" not in err and not project.warehouse.exists()
+    project.disclosure_file.write_text(disclosure, encoding="utf-8")
+    with project.deid_file.open("a", encoding="utf-8") as lists:
+        lists.write("places: [Sudbury\n")
+    assert main(["--root", str(project.root), "run"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {project.deid_file}: not valid YAML" in err and not project.warehouse.exists()

@@ -113,6 +113,33 @@ def test_an_impossible_date_names_the_file_and_line(tmp_path: Path) -> None:
     assert f"line {line}," in message
 
 
+def test_a_key_written_twice_names_both_lines(tmp_path: Path) -> None:
+    """A second `inclusion:` block typed lower down would silently replace the first (YAML keeps the
+    last): an error with the file and both lines instead."""
+    text = (REPO / "surveys" / "2025" / "instrument.yaml").read_text(encoding="utf-8")
+    first = next(n for n, row in enumerate(text.splitlines(), start=1) if row.startswith("inclusion:"))
+    path = tmp_path / "instrument.yaml"
+    path.write_text(text + "\ninclusion:\n  no_consent: {question: consent, in: [1]}\n", encoding="utf-8")
+    with pytest.raises(InstrumentError) as error:
+        load_instrument(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: not valid YAML")
+    assert f"'inclusion' is written twice (first on line {first}): keep one" in message
+    assert f"line {len(text.splitlines()) + 2}, column 1" in message
+    assert "<byte string>" not in message
+
+
+def test_a_key_written_twice_inside_a_rule_and_merge_keys(tmp_path: Path) -> None:
+    path = tmp_path / "instrument.yaml"
+    path.write_text("wave: 2025\ninclusion:\n  ineligible: {question: eligible_role, in: [1], in: [1, 2]}\n",
+                    encoding="utf-8")
+    with pytest.raises(InstrumentError, match="'in' is written twice"):
+        load_instrument(path)
+    from pipeline.instrument import parse_yaml  # YAML's own way to repeat a block stays allowed
+
+    assert parse_yaml("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\n")["d"] == {"x": 3, "y": 2}
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InstrumentError, match="cannot read"):
         load_instrument(tmp_path / "nowhere.yaml")
