@@ -1235,8 +1235,9 @@ def question_signatures(con: duckdb.DuckDBPyConnection,
     signatures: Signatures = {}
     for wave, concept, kind, label, shown_to, unit_of, answers in rows:
         signatures.setdefault(wave, {})[concept] = Asked(
-            kind, label, tuple(Answer(**a) for a in answers or ()), asked_of=shown_to, unit=unit_of,
-            stored_before=wave in unrecorded, asked_of_words=_who_is_asked(shown_to, kinds[wave], labels[wave]))
+            kind, label, tuple(Answer(**a) for a in answers or ()), asked_of=_asked_of(shown_to, labels[wave]),
+            unit=unit_of, stored_before=wave in unrecorded,
+            asked_of_words=_who_is_asked(shown_to, kinds[wave], labels[wave]))
     # a derived answer changes with any question it is worked out from
     for wave, concept, reads in con.execute("SELECT wave, concept, reads FROM derived_concepts ORDER BY ALL").fetchall():
         asked = signatures.get(wave, {})
@@ -1244,6 +1245,24 @@ def question_signatures(con: duckdb.DuckDBPyConnection,
             names = tuple(reads.split(", "))
             asked[concept] = replace(asked[concept], reads=tuple(asked.get(r) for r in names), read_names=names)
     return signatures
+
+
+def _asked_of(shown_to: str | None, labels: dict[tuple[str, str], str]) -> str | None:
+    """Who is asked, as compared between waves: the canonical skip logic and what each answer it
+    names means (its wording, punctuation aside). The same codes can name other people: "asked if
+    contract is 2" asks part-timers in one wave and casual staff in the next once answer 2 is reworded,
+    even when no indicator uses the contract question itself."""
+    if not shown_to:
+        return shown_to
+    meanings = sorted({(q, code, plain_text(labels.get((q, code), ""))) for q, code in _named_answers(json.loads(shown_to))})
+    return shown_to + json.dumps(meanings, separators=(",", ":"))
+
+
+def _named_answers(canonical: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (question, code) pairs canonical skip logic names."""
+    if "question" in canonical:
+        return [(canonical["question"], code) for code in canonical["in"]]
+    return [pair for part in canonical.get("all", canonical.get("any", [])) for pair in _named_answers(part)]
 
 
 def _who_is_asked(shown_to: str | None, kinds: dict[str, str], labels: dict[tuple[str, str], str]) -> str:

@@ -290,6 +290,28 @@ def test_both_of_two_answers_of_a_multiple_choice_is_not_either(tmp_path: Path) 
             "(Volunteer)); in 2025 only if eligible_role includes any of 1 (Paid), 2 (Volunteer)") in message
 
 
+def sector_routed(wave: int, sector: str) -> dict[str, Any]:
+    """`dismissed` asked only of sector 2, whose wording is `sector`; no indicator uses the sector question."""
+    asked = routed(wave, {"question": "sector", "in": [2]})
+    asked["sections"][0]["questions"].insert(0, {
+        "id": "sector", "type": "single", "label": {"en": "Where do you work?", "fr": "Où travaillez-vous?"},
+        "choices": [{"code": 1, "label": {"en": "Hospital", "fr": "Hôpital"}},
+                    {"code": 2, "label": {"en": sector, "fr": sector}}]})
+    return asked
+
+
+def test_a_show_if_on_an_answer_that_now_means_something_else_asks_other_people(tmp_path: Path) -> None:
+    """The same skip logic ("sector is 2") asks other people once answer 2 is reworded, though no
+    indicator uses the sector question: the indicators using the routed question need a statement."""
+    message = compare(tmp_path, sector_routed(2024, "Community agency"), sector_routed(2025, "Peer-run organization"))
+    assert message is not None and "DISM-01: dismissed asked differently in 2024 and 2025" in message
+    assert ("who is asked: in 2024 only if sector is 2 (Community agency); in 2025 only if sector is 2 "
+            "(Peer-run organization)") in message
+    assert COSMETIC not in message
+    # a comma or capitals in the answer's wording is the same people
+    assert compare(tmp_path, sector_routed(2024, "Community agency"), sector_routed(2025, "Community Agency.")) is None
+
+
 def test_a_changed_show_if_is_not_cosmetic_even_beside_a_comma(tmp_path: Path) -> None:
     """Other people asked is never "only punctuation", even when the wording's change is."""
     message = compare(tmp_path, routed(2024, PAID_ONLY),
