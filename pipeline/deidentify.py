@@ -926,9 +926,18 @@ def _names_regex(names: Iterable[str]) -> re.Pattern | None:
     return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(n) for n in names) + r")(?!\w)", re.IGNORECASE)
 
 
-@lru_cache(maxsize=4)
 def scrub_lists_sha256(config_path: Path) -> str:
     """What the scrubber reads from surveys/deidentification.yaml (its lists, not its comments), as one hash."""
+    try:
+        stat = Path(config_path).stat()
+    except OSError:
+        stat = None  # read_yaml says it cannot read the file
+    return _scrub_lists_sha256(Path(config_path), stat and (stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=4)
+def _scrub_lists_sha256(config_path: Path, version: tuple[int, int] | None) -> str:
+    # cached by the file's modification time and size: an edit between two runs of one process counts
     config = read_yaml(config_path) or {}
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 

@@ -15,7 +15,6 @@ from builders import response, write_export
 from builders import warehouse_rows as query
 from pipeline import load as load_module
 from pipeline.config import Paths
-from pipeline.deidentify import scrub_lists_sha256
 from pipeline.instrument import load_instrument
 from pipeline.load import REWRITING, connect, rewrite_path
 from pipeline.run import run_load
@@ -88,7 +87,7 @@ def test_a_name_added_to_the_scrub_lists_leaves_the_file(empty_project: Paths) -
     assert "organizations:\n" in text
     empty_project.deid_file.write_text(text.replace("organizations:\n", f"organizations:\n  - {NAME} Manor\n", 1),
                                        encoding="utf-8")
-    scrub_lists_sha256.cache_clear()  # kept per path within a process; `consult run` is a process of its own
+    # the same process: the lists' hash must not be remembered from the first run
     progress: list[str] = []
     run_load(empty_project, progress=progress.append)
 
