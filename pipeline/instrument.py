@@ -352,15 +352,18 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return str(exc).replace('in "<byte string>", ', "").replace('in "<unicode string>", ', "")
 
 
-def read_yaml(path: str | Path, error: type[Exception] = DefinitionError) -> Any:
+def read_yaml(path: str | Path, error: type[Exception] = DefinitionError, what: str = "") -> Any:
     """A YAML file as data; unreadable, invalid or with a key written twice, `error` names the file and line."""
-    path = Path(path)
+    return _read_yaml_bytes(Path(path), error, what)[0]
+
+
+def _read_yaml_bytes(path: Path, error: type[Exception], what: str) -> tuple[Any, bytes]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise error(f"{path}: cannot read the file ({exc.strerror})") from None
+        raise error(f"{path}: cannot read the {what + ' ' if what else ''}file ({exc.strerror})") from None
     try:
-        return parse_yaml(raw)
+        return parse_yaml(raw), raw
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
 
@@ -373,14 +376,7 @@ def read_yaml_model(path: str | Path, model: type[Model], error: type[Exception]
     place in it: "cannot read", "not valid YAML", "expected a mapping with ...", "invalid <what>".
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise error(f"{path}: cannot read the {what} file ({exc.strerror})") from None
-    try:
-        data = parse_yaml(raw)
-    except yaml.YAMLError as exc:
-        raise error(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
+    data, raw = _read_yaml_bytes(path, error, what)
     if not isinstance(data, dict):
         raise error(f"{path}: expected a mapping with {expected}")
     try:
