@@ -85,7 +85,11 @@ def test_a_changed_population_stops_the_run_and_status_alike(tmp_path: Path, inc
     assert "add to " + str(paths.surveys / "2025" / "rules.yaml") in message
     assert "population_change: {since: 2024, status: not_comparable" in message
     status = _unstated_comparability(paths, {"ledger": []}, [], load_derivations(derived_path(paths.surveys)))
-    assert message == status[2025] + "\nNothing was loaded: add the statements, then run `consult run` again."
+    said_by_status, todo = status[2025]
+    assert message == said_by_status + "\nNothing was loaded: add the statements, then run `consult run` again."
+    # status's Next line says it in words: the file and the key to add
+    assert todo == ("add `population_change:` to surveys/2025/rules.yaml (whether the 2024 and 2025 figures still "
+                    "compare, as below)")
 
     # the statement lets the run go on
     (paths.surveys / "2025" / "rules.yaml").write_text(
