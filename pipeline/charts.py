@@ -141,11 +141,16 @@ def indicator(indicator_id: str) -> dict[str, Any]:
     if cat.empty:
         raise KeyError(f"{indicator_id}: not in indicator_catalogue")
     info = cat.iloc[0].to_dict()
-    return _french_text().indicator(info, _comparability_pair) if report_lang() == "fr" else info
+    return _french_text().indicator(info, _comparability_pair, _population_pair) if report_lang() == "fr" else info
 
 
 def _comparability_pair(before: int, after: int, status: str) -> str:
     return ui("comparability_pair", before=before, after=after, status=_word("comparability", status))
+
+
+def _population_pair(before: int, after: int, status: str) -> str:
+    """A change of who is in scope, as indicators.comparability_text says it in English."""
+    return ui("population_pair", before=before, after=after, status=_word("comparability", status))
 
 
 def _french_text():
