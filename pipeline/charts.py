@@ -217,14 +217,15 @@ def ledger() -> pd.DataFrame:
     return query("SELECT * FROM load_ledger ORDER BY wave, file_name")
 
 
-def load_summary() -> pd.DataFrame:
+def load_summary(warehouse: Path | None = None) -> pd.DataFrame:
     """Responses per wave and what became of them: counts only, nothing about anyone. A response
     read from several exports (a corrected re-export repeats the others) counts once, by its keyed
     response id, with the best of its outcomes (loaded, set aside, excluded, duplicate): the rows
-    read from the files would count it once per file. Rows without a response id count each."""
+    read from the files would count it once per file. Rows without a response id count each.
+    The methods page's table (load_table); `consult run`'s summary prints the same figures."""
     from pipeline.load import RESPONSES_BY_WAVE
 
-    return query(RESPONSES_BY_WAVE)
+    return query(RESPONSES_BY_WAVE, warehouse=warehouse)
 
 
 def coverage_md() -> str:
