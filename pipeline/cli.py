@@ -981,14 +981,14 @@ def print_summary(summary, warehouse: Path | None = None) -> None:
             print(f"  {note}")
     if any(f.quarantined for f in read):
         print("  quarantined rows: `consult quarantine` lists them with what to fix; details in the QA report")
-    for line in _responses_lines(warehouse, {f.wave for f in summary.files}):
+    for line in _responses_lines(warehouse, {f.wave for f in read}):  # the waves whose rows are counted above
         print(line)
     print("Next: `consult status` says what is left for each wave (quotes to review, audit, report, release).")
 
 
 def _responses_lines(warehouse: Path | None, waves: set[int]) -> list[str]:
     """The rows above count a response once per file that holds it; the report's methods page counts
-    each response once. Its figures for the waves of this run, read by the function the methods page
+    each response once. Its figures for the waves of the files read, read by the function the methods page
     uses (charts.load_summary) and worded with its column headings, so the two can be set side by side."""
     if warehouse is None or not waves or not warehouse.exists():
         return []

@@ -75,6 +75,7 @@ def test_the_run_summary_prints_each_wave_s_responses_as_the_methods_page_counts
     assert printed == expected
     rows = sum(int(n) for n in re.findall(r"^  qualtrics-2025\S*\s+2025\s+(\d+)", out, re.M))
     assert printed[0] < rows  # the rows above count the re-exported responses twice
+    assert re.findall(r"^    (\d{4}): responses received", out, re.M) == ["2025"]  # only the wave read: short
 
     # and the methods page's table shows the same figures for 2025
     monkeypatch.setenv("CONSULT_WAREHOUSE", str(loaded.warehouse))
