@@ -141,11 +141,16 @@ def indicator(indicator_id: str) -> dict[str, Any]:
     if cat.empty:
         raise KeyError(f"{indicator_id}: not in indicator_catalogue")
     info = cat.iloc[0].to_dict()
-    return _french_text().indicator(info, _comparability_pair) if report_lang() == "fr" else info
+    return _french_text().indicator(info, _comparability_pair, _population_pair) if report_lang() == "fr" else info
 
 
 def _comparability_pair(before: int, after: int, status: str) -> str:
     return ui("comparability_pair", before=before, after=after, status=_word("comparability", status))
+
+
+def _population_pair(before: int, after: int, status: str) -> str:
+    """A change of who is in scope, as indicators.comparability_text says it in English."""
+    return ui("population_pair", before=before, after=after, status=_word("comparability", status))
 
 
 def _french_text():
@@ -212,14 +217,15 @@ def ledger() -> pd.DataFrame:
     return query("SELECT * FROM load_ledger ORDER BY wave, file_name")
 
 
-def load_summary() -> pd.DataFrame:
+def load_summary(warehouse: Path | None = None) -> pd.DataFrame:
     """Responses per wave and what became of them: counts only, nothing about anyone. A response
     read from several exports (a corrected re-export repeats the others) counts once, by its keyed
     response id, with the best of its outcomes (loaded, set aside, excluded, duplicate): the rows
-    read from the files would count it once per file. Rows without a response id count each."""
+    read from the files would count it once per file. Rows without a response id count each.
+    The methods page's table (load_table); `consult run`'s summary prints the same figures."""
     from pipeline.load import RESPONSES_BY_WAVE
 
-    return query(RESPONSES_BY_WAVE)
+    return query(RESPONSES_BY_WAVE, warehouse=warehouse)
 
 
 def coverage_md() -> str:

@@ -522,7 +522,7 @@ def cmd_load(args, paths: Paths) -> int:
 
     files = [Path(f) for f in args.files] or None
     summary = run_load(paths, files=files, synthetic=False if files else None, progress=say, wave=args.wave)
-    print_summary(summary)
+    print_summary(summary, paths.warehouse)
     return 0
 
 
@@ -733,7 +733,7 @@ def cmd_run(args, paths: Paths) -> int:
     try:
         return _after_load(args, paths, summary, started, build_reports)
     except KeyboardInterrupt:  # the load is committed: "nothing was written" would be wrong here
-        print_summary(summary)
+        print_summary(summary, paths.warehouse)
         done = "the warehouse holds this run's load" if summary.indicators_rebuilt else "the warehouse was not changed"
         say(f"interrupted after the load: {done}; the report, QA report and release may be out of date. "
             "Run `consult run` again to finish them (files already loaded are skipped).")
@@ -744,23 +744,23 @@ def _after_load(args, paths: Paths, summary, started: float, build_reports) -> i
     cmd_quotes(args, paths)
     before = _audit_passes(paths)
     if before is None:
-        print_summary(summary)
+        print_summary(summary, paths.warehouse)
         return EXIT_FAILED
     if not args.no_report:
         if not _version_free(paths):
-            print_summary(summary)
+            print_summary(summary, paths.warehouse)
             return EXIT_FAILED
         result, qa = build_reports(paths, engine=args.engine, progress=_render_progress(args))
         say(_rendered("report", result))
         say(_rendered("internal QA report (never publish it)", qa))
         audit = _audit_passes(paths, rendered=True, earlier=before, quiet=True)  # said once, after the release
         if audit is None or not _report_labelled(paths):
-            print_summary(summary)
+            print_summary(summary, paths.warehouse)
             return EXIT_FAILED
         if not _release(paths, audit):
-            print_summary(summary)
+            print_summary(summary, paths.warehouse)
             return EXIT_FAILED
-    print_summary(summary)
+    print_summary(summary, paths.warehouse)
     if stale := _stale_release_settings(paths):  # last, where it is read: before anything is published
         say(f"note: {stale}")
     say(f"done in {time.monotonic() - started:.1f} s")
@@ -954,7 +954,7 @@ def _not_stored_note(columns: list[str], wave: int) -> str:
             f"surveys/{wave}/instrument.yaml and run again (`consult ingest FILE` shows every column).")
 
 
-def print_summary(summary) -> None:
+def print_summary(summary, warehouse: Path | None = None) -> None:
     print(f"\nRun {summary.run_id} ({summary.source})")
     print(f"  {'file':<28} {'wave':>4} {'read':>7} {'loaded':>7} {'quarant.':>8} {'excluded':>8} {'dupl.':>6}")
     for f in summary.files:
@@ -984,7 +984,31 @@ def print_summary(summary) -> None:
             print(f"  {note}")
     if any(f.quarantined for f in read):
         print("  quarantined rows: `consult quarantine` lists them with what to fix; details in the QA report")
+    for line in _responses_lines(warehouse, {f.wave for f in read}):  # the waves whose rows are counted above
+        print(line)
     print("Next: `consult status` says what is left for each wave (quotes to review, audit, report, release).")
+
+
+def _responses_lines(warehouse: Path | None, waves: set[int]) -> list[str]:
+    """The rows above count a response once per file that holds it; the report's methods page counts
+    each response once. Its figures for the waves of the files read, read by the function the methods page
+    uses (charts.load_summary) and worded with its column headings, so the two can be set side by side."""
+    if warehouse is None or not waves or not warehouse.exists():
+        return []
+    from pipeline import charts
+
+    counted = charts.load_summary(warehouse)
+    counted = counted[counted["wave"].isin(waves)]
+    if counted.empty:
+        return []
+    _, _, received, loaded, excluded, duplicates, set_aside = charts.ui("load_head").split("|")
+    lines = ["  responses, each counted once, as the report's methods page counts them (rows above count it once "
+             "per file):"]
+    for r in counted.itertuples():
+        lines.append(f"    {int(r.wave)}: {received.lower()} {int(r.read)} = {loaded.lower()} {int(r.loaded)} + "
+                     f"{excluded.lower()} {int(r.excluded)} + {duplicates.lower()} {int(r.duplicates)} + "
+                     f"{set_aside.lower()} {int(r.quarantined)}")
+    return lines
 
 
 if __name__ == "__main__":

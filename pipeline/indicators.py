@@ -219,7 +219,8 @@ def with_population_changes(catalogue: Catalogue, surveys_dir: Path) -> Catalogu
 
 def population_sha256(catalogue: Catalogue) -> str:
     """What the population statements say (kept with the figures: changing one recomputes them)."""
-    said = {w: p.model_dump() for w, p in sorted(catalogue.population_changes.items())}
+    # the French note changes no figure: leave it out, so translating one recomputes nothing
+    said = {w: p.model_dump(exclude={"note_fr"}) for w, p in sorted(catalogue.population_changes.items())}
     return hashlib.sha256(json.dumps(said, sort_keys=True).encode()).hexdigest()
 
 
@@ -648,15 +649,21 @@ def comparability_text(indicator: Indicator, populations: dict[int, PopulationCh
                        waves: Iterable[int] = ()) -> str:
     """The indicator's comparability statements in words; then each change of who is in scope
     (`populations`, by wave) that its figures (`waves`) span, as the methods page shows them."""
-    waves = set(waves)
-    spanned = [(p.since, w, p) for w, p in sorted((populations or {}).items())
-               if any(x < w for x in waves) and any(x >= w for x in waves)]
+    spanned = population_spans(populations or {}, waves)
     return " ".join(
         [f"{c.waves[0]} to {c.waves[1]}: {c.status.replace('_', ' ')}." + (f" {c.note.strip()}" if c.note.strip() else "")
          for c in indicator.comparability]
         + [f"{before} to {after}: {p.status.replace('_', ' ')} (who is in scope changed). {p.note.strip()}"
            for before, after, p in spanned]
     )
+
+
+def population_spans(populations: dict[int, PopulationChange],
+                     waves: Iterable[int]) -> list[tuple[int, int, PopulationChange]]:
+    """(wave before, wave, statement) for each change of who is in scope that figures in `waves` span."""
+    waves = set(waves)
+    return [(p.since, w, p) for w, p in sorted(populations.items())
+            if any(x < w for x in waves) and any(x >= w for x in waves)]
 
 
 def groups_text(breakdown: Breakdown, kinds: dict[str, str], labels: dict[tuple[str, str], str]) -> str:

@@ -120,11 +120,12 @@ def population_message(unstated: list[tuple[Instrument, Instrument]]) -> str:
         lines += [f"  {line}" for line in describe_inclusion_change(old, new)]
         lines.append(
             f"Say whether the {old.wave} and {new.wave} figures still compare: add to {where}\n"
-            f"  population_change: {{since: {old.wave}, status: not_comparable, note: \"why\"}}\n"
+            f"  population_change: {{since: {old.wave}, status: not_comparable, note: \"why\", "
+            f"note_fr: \"pourquoi\"}}\n"
             f"  (status: comparable, comparable_with_caveat or not_comparable. not_comparable breaks every "
             f"indicator's trend at {new.wave}: its changes from {old.wave} read \"not comparable\" (no figure), as for "
             f"a question stated not_comparable; with the other two the changes are computed and the note is shown "
-            f"with them.)")
+            f"with them. note_fr is the note in French, for the French report.)")
     return "\n".join(lines)
 
 

@@ -78,11 +78,15 @@ def _practice_step(facts: dict, exports: list[RawFile]) -> dict | None:
 def _first_wave_step(paths: Paths) -> dict:
     year = dt.date.today().year
     return _step(1, None, f"No wave has an instrument yet: save one as surveys/{year}/instrument.yaml "
-                 "(`consult instrument draft` writes a starting one from an export).")
+                 "(`consult instrument draft` writes a starting one from an export).",
+                 todo=f"write the wave's questionnaire as surveys/{year}/instrument.yaml")
 
 
 def _step(stage: int, command: str | None, why: str, todo: str | None = None) -> dict:
-    """`todo`: for a step no command does, what to do, for the `Next:` line."""
+    """`todo`: for a step no command does, what to do, for the `Next:` line. Every such step has one:
+    `Next:` must never leave staff without an action."""
+    if command is None and not todo:
+        raise ValueError(f"a status step without a command needs a todo (stage {stage}: {why[:60]})")
     return {"stage": stage, "command": command, "why": why, **({"todo": todo} if todo else {})}
 
 
@@ -287,7 +291,10 @@ def _wave_status(paths: Paths, wave: int, exports: list[RawFile], synthetic: boo
         "rules": str(rules.relative_to(paths.root)) if rules.exists() else None,
         "rules_error": _rules_error(instrument),
         "derived_error": _derived_error(instrument, derivations) or _rate_year_error(paths, instrument),
-        "comparability_error": unstated.get(wave),
+        # which file the derived answers' error is in (the living-wage table's missing year, or derived.yaml)
+        "derived_todo": _derived_todo(paths, wave, instrument, derivations),
+        "comparability_error": unstated.get(wave, (None, None))[0],
+        "comparability_todo": unstated.get(wave, (None, None))[1],
         "inclusion_changed": facts["inclusion_changed"].get(wave),
         "exports": [{"file": str(f.path.relative_to(paths.root)), "sha256": f.sha256, "bytes": f.bytes,
                      "loaded": f.sha256 in loaded_shas} for f in mine],
@@ -368,6 +375,33 @@ def _derived_error(instrument: Instrument | None, derivations: Derivations | str
     return None
 
 
+def _derived_todo(paths: Paths, wave: int, instrument: Instrument | None,
+                  derivations: Derivations | str) -> str | None:
+    """What to edit, in plain words, when the wave's derived answers cannot be worked out: the
+    living-wage year the wave needs (runbook step 1), else the definitions that do not load."""
+    if isinstance(derivations, str) or _rate_year_error(paths, instrument) is None:
+        if _derived_error(instrument, derivations) is None:
+            return None
+        return (f"fix {derived_path(paths.surveys).relative_to(paths.root)} or the reference table the error "
+                f"below names, then run `consult status {wave}` again")
+    table = paths.living_wage_file
+    where = table.relative_to(paths.root) if table.is_relative_to(paths.root) else table
+    return (f"in {where}, add `{wave}: {{year: YEAR}}` under `rate_year_for_wave:` (the year of the Ontario "
+            f"Living Wage Network rates in force while wave {wave} was collected; add those rates under `rates:` "
+            f"first if they are missing{_rates_source(table)})")
+
+
+def _rates_source(table) -> str:
+    """Where the rates come from, as the table itself cites it (its `source_url:`)."""
+    import yaml
+
+    try:
+        url = (yaml.safe_load(table.read_text(encoding="utf-8")) or {}).get("source_url")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return ""
+    return f": {url}" if url else ""
+
+
 def _rate_year_error(paths: Paths, instrument: Instrument | None) -> str | None:
     """The run's check that the living-wage table names the rates a wave is compared with: every loaded
     wave needs it (the warehouse keeps each wave's rates), whether the wave was started with
@@ -384,10 +418,11 @@ def _rate_year_error(paths: Paths, instrument: Instrument | None) -> str | None:
 
 
 def _unstated_comparability(paths: Paths, facts: dict, exports: list[RawFile],
-                            derivations: Derivations | str) -> dict[int, str]:
+                            derivations: Derivations | str) -> dict[int, tuple[str, str]]:
     """By wave: a change of who is in scope with no `population_change:` statement, and the
     indicators' missing `comparability:` statements, between it and the wave before, which stop `consult run` (foreseen from the questionnaires, as the run checks before reading an
-    export). The waves counted: those loaded or with an export, and any started after them."""
+    export). The waves counted: those loaded or with an export, and any started after them.
+    Each with what to do in plain words (which file, which key), for status's `Next:` line."""
     from pipeline.indicators import IndicatorError, foreseen_unstated, load_checked_catalogue, unstated_message
     from pipeline.population import population_message, unstated_population_changes
 
@@ -405,11 +440,17 @@ def _unstated_comparability(paths: Paths, facts: dict, exports: list[RawFile],
     except (IndicatorError, InstrumentError, DerivationError):
         return {}  # a broken definition is reported as itself
     said: dict[int, list[str]] = {}  # as `consult run` says it: who is in scope first, then the questions
+    todo: dict[int, list[str]] = {}
     for before, after in populations:
         said.setdefault(after.wave, []).append(population_message([(before, after)]))
+        todo.setdefault(after.wave, []).append(
+            f"add `population_change:` to surveys/{after.wave}/rules.yaml (whether the {before.wave} and "
+            f"{after.wave} figures still compare, as below)")
+    indicators = paths.indicators_file.relative_to(paths.root)
     for wave in sorted({after for _, _, after in unstated}):
         said.setdefault(wave, []).append(unstated_message([u for u in unstated if u[2] == wave], catalogue, signatures))
-    return {wave: "\n".join(lines) for wave, lines in sorted(said.items())}
+        todo.setdefault(wave, []).append(f"add the `comparability:` statements named below to {indicators}")
+    return {wave: ("\n".join(lines), "; then ".join(todo[wave])) for wave, lines in sorted(said.items())}
 
 
 def _warnings(status: dict, retention: int) -> list[str]:
@@ -448,13 +489,16 @@ def _next_step(paths: Paths, status: dict, outputs: dict) -> dict:
         source = max((w for w in available_waves(paths.surveys) if w < wave), default=None)
         return _step(1, f"consult wave new {wave} --from {source}" if source else None,
                      f"Wave {wave} has no instrument (surveys/{wave}/instrument.yaml): start it from the previous "
-                     "wave's, then check it.")
+                     "wave's, then check it.", todo=f"write wave {wave}'s questionnaire as surveys/{wave}/"
+                     "instrument.yaml (`consult instrument draft` writes a starting one from an export)")
     if status["instrument_error"]:
         return _step(1, None, f"{status['instrument']} does not load, so `consult run` would stop. Fix it, then "
-                     f"run `consult status {wave}` again. The error:\n{status['instrument_error']}")
+                     f"run `consult status {wave}` again. The error:\n{status['instrument_error']}",
+                     todo=f"fix {status['instrument']} where the error below says")
     if status["rules_error"]:
         return _step(1, None, f"{status['rules']} does not load, so `consult run` would stop at the wave's next "
-                     f"export. Fix it, then run `consult status {wave}` again. The error:\n{status['rules_error']}")
+                     f"export. Fix it, then run `consult status {wave}` again. The error:\n{status['rules_error']}",
+                     todo=f"fix {status['rules']} where the error below says")
     if status["inclusion_changed"]:
         reload = f"consult run --reload {wave}"  # offered unless the wave's raw exports were purged
         return _step(1, reload if f"`{reload}`" in status["inclusion_changed"] else None,
@@ -464,19 +508,20 @@ def _next_step(paths: Paths, status: dict, outputs: dict) -> dict:
         # a load of this wave stops there: before its export (stage 8), or first when one waits (a run stops)
         then = "" if waiting else f". Then, when the survey closes, export the responses into data/raw/{wave}/"
         return _step(1 if waiting else 8, None, f"Wave {wave}'s export cannot be loaded yet: "
-                     f"{status['derived_error']}{then}.")
+                     f"{status['derived_error']}{then}.", todo=status["derived_todo"])
     if status["comparability_error"]:
         # the run stops before reading an export: first when one waits or figures are recomputed
         now = waiting or status["files_loaded"]
         then = "" if now else f"\nThen, when the survey closes, export the responses into data/raw/{wave}/."
-        return _step(1 if now else 8, None, f"`consult run` would stop: {status['comparability_error']}{then}")
+        return _step(1 if now else 8, None, f"`consult run` would stop: {status['comparability_error']}{then}",
+                     todo=status["comparability_todo"])
     if waiting:
         return _step(2, "consult run", f"{len(waiting)} export(s) of wave {wave} not loaded yet: "
                      + ", ".join(e["file"] for e in waiting))
     if not status["files_loaded"]:
         return _step(8, None, f"Wave {wave} has no export yet. When the survey closes, export the responses "
                      f"(docs/runbook.md explains the settings for each platform) into data/raw/{wave}/, then run "
-                     "`consult run`.")
+                     "`consult run`.", todo=f"when the survey closes, put its export in data/raw/{wave}/")
     if quotes is None:
         return _step(3, "consult quotes", f"Wave {wave}'s quotes have no review file yet: write it.")
     if quotes["pending"] and not status["published_in"]:  # once published, a warning says it (see _warnings)
@@ -489,9 +534,10 @@ def _next_step(paths: Paths, status: dict, outputs: dict) -> dict:
                "not run": "The disclosure audit has not been run on these data."}[audit["state"]]
         return _step(4, "consult audit", why)
     if release["version_taken"]:
-        return _step(5, None, release["version_taken"])
+        return _step(5, None, release["version_taken"], todo="set a new version and its date in surveys/release.yaml")
     if release["settings_stale"]:
-        return _step(5, None, release["settings_stale"])
+        return _step(5, None, release["settings_stale"],
+                     todo="set this release's version, publication date and url in surveys/release.yaml")
     if report["state"] != "built" or wave not in report.get("waves", []):
         return _step(5, "consult report", f"The public report is {report['state']}"
                      + ("" if report["state"] != "built" else f" but does not include wave {wave}") + ".")
@@ -509,7 +555,8 @@ def _next_step(paths: Paths, status: dict, outputs: dict) -> dict:
     return _step(DONE, None if later else f"consult wave new {wave + 1} --from {wave}",
                  f"Wave {wave} is done: published" + (" and its raw exports purged." if status["raw_exports"]["purged"]
                                                       else ".")
-                 + ("" if later else " Next year, start the new wave from this one."))
+                 + ("" if later else " Next year, start the new wave from this one."),
+                 todo=f"nothing: wave {wave} is done")
 
 
 # --- text -------------------------------------------------------------------------------------
@@ -529,7 +576,7 @@ def status_lines(status: dict, wave: int | None = None) -> list[str]:
         lines.append("Exports not in a folder named after their wave (move them, e.g. to data/raw/2025/): "
                      + ", ".join(status["exports_without_wave"]))
     step = shown[0]["next"] if wave is not None and shown else status["next"]
-    lines.append("Next: " + (f"`{step['command']}`" if step["command"] else step.get("todo", "(no command)")))
+    lines.append("Next: " + (f"`{step['command']}`" if step["command"] else step["todo"]))
     lines.append(_indented("      ", step["why"]))
     return lines
 

@@ -3,7 +3,8 @@
 Indicator rules, codes and ids live in surveys/indicators.yaml only; the French file holds text,
 keyed by the same ids. Group labels of a breakdown that groups by a question's answers come from
 the instruments (every choice has a French label); labels written in indicators.yaml
-(`labels`, `groups`, `more_than_one`) need a French twin under the same code.
+(`labels`, `groups`, `more_than_one`) need a French twin under the same code. A wave's
+`population_change:` (its rules.yaml) carries its French beside the English, as `note_fr:`.
 """
 
 from __future__ import annotations
@@ -68,7 +69,18 @@ def missing_french(indicators_file: Path, surveys_dir: Path) -> list[str]:
     fr_breakdowns = french.get("breakdowns") or {}
     for name, breakdown in (english.get("breakdowns") or {}).items():
         problems += _breakdown_problems(where, name, breakdown, fr_breakdowns.get(name) or {}, surveys_dir)
-    return problems
+    return problems + _population_problems(surveys_dir)
+
+
+def _population_problems(surveys_dir: Path) -> list[str]:
+    """Each wave's `population_change:` note is shown on the report's pages: it needs its French."""
+    from pipeline.population import population_statements
+    from pipeline.wave_rules import RULES_FILE
+
+    instruments = {w: load_instrument(instrument_path(surveys_dir, w)) for w in available_waves(surveys_dir)}
+    return [f"{instrument_path(surveys_dir, wave).with_name(RULES_FILE)}: population_change has no French note: "
+            f"add note_fr: beside its note ({stated.note.strip()!r})"
+            for wave, stated in sorted(population_statements(instruments).items()) if not _text(stated.note_fr)]
 
 
 def _breakdown_problems(where: str, name: str, english: dict, fr: dict, surveys_dir: Path) -> list[str]:
@@ -144,10 +156,11 @@ class FrenchText:
     """The French of what the warehouse holds in English: indicator texts, group labels, notes."""
 
     def __init__(self, indicators_file: Path, surveys_dir: Path, choices_fr: dict[tuple[str, str], str]) -> None:
-        from pipeline.indicators import load_catalogue
+        from pipeline.indicators import load_catalogue, with_population_changes
 
         self.french = french_catalogue(indicators_file, surveys_dir)
-        self.english = load_catalogue(indicators_file)
+        # with each wave's population_change (its note_fr checked by french_catalogue)
+        self.english = with_population_changes(load_catalogue(indicators_file), surveys_dir)
         self.labels = self._group_labels(choices_fr)
 
     def _group_labels(self, choices_fr: dict[tuple[str, str], str]) -> dict[tuple[str, str], str]:
@@ -164,15 +177,22 @@ class FrenchText:
                 labels[(name, breakdown.more_than_one.code)] = fr["more_than_one"]
         return labels
 
-    def indicator(self, info: dict[str, Any], comparability: Callable[[int, int, str], str]) -> dict[str, Any]:
+    def indicator(self, info: dict[str, Any], comparability: Callable[[int, int, str], str],
+                  population: Callable[[int, int, str], str] | None = None) -> dict[str, Any]:
         """One indicator_catalogue row with its texts in French; `comparability(before, after, status)`
-        words one stated pair of waves."""
+        words one stated pair of waves, `population(...)` one change of who is in scope its figures span
+        (as comparability_text does in English)."""
+        from pipeline.indicators import population_spans
+
         ind = str(info["indicator_id"])
         fr = self.french["indicators"][ind]
         english = next(i for i in self.english.indicators if i.id == ind)
         notes = iter(fr.get("comparability") or [])
         stated = [comparability(c.waves[0], c.waves[1], c.status)
                   + (f" {next(notes).strip()}" if c.note.strip() else "") for c in english.comparability]
+        waves = [int(w) for w in str(info.get("waves") or "").split(",") if w.strip().isdigit()]
+        stated += [(population or comparability)(before, after, p.status) + f" {p.note_fr.strip()}"
+                   for before, after, p in population_spans(self.english.population_changes, waves)]
         population = str(info.get("population") or "").strip()
         return {**info, "title": fr["title"].strip(), "definition": fr["definition"].strip(),
                 "caveats": (fr.get("caveats") or "").strip(),
@@ -180,13 +200,29 @@ class FrenchText:
                 "comparability": " ".join(stated)}
 
     def comparability_note(self, indicator_id: str, note: str) -> str:
-        """A stored comparability note (English, as in indicators.yaml) in French."""
+        """A stored comparability note in French. It is the indicator's own note (indicators.yaml)
+        and/or the population_change notes of the waves it crosses, joined by a space, in that order
+        (indicators.comparability_of): each part is translated. Unknown text is returned as it is."""
         english = next((i for i in self.english.indicators if i.id == indicator_id), None)
         if english is None:
             return note
         stated = [c.note.strip() for c in english.comparability if c.note.strip()]
         french = [str(n).strip() for n in self.french["indicators"][indicator_id].get("comparability") or []]
-        return dict(zip(stated, french)).get(note.strip(), note)
+        known = dict(zip(stated, french)) | {p.note.strip(): p.note_fr.strip()
+                                             for p in self.english.population_changes.values()}
+        return _translated_parts(note.strip(), known) or note
 
     def breakdown(self, name: str) -> dict[str, str]:
         return (self.french.get("breakdowns") or {}).get(name) or {}
+
+
+def _translated_parts(text: str, known: dict[str, str]) -> str | None:
+    """`text` made of known English notes joined by spaces, in French; None when a part is unknown."""
+    if not text:
+        return ""
+    for english in sorted(known, key=len, reverse=True):  # the longest first: one note may begin another
+        if english and (text == english or text.startswith(english + " ")):
+            rest = _translated_parts(text[len(english):].strip(), known)
+            if rest is not None:
+                return " ".join(part for part in (known[english], rest) if part)
+    return None

@@ -158,10 +158,13 @@ DateOrder = Literal["day_first", "month_first"]
 class PopulationChange(Strict):
     """The analyst's word on a change of who is in scope (the instrument's `inclusion:` rules) since
     the wave before (`since`): whether this wave's figures still compare with that wave's. It
-    applies to every indicator's change across the two (as an indicator's `comparability:` does)."""
+    applies to every indicator's change across the two (as an indicator's `comparability:` does).
+    `note_fr`: the note in French, for the French report (which names it when it is missing, as it
+    does any missing translation: pipeline/translations.py)."""
     since: int
     status: Literal["comparable", "comparable_with_caveat", "not_comparable"]
     note: str
+    note_fr: str = ""
 
     @model_validator(mode="after")
     def _explained(self) -> "PopulationChange":

@@ -221,8 +221,8 @@ def test_the_run_and_status_say_the_same(tmp_path: Path, later: dict[str, Any], 
         with pytest.raises(IndicatorError) as run:
             _refuse_unstated_comparability(con, paths, {2024, 2025})
     said = _unstated_comparability(paths, {"ledger": []}, [], load_derivations(derived_path(paths.surveys)))
-    assert str(run.value) == said[2025] + "\nNothing was loaded: add the statements, then run `consult run` again."
-    assert shown in said[2025]
+    assert str(run.value) == said[2025][0] + "\nNothing was loaded: add the statements, then run `consult run` again."
+    assert shown in said[2025][0]
 
 
 # --- who is asked (show_if) and units ----------------------------------------------------------
@@ -446,8 +446,8 @@ def test_the_run_and_status_say_the_same_for_a_warehouse_made_before(tmp_path: P
             _refuse_unstated_comparability(con, paths, {2024, 2025})
     said = _unstated_comparability(paths, {"ledger": [], "unrecorded": {2024}}, [],
                                    load_derivations(derived_path(paths.surveys)))
-    assert str(run.value) == said[2025] + "\nNothing was loaded: add the statements, then run `consult run` again."
-    assert "who is asked: in 2024 only if eligible_role is 1 (Paid); in 2025 everyone" in said[2025]
+    assert str(run.value) == said[2025][0] + "\nNothing was loaded: add the statements, then run `consult run` again."
+    assert "who is asked: in 2024 only if eligible_role is 1 (Paid); in 2025 everyone" in said[2025][0]
     both = _unstated_comparability(paths, {"ledger": [], "unrecorded": {2024, 2025}}, [],
                                    load_derivations(derived_path(paths.surveys)))
     assert both == {}

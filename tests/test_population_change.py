@@ -6,6 +6,7 @@ status then applies to every indicator's change across the two waves. Hand-built
 from __future__ import annotations
 
 from copy import deepcopy
+import html
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,11 @@ def test_a_changed_population_stops_the_run_and_status_alike(tmp_path: Path, inc
     assert "add to " + str(paths.surveys / "2025" / "rules.yaml") in message
     assert "population_change: {since: 2024, status: not_comparable" in message
     status = _unstated_comparability(paths, {"ledger": []}, [], load_derivations(derived_path(paths.surveys)))
-    assert message == status[2025] + "\nNothing was loaded: add the statements, then run `consult run` again."
+    said_by_status, todo = status[2025]
+    assert message == said_by_status + "\nNothing was loaded: add the statements, then run `consult run` again."
+    # status's Next line says it in words: the file and the key to add
+    assert todo == ("add `population_change:` to surveys/2025/rules.yaml (whether the 2024 and 2025 figures still "
+                    "compare, as below)")
 
     # the statement lets the run go on
     (paths.surveys / "2025" / "rules.yaml").write_text(
@@ -202,3 +207,34 @@ def test_the_catalogue_file_cannot_state_population_changes(tmp_path: Path) -> N
         "since": 2024, "status": "comparable", "note": "x"}}}), encoding="utf-8")
     with pytest.raises(IndicatorError, match="population_changes is not written here"):
         load_catalogue(path)
+
+
+def test_the_french_pages_show_the_french_note_and_the_english_pages_the_english(
+        loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wave's population_change note is shown beside every change across it: the headline, the
+    data table's caveat and the methods page's "Across years" line, each in its page's language."""
+    from pipeline import charts
+    from pipeline.run import run_load
+    from pipeline.translations import missing_french
+
+    english, french = "Volunteers outside Ontario now count.", "Les bénévoles hors de l'Ontario comptent maintenant."
+    rules = loaded.surveys / "2025" / "rules.yaml"
+    kept = rules.read_text(encoding="utf-8")
+    rules.write_text(kept + "\npopulation_change: {since: 2024, status: comparable_with_caveat, "
+                     f'note: "{english}", note_fr: "{french}"}}\n', encoding="utf-8")
+    run_load(loaded)  # the statement is new: the changes are computed again with its note
+    monkeypatch.setenv("CONSULT_WAREHOUSE", str(loaded.warehouse))
+    monkeypatch.setenv("CONSULT_HOME", str(loaded.root))
+    for lang, shown, not_shown in (("en", english, french), ("fr", french, english)):
+        monkeypatch.setenv("CONSULT_LANG", lang)
+        for text in (charts.headline("PREC-01"), charts.data_table("PREC-01"), charts.definition_md("PREC-01")):
+            assert shown in html.unescape(text) and not_shown not in html.unescape(text), lang
+    monkeypatch.setenv("CONSULT_LANG", "fr")
+    assert "2024 à 2025 : comparable avec prudence (la population visée a changé). " + french in (
+        html.unescape(charts.definition_md("PREC-01")))
+
+    # without its French, the French report stops and names the file and the key (as for any missing French)
+    rules.write_text(kept + "\npopulation_change: {since: 2024, status: comparable_with_caveat, "
+                     f'note: "{english}"}}\n', encoding="utf-8")
+    assert missing_french(loaded.indicators_file, loaded.surveys) == [
+        f"{rules}: population_change has no French note: add note_fr: beside its note ({english!r})"]

@@ -42,3 +42,42 @@ def test_status_counts_rows_per_file_and_each_response_once(loaded: Paths, capsy
     assert sum(wave["responses"][k] for k in ("loaded", "quarantined", "excluded", "duplicates")) == received
     assert main(["--root", str(loaded.root), "status", "2025"]) == 0
     assert f"Responses:    {received} received, each counted once" in capsys.readouterr().out
+
+
+def test_the_run_summary_prints_each_wave_s_responses_as_the_methods_page_counts_them(
+        loaded: Paths, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The summary's rows count a response once per file; an analyst setting it beside the methods
+    page sees other numbers. The summary also prints the page's own figures, in the page's words."""
+    import re
+
+    import duckdb
+
+    export_again(loaded)  # a corrected re-export: every response of 2025 read twice
+    capsys.readouterr()
+    assert main(["--root", str(loaded.root), "run", "--no-report"]) == 0
+    out = capsys.readouterr().out
+    printed = re.search(r"^    2025: responses received (\d+) = loaded (\d+) \+ excluded (\d+) \+ duplicates (\d+) "
+                        r"\+ set aside \(failed checks\) (\d+)$", out, re.M)
+    assert printed, out
+    printed = tuple(map(int, printed.groups()))
+
+    # each response once, with the best of what became of it, from the warehouse's own rows
+    best = {}
+    order = ["loaded", "quarantined", "excluded", "duplicate"]
+    with duckdb.connect(str(loaded.warehouse), read_only=True) as con:
+        for key, outcome in con.execute("SELECT o.response_key, o.outcome FROM row_outcomes o JOIN load_ledger l "
+                                        "USING (file_sha256) WHERE l.wave = 2025").fetchall():
+            assert key is not None  # Qualtrics exports carry response ids
+            best[key] = min(best.get(key, outcome), outcome, key=order.index)
+    outcomes = list(best.values())
+    expected = (len(best), outcomes.count("loaded"), outcomes.count("excluded"), outcomes.count("duplicate"),
+                outcomes.count("quarantined"))
+    assert printed == expected
+    rows = sum(int(n) for n in re.findall(r"^  qualtrics-2025\S*\s+2025\s+(\d+)", out, re.M))
+    assert printed[0] < rows  # the rows above count the re-exported responses twice
+    assert re.findall(r"^    (\d{4}): responses received", out, re.M) == ["2025"]  # only the wave read: short
+
+    # and the methods page's table shows the same figures for 2025
+    monkeypatch.setenv("CONSULT_WAREHOUSE", str(loaded.warehouse))
+    row = re.search(r'<tr><th scope="row">2025</th><td>[^<]*</td>(.*?)</tr>', charts.load_table()).group(1)
+    assert tuple(int(n.replace(",", "")) for n in re.findall(r">([\d,]+)</td>", row)) == printed

@@ -20,6 +20,15 @@ def status_json(paths: Paths, capsys, *wave: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+def next_line(paths: Paths, capsys, *wave: str) -> str:
+    """The `Next:` line of `consult status [WAVE]` as staff read it: a command, or what to do in
+    words, never "(no command)", which leaves them without an action."""
+    assert main(["--root", str(paths.root), "status", *wave]) == 0
+    line = next(x for x in reversed(capsys.readouterr().out.splitlines()) if x.startswith("Next: "))
+    assert "(no command)" not in line
+    return line
+
+
 def test_rows_and_quarantine_reasons_are_the_warehouse_counts(loaded: Paths, capsys) -> None:
     con = duckdb.connect(str(loaded.warehouse), read_only=True)
     read, kept, held, out, dup = con.execute(
@@ -89,6 +98,7 @@ def test_a_new_wave_waits_for_its_export_and_an_unknown_wave_is_an_error(loaded:
     assert wave["data"] is None and wave["files_loaded"] == 0
     assert wave["next"]["command"] is None and "data/raw/2026/" in wave["next"]["why"]
     assert wave["next"]["why"].startswith("Wave 2026 has no export yet")
+    assert next_line(loaded, capsys, "2026") == "Next: when the survey closes, put its export in data/raw/2026/"
     assert main([*root, "status", "2031"]) == 2
     assert "wave 2031 is unknown" in capsys.readouterr().err
 
@@ -154,7 +164,8 @@ def assert_screen_shows(project: Paths, capsys, flagged: str, run_error: str) ->
     assert main(["--root", str(project.root), "status", "2025"]) == 0
     out = capsys.readouterr().out
     assert flagged in out
-    assert "`consult run`:" not in out and "Next: (no command)" in out
+    assert "`consult run`:" not in out and "(no command)" not in out
+    assert f"Next: fix {flagged.split()[1]} where the error below says" in out  # the file, in words
     for line in run_error.splitlines():  # every line of the error, each on its own line
         assert any(shown.strip() == line.strip() for shown in out.splitlines())
 
@@ -213,6 +224,11 @@ def test_a_new_wave_without_its_living_wage_year_says_so_before_the_export(loade
     assert "`2026: {year: YEAR}`" in step["why"]
     assert step["why"].index("rate_year_for_wave") < step["why"].index("data/raw/2026/")  # before the export
     assert step["command"] is None
+    # the Next line says it in plain words: which file, what to add, where the rates come from
+    assert next_line(loaded, capsys, "2026") == (
+        "Next: in surveys/reference/living_wage.yaml, add `2026: {year: YEAR}` under `rate_year_for_wave:` (the year "
+        "of the Ontario Living Wage Network rates in force while wave 2026 was collected; add those rates under "
+        "`rates:` first if they are missing: https://www.ontariolivingwage.ca/rates)")
     # not yet urgent for the project: the older waves' steps still come first
     assert status_json(loaded, capsys)["next"]["command"] == "consult quotes"
 
@@ -250,6 +266,7 @@ def test_last_year_s_release_settings_come_before_the_report(loaded: Paths, caps
     assert step["command"] is None
     assert ("surveys/release.yaml still describes an earlier release (version 2024.1, dated 2024-06-30) but the "
             'warehouse holds wave 2025: set this release\'s version (e.g. "2025.1")') in step["why"]
+    assert next_line(loaded, capsys) == "Next: set this release's version, publication date and url in surveys/release.yaml"
     settings.write_text(text, encoding="utf-8")  # this year's settings: the report is next
     audit.write_text('{"passed": true, "checks": []}', encoding="utf-8")
     assert status_json(loaded, capsys)["next"]["command"] == "consult report"
@@ -284,6 +301,8 @@ def test_a_reworded_question_without_a_comparability_statement_says_so_before_th
     assert "DISR-07: valued_people_served asked differently in 2025 and 2026" in step["why"]
     assert "comparability:" in step["why"]
     assert step["why"].index("comparability") < step["why"].index("data/raw/2026/")  # before the export
+    assert next_line(loaded, capsys, "2026") == (
+        "Next: add the `comparability:` statements named below to surveys/indicators.yaml")
     assert status_json(loaded, capsys, "2025")["waves"][0]["comparability_error"] is None
     assert status_json(loaded, capsys)["next"]["command"] == "consult quotes"  # older waves' steps first
 
@@ -369,3 +388,19 @@ def test_a_wave_drafted_from_an_export_needs_its_living_wage_year_before_status_
     said = capsys.readouterr().err
     assert "no rate year is set for wave 2026" in said
     assert "read 79 rows" not in said  # stopped before reading the export
+
+
+def test_every_step_without_a_command_says_what_to_do(empty_project: Paths, capsys) -> None:
+    """An export of a wave with no questionnaire and no earlier wave to start it from: no command
+    does that step, and it still says what to do (a step may never lack both)."""
+    from pipeline.status import _step
+
+    for wave in ("2023", "2024", "2025"):
+        shutil.rmtree(empty_project.surveys / wave)
+    (empty_project.raw / "2026").mkdir()
+    (empty_project.raw / "2026" / "export.csv").write_text("id,answer\n1,2\n", encoding="utf-8")
+    assert next_line(empty_project, capsys) == (
+        "Next: write wave 2026's questionnaire as surveys/2026/instrument.yaml (`consult instrument draft` writes a "
+        "starting one from an export)")
+    with pytest.raises(ValueError, match="needs a todo"):
+        _step(1, None, "a new kind of step written without saying what to do")
