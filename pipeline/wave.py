@@ -73,10 +73,17 @@ def _copy(path: Path, target: Path, source: int, wave: int) -> Path:
         text = updated_text(path.read_text(encoding="utf-8"), source, wave)
         if path.name == RULES_FILE:  # a change of who is in scope is the source wave's, not the new one's
             text = without_block(text, "population_change")
+            text = _example_since(text, source, wave)
         target.write_text(text, encoding="utf-8")
     else:
         shutil.copyfile(path, target)
     return target
+
+
+def _example_since(text: str, source: int, wave: int) -> str:
+    """The comments' example `since:` names the wave before the file's own: before the new wave's."""
+    return "".join(re.sub(rf"\bsince: {source - 1}\b", f"since: {wave - 1}", line) if line.lstrip().startswith("#")
+                   else line for line in text.splitlines(keepends=True))
 
 
 def updated_text(text: str, source: int, wave: int) -> str:

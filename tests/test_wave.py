@@ -73,6 +73,10 @@ def test_a_population_change_stays_with_its_wave(empty_project: Paths) -> None:
     copied = (empty_project.surveys / "2026" / "rules.yaml").read_text(encoding="utf-8")
     assert "population_change" not in yaml.safe_load(copied) and "Same people" not in copied
     assert "# kept\ndate_order: day_first\n" in copied
+    # the comments' example names the wave before the file's own, in the source and in the copy
+    example = next(line for line in rules.read_text(encoding="utf-8").splitlines() if "Example: population_change" in line)
+    assert "since: 2024," in example
+    assert "Example: population_change: {since: 2025," in copied and "since: 2026" not in copied
 
 
 def test_the_window_moves_by_whole_years_and_29_february_becomes_28() -> None:
