@@ -20,7 +20,7 @@ import pandas as pd
 from pipeline.charts import md_text, query
 from pipeline.config import project_paths
 from pipeline.instrument import Instrument, InstrumentError, instrument_path, load_instrument
-from pipeline.load import LOAD_TIME, RESPONSES_BY_WAVE
+from pipeline.load import LOAD_TIME, RESPONSES_BY_WAVE, ROW_OUTCOMES
 from pipeline.validate import NO_VALUE_RULES, RULE_HELP, value_text
 from pipeline.wave_rules import WaveRules, load_wave_rules
 
@@ -181,16 +181,18 @@ class QuarantinedRow:
 
 def quarantined_rows(warehouse: Path | None = None, file: str | None = None) -> list[QuarantinedRow]:
     """Every quarantined row with its problems and status. A row is `released` when its response
-    (same keyed response id) was loaded later from a corrected export, `quarantined again` when a
+    (same keyed response id; without one, its fixed version matched by content, row_outcomes.fixed_in)
+    was loaded later from a corrected export, `quarantined again` when a
     later export set it aside again (see that file), and `waiting` otherwise."""
-    issues = query("""
+    issues = query(f"""
         SELECT l.file_sha256, l.file_name, l.wave, l.loaded_at, o.source_row, i.rule, i.concept, r.column_name, i.value,
-               k.response_key, s.file_sha256 AS released_in
-        FROM row_outcomes o JOIN load_ledger l USING (file_sha256)
+               k.response_key, coalesce(s.file_sha256, f.file_sha256) AS released_in
+        FROM {ROW_OUTCOMES} o JOIN load_ledger l USING (file_sha256)
         LEFT JOIN quarantine_issues i USING (file_sha256, source_row)
         LEFT JOIN validation_rules r ON r.file_sha256 = i.file_sha256 AND r.rule = i.rule AND r.concept = i.concept
         LEFT JOIN quarantine_keys k USING (file_sha256, source_row)
         LEFT JOIN seen_responses s ON s.response_key = k.response_key
+        LEFT JOIN row_outcomes f ON f.file_sha256 = o.fixed_in AND f.source_row = o.fixed_row AND f.outcome = 'loaded'
         WHERE o.outcome = 'quarantined' AND (? IS NULL OR l.file_name = ?)
         ORDER BY l.wave, l.loaded_at, l.file_name, o.source_row, i.rule, i.concept""",
         [file, file], warehouse)
