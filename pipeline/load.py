@@ -362,6 +362,7 @@ def write_run(con: duckdb.DuckDBPyConnection, loads: list[FileLoad], run_id: str
         item.data = None
         item.validation.response_keys = None
         item.validation.content_keys = None
+        item.validation.counted_as = None
     _write_living_wage(con, living_wage_file, {item.instrument.wave for item in loads})
     return removed
 
@@ -384,13 +385,13 @@ def _write_file(con: duckdb.DuckDBPyConnection, item: FileLoad, run_id: str, now
         [sha, export.path.name, item.instrument.wave, export.platform, item.synthetic, item.instrument.sha256,
          run_id, now, export.rows, counts["loaded"], counts["quarantined"], counts["excluded"], counts["duplicate"]],
     )
+    counted = validation.counted_as if validation.counted_as is not None else validation.response_keys
     outcomes = pd.DataFrame({
         "file_sha256": sha,
         "source_row": export.source_rows_of(validation.outcome.index.to_numpy()),
         "outcome": validation.outcome.values,
         "reason": validation.reason.values,
-        "response_key": (validation.response_keys.reindex(validation.outcome.index).values
-                         if validation.response_keys is not None else None),
+        "response_key": (counted.reindex(validation.outcome.index).values if counted is not None else None),
         "content_key": (validation.content_keys.reindex(validation.outcome.index).values
                         if validation.content_keys is not None else None),
         "fix_key": validation.fix_keys.reindex(validation.outcome.index).values if validation.fix_keys is not None else None,

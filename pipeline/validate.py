@@ -5,7 +5,9 @@ Each row read gets exactly one outcome:
 - duplicate: a repeated submission: the same platform response id (in this file: `same_response_id`,
   or loaded before: `loaded_before`); for a row without a response id (Google Forms, a plain table,
   Kobo or LimeSurvey exported without their id column), the same content as a row loaded from an
-  earlier export (`loaded_before_same_content`: submission time, email or username, every answer);
+  earlier export (`loaded_before_same_content`: submission time, email or username, every answer), or
+  the same content as a row of the wave loaded from an export made the other way, with response ids
+  where this one has none or the reverse (`loaded_before_other_export_kind`);
   or the same person answering twice (`resubmitted`, judged on answers and timing with the
   thresholds of the wave's rules.yaml);
 - quarantined: fails one or more rules run by Great Expectations: rules generated from the
@@ -154,6 +156,9 @@ class Validation:
     # file, its row number); one row may fix the same response set aside in several exports
     fixes: list[tuple[int, str, int]] = field(default_factory=list)
     ambiguous_fixes: int = 0  # rows set aside earlier that several rows here (or they several) could be
+    # the response key each row counts under (row_outcomes.response_key): its own, but for a row matched by
+    # content to a row loaded from an export made the other way (OTHER_KIND), which counts as that row does
+    counted_as: pd.Series | None = None
 
     def count(self, outcome: str) -> int:
         return int((self.outcome == outcome).sum())
@@ -238,7 +243,8 @@ def validate(
     _repeated_ids(keys, already_seen, outcome, reason)
     times = _timestamps(export, instrument, rules.date_order, _rules_file(instrument, rules))
     contents = content_keys(export, instrument, times, secret, pd.Series(True, index=export.answers.index))
-    _repeated_contents(contents, keys, seen_contents or {}, seen_id_contents or {}, outcome, reason)
+    counted_as = keys.copy()
+    _repeated_contents(contents, counted_as, seen_contents or {}, seen_id_contents or {}, outcome, reason)
     in_scope = outcome == LOADED
     _check_dates(export, instrument, times)
     issues, results, gx_result = _expectations(export, instrument, rules, view, times, in_scope, scrubber)
@@ -258,7 +264,7 @@ def validate(
     fixes, ambiguous = match_fixes(export, instrument, times, secret, outcome, waiting)
     return Validation(outcome, reason, issues, results, keys, gx_result, flags, content_keys=contents,
                       content_answers_only=answers_only, fix_keys=held, fix_left_out=left_out, fixes=fixes,
-                      ambiguous_fixes=ambiguous)
+                      ambiguous_fixes=ambiguous, counted_as=counted_as)
 
 
 def _rules_file(instrument: Instrument, rules: WaveRules) -> str:
@@ -647,29 +653,30 @@ def _cell(value: Any) -> str:
     return text if text else "\x00"
 
 
-def _repeated_contents(contents: pd.Series, keys: pd.Series, seen: Mapping[str, int],
+def _repeated_contents(contents: pd.Series, counted_as: pd.Series, seen: Mapping[str, int],
                        seen_with_ids: Mapping[str, list[str]], outcome: pd.Series, reason: pd.Series) -> None:
     """Rows whose content was loaded before: as many as were loaded, in the file's order. A row
     without a response id matches a row loaded without one (SAME_CONTENT) or, failing that, a row of
     the wave loaded with one (OTHER_KIND: it then stands for that response id, so that both count as
     one response); a row with a response id not loaded before matches only a row loaded without one
     (OTHER_KIND: it then counts by content, as that row does). Two rows both with ids are told apart
-    by their ids alone."""
+    by their ids alone. `counted_as`: the rows' response keys, changed for the rows matched across
+    the two kinds of export."""
     if not seen and not seen_with_ids:
         return
     left = dict(seen)
     left_with_ids = {key: list(ids) for key, ids in seen_with_ids.items()}
     candidates = contents[contents.notna() & (outcome == LOADED)]
     for row, key in zip(candidates.index.tolist(), candidates.tolist()):
-        has_id = isinstance(keys.at[row], str)
+        has_id = isinstance(counted_as.at[row], str)
         if left.get(key, 0) > 0:
             left[key] -= 1
             outcome.at[row], reason.at[row] = DUPLICATE, OTHER_KIND if has_id else SAME_CONTENT
             if has_id:
-                keys.at[row] = None  # counted by content, as the response it repeats
+                counted_as.at[row] = None  # counted by content, as the response it repeats
         elif not has_id and left_with_ids.get(key):
             outcome.at[row], reason.at[row] = DUPLICATE, OTHER_KIND
-            keys.at[row] = left_with_ids[key].pop(0)
+            counted_as.at[row] = left_with_ids[key].pop(0)
 
 
 # --- a row set aside without a response id, fixed in a later export ------------------------------
