@@ -198,6 +198,7 @@ def quarantined_rows(warehouse: Path | None = None, file: str | None = None) -> 
         [file, file], warehouse)
     names = dict(query("SELECT file_sha256, file_name FROM load_ledger", [], warehouse).itertuples(index=False))
     later = _quarantined_again(warehouse)
+    again = _set_aside_again_without_ids(warehouse)
     rows: dict[tuple[str, int], QuarantinedRow] = {}
     for item in issues.itertuples(index=False):
         entry = rows.get((item.file_sha256, int(item.source_row)))
@@ -207,6 +208,8 @@ def quarantined_rows(warehouse: Path | None = None, file: str | None = None) -> 
                 status, note = "released", f"loaded from {names.get(item.released_in, 'a later export')}"
             elif isinstance(item.response_key, str) and (item.file_sha256, item.response_key) in later:
                 status, note = "quarantined again", f"see {later[(item.file_sha256, item.response_key)]}"
+            elif (item.file_sha256, int(item.source_row)) in again:
+                status, note = "quarantined again", f"see {again[(item.file_sha256, int(item.source_row))]}"
             entry = QuarantinedRow(item.file_name, int(item.wave), int(item.source_row), status, note=note,
                                    file_sha256=item.file_sha256, loaded_at=item.loaded_at.strftime(LOAD_TIME))
             rows[(item.file_sha256, int(item.source_row))] = entry
@@ -226,6 +229,30 @@ def _quarantined_again(warehouse: Path | None) -> dict[tuple[str, str], str]:
         latest[item.response_key] = (item.file_sha256, item.file_name)  # ordered: the last one wins
     return {(item.file_sha256, item.response_key): latest[item.response_key][1]
             for item in keys.itertuples(index=False) if latest[item.response_key][0] != item.file_sha256}
+
+
+def _set_aside_again_without_ids(warehouse: Path | None) -> dict[tuple[str, int], str]:
+    """(file sha256, row) -> the name of the later file that set the same response aside again, for
+    rows without a response id: the same fix key (content but the answers that failed) and the same
+    failed answers; the n-th such row of a file is the n-th of another (within a file, two people)."""
+    held = query(f"""
+        SELECT o.file_sha256, l.file_name, o.source_row, o.fix_key, o.fix_left_out
+        FROM {ROW_OUTCOMES} o JOIN load_ledger l USING (file_sha256)
+        WHERE o.outcome = 'quarantined' AND o.fix_key IS NOT NULL
+        ORDER BY l.loaded_at, l.file_name, o.source_row""", [], warehouse)
+    files: dict[tuple[str, str], dict[str, list[int]]] = {}  # (left out, key) -> file -> rows, in load order
+    names: dict[str, str] = {}
+    for item in held.itertuples(index=False):
+        files.setdefault((item.fix_left_out, item.fix_key), {}).setdefault(item.file_sha256, []).append(
+            int(item.source_row))
+        names[item.file_sha256] = item.file_name
+    again: dict[tuple[str, int], str] = {}
+    for by_file in files.values():
+        last = list(by_file)[-1]  # dicts keep the load order
+        for sha, rows in by_file.items():
+            if sha != last:
+                again.update({(sha, row): names[last] for row in rows[:len(by_file[last])]})
+    return again
 
 
 def by_export(rows: list[QuarantinedRow]) -> list[tuple[str, list[QuarantinedRow]]]:

@@ -272,11 +272,12 @@ def fixes_note(name: str, validation: Validation) -> str | None:
     may hold fixed, but could not be matched to one row."""
     if not validation.ambiguous_fixes:
         return None
-    return (f"{name}: {validation.ambiguous_fixes} row(s) set aside in earlier exports could not be matched to their "
-            "fixed version here: without a response id, several rows (or several people who answered alike at the "
-            "same time) fit. The fixed responses are loaded; the rows set aside still count as waiting for a fix "
-            "(`consult quarantine`). Nothing is wrong with the data: check that these people are indeed one "
-            "response each (docs/runbook.md, \"Exports without response ids\").")
+    return (f"{name}: {validation.ambiguous_fixes} row(s) set aside in earlier exports may be fixed in this export, "
+            "but without a response id several of its rows fit each (people who answered alike at the same time), so "
+            "none was matched: two people are never counted as one. Every row of this export that passed the checks "
+            "is loaded; those rows set aside still show as waiting for a fix in `consult quarantine` and `consult "
+            "status`. If they were fixed on the platform, nothing more is needed (docs/runbook.md, \"Exports without "
+            "response ids\").")
 
 
 def _refuse_unkeyed_rows(con, path: Path, wave: int, without_ids: bool, with_ids: bool) -> None:

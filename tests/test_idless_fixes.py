@@ -97,6 +97,23 @@ def test_a_fixed_row_without_response_id_releases_the_row_set_aside(empty_projec
     assert "row 4" not in capsys.readouterr().out
 
 
+def test_a_row_set_aside_again_waits_once_and_one_fix_releases_both(empty_project: Paths, capsys) -> None:
+    form_with(empty_project, "week1.csv", {2: BAD_WAGE})
+    run_load(empty_project)
+    form_with(empty_project, "week2.csv", {2: BAD_WAGE},  # downloaded again before the fix
+              change=lambda records: records + [["3/25/2025 9:00:00", "new@example.org", *records[1][2:]]])
+    run_load(empty_project)
+    statuses = [(r.file, r.status) for r in quarantined_rows(empty_project.warehouse)]
+    assert statuses == [("week1.csv", "quarantined again"), ("week2.csv", "waiting")]
+    assert status_of(empty_project, capsys)["quarantine_waiting"] == 1
+    form_with(empty_project, "week3.csv", {2: FIXED_WAGE})
+    run_load(empty_project)
+    assert {r.status for r in quarantined_rows(empty_project.warehouse)} == {"released"}
+    wave = status_of(empty_project, capsys)
+    assert (wave["quarantine_waiting"], wave["responses"]["read"], wave["responses"]["quarantined"]) == (
+        0, len(STAMPS) + 1, 0)
+
+
 def test_two_rows_set_aside_alike_are_not_matched_and_the_run_says_why(empty_project: Paths, capsys) -> None:
     # two people, no email collected, same second, same answers, both with the wage typed wrong
     def alike(records):
@@ -115,7 +132,7 @@ def test_two_rows_set_aside_alike_are_not_matched_and_the_run_says_why(empty_pro
     second = next(f for f in run_load(empty_project).files if f.file == "week2.csv")
     assert second.loaded == 2
     assert [r.status for r in quarantined_rows(empty_project.warehouse)] == ["waiting", "waiting"]
-    assert any("could not be matched" in note and "2 row(s)" in note for note in second.notes)
+    assert any("2 row(s) set aside" in note and "none was matched" in note for note in second.notes)
 
 
 # --- gap 2: one wave exported with response ids, and without ---------------------------------------
