@@ -746,8 +746,10 @@ def match_fixes(export: Export, instrument: Instrument, times: pd.DataFrame, sec
     """The rows of this export loaded as the fixed version of a row set aside earlier (row, that
     row's file and row number), and how many rows set aside could not be matched for want of a
     single candidate."""
-    loaded = np.flatnonzero((outcome == LOADED).to_numpy())
-    if not waiting or not len(loaded):
+    # rows set aside here are compared too: one still set aside is that response, not fixed (any
+    # loaded row alike is then someone else)
+    compared = np.flatnonzero(outcome.isin([LOADED, QUARANTINED]).to_numpy())
+    if not waiting or not (outcome == LOADED).any():
         return [], 0
     # one response per (fix key, columns left out, n-th in its file): exported again, it is the same
     groups: dict[tuple[str, str, int], list[WaitingRow]] = {}
@@ -762,17 +764,18 @@ def match_fixes(export: Export, instrument: Instrument, times: pd.DataFrame, sec
     for group in groups:
         by_key.setdefault(group[:2], []).append(group)
     for left_out in sorted({group[0] for group in groups}):
-        for position, key in zip(loaded.tolist(), _fix_keys(export, instrument, times, secret, loaded, left_out)):
+        for position, key in zip(compared.tolist(), _fix_keys(export, instrument, times, secret, compared, left_out)):
             for group in by_key.get((left_out, key), []) if key is not None else []:
                 candidates.setdefault(group, set()).add(position)
                 claimed.setdefault(position, set()).add(group)
     fixes: list[tuple[int, str, int]] = []
     ambiguous = 0
     for group, positions in candidates.items():
-        if len(positions) == 1 and len(claimed[next(iter(positions))]) == 1:
-            row = outcome.index[next(iter(positions))]
-            fixes += [(row, item.file_sha256, item.source_row) for item in groups[group]]
-        else:
+        position = next(iter(positions))
+        if len(positions) == 1 and len(claimed[position]) == 1:
+            if outcome.iloc[position] == LOADED:
+                fixes += [(outcome.index[position], item.file_sha256, item.source_row) for item in groups[group]]
+        elif not (outcome.iloc[sorted(positions)] == QUARANTINED).any():
             ambiguous += len(groups[group])
     return fixes, ambiguous
 

@@ -114,6 +114,23 @@ def test_a_row_set_aside_again_waits_once_and_one_fix_releases_both(empty_projec
         0, len(STAMPS) + 1, 0)
 
 
+def test_a_look_alike_beside_the_row_still_set_aside_is_not_its_fix(empty_project: Paths) -> None:
+    def no_email(records):
+        return [records[0]] + [[r[0], "", *r[2:]] for r in records[1:]]
+
+    first = form_with(empty_project, "week1.csv", {2: BAD_WAGE}, change=no_email)
+    run_load(empty_project)
+    # the later download still holds the response set aside, unfixed, and a row alike but for the wage
+    records = records_of(first)
+    look_alike = list(records[3])
+    look_alike[wage_column(empty_project, records[0])] = FIXED_WAGE
+    write_records(empty_project.raw / "2025" / "week2.csv", records + [look_alike])
+    second = next(f for f in run_load(empty_project).files if f.file == "week2.csv")
+    assert (second.loaded, second.quarantined) == (1, 1)
+    statuses = [(r.file, r.status) for r in quarantined_rows(empty_project.warehouse)]
+    assert statuses == [("week1.csv", "quarantined again"), ("week2.csv", "waiting")]
+
+
 def test_two_rows_set_aside_alike_are_not_matched_and_the_run_says_why(empty_project: Paths, capsys) -> None:
     # two people, no email collected, same second, same answers, both with the wage typed wrong
     def alike(records):
