@@ -394,7 +394,8 @@ def _write_file(con: duckdb.DuckDBPyConnection, item: FileLoad, run_id: str, now
         "response_key": (counted.reindex(validation.outcome.index).values if counted is not None else None),
         "content_key": (validation.content_keys.reindex(validation.outcome.index).values
                         if validation.content_keys is not None else None),
-        "fix_key": validation.fix_keys.reindex(validation.outcome.index).values if validation.fix_keys is not None else None,
+        "fix_key": (validation.fix_keys.reindex(validation.outcome.index).values
+                    if validation.fix_keys is not None else None),
         "fix_left_out": (validation.fix_left_out.reindex(validation.outcome.index).values
                          if validation.fix_left_out is not None else None),
     })

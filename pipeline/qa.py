@@ -350,7 +350,8 @@ def quarantine_md(limit: int = EXAMPLES_PER_FILE) -> str:
         "\n### Reasons\n" + _table(counts, {"Rows"})
         + "\n### Status\n\n*waiting*: still to be fixed at the source; *released*: loaded later from a "
           "corrected export (without response ids: its fixed version, recognised by the same submission time, "
-          "email and other answers); *quarantined again*: a later export set it aside again.\n" + _table(status, {"Rows"})
+          "email and other answers); *quarantined again*: a later export set it aside again.\n"
+        + _table(status, {"Rows"})
         + f"\n### Examples (first {limit} rows of each file)\n\nRow numbers count the header rows, as a "
           f"spreadsheet does. {HIDDEN} marks a value that could identify someone, and \"text of N characters, not "
           "shown\" one holding words that could be a name: neither was stored.\n"
