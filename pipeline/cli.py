@@ -410,25 +410,25 @@ def _concept_ids(paths: Paths) -> frozenset[str]:
                      for q in load_instrument(instrument_path(paths.surveys, wave)).questions)
 
 
-def _loaded_before(paths: Paths) -> tuple[set[str], dict[str, int]]:
-    """The responses the warehouse already holds (keyed ids, and content keys of rows without an id),
-    so that validate predicts what a run would do: a response loaded before is a duplicate, not a
-    row to load."""
+def _loaded_before(paths: Paths, wave: int) -> tuple[set[str], dict[str, int], dict[str, list[str]]]:
+    """The responses the warehouse already holds (keyed ids, content keys of rows without an id, and
+    of the wave's rows with one), so that validate predicts what a run would do: a response loaded
+    before is a duplicate, not a row to load."""
     import duckdb
 
-    from pipeline.load import connect, seen_content_keys, seen_response_keys
+    from pipeline.load import connect, seen_content_keys, seen_id_content_keys, seen_response_keys
 
     if not paths.warehouse.exists():
-        return set(), {}
+        return set(), {}, {}
     with connect(paths.warehouse, read_only=True) as con:
         try:
             keys = seen_response_keys(con)
         except duckdb.CatalogException:  # a warehouse file without the schema holds no response
-            return set(), {}
+            return set(), {}, {}
         try:
-            return keys, seen_content_keys(con)
+            return keys, seen_content_keys(con), seen_id_content_keys(con, wave)
         except duckdb.BinderException:  # a warehouse made before content keys (the next run adds the column)
-            return keys, {}
+            return keys, {}, {}
 
 
 def _already_loaded(paths: Paths, path: Path):
@@ -454,9 +454,9 @@ def cmd_validate(args, paths: Paths) -> int:
     from pipeline.validate import secret_key, unknown_columns, validate, value_text
 
     export, instrument = _read(args, paths, "validate")
-    seen, contents = _loaded_before(paths)
+    seen, contents, with_ids = _loaded_before(paths, instrument.wave)
     result = validate(export, instrument, secret_key(), seen, scrubber=load_scrubber(paths.deid_file),
-                      seen_contents=contents, checking_only=True)
+                      seen_contents=contents, seen_id_contents=with_ids, checking_only=True)
     counts = {o: result.count(o) for o in ("loaded", "quarantined", "excluded", "duplicate")}
     issues = [
         {"row": i.source_row, "rule": i.rule, "question": i.concept, "column": i.column, "value": i.value}
@@ -823,8 +823,9 @@ def cmd_quarantine(args, paths: Paths) -> int:
     print("Fix each response on the survey platform, export again into data/raw/<wave>/ and run `consult run`: "
           "the fixed rows load, the rows loaded before count as duplicates (recognised by their response id, or, "
           "on platforms without one such as Google Forms, by their unchanged submission time and answers). "
-          "Without response ids a fixed row cannot be matched to the row set aside, which stays counted as set "
-          "aside beside it.")
+          "Without response ids a fixed row is matched to the row set aside by its submission time (to the "
+          "second), email and every other answer: change nothing else in the response. When several rows fit, "
+          "none is matched and the run says so.")
     return 0
 
 

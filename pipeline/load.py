@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from pipeline.anonymity import HELD_ANSWERS, hold_answers
 from pipeline.deidentify import Deidentified, DerivedConcept, load_reference_table
 from pipeline.ingest import Export
 from pipeline.instrument import Disclosure, Instrument, show_if_text, unit_text
-from pipeline.validate import Validation
+from pipeline.validate import Validation, WaitingRow
 
 
 class WarehouseError(RuntimeError):
@@ -256,16 +257,40 @@ def seen_response_keys(con: duckdb.DuckDBPyConnection) -> set[str]:
 def seen_content_keys(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """The content keys of the rows loaded without a response id, with how many rows loaded each."""
     return dict(con.execute("SELECT content_key, count(*) FROM row_outcomes WHERE outcome = 'loaded' "
-                            "AND content_key IS NOT NULL GROUP BY content_key").fetchall())
+                            "AND response_key IS NULL AND content_key IS NOT NULL GROUP BY content_key").fetchall())
 
 
-def unkeyed_loaded_files(con: duckdb.DuckDBPyConnection, wave: int) -> list[tuple[str, int]]:
-    """The wave's exports that loaded rows with neither a response id nor a content key (loaded before
-    the pipeline kept content keys), with how many: a later export without response ids cannot be
-    checked against them."""
+def seen_id_content_keys(con: duckdb.DuckDBPyConnection, wave: int) -> dict[str, list[str]]:
+    """The content keys of the wave's rows loaded with a response id, with their response keys (in
+    load order): an export of the wave without response ids is checked against them."""
+    found: dict[str, list[str]] = {}
+    for content, response in con.execute(
+            "SELECT o.content_key, o.response_key FROM row_outcomes o JOIN load_ledger l USING (file_sha256) "
+            "WHERE l.wave = ? AND o.outcome = 'loaded' AND o.response_key IS NOT NULL AND o.content_key IS NOT NULL "
+            "ORDER BY l.loaded_at, o.file_sha256, o.source_row", [wave]).fetchall():
+        found.setdefault(content, []).append(response)
+    return found
+
+
+def waiting_rows(con: duckdb.DuckDBPyConnection, wave: int) -> list[WaitingRow]:
+    """The wave's rows set aside without a response id and not fixed since (pipeline/validate.py,
+    match_fixes): a later export's fixed version of one is recognised."""
+    return [WaitingRow(sha, int(row), key, left_out) for sha, row, key, left_out in con.execute(
+        "SELECT o.file_sha256, o.source_row, o.fix_key, o.fix_left_out FROM row_outcomes o "
+        "JOIN load_ledger l USING (file_sha256) WHERE l.wave = ? AND o.outcome = 'quarantined' "
+        "AND o.fix_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM row_outcomes f WHERE f.file_sha256 = o.fixed_in "
+        "AND f.source_row = o.fixed_row AND f.outcome = 'loaded') ORDER BY o.file_sha256, o.source_row",
+        [wave]).fetchall()]
+
+
+def unkeyed_loaded_files(con: duckdb.DuckDBPyConnection, wave: int, with_ids: bool = False) -> list[tuple[str, int]]:
+    """The wave's exports that loaded rows without a response id (`with_ids`: with one) and without a
+    content key (loaded before the pipeline kept content keys for them), with how many: a later export
+    of the other kind cannot be checked against them."""
+    has_id = "IS NOT NULL" if with_ids else "IS NULL"
     return [(name, int(n)) for name, n in con.execute(
         "SELECT l.file_name, count(*) FROM row_outcomes o JOIN load_ledger l USING (file_sha256) "
-        "WHERE l.wave = ? AND o.outcome = 'loaded' AND o.response_key IS NULL AND o.content_key IS NULL "
+        f"WHERE l.wave = ? AND o.outcome = 'loaded' AND o.response_key {has_id} AND o.content_key IS NULL "
         "GROUP BY l.file_name, l.loaded_at ORDER BY l.loaded_at", [wave]).fetchall()]
 
 
@@ -273,8 +298,8 @@ def content_keyed_files(con: duckdb.DuckDBPyConnection, wave: int) -> list[str]:
     """The wave's exports that loaded rows recognised by their content (no response id), oldest first."""
     return [name for (name,) in con.execute(
         "SELECT l.file_name FROM load_ledger l WHERE l.wave = ? AND EXISTS (SELECT 1 FROM row_outcomes o WHERE "
-        "o.file_sha256 = l.file_sha256 AND o.outcome = 'loaded' AND o.content_key IS NOT NULL) ORDER BY l.loaded_at",
-        [wave]).fetchall()]
+        "o.file_sha256 = l.file_sha256 AND o.outcome = 'loaded' AND o.response_key IS NULL "
+        "AND o.content_key IS NOT NULL) ORDER BY l.loaded_at", [wave]).fetchall()]
 
 
 def holds_synthetic(con: duckdb.DuckDBPyConnection) -> bool | None:
@@ -284,24 +309,31 @@ def holds_synthetic(con: duckdb.DuckDBPyConnection) -> bool | None:
 
 
 # row_outcomes as read by commands that open the warehouse read-only (status, charts, unload): one
-# made before content keys, not yet given the column by a run, reads content_key as NULL.
-ROW_OUTCOMES = "(SELECT * FROM row_outcomes UNION ALL BY NAME SELECT NULL::VARCHAR AS content_key WHERE false)"
+# made before content keys and fix keys, not yet given the columns by a run, reads them as NULL.
+ROW_OUTCOMES = ("(SELECT * FROM row_outcomes UNION ALL BY NAME SELECT NULL::VARCHAR AS content_key, "
+                "NULL::VARCHAR AS fix_key, NULL::VARCHAR AS fix_left_out, NULL::VARCHAR AS fixed_in, "
+                "NULL::INTEGER AS fixed_row WHERE false)")
 
 # Responses per wave and what became of them (the public methods page, `consult status`): a
 # response read from several exports (a corrected re-export repeats the others) counts once, by its
 # keyed response id, with the best of its outcomes. Rows without a response id count once by their
 # content key, the n-th row of a file with a content with the n-th of every other file (two people
 # who answered alike in one file stay two); rows with neither (loaded before content keys) count each.
+# A row set aside without a response id whose fixed version a later export loaded (fixed_in) counts
+# with that row.
 RESPONSES_BY_WAVE = """
     WITH numbered AS (  -- BY NAME: a warehouse not yet given content_key (opened read-only) reads it as NULL
-        SELECT *, row_number() OVER (PARTITION BY file_sha256, content_key ORDER BY source_row) AS nth
+        SELECT *, coalesce(response_key, content_key || '#' || row_number() OVER (
+                      PARTITION BY file_sha256, content_key, response_key IS NULL ORDER BY source_row),
+                  file_sha256 || '#' || source_row) AS response
         FROM """ + ROW_OUTCOMES + """),
     responses AS (
         SELECT l.wave, bool_or(l.synthetic) AS synthetic,
                min(CASE o.outcome WHEN 'loaded' THEN 1 WHEN 'quarantined' THEN 2
                                   WHEN 'excluded' THEN 3 ELSE 4 END) AS outcome
         FROM numbered o JOIN load_ledger l USING (file_sha256)
-        GROUP BY l.wave, coalesce(o.response_key, o.content_key || '#' || o.nth, o.file_sha256 || '#' || o.source_row))
+        LEFT JOIN numbered f ON f.file_sha256 = o.fixed_in AND f.source_row = o.fixed_row AND f.outcome = 'loaded'
+        GROUP BY l.wave, coalesce(f.response, o.response))
     SELECT wave, bool_or(synthetic) AS synthetic, count(*) AS read,
            count(*) FILTER (WHERE outcome = 1) AS loaded, count(*) FILTER (WHERE outcome = 3) AS excluded,
            count(*) FILTER (WHERE outcome = 4) AS duplicates, count(*) FILTER (WHERE outcome = 2) AS quarantined
@@ -330,6 +362,7 @@ def write_run(con: duckdb.DuckDBPyConnection, loads: list[FileLoad], run_id: str
         item.data = None
         item.validation.response_keys = None
         item.validation.content_keys = None
+        item.validation.counted_as = None
     _write_living_wage(con, living_wage_file, {item.instrument.wave for item in loads})
     record_inclusion(con, {item.instrument.wave: item.instrument for item in loads}.values())
     return removed
@@ -353,17 +386,24 @@ def _write_file(con: duckdb.DuckDBPyConnection, item: FileLoad, run_id: str, now
         [sha, export.path.name, item.instrument.wave, export.platform, item.synthetic, item.instrument.sha256,
          run_id, now, export.rows, counts["loaded"], counts["quarantined"], counts["excluded"], counts["duplicate"]],
     )
+    counted = validation.counted_as if validation.counted_as is not None else validation.response_keys
     outcomes = pd.DataFrame({
         "file_sha256": sha,
         "source_row": export.source_rows_of(validation.outcome.index.to_numpy()),
         "outcome": validation.outcome.values,
         "reason": validation.reason.values,
-        "response_key": (validation.response_keys.reindex(validation.outcome.index).values
-                         if validation.response_keys is not None else None),
+        "response_key": (counted.reindex(validation.outcome.index).values if counted is not None else None),
         "content_key": (validation.content_keys.reindex(validation.outcome.index).values
                         if validation.content_keys is not None else None),
+        "fix_key": (validation.fix_keys.reindex(validation.outcome.index).values
+                    if validation.fix_keys is not None else None),
+        "fix_left_out": (validation.fix_left_out.reindex(validation.outcome.index).values
+                         if validation.fix_left_out is not None else None),
     })
     _append(con, "row_outcomes", outcomes)
+    for row, held_in, held_row in validation.fixes:  # rows set aside earlier, fixed by this file's
+        con.execute("UPDATE row_outcomes SET fixed_in = ?, fixed_row = ? WHERE file_sha256 = ? AND source_row = ?",
+                    [sha, int(export.source_rows_of(np.array([row]))[0]), held_in, held_row])
     issues = pd.DataFrame(
         [(sha, i.source_row, i.rule, i.concept, i.value) for i in validation.issues],
         columns=["file_sha256", "source_row", "rule", "concept", "value"],

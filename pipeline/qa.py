@@ -20,7 +20,7 @@ import pandas as pd
 from pipeline.charts import md_text, query
 from pipeline.config import project_paths
 from pipeline.instrument import Instrument, InstrumentError, instrument_path, load_instrument
-from pipeline.load import LOAD_TIME, RESPONSES_BY_WAVE
+from pipeline.load import LOAD_TIME, RESPONSES_BY_WAVE, ROW_OUTCOMES
 from pipeline.validate import NO_VALUE_RULES, RULE_HELP, value_text
 from pipeline.wave_rules import WaveRules, load_wave_rules
 
@@ -181,21 +181,24 @@ class QuarantinedRow:
 
 def quarantined_rows(warehouse: Path | None = None, file: str | None = None) -> list[QuarantinedRow]:
     """Every quarantined row with its problems and status. A row is `released` when its response
-    (same keyed response id) was loaded later from a corrected export, `quarantined again` when a
+    (same keyed response id; without one, its fixed version matched by content, row_outcomes.fixed_in)
+    was loaded later from a corrected export, `quarantined again` when a
     later export set it aside again (see that file), and `waiting` otherwise."""
-    issues = query("""
+    issues = query(f"""
         SELECT l.file_sha256, l.file_name, l.wave, l.loaded_at, o.source_row, i.rule, i.concept, r.column_name, i.value,
-               k.response_key, s.file_sha256 AS released_in
-        FROM row_outcomes o JOIN load_ledger l USING (file_sha256)
+               k.response_key, coalesce(s.file_sha256, f.file_sha256) AS released_in
+        FROM {ROW_OUTCOMES} o JOIN load_ledger l USING (file_sha256)
         LEFT JOIN quarantine_issues i USING (file_sha256, source_row)
         LEFT JOIN validation_rules r ON r.file_sha256 = i.file_sha256 AND r.rule = i.rule AND r.concept = i.concept
         LEFT JOIN quarantine_keys k USING (file_sha256, source_row)
         LEFT JOIN seen_responses s ON s.response_key = k.response_key
+        LEFT JOIN row_outcomes f ON f.file_sha256 = o.fixed_in AND f.source_row = o.fixed_row AND f.outcome = 'loaded'
         WHERE o.outcome = 'quarantined' AND (? IS NULL OR l.file_name = ?)
         ORDER BY l.wave, l.loaded_at, l.file_name, o.source_row, i.rule, i.concept""",
         [file, file], warehouse)
     names = dict(query("SELECT file_sha256, file_name FROM load_ledger", [], warehouse).itertuples(index=False))
     later = _quarantined_again(warehouse)
+    again = _set_aside_again_without_ids(warehouse)
     rows: dict[tuple[str, int], QuarantinedRow] = {}
     for item in issues.itertuples(index=False):
         entry = rows.get((item.file_sha256, int(item.source_row)))
@@ -205,6 +208,8 @@ def quarantined_rows(warehouse: Path | None = None, file: str | None = None) -> 
                 status, note = "released", f"loaded from {names.get(item.released_in, 'a later export')}"
             elif isinstance(item.response_key, str) and (item.file_sha256, item.response_key) in later:
                 status, note = "quarantined again", f"see {later[(item.file_sha256, item.response_key)]}"
+            elif (item.file_sha256, int(item.source_row)) in again:
+                status, note = "quarantined again", f"see {again[(item.file_sha256, int(item.source_row))]}"
             entry = QuarantinedRow(item.file_name, int(item.wave), int(item.source_row), status, note=note,
                                    file_sha256=item.file_sha256, loaded_at=item.loaded_at.strftime(LOAD_TIME))
             rows[(item.file_sha256, int(item.source_row))] = entry
@@ -224,6 +229,30 @@ def _quarantined_again(warehouse: Path | None) -> dict[tuple[str, str], str]:
         latest[item.response_key] = (item.file_sha256, item.file_name)  # ordered: the last one wins
     return {(item.file_sha256, item.response_key): latest[item.response_key][1]
             for item in keys.itertuples(index=False) if latest[item.response_key][0] != item.file_sha256}
+
+
+def _set_aside_again_without_ids(warehouse: Path | None) -> dict[tuple[str, int], str]:
+    """(file sha256, row) -> the name of the later file that set the same response aside again, for
+    rows without a response id: the same fix key (content but the answers that failed) and the same
+    failed answers; the n-th such row of a file is the n-th of another (within a file, two people)."""
+    held = query(f"""
+        SELECT o.file_sha256, l.file_name, o.source_row, o.fix_key, o.fix_left_out
+        FROM {ROW_OUTCOMES} o JOIN load_ledger l USING (file_sha256)
+        WHERE o.outcome = 'quarantined' AND o.fix_key IS NOT NULL
+        ORDER BY l.loaded_at, l.file_name, o.source_row""", [], warehouse)
+    files: dict[tuple[str, str], dict[str, list[int]]] = {}  # (left out, key) -> file -> rows, in load order
+    names: dict[str, str] = {}
+    for item in held.itertuples(index=False):
+        files.setdefault((item.fix_left_out, item.fix_key), {}).setdefault(item.file_sha256, []).append(
+            int(item.source_row))
+        names[item.file_sha256] = item.file_name
+    again: dict[tuple[str, int], str] = {}
+    for by_file in files.values():
+        last = list(by_file)[-1]  # dicts keep the load order
+        for sha, rows in by_file.items():
+            if sha != last:
+                again.update({(sha, row): names[last] for row in rows[:len(by_file[last])]})
+    return again
 
 
 def by_export(rows: list[QuarantinedRow]) -> list[tuple[str, list[QuarantinedRow]]]:
@@ -320,7 +349,9 @@ def quarantine_md(limit: int = EXAMPLES_PER_FILE) -> str:
     return (
         "\n### Reasons\n" + _table(counts, {"Rows"})
         + "\n### Status\n\n*waiting*: still to be fixed at the source; *released*: loaded later from a "
-          "corrected export; *quarantined again*: a later export set it aside again.\n" + _table(status, {"Rows"})
+          "corrected export (without response ids: its fixed version, recognised by the same submission time, "
+          "email and other answers); *quarantined again*: a later export set it aside again.\n"
+        + _table(status, {"Rows"})
         + f"\n### Examples (first {limit} rows of each file)\n\nRow numbers count the header rows, as a "
           f"spreadsheet does. {HIDDEN} marks a value that could identify someone, and \"text of N characters, not "
           "shown\" one holding words that could be a name: neither was stored.\n"

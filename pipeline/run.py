@@ -43,18 +43,20 @@ from pipeline.load import (
     rewrite_pending,
     rewrite_warehouse,
     seen_content_keys,
+    seen_id_content_keys,
     seen_response_keys,
     unkeyed_loaded_files,
     unrecorded_waves,
+    waiting_rows,
     waves_before_inclusion_check,
     write_error,
     write_run,
 )
-from pipeline.unload import LoadedFile, loaded_files, remove_file
+from pipeline.unload import LoadedFile, dependants, loaded_files, remove_file
 from pipeline.population import (inclusion_changed_since_loaded, population_message, rules_changed_message,
                                  unstated_population_changes)
-from pipeline.validate import (SAME_CONTENT, SHOWN_VALUES_VERSION, Validation, mask_stored_values, secret_key,
-                               unknown_columns, validate)
+from pipeline.validate import (OTHER_KIND, SAME_CONTENT, SHOWN_VALUES_VERSION, Validation, WaitingRow,
+                               mask_stored_values, secret_key, unknown_columns, validate)
 
 Progress = Callable[[str], None]
 
@@ -211,6 +213,8 @@ def _prepare_new_files(con, paths: Paths, files: list[Path], synthetic: bool, su
     done = loaded_hashes(con)
     seen = seen_response_keys(con)
     contents = seen_content_keys(con)
+    with_ids: dict[int, dict[str, list[str]]] = {}  # by wave: content keys of rows loaded with response ids
+    waiting: dict[int, list[WaitingRow]] = {}  # by wave: rows set aside without response ids, not fixed
     keyed_in_run: dict[int, list[str]] = {}  # files of this run whose rows were keyed by content, by wave
     hashes = {path: file_sha256(path) for path in files}
     new_waves = {wave_of(path, wave) for path, sha in hashes.items() if sha not in done}
@@ -226,18 +230,29 @@ def _prepare_new_files(con, paths: Paths, files: list[Path], synthetic: bool, su
             summary.files.append(FileSummary(path.name, file_wave, "already loaded"))
             continue
         done.add(sha)
-        item = _prepare(paths, path, file_wave, synthetic, seen, progress, contents)
+        if file_wave not in with_ids:
+            with_ids[file_wave] = seen_id_content_keys(con, file_wave)
+            waiting[file_wave] = waiting_rows(con, file_wave)
+        item = _prepare(paths, path, file_wave, synthetic, seen, progress, contents, with_ids[file_wave],
+                        waiting[file_wave])
         return_freed_memory()  # the file's raw frames
-        keyed = item.validation.content_keys is not None and item.validation.content_keys.notna().any()
-        if keyed:
-            _refuse_unkeyed_rows(con, path, file_wave)
+        validation = item.validation
+        without_ids = validation.without_ids()
+        keyed = bool(without_ids.any())
+        _refuse_unkeyed_rows(con, path, file_wave, keyed, bool((~without_ids).any()))
         # Later files see the responses this file loads (not the ones it set aside or excluded:
-        # those load when a corrected export brings them again).
-        seen |= set(item.validation.keys_of("loaded"))
-        for key in item.validation.contents_of("loaded"):
+        # those load when a corrected export brings them again), and the rows it set aside.
+        seen |= set(validation.keys_of("loaded"))
+        for key in validation.contents_of("loaded"):
             contents[key] = contents.get(key, 0) + 1
+        for key, response in validation.id_contents_of("loaded"):
+            with_ids[file_wave].setdefault(key, []).append(response)
+        waiting[file_wave] = _still_waiting(waiting[file_wave], item)
         loads.append(item)
         summary.files.append(_file_summary(item))
+        if note := fixes_note(path.name, validation):
+            summary.files[-1].notes.append(note)
+            progress(f"    {note}")
         if keyed:
             earlier = content_keyed_files(con, file_wave) + keyed_in_run.get(file_wave, [])
             if note := content_note(path.name, item.export.platform, item.validation, earlier):
@@ -259,18 +274,52 @@ def _refuse_missing_rate_years(paths: Paths, new_waves: set[int]) -> None:
         table.year_for(wave)  # DerivationError: says what to add to surveys/reference/living_wage.yaml
 
 
-def _refuse_unkeyed_rows(con, path: Path, wave: int) -> None:
-    """An export without response ids, in a wave that loaded rows without response ids before the
-    pipeline recognised such rows by their content: those rows cannot be matched, and every one this
+def _still_waiting(waiting: list[WaitingRow], item: FileLoad) -> list[WaitingRow]:
+    """The rows set aside without response ids still waiting after `item`: less those it fixed, plus
+    those it set aside."""
+    fixed = {(sha, row) for _, sha, row in item.validation.fixes}
+    kept = [w for w in waiting if (w.file_sha256, w.source_row) not in fixed]
+    validation = item.validation
+    if validation.fix_keys is None:
+        return kept
+    held = validation.fix_keys.dropna()
+    rows = item.export.source_rows_of(held.index.to_numpy())
+    return kept + [WaitingRow(item.export.sha256, int(row), key, validation.fix_left_out.at[index])
+                   for row, key, index in zip(rows.tolist(), held.tolist(), held.index.tolist())]
+
+
+def fixes_note(name: str, validation: Validation) -> str | None:
+    """What to tell the analyst about rows set aside earlier without a response id that this export
+    may hold fixed, but could not be matched to one row."""
+    if not validation.ambiguous_fixes:
+        return None
+    return (f"{name}: {validation.ambiguous_fixes} row(s) set aside in earlier exports may be fixed in this export, "
+            "but without a response id several of its rows fit each (people who answered alike at the same time), so "
+            "none was matched: two people are never counted as one. Every row of this export that passed the checks "
+            "is loaded; those rows set aside still show as waiting for a fix in `consult quarantine` and `consult "
+            "status`. If they were fixed on the platform, nothing more is needed (docs/runbook.md, \"Exports without "
+            "response ids\").")
+
+
+def _refuse_unkeyed_rows(con, path: Path, wave: int, without_ids: bool, with_ids: bool) -> None:
+    """An export with rows without response ids, in a wave that loaded rows (with response ids or
+    without) before the pipeline kept their content; or an export with response ids, in a wave that
+    loaded rows without response ids before then: those rows cannot be matched, and every one this
     export repeats would be loaded a second time."""
-    unkeyed = unkeyed_loaded_files(con, wave)
+    unkeyed = []
+    if without_ids:
+        unkeyed += unkeyed_loaded_files(con, wave) + unkeyed_loaded_files(con, wave, with_ids=True)
+    elif with_ids:
+        unkeyed += unkeyed_loaded_files(con, wave)
     if not unkeyed:
         return
     named = ", ".join(f"{name} ({n} response(s))" for name, n in unkeyed)
+    kind = ("has no response ids, so its responses are recognised by their content (submission time, email, "
+            "answers)" if without_ids else "has response ids, but responses without one are recognised by their "
+            "content (submission time, email, answers)")
     raise RunError(
-        f"{path}: this export has no response ids, so its responses are recognised by their content (submission "
-        f"time, email, answers); but wave {wave} holds responses without response ids loaded before the pipeline "
-        f"kept that content: {named}. Responses of theirs repeated here would be counted twice. Nothing was loaded. "
+        f"{path}: this export {kind}; but wave {wave} holds responses loaded before the pipeline kept that content: "
+        f"{named}. Responses of theirs repeated here would be counted twice. Nothing was loaded. "
         "Take those exports back and load them again, so their content is kept: move each out of "
         f"data/raw/{wave}/, `consult unload <file> --yes`, put it back, then `consult run` (docs/runbook.md, "
         "\"Taking back an export loaded by mistake\"). If this export replaces them (a later download of the same "
@@ -282,8 +331,8 @@ def content_note(name: str, platform: str, validation: Validation, earlier: list
     """What to tell the analyst when an export without response ids repeats rows loaded before and
     brings other rows: those are new responses, or responses edited on the platform since (their old
     version stays loaded), which nothing can tell apart without a response id."""
-    keyed = validation.content_keys.notna()
-    matched = int((validation.reason == SAME_CONTENT).sum())
+    keyed = validation.content_keys.notna() & validation.without_ids()
+    matched = int(validation.reason.isin([SAME_CONTENT, OTHER_KIND]).sum())
     fresh = int((keyed & validation.outcome.isin(["loaded", "quarantined"])).sum())
     files = ", ".join(earlier) if earlier else "an earlier export"
     if matched and validation.content_answers_only:
@@ -443,25 +492,12 @@ def _reload_plan(con, paths: Paths, files: list[Path], waves: set[int], wave: in
             raise RunError(f"--reload {target.wave}: {target.name} (sha256 {target.sha256[:12]}...) is not in {where} "
                            "as it was loaded (moved, renamed to another folder, or changed since). Put the very file "
                            f"back in {where} and run again. Nothing was loaded.")
-    _refuse_repeated_elsewhere(con, loaded)
-    return loaded
-
-
-def _refuse_repeated_elsewhere(con, targets: list[LoadedFile]) -> None:
-    """Rows of exports not read again that were counted as duplicates of responses the targets loaded:
-    read again under other rules, a response may not load, and nothing would hold it any more."""
-    shas = [t.sha256 for t in targets]
-    others = con.execute(
-        f"SELECT l.file_name, l.wave, count(*) FROM {ROW_OUTCOMES} o JOIN load_ledger l USING (file_sha256) "
-        "WHERE o.outcome = 'duplicate' AND NOT list_contains($shas, o.file_sha256) AND (o.response_key IN "
-        "(SELECT response_key FROM seen_responses WHERE list_contains($shas, file_sha256)) OR o.content_key IN "
-        f"(SELECT content_key FROM {ROW_OUTCOMES} WHERE list_contains($shas, file_sha256) AND outcome = 'loaded')) "
-        "GROUP BY ALL ORDER BY ALL", {"shas": shas}).fetchall()
-    if others:
+    if others := dependants(con, loaded):  # read again under other rules, a response may not load
         named = ", ".join(f"{name} (wave {w}: {n} row(s))" for name, w, n in others)
         raise RunError(f"--reload: exports of other waves hold rows counted as duplicates of responses these exports "
                        f"loaded: {named}. Reading them again alone could lose those responses: add those waves to "
                        "--reload. Nothing was loaded.")
+    return loaded
 
 
 def _in_load_order(files: list[Path], targets: list[LoadedFile], wave: int | None) -> list[Path]:
@@ -543,12 +579,14 @@ def instrument_for(paths: Paths, path: Path, wave: int) -> Instrument:
 
 
 def _prepare(paths: Paths, path: Path, wave: int, synthetic: bool, seen: set[str], progress: Progress,
-             contents: dict[str, int] | None = None) -> FileLoad:
+             contents: dict[str, int] | None = None, with_ids: dict[str, list[str]] | None = None,
+             waiting: Sequence[WaitingRow] = ()) -> FileLoad:
     instrument = instrument_for(paths, path, wave)
     export = read_export(path, instrument)
     progress(f"    read {export.rows} rows ({export.platform}); validating")
     scrubber = load_scrubber(paths.deid_file)  # failing values are scrubbed as open answers are
-    validation = validate(export, instrument, secret_key(), seen, scrubber=scrubber, seen_contents=contents)
+    validation = validate(export, instrument, secret_key(), seen, scrubber=scrubber, seen_contents=contents,
+                          seen_id_contents=with_ids, waiting=waiting)
     export = only_what_deidentify_reads(export)
     progress("    de-identifying")
     microdata = load_privacy_rules(privacy_path(paths)).microdata

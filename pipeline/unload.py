@@ -23,6 +23,7 @@ from pipeline.disclosure import load_rules
 from pipeline.indicators import compute, load_checked_catalogue, merged_code_labels
 from pipeline.load import (LOAD_TIME, ROW_OUTCOMES, WarehouseError, connect, ensure_schema, mark_rewrite_pending,
                            rewrite_warehouse, write_error)
+from pipeline.validate import OTHER_KIND, SAME_CONTENT
 
 # Per-wave tables of what a wave's loads brought (its questionnaire, reference rates, protection
 # record): they go with the wave's last export, as in a warehouse that never loaded it.
@@ -157,6 +158,8 @@ def remove_file(con: duckdb.DuckDBPyConnection, target: LoadedFile) -> None:
     # not the record that its raw export was deleted (`consult purge-raw`): that stays true
     for table in sorted(t for t, columns in tables.items() if "file_sha256" in columns and t != "purges"):
         _delete(con, f"DELETE FROM {table} WHERE file_sha256 = ?", [target.sha256])
+    # rows set aside in other exports whose fixed version this file loaded wait for a fix again
+    con.execute("UPDATE row_outcomes SET fixed_in = NULL, fixed_row = NULL WHERE fixed_in = ?", [target.sha256])
     still = {w for (w,) in con.execute("SELECT DISTINCT wave FROM load_ledger").fetchall()}
     if target.wave in still:
         return
@@ -228,17 +231,23 @@ def _still_loaded(con: duckdb.DuckDBPyConnection, target: LoadedFile) -> None:
                           "changed.")
 
 
-def _refuse_dependants(con: duckdb.DuckDBPyConnection, target: LoadedFile) -> None:
-    """Rows of other exports counted as duplicates of responses this file loaded: once the file is
-    gone nothing would hold those responses, so a warehouse without the file would have loaded them."""
-    others = con.execute(
+def dependants(con: duckdb.DuckDBPyConnection, targets: list[LoadedFile]) -> list[tuple[str, int, int]]:
+    """Rows of exports other than `targets` counted as duplicates of responses the targets loaded, as
+    (file, wave, rows): without the targets' rows, nothing would hold those responses."""
+    shas = [t.sha256 for t in targets]
+    return con.execute(
         f"SELECT l.file_name, l.wave, count(*) FROM {ROW_OUTCOMES} o JOIN load_ledger l USING (file_sha256) "
-        "WHERE o.outcome = 'duplicate' AND o.file_sha256 <> ? AND (o.response_key IN "
-        "(SELECT response_key FROM seen_responses WHERE file_sha256 = ?) OR o.content_key IN "
-        f"(SELECT content_key FROM {ROW_OUTCOMES} WHERE file_sha256 = ? AND outcome = 'loaded')) "
-        "GROUP BY ALL ORDER BY ALL",
-        [target.sha256, target.sha256, target.sha256]).fetchall()
-    if others:
+        "WHERE o.outcome = 'duplicate' AND NOT list_contains($shas, o.file_sha256) AND (o.response_key IN "
+        "(SELECT response_key FROM seen_responses WHERE list_contains($shas, file_sha256)) OR "
+        "(o.reason IN ($same, $other) AND o.content_key IN "
+        f"(SELECT content_key FROM {ROW_OUTCOMES} WHERE list_contains($shas, file_sha256) AND outcome = 'loaded'))) "
+        "GROUP BY ALL ORDER BY ALL", {"shas": shas, "same": SAME_CONTENT, "other": OTHER_KIND}).fetchall()
+
+
+def _refuse_dependants(con: duckdb.DuckDBPyConnection, target: LoadedFile) -> None:
+    """Once the file is gone nothing would hold its dependants' responses, so a warehouse without the
+    file would have loaded them."""
+    if others := dependants(con, [target]):
         named = ", ".join(f"{name} (wave {w}: {n} row(s))" for name, w, n in others)
         raise UnloadError(
             f"{target.name}: other exports hold responses counted as duplicates of the ones this file loaded: {named}. "

@@ -5,7 +5,9 @@ Each row read gets exactly one outcome:
 - duplicate: a repeated submission: the same platform response id (in this file: `same_response_id`,
   or loaded before: `loaded_before`); for a row without a response id (Google Forms, a plain table,
   Kobo or LimeSurvey exported without their id column), the same content as a row loaded from an
-  earlier export (`loaded_before_same_content`: submission time, email or username, every answer);
+  earlier export (`loaded_before_same_content`: submission time, email or username, every answer), or
+  the same content as a row of the wave loaded from an export made the other way, with response ids
+  where this one has none or the reverse (`loaded_before_other_export_kind`);
   or the same person answering twice (`resubmitted`, judged on answers and timing with the
   thresholds of the wave's rules.yaml);
 - quarantined: fails one or more rules run by Great Expectations: rules generated from the
@@ -34,7 +36,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -63,6 +65,8 @@ LOADED, QUARANTINED, EXCLUDED, DUPLICATE = "loaded", "quarantined", "excluded", 
 OUTCOMES = (LOADED, QUARANTINED, EXCLUDED, DUPLICATE)
 LOADED_BEFORE, SAME_RESPONSE_ID, RESUBMITTED = "loaded_before", "same_response_id", "resubmitted"
 SAME_CONTENT = "loaded_before_same_content"  # no response id: recognised by its content (content_keys)
+# one export of the wave with response ids, the other without: recognised by content across the two
+OTHER_KIND = "loaded_before_other_export_kind"
 OUTSIDE_WINDOW = "outside_collection_window"
 # Rules whose failing value says nothing more than the rule itself (or is an exact timestamp).
 NO_VALUE_RULES = {"required_missing", OUTSIDE_WINDOW}
@@ -96,6 +100,8 @@ RULE_HELP = {
     LOADED_BEFORE: "the same response (platform response id) was loaded from an earlier export",
     SAME_CONTENT: "the same response (no response id on this platform: the same submission time, email and every "
                   "answer) was loaded from an earlier export",
+    OTHER_KIND: "the same response (the same submission time, email and every answer) was loaded from an earlier "
+                "export of the wave made with response ids where this one has none, or the reverse",
     SAME_RESPONSE_ID: "the same response (platform response id) appears twice in the file",
     RESUBMITTED: "the same person answered twice (judged on email or IP address, answers and timing)",
     SPEEDER: "finished implausibly fast for the questionnaire",
@@ -137,10 +143,22 @@ class Validation:
     response_keys: pd.Series | None = None  # keyed hashes of platform response ids
     gx_result: dict[str, Any] = field(default_factory=dict)
     flags: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "flag", "detail"]))
-    # keyed hashes of the content of the rows without a response id (None for rows with one)
+    # keyed hashes of the content of every row (rows with a response id too: an export of the same
+    # wave without ids is checked against them)
     content_keys: pd.Series | None = None
     # the export has no submission time, email or username: content keys are the answers alone
     content_answers_only: bool = False
+    # quarantined rows without a response id: the keyed hash of their content without the answers
+    # that failed (fix_keys), and which those were (comma-separated), to match a fixed version later
+    fix_keys: pd.Series | None = None
+    fix_left_out: pd.Series | None = None
+    # rows of this export loaded as the fixed version of a row set aside earlier: (row, that row's
+    # file, its row number); one row may fix the same response set aside in several exports
+    fixes: list[tuple[int, str, int]] = field(default_factory=list)
+    ambiguous_fixes: int = 0  # rows set aside earlier that several rows here (or they several) could be
+    # the response key each row counts under (row_outcomes.response_key): its own, but for a row matched by
+    # content to a row loaded from an export made the other way (OTHER_KIND), which counts as that row does
+    counted_as: pd.Series | None = None
 
     def count(self, outcome: str) -> int:
         return int((self.outcome == outcome).sum())
@@ -152,10 +170,26 @@ class Validation:
         return self.response_keys[self.outcome == outcome].dropna().tolist()
 
     def contents_of(self, outcome: str) -> list[str]:
-        """Content keys of the rows with this outcome (only rows without a response id have one)."""
+        """Content keys of the rows with this outcome and no response id."""
         if self.content_keys is None:
             return []
-        return self.content_keys[self.outcome == outcome].dropna().tolist()
+        chosen = self.outcome == outcome
+        if self.response_keys is not None:
+            chosen &= self.response_keys.isna()
+        return self.content_keys[chosen].dropna().tolist()
+
+    def id_contents_of(self, outcome: str) -> list[tuple[str, str]]:
+        """(content key, response key) of the rows with this outcome and a response id."""
+        if self.content_keys is None or self.response_keys is None:
+            return []
+        chosen = (self.outcome == outcome) & self.response_keys.notna() & self.content_keys.notna()
+        return list(zip(self.content_keys[chosen].tolist(), self.response_keys[chosen].tolist()))
+
+    def without_ids(self) -> pd.Series:
+        """Rows without a platform response id (recognised by their content)."""
+        if self.response_keys is None:
+            return pd.Series(True, index=self.outcome.index)
+        return self.response_keys.isna()
 
     def loaded_flags(self, keys: pd.Series) -> pd.DataFrame:
         """Flags of the loaded rows under their respondent keys (`keys`: row -> key): no identifier."""
@@ -182,10 +216,15 @@ def validate(
     scrubber: "Scrubber | None" = None,
     checking_only: bool = False,
     seen_contents: Mapping[str, int] | None = None,
+    seen_id_contents: Mapping[str, list[str]] | None = None,
+    waiting: Sequence["WaitingRow"] = (),
 ) -> Validation:
     """Give every row of `export` its outcome. `already_seen`: response keys loaded before;
-    `seen_contents`: content keys loaded before, with how many rows loaded each (rows without a
-    response id are recognised by them);
+    `seen_contents`: content keys of the rows loaded before without a response id, with how many
+    rows loaded each (rows without a response id are recognised by them, and rows with one whose id
+    was not loaded before); `seen_id_contents`: content keys of the wave's rows loaded before with
+    a response id, with their response keys (rows without a response id are recognised by them);
+    `waiting`: the wave's rows without a response id set aside earlier and not fixed since;
     `rules`: the wave's rules.yaml (default: the file beside the instrument, if any); `scrubber`:
     what failing values are scrubbed with (default: the one of the instrument's surveys folder);
     `checking_only`: for a command that loads nothing (validate, deidentify), whose errors then do
@@ -203,8 +242,9 @@ def validate(
     keys = _response_keys(export, secret)
     _repeated_ids(keys, already_seen, outcome, reason)
     times = _timestamps(export, instrument, rules.date_order, _rules_file(instrument, rules))
-    contents = content_keys(export, instrument, times, secret, keys.isna())
-    _repeated_contents(contents, seen_contents or {}, outcome, reason)
+    contents = content_keys(export, instrument, times, secret, pd.Series(True, index=export.answers.index))
+    counted_as = keys.copy()
+    _repeated_contents(contents, counted_as, seen_contents or {}, seen_id_contents or {}, outcome, reason)
     in_scope = outcome == LOADED
     _check_dates(export, instrument, times)
     issues, results, gx_result = _expectations(export, instrument, rules, view, times, in_scope, scrubber)
@@ -220,8 +260,11 @@ def validate(
     ], ignore_index=True)
     answers_only = not (bool(times.notna().to_numpy().any()) or any(
         role in export.identifiers and bool(export.identifiers[role].notna().any()) for role in ("email", "username")))
+    held, left_out = _held_fix_keys(export, instrument, times, secret, outcome, keys, issues)
+    fixes, ambiguous = match_fixes(export, instrument, times, secret, outcome, waiting)
     return Validation(outcome, reason, issues, results, keys, gx_result, flags, content_keys=contents,
-                      content_answers_only=answers_only)
+                      content_answers_only=answers_only, fix_keys=held, fix_left_out=left_out, fixes=fixes,
+                      ambiguous_fixes=ambiguous, counted_as=counted_as)
 
 
 def _rules_file(instrument: Instrument, rules: WaveRules) -> str:
@@ -545,23 +588,35 @@ CONTENT_KEY_VERSION = "content-v1"
 
 def content_keys(export: Export, instrument: Instrument, times: pd.DataFrame, secret: bytes,
                  rows: pd.Series) -> pd.Series:
-    """The content key of each row where `rows` is True (the rows without a response id); None elsewhere."""
+    """The content key of each row where `rows` is True; None elsewhere."""
     index = export.answers.index
     chosen = np.flatnonzero(rows.reindex(index, fill_value=False).to_numpy(dtype=bool))
     out = _nones(index)
     if not len(chosen):
         return out
+    out.iloc[chosen] = _hashed(_content_parts(export, instrument, times, chosen), len(chosen), secret,
+                               CONTENT_KEY_VERSION)
+    return out
+
+
+def _content_parts(export: Export, instrument: Instrument, times: pd.DataFrame, chosen: np.ndarray,
+                   seconds: bool = False, left_out: frozenset[str] = frozenset()) -> list[list[str]]:
+    """Each part of the chosen rows' content as text, one list per column: the times (to the minute,
+    or to the second), email, username and every answer, but the columns named in `left_out`."""
     parts: list[list[str]] = []
+    layout = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
     for name in times.columns:
+        if name in left_out:
+            continue
         stamps = times[name].iloc[chosen]
         written = export.identifiers[name].iloc[chosen] if name in export.identifiers else stamps
-        parts.append([f"{t:%Y-%m-%d %H:%M}" if not pd.isna(t) else _cell(w) for t, w in
+        parts.append([t.strftime(layout) if not pd.isna(t) else _cell(w) for t, w in
                       zip(stamps.tolist(), written.tolist())])
     for role in ("email", "username"):
-        if role in export.identifiers:
+        if role in export.identifiers and role not in left_out:
             parts.append([_cell(v) for v in _normalised(export.identifiers[role].iloc[chosen]).tolist()])
     for question in instrument.questions:
-        if question.id not in export.answers:
+        if question.id not in export.answers or question.id in left_out:
             continue
         values = export.answers[question.id].iloc[chosen]
         if question.type is QuestionType.multiple:
@@ -572,14 +627,17 @@ def content_keys(export: Export, instrument: Instrument, times: pd.DataFrame, se
             ).tolist())
         else:  # once per distinct value: a column repeats the same few codes
             parts.append(_per_distinct(values, lambda d: pd.Series([_cell(v) for v in d.tolist()], dtype=object)).tolist())
-    keyed = hmac.new(secret, CONTENT_KEY_VERSION.encode(), digestmod=hashlib.sha256)
+    return parts
+
+
+def _hashed(parts: list[list[str]], rows: int, secret: bytes, version: str) -> list[str]:
+    keyed = hmac.new(secret, version.encode(), digestmod=hashlib.sha256)
     keys = []
-    for row in zip(*parts) if parts else ([()] * len(chosen)):
+    for row in zip(*parts) if parts else ([()] * rows):
         digest = keyed.copy()
         digest.update("\x1f".join(row).encode("utf-8"))
         keys.append(digest.hexdigest())
-    out.iloc[chosen] = keys
-    return out
+    return keys
 
 
 def _cell(value: Any) -> str:
@@ -595,19 +653,131 @@ def _cell(value: Any) -> str:
     return text if text else "\x00"
 
 
-def _repeated_contents(contents: pd.Series, seen: Mapping[str, int], outcome: pd.Series, reason: pd.Series) -> None:
-    """Rows whose content was loaded before: as many as were loaded, in the file's order."""
-    if not seen:
+def _repeated_contents(contents: pd.Series, counted_as: pd.Series, seen: Mapping[str, int],
+                       seen_with_ids: Mapping[str, list[str]], outcome: pd.Series, reason: pd.Series) -> None:
+    """Rows whose content was loaded before: as many as were loaded, in the file's order. A row
+    without a response id matches a row loaded without one (SAME_CONTENT) or, failing that, a row of
+    the wave loaded with one (OTHER_KIND: it then stands for that response id, so that both count as
+    one response); a row with a response id not loaded before matches only a row loaded without one
+    (OTHER_KIND: it then counts by content, as that row does). Two rows both with ids are told apart
+    by their ids alone. `counted_as`: the rows' response keys, changed for the rows matched across
+    the two kinds of export."""
+    if not seen and not seen_with_ids:
         return
     left = dict(seen)
+    left_with_ids = {key: list(ids) for key, ids in seen_with_ids.items()}
     candidates = contents[contents.notna() & (outcome == LOADED)]
-    matched = []
     for row, key in zip(candidates.index.tolist(), candidates.tolist()):
+        has_id = isinstance(counted_as.at[row], str)
         if left.get(key, 0) > 0:
             left[key] -= 1
-            matched.append(row)
-    outcome.loc[matched] = DUPLICATE
-    reason.loc[matched] = SAME_CONTENT
+            outcome.at[row], reason.at[row] = DUPLICATE, OTHER_KIND if has_id else SAME_CONTENT
+            if has_id:
+                counted_as.at[row] = None  # counted by content, as the response it repeats
+        elif not has_id and left_with_ids.get(key):
+            outcome.at[row], reason.at[row] = DUPLICATE, OTHER_KIND
+            counted_as.at[row] = left_with_ids[key].pop(0)
+
+
+# --- a row set aside without a response id, fixed in a later export ------------------------------
+#
+# With a response id, a row set aside (quarantined) and fixed on the platform is recognised in the
+# corrected export by its id. Without one, each quarantined row keeps a fix key: the keyed hash of
+# its submission time (to the second), email, username and every answer except those that failed a
+# check (and of which those were). A row a later export loads with the same fix key is its fixed
+# version, when nothing else could be: a row set aside matched by several rows of the later export,
+# or a row matching several rows set aside (two people who answered alike at the same second, without
+# an email), is matched to none, and the run says so. Rows set aside with the same fix key in
+# different exports are the same response exported again (within one export, two people).
+# A row with neither a readable time nor an email or username left to compare gets no fix key: the
+# answers alone would be too weak a match.
+
+
+FIX_KEY_VERSION = "fix-v1"
+
+
+@dataclass(frozen=True)
+class WaitingRow:
+    """A row set aside without a response id, not fixed since."""
+    file_sha256: str
+    source_row: int
+    fix_key: str
+    left_out: str  # the columns that failed, comma-separated (question ids, or a time's name)
+
+
+def _fix_keys(export: Export, instrument: Instrument, times: pd.DataFrame, secret: bytes, chosen: np.ndarray,
+              left_out: str) -> list[str | None]:
+    """The fix key of the chosen rows, leaving out the columns in `left_out`; None for a row with no
+    time and no email or username left to compare."""
+    leave = frozenset(filter(None, left_out.split(",")))
+    keys = _hashed(_content_parts(export, instrument, times, chosen, seconds=True, left_out=leave), len(chosen),
+                   secret, f"{FIX_KEY_VERSION}\x1d{left_out}")
+    anchored = np.zeros(len(chosen), dtype=bool)
+    for name in times.columns:
+        if name not in leave:
+            anchored |= times[name].iloc[chosen].notna().to_numpy()
+    for role in ("email", "username"):
+        if role in export.identifiers and role not in leave:
+            anchored |= _normalised(export.identifiers[role].iloc[chosen]).notna().to_numpy()
+    return [key if ok else None for key, ok in zip(keys, anchored.tolist())]
+
+
+def _held_fix_keys(export: Export, instrument: Instrument, times: pd.DataFrame, secret: bytes, outcome: pd.Series,
+                   keys: pd.Series, issues: list[Issue]) -> tuple[pd.Series, pd.Series]:
+    """The fix key and the columns left out of each quarantined row without a response id."""
+    failed: dict[int, set[str]] = {}
+    for issue in issues:
+        failed.setdefault(issue.row, set()).add(issue.concept)
+    held, left = _nones(outcome.index), _nones(outcome.index)
+    rows = [row for row in outcome.index[(outcome == QUARANTINED) & keys.isna()].tolist()]
+    by_left_out: dict[str, list[int]] = {}
+    for row in rows:
+        by_left_out.setdefault(",".join(sorted(failed.get(row, set()))), []).append(row)
+    for left_out, members in by_left_out.items():
+        positions = outcome.index.get_indexer(members)
+        for row, key in zip(members, _fix_keys(export, instrument, times, secret, positions, left_out)):
+            if key is not None:
+                held.at[row], left.at[row] = key, left_out
+    return held, left
+
+
+def match_fixes(export: Export, instrument: Instrument, times: pd.DataFrame, secret: bytes, outcome: pd.Series,
+                waiting: Sequence[WaitingRow]) -> tuple[list[tuple[int, str, int]], int]:
+    """The rows of this export loaded as the fixed version of a row set aside earlier (row, that
+    row's file and row number), and how many rows set aside could not be matched for want of a
+    single candidate."""
+    # rows set aside here are compared too: one still set aside is that response, not fixed (any
+    # loaded row alike is then someone else)
+    compared = np.flatnonzero(outcome.isin([LOADED, QUARANTINED]).to_numpy())
+    if not waiting or not (outcome == LOADED).any():
+        return [], 0
+    # one response per (fix key, columns left out, n-th in its file): exported again, it is the same
+    groups: dict[tuple[str, str, int], list[WaitingRow]] = {}
+    nth: dict[tuple[str, str, str], int] = {}
+    for item in sorted(waiting, key=lambda w: (w.file_sha256, w.source_row)):
+        count = nth[item.file_sha256, item.left_out, item.fix_key] = nth.get(
+            (item.file_sha256, item.left_out, item.fix_key), 0) + 1
+        groups.setdefault((item.left_out, item.fix_key, count), []).append(item)
+    candidates: dict[tuple, set[int]] = {}  # response set aside -> rows of this export
+    claimed: dict[int, set[tuple]] = {}  # row of this export -> responses set aside it matches
+    by_key: dict[tuple[str, str], list[tuple]] = {}
+    for group in groups:
+        by_key.setdefault(group[:2], []).append(group)
+    for left_out in sorted({group[0] for group in groups}):
+        for position, key in zip(compared.tolist(), _fix_keys(export, instrument, times, secret, compared, left_out)):
+            for group in by_key.get((left_out, key), []) if key is not None else []:
+                candidates.setdefault(group, set()).add(position)
+                claimed.setdefault(position, set()).add(group)
+    fixes: list[tuple[int, str, int]] = []
+    ambiguous = 0
+    for group, positions in candidates.items():
+        position = next(iter(positions))
+        if len(positions) == 1 and len(claimed[position]) == 1:
+            if outcome.iloc[position] == LOADED:
+                fixes += [(outcome.index[position], item.file_sha256, item.source_row) for item in groups[group]]
+        elif not (outcome.iloc[sorted(positions)] == QUARANTINED).any():
+            ambiguous += len(groups[group])
+    return fixes, ambiguous
 
 
 # --- the same person answering twice ------------------------------------------------------------
@@ -628,7 +798,7 @@ def _repeated_contents(contents: pd.Series, seen: Mapping[str, int], outcome: pd
 
 def _resubmissions(export: Export, instrument: Instrument, settings: Duplicates, times: pd.DataFrame,
                    outcome: pd.Series, reason: pd.Series) -> None:
-    pool = (outcome == LOADED) | reason.isin([LOADED_BEFORE, SAME_CONTENT])
+    pool = (outcome == LOADED) | reason.isin([LOADED_BEFORE, SAME_CONTENT, OTHER_KIND])
     emails = _normalised(_person_email(export)).where(pool)
     ips = _normalised(export.identifiers["ip_address"]).where(pool) if "ip_address" in export.identifiers \
         else _nones(export.answers.index)
@@ -637,7 +807,7 @@ def _resubmissions(export: Export, instrument: Instrument, settings: Duplicates,
         return
     candidates = shared[shared].index
     sessions = _sessions(times, candidates)
-    earlier = set(candidates[reason.loc[candidates].isin([LOADED_BEFORE, SAME_CONTENT]).to_numpy()])
+    earlier = set(candidates[reason.loc[candidates].isin([LOADED_BEFORE, SAME_CONTENT, OTHER_KIND]).to_numpy()])
     rows = sorted(sessions, key=lambda r: (r not in earlier, sessions[r][0] or dt.datetime.max, r))
     answers = _comparable(export.answers.loc[rows], instrument)
     # Plain dicts: the loop below reads one value at a time, which pandas' .at makes slow.

@@ -30,11 +30,20 @@ CREATE TABLE IF NOT EXISTS row_outcomes (
     -- the keyed hash of the row's platform response id (as seen_responses), or NULL without one:
     -- a response read again from a corrected re-export is counted once in the public report
     response_key VARCHAR,
-    -- for a row without a platform response id (Google Forms, plain tables...): the keyed hash of its
-    -- content (submission time, email or username, every answer; pipeline/validate.py content_keys).
-    -- A later export's row with the same content as a loaded one is a duplicate (each loaded row
-    -- matches one row at most), and is counted once in the public report
+    -- the keyed hash of the row's content (submission time, email or username, every answer;
+    -- pipeline/validate.py content_keys). A later export's row without a response id (Google Forms,
+    -- plain tables...) with the same content as a loaded row is a duplicate (each loaded row matches
+    -- one row at most), and is counted once in the public report; so is a row with a response id
+    -- matching a row loaded without one (the wave exported both ways). A row without an id matching a
+    -- row loaded with one keeps that row's response_key
     content_key VARCHAR,
+    -- a quarantined row without a response id: the keyed hash of its content without the answers that
+    -- failed (fix_key; submission time to the second) and which those were (fix_left_out)...
+    fix_key VARCHAR,
+    fix_left_out VARCHAR,
+    -- ...and, once a later export loaded its fixed version, that row (counted as one response with it)
+    fixed_in VARCHAR,
+    fixed_row INTEGER,
     PRIMARY KEY (file_sha256, source_row)
 );
 -- added after warehouses were made without it (their rows keep NULL: counted as before, by row)
@@ -42,6 +51,13 @@ ALTER TABLE row_outcomes ADD COLUMN IF NOT EXISTS response_key VARCHAR;
 -- likewise; rows loaded without a response id before it existed keep NULL, and a later export of
 -- their wave without response ids stops the run until they are taken back (pipeline/run.py)
 ALTER TABLE row_outcomes ADD COLUMN IF NOT EXISTS content_key VARCHAR;
+-- likewise (rows stored before: rows with response ids have no content key, and an export of their
+-- wave without response ids stops the run until they are taken back; quarantined rows without
+-- response ids have no fix key and stay waiting until fixed some other way)
+ALTER TABLE row_outcomes ADD COLUMN IF NOT EXISTS fix_key VARCHAR;
+ALTER TABLE row_outcomes ADD COLUMN IF NOT EXISTS fix_left_out VARCHAR;
+ALTER TABLE row_outcomes ADD COLUMN IF NOT EXISTS fixed_in VARCHAR;
+ALTER TABLE row_outcomes ADD COLUMN IF NOT EXISTS fixed_row INTEGER;
 
 -- Every failed rule of every quarantined row. `value`: what validate.shown_value lets through (a
 -- number, code, date or the question's own answer text; words that could be a name replaced by
