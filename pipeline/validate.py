@@ -610,8 +610,7 @@ def _content_parts(export: Export, instrument: Instrument, times: pd.DataFrame, 
             continue
         stamps = times[name].iloc[chosen]
         written = export.identifiers[name].iloc[chosen] if name in export.identifiers else stamps
-        parts.append([t.strftime(layout) if not pd.isna(t) else _cell(w) for t, w in
-                      zip(stamps.tolist(), written.tolist())])
+        parts.append(_stamps_text(stamps, written, layout))
     for role in ("email", "username"):
         if role in export.identifiers and role not in left_out:
             parts.append([_cell(v) for v in _normalised(export.identifiers[role].iloc[chosen]).tolist()])
@@ -620,7 +619,7 @@ def _content_parts(export: Export, instrument: Instrument, times: pd.DataFrame, 
             continue
         values = export.answers[question.id].iloc[chosen]
         if question.type is QuestionType.multiple:
-            parts.append([_cell(sorted(set(v))) if isinstance(v, list) else _cell(v) for v in values.tolist()])
+            parts.append(_choices_text(values))
         elif question.type is QuestionType.numeric:  # the number read; as written when it cannot be read
             parts.append(_per_distinct(values, lambda d: pd.Series(
                 [_cell(n) if n == n else _cell(v) for n, v in zip(numbers(d).tolist(), d.tolist())], dtype=object)
@@ -628,6 +627,35 @@ def _content_parts(export: Export, instrument: Instrument, times: pd.DataFrame, 
         else:  # once per distinct value: a column repeats the same few codes
             parts.append(_per_distinct(values, lambda d: pd.Series([_cell(v) for v in d.tolist()], dtype=object)).tolist())
     return parts
+
+
+def _stamps_text(stamps: pd.Series, written: pd.Series, layout: str) -> list[str]:
+    """Each time in `layout`; as written where it could not be read (a time in every row of an export
+    with ids: vectorised)."""
+    if pd.api.types.is_datetime64_any_dtype(stamps):
+        text = stamps.dt.strftime(layout).astype(object)
+        missing = stamps.isna().to_numpy()
+        if missing.any():
+            text[missing] = [_cell(w) for w in written[missing].tolist()]
+        return text.tolist()
+    return [t.strftime(layout) if not pd.isna(t) else _cell(w) for t, w in zip(stamps.tolist(), written.tolist())]
+
+
+def _choices_text(values: pd.Series) -> list[str]:
+    """A multiple choice answer's selected codes, in order and once each; once per distinct selection
+    (a few hundred combinations among thousands of rows)."""
+    seen: dict[tuple, str] = {}
+    out = []
+    for v in values.tolist():
+        if isinstance(v, list):
+            key = tuple(v)
+            text = seen.get(key)
+            if text is None:
+                text = seen[key] = _cell(sorted(set(v)))
+        else:
+            text = _cell(v)
+        out.append(text)
+    return out
 
 
 def _hashed(parts: list[list[str]], rows: int, secret: bytes, version: str) -> list[str]:
