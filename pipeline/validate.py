@@ -695,6 +695,8 @@ def _repeated_contents(contents: pd.Series, counted_as: pd.Series, seen: Mapping
     left = dict(seen)
     left_with_ids = {key: list(ids) for key, ids in seen_with_ids.items()}
     candidates = contents[contents.notna() & (outcome == LOADED)]
+    if not seen:  # then only rows without an id can match (rows loaded with one): a re-export's rows have ids
+        candidates = candidates[counted_as.reindex(candidates.index).isna().to_numpy()]
     for row, key in zip(candidates.index.tolist(), candidates.tolist()):
         has_id = isinstance(counted_as.at[row], str)
         if left.get(key, 0) > 0:
