@@ -145,3 +145,17 @@ def test_whole_number_columns_are_searched_as_their_text_is(tmp_path: Path) -> N
         check = audit.check_identifiers(paths, con, needles, [])
     found = {(d["where"], d["identifier"]): d["occurrences"] for d in check.details}
     assert found == expected
+
+
+def test_keyed_hashes_are_left_to_the_database_and_every_other_text_is_read() -> None:
+    """A million response, content and fix keys a column (64 hex digits, one token no identifier is)
+    are not brought into Python to be matched; a name, an upper-case or shorter hex word still are."""
+    import duckdb
+
+    from pipeline.audit import _distinct_texts
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (text VARCHAR)")
+    con.execute("INSERT INTO t VALUES (repeat('a1', 32)), ('Jane Doe'), (repeat('F', 64)), (repeat('b', 63)), (NULL), "
+                "(repeat('c', 64) || ' Jane')")
+    assert sorted(_distinct_texts(con, "t", "text")) == sorted(["Jane Doe", "F" * 64, "b" * 63, "c" * 64 + " Jane"])
