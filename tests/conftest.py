@@ -78,9 +78,13 @@ def loaded_template(tmp_path_factory: pytest.TempPathFactory, synthetic_exports:
     return root
 
 
+def loaded_copy(template: Path, root: Path) -> Paths:
+    """A private copy, at `root`, of a project whose warehouse holds the synthetic consultation."""
+    shutil.copytree(template, root, symlinks=True)
+    return Paths(root)
+
+
 @pytest.fixture
 def loaded(tmp_path: Path, loaded_template: Path) -> Paths:
     """A project whose warehouse holds the synthetic consultation (a private copy)."""
-    root = tmp_path / "project"
-    shutil.copytree(loaded_template, root, symlinks=True)
-    return Paths(root)
+    return loaded_copy(loaded_template, tmp_path / "project")

@@ -12,7 +12,6 @@ import functools
 import html
 import io
 import re
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -21,7 +20,7 @@ import yaml
 from plotly.offline import get_plotlyjs
 
 from builders import response, write_export
-from conftest import REPO, SHARED_FIXTURES
+from conftest import loaded_copy, REPO, SHARED_FIXTURES
 from pipeline.anonymity import QuoteRules
 from pipeline.audit import run_audit
 from pipeline.config import Paths
@@ -62,8 +61,7 @@ def fixture_export_rows() -> list[dict]:
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) -> Paths:
     root = tmp_path_factory.mktemp("published") / "project"
-    shutil.copytree(loaded_template, root, symlinks=True)
-    paths = Paths(root)
+    paths = loaded_copy(loaded_template, root)
     instrument = load_instrument(REPO / "surveys" / "2025" / "instrument.yaml")
     write_export(paths.synthetic / "2025" / "fixtures.csv", instrument, fixture_export_rows())
     run_load(paths)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import html
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import duckdb
 import pytest
 import yaml
 
+from conftest import loaded_copy
 from pipeline.config import Paths
 from pipeline.quotes import quote_id, review_file
 
@@ -73,8 +73,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) -> Pat
     from pipeline.report import build_report
 
     root = tmp_path_factory.mktemp("browser") / "project"
-    shutil.copytree(loaded_template, root, symlinks=True)
-    paths = Paths(root)
+    paths = loaded_copy(loaded_template, root)
     _plant_hostile_text(paths)
     build_report(paths, engine="offline", french=True)  # the French pages too: their labels are longer
     build_release(paths)  # after the report: rendering replaces the whole site
@@ -551,8 +550,7 @@ def decade_site(request, browser, tmp_path_factory: pytest.TempPathFactory, load
 
     case = WAVES[request.param]
     root = tmp_path_factory.mktemp(f"waves-{request.param}") / "project"
-    shutil.copytree(loaded_template, root, symlinks=True)
-    paths = Paths(root)
+    paths = loaded_copy(loaded_template, root)
     _add_waves(paths, case["last"])
     _break_years(paths, case["breaks"], case["suppressed"])
     build_report(paths, engine="offline", french=True)

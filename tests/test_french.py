@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from builders import warehouse_rows as published
+from conftest import loaded_copy
 from pipeline.translations import TranslationError, french_catalogue, missing_french
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,8 +131,7 @@ def figure_ids(page: _Page) -> set[str]:
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) -> tuple[Paths, list[str]]:
     root = tmp_path_factory.mktemp("french") / "project"
-    shutil.copytree(loaded_template, root, symlinks=True)
-    paths = Paths(root)
+    paths = loaded_copy(loaded_template, root)
     build_report(paths, engine="offline", french=True)
     said: list[str] = []
     build_report(paths, engine="offline", french=True, progress=said.append)  # nothing changed

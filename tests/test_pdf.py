@@ -6,13 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pypdf
 import pytest
 
 from builders import warehouse_rows as published
+from conftest import loaded_copy
 from pipeline.config import Paths
 from pipeline.pdf import PdfResult
 from pipeline.report import build_pdf_report, build_report
@@ -21,8 +21,7 @@ from pipeline.report import build_pdf_report, build_report
 @pytest.fixture(scope="module")
 def printed(tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) -> tuple[Paths, PdfResult]:
     root = tmp_path_factory.mktemp("pdf") / "project"
-    shutil.copytree(loaded_template, root, symlinks=True)
-    paths = Paths(root)
+    paths = loaded_copy(loaded_template, root)
     build_report(paths, engine="offline", pdf=True)  # as `consult report --pdf`: the pages link to the PDF
     return paths, build_pdf_report(paths, engine="offline")
 

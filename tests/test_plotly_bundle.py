@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
 from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
-from conftest import REPO
+from conftest import loaded_copy, REPO
 from pipeline import audit, charts, plotly_bundle
 from pipeline.config import Paths
 from pipeline.report import MANIFEST, build_report
@@ -53,8 +52,7 @@ def page_trace_types(page: str) -> set[str]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) -> Paths:
     root = tmp_path_factory.mktemp("bundle") / "project"
-    shutil.copytree(loaded_template, root, symlinks=True)
-    paths = Paths(root)
+    paths = loaded_copy(loaded_template, root)
     build_report(paths, engine="offline")
     return paths
 
@@ -142,8 +140,7 @@ def test_after_a_plotly_upgrade_the_pages_embed_the_full_library_and_the_run_say
     assert script.count(get_plotlyjs()) == 1 and bundle_text() not in script
 
     root = tmp_path / "project"
-    shutil.copytree(loaded_template, root, symlinks=True)
-    paths = Paths(root)
+    paths = loaded_copy(loaded_template, root)
     said: list[str] = []
     build_report(paths, engine="offline", progress=said.append)
     notice = [m for m in said if "full plotly.js" in m]

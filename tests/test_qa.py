@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from builders import distinct_responses, export_again, response, write_export
-from conftest import REPO
+from conftest import loaded_copy, REPO
 from pipeline.config import Paths, export_files
 from pipeline.qa import quarantined_rows
 from pipeline.report import build_qa_report
@@ -25,8 +24,7 @@ from test_load import query, raw_identifier_values
 @pytest.fixture(scope="module")
 def qa_rendered(tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) -> Paths:
     root = tmp_path_factory.mktemp("qa") / "project"
-    shutil.copytree(loaded_template, root, symlinks=True)
-    paths = Paths(root)
+    paths = loaded_copy(loaded_template, root)
     build_qa_report(paths, engine="offline")
     return paths
 

@@ -11,7 +11,7 @@ import duckdb
 import pytest
 from plotly.offline import get_plotlyjs
 
-from conftest import REPO
+from conftest import loaded_copy, REPO
 from pipeline.config import Paths
 from pipeline.release import build_release
 from pipeline.report import build_report
@@ -21,11 +21,9 @@ DOMAINS = ["precarity", "disrespect", "resources", "drift", "wellbeing"]
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory, loaded_template: Path) -> Paths:
-    import shutil
-
+    
     root = tmp_path_factory.mktemp("report") / "project"
-    shutil.copytree(loaded_template, root, symlinks=True)
-    paths = Paths(root)
+    paths = loaded_copy(loaded_template, root)
     build_report(paths, engine="offline")
     build_release(paths)  # as `consult report` does: the figures' CSV links lead into the release
     return paths
